@@ -1,0 +1,115 @@
+"""Build configuration: the YAML defaults in configs/, a user's YAML on top, then CLI flags on top."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rsgpt4v.resources import resource_dir
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Section):
+    name: str
+    temperature: float = Field(ge=0, le=2)
+    max_output_tokens: dict[str, int]
+    request_timeout_s: float = Field(gt=0)
+
+
+class ImageConfig(_Section):
+    detail: Literal["low", "high", "auto"]
+    max_side: int = Field(ge=64)
+    encode: Literal["jpeg", "png"]
+    jpeg_quality: int = Field(ge=10, le=100)
+    max_pixels: int = Field(gt=0)
+
+
+class TilingConfig(_Section):
+    window: int = Field(ge=64)
+    overlap: int = Field(ge=0)
+    min_visible: float = Field(gt=0, le=1)
+    skip_empty: bool
+
+
+class LocalConfig(_Section):
+    max_objects: int = Field(ge=1)
+    overflow: Literal["summarise", "chunk"]
+    max_relations: int = Field(ge=0)
+
+
+class DialogueConfig(_Section):
+    min_turns: int = Field(ge=1)
+    max_turns: int = Field(ge=1)
+    include_image: bool
+
+
+class EngineConfig(_Section):
+    concurrency: int = Field(ge=1)
+    attempts: int = Field(ge=1)
+    transport_attempts: int = Field(ge=1)
+
+
+class OutputConfig(_Section):
+    image_format: Literal["png", "jpg"]
+    box_format: Literal["llava", "geochat", "qwen", "pixel"]
+    max_detection_boxes: int = Field(ge=1)
+    max_region_turns: int = Field(ge=1)
+
+
+class BuildConfig(_Section):
+    seed: int
+    model: ModelConfig
+    image: ImageConfig
+    tiling: TilingConfig
+    local: LocalConfig
+    dialogue: DialogueConfig
+    engine: EngineConfig
+    output: OutputConfig
+
+
+class ConfigError(Exception):
+    """A config file that cannot be read or does not validate; the message names the file."""
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of sections")
+    return data
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> BuildConfig:
+    """Defaults, then the user's file, then `overrides` (nested dict, e.g. from CLI flags)."""
+    data = _read_yaml(resource_dir("configs") / "default.yaml")
+    if path is not None:
+        data = _merge(data, _read_yaml(Path(path)))
+    data = _merge(data, overrides or {})
+    try:
+        return BuildConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path or 'config'}: {where}: {first['msg']}") from None

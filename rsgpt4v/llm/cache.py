@@ -1,0 +1,62 @@
+"""The response cache: SQLite in WAL mode, request key -> the completion the API returned.
+
+Every response is kept, usable or not, so a rerun replays the same sequence of attempts without a
+single call and writes byte-identical output. A file that is not a readable cache is reported,
+moved aside and rebuilt rather than trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    stage TEXT NOT NULL,
+    model TEXT NOT NULL,
+    completion TEXT NOT NULL
+)
+"""
+
+
+class Cache:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as exc:
+            aside = self.path.with_name(self.path.name + ".corrupt")
+            log.warning("cache %s is not a readable SQLite cache (%s); moved to %s and rebuilt", self.path, exc, aside)
+            self.path.replace(aside)
+            self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(_SCHEMA)
+        db.execute("SELECT count(*) FROM responses").fetchone()
+        return db
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT completion FROM responses WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def put(self, key: str, stage: str, model: str, completion: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO responses (key, stage, model, completion) VALUES (?, ?, ?, ?)",
+            (key, stage, model, json.dumps(completion, sort_keys=True)),
+        )
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT count(*) FROM responses").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()

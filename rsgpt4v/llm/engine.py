@@ -1,0 +1,223 @@
+"""The request engine: cache, then concurrency limit, then transport retries, then the client.
+
+Two kinds of retry, each with one owner. Transport faults (408/409/429/5xx, lost connections) are
+retried here by tenacity with backoff that honours Retry-After; the openai client's own retries are
+off. Unusable answers (refusal, `length` finish, invalid JSON, schema or content check failures)
+get a bounded application-level retry in `Engine.ask`, each new attempt naming what was wrong;
+after the last one the failure is recorded for that request, never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import openai
+from pydantic import BaseModel, ValidationError
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from rsgpt4v.config import EngineConfig
+from rsgpt4v.llm.cache import Cache
+from rsgpt4v.llm.request import ChatRequest
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class FatalAPIError(Exception):
+    """An API answer that no retry can fix (bad key, no quota, unknown model): the run stops."""
+
+
+@dataclass
+class StageUsage:
+    api_calls: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    retries: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"api_calls": self.api_calls, "cache_hits": self.cache_hits, "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens, "retries": self.retries,
+                "failures": dict(sorted(self.failures.items()))}
+
+
+@dataclass(frozen=True)
+class Answer(Generic[T]):
+    """A parsed, checked response, or the reason there is none."""
+
+    parsed: T | None
+    failure: str | None = None
+
+
+class Unusable(Exception):
+    """A response that arrived but cannot be used; `kind` is what the run report counts."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, openai.APIConnectionError):
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        if exc.status_code == 429:
+            return not _insufficient_quota(exc)
+        return exc.status_code in (408, 409) or exc.status_code >= 500
+    return False
+
+
+def _insufficient_quota(exc: openai.APIStatusError) -> bool:
+    return exc.code == "insufficient_quota" or "insufficient_quota" in str(exc.body or "")
+
+
+def _retry_after(exc: BaseException | None) -> float | None:
+    if not isinstance(exc, openai.APIStatusError):
+        return None
+    value = exc.response.headers.get("retry-after")
+    try:
+        return min(float(value), 120.0) if value is not None else None
+    except ValueError:
+        return None
+
+
+class _WaitRetryAfter:
+    """Retry-After when the server sends one, else exponential backoff with jitter."""
+
+    def __init__(self) -> None:
+        self._backoff = wait_random_exponential(multiplier=0.5, max=30)
+
+    def __call__(self, state: Any) -> float:
+        told = _retry_after(state.outcome.exception() if state.outcome else None)
+        return told if told is not None else self._backoff(state)
+
+
+def _fatal(exc: openai.APIStatusError) -> FatalAPIError | None:
+    if isinstance(exc, openai.AuthenticationError):
+        return FatalAPIError("the API rejected the key (401): check OPENAI_API_KEY")
+    if isinstance(exc, openai.PermissionDeniedError):
+        return FatalAPIError(f"the API refused access (403): {exc.message}")
+    if isinstance(exc, openai.NotFoundError):
+        return FatalAPIError(f"the API does not know this model or endpoint (404): {exc.message}")
+    if exc.status_code == 429 and _insufficient_quota(exc):
+        return FatalAPIError("the account has no quota left (429 insufficient_quota)")
+    return None
+
+
+def check_completion(completion: dict[str, Any], model: type[T]) -> T:
+    """The parsed response of a raw completion, or Unusable naming what is wrong with it."""
+    choices = completion.get("choices") or []
+    if not choices:
+        raise Unusable("empty", "the response has no choices")
+    choice = choices[0]
+    message = choice.get("message") or {}
+    if message.get("refusal"):
+        raise Unusable("refusal", f"the model refused: {message['refusal']}")
+    if choice.get("finish_reason") == "length":
+        raise Unusable("length", "the answer was cut off at the output token limit")
+    content = message.get("content")
+    if not content:
+        raise Unusable("empty", "the answer is empty")
+    try:
+        data = json.loads(content)
+    except json.JSONDecodeError as exc:
+        raise Unusable("invalid_json", f"the answer is not valid JSON ({exc.msg} at char {exc.pos})") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise Unusable("schema", f"the answer does not match the schema at {where}: {first['msg']}") from None
+
+
+class Engine:
+    """Sends requests through cache, limiter and retries; counts usage per stage."""
+
+    def __init__(self, client: openai.AsyncOpenAI, cache: Cache, cfg: EngineConfig, refresh: bool = False) -> None:
+        self.client = client
+        self.cache = cache
+        self.cfg = cfg
+        self.refresh = refresh
+        self.usage: dict[str, StageUsage] = {}
+        self._slots = asyncio.Semaphore(cfg.concurrency)
+
+    def stage_usage(self, stage: str) -> StageUsage:
+        return self.usage.setdefault(stage, StageUsage())
+
+    async def complete(self, request: ChatRequest) -> dict[str, Any]:
+        """The raw completion for a request: from the cache, or from the API (then cached)."""
+        usage = self.stage_usage(request.stage)
+        key = request.cache_key()
+        if not self.refresh:
+            cached = self.cache.get(key)
+            if cached is not None:
+                usage.cache_hits += 1
+                return cached
+        async with self._slots:
+            completion = await self._send(request)
+        usage.api_calls += 1
+        tokens = completion.get("usage") or {}
+        usage.prompt_tokens += tokens.get("prompt_tokens", 0)
+        usage.completion_tokens += tokens.get("completion_tokens", 0)
+        self.cache.put(key, request.stage, request.model, completion)
+        return completion
+
+    async def _send(self, request: ChatRequest) -> dict[str, Any]:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_retryable),
+            wait=_WaitRetryAfter(),
+            stop=stop_after_attempt(self.cfg.transport_attempts),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    raw = await self.client.chat.completions.with_raw_response.create(**request.body())
+                    return raw.parse().model_dump(mode="json", exclude_none=False)
+        except openai.APIStatusError as exc:
+            fatal = _fatal(exc)
+            if fatal is not None:
+                raise fatal from None
+            raise
+        raise AssertionError("unreachable: tenacity either returns or re-raises")
+
+    async def ask(self, build: Callable[[str | None, int], ChatRequest], response_model: type[T],
+                  check: Callable[[T], str | None] | None = None) -> Answer[T]:
+        """Ask until a usable answer or the attempts run out.
+
+        `build(feedback, attempt)` makes the request; from the second attempt on, `feedback` names
+        what was wrong with the previous answer so the model can correct it.
+        """
+        feedback: str | None = None
+        failure = Unusable("unknown", "no attempt was made")
+        stage = ""
+        for attempt in range(1, self.cfg.attempts + 1):
+            request = build(feedback, attempt)
+            stage = request.stage
+            if attempt > 1:
+                self.stage_usage(stage).retries += 1
+            try:
+                completion = await self.complete(request)
+            except openai.BadRequestError as exc:
+                failure = Unusable("api_400", f"the API rejected the request (400): {exc.message}")
+                break
+            except (openai.APIStatusError, openai.APIConnectionError) as exc:
+                failure = Unusable("transport", f"gave up after {self.cfg.transport_attempts} tries: {exc}")
+                break
+            try:
+                parsed = check_completion(completion, response_model)
+                problem = check(parsed) if check is not None else None
+                if problem is None:
+                    return Answer(parsed)
+                failure = Unusable("check", problem)
+            except Unusable as exc:
+                failure = exc
+            feedback = failure.detail
+        self.stage_usage(stage).failures[failure.kind] += 1
+        return Answer(None, f"{failure.kind}: {failure.detail}")

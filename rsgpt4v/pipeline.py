@@ -1,0 +1,275 @@
+"""The build: source samples -> scenes -> three LLM stages and template tasks -> records on disk.
+
+Streaming and ordered: samples are read one at a time, at most a bounded number of scenes are in
+flight, and records are written in scene order whatever order the answers arrive in, so output is
+byte-identical between runs and memory does not grow with the dataset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from tqdm import tqdm
+
+from rsgpt4v import __version__
+from rsgpt4v.config import BuildConfig
+from rsgpt4v.imaging import ImageError, data_url, draw_marks, encode, fit, open_image
+from rsgpt4v.llm.cache import Cache
+from rsgpt4v.llm.client import make_client
+from rsgpt4v.llm.engine import Engine
+from rsgpt4v.output import DatasetWriter, render
+from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse
+from rsgpt4v.prompting.stages import Mark, Prompter, SentImage, local_batches, marks_of
+from rsgpt4v.prompting.templates import STAGES, PromptSet
+from rsgpt4v.schema import Issue, Sample, Scene
+from rsgpt4v.sources import Source
+from rsgpt4v.tasks.from_annotations import counting_record, detection_record
+from rsgpt4v.tasks.from_model import SceneAnswers, model_records
+from rsgpt4v.tiling import clip_to_image, make_scenes
+
+log = logging.getLogger("rsgpt4v")
+
+_LOGGED_ISSUES = 50
+_LISTED_ISSUES = 10_000
+
+
+@dataclass
+class BuildOptions:
+    out: Path
+    backend: str = "openai"
+    model: str | None = None
+    limit: int | None = None
+    cache: Path | None = None
+    refresh: bool = False
+    prompts_dir: Path | None = None
+    progress: bool = True
+
+
+@dataclass
+class Report:
+    """What the run report (the manifest) counts."""
+
+    samples: int = 0
+    scenes: int = 0
+    records: Counter[tuple[str, str]] = field(default_factory=Counter)
+    issues: list[Issue] = field(default_factory=list)
+    issue_counts: Counter[str] = field(default_factory=Counter)
+    issue_kinds: Counter[str] = field(default_factory=Counter)
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    def add_issue(self, issue: Issue) -> None:
+        self.issue_kinds[issue.kind] += 1
+        self.issue_counts[f"{issue.kind}: {issue.reason.split(':')[0].split(' (')[0]}"] += 1
+        if len(self.issues) < _LISTED_ISSUES:
+            self.issues.append(issue)
+        if len(self.issues) <= _LOGGED_ISSUES:
+            log.warning("%s %s", "skipped" if issue.kind == "skip" else "warning", issue)
+        elif len(self.issues) == _LOGGED_ISSUES + 1:
+            log.warning("more input issues follow; all are listed in manifest.json")
+
+
+class _Progress:
+    def __init__(self, enabled: bool) -> None:
+        names = ("images", "windows", *STAGES)
+        self.bars = {n: tqdm(desc=f"{n:>9}", unit="", position=i, disable=not enabled, leave=True, dynamic_ncols=True)
+                     for i, n in enumerate(names)}
+
+    def tick(self, name: str) -> None:
+        self.bars[name].update(1)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+class Builder:
+    def __init__(self, source: Source, cfg: BuildConfig, opts: BuildOptions) -> None:
+        self.source = source
+        self.cfg = cfg
+        self.opts = opts
+        self.model = opts.model or cfg.model.name
+        self.prompts = PromptSet.load(opts.prompts_dir)
+        self.prompter = Prompter(self.prompts, cfg, self.model)
+        self.writer = DatasetWriter(opts.out, cfg.output.image_format)
+        self.cache = Cache(opts.cache or Path(opts.out) / "cache.sqlite")
+        self.engine = Engine(make_client(opts.backend, cfg.model.request_timeout_s), self.cache, cfg.engine,
+                             refresh=opts.refresh)
+        self.report = Report()
+        self.progress = _Progress(opts.progress)
+
+
+    def _prepare(self, sample: Sample) -> tuple[list[Scene], Image.Image | None, list[Issue]]:
+        try:
+            image = open_image(sample.image_path, self.cfg.image.max_pixels)
+        except ImageError as exc:
+            return [], None, [Issue(kind="skip", file=sample.rel_image, reason=str(exc))]
+        objects, issues = clip_to_image(sample, image.width, image.height)
+        return make_scenes(sample, objects, image.width, image.height, self.cfg.tiling), image, issues
+
+
+    def _sent(self, im: Image.Image, scale: float) -> SentImage:
+        fmt = self.cfg.image.encode
+        return SentImage(url=data_url(encode(im, fmt, self.cfg.image.jpeg_quality), fmt),
+                         width=im.width, height=im.height, scale=scale)
+
+    def _marked(self, scene: Scene, clean: Image.Image, scale: float, batch: list[Mark]) -> SentImage:
+        x0, y0, _, _ = scene.window
+        marks = [(m.id, [((x - x0) * scale, (y - y0) * scale) for x, y in m.obj.polygon]) for m in batch]
+        return self._sent(draw_marks(clean, marks), scale)
+
+    async def _local(self, scene: Scene, clean: Image.Image, scale: float, answers: SceneAnswers) -> None:
+        batches, omitted = local_batches(marks_of(scene), self.cfg.local.max_objects, self.cfg.local.overflow)
+
+        async def one(batch: list[Mark]) -> None:
+            image = await asyncio.to_thread(self._marked, scene, clean, scale, batch)
+            answer = await self.engine.ask(
+                lambda fb, at: self.prompter.local_request(scene, image, batch, omitted, fb, at),
+                LocalResponse, self.prompter.check_local(batch))
+            self.progress.tick("local")
+            if answer.parsed is None:
+                answers.failures.append(("local", answer.failure or ""))
+                return
+            listed = {m.id for m in batch}
+            for note in answer.parsed.objects:
+                kept = [r for r in note.relations if r.target_id in listed and r.target_id != note.id]
+                answers.notes[note.id] = note.model_copy(
+                    update={"relations": kept[: self.cfg.local.max_relations]})
+
+        await asyncio.gather(*(one(b) for b in batches))
+
+    async def _scene(self, scene: Scene, source_image: Image.Image) -> list[dict[str, Any]]:
+        window = source_image.crop(scene.window)
+        rel_image = await asyncio.to_thread(self.writer.image, scene.image_name, window)
+        clean_im, scale = fit(window, self.cfg.image.max_side)
+        clean = await asyncio.to_thread(self._sent, clean_im, scale)
+        answers = SceneAnswers()
+        if scene.objects:
+            await self._local(scene, clean_im, scale, answers)
+        scene_text = await self.engine.ask(
+            lambda fb, at: self.prompter.global_request(scene, clean, answers.notes, fb, at),
+            GlobalResponse, self.prompter.check_global)
+        self.progress.tick("global")
+        if scene_text.parsed is None:
+            answers.failures.append(("global", scene_text.failure or ""))
+        else:
+            answers.scene_text = scene_text.parsed
+            dialogue = await self.engine.ask(
+                lambda fb, at: self.prompter.dialogue_request(scene, clean, answers.notes, scene_text.parsed, fb, at),
+                DialogueResponse, self.prompter.check_dialogue)
+            self.progress.tick("dialogue")
+            if dialogue.parsed is None:
+                answers.failures.append(("dialogue", dialogue.failure or ""))
+            else:
+                answers.dialogue = dialogue.parsed
+        for stage, reason in answers.failures:
+            self.report.failures.append({"scene": scene.key, "stage": stage, "reason": reason})
+            log.warning("%s: %s stage failed: %s", scene.key, stage, reason)
+        return self._records(scene, rel_image, answers, window.width, window.height)
+
+    def _records(self, scene: Scene, rel_image: str, answers: SceneAnswers, width: int, height: int) -> list[dict]:
+        s = scene.sample
+        t = self.cfg.tiling
+        meta = {"window": list(scene.window), "source_image": s.rel_image, "gsd": s.gsd,
+                "tiling": {"window": t.window, "overlap": t.overlap, "min_visible": t.min_visible}}
+        base = {"image": rel_image, "source": s.source, "split": s.split}
+        llm_meta = {**meta, "model": self.model, "prompt_sha": self.prompt_sha}
+        records = model_records(scene, answers, self.prompts, self.cfg.seed, self.cfg.output.max_region_turns,
+                                {**base, "meta": llm_meta})
+        if s.annotated:
+            ann = {**base, "meta": meta}
+            records += [r for r in (
+                detection_record(scene, self.prompts, self.cfg.seed, self.cfg.output.max_detection_boxes, ann),
+                counting_record(scene, self.prompts, self.cfg.seed, self.source.vocabulary, ann),
+            ) if r is not None]
+        return [render(r, self.cfg.output.box_format, width, height) for r in records]
+
+    @property
+    def prompt_sha(self) -> str:
+        return "-".join(self.prompts.shas[s] for s in STAGES)
+
+
+    async def run(self) -> dict[str, Any]:
+        inflight = max(2, self.cfg.engine.concurrency * 2)
+        pending: deque[asyncio.Task[list[dict[str, Any]]]] = deque()
+        status = "complete"
+        try:
+            for item in self.source:
+                if isinstance(item, Issue):
+                    self.report.add_issue(item)
+                    continue
+                if self.opts.limit is not None and self.report.samples >= self.opts.limit:
+                    break
+                scenes, image, issues = await asyncio.to_thread(self._prepare, item)
+                for issue in issues:
+                    self.report.add_issue(issue)
+                if image is None:
+                    continue
+                self.report.samples += 1
+                self.progress.tick("images")
+                for scene in scenes:
+                    pending.append(asyncio.create_task(self._scene(scene, image)))
+                    while len(pending) >= inflight:
+                        self._write(await pending.popleft())
+            while pending:
+                self._write(await pending.popleft())
+        except BaseException:
+            status = "stopped"
+            for task in pending:
+                task.cancel()
+            raise
+        finally:
+            self.progress.close()
+            if status == "complete":
+                self.writer.close()
+            self.cache.close()
+            self.writer.manifest(self.manifest(status))
+        return self.manifest(status)
+
+    def _write(self, lines: list[dict[str, Any]]) -> None:
+        self.report.scenes += 1
+        self.progress.tick("windows")
+        for line in lines:
+            self.writer.write(line["split"], line)
+            self.report.records[(line["split"], line["task"])] += 1
+
+    def manifest(self, status: str) -> dict[str, Any]:
+        r = self.report
+        by_split: dict[str, dict[str, int]] = {}
+        for (split, task), n in sorted(r.records.items()):
+            by_split.setdefault(split, {})[task] = n
+        by_task: Counter[str] = Counter()
+        for (_, task), n in r.records.items():
+            by_task[task] += n
+        usage = {stage: u.as_dict() for stage, u in sorted(self.engine.usage.items())}
+        return {
+            "status": status,
+            "rsgpt4v_version": __version__,
+            "source": self.source.name,
+            "root": str(self.source.root),
+            "model": self.model,
+            "backend": self.opts.backend,
+            "config": self.cfg.model_dump(mode="json"),
+            "prompts": {"folder": str(self.prompts.folder), "sha": dict(sorted(self.prompts.shas.items()))},
+            "counts": {"samples": r.samples, "windows": r.scenes, "records": sum(r.records.values()),
+                       "by_task": dict(sorted(by_task.items())), "by_split": by_split},
+            "issues": {"skipped": r.issue_kinds["skip"], "warnings": r.issue_kinds["warning"],
+                       "by_reason": dict(sorted(r.issue_counts.items())),
+                       "list": [i.model_dump(exclude_none=True) for i in r.issues]},
+            "failures": {"count": len(r.failures), "list": r.failures},
+            "usage": {"by_stage": usage,
+                      "api_calls": sum(u["api_calls"] for u in usage.values()),
+                      "cache_hits": sum(u["cache_hits"] for u in usage.values()),
+                      "prompt_tokens": sum(u["prompt_tokens"] for u in usage.values()),
+                      "completion_tokens": sum(u["completion_tokens"] for u in usage.values())},
+        }
+
+
+def build(source: Source, cfg: BuildConfig, opts: BuildOptions) -> dict[str, Any]:
+    """Run a build to the end (or to a fatal API error, which propagates); the manifest."""
+    return asyncio.run(Builder(source, cfg, opts).run())

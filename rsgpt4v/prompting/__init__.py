@@ -1,0 +1,1 @@
+"""The hierarchical prompter: local object notes, then a global scene description, then a dialogue."""

@@ -1,0 +1,251 @@
+"""Messages and checks of the three stages, from a scene and what earlier stages returned.
+
+local:    the window with numbered marks + the ground-truth object list -> notes per object id
+global:   the clean window + the notes + per-category counts -> caption and detailed description
+dialogue: the clean window + all of the above -> a multi-turn reasoning conversation
+
+Dense windows are kept affordable: at most `local.max_objects` objects are listed per request;
+the rest are named by counts (`summarise`) or sent in further requests (`chunk`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from rsgpt4v.config import BuildConfig
+from rsgpt4v.geometry import polygon_area
+from rsgpt4v.llm.request import ChatRequest
+from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse, ObjectNote
+from rsgpt4v.prompting.templates import PromptSet
+from rsgpt4v.schema import Obj, Scene
+
+
+@dataclass(frozen=True)
+class Mark:
+    """An object of a scene and the number drawn on it (1-based, in the scene's object order)."""
+
+    id: int
+    obj: Obj
+
+
+@dataclass(frozen=True)
+class SentImage:
+    """A window image as sent to the model: a data URL and the scale from source pixels."""
+
+    url: str
+    width: int
+    height: int
+    scale: float
+
+
+def marks_of(scene: Scene) -> list[Mark]:
+    return [Mark(i, obj) for i, obj in enumerate(scene.objects, start=1)]
+
+
+def position_words(scene: Scene, obj: Obj) -> str:
+    """Where an object sits in the window, in a 3x3 grid: 'top left', 'centre', 'bottom centre'."""
+    x0, y0, _, _ = scene.window
+    cx = ((obj.box[0] + obj.box[2]) / 2 - x0) / scene.width
+    cy = ((obj.box[1] + obj.box[3]) / 2 - y0) / scene.height
+    row = "top" if cy < 1 / 3 else "bottom" if cy > 2 / 3 else "middle"
+    col = "left" if cx < 1 / 3 else "right" if cx > 2 / 3 else "centre"
+    if row == "middle":
+        return "centre" if col == "centre" else f"middle {col}"
+    return f"{row} {col}"
+
+
+def _side_lengths(obj: Obj) -> tuple[float, float]:
+    """Width and length of an oriented object: its polygon's first two edges when it is a quadrilateral."""
+    poly = obj.polygon
+    if len(poly) == 4:
+        return math.dist(poly[0], poly[1]), math.dist(poly[1], poly[2])
+    return obj.box[2] - obj.box[0], obj.box[3] - obj.box[1]
+
+
+def select_listed(marks: Sequence[Mark], cap: int) -> list[Mark]:
+    """Which objects to describe when there are more than `cap`: every category gets its turn
+    (rare ones are not crowded out by hundreds of vehicles), whole and large objects first."""
+    by_category: dict[str, list[Mark]] = {}
+    for m in sorted(marks, key=lambda m: (m.obj.truncated, -polygon_area(m.obj.polygon), m.id)):
+        by_category.setdefault(m.obj.category, []).append(m)
+    queues = sorted(by_category.values(), key=lambda q: (len(q), q[0].obj.category))
+    chosen: list[Mark] = []
+    while len(chosen) < cap and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < cap:
+                chosen.append(queue.pop(0))
+    return sorted(chosen, key=lambda m: m.id)
+
+
+def local_batches(marks: Sequence[Mark], cap: int, overflow: str) -> tuple[list[list[Mark]], list[Mark]]:
+    """The batches of marks to send (one request each) and the marks named only by counts."""
+    if len(marks) <= cap:
+        return [list(marks)], []
+    if overflow == "chunk":
+        return [list(marks[i:i + cap]) for i in range(0, len(marks), cap)], []
+    listed = select_listed(marks, cap)
+    listed_ids = {m.id for m in listed}
+    return [listed], [m for m in marks if m.id not in listed_ids]
+
+
+def _counts_text(scene: Scene) -> str:
+    if not scene.sample.annotated:
+        return "- unknown: this image has no annotations, so state no exact counts"
+    return "\n".join(f"- {n} {cat}" for cat, n in scene.counts().items()) or "- no annotated objects"
+
+
+def _hints_text(scene: Scene) -> str:
+    s = scene.sample
+    lines: list[str] = []
+    if s.captions:
+        lines.append("Reference captions written by people for this image:")
+        lines += [f"- {c}" for c in s.captions]
+    if s.qa:
+        lines.append("Questions about this image with their correct answers:")
+        lines += [f"- {qa.question} {qa.answer}" for qa in s.qa]
+    if s.scene_class:
+        lines.append(f"Scene class: {s.scene_class}")
+    return "\n".join(lines)
+
+
+class Prompter:
+    """Builds each stage's request and the check its answer must pass."""
+
+    def __init__(self, prompts: PromptSet, cfg: BuildConfig, model: str) -> None:
+        self.prompts = prompts
+        self.cfg = cfg
+        self.model = model
+
+    def _request(self, stage: str, scene: Scene, user_text: str, image: SentImage | None,
+                 feedback: str | None, attempt: int, response_model: type) -> ChatRequest:
+        content: list[dict] = [{"type": "text", "text": user_text}]
+        if image is not None:
+            content.append({"type": "image_url", "image_url": {"url": image.url, "detail": self.cfg.image.detail}})
+        messages = [
+            {"role": "system", "content": self.prompts.render(stage, "system")},
+            {"role": "user", "content": content},
+        ]
+        if feedback is not None:
+            retry = self.prompts.render(stage, "retry", attempt=attempt, max_attempts=self.cfg.engine.attempts,
+                                        reason=feedback)
+            messages.append({"role": "user", "content": retry})
+        params = {
+            "temperature": self.cfg.model.temperature,
+            "max_completion_tokens": self.cfg.model.max_output_tokens.get(stage, 1000),
+            "seed": self.cfg.seed,
+        }
+        return ChatRequest(stage=stage, model=self.model, messages=messages, response_model=response_model,
+                           params=params, label=scene.key)
+
+    def _gsd_note(self, scene: Scene, image: SentImage) -> str:
+        if scene.sample.gsd is None:
+            return "Ground sample distance: unknown."
+        return f"Ground sample distance: {scene.sample.gsd / image.scale:.2f} m per pixel."
+
+    def object_entry(self, scene: Scene, mark: Mark, image: SentImage) -> dict:
+        x0, y0, _, _ = scene.window
+        b = mark.obj.box
+        side = _side_lengths(mark.obj)
+        entry: dict = {
+            "id": mark.id,
+            "category": mark.obj.category,
+            "box": [round((b[0] - x0) / scene.width, 3), round((b[1] - y0) / scene.height, 3),
+                    round((b[2] - x0) / scene.width, 3), round((b[3] - y0) / scene.height, 3)],
+            "size_px": [round(side[0] * image.scale), round(side[1] * image.scale)],
+        }
+        if scene.sample.gsd is not None:
+            entry["size_m"] = [round(side[0] * scene.sample.gsd, 1), round(side[1] * scene.sample.gsd, 1)]
+        entry["truncated"] = mark.obj.truncated
+        return entry
+
+    def local_request(self, scene: Scene, image: SentImage, batch: Sequence[Mark], omitted: Sequence[Mark],
+                      feedback: str | None, attempt: int) -> ChatRequest:
+        object_list = "[\n" + ",\n".join(json.dumps(self.object_entry(scene, m, image)) for m in batch) + "\n]"
+        omitted_counts: dict[str, int] = {}
+        for m in omitted:
+            omitted_counts[m.obj.category] = omitted_counts.get(m.obj.category, 0) + 1
+        omitted_text = ""
+        if omitted_counts:
+            named = ", ".join(f"{n} {cat}" for cat, n in sorted(omitted_counts.items(), key=lambda kv: (-kv[1], kv[0])))
+            omitted_text = f"Also in the image but not listed here: {named}. Do not describe them individually."
+        text = self.prompts.render(
+            "local", "user", image_width=image.width, image_height=image.height,
+            gsd_note=self._gsd_note(scene, image), n_total=len(scene.objects), n_listed=len(batch),
+            object_list=object_list, omitted=omitted_text, hints=_hints_text(scene))
+        return self._request("local", scene, text, image, feedback, attempt, LocalResponse)
+
+    @staticmethod
+    def check_local(batch: Sequence[Mark]) -> Callable[[LocalResponse], str | None]:
+        listed = {m.id for m in batch}
+
+        def check(resp: LocalResponse) -> str | None:
+            seen = [o.id for o in resp.objects]
+            missing = sorted(listed - set(seen))
+            extra = sorted(set(seen) - listed)
+            twice = sorted({i for i in seen if seen.count(i) > 1})
+            empty = sorted(o.id for o in resp.objects if not o.description.strip())
+            problems = []
+            if missing:
+                problems.append(f"ids {', '.join(map(str, missing))} were listed but not described")
+            if extra:
+                problems.append(f"ids {', '.join(map(str, extra))} were not listed")
+            if twice:
+                problems.append(f"ids {', '.join(map(str, twice))} were described more than once")
+            if empty:
+                problems.append(f"ids {', '.join(map(str, empty))} have an empty description")
+            return "; ".join(problems) or None
+
+        return check
+
+    def _objects_text(self, scene: Scene, notes: dict[int, ObjectNote]) -> str:
+        lines = []
+        for mark in marks_of(scene):
+            note = notes.get(mark.id)
+            if note is None:
+                continue
+            where = position_words(scene, mark.obj)
+            if mark.obj.truncated:
+                where += ", cut off by the image edge"
+            lines.append(f"- {mark.obj.category} ({where}): {note.description}")
+        return "\n".join(lines) or "- none described"
+
+    def global_request(self, scene: Scene, image: SentImage, notes: dict[int, ObjectNote],
+                       feedback: str | None, attempt: int) -> ChatRequest:
+        text = self.prompts.render(
+            "global", "user", image_width=image.width, image_height=image.height,
+            gsd_note=self._gsd_note(scene, image), counts=_counts_text(scene),
+            objects=self._objects_text(scene, notes), hints=_hints_text(scene))
+        return self._request("global", scene, text, image, feedback, attempt, GlobalResponse)
+
+    @staticmethod
+    def check_global(resp: GlobalResponse) -> str | None:
+        if not resp.caption.strip():
+            return "the caption is empty"
+        if not resp.description.strip():
+            return "the description is empty"
+        return None
+
+    def dialogue_request(self, scene: Scene, image: SentImage, notes: dict[int, ObjectNote],
+                         scene_text: GlobalResponse, feedback: str | None, attempt: int) -> ChatRequest:
+        d = self.cfg.dialogue
+        text = self.prompts.render(
+            "dialogue", "user", caption=scene_text.caption, description=scene_text.description,
+            counts=_counts_text(scene), objects=self._objects_text(scene, notes),
+            hints=_hints_text(scene), min_turns=d.min_turns, max_turns=d.max_turns)
+        return self._request("dialogue", scene, text, image if d.include_image else None, feedback, attempt,
+                             DialogueResponse)
+
+    def check_dialogue(self, resp: DialogueResponse) -> str | None:
+        d = self.cfg.dialogue
+        if not d.min_turns <= len(resp.turns) <= d.max_turns:
+            return f"the conversation has {len(resp.turns)} turns; it must have {d.min_turns} to {d.max_turns}"
+        if any(not t.question.strip() or not t.answer.strip() for t in resp.turns):
+            return "a question or an answer is empty"
+        questions = [t.question.strip().lower() for t in resp.turns]
+        if len(set(questions)) < len(questions):
+            return "the same question is asked twice"
+        return None
+

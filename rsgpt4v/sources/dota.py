@@ -1,0 +1,288 @@
+"""DOTA: oriented object detection in aerial images, read from its devkit's native labelTxt layout.
+
+References:
+    G.-S. Xia et al., "DOTA: A Large-scale Dataset for Object Detection in Aerial Images", CVPR 2018.
+    J. Ding et al., "Object Detection in Aerial Images: A Large-Scale Benchmark and Challenges",
+    IEEE TPAMI 2021 (DOTA v2.0).
+    Devkit and label format: https://github.com/CAPTAIN-WHU/DOTA_devkit
+    Licence of the data: academic use only.
+
+On-disk layout assumed (one of):
+
+    root/images/P0000.png          a single split: named after the root folder when that is
+    root/labelTxt/P0000.txt        train, val or test, else "train"
+
+    root/train/images/, root/train/labelTxt/
+    root/val/images/,   root/val/labelTxt/
+    root/test/images/              test images have no labels; any other folder holding
+                                   images/ or labels is a split too, read after these three
+                                   (a name starting with "test" counts as unlabelled)
+
+A root holding images/ or labels itself is read as the single-split layout.
+
+Instead of `labelTxt/`, a split may hold the official download's nesting `labelTxt-v1.0/`,
+`labelTxt-v1.5/` or `labelTxt-v2.0/`; inside it the labels are read from `labelTxt/` if present,
+else from the folder itself if it holds .txt files, else from its first subfolder (by name) that
+holds .txt files and is not an `*hbb*` (horizontal box) folder. With version="auto" the newest
+version folder present wins. Images are `<stem>.png` (also .jpg/.jpeg/.tif/.tiff/.bmp, any case).
+
+A label file: optional `key:value` header lines (`imagesource:GoogleEarth`, `gsd:0.146`,
+`gsd:null`, ...), then one object per line, `x1 y1 x2 y2 x3 y3 x4 y4 category difficult`, the
+vertices clockwise from the object's head; ints in v1.0, floats in v1.5/v2.0; 9 fields means
+difficult 0. UTF-8 (with or without BOM, latin-1 fallback), CRLF or LF.
+
+Bad data never raises: a label file without image, an image without label file (outside test
+splits), an unreadable file and a malformed or zero-area object line are skipped with an Issue; an
+unknown category is kept with one warning per run; a gsd outside 0.01-100 m/px is kept in the
+provenance only. Polygons are not clipped to the image here: the adapter never opens images.
+Images without labels (test splits) become samples with `annotated=False`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rsgpt4v.geometry import bounding_box, polygon_area
+from rsgpt4v.schema import Issue, Obj, Sample
+from rsgpt4v.sources.base import Source, SourceError
+
+_V10 = (
+    "plane", "baseball-diamond", "bridge", "ground-track-field", "small-vehicle", "large-vehicle",
+    "ship", "tennis-court", "basketball-court", "storage-tank", "soccer-ball-field", "roundabout",
+    "harbor", "swimming-pool", "helicopter",
+)
+_V15 = (*_V10, "container-crane")
+_V20 = (*_V15, "airport", "helipad")
+VOCABULARIES = {"1.0": _V10, "1.5": _V15, "2.0": _V20, "auto": _V20}
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+_SPLIT_ORDER = ("train", "val", "test")
+_HEADER = re.compile(r"([A-Za-z][A-Za-z0-9 _-]*):(.*)")
+_GSD_RANGE = (0.01, 100.0)  # metres per pixel; anything outside is a unit or export error
+
+
+@dataclass(frozen=True)
+class LabelFile:
+    """What one labelTxt file says: its objects, its header lines and the problems found in it."""
+
+    objects: tuple[Obj, ...]
+    header: dict[str, str]
+    gsd: float | None
+    issues: tuple[Issue, ...]
+
+
+def parse_label_file(path: Path, name: str | None = None) -> LabelFile:
+    """Parse one DOTA labelTxt file; `name` is how issues refer to it (default: the path).
+
+    Bad lines become issues. Raises OSError if the file cannot be read and ValueError if it is not
+    text at all.
+    """
+    name = name or Path(path).as_posix()
+    data = Path(path).read_bytes()
+    if b"\x00" in data:
+        raise ValueError("binary content, not a text file")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+
+    objects: list[Obj] = []
+    header: dict[str, str] = {}
+    issues: list[Issue] = []
+    gsd: float | None = None
+    for lineno, raw in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if m := _HEADER.fullmatch(line):
+            key, value = m.group(1).strip().lower().replace(" ", "_"), m.group(2).strip()
+            header[key] = value
+            if key == "gsd":
+                gsd, problem = _parse_gsd(value)
+                if problem:
+                    issues.append(Issue(kind="warning", file=name, line=lineno, reason=problem))
+            continue
+        obj = _parse_object(line, lineno)
+        if isinstance(obj, str):
+            issues.append(Issue(kind="skip", file=name, line=lineno, reason=obj))
+        else:
+            objects.append(obj)
+    return LabelFile(tuple(objects), header, gsd, tuple(issues))
+
+
+def _parse_gsd(value: str) -> tuple[float | None, str | None]:
+    """The gsd as metres per pixel, or None with the reason when it is set but unusable."""
+    if value.lower() in ("", "null", "none"):
+        return None, None
+    try:
+        gsd = float(value)
+    except ValueError:
+        return None, f"gsd {value!r} is not a number; ignored"
+    if not _GSD_RANGE[0] <= gsd <= _GSD_RANGE[1]:  # also false for NaN
+        return None, f"gsd {value} is not a plausible metres-per-pixel value; ignored"
+    return gsd, None
+
+
+def _parse_object(line: str, lineno: int) -> Obj | str:
+    """The object on one line, or why the line was skipped."""
+    tokens = line.split()
+    if len(tokens) not in (9, 10):
+        return f"malformed object line: expected 8 coordinates, category, difficult; got {len(tokens)} fields"
+    coords: list[float] = []
+    for tok in tokens[:8]:
+        try:
+            v = float(tok)
+        except ValueError:
+            return f"malformed object line: coordinate {tok!r} is not a number"
+        if not math.isfinite(v):
+            return f"malformed object line: coordinate {tok!r} is not finite"
+        coords.append(v)
+    difficult = 0
+    if len(tokens) == 10:
+        try:
+            d = float(tokens[9])
+        except ValueError:
+            d = math.nan
+        if not d.is_integer():  # v1.5/2.0 writers may print 0.0; 0.5 or "x" is corrupt
+            return f"malformed object line: difficult {tokens[9]!r} is not an integer"
+        difficult = int(d)
+    polygon = tuple(zip(coords[0::2], coords[1::2]))
+    area = polygon_area(polygon)
+    if area < 1.0:
+        return f"degenerate polygon (area {area:g} px^2 < 1)"
+    return Obj(category=tokens[8].lower(), polygon=polygon, box=bounding_box(polygon),
+               difficult=difficult, line=lineno)
+
+
+@dataclass(frozen=True)
+class _Split:
+    name: str
+    images: Path
+    labels: Path | None
+
+
+class DOTA(Source):
+    name = "dota"
+    description = "DOTA v1.0/v1.5/v2.0 oriented boxes in aerial images (labelTxt layout)"
+    vocabulary = _V20
+    task_kind = "detection"
+
+    def __init__(self, root: Path, split: str | None = None, version: str = "auto") -> None:
+        super().__init__(root, split)
+        if version not in VOCABULARIES:
+            raise SourceError(f"unknown DOTA version {version!r}; choose from {', '.join(VOCABULARIES)}")
+        self.version = version
+        self.known = frozenset(VOCABULARIES[version])
+        self.splits = self._find_splits()
+
+    def _find_splits(self) -> list[_Split]:
+        single = self._split_at(self.root, self.root.name if self.root.name in _SPLIT_ORDER else "train")
+        if single:
+            splits = [single]
+        else:
+            dirs = sorted((d for d in self.root.iterdir() if d.is_dir()), key=_split_key)
+            splits = [s for d in dirs if (s := self._split_at(d, d.name))]
+        if not splits:
+            raise SourceError(
+                f"{self.root} does not look like DOTA: expected images/ and labelTxt/ (or labelTxt-v1.0/...) "
+                "in it, or in split folders train/, val/, test/"
+            )
+        if self.split is None:
+            return splits
+        chosen = [s for s in splits if s.name == self.split]
+        if not chosen:
+            names = ", ".join(s.name for s in splits)
+            raise SourceError(f"no split {self.split!r} under {self.root} (found: {names})")
+        return chosen
+
+    def _split_at(self, folder: Path, name: str) -> _Split | None:
+        labels = self._labels_dir(folder)
+        images = folder / "images"
+        if labels is None and not images.is_dir():
+            return None
+        return _Split(name, images, labels)
+
+    def _labels_dir(self, folder: Path) -> Path | None:
+        if (folder / "labelTxt").is_dir():
+            return folder / "labelTxt"
+        versions = ("2.0", "1.5", "1.0") if self.version == "auto" else (self.version,)
+        for v in versions:
+            top = folder / f"labelTxt-v{v}"
+            if not top.is_dir():
+                continue
+            subs = sorted(d for d in top.iterdir() if d.is_dir() and "hbb" not in d.name.lower())
+            for cand in (top / "labelTxt", top, *subs):
+                if cand.is_dir() and any(_label_files(cand)):
+                    return cand
+        return None
+
+    def __iter__(self) -> Iterator[Sample | Issue]:
+        seen_unknown: set[str] = set()
+        for split in self.splits:
+            yield from self._iter_split(split, seen_unknown)
+
+    def _iter_split(self, split: _Split, seen_unknown: set[str]) -> Iterator[Sample | Issue]:
+        labels = {p.stem: p for p in _label_files(split.labels)} if split.labels else {}
+        images: dict[str, Path] = {}
+        if split.images.is_dir():
+            # a stem may exist with several extensions; the earlier suffix in IMAGE_SUFFIXES wins
+            for p in sorted(split.images.iterdir(), key=lambda p: (_suffix_rank(p.suffix), p.name)):
+                if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES:
+                    images.setdefault(p.stem, p)
+        unlabelled_ok = split.name.startswith("test")  # test-dev, test-challenge too
+        for stem in sorted(labels.keys() | images.keys()):
+            label, image = labels.get(stem), images.get(stem)
+            if image is None:
+                where = self.relative(split.images / stem)
+                yield Issue(kind="skip", file=self.relative(label),
+                            reason=f"no image for label file (looked for {where}.png, .jpg, .tif, .bmp)")
+            elif label is None and unlabelled_ok:
+                yield self._sample(split, image, (), None, {}, annotated=False)
+            elif label is None:
+                where = self.relative(split.labels or split.images.parent / "labelTxt")
+                yield Issue(kind="skip", file=self.relative(image),
+                            reason=f"no label file for image (looked for {where}/{stem}.txt)")
+            else:
+                yield from self._labelled(split, image, label, seen_unknown)
+
+    def _labelled(self, split: _Split, image: Path, label: Path, seen_unknown: set[str]) -> Iterator[Sample | Issue]:
+        rel = self.relative(label)
+        try:
+            parsed = parse_label_file(label, rel)
+        except (OSError, ValueError) as e:
+            yield Issue(kind="skip", file=rel, reason=f"unreadable label file: {e}")
+            return
+        issues = list(parsed.issues)
+        for obj in parsed.objects:
+            if obj.category not in self.known and obj.category not in seen_unknown:
+                seen_unknown.add(obj.category)
+                issues.append(Issue(kind="warning", file=rel, line=obj.line,
+                                    reason=f"unknown category {obj.category!r} (first seen at {rel}:{obj.line}); kept"))
+        yield from sorted(issues, key=lambda i: i.line or 0)
+        provenance = {"label_file": rel, **parsed.header}
+        yield self._sample(split, image, parsed.objects, parsed.gsd, provenance)
+
+    def _sample(self, split: _Split, image: Path, objects: tuple[Obj, ...], gsd: float | None,
+                provenance: dict[str, str | int], annotated: bool = True) -> Sample:
+        return Sample(source=self.name, split=split.name, image_id=image.stem, image_path=image.resolve(),
+                      rel_image=self.relative(image), objects=objects, gsd=gsd, provenance=provenance,
+                      annotated=annotated)
+
+
+def _label_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() == ".txt")
+
+
+def _split_key(folder: Path) -> tuple[int, str]:
+    name = folder.name
+    return (_SPLIT_ORDER.index(name) if name in _SPLIT_ORDER else len(_SPLIT_ORDER), name)
+
+
+def _suffix_rank(suffix: str) -> int:
+    s = suffix.lower()
+    return IMAGE_SUFFIXES.index(s) if s in IMAGE_SUFFIXES else len(IMAGE_SUFFIXES)

@@ -1,0 +1,86 @@
+"""Shared test helpers: paths to the real-data fixtures and a client over a scripted transport."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx2
+import openai
+import pytest
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real"
+
+
+@pytest.fixture
+def real_dir() -> Path:
+    if not REAL.is_dir():
+        pytest.skip(f"real-data fixtures not present at {REAL}")
+    return REAL
+
+
+def completion(content: object, finish_reason: str = "stop", refusal: str | None = None) -> dict:
+    text = content if isinstance(content, str) or content is None else json.dumps(content)
+    return {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "finish_reason": finish_reason,
+                         "message": {"role": "assistant", "content": text, "refusal": refusal}}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}}
+
+
+class Scripted:
+    """A transport handler answering from a list of (status, json, headers) and recording request bodies."""
+
+    def __init__(self, answers: list[tuple[int, object, dict[str, str]]]) -> None:
+        self.answers = list(answers)
+        self.bodies: list[dict] = []
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        self.bodies.append(json.loads(request.content))
+        status, body, headers = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        return httpx2.Response(status, json=body, headers=headers)
+
+
+@pytest.fixture
+def scripted_client() -> Callable[[Scripted], openai.AsyncOpenAI]:
+    def make(handler: Scripted) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(api_key="sk-test-secret", base_url="http://test.invalid/v1", max_retries=0,
+                                  http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)))
+    return make
+
+
+class LoopbackServer:
+    """An OpenAI-compatible HTTP server on 127.0.0.1 answering with `answer(body) -> (status, json)`."""
+
+    def __init__(self, answer: Callable[[dict], tuple[int, dict]]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.bodies: list[dict] = []
+        self.headers: list[dict[str, str]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.bodies.append(body)
+                server.headers.append({k.lower(): v for k, v in self.headers.items()})
+                status, payload = answer(body)
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()

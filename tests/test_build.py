@@ -1,0 +1,220 @@
+"""End to end: `rsgpt4v build` through the CLI, the real openai client, the mock and a loopback server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import LoopbackServer, completion
+from rsgpt4v.cli import app
+from rsgpt4v.llm.mock import completion_for
+
+runner = CliRunner()
+
+
+def _build(*args: str, env: dict[str, str] | None = None):
+    return runner.invoke(app, ["build", "--no-progress", *args], env=env, catch_exceptions=False)
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def sample_build(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    result = _build("--source", "dota", "--sample", "--dry-run", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_sample_dry_run_writes_llava_records_for_every_task(sample_build: Path) -> None:
+    records = _records(sample_build)
+    assert len(records) >= 10
+    tasks = {r["task"] for r in records}
+    assert tasks == {"caption", "detailed_description", "region_description", "grounding", "multi_turn_reasoning",
+                     "detection", "counting"}
+    assert {r["split"] for r in records} == {"train", "val"}
+    for r in records:
+        conv = r["conversations"]
+        assert [c["from"] for c in conv] == ["human", "gpt"] * (len(conv) // 2) and len(conv) >= 2
+        text = "".join(c["value"] for c in conv)
+        assert text.count("<image>") == 1 and conv[0]["value"].startswith("<image>\n")
+        assert all(c["value"].strip() for c in conv)
+        image = sample_build / r["image"]
+        with Image.open(image) as im:
+            x0, y0, x1, y1 = r["meta"]["window"]
+            assert im.size == (x1 - x0, y1 - y0)
+    ids = [r["id"] for r in records]
+    assert len(ids) == len(set(ids))
+
+
+def test_large_sample_image_is_tiled(sample_build: Path) -> None:
+    windows = {tuple(r["meta"]["window"]) for r in _records(sample_build) if r["meta"]["source_image"].endswith("P9001.png")}
+    assert len(windows) > 1
+    assert all(x1 - x0 <= 1024 and y1 - y0 <= 1024 for x0, y0, x1, y1 in windows)
+
+
+def test_boxes_in_text_match_pixel_boxes_in_meta(sample_build: Path) -> None:
+    from rsgpt4v.geometry import BOX_PATTERNS, parse_box
+
+    checked = 0
+    for r in _records(sample_build):
+        if r["task"] not in ("detection", "grounding", "region_description"):
+            continue
+        x0, y0, x1, y1 = r["meta"]["window"]
+        text = "\n".join(c["value"] for c in r["conversations"])
+        found = [m.group(0) for m in BOX_PATTERNS["llava"].finditer(text)]
+        assert len(found) == len(r["meta"]["boxes"])
+        for box_text, pixel in zip(found, r["meta"]["boxes"]):
+            back = parse_box(box_text, "llava", x1 - x0, y1 - y0)
+            assert all(abs(a - b) <= 0.01 * max(x1 - x0, y1 - y0) for a, b in zip(back, pixel))
+            checked += 1
+    assert checked > 10
+
+
+def test_counting_and_detection_agree_with_labels(sample_build: Path) -> None:
+    from rsgpt4v.sources.dota import parse_label_file
+
+    labels = parse_label_file(Path(__file__).resolve().parents[1] / "rsgpt4v/sample_data/dota/train/labelTxt/P9003.txt")
+    objects = labels[0] if isinstance(labels, tuple) else labels
+    manifest = json.loads((sample_build / "manifest.json").read_text())
+    assert manifest["counts"]["records"] == len(_records(sample_build))
+    counting = [r for r in _records(sample_build) if r["task"] == "counting" and "P9003" in r["id"]]
+    assert counting and objects
+
+
+def test_manifest_records_config_prompts_and_usage(sample_build: Path) -> None:
+    m = json.loads((sample_build / "manifest.json").read_text())
+    assert m["status"] == "complete"
+    assert m["config"]["tiling"] == {"window": 1024, "overlap": 200, "min_visible": 0.7, "skip_empty": True}
+    assert set(m["prompts"]["sha"]) == {"local", "global", "dialogue", "instructions"}
+    assert m["usage"]["api_calls"] > 0 and m["usage"]["prompt_tokens"] > 0
+    assert m["counts"]["by_task"]["caption"] == m["counts"]["windows"]
+    assert m["failures"]["count"] == 0
+
+
+def test_same_build_twice_is_byte_identical_and_rerun_is_free(sample_build: Path, tmp_path: Path) -> None:
+    second = tmp_path / "again"
+    assert _build("--source", "dota", "--sample", "--dry-run", "--out", str(second)).exit_code == 0
+    for f in sorted(sample_build.glob("*.jsonl")):
+        assert (second / f.name).read_bytes() == f.read_bytes()
+    rerun = _build("--source", "dota", "--sample", "--dry-run", "--out", str(second))
+    assert "0 sent" in rerun.output
+    assert json.loads((second / "manifest.json").read_text())["usage"]["api_calls"] == 0
+
+
+def test_real_dota_fixture_builds_the_one_image_and_skips_six(real_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "real"
+    result = _build("--source", "dota", "--root", str(real_dir / "dota_v1.0"), "--dry-run", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["counts"]["samples"] == 1
+    skipped_files = sorted(i["file"] for i in m["issues"]["list"] if i["kind"] == "skip" and "image" in i["reason"])
+    assert skipped_files == [f"labelTxt/{n}.txt" for n in ("P0706", "P0770", "P1088", "P1234", "P2598", "P2709")]
+    assert m["issues"]["skipped"] >= 6
+    records = _records(out)
+    assert {r["meta"]["source_image"] for r in records} == {"images/P1888.png"}
+    counting = next(r for r in records if r["task"] == "counting")
+    assert "small" in json.dumps(counting["conversations"])
+
+
+def _bad_dataset(root: Path) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "labelTxt").mkdir()
+    Image.new("RGB", (300, 200), (90, 110, 80)).save(root / "images" / "P1.png")
+    (root / "labelTxt" / "P1.txt").write_bytes(
+        b"imagesource:GoogleEarth\r\ngsd:0.5\r\n10 10 60 10 60 40 10 40 plane 0\r\n"
+        b"10 10 60 10 oops\r\n100 100 140 100 140 120 100 120 spaceship 0\r\n")
+    Image.new("RGB", (300, 200)).save(root / "images" / "P2.png")
+    (root / "images" / "P2.png").write_bytes((root / "images" / "P2.png").read_bytes()[:60])
+    (root / "labelTxt" / "P2.txt").write_bytes(b"10 10 60 10 60 40 10 40 plane 0\r\n")
+    (root / "labelTxt" / "P3.txt").write_bytes(b"10 10 60 10 60 40 10 40 ship 0\r\n")
+    return root
+
+
+def test_bad_input_is_skipped_named_and_counted(tmp_path: Path) -> None:
+    root = _bad_dataset(tmp_path / "bad")
+    out = tmp_path / "out"
+    result = _build("--source", "dota", "--root", str(root), "--dry-run", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    m = json.loads((out / "manifest.json").read_text())
+    listed = {(i["file"], i.get("line"), i["kind"]) for i in m["issues"]["list"]}
+    assert ("labelTxt/P1.txt", 4, "skip") in listed            # malformed line, named with its line
+    assert any(f == "labelTxt/P3.txt" and k == "skip" for f, _, k in listed)   # label without image
+    assert any(f == "images/P2.png" and k == "skip" for f, _, k in listed)     # truncated image
+    assert any(k == "warning" and f.startswith("labelTxt/P1.txt") for f, _, k in listed)  # unknown category
+    assert m["counts"]["samples"] == 1
+    assert {r["meta"]["source_image"] for r in _records(out)} == {"images/P1.png"}
+    assert "labelTxt/P1.txt:4" in result.output
+
+
+def test_openai_backend_sends_data_urls_and_strict_schemas(tmp_path: Path) -> None:
+    server = LoopbackServer(lambda body: (200, completion_for(body)))
+    try:
+        env = {"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-loopback-secret-123"}
+        out = tmp_path / "live"
+        result = _build("--source", "dota", "--sample", "--limit", "1", "--backend", "openai", "--model",
+                        "gpt-4o-mini", "--out", str(out), env=env)
+        assert result.exit_code == 0, result.output
+    finally:
+        server.close()
+    assert server.bodies
+    assert {b["response_format"]["json_schema"]["name"] for b in server.bodies} == {
+        "LocalResponse", "GlobalResponse", "DialogueResponse"}
+    for body in server.bodies:
+        assert body["model"] == "gpt-4o-mini"
+        assert body["response_format"]["json_schema"]["strict"] is True
+        images = [p for m in body["messages"] if isinstance(m["content"], list) for p in m["content"]
+                  if p["type"] == "image_url"]
+        assert len(images) == 1 and images[0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+    assert all(h["authorization"] == "Bearer sk-loopback-secret-123" for h in server.headers)
+    for f in out.rglob("*"):
+        if f.is_file():
+            assert b"sk-loopback-secret-123" not in f.read_bytes(), f
+
+
+def test_model_that_always_refuses_fails_windows_not_the_run(tmp_path: Path) -> None:
+    server = LoopbackServer(lambda body: (200, completion(None, refusal="I'm sorry, I can't assist with that.")))
+    try:
+        env = {"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-x"}
+        out = tmp_path / "refused"
+        result = _build("--source", "dota", "--sample", "--limit", "1", "--out", str(out), env=env)
+        assert result.exit_code == 0, result.output
+    finally:
+        server.close()
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["failures"]["count"] > 0
+    assert m["usage"]["by_stage"]["local"]["failures"] == {"refusal": m["usage"]["by_stage"]["local"]["api_calls"] // 3}
+    tasks = {r["task"] for r in _records(out)}
+    assert tasks == {"detection", "counting"}
+    assert "sorry" not in json.dumps(_records(out)).lower()
+
+
+def test_missing_key_is_one_clear_line(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["build", "--source", "dota", "--sample", "--out", str(tmp_path / "o")],
+                           env={"OPENAI_API_KEY": ""})
+    assert result.exit_code == 2
+    assert "OPENAI_API_KEY is not set" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--source", "nope", "--sample"], "unknown source 'nope'"),
+    (["--source", "dota", "--root", "/does/not/exist"], "does not exist"),
+    (["--source", "dota"], "exactly one of --root PATH or --sample"),
+])
+def test_bad_arguments_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["build", "--dry-run", "--out", str(tmp_path / "o"), *args])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_sources_lists_dota() -> None:
+    result = runner.invoke(app, ["sources"])
+    assert result.exit_code == 0 and result.output.startswith("dota")
