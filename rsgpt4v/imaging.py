@@ -74,12 +74,16 @@ def draw_marks(im: Image.Image, marks: Sequence[tuple[int, Sequence[Point]]]) ->
         colour = _MARK_COLOURS[mark_id % len(_MARK_COLOURS)]
         draw.polygon([tuple(p) for p in poly], outline=colour, width=width)
         text = str(mark_id)
-        cx = sum(p[0] for p in poly) / len(poly)
-        cy = sum(p[1] for p in poly) / len(poly)
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         tw, th = right - left, bottom - top
-        x = min(max(cx - tw / 2, 0), im.width - tw - 2)
-        y = min(max(cy - th / 2, 0), im.height - th - 2)
+        xs, ys = [p[0] for p in poly], [p[1] for p in poly]
+        if max(xs) - min(xs) > 2 * tw and max(ys) - min(ys) > 2 * th:
+            x, y = sum(xs) / len(xs) - tw / 2, sum(ys) / len(ys) - th / 2
+        else:
+            # A label on a small object would hide it from the model: put it beside the object.
+            x, y = max(xs) + 2, min(ys) - th - 2
+        x = min(max(x, 0), im.width - tw - 2)
+        y = min(max(y, 0), im.height - th - 2)
         draw.rectangle((x - 1, y - 1, x + tw + 1, y + th + 1), fill=(0, 0, 0))
         draw.text((x - left, y - top), text, fill=colour, font=font)
     return out

@@ -79,14 +79,25 @@ def test_boxes_in_text_match_pixel_boxes_in_meta(sample_build: Path) -> None:
 
 
 def test_counting_and_detection_agree_with_labels(sample_build: Path) -> None:
-    from rsgpt4v.sources.dota import parse_label_file
+    from rsgpt4v.language import plural, readable
+    from rsgpt4v.sources.dota import DOTA, parse_label_file
 
-    labels = parse_label_file(Path(__file__).resolve().parents[1] / "rsgpt4v/sample_data/dota/train/labelTxt/P9003.txt")
-    objects = labels[0] if isinstance(labels, tuple) else labels
-    manifest = json.loads((sample_build / "manifest.json").read_text())
-    assert manifest["counts"]["records"] == len(_records(sample_build))
-    counting = [r for r in _records(sample_build) if r["task"] == "counting" and "P9003" in r["id"]]
-    assert counting and objects
+    label = Path(__file__).resolve().parents[1] / "rsgpt4v/sample_data/dota/train/labelTxt/P9003.txt"
+    counts: dict[str, int] = {}
+    for obj in parse_label_file(label).objects:
+        counts[obj.category] = counts.get(obj.category, 0) + 1
+    records = {r["task"]: r for r in _records(sample_build) if r["id"].startswith("dota/train/P9003/")}
+    turns = records["counting"]["conversations"]
+    asked = 0
+    for question, answer in zip(turns[::2], turns[1::2]):
+        category = next(c for c in DOTA.vocabulary if plural(readable(c)) in question["value"])
+        n = counts.get(category, 0)
+        assert (str(n) in answer["value"]) if n else ("no" in answer["value"].lower() or "any" in answer["value"])
+        asked += 1
+    assert asked == len(counts) + 1          # each present category, and one absent
+    detection = records["detection"]
+    assert len(detection["meta"]["boxes"]) == sum(min(n, 10) for n in counts.values())
+    assert f"{counts['small-vehicle'] - 10} more" in json.dumps(detection["conversations"])
 
 
 def test_manifest_records_config_prompts_and_usage(sample_build: Path) -> None:

@@ -197,7 +197,11 @@ def completion_for(body: dict[str, Any]) -> dict[str, Any]:
 def handle(request: httpx2.Request) -> httpx2.Response:
     """The MockTransport handler: chat completions only; anything else is a 404 like the real API's."""
     if request.method == "POST" and request.url.path.endswith("/chat/completions"):
-        return httpx2.Response(200, json=completion_for(json.loads(request.content)))
+        try:
+            return httpx2.Response(200, json=completion_for(json.loads(request.content)))
+        except (OSError, ValueError) as exc:
+            return httpx2.Response(400, json={"error": {"message": f"invalid request: {exc}",
+                                                        "type": "invalid_request_error", "code": "invalid_image"}})
     return httpx2.Response(404, json={"error": {"message": f"mock has no {request.method} {request.url.path}",
                                                 "type": "invalid_request_error", "code": "not_found"}})
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from rsgpt4v.language import plural, readable
 from rsgpt4v.prompting.templates import PromptSet
-from rsgpt4v.schema import Record, Scene, Turn
+from rsgpt4v.schema import Obj, Record, Scene, Turn
 from rsgpt4v.tasks import record_rng, window_box
 
 _MAX_COUNTING_TURNS = 4
@@ -19,6 +19,13 @@ _MAX_COUNTING_TURNS = 4
 def _noun(category: str, n: int) -> str:
     name = readable(category)
     return name if n == 1 else plural(name)
+
+
+def _reading_order(objs: list[Obj]) -> list[Obj]:
+    """Rows from top to bottom, left to right within a row; a row is as tall as a typical object."""
+    heights = sorted(o.box[3] - o.box[1] for o in objs)
+    band = max(heights[len(heights) // 2], 1.0)
+    return sorted(objs, key=lambda o: (int(((o.box[1] + o.box[3]) / 2) // band), o.box[0], o.box[1]))
 
 
 def detection_record(scene: Scene, prompts: PromptSet, seed: int, max_boxes: int,
@@ -31,7 +38,7 @@ def detection_record(scene: Scene, prompts: PromptSet, seed: int, max_boxes: int
     turns: list[Turn] = []
     boxes: dict[str, tuple[float, float, float, float]] = {}
     for category, n in scene.counts().items():
-        objs = sorted((o for o in scene.objects if o.category == category), key=lambda o: (o.box[1], o.box[0]))
+        objs = _reading_order([o for o in scene.objects if o.category == category])
         names = []
         for obj in objs[:max_boxes]:
             name = f"b{len(boxes)}"
