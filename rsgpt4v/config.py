@@ -49,6 +49,15 @@ class DialogueConfig(_Section):
     include_image: bool
 
 
+class TasksConfig(_Section):
+    caption_mode: Literal["per_caption", "per_image"]
+    vqa_max_turns: int = Field(ge=1)
+    short_answer_words: int = Field(ge=0)
+    short_answer_suffix: str
+    classification_choices: int = Field(ge=0)
+    presence_negatives: int = Field(ge=0)
+
+
 class EngineConfig(_Section):
     concurrency: int = Field(ge=1)
     attempts: int = Field(ge=1)
@@ -69,6 +78,8 @@ class BuildConfig(_Section):
     tiling: TilingConfig
     local: LocalConfig
     dialogue: DialogueConfig
+    stages: list[Literal["local", "global", "dialogue"]]
+    tasks: TasksConfig
     engine: EngineConfig
     output: OutputConfig
 

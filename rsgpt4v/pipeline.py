@@ -29,7 +29,7 @@ from rsgpt4v.prompting.stages import Mark, Prompter, SentImage, local_batches, m
 from rsgpt4v.prompting.templates import STAGES, PromptSet
 from rsgpt4v.schema import Issue, Sample, Scene
 from rsgpt4v.sources import Source
-from rsgpt4v.tasks.from_annotations import counting_record, detection_record
+from rsgpt4v.tasks.from_annotations import annotation_records
 from rsgpt4v.tasks.from_model import SceneAnswers, model_records
 from rsgpt4v.tiling import clip_to_image, make_scenes
 
@@ -110,6 +110,9 @@ class Builder:
         except ImageError as exc:
             return [], None, [Issue(kind="skip", file=sample.rel_image, reason=str(exc))]
         objects, issues = clip_to_image(sample, image.width, image.height)
+        if self.source.task_kind != "detection":
+            # Captions, questions and expressions speak of the whole image: a window would break them.
+            return [Scene(sample=sample, window=(0, 0, image.width, image.height), objects=tuple(objects))], image, issues
         return make_scenes(sample, objects, image.width, image.height, self.cfg.tiling), image, issues
 
 
@@ -149,28 +152,35 @@ class Builder:
         clean_im, scale = fit(window, self.cfg.image.max_side)
         clean = await asyncio.to_thread(self._sent, clean_im, scale)
         answers = SceneAnswers()
-        if scene.objects:
+        stages = self.cfg.stages
+        if scene.objects and "local" in stages:
             await self._local(scene, clean_im, scale, answers)
+        if "global" in stages:
+            await self._global_and_dialogue(scene, clean, answers)
+        for stage, reason in answers.failures:
+            self.report.failures.append({"scene": scene.key, "stage": stage, "reason": reason})
+            log.warning("%s: %s stage failed: %s", scene.key, stage, reason)
+        return self._records(scene, rel_image, answers, window.width, window.height)
+
+    async def _global_and_dialogue(self, scene: Scene, clean: SentImage, answers: SceneAnswers) -> None:
         scene_text = await self.engine.ask(
             lambda fb, at: self.prompter.global_request(scene, clean, answers.notes, fb, at),
             GlobalResponse, self.prompter.check_global)
         self.progress.tick("global")
         if scene_text.parsed is None:
             answers.failures.append(("global", scene_text.failure or ""))
+            return
+        answers.scene_text = scene_text.parsed
+        if "dialogue" not in self.cfg.stages:
+            return
+        dialogue = await self.engine.ask(
+            lambda fb, at: self.prompter.dialogue_request(scene, clean, answers.notes, scene_text.parsed, fb, at),
+            DialogueResponse, self.prompter.check_dialogue)
+        self.progress.tick("dialogue")
+        if dialogue.parsed is None:
+            answers.failures.append(("dialogue", dialogue.failure or ""))
         else:
-            answers.scene_text = scene_text.parsed
-            dialogue = await self.engine.ask(
-                lambda fb, at: self.prompter.dialogue_request(scene, clean, answers.notes, scene_text.parsed, fb, at),
-                DialogueResponse, self.prompter.check_dialogue)
-            self.progress.tick("dialogue")
-            if dialogue.parsed is None:
-                answers.failures.append(("dialogue", dialogue.failure or ""))
-            else:
-                answers.dialogue = dialogue.parsed
-        for stage, reason in answers.failures:
-            self.report.failures.append({"scene": scene.key, "stage": stage, "reason": reason})
-            log.warning("%s: %s stage failed: %s", scene.key, stage, reason)
-        return self._records(scene, rel_image, answers, window.width, window.height)
+            answers.dialogue = dialogue.parsed
 
     def _records(self, scene: Scene, rel_image: str, answers: SceneAnswers, width: int, height: int) -> list[dict]:
         s = scene.sample
@@ -181,12 +191,8 @@ class Builder:
         llm_meta = {**meta, "model": self.model, "prompt_sha": self.prompt_sha}
         records = model_records(scene, answers, self.prompts, self.cfg.seed, self.cfg.output.max_region_turns,
                                 {**base, "meta": llm_meta})
-        if s.annotated:
-            ann = {**base, "meta": meta}
-            records += [r for r in (
-                detection_record(scene, self.prompts, self.cfg.seed, self.cfg.output.max_detection_boxes, ann),
-                counting_record(scene, self.prompts, self.cfg.seed, self.source.vocabulary, ann),
-            ) if r is not None]
+        records += annotation_records(scene, self.prompts, self.cfg, self.source.task_kind, self.source.vocabulary,
+                                      {**base, "meta": meta})
         return [render(r, self.cfg.output.box_format, width, height) for r in records]
 
     @property

@@ -38,7 +38,7 @@ def test_sample_dry_run_writes_llava_records_for_every_task(sample_build: Path) 
     assert len(records) >= 10
     tasks = {r["task"] for r in records}
     assert tasks == {"caption", "detailed_description", "region_description", "grounding", "multi_turn_reasoning",
-                     "detection", "counting"}
+                     "detection", "counting", "presence"}
     assert {r["split"] for r in records} == {"train", "val"}
     for r in records:
         conv = r["conversations"]
@@ -203,7 +203,7 @@ def test_model_that_always_refuses_fails_windows_not_the_run(tmp_path: Path) -> 
     assert m["failures"]["count"] > 0
     assert m["usage"]["by_stage"]["local"]["failures"] == {"refusal": m["usage"]["by_stage"]["local"]["api_calls"] // 3}
     tasks = {r["task"] for r in _records(out)}
-    assert tasks == {"detection", "counting"}
+    assert tasks == {"detection", "counting", "presence"}
     assert "sorry" not in json.dumps(_records(out)).lower()
 
 

@@ -46,3 +46,43 @@ class Source(ABC):
             return path.relative_to(self.root).as_posix()
         except ValueError:
             return path.as_posix()
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def inside_root(root: Path, relative: str) -> Path | None:
+    """`root / relative`, or None when the path is absolute or climbs out of `root` (`../`)."""
+    candidate = Path(relative)
+    if candidate.is_absolute() or ".." in candidate.parts:
+        return None
+    return root / candidate
+
+
+def find_image(folder: Path, name: str) -> Path | None:
+    """`folder/name`, or the same stem with another image suffix (copies of UCM and Sydney
+    reference `.jpg` where the files are `.tif`, and the reverse)."""
+    exact = folder / name
+    if exact.is_file():
+        return exact
+    stem = Path(name).stem
+    for suffix in IMAGE_SUFFIXES:
+        for cased in (suffix, suffix.upper()):
+            candidate = folder / f"{stem}{cased}"
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def read_json(path: Path, name: str) -> tuple[object, Issue | None]:
+    """Parsed JSON, or an Issue naming the file (and the line of a syntax error)."""
+    import json
+
+    try:
+        return json.loads(path.read_bytes().decode("utf-8-sig")), None
+    except OSError as exc:
+        return None, Issue(kind="skip", file=name, reason=f"cannot read file ({exc.strerror})")
+    except UnicodeDecodeError as exc:
+        return None, Issue(kind="skip", file=name, reason=f"not UTF-8 text ({exc.reason})")
+    except json.JSONDecodeError as exc:
+        return None, Issue(kind="skip", file=name, line=exc.lineno, reason=f"invalid JSON: {exc.msg}")

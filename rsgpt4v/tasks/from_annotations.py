@@ -1,4 +1,5 @@
-"""Template tasks straight from the annotations, no model involved: detection and counting.
+"""Template tasks straight from the annotations, no model involved: captions, VQA, grounding,
+classification, detection, counting and presence.
 
 Wording comes from the instruction pools in prompts/instructions.yaml, drawn with a per-record
 seeded generator so large datasets do not repeat one sentence.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rsgpt4v.config import BuildConfig, TasksConfig
 from rsgpt4v.language import plural, readable
 from rsgpt4v.prompting.templates import PromptSet
 from rsgpt4v.schema import Obj, Record, Scene, Turn
@@ -78,3 +80,117 @@ def counting_record(scene: Scene, prompts: PromptSet, seed: int, vocabulary: Seq
             answer = prompts.instruction("counting_answer", rng, count=n, category=_noun(category, n))
         turns.append(Turn(question=question, answer=answer))
     return Record(id=rid, task="counting", turns=turns, **base)
+
+
+
+def _short(question: str, answer: str, tasks: TasksConfig) -> str:
+    """LLaVA-1.5's trick: a short answer gets its question suffixed, so the model learns when to be brief."""
+    if tasks.short_answer_suffix and len(answer.split()) <= tasks.short_answer_words:
+        return f"{question.rstrip()}\n{tasks.short_answer_suffix}"
+    return question
+
+
+def caption_records(scene: Scene, prompts: PromptSet, seed: int, tasks: TasksConfig, base: dict) -> list[Record]:
+    """Ground-truth captions: one record per distinct caption, or one drawn per image."""
+    captions = list(scene.sample.captions)
+    if not captions:
+        return []
+    if tasks.caption_mode == "per_image":
+        rid = f"{scene.key}/caption"
+        rng = record_rng(seed, rid)
+        turn = Turn(question=prompts.instruction("caption", rng), answer=rng.choice(captions))
+        return [Record(id=rid, task="caption", turns=[turn], **base)]
+    records = []
+    for i, caption in enumerate(captions):
+        rid = f"{scene.key}/caption/{i}"
+        turn = Turn(question=prompts.instruction("caption", record_rng(seed, rid)), answer=caption)
+        records.append(Record(id=rid, task="caption", turns=[turn], **base))
+    return records
+
+
+def vqa_records(scene: Scene, tasks: TasksConfig, base: dict) -> list[Record]:
+    """The image's questions, in dataset order, grouped into conversations of up to K turns."""
+    qa = list(scene.sample.qa)
+    records = []
+    for n, start in enumerate(range(0, len(qa), tasks.vqa_max_turns)):
+        turns = [Turn(question=_short(q.question, q.answer, tasks), answer=q.answer)
+                 for q in qa[start:start + tasks.vqa_max_turns]]
+        records.append(Record(id=f"{scene.key}/vqa/{n}", task="vqa", turns=turns, **base))
+    return records
+
+
+def referring_records(scene: Scene, prompts: PromptSet, seed: int, max_turns: int, base: dict) -> list[Record]:
+    """Ground-truth referring expressions -> boxes, in conversations of up to `max_turns`."""
+    objs = [o for o in scene.objects if o.description]
+    records = []
+    for n, start in enumerate(range(0, len(objs), max_turns)):
+        rid = f"{scene.key}/grounding/{n}"
+        rng = record_rng(seed, rid)
+        turns, boxes = [], {}
+        for obj in objs[start:start + max_turns]:
+            name = f"b{len(boxes)}"
+            boxes[name] = window_box(scene, obj)
+            turns.append(Turn(question=prompts.instruction("grounding", rng, expression=obj.description),
+                              answer=f"<{name}>"))
+        records.append(Record(id=rid, task="grounding", turns=turns, boxes=boxes, **base))
+    return records
+
+
+def classification_record(scene: Scene, prompts: PromptSet, seed: int, tasks: TasksConfig,
+                          vocabulary: Sequence[str], base: dict) -> Record | None:
+    """The scene class, as an open question or as multiple choice among `classification_choices`."""
+    label = scene.sample.scene_class
+    if label is None:
+        return None
+    rid = f"{scene.key}/classification"
+    rng = record_rng(seed, rid)
+    others = sorted({readable(v) for v in vocabulary} - {label})
+    if tasks.classification_choices > 1 and others:
+        options = rng.sample(others, min(len(others), tasks.classification_choices - 1)) + [label]
+        rng.shuffle(options)
+        letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+        choices = "\n".join(f"{letters[i]}. {o}" for i, o in enumerate(options))
+        turn = Turn(question=prompts.instruction("classification_choice", rng, choices=choices),
+                    answer=letters[options.index(label)])
+    else:
+        turn = Turn(question=_short(prompts.instruction("classification", rng), label, tasks), answer=label)
+    return Record(id=rid, task="classification", turns=[turn], **base)
+
+
+def presence_record(scene: Scene, prompts: PromptSet, seed: int, tasks: TasksConfig, vocabulary: Sequence[str],
+                    base: dict) -> Record | None:
+    """Yes for categories present, No for categories absent from the whole annotated image."""
+    rid = f"{scene.key}/presence"
+    rng = record_rng(seed, rid)
+    present = list(scene.counts())[:_MAX_COUNTING_TURNS - tasks.presence_negatives]
+    absent = sorted(set(vocabulary) - {o.category for o in scene.sample.objects})
+    asked = [(c, "Yes") for c in present] + [(c, "No") for c in rng.sample(absent, min(len(absent),
+                                                                                       tasks.presence_negatives))]
+    if not asked:
+        return None
+    rng.shuffle(asked)
+    turns = [Turn(question=_short(prompts.instruction("presence", rng, category=plural(readable(c))), a, tasks),
+                  answer=a) for c, a in asked]
+    return Record(id=rid, task="presence", turns=turns, **base)
+
+
+def annotation_records(scene: Scene, prompts: PromptSet, cfg: BuildConfig, task_kind: str,
+                       vocabulary: Sequence[str], base: dict) -> list[Record]:
+    """Every template record the scene's annotations support.
+
+    Detection, counting and presence need exhaustive labels, which only detection sources have:
+    a grounding dataset labels just the objects its expressions refer to.
+    """
+    if not scene.sample.annotated:
+        return []
+    seed, tasks = cfg.seed, cfg.tasks
+    records = caption_records(scene, prompts, seed, tasks, base) + vqa_records(scene, tasks, base)
+    records += referring_records(scene, prompts, seed, cfg.output.max_region_turns, base)
+    optional = [classification_record(scene, prompts, seed, tasks, vocabulary, base)]
+    if task_kind == "detection":
+        optional += [
+            detection_record(scene, prompts, seed, cfg.output.max_detection_boxes, base),
+            counting_record(scene, prompts, seed, vocabulary, base),
+            presence_record(scene, prompts, seed, tasks, vocabulary, base),
+        ]
+    return records + [r for r in optional if r is not None]

@@ -49,12 +49,20 @@ def _described(scene: Scene, notes: dict[int, ObjectNote], max_turns: int, disti
 
 def model_records(scene: Scene, answers: SceneAnswers, prompts: PromptSet, seed: int, max_region_turns: int,
                   base: dict) -> list[Record]:
+    """Records from the stages' answers. Where the dataset has ground truth for a task (captions,
+    referring expressions), that ground truth makes the task's records, not the model."""
+    has_captions = bool(scene.sample.captions)
+    has_expressions = any(o.description for o in scene.objects)
     records: list[Record] = []
     if answers.scene_text is not None:
-        records.append(_single_turn(scene, "caption", "caption", answers.scene_text.caption, prompts, seed, base))
+        if not has_captions:
+            records.append(_single_turn(scene, "caption", "caption", answers.scene_text.caption, prompts, seed,
+                                        base))
         records.append(_single_turn(scene, "detailed_description", "detailed_description",
                                     answers.scene_text.description, prompts, seed, base))
     for task, distinctive_only in (("region_description", False), ("grounding", True)):
+        if task == "grounding" and has_expressions:
+            continue
         chosen = _described(scene, answers.notes, max_region_turns, distinctive_only)
         if not chosen:
             continue
