@@ -1,15 +1,26 @@
-"""The `rsgpt4v` command line: a thin typer layer over sources, config and the pipeline."""
+"""The `rsgpt4v` command line: a thin typer layer over sources, config, the pipeline and the tools."""
 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build RS-GPT4V-style instruction data for remote-sensing multimodal LLMs.")
+
+SourceOpt = Annotated[str, typer.Option("--source", "-s", help="Dataset adapter; see `rsgpt4v sources`.")]
+RootOpt = Annotated[Optional[Path], typer.Option(help="The dataset folder as downloaded.")]
+SampleOpt = Annotated[bool, typer.Option("--sample", help="Use the small synthetic sample bundled with rsgpt4v.")]
+ModelOpt = Annotated[Optional[str], typer.Option(help="Model name; default from the config.")]
+ConfigOpt = Annotated[Optional[Path], typer.Option(help="YAML file overriding configs/default.yaml.")]
+PromptsOpt = Annotated[Optional[Path], typer.Option(help="Folder of prompt files replacing the bundled prompts/.")]
+PricesOpt = Annotated[Optional[Path], typer.Option(help="Price table replacing configs/prices.yaml.")]
+LimitOpt = Annotated[Optional[int], typer.Option(min=1, help="Stop after this many images.")]
+SplitOpt = Annotated[Optional[str], typer.Option(help="Only this split (train, val, test, ...).")]
 
 
 class _TqdmHandler(logging.Handler):
@@ -18,7 +29,7 @@ class _TqdmHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         from tqdm import tqdm
 
-        tqdm.write(self.format(record), file=__import__("sys").stderr)
+        tqdm.write(self.format(record), file=sys.stderr)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -36,6 +47,40 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        k, n = (int(p) for p in text.split("/"))
+    except ValueError:
+        raise _fail(f"--shard takes K/N, like 2/8, not {text!r}") from None
+    if not 1 <= k <= n:
+        raise _fail(f"--shard {text}: K must be between 1 and N")
+    return k, n
+
+
+def _run(source: str, root: Path | None, sample: bool, split: str | None, config: Path | None,
+         overrides: dict[str, Any], opts: Any) -> dict:
+    """Validate the common inputs, then build (or estimate); errors become one line and exit 2."""
+    from rsgpt4v.config import ConfigError, load_config
+    from rsgpt4v.llm.client import MissingKeyError
+    from rsgpt4v.pipeline import build
+    from rsgpt4v.prompting.templates import PromptError
+    from rsgpt4v.sources import SourceError, get_source, sample_root
+
+    if sample == (root is not None):
+        raise _fail("give exactly one of --root PATH or --sample")
+    try:
+        cfg = load_config(config, overrides)
+        adapter = get_source(source)
+        data_root = sample_root(source) if sample else root
+        if not data_root.exists():
+            raise SourceError(f"--root {data_root} does not exist")
+        return build(adapter(data_root, split=split), cfg, opts)
+    except (ConfigError, SourceError, PromptError, MissingKeyError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+
+
 @app.command()
 def sources() -> None:
     """List the source adapters (the values of --source)."""
@@ -47,58 +92,60 @@ def sources() -> None:
 
 @app.command()
 def build(
-    source: Annotated[str, typer.Option("--source", "-s", help="Dataset adapter; see `rsgpt4v sources`.")],
+    source: SourceOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
-    root: Annotated[Optional[Path], typer.Option(help="The dataset folder as downloaded.")] = None,
-    sample: Annotated[bool, typer.Option("--sample", help="Use the small synthetic sample bundled with rsgpt4v.")] = False,
+    root: RootOpt = None,
+    sample: SampleOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Offline: the mock model answers, no key needed.")] = False,
     backend: Annotated[str, typer.Option(help="openai (any OpenAI-compatible server via OPENAI_BASE_URL) or mock.")] = "openai",
-    model: Annotated[Optional[str], typer.Option(help="Model name; default from the config.")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="YAML file overriding configs/default.yaml.")] = None,
-    prompts: Annotated[Optional[Path], typer.Option(help="Folder of prompt files replacing the bundled prompts/.")] = None,
-    limit: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many images.")] = None,
-    split: Annotated[Optional[str], typer.Option(help="Only this split (train, val, test, ...).")] = None,
+    model: ModelOpt = None,
+    config: ConfigOpt = None,
+    prompts: PromptsOpt = None,
+    prices: PricesOpt = None,
+    limit: LimitOpt = None,
+    split: SplitOpt = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for instruction wording and sampling.")] = None,
     concurrency: Annotated[Optional[int], typer.Option(min=1, help="Requests in flight.")] = None,
+    rpm: Annotated[Optional[float], typer.Option(min=1, help="Requests per minute to stay under.")] = None,
+    tpm: Annotated[Optional[float], typer.Option(min=1, help="Tokens per minute to stay under.")] = None,
+    max_cost: Annotated[Optional[float], typer.Option(min=0, help="Stop before spending more than this (USD).")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="K/N: build only the K-th of N deterministic shards.")] = None,
     cache: Annotated[Optional[Path], typer.Option(help="Response cache file; default OUT/cache.sqlite.")] = None,
     refresh: Annotated[bool, typer.Option("--refresh", help="Ignore cached responses (they are overwritten).")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Build instruction data from a source dataset into OUT/<split>.jsonl, OUT/images/ and OUT/manifest.json."""
-    from rsgpt4v.config import ConfigError, load_config
-    from rsgpt4v.llm.client import BACKENDS, MissingKeyError
-    from rsgpt4v.llm.engine import FatalAPIError
-    from rsgpt4v.pipeline import BuildOptions, build as run_build
-    from rsgpt4v.prompting.templates import PromptError
-    from rsgpt4v.sources import SourceError, get_source, sample_root
+    from rsgpt4v.llm.client import BACKENDS
+    from rsgpt4v.llm.engine import BudgetExceeded, FatalAPIError
+    from rsgpt4v.pipeline import BuildOptions
 
     _setup_logging(verbose)
     if dry_run:
         backend = "mock"
     if backend not in BACKENDS:
         raise _fail(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    if sample == (root is not None):
-        raise _fail("give exactly one of --root PATH or --sample")
-    overrides: dict = {}
+    engine = {k: v for k, v in {"concurrency": concurrency, "rpm": rpm, "tpm": tpm, "max_cost_usd": max_cost}.items()
+              if v is not None}
+    overrides: dict[str, Any] = {"engine": engine}
     if seed is not None:
         overrides["seed"] = seed
-    if concurrency is not None:
-        overrides["engine"] = {"concurrency": concurrency}
+    opts = BuildOptions(out=out, backend=backend, model=model, limit=limit, cache=cache, refresh=refresh,
+                        prompts_dir=prompts, prices=prices, shard=_parse_shard(shard), progress=progress)
     try:
-        cfg = load_config(config, overrides)
-        adapter = get_source(source)
-        data_root = sample_root(source) if sample else root
-        if not data_root.exists():
-            raise SourceError(f"--root {data_root} does not exist")
-        opts = BuildOptions(out=out, backend=backend, model=model, limit=limit, cache=cache, refresh=refresh,
-                            prompts_dir=prompts, progress=progress)
-        manifest = run_build(adapter(data_root, split=split), cfg, opts)
-    except (ConfigError, SourceError, PromptError, MissingKeyError) as exc:
-        raise _fail(str(exc)) from None
+        manifest = _run(source, root, sample, split, config, overrides, opts)
+    except BudgetExceeded as exc:
+        raise _fail(f"{exc}; raise --max-cost and rerun the same command to continue (nothing paid is lost)",
+                    code=1) from None
     except FatalAPIError as exc:
         raise _fail(f"{exc}; the run stopped, rerun the same command to resume", code=1) from None
     _summary(manifest, out)
+
+
+def _usd(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
 
 
 def _summary(manifest: dict, out: Path) -> None:
@@ -106,10 +153,72 @@ def _summary(manifest: dict, out: Path) -> None:
     typer.echo(f"wrote {c['records']} records from {c['samples']} images ({c['windows']} windows) to {out}")
     for task, n in c["by_task"].items():
         typer.echo(f"  {task:<22} {n}")
+    cost = f"${u['cost_usd']:,.4f}" if u["priced"] else "not priced (model not in the price table)"
     typer.echo(f"requests: {u['api_calls']} sent, {u['cache_hits']} from cache; tokens: {u['prompt_tokens']} in, "
-               f"{u['completion_tokens']} out")
-    typer.echo(f"input issues: {i['skipped']} skipped, {i['warnings']} warnings; "
-               f"failed stage answers: {manifest['failures']['count']} (details in {out / 'manifest.json'})")
+               f"{u['completion_tokens']} out; cost: {cost}")
+    failures: dict[str, int] = {}
+    for row in u["by_stage"].values():
+        for reason, n in row["failures"].items():
+            failures[reason] = failures.get(reason, 0) + n
+    by_reason = ", ".join(f"{n} {r}" for r, n in sorted(failures.items())) or "none"
+    typer.echo(f"input issues: {i['skipped']} skipped, {i['warnings']} warnings; failed stage answers: "
+               f"{manifest['failures']['count']} ({by_reason}); details in {out / 'manifest.json'}")
+
+
+@app.command()
+def estimate(
+    source: SourceOpt,
+    root: RootOpt = None,
+    sample: SampleOpt = False,
+    model: ModelOpt = None,
+    config: ConfigOpt = None,
+    prompts: PromptsOpt = None,
+    prices: PricesOpt = None,
+    limit: LimitOpt = None,
+    split: SplitOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+) -> None:
+    """Requests, image and text tokens and dollars per stage, live and batch, before anything is sent."""
+    import json
+    import tempfile
+
+    from rsgpt4v.pipeline import BuildOptions
+
+    _setup_logging(False)
+    with tempfile.TemporaryDirectory() as scratch:
+        opts = BuildOptions(out=Path(scratch), backend="mock", model=model, limit=limit, prompts_dir=prompts,
+                            prices=prices, estimate=True, progress=False)
+        manifest = _run(source, root, sample, split, config, {}, opts)
+    rows = manifest["estimate"]
+    if json_out:
+        typer.echo(json.dumps({"model": manifest["model"], "prices_date": manifest["usage"]["prices_date"],
+                               "images": manifest["counts"]["samples"], "windows": manifest["counts"]["windows"],
+                               "stages": rows}, indent=2))
+        return
+    typer.echo(f"{manifest['counts']['samples']} images, {manifest['counts']['windows']} windows, model "
+               f"{manifest['model']} (prices of {manifest['usage']['prices_date']})")
+    typer.echo(f"{'stage':<10}{'requests':>10}{'text tok':>14}{'image tok':>14}{'output tok':>14}"
+               f"{'live':>12}{'batch':>12}")
+    for r in rows:
+        typer.echo(f"{r['stage']:<10}{r['requests']:>10,}{r['text_tokens']:>14,}{r['image_tokens']:>14,}"
+                   f"{r['output_tokens']:>14,}{_usd(r['usd_live']):>12}{_usd(r['usd_batch']):>12}")
+
+
+@app.command()
+def merge(
+    inputs: Annotated[list[Path], typer.Argument(help="Output folders of finished builds (e.g. shards).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Merged output folder.")],
+) -> None:
+    """Join shard outputs and their manifests into one output folder."""
+    from rsgpt4v.merge import MergeError, merge as run_merge
+
+    try:
+        manifest = run_merge(inputs, out)
+    except MergeError as exc:
+        raise _fail(str(exc)) from None
+    c = manifest["counts"]
+    typer.echo(f"merged {len(inputs)} folders: {c['records']} records ({c['duplicates_skipped']} duplicate ids "
+               f"skipped) into {out}")
 
 
 def main() -> None:

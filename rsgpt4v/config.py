@@ -58,10 +58,24 @@ class TasksConfig(_Section):
     presence_negatives: int = Field(ge=0)
 
 
+class RateLimits(_Section):
+    rpm: float | None = Field(default=None, gt=0)
+    tpm: float | None = Field(default=None, gt=0)
+
+
 class EngineConfig(_Section):
     concurrency: int = Field(ge=1)
+    rpm: float | None = Field(default=None, gt=0)
+    tpm: float | None = Field(default=None, gt=0)
+    limits: dict[str, RateLimits] = Field(default_factory=dict)
     attempts: int = Field(ge=1)
     transport_attempts: int = Field(ge=1)
+    max_cost_usd: float | None = Field(default=None, gt=0)
+
+    def limits_for(self, model: str) -> RateLimits:
+        """The model's own limits where the config names it, else the general ones."""
+        own = self.limits.get(model)
+        return RateLimits(rpm=own.rpm if own and own.rpm else self.rpm, tpm=own.tpm if own and own.tpm else self.tpm)
 
 
 class OutputConfig(_Section):

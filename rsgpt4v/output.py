@@ -55,23 +55,28 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 class DatasetWriter:
-    """Writes window images and per-split JSONL files under one output folder."""
+    """Writes window images and per-split JSONL files under one output folder (or, with `discard`,
+    only pretends to, for estimates)."""
 
-    def __init__(self, out: Path, image_format: str) -> None:
+    def __init__(self, out: Path, image_format: str, discard: bool = False) -> None:
         self.out = Path(out)
         self.image_format = image_format
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.discard = discard
+        if not discard:
+            self.out.mkdir(parents=True, exist_ok=True)
         self._files: dict[str, IO[str]] = {}
 
     def image(self, name: str, im: Image.Image) -> str:
         """Write a window image (unless already complete from an earlier run); its path relative to OUT."""
         rel = f"{name}.{self.image_format}"
         path = self.out / rel
-        if not path.exists():
+        if not self.discard and not path.exists():
             write_atomic(path, encode(im, self.image_format, quality=95))
         return rel
 
     def write(self, split: str, line: dict[str, Any]) -> None:
+        if self.discard:
+            return
         f = self._files.get(split)
         if f is None:
             f = self._files[split] = open(self.out / f"{split}.jsonl.partial", "w", encoding="utf-8", newline="\n")
@@ -87,5 +92,7 @@ class DatasetWriter:
         return splits
 
     def manifest(self, data: dict[str, Any]) -> None:
+        if self.discard:
+            return
         write_atomic(self.out / "manifest.json",
                      (json.dumps(data, ensure_ascii=False, sort_keys=True, indent=2) + "\n").encode("utf-8"))

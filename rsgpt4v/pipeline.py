@@ -8,6 +8,7 @@ byte-identical between runs and memory does not grow with the dataset.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from tqdm import tqdm
 
 from rsgpt4v import __version__
 from rsgpt4v.config import BuildConfig
+from rsgpt4v.cost import PriceTable
+from rsgpt4v.estimate import EstimatingEngine, cost_table
 from rsgpt4v.imaging import ImageError, data_url, draw_marks, encode, fit, open_image
 from rsgpt4v.llm.cache import Cache
 from rsgpt4v.llm.client import make_client
@@ -48,6 +51,9 @@ class BuildOptions:
     cache: Path | None = None
     refresh: bool = False
     prompts_dir: Path | None = None
+    prices: Path | None = None
+    estimate: bool = False
+    shard: tuple[int, int] | None = None
     progress: bool = True
 
 
@@ -96,10 +102,12 @@ class Builder:
         self.model = opts.model or cfg.model.name
         self.prompts = PromptSet.load(opts.prompts_dir)
         self.prompter = Prompter(self.prompts, cfg, self.model)
-        self.writer = DatasetWriter(opts.out, cfg.output.image_format)
-        self.cache = Cache(opts.cache or Path(opts.out) / "cache.sqlite")
-        self.engine = Engine(make_client(opts.backend, cfg.model.request_timeout_s), self.cache, cfg.engine,
-                             refresh=opts.refresh)
+        self.writer = DatasetWriter(opts.out, cfg.output.image_format, discard=opts.estimate)
+        self.cache = Cache(Path(":memory:") if opts.estimate else opts.cache or Path(opts.out) / "cache.sqlite")
+        self.prices = PriceTable.load(opts.prices)
+        engine_cls = EstimatingEngine if opts.estimate else Engine
+        self.engine = engine_cls(make_client(opts.backend, cfg.model.request_timeout_s), self.cache, cfg.engine,
+                                 self.model, self.prices, refresh=opts.refresh)
         self.report = Report()
         self.progress = _Progress(opts.progress)
 
@@ -206,6 +214,8 @@ class Builder:
         status = "complete"
         try:
             for item in self.source:
+                if not self._in_shard(item):
+                    continue
                 if isinstance(item, Issue):
                     self.report.add_issue(item)
                     continue
@@ -237,6 +247,15 @@ class Builder:
             self.writer.manifest(self.manifest(status))
         return self.manifest(status)
 
+    def _in_shard(self, item: Sample | Issue) -> bool:
+        """Deterministic partition by content, so shards agree whatever order files are listed in;
+        an input issue belongs to the shard its file hashes to, so merged shards count it once."""
+        if self.opts.shard is None:
+            return True
+        k, n = self.opts.shard
+        name = item.where() if isinstance(item, Issue) else f"{item.split}/{item.image_id}"
+        return int(hashlib.sha256(name.encode("utf-8")).hexdigest()[:12], 16) % n == k - 1
+
     def _write(self, lines: list[dict[str, Any]]) -> None:
         self.report.scenes += 1
         self.progress.tick("windows")
@@ -253,7 +272,13 @@ class Builder:
         for (_, task), n in r.records.items():
             by_task[task] += n
         usage = {stage: u.as_dict() for stage, u in sorted(self.engine.usage.items())}
+        extra: dict[str, Any] = {}
+        if isinstance(self.engine, EstimatingEngine):
+            extra["estimate"] = cost_table(self.engine.tally, self.prices, self.model)
+        if self.opts.shard is not None:
+            extra["shard"] = list(self.opts.shard)
         return {
+            **extra,
             "status": status,
             "rsgpt4v_version": __version__,
             "source": self.source.name,
@@ -272,7 +297,9 @@ class Builder:
                       "api_calls": sum(u["api_calls"] for u in usage.values()),
                       "cache_hits": sum(u["cache_hits"] for u in usage.values()),
                       "prompt_tokens": sum(u["prompt_tokens"] for u in usage.values()),
-                      "completion_tokens": sum(u["completion_tokens"] for u in usage.values())},
+                      "completion_tokens": sum(u["completion_tokens"] for u in usage.values()),
+                      "cost_usd": round(sum(u["cost_usd"] for u in usage.values()), 6),
+                      "prices_date": self.prices.date, "priced": self.prices.price(self.model) is not None},
         }
 
 

@@ -228,4 +228,5 @@ def test_bad_arguments_exit_2(tmp_path: Path, args: list[str], message: str) -> 
 
 def test_sources_lists_dota() -> None:
     result = runner.invoke(app, ["sources"])
-    assert result.exit_code == 0 and result.output.startswith("dota")
+    assert result.exit_code == 0
+    assert any(line.split()[0] == "dota" and "DOTA" in line for line in result.output.splitlines())

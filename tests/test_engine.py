@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from conftest import Scripted, completion
 from rsgpt4v.config import load_config
+from rsgpt4v.cost import PriceTable
 from rsgpt4v.llm.cache import Cache
 from rsgpt4v.llm.engine import Engine, FatalAPIError
 from rsgpt4v.llm.request import ChatRequest
@@ -21,7 +22,7 @@ class Caption(BaseModel):
 
 def _engine(client, tmp_path: Path, **cfg) -> Engine:
     engine_cfg = load_config(overrides={"engine": cfg}).engine
-    return Engine(client, Cache(tmp_path / "cache.sqlite"), engine_cfg)
+    return Engine(client, Cache(tmp_path / "cache.sqlite"), engine_cfg, "gpt-4o", PriceTable.load())
 
 
 def _build(feedback: str | None, attempt: int) -> ChatRequest:
@@ -136,3 +137,33 @@ def test_corrupt_cache_is_moved_aside_and_rebuilt(tmp_path) -> None:
     cache.put("k", "global", "m", {"x": 1})
     assert cache.get("k") == {"x": 1}
     assert (tmp_path / "cache.sqlite.corrupt").exists()
+
+
+def test_max_cost_stops_before_the_request_that_would_pass_it(tmp_path, scripted_client) -> None:
+    from rsgpt4v.llm.engine import BudgetExceeded
+
+    handler = Scripted([(200, completion({"caption": "one"}), {})])
+    engine = _engine(scripted_client(handler), tmp_path, max_cost_usd=0.003)
+
+    def priced(extra: str):
+        def build(feedback, attempt):
+            request = _build(feedback, attempt)
+            return ChatRequest(stage="global", model="gpt-4o", response_model=Caption,
+                               messages=request.messages + [{"role": "user", "content": extra}])
+        return build
+
+    assert asyncio.run(engine.ask(priced("first"), Caption)).parsed == Caption(caption="one")
+    assert engine.spent_usd == pytest.approx((100 * 2.5 + 10 * 10.0) / 1e6)
+    other = priced("x" * 4000)
+
+    with pytest.raises(BudgetExceeded, match="max-cost 0.003 USD"):
+        asyncio.run(engine.ask(other, Caption))
+    assert len(handler.bodies) == 1
+
+
+def test_429_pauses_the_limiter(tmp_path, scripted_client) -> None:
+    handler = Scripted([(429, {"error": {"message": "slow", "code": "rate_limit_exceeded"}}, {"retry-after": "0"}),
+                        (200, completion({"caption": "ok"}), {"x-ratelimit-remaining-requests": "5"})])
+    engine = _engine(scripted_client(handler), tmp_path)
+    assert _ask(engine).parsed == Caption(caption="ok")
+    assert engine.limiter.throttled == 1

@@ -1,4 +1,4 @@
-"""The request engine: cache, then concurrency limit, then transport retries, then the client.
+"""The request engine: cache, then budget, then concurrency and rate limits, then retries, then the client.
 
 Two kinds of retry, each with one owner. Transport faults (408/409/429/5xx, lost connections) are
 retried here by tenacity with backoff that honours Retry-After; the openai client's own retries are
@@ -21,7 +21,9 @@ from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from rsgpt4v.config import EngineConfig
+from rsgpt4v.cost import PriceTable, estimate_prompt_tokens
 from rsgpt4v.llm.cache import Cache
+from rsgpt4v.llm.limiter import RateLimiter
 from rsgpt4v.llm.request import ChatRequest
 
 T = TypeVar("T", bound=BaseModel)
@@ -31,6 +33,10 @@ class FatalAPIError(Exception):
     """An API answer that no retry can fix (bad key, no quota, unknown model): the run stops."""
 
 
+class BudgetExceeded(FatalAPIError):
+    """The next request could take spending past --max-cost: the run stops before sending it."""
+
+
 @dataclass
 class StageUsage:
     api_calls: int = 0
@@ -38,12 +44,13 @@ class StageUsage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     retries: int = 0
+    cost_usd: float = 0.0
     failures: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         return {"api_calls": self.api_calls, "cache_hits": self.cache_hits, "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens, "retries": self.retries,
-                "failures": dict(sorted(self.failures.items()))}
+                "cost_usd": round(self.cost_usd, 6), "failures": dict(sorted(self.failures.items()))}
 
 
 @dataclass(frozen=True)
@@ -139,13 +146,28 @@ def check_completion(completion: dict[str, Any], model: type[T]) -> T:
 class Engine:
     """Sends requests through cache, limiter and retries; counts usage per stage."""
 
-    def __init__(self, client: openai.AsyncOpenAI, cache: Cache, cfg: EngineConfig, refresh: bool = False) -> None:
+    def __init__(self, client: openai.AsyncOpenAI, cache: Cache, cfg: EngineConfig, model: str,
+                 prices: PriceTable, refresh: bool = False) -> None:
         self.client = client
         self.cache = cache
         self.cfg = cfg
+        self.model = model
+        self.prices = prices
         self.refresh = refresh
         self.usage: dict[str, StageUsage] = {}
+        limits = cfg.limits_for(model)
+        self.limiter = RateLimiter(limits.rpm, limits.tpm)
+        self._image_rule = prices.image_rule(model)
         self._slots = asyncio.Semaphore(cfg.concurrency)
+        self._reserved_usd = 0.0
+
+    @property
+    def spent_usd(self) -> float:
+        return sum(u.cost_usd for u in self.usage.values())
+
+    def _projected_usd(self, request: ChatRequest, prompt_tokens: int) -> float:
+        max_out = int(request.params.get("max_completion_tokens", 0))
+        return self.prices.dollars(request.model, prompt_tokens, max_out) or 0.0
 
     def stage_usage(self, stage: str) -> StageUsage:
         return self.usage.setdefault(stage, StageUsage())
@@ -159,16 +181,30 @@ class Engine:
             if cached is not None:
                 usage.cache_hits += 1
                 return cached
-        async with self._slots:
-            completion = await self._send(request)
+        body = request.body()
+        prompt_estimate = estimate_prompt_tokens(body, self._image_rule)
+        projected = self._projected_usd(request, prompt_estimate)
+        budget = self.cfg.max_cost_usd
+        if budget is not None and self.spent_usd + self._reserved_usd + projected > budget:
+            raise BudgetExceeded(f"stopping before --max-cost {budget:g} USD would be passed "
+                                 f"(spent {self.spent_usd:.4f} USD)")
+        self._reserved_usd += projected
+        try:
+            async with self._slots:
+                tokens = prompt_estimate + int(request.params.get("max_completion_tokens", 0))
+                completion = await self._send(body, tokens)
+        finally:
+            self._reserved_usd -= projected
         usage.api_calls += 1
-        tokens = completion.get("usage") or {}
-        usage.prompt_tokens += tokens.get("prompt_tokens", 0)
-        usage.completion_tokens += tokens.get("completion_tokens", 0)
+        counted = completion.get("usage") or {}
+        usage.prompt_tokens += counted.get("prompt_tokens", 0)
+        usage.completion_tokens += counted.get("completion_tokens", 0)
+        usage.cost_usd += self.prices.dollars(request.model, counted.get("prompt_tokens", 0),
+                                              counted.get("completion_tokens", 0)) or 0.0
         self.cache.put(key, request.stage, request.model, completion)
         return completion
 
-    async def _send(self, request: ChatRequest) -> dict[str, Any]:
+    async def _send(self, body: dict[str, Any], tokens: int) -> dict[str, Any]:
         retrying = AsyncRetrying(
             retry=retry_if_exception(_retryable),
             wait=_WaitRetryAfter(),
@@ -178,7 +214,14 @@ class Engine:
         try:
             async for attempt in retrying:
                 with attempt:
-                    raw = await self.client.chat.completions.with_raw_response.create(**request.body())
+                    await self.limiter.acquire(tokens)
+                    try:
+                        raw = await self.client.chat.completions.with_raw_response.create(**body)
+                    except openai.RateLimitError as exc:
+                        if not _insufficient_quota(exc):
+                            self.limiter.pause(_retry_after(exc) or 1.0)
+                        raise
+                    self.limiter.observe(raw.headers)
                     return raw.parse().model_dump(mode="json", exclude_none=False)
         except openai.APIStatusError as exc:
             fatal = _fatal(exc)

@@ -8,17 +8,14 @@ a real build. Answers are a pure function of the request, so dry-runs are reprod
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
 import json
 import re
 from typing import Any
 
 import httpx2
-from PIL import Image
 
-from rsgpt4v.imaging import image_tokens
+from rsgpt4v.cost import ImageRule, estimate_prompt_tokens
 from rsgpt4v.language import join_counts, plural, readable
 
 _OBJECT_LINE = re.compile(r"^\s*(\{.*\"id\".*\})\s*,?\s*$")
@@ -162,21 +159,6 @@ def _dialogue(text: str) -> dict[str, Any]:
 _STAGES = {"LocalResponse": _local, "GlobalResponse": _global, "DialogueResponse": _dialogue}
 
 
-def _prompt_tokens(body: dict[str, Any]) -> int:
-    tokens = 0
-    for message in body.get("messages", []):
-        content = message["content"]
-        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
-        for part in parts:
-            if part.get("type") == "text":
-                tokens += len(part["text"]) // 4 + 1
-            elif part.get("type") == "image_url":
-                url = part["image_url"]["url"]
-                with Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as im:
-                    tokens += image_tokens(im.width, im.height, part["image_url"].get("detail", "high"))
-    return tokens
-
-
 def completion_for(body: dict[str, Any]) -> dict[str, Any]:
     """The chat completion the mock returns for a request body."""
     schema_name = body.get("response_format", {}).get("json_schema", {}).get("name", "")
@@ -184,7 +166,7 @@ def completion_for(body: dict[str, Any]) -> dict[str, Any]:
     content = json.dumps(answer, ensure_ascii=False)
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
     completion_tokens = len(content) // 4 + 1
-    prompt_tokens = _prompt_tokens(body)
+    prompt_tokens = estimate_prompt_tokens(body, ImageRule())
     return {
         "id": f"chatcmpl-mock-{digest}", "object": "chat.completion", "created": 0, "model": body.get("model", ""),
         "choices": [{"index": 0, "finish_reason": "stop",

@@ -1,0 +1,62 @@
+"""`rsgpt4v estimate`: requests, tokens and dollars per stage, before anything is sent.
+
+The build runs as usual, but every request is answered locally by the mock (so later stages see
+realistic inputs) and counted instead of sent: input tokens exactly as the target model's image
+rule and a text estimate give them, output tokens from the typical answer lengths in the price
+table. Nothing is cached and no output is written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+from rsgpt4v.cost import PriceTable, prompt_token_parts
+from rsgpt4v.llm.engine import Engine
+from rsgpt4v.llm.mock import completion_for
+from rsgpt4v.llm.request import ChatRequest
+
+
+class EstimatingEngine(Engine):
+    """An engine that prices requests instead of sending them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tally: dict[str, dict[str, int]] = defaultdict(lambda: {"requests": 0, "text_tokens": 0,
+                                                                    "image_tokens": 0, "output_tokens": 0})
+
+    async def complete(self, request: ChatRequest) -> dict[str, Any]:
+        body = request.body()
+        completion = completion_for(body)
+        text, image = prompt_token_parts(body, self._image_rule)
+        row = self.tally[request.stage]
+        row["requests"] += 1
+        row["text_tokens"] += text
+        row["image_tokens"] += image
+        row["output_tokens"] += self._expected_output(request.stage, completion)
+        return completion
+
+    def _expected_output(self, stage: str, completion: dict[str, Any]) -> int:
+        expected = self.prices.expected_output
+        if stage == "local":
+            listed = len(json.loads(completion["choices"][0]["message"]["content"])["objects"])
+            return expected["local_base"] + expected["local_per_object"] * listed
+        return expected.get(stage, 0)
+
+
+def cost_table(tally: dict[str, dict[str, int]], prices: PriceTable, model: str) -> list[dict[str, Any]]:
+    """One row per stage and a total, with live and batch dollars (None when the model is not priced)."""
+    rows = []
+    for stage in ("local", "global", "dialogue"):
+        if stage in tally:
+            rows.append({"stage": stage, **tally[stage]})
+    total = {"stage": "total", **{k: sum(r[k] for r in rows) for k in ("requests", "text_tokens", "image_tokens",
+                                                                     "output_tokens")}}
+    rows.append(total)
+    for row in rows:
+        prompt = row["text_tokens"] + row["image_tokens"]
+        live = prices.dollars(model, prompt, row["output_tokens"])
+        row["usd_live"] = None if live is None else round(live, 4)
+        row["usd_batch"] = None if live is None else round(live * prices.batch_discount, 4)
+    return rows

@@ -1,0 +1,122 @@
+"""`rsgpt4v merge`: join the output folders of shards (or of separate builds) into one.
+
+Records are streamed split by split, in the order the folders are given; a record id seen before is
+skipped and counted. Images are hard-linked where the file system allows, else copied. The merged
+manifest sums counts and usage and concatenates issues and failures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from rsgpt4v.output import write_atomic
+
+
+class MergeError(Exception):
+    """An input folder that is not a finished build; the message names it."""
+
+
+def _manifest(folder: Path) -> dict[str, Any]:
+    path = folder / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MergeError(f"{folder} has no manifest.json: not an rsgpt4v output folder") from None
+    except json.JSONDecodeError as exc:
+        raise MergeError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    if manifest.get("status") != "complete":
+        raise MergeError(f"{folder} is a build that did not finish (status {manifest.get('status')!r}): "
+                         "rerun its build command first")
+    return manifest
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    for path in sorted(src.rglob("*")):
+        if not path.is_file():
+            continue
+        target = dst / path.relative_to(src)
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
+
+
+def _sum_usage(usages: list[dict[str, Any]]) -> dict[str, Any]:
+    stages: dict[str, Counter[str]] = {}
+    failures: dict[str, Counter[str]] = {}
+    for usage in usages:
+        for stage, row in usage.get("by_stage", {}).items():
+            totals = stages.setdefault(stage, Counter())
+            for key, value in row.items():
+                if key == "failures":
+                    failures.setdefault(stage, Counter()).update(value)
+                else:
+                    totals[key] += value
+    by_stage = {stage: {**dict(sorted(t.items())), "failures": dict(sorted(failures.get(stage, Counter()).items()))}
+                for stage, t in sorted(stages.items())}
+    keys = ("api_calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd")
+    return {"by_stage": by_stage, **{k: sum(u.get(k, 0) for u in usages) for k in keys}}
+
+
+def merge(inputs: list[Path], out: Path) -> dict[str, Any]:
+    """Merge `inputs` into `out`; the merged manifest."""
+    manifests = [_manifest(Path(folder)) for folder in inputs]
+    out.mkdir(parents=True, exist_ok=True)
+    seen: set[str] = set()
+    duplicates = 0
+    by_split: dict[str, Counter[str]] = {}
+    splits = sorted({p.stem for folder in inputs for p in Path(folder).glob("*.jsonl")})
+    for split in splits:
+        tmp = out / f"{split}.jsonl.partial"
+        with open(tmp, "w", encoding="utf-8", newline="\n") as dst:
+            for folder in inputs:
+                src = Path(folder) / f"{split}.jsonl"
+                if not src.exists():
+                    continue
+                with open(src, encoding="utf-8") as f:
+                    for line in f:
+                        record = json.loads(line)
+                        if record["id"] in seen:
+                            duplicates += 1
+                            continue
+                        seen.add(record["id"])
+                        by_split.setdefault(split, Counter())[record["task"]] += 1
+                        dst.write(line)
+        os.replace(tmp, out / f"{split}.jsonl")
+    for folder in inputs:
+        if (Path(folder) / "images").is_dir():
+            _link_tree(Path(folder) / "images", out / "images")
+    by_task: Counter[str] = Counter()
+    for counts in by_split.values():
+        by_task.update(counts)
+    first = manifests[0]
+    merged = {
+        **{k: first[k] for k in ("rsgpt4v_version", "source", "model", "backend", "config", "prompts") if k in first},
+        "status": "complete",
+        "merged_from": [str(p) for p in inputs],
+        "counts": {"samples": sum(m["counts"]["samples"] for m in manifests),
+                   "windows": sum(m["counts"]["windows"] for m in manifests),
+                   "records": sum(by_task.values()), "duplicates_skipped": duplicates,
+                   "by_task": dict(sorted(by_task.items())),
+                   "by_split": {s: dict(sorted(c.items())) for s, c in sorted(by_split.items())}},
+        "issues": {"skipped": sum(m["issues"]["skipped"] for m in manifests),
+                   "warnings": sum(m["issues"]["warnings"] for m in manifests),
+                   "by_reason": dict(sorted(sum((Counter(m["issues"]["by_reason"]) for m in manifests),
+                                                Counter()).items())),
+                   "list": [i for m in manifests for i in m["issues"]["list"]]},
+        "failures": {"count": sum(m["failures"]["count"] for m in manifests),
+                     "list": [f for m in manifests for f in m["failures"]["list"]]},
+        "usage": _sum_usage([m["usage"] for m in manifests]),
+    }
+    if any(m.get("config") != first.get("config") for m in manifests):
+        merged["warning"] = "the inputs were built with different configurations"
+    write_atomic(out / "manifest.json", (json.dumps(merged, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    return merged
