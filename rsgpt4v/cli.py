@@ -110,6 +110,8 @@ def build(
     tpm: Annotated[Optional[float], typer.Option(min=1, help="Tokens per minute to stay under.")] = None,
     max_cost: Annotated[Optional[float], typer.Option(min=0, help="Stop before spending more than this (USD).")] = None,
     shard: Annotated[Optional[str], typer.Option(help="K/N: build only the K-th of N deterministic shards.")] = None,
+    batch: Annotated[bool, typer.Option("--batch", help="Use the Batch API (half price): one pass per stage.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="With --batch: poll and run every pass until done.")] = False,
     cache: Annotated[Optional[Path], typer.Option(help="Response cache file; default OUT/cache.sqlite.")] = None,
     refresh: Annotated[bool, typer.Option("--refresh", help="Ignore cached responses (they are overwritten).")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
@@ -130,8 +132,12 @@ def build(
     overrides: dict[str, Any] = {"engine": engine}
     if seed is not None:
         overrides["seed"] = seed
+    if backend == "mock" and batch and not wait:
+        raise _fail("the mock's batches live only inside one process: use --dry-run --batch --wait "
+                    "(or point OPENAI_BASE_URL at `rsgpt4v fake-server`)")
     opts = BuildOptions(out=out, backend=backend, model=model, limit=limit, cache=cache, refresh=refresh,
-                        prompts_dir=prompts, prices=prices, shard=_parse_shard(shard), progress=progress)
+                        prompts_dir=prompts, prices=prices, shard=_parse_shard(shard), batch=batch,
+                        batch_wait=wait, progress=progress)
     try:
         manifest = _run(source, root, sample, split, config, overrides, opts)
     except BudgetExceeded as exc:
@@ -139,7 +145,27 @@ def build(
                     code=1) from None
     except FatalAPIError as exc:
         raise _fail(f"{exc}; the run stopped, rerun the same command to resume", code=1) from None
-    _summary(manifest, out)
+    if manifest["status"].startswith("batch_"):
+        _batch_summary(manifest, out)
+    else:
+        _summary(manifest, out)
+
+
+def _batch_summary(manifest: dict, out: Path) -> None:
+    b = manifest["batch"]
+    open_batches = [x for x in b["batches"] if not x.get("collected")]
+    if manifest["status"] == "batch_in_progress":
+        typer.echo(f"{len(open_batches)} batch(es) still in progress; rerun this command when they finish "
+                   f"(`rsgpt4v batch status --out {out}` shows them)")
+        return
+    stages = {}
+    for x in open_batches:
+        for stage, n in x["stages"].items():
+            stages[stage] = stages.get(stage, 0) + n
+    named = ", ".join(f"{n} {stage}" for stage, n in sorted(stages.items()))
+    typer.echo(f"submitted {b['queued_this_pass']} requests ({named}) in {len(open_batches)} batch(es); "
+               f"{manifest['counts']['windows']} windows wait for them. When they finish (within 24 h), rerun "
+               "this same command: it collects the answers and submits the next stage.")
 
 
 def _usd(value: float | None) -> str:
@@ -156,6 +182,11 @@ def _summary(manifest: dict, out: Path) -> None:
     cost = f"${u['cost_usd']:,.4f}" if u["priced"] else "not priced (model not in the price table)"
     typer.echo(f"requests: {u['api_calls']} sent, {u['cache_hits']} from cache; tokens: {u['prompt_tokens']} in, "
                f"{u['completion_tokens']} out; cost: {cost}")
+    if "batch" in manifest:
+        bu = manifest["batch"]["usage"]
+        typer.echo(f"batch API: {bu['requests']} answers collected over {len(manifest['batch']['batches'])} "
+                   f"batch(es); tokens: {bu['prompt_tokens']} in, {bu['completion_tokens']} out; "
+                   f"cost at batch prices: ${bu['cost_usd']:,.4f}")
     failures: dict[str, int] = {}
     for row in u["by_stage"].values():
         for reason, n in row["failures"].items():
@@ -219,6 +250,91 @@ def merge(
     c = manifest["counts"]
     typer.echo(f"merged {len(inputs)} folders: {c['records']} records ({c['duplicates_skipped']} duplicate ids "
                f"skipped) into {out}")
+
+
+@app.command("fake-server")
+def fake_server(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 8089,
+    latency: Annotated[float, typer.Option(min=0, help="Mean seconds per completion.")] = 0.0,
+    rpm: Annotated[Optional[float], typer.Option(min=1, help="Requests per minute, enforced per second.")] = None,
+    tpm: Annotated[Optional[float], typer.Option(min=1, help="Tokens per minute, enforced per second.")] = None,
+    fail_5xx: Annotated[float, typer.Option(min=0, max=1, help="Fraction of requests answered 503.")] = 0.0,
+    fail_429: Annotated[float, typer.Option(min=0, max=1, help="Fraction of requests answered 429.")] = 0.0,
+    malformed: Annotated[float, typer.Option(min=0, max=1, help="Fraction of answers with broken JSON.")] = 0.0,
+    batch_expire: Annotated[float, typer.Option(min=0, max=1, help="Fraction of batch requests that expire.")] = 0.0,
+    seed: int = 0,
+) -> None:
+    """Serve an OpenAI-compatible fake API (chat, files, batches) on loopback; Ctrl-C stops it."""
+    from rsgpt4v.fakeserver import FakeServer, Knobs
+
+    knobs = Knobs(latency_s=latency, rpm=rpm, tpm=tpm, fail_5xx=fail_5xx, fail_429=fail_429, malformed=malformed,
+                  batch_expire=batch_expire, seed=seed)
+    server = FakeServer(knobs, port=port)
+    typer.echo(f"fake OpenAI API at {server.url}  (export OPENAI_BASE_URL={server.url} OPENAI_API_KEY=fake)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+batch_app = typer.Typer(help="Inspect and collect the Batch API jobs of a `build --batch` output folder.")
+app.add_typer(batch_app, name="batch")
+
+
+def _batch_context(out: Path):
+    import json
+
+    from rsgpt4v.llm.batch import BatchState
+    from rsgpt4v.llm.client import MissingKeyError, make_client
+
+    state = BatchState(out / "batch")
+    if not state.batches:
+        raise _fail(f"{out} has no batches: submit with `rsgpt4v build --batch ... --out {out}`")
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    if manifest.get("backend") == "mock":
+        raise _fail("this build used the mock, whose batches lived only inside its own process")
+    try:
+        client = make_client("openai", manifest["config"]["model"]["request_timeout_s"])
+    except MissingKeyError as exc:
+        raise _fail(str(exc)) from None
+    return state, manifest, client
+
+
+@batch_app.command("status")
+def batch_status(out: Annotated[Path, typer.Option("--out", "-o", help="The build's output folder.")]) -> None:
+    """Show every batch of the build and its progress."""
+    import asyncio
+
+    from rsgpt4v.llm.batch import refresh
+
+    state, _, client = _batch_context(out)
+    asyncio.run(refresh(client, state))
+    for b in state.batches:
+        counts = b.get("counts") or {}
+        done = f"{counts.get('completed', 0)}/{counts.get('total', b['lines'])} done" if counts else ""
+        stages = ", ".join(f"{n} {s}" for s, n in sorted(b["stages"].items()))
+        typer.echo(f"{b['id']}  {b['pass']}  {b['status']:<12} {'collected' if b.get('collected') else 'open':<10}"
+                   f"{b['lines']:>7} requests ({stages}) {done}")
+
+
+@batch_app.command("collect")
+def batch_collect(out: Annotated[Path, typer.Option("--out", "-o", help="The build's output folder.")]) -> None:
+    """Download finished batches into the build's cache (the next `build --batch` pass also does this)."""
+    import asyncio
+
+    from rsgpt4v.cost import PriceTable
+    from rsgpt4v.llm.batch import collect
+    from rsgpt4v.llm.cache import Cache
+
+    state, manifest, client = _batch_context(out)
+    cache = Cache(out / "cache.sqlite")
+    tally = asyncio.run(collect(client, state, cache, PriceTable.load(), manifest["model"]))
+    cache.close()
+    still = len(state.open_batches())
+    typer.echo(f"collected {tally['answers']} answers; {tally['failed']} failed or expired (resubmitted by the next "
+               f"pass), {tally['rejected']} rejected; {still} batch(es) still open")
 
 
 def main() -> None:

@@ -78,6 +78,12 @@ class EngineConfig(_Section):
         return RateLimits(rpm=own.rpm if own and own.rpm else self.rpm, tpm=own.tpm if own and own.tpm else self.tpm)
 
 
+class BatchConfig(_Section):
+    max_lines: int = Field(ge=1, le=50_000)
+    max_bytes: int = Field(ge=1_000, le=200_000_000)
+    poll_s: float = Field(ge=0)
+
+
 class OutputConfig(_Section):
     image_format: Literal["png", "jpg"]
     box_format: Literal["llava", "geochat", "qwen", "pixel"]
@@ -95,6 +101,7 @@ class BuildConfig(_Section):
     stages: list[Literal["local", "global", "dialogue"]]
     tasks: TasksConfig
     engine: EngineConfig
+    batch: BatchConfig
     output: OutputConfig
 
 

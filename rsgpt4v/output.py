@@ -91,6 +91,13 @@ class DatasetWriter:
         self._files.clear()
         return splits
 
+    def abandon(self) -> None:
+        """Drop the unfinished split files of a pass that did not complete."""
+        for split, f in self._files.items():
+            f.close()
+            (self.out / f"{split}.jsonl.partial").unlink(missing_ok=True)
+        self._files.clear()
+
     def manifest(self, data: dict[str, Any]) -> None:
         if self.discard:
             return

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import openai
 from PIL import Image
 from tqdm import tqdm
 
@@ -23,6 +24,7 @@ from rsgpt4v.config import BuildConfig
 from rsgpt4v.cost import PriceTable
 from rsgpt4v.estimate import EstimatingEngine, cost_table
 from rsgpt4v.imaging import ImageError, data_url, draw_marks, encode, fit, open_image
+from rsgpt4v.llm.batch import BatchQueue, BatchState, collect, submit
 from rsgpt4v.llm.cache import Cache
 from rsgpt4v.llm.client import make_client
 from rsgpt4v.llm.engine import Engine
@@ -54,6 +56,8 @@ class BuildOptions:
     prices: Path | None = None
     estimate: bool = False
     shard: tuple[int, int] | None = None
+    batch: bool = False
+    batch_wait: bool = False
     progress: bool = True
 
 
@@ -63,6 +67,7 @@ class Report:
 
     samples: int = 0
     scenes: int = 0
+    pending: int = 0
     records: Counter[tuple[str, str]] = field(default_factory=Counter)
     issues: list[Issue] = field(default_factory=list)
     issue_counts: Counter[str] = field(default_factory=Counter)
@@ -95,7 +100,9 @@ class _Progress:
 
 
 class Builder:
-    def __init__(self, source: Source, cfg: BuildConfig, opts: BuildOptions) -> None:
+    """One pass of a build over the source; a batch build takes one pass per stage."""
+
+    def __init__(self, source: Source, cfg: BuildConfig, opts: BuildOptions, client: openai.AsyncOpenAI) -> None:
         self.source = source
         self.cfg = cfg
         self.opts = opts
@@ -105,12 +112,14 @@ class Builder:
         self.writer = DatasetWriter(opts.out, cfg.output.image_format, discard=opts.estimate)
         self.cache = Cache(Path(":memory:") if opts.estimate else opts.cache or Path(opts.out) / "cache.sqlite")
         self.prices = PriceTable.load(opts.prices)
+        self.client = client
+        self.batch_state = BatchState(Path(opts.out) / "batch") if opts.batch else None
         engine_cls = EstimatingEngine if opts.estimate else Engine
-        self.engine = engine_cls(make_client(opts.backend, cfg.model.request_timeout_s), self.cache, cfg.engine,
-                                 self.model, self.prices, refresh=opts.refresh)
+        self.engine = engine_cls(client, self.cache, cfg.engine, self.model, self.prices, refresh=opts.refresh,
+                                 batch=BatchQueue() if opts.batch else None,
+                                 rejected=self.batch_state.rejected if self.batch_state else None)
         self.report = Report()
         self.progress = _Progress(opts.progress)
-
 
     def _prepare(self, sample: Sample) -> tuple[list[Scene], Image.Image | None, list[Issue]]:
         try:
@@ -143,6 +152,9 @@ class Builder:
                 lambda fb, at: self.prompter.local_request(scene, image, batch, omitted, fb, at),
                 LocalResponse, self.prompter.check_local(batch))
             self.progress.tick("local")
+            if answer.deferred:
+                answers.deferred = True
+                return
             if answer.parsed is None:
                 answers.failures.append(("local", answer.failure or ""))
                 return
@@ -163,8 +175,11 @@ class Builder:
         stages = self.cfg.stages
         if scene.objects and "local" in stages:
             await self._local(scene, clean_im, scale, answers)
-        if "global" in stages:
+        if "global" in stages and not answers.deferred:
             await self._global_and_dialogue(scene, clean, answers)
+        if answers.deferred:
+            self.report.pending += 1
+            return []
         for stage, reason in answers.failures:
             self.report.failures.append({"scene": scene.key, "stage": stage, "reason": reason})
             log.warning("%s: %s stage failed: %s", scene.key, stage, reason)
@@ -175,6 +190,9 @@ class Builder:
             lambda fb, at: self.prompter.global_request(scene, clean, answers.notes, fb, at),
             GlobalResponse, self.prompter.check_global)
         self.progress.tick("global")
+        if scene_text.deferred:
+            answers.deferred = True
+            return
         if scene_text.parsed is None:
             answers.failures.append(("global", scene_text.failure or ""))
             return
@@ -185,7 +203,9 @@ class Builder:
             lambda fb, at: self.prompter.dialogue_request(scene, clean, answers.notes, scene_text.parsed, fb, at),
             DialogueResponse, self.prompter.check_dialogue)
         self.progress.tick("dialogue")
-        if dialogue.parsed is None:
+        if dialogue.deferred:
+            answers.deferred = True
+        elif dialogue.parsed is None:
             answers.failures.append(("dialogue", dialogue.failure or ""))
         else:
             answers.dialogue = dialogue.parsed
@@ -207,8 +227,13 @@ class Builder:
     def prompt_sha(self) -> str:
         return "-".join(self.prompts.shas[s] for s in STAGES)
 
-
     async def run(self) -> dict[str, Any]:
+        if self.batch_state is not None and self.batch_state.open_batches():
+            await collect(self.client, self.batch_state, self.cache, self.prices, self.model)
+            if self.batch_state.open_batches():
+                self.progress.close()
+                self.cache.close()
+                return self._finish("batch_in_progress")
         inflight = max(2, self.cfg.engine.concurrency * 2)
         pending: deque[asyncio.Task[list[dict[str, Any]]]] = deque()
         status = "complete"
@@ -234,6 +259,11 @@ class Builder:
                         self._write(await pending.popleft())
             while pending:
                 self._write(await pending.popleft())
+            queue = self.engine.batch
+            if queue is not None and queue.lines:
+                status = "batch_pending"
+                b = self.cfg.batch
+                await submit(self.client, self.batch_state, queue, b.max_lines, b.max_bytes)
         except BaseException:
             status = "stopped"
             for task in pending:
@@ -243,9 +273,16 @@ class Builder:
             self.progress.close()
             if status == "complete":
                 self.writer.close()
+            else:
+                self.writer.abandon()
             self.cache.close()
-            self.writer.manifest(self.manifest(status))
-        return self.manifest(status)
+            manifest = self._finish(status)
+        return manifest
+
+    def _finish(self, status: str) -> dict[str, Any]:
+        manifest = self.manifest(status)
+        self.writer.manifest(manifest)
+        return manifest
 
     def _in_shard(self, item: Sample | Issue) -> bool:
         """Deterministic partition by content, so shards agree whatever order files are listed in;
@@ -277,6 +314,10 @@ class Builder:
             extra["estimate"] = cost_table(self.engine.tally, self.prices, self.model)
         if self.opts.shard is not None:
             extra["shard"] = list(self.opts.shard)
+        if self.batch_state is not None:
+            queued = self.engine.batch.lines if self.engine.batch else {}
+            extra["batch"] = {"queued_this_pass": len(queued), "batches": self.batch_state.batches,
+                              "rejected": len(self.batch_state.rejected), "usage": self.batch_state.usage}
         return {
             **extra,
             "status": status,
@@ -304,5 +345,19 @@ class Builder:
 
 
 def build(source: Source, cfg: BuildConfig, opts: BuildOptions) -> dict[str, Any]:
-    """Run a build to the end (or to a fatal API error, which propagates); the manifest."""
-    return asyncio.run(Builder(source, cfg, opts).run())
+    """Run a build to the end (or to a fatal API error, which propagates); the manifest.
+
+    In batch mode one pass submits what the cache lacks and returns; with `batch_wait` passes are
+    repeated, polling between them, until the build completes.
+    """
+    async def passes() -> dict[str, Any]:
+        client = make_client(opts.backend, cfg.model.request_timeout_s)
+        while True:
+            manifest = await Builder(source, cfg, opts, client).run()
+            if not (opts.batch_wait and manifest["status"].startswith("batch_")):
+                return manifest
+            if manifest["status"] == "batch_in_progress":
+                log.info("batches still in progress; next check in %.0f s", cfg.batch.poll_s)
+                await asyncio.sleep(cfg.batch.poll_s)
+
+    return asyncio.run(passes())

@@ -11,7 +11,7 @@ import os
 import httpx2
 import openai
 
-from rsgpt4v.llm.mock import mock_transport
+from rsgpt4v.fakeserver import FakeAPI
 
 BACKENDS = ("openai", "mock")
 
@@ -24,7 +24,7 @@ def make_client(backend: str, timeout_s: float) -> openai.AsyncOpenAI:
     if backend == "mock":
         return openai.AsyncOpenAI(
             api_key="mock-key", base_url="http://mock.rsgpt4v.invalid/v1", max_retries=0, timeout=timeout_s,
-            http_client=httpx2.AsyncClient(transport=mock_transport()),
+            http_client=httpx2.AsyncClient(transport=FakeAPI().transport()),
         )
     if backend != "openai":
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")

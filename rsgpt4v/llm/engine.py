@@ -22,6 +22,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from rsgpt4v.config import EngineConfig
 from rsgpt4v.cost import PriceTable, estimate_prompt_tokens
+from rsgpt4v.llm.batch import BatchQueue, Deferred
 from rsgpt4v.llm.cache import Cache
 from rsgpt4v.llm.limiter import RateLimiter
 from rsgpt4v.llm.request import ChatRequest
@@ -55,10 +56,11 @@ class StageUsage:
 
 @dataclass(frozen=True)
 class Answer(Generic[T]):
-    """A parsed, checked response, or the reason there is none."""
+    """A parsed, checked response, or the reason there is none, or (batch mode) a later answer."""
 
     parsed: T | None
     failure: str | None = None
+    deferred: bool = False
 
 
 class Unusable(Exception):
@@ -147,8 +149,11 @@ class Engine:
     """Sends requests through cache, limiter and retries; counts usage per stage."""
 
     def __init__(self, client: openai.AsyncOpenAI, cache: Cache, cfg: EngineConfig, model: str,
-                 prices: PriceTable, refresh: bool = False) -> None:
+                 prices: PriceTable, refresh: bool = False, batch: BatchQueue | None = None,
+                 rejected: dict[str, str] | None = None) -> None:
         self.client = client
+        self.batch = batch
+        self.rejected = rejected or {}
         self.cache = cache
         self.cfg = cfg
         self.model = model
@@ -182,6 +187,11 @@ class Engine:
                 usage.cache_hits += 1
                 return cached
         body = request.body()
+        if self.batch is not None:
+            if key in self.rejected:
+                raise Unusable("api_400", f"the Batch API rejected the request ({self.rejected[key]})")
+            self.batch.add(key, request.stage, body)
+            raise Deferred(key)
         prompt_estimate = estimate_prompt_tokens(body, self._image_rule)
         projected = self._projected_usd(request, prompt_estimate)
         budget = self.cfg.max_cost_usd
@@ -247,6 +257,11 @@ class Engine:
                 self.stage_usage(stage).retries += 1
             try:
                 completion = await self.complete(request)
+            except Deferred:
+                return Answer(None, deferred=True)
+            except Unusable as exc:
+                failure = exc
+                break
             except openai.BadRequestError as exc:
                 failure = Unusable("api_400", f"the API rejected the request (400): {exc.message}")
                 break

@@ -1,6 +1,7 @@
-"""The offline mock model: an httpx2 transport that answers chat completions like a careful model.
+"""The offline mock model: chat completions answered like a careful model would answer them.
 
-It answers through the real `openai` client and reads only what a real model would: the request.
+It is served through the real `openai` client (see `rsgpt4v.fakeserver`) and reads only what a real
+model would: the request.
 Its answers are grounded: it parses the object list and counts the prompt carries, so ids,
 categories and counts in a dry-run dataset are right, and the dataset is a meaningful sample of
 a real build. Answers are a pure function of the request, so dry-runs are reproducible.
@@ -12,8 +13,6 @@ import hashlib
 import json
 import re
 from typing import Any
-
-import httpx2
 
 from rsgpt4v.cost import ImageRule, estimate_prompt_tokens
 from rsgpt4v.language import join_counts, plural, readable
@@ -174,19 +173,3 @@ def completion_for(body: dict[str, Any]) -> dict[str, Any]:
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                   "total_tokens": prompt_tokens + completion_tokens},
     }
-
-
-def handle(request: httpx2.Request) -> httpx2.Response:
-    """The MockTransport handler: chat completions only; anything else is a 404 like the real API's."""
-    if request.method == "POST" and request.url.path.endswith("/chat/completions"):
-        try:
-            return httpx2.Response(200, json=completion_for(json.loads(request.content)))
-        except (OSError, ValueError) as exc:
-            return httpx2.Response(400, json={"error": {"message": f"invalid request: {exc}",
-                                                        "type": "invalid_request_error", "code": "invalid_image"}})
-    return httpx2.Response(404, json={"error": {"message": f"mock has no {request.method} {request.url.path}",
-                                                "type": "invalid_request_error", "code": "not_found"}})
-
-
-def mock_transport() -> httpx2.MockTransport:
-    return httpx2.MockTransport(handle)

@@ -20,6 +20,7 @@ class SceneAnswers:
     scene_text: GlobalResponse | None = None
     dialogue: DialogueResponse | None = None
     failures: list[tuple[str, str]] = field(default_factory=list)
+    deferred: bool = False
 
 
 def _single_turn(scene: Scene, task: str, pool: str, answer: str, prompts: PromptSet, seed: int,
