@@ -70,6 +70,7 @@ class EngineConfig(_Section):
     limits: dict[str, RateLimits] = Field(default_factory=dict)
     attempts: int = Field(ge=1)
     transport_attempts: int = Field(ge=1)
+    backoff_s: float = Field(gt=0)
     max_cost_usd: float | None = Field(default=None, gt=0)
 
     def limits_for(self, model: str) -> RateLimits:

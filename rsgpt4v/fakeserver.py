@@ -15,7 +15,6 @@ import json
 import random
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -49,8 +48,10 @@ class Stats:
     malformed: int = 0
     batches: int = 0
     batch_lines: int = 0
+    first_admitted: float = 0.0
+    last_admitted: float = 0.0
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, float]:
         return dict(self.__dict__)
 
 
@@ -60,8 +61,10 @@ class _State:
     stats: Stats = field(default_factory=Stats)
     files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # Limits are enforced per second, as providers do: 600 RPM means at most 10 in any second.
-    window: deque[tuple[float, int]] = field(default_factory=deque)
+    # Limits are enforced per second, as providers do: a bucket holding one second's worth
+    # (600 RPM: 10 requests), refilled continuously.
+    levels: dict[str, float] = field(default_factory=dict)
+    refilled: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
     ids: itertools.count = field(default_factory=itertools.count)
 
@@ -72,16 +75,21 @@ class _State:
         return f"{prefix}-{next(self.ids):06d}"
 
     def admit(self, tokens: int) -> float | None:
-        """None when the request fits the per-second budget, else the seconds until it would."""
-        k = self.knobs
+        """None when the request fits the buckets (and is charged), else seconds until it would."""
         now = time.monotonic()
-        while self.window and self.window[0][0] <= now - 1.0:
-            self.window.popleft()
-        used_requests = len(self.window)
-        used_tokens = sum(t for _, t in self.window)
-        if (k.rpm and used_requests + 1 > k.rpm / 60.0) or (k.tpm and used_tokens + tokens > max(k.tpm / 60.0, tokens)):
-            return max(0.05, 1.0 - (now - self.window[0][0])) if self.window else 0.05
-        self.window.append((now, tokens))
+        rates = {k: v / 60.0 for k, v in (("requests", self.knobs.rpm), ("tokens", self.knobs.tpm)) if v}
+        for kind, rate in rates.items():
+            capacity = max(rate, tokens) if kind == "tokens" else rate
+            self.levels[kind] = min(capacity, self.levels.get(kind, capacity) + (now - self.refilled) * rate)
+        self.refilled = now
+        need = {"requests": 1.0, "tokens": float(tokens)}
+        short = [(need[k] - self.levels[k]) / rate for k, rate in rates.items() if self.levels[k] < need[k]]
+        if short:
+            return max(0.05, max(short))
+        for kind in rates:
+            self.levels[kind] -= need[kind]
+        self.stats.first_admitted = self.stats.first_admitted or now
+        self.stats.last_admitted = now
         return None
 
 
@@ -115,10 +123,13 @@ def chat(state: _State, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict
             state.stats.injected_5xx += 1
         elif fault == "malformed":
             state.stats.malformed += 1
-        remaining = max(0, int((state.knobs.rpm or 1e9) / 60.0) - len(state.window))
-    headers = {"x-ratelimit-limit-requests": str(int(state.knobs.rpm or 1_000_000)),
-               "x-ratelimit-remaining-requests": str(remaining),
-               "x-ratelimit-reset-requests": "1s"}
+        level = state.levels.get("requests")
+    rpm = state.knobs.rpm
+    # OpenAI's reset header: time until the limit is back to its initial (full) state.
+    reset = (rpm / 60.0 - level) / (rpm / 60.0) if rpm and level is not None else 0.0
+    headers = {"x-ratelimit-limit-requests": str(int(rpm or 1_000_000)),
+               "x-ratelimit-remaining-requests": str(int(level) if level is not None else 1_000_000),
+               "x-ratelimit-reset-requests": f"{max(reset, 0.0):.3f}s"}
     if wait is not None:
         status, payload = _error(429, "Rate limit reached for requests", "rate_limit_exceeded", "requests")
         return status, payload, {**headers, "retry-after": f"{wait:.2f}"}

@@ -64,13 +64,21 @@ def test_a_429_pauses_every_request(fake: FakeTime) -> None:
     assert lim.throttled == 1
 
 
+def test_after_a_pause_requests_stay_spaced(fake: FakeTime) -> None:
+    lim = RateLimiter(rpm=600, tpm=None, headroom=1.0, clock=fake.clock)
+    lim.pause(2.0)
+    _acquire_all(lim, 3)
+    assert fake.waits == pytest.approx([2.0, 2.1, 2.2])
+
+
 def test_headers_lower_the_rate_and_pause_an_exhausted_window(fake: FakeTime) -> None:
     lim = RateLimiter(rpm=6000, tpm=None, headroom=1.0, clock=fake.clock)
     lim.observe({"x-ratelimit-limit-requests": "600", "x-ratelimit-remaining-requests": "0",
                  "x-ratelimit-reset-requests": "1.5s"})
     assert lim.requests.rate == pytest.approx(10.0)
-    _acquire_all(lim, 1)
-    assert fake.waits == pytest.approx([1.5])
+    _acquire_all(lim, 2)
+    # an exhausted window waits for one request's share (60 s / 600), then paces at 10 per second
+    assert fake.waits == pytest.approx([0.1, 0.2])
 
 
 @pytest.mark.parametrize("text, seconds", [("1s", 1.0), ("6m0s", 360.0), ("120ms", 0.12), ("1h2m3.5s", 3723.5),
@@ -82,3 +90,4 @@ def test_parse_reset(text: str, seconds: float | None) -> None:
 def test_pacer_burst_allows_early_units() -> None:
     p = Pacer(rate=1.0, burst=2.0)
     assert [p.reserve(0.0, 1) for _ in range(4)] == [0.0, 0.0, 0.0, 1.0]
+    assert p.reserve(10.0, 1) == 10.0          # idle time is not banked beyond the burst

@@ -99,8 +99,8 @@ def _retry_after(exc: BaseException | None) -> float | None:
 class _WaitRetryAfter:
     """Retry-After when the server sends one, else exponential backoff with jitter."""
 
-    def __init__(self) -> None:
-        self._backoff = wait_random_exponential(multiplier=0.5, max=30)
+    def __init__(self, first_step: float) -> None:
+        self._backoff = wait_random_exponential(multiplier=first_step, max=30)
 
     def __call__(self, state: Any) -> float:
         told = _retry_after(state.outcome.exception() if state.outcome else None)
@@ -217,7 +217,7 @@ class Engine:
     async def _send(self, body: dict[str, Any], tokens: int) -> dict[str, Any]:
         retrying = AsyncRetrying(
             retry=retry_if_exception(_retryable),
-            wait=_WaitRetryAfter(),
+            wait=_WaitRetryAfter(self.cfg.backoff_s),
             stop=stop_after_attempt(self.cfg.transport_attempts),
             reraise=True,
         )

@@ -36,11 +36,11 @@ class Pacer:
         self.burst = burst
         self._next = 0.0
 
-    def reserve(self, now: float, units: float) -> float:
-        """Book `units`; the time to wait before using them."""
-        start = max(now, self._next - self.burst)
+    def reserve(self, earliest: float, units: float) -> float:
+        """Book `units` at or after `earliest`; the time they may be used."""
+        start = max(earliest, self._next - self.burst)
         self._next = max(self._next, start) + units / self.rate
-        return start - now
+        return start
 
     def hold_until(self, t: float) -> None:
         self._next = max(self._next, t)
@@ -61,13 +61,15 @@ class RateLimiter:
 
     async def acquire(self, tokens: int) -> None:
         now = self.clock()
-        wait = max(0.0, self._paused_until - now)
+        # Booking from the end of any pause keeps requests spaced after it instead of releasing
+        # everything that queued up during it at once.
+        start = max(now, self._paused_until)
         if self.requests is not None:
-            wait = max(wait, self.requests.reserve(now + wait, 1))
+            start = self.requests.reserve(start, 1)
         if self.tokens is not None:
-            wait = max(wait, self.tokens.reserve(now + wait, tokens))
-        if wait > 0:
-            await asyncio.sleep(wait)
+            start = self.tokens.reserve(start, tokens)
+        if start > now:
+            await asyncio.sleep(start - now)
 
     def pause(self, seconds: float) -> None:
         """After a 429: hold every request for `seconds`."""
@@ -87,7 +89,9 @@ class RateLimiter:
             remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}"))
             reset = parse_reset(headers.get(f"x-ratelimit-reset-{kind}", ""))
             if remaining is not None and remaining < 1 and reset:
-                self._paused_until = max(self._paused_until, self.clock() + reset)
+                # An empty window refills gradually: wait for one request's share of it, not all.
+                share = 60.0 / limit if limit and kind == "requests" else reset
+                self._paused_until = max(self._paused_until, self.clock() + min(reset, share))
 
 
 def _number(value: str | None) -> float | None:

@@ -1,0 +1,454 @@
+"""DIOR and DIOR-RSVG: object detection and visual grounding on DIOR's Google Earth images (VOC XML).
+
+References:
+    K. Li, G. Wan, G. Cheng, L. Meng, J. Han, "Object Detection in Optical Remote Sensing Images: A
+    Survey and a New Benchmark", ISPRS J. Photogramm. Remote Sens. 159, 2020 (DIOR).
+    G. Cheng et al., "Anchor-Free Oriented Proposal Generator for Object Detection", IEEE TGRS 2022
+    (DIOR-R, the oriented boxes).
+    Y. Zhan, Z. Xiong, Y. Yuan, "RSVG: Exploring Data and Model for Visual Grounding on Remote
+    Sensing Data", IEEE TGRS 2023 (DIOR-RSVG). Official code: https://github.com/ZhanYang-nwpu/RSVG-pytorch
+    Licence of the data: academic use.
+
+DIOR (`--source dior`, detection). On-disk layout assumed:
+
+    root/JPEGImages-trainval/00001.jpg ... 11725.jpg    800x800 images; an id's image is looked
+    root/JPEGImages-test/11726.jpg ... 23463.jpg        up in both, then in root/JPEGImages/ (copies
+                                                        that merged them)
+    root/Annotations/Horizontal Bounding Boxes/00001.xml   VOC XML, one file per image
+    root/Annotations/Oriented Bounding Boxes/00001.xml     DIOR-R, read when obb=True
+    root/ImageSets/Main/train.txt, val.txt, test.txt       image ids, one per line, LF or CRLF
+
+Verified: the folder names (spaces included), the split files and `<id>.jpg` naming, from
+/work/shared/SOURCE-FORMATS.md and mmrotate's DIORDataset; the DIOR-R object
+`<name/><truncated/><difficult/><robndbox><x_left_top/>...<y_left_bottom/></robndbox><angle/>` with
+corners in the order left-top, right-top, right-bottom, left-bottom (DIOR-R 00001.xml as quoted in
+public loaders); HBB objects `<name/><pose/><bndbox><xmin/><ymin/><xmax/><ymax/></bndbox>` with no
+`<difficult>` (the same file's DIOR-RSVG copy). Assumed, unverified: re-packaged copies that name the
+annotation folders `Annotations/HBB/` and `Annotations/OBB/` or put the XML files directly in
+`Annotations/`; these are probed, in that order, after the official names. `ImageSets/*.txt` is
+read when `ImageSets/Main/` is absent. Files in the split folder whose name has an underscore (VOC's
+per-class `<class>_train.txt` lists) are not splits; `trainval.txt` is read only when asked for with
+split="trainval" or when train.txt or val.txt is missing, since it is their union.
+
+Option `obb` (default False) reads the DIOR-R oriented boxes: polygon = the four corners, box = their
+bounding box. The command line cannot pass adapter options yet, so `rsgpt4v build --source dior`
+always reads horizontal boxes; use `DIOR(root, obb=True)` from Python. DIOR's gsd (0.5-30 m) is not
+recorded per image: gsd is None.
+
+DIOR-RSVG (`--source dior-rsvg`, grounding). On-disk layout assumed (the RSVG-pytorch README):
+
+    root/Annotations/00001.xml       VOC XML whose objects also carry <description>, the referring
+    root/JPEGImages/00001.jpg        expression
+    root/train.txt, val.txt, test.txt   (26,991 / 3,829 / 7,500 lines), also read from
+                                        root/DIOR_RSVG/ where the official repository keeps them
+
+A split file holds GLOBAL OBJECT INDICES, not image ids: walking the XML files in sorted name order
+and counting every `<object>`, index i is the i-th object overall, 0-based. Verified against the
+official data_loader.py: it counts from 0 and tests `count in Index` while walking the files (with
+os.walk, i.e. directory order; the authors' Windows paths point to NTFS, which lists names sorted),
+and reads the children by position, `member[2]` the bndbox and `member[3]` the description. Here
+they are read by tag name, which is the same for the real files (name, pose, bndbox, description).
+The real split files (RSVG-pytorch DIOR_RSVG/*.txt) partition 0..38319 with no index in two splits.
+Each selected object becomes an Obj with the box of its `<bndbox>` and, as description, its
+`<description>` with runs of whitespace collapsed (the official loader only lower-cases it when
+tokenising; the text is kept as written). The selected objects of one image make ONE sample per
+(split, image), so an image may appear in several splits with different objects; a sample whose
+selected objects were all skipped is not made. The image is `<filename>` under JPEGImages/ (as the
+official loader reads it), `<stem>.jpg` when the element is missing. An XML file that fails to
+parse is skipped, but its `<object` tags are still counted in the raw text so that the indices of
+later files stay aligned; one that cannot be read at all counts as empty, with a warning in its
+issue that later indices may be shifted.
+
+Bad data never raises: unreadable or invalid XML (named with the line of the syntax error), an id
+without XML or image, malformed and duplicate split lines, indices out of range and objects with a
+missing or degenerate box become Issues; an unknown category is kept with one warning per run.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.parsers.expat import ErrorString
+
+from rsgpt4v.geometry import bounding_box, polygon_area
+from rsgpt4v.schema import Issue, Obj, Point, Sample
+from rsgpt4v.sources.base import Source, SourceError, find_image, inside_root
+
+DIOR_CLASSES = (
+    "airplane", "airport", "baseballfield", "basketballcourt", "bridge", "chimney", "dam",
+    "expressway-service-area", "expressway-toll-station", "golffield", "groundtrackfield", "harbor",
+    "overpass", "ship", "stadium", "storagetank", "tenniscourt", "trainstation", "vehicle", "windmill",
+)
+
+_SPLIT_ORDER = ("train", "val", "test")
+_HBB_DIRS = ("Horizontal Bounding Boxes", "HBB")
+_OBB_DIRS = ("Oriented Bounding Boxes", "OBB")
+_IMAGE_DIRS = ("JPEGImages-trainval", "JPEGImages-test", "JPEGImages")
+_CORNERS = ("left_top", "right_top", "right_bottom", "left_bottom")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_OBJECT_TAG = re.compile(rb"<object[\s>]")
+_MIN_AREA = 1.0  # px^2; smaller boxes are annotation slips, as in the DOTA adapter
+
+
+def read_xml(path: Path, name: str) -> tuple[ET.Element | None, Issue | None]:
+    """The parsed root element, or an Issue naming the file (and the line of a syntax error)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, Issue(kind="skip", file=name, reason=f"cannot read file ({exc.strerror})")
+    return parse_xml(data, name)
+
+
+def parse_xml(data: bytes, name: str) -> tuple[ET.Element | None, Issue | None]:
+    try:
+        return ET.fromstring(data), None
+    except ET.ParseError as exc:
+        line = exc.position[0] if exc.position else None
+        return None, Issue(kind="skip", file=name, line=line, reason=f"invalid XML: {ErrorString(exc.code)}")
+
+
+def number(parent: ET.Element, tag: str) -> float | str:
+    """The finite number in `parent/tag`, or why there is none."""
+    text = parent.findtext(tag)
+    if text is None:
+        return f"no <{tag}>"
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return f"<{tag}> {text.strip()!r} is not a number"
+    return value if math.isfinite(value) else f"<{tag}> {text.strip()!r} is not finite"
+
+
+def checked_polygon(polygon: tuple[Point, ...]) -> tuple[Point, ...] | str:
+    area = polygon_area(polygon)
+    if area < _MIN_AREA:
+        return f"degenerate box (area {area:g} px^2 < 1)"
+    return polygon
+
+
+def parse_voc_object(obj: ET.Element, oriented: bool = False) -> Obj | str:
+    """One VOC `<object>` (a DIOR-R `<robndbox>` when `oriented`), or why it was skipped."""
+    name = (obj.findtext("name") or "").strip()
+    if not name:
+        return "no <name>"
+    polygon = _robndbox(obj) if oriented else _bndbox(obj)
+    if isinstance(polygon, str):
+        return polygon
+    difficult = (obj.findtext("difficult") or "0").strip()
+    return Obj(category=name.lower(), polygon=polygon, box=bounding_box(polygon),
+               difficult=int(difficult) if difficult.isdigit() else 0,
+               truncated=(obj.findtext("truncated") or "").strip() == "1")
+
+
+def _bndbox(obj: ET.Element) -> tuple[Point, ...] | str:
+    box = obj.find("bndbox")
+    if box is None:
+        return "no <bndbox>"
+    values = [number(box, tag) for tag in ("xmin", "ymin", "xmax", "ymax")]
+    if problems := [v for v in values if isinstance(v, str)]:
+        return problems[0]
+    x1, y1, x2, y2 = values
+    if x2 <= x1 or y2 <= y1:  # a swapped pair is a slip, not a box to repair
+        return f"degenerate box (xmin {x1:g}, ymin {y1:g}, xmax {x2:g}, ymax {y2:g})"
+    return checked_polygon(((x1, y1), (x2, y1), (x2, y2), (x1, y2)))
+
+
+def _robndbox(obj: ET.Element) -> tuple[Point, ...] | str:
+    box = obj.find("robndbox")
+    if box is None:
+        return "no <robndbox>"
+    values = [number(box, f"{axis}_{corner}") for corner in _CORNERS for axis in ("x", "y")]
+    if problems := [v for v in values if isinstance(v, str)]:
+        return problems[0]
+    return checked_polygon(tuple(zip(values[0::2], values[1::2])))
+
+
+def object_label(index: int, obj: ET.Element) -> str:
+    """`object 2 (airplane)`: how issues point into an XML file, which has no line numbers here."""
+    name = (obj.findtext("name") or "").strip()
+    return f"object {index}" + (f" ({name})" if name else "")
+
+
+def _split_key(name: str) -> tuple[int, str]:
+    return (_SPLIT_ORDER.index(name) if name in _SPLIT_ORDER else len(_SPLIT_ORDER), name)
+
+
+def _text_lines(path: Path) -> list[str]:
+    """Lines of a text file, BOM and CRLF tolerated. Raises OSError and UnicodeDecodeError."""
+    return path.read_bytes().decode("utf-8-sig").splitlines()
+
+
+class UnknownCategories:
+    """One warning per run for each category outside the dataset's vocabulary."""
+
+    def __init__(self, known: tuple[str, ...]) -> None:
+        self.known = frozenset(known)
+        self.seen: set[str] = set()
+
+    def check(self, category: str, where: str) -> Issue | None:
+        if category in self.known or category in self.seen:
+            return None
+        self.seen.add(category)
+        return Issue(kind="warning", file=where, reason=f"unknown category {category!r} (first seen here); kept")
+
+
+# ---- DIOR ----------------------------------------------------------------------------------------
+
+class DIOR(Source):
+    name = "dior"
+    description = "DIOR horizontal boxes (DIOR-R oriented boxes with obb=True), VOC XML layout"
+    vocabulary = DIOR_CLASSES
+    task_kind = "detection"
+
+    def __init__(self, root: Path, split: str | None = None, obb: bool = False) -> None:
+        super().__init__(root, split)
+        self.obb = obb
+        self.annotations = self._annotation_dir()
+        self.image_dirs = [self.root / d for d in _IMAGE_DIRS if (self.root / d).is_dir()]
+        self.split_files = self._split_files()
+
+    def _annotation_dir(self) -> Path:
+        top = self.root / "Annotations"
+        for sub in _OBB_DIRS if self.obb else _HBB_DIRS:
+            if (top / sub).is_dir():
+                return top / sub
+        if top.is_dir() and any(top.glob("*.xml")):
+            return top
+        wanted = "Oriented Bounding Boxes" if self.obb else "Horizontal Bounding Boxes"
+        raise SourceError(f"{self.root} does not look like DIOR: expected Annotations/{wanted}/*.xml "
+                          "(or Annotations/*.xml), JPEGImages-trainval/ and ImageSets/Main/train.txt")
+
+    def _split_files(self) -> dict[str, Path]:
+        folder = next((d for d in (self.root / "ImageSets" / "Main", self.root / "ImageSets") if d.is_dir()), None)
+        found = {p.stem: p for p in sorted(folder.glob("*.txt")) if "_" not in p.stem} if folder else {}
+        if not found:
+            raise SourceError(f"no split files under {self.root}: expected ImageSets/Main/train.txt, val.txt, test.txt")
+        if self.split is not None:
+            if self.split not in found:
+                names = ", ".join(sorted(found, key=_split_key))
+                raise SourceError(f"no split {self.split!r} under {self.root} (found: {names})")
+            return {self.split: found[self.split]}
+        if "train" in found and "val" in found:
+            found.pop("trainval", None)
+        return dict(sorted(found.items(), key=lambda kv: _split_key(kv[0])))
+
+    def __iter__(self) -> Iterator[Sample | Issue]:
+        unknown = UnknownCategories(self.vocabulary)
+        for split, path in self.split_files.items():
+            yield from self._iter_split(split, path, unknown)
+
+    def _iter_split(self, split: str, path: Path, unknown: UnknownCategories) -> Iterator[Sample | Issue]:
+        rel = self.relative(path)
+        try:
+            lines = _text_lines(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            yield Issue(kind="skip", file=rel, reason=f"unreadable split file: {exc}")
+            return
+        seen: dict[str, int] = {}
+        for lineno, raw in enumerate(lines, start=1):
+            image_id = raw.strip()
+            if not image_id:
+                continue
+            if not _ID.fullmatch(image_id):
+                yield Issue(kind="skip", file=rel, line=lineno, reason=f"malformed image id {image_id!r}")
+            elif image_id in seen:
+                yield Issue(kind="skip", file=rel, line=lineno,
+                            reason=f"duplicate image id {image_id!r} (first at line {seen[image_id]})")
+            else:
+                seen[image_id] = lineno
+                yield from self._image(split, image_id, rel, lineno, unknown)
+
+    def _image(self, split: str, image_id: str, split_file: str, lineno: int,
+               unknown: UnknownCategories) -> Iterator[Sample | Issue]:
+        xml = self.annotations / f"{image_id}.xml"
+        if not xml.is_file():
+            yield Issue(kind="skip", file=split_file, line=lineno,
+                        reason=f"no annotation file for id {image_id!r} (looked for {self.relative(xml)})")
+            return
+        image = next((p for d in self.image_dirs if (p := find_image(d, f"{image_id}.jpg"))), None)
+        if image is None:
+            looked = ", ".join(f"{d}/{image_id}.jpg" for d in _IMAGE_DIRS)
+            yield Issue(kind="skip", file=split_file, line=lineno,
+                        reason=f"no image for id {image_id!r} (looked for {looked})")
+            return
+        rel = self.relative(xml)
+        root, problem = read_xml(xml, rel)
+        if problem:
+            yield problem
+            return
+        objects: list[Obj] = []
+        for index, element in enumerate(root.findall("object")):
+            obj = parse_voc_object(element, oriented=self.obb)
+            if isinstance(obj, str):
+                yield Issue(kind="skip", file=rel, reason=f"{object_label(index, element)}: {obj}")
+                continue
+            if warning := unknown.check(obj.category, rel):
+                yield warning
+            objects.append(obj)
+        yield Sample(source=self.name, split=split, image_id=image_id, image_path=image.resolve(),
+                     rel_image=self.relative(image), objects=tuple(objects),
+                     provenance={"label_file": rel, "split_file": split_file})
+
+
+# ---- DIOR-RSVG -----------------------------------------------------------------------------------
+
+def read_split_file(path: Path, name: str) -> tuple[dict[int, int], list[Issue]]:
+    """A DIOR-RSVG split file: global object index -> its line, and the lines that were skipped."""
+    try:
+        lines = _text_lines(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        return {}, [Issue(kind="skip", file=name, reason=f"unreadable split file: {exc}")]
+    indices: dict[int, int] = {}
+    issues: list[Issue] = []
+    for lineno, raw in enumerate(lines, start=1):
+        text = raw.strip()
+        if not text:
+            continue
+        if not text.isdigit():
+            issues.append(Issue(kind="skip", file=name, line=lineno,
+                                reason=f"malformed line: {text!r} is not an object index"))
+        elif int(text) in indices:
+            issues.append(Issue(kind="skip", file=name, line=lineno,
+                                reason=f"duplicate object index {int(text)} (first at line {indices[int(text)]})"))
+        else:
+            indices[int(text)] = lineno
+    return indices, issues
+
+
+@dataclass
+class _Selected:
+    """The objects one split selects from one image, by global index."""
+
+    xml: Path
+    filename: str
+    objects: list[Obj] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+
+
+class DIORRSVG(Source):
+    name = "dior-rsvg"
+    description = "DIOR-RSVG referring expressions with boxes (visual grounding), global-index split files"
+    vocabulary = DIOR_CLASSES
+    task_kind = "grounding"
+
+    def __init__(self, root: Path, split: str | None = None) -> None:
+        super().__init__(root, split)
+        self.annotations = self.root / "Annotations"
+        self.images = self.root / "JPEGImages"
+        if not self.annotations.is_dir() or not any(self.annotations.glob("*.xml")):
+            raise SourceError(f"{self.root} does not look like DIOR-RSVG: expected Annotations/*.xml, "
+                              "JPEGImages/ and train.txt, val.txt, test.txt")
+        self.split_files = self._split_files()
+
+    def _split_files(self) -> dict[str, Path]:
+        found: dict[str, Path] = {}
+        for folder in (self.root, self.root / "DIOR_RSVG"):
+            for name in _SPLIT_ORDER:
+                if name not in found and (folder / f"{name}.txt").is_file():
+                    found[name] = folder / f"{name}.txt"
+        if not found:
+            raise SourceError(f"no split files under {self.root}: expected train.txt, val.txt, test.txt "
+                              "(in the root or in DIOR_RSVG/)")
+        if self.split is None:
+            return found
+        if self.split not in found:
+            raise SourceError(f"no split {self.split!r} under {self.root} (found: {', '.join(found)})")
+        return {self.split: found[self.split]}
+
+    def __iter__(self) -> Iterator[Sample | Issue]:
+        wanted: dict[str, dict[int, int]] = {}  # split -> global index -> line of the split file
+        split_issues: dict[str, list[Issue]] = {}
+        for split, path in self.split_files.items():
+            wanted[split], split_issues[split] = read_split_file(path, self.relative(path))
+        selected, total, walk_issues = self._walk(wanted)
+        yield from walk_issues
+        unknown = UnknownCategories(self.vocabulary)
+        for split, path in self.split_files.items():
+            rel = self.relative(path)
+            yield from split_issues[split]
+            for group in selected[split].values():
+                yield from self._sample(split, rel, group, unknown)
+            for index, lineno in wanted[split].items():
+                if index >= total:
+                    yield Issue(kind="skip", file=rel, line=lineno,
+                                reason=f"object index {index} out of range (Annotations/ holds {total} objects)")
+
+    def _walk(self, wanted: dict[str, dict[int, int]]) -> tuple[dict[str, dict[str, _Selected]], int, list[Issue]]:
+        """Every XML in name order, counting objects; the selected ones grouped by split and image."""
+        selected: dict[str, dict[str, _Selected]] = {split: {} for split in wanted}
+        issues: list[Issue] = []
+        count = 0
+        for xml in sorted(p for p in self.annotations.iterdir() if p.is_file() and p.suffix.lower() == ".xml"):
+            rel = self.relative(xml)
+            try:
+                data = xml.read_bytes()
+            except OSError as exc:
+                issues.append(Issue(kind="skip", file=rel, reason=f"cannot read file ({exc.strerror}); "
+                                    "the object indices of later files may be shifted"))
+                continue
+            root, problem = parse_xml(data, rel)
+            if root is None:
+                n = len(_OBJECT_TAG.findall(data))
+                issues.append(problem.model_copy(update={
+                    "reason": f"{problem.reason}; its {n} <object> tags are still counted"}))
+                self._unresolvable(wanted, range(count, count + n), xml, selected)
+                count += n
+                continue
+            filename = (root.findtext("filename") or "").strip() or f"{xml.stem}.jpg"
+            for position, element in enumerate(root.findall("object")):
+                for split, indices in wanted.items():
+                    if count in indices:
+                        group = selected[split].setdefault(xml.stem, _Selected(xml, filename))
+                        self._select(group, count, position, element, self.relative(self.split_files[split]),
+                                     indices[count])
+                count += 1
+        return selected, count, issues
+
+    def _unresolvable(self, wanted: dict[str, dict[int, int]], span: range, xml: Path,
+                      selected: dict[str, dict[str, _Selected]]) -> None:
+        """Indices falling inside an XML that cannot be parsed: skipped where the split names them."""
+        for split, indices in wanted.items():
+            for index in span:
+                if index in indices:
+                    group = selected[split].setdefault(xml.stem, _Selected(xml, ""))
+                    group.issues.append(Issue(kind="skip", file=self.relative(self.split_files[split]),
+                                              line=indices[index],
+                                              reason=f"object {index} lies in invalid {self.relative(xml)}"))
+
+    @staticmethod
+    def _select(group: _Selected, index: int, position: int, element: ET.Element, split_file: str,
+                lineno: int) -> None:
+        where = f"object {index} ({group.xml.name}, {object_label(position, element)})"
+        obj = parse_voc_object(element)
+        text = " ".join((element.findtext("description") or "").split())
+        if isinstance(obj, str) or not text:
+            reason = obj if isinstance(obj, str) else "no <description>"
+            group.issues.append(Issue(kind="skip", file=split_file, line=lineno, reason=f"{where}: {reason}"))
+            return
+        group.objects.append(obj.model_copy(update={"description": text}))
+        group.indices.append(index)
+
+    def _sample(self, split: str, split_file: str, group: _Selected,
+                unknown: UnknownCategories) -> Iterator[Sample | Issue]:
+        yield from group.issues
+        if not group.objects:
+            return
+        rel = self.relative(group.xml)
+        target = inside_root(self.images, group.filename)
+        image = find_image(target.parent, target.name) if target else None
+        if image is None:
+            looked = f"JPEGImages/{group.filename}" if target else f"<filename> {group.filename!r} outside JPEGImages/"
+            yield Issue(kind="skip", file=rel, reason=f"no image for annotation (looked for {looked})")
+            return
+        for obj in group.objects:
+            if warning := unknown.check(obj.category, rel):
+                yield warning
+        yield Sample(source=self.name, split=split, image_id=group.xml.stem, image_path=image.resolve(),
+                     rel_image=self.relative(image), objects=tuple(group.objects),
+                     provenance={"label_file": rel, "split_file": split_file,
+                                 "object_indices": ",".join(map(str, group.indices))})

@@ -1,0 +1,237 @@
+"""FAIR1M: fine-grained oriented object detection in Gaofen and Google Earth images (labelXmls layout).
+
+References:
+    X. Sun et al., "FAIR1M: A Benchmark Dataset for Fine-grained Object Recognition in
+    High-Resolution Remote Sensing Imagery", ISPRS J. Photogramm. Remote Sens. 184, 2022.
+    Benchmark page: https://www.gaofen-challenge.com/benchmark
+    Licence of the data: CC BY-NC-SA 3.0, academic use.
+
+On-disk layout assumed (one of):
+
+    root/train/part1/images/0.tif         a split folder holds parts (each images/ plus labels) or
+    root/train/part1/labelXmls/0.xml      is itself one part; the parts of a split are read in name
+    root/train/part2/images/, labelXmls/  order
+    root/validation/images/, labelXmls/   split "val"
+    root/test/images/                     no labels: samples with annotated=False (any split whose
+                                          name starts with "test" may lack them)
+
+    root/images/, root/labelXmls/         a single part: the split is named after the root folder
+                                          when that is train, val, validation or test, else "train"
+
+Labels are read from `labelXmls/` or `labelXml/`: torchgeo's FAIR1M loader and fake data show the
+part1 archive (labelXml.zip) extracting to `labelXml/`, the part2 one named labelXmls.zip. Images are
+read from `images/` and from sibling folders whose name starts with "images" (`images-1/`,
+`images-2/`: a re-packaged copy splits part2's images in two archives; unverified). Images and
+labels pair by stem; `.tif` expected, any suffix in IMAGE_SUFFIXES accepted. Stems are sorted
+numerically. When a split has several parts the image id is "<part>_<stem>" (torchgeo's fake data
+repeats stems across part1 and part2; whether the real download does is unverified), else the stem.
+
+A label file (element tree verified against torchgeo's parser and test file and the gaofen challenge
+result templates): `annotation/source/{filename,origin}`, then `annotation/objects/object` with
+`coordinate` ("pixel"), `type`, `description`, `possibleresult/name` (one of 37 fine classes written
+with spaces and mixed case, "Small Car", "Boeing737", "other-ship"; normalised to lower case, spaces
+kept: 'small car') and `points/point` texts "x,y" (floats, 5 points, the last repeating the first:
+the closing duplicate is dropped). Class list: torchgeo's FAIR1M.classes. An object whose coordinate
+is not "pixel" is skipped: geographic coordinates cannot be placed in the image here. The source
+origin ("GF2/GF3") goes to the provenance; gsd (0.3-0.8 m) is not given per image: gsd is None.
+
+Bad data never raises: unreadable or invalid XML (with the line of the syntax error), a label file
+without image, an image without label outside test splits, and objects with a missing name or
+malformed, too few or degenerate points become Issues; an unknown category is kept with one warning
+per run.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rsgpt4v.geometry import bounding_box
+from rsgpt4v.schema import Issue, Obj, Point, Sample
+from rsgpt4v.sources.base import IMAGE_SUFFIXES, Source, SourceError
+from rsgpt4v.sources.dior import UnknownCategories, checked_polygon, read_xml
+
+FAIR1M_CLASSES = tuple(name.lower() for name in (
+    "Passenger Ship", "Motorboat", "Fishing Boat", "Tugboat", "other-ship", "Engineering Ship",
+    "Liquid Cargo Ship", "Dry Cargo Ship", "Warship",
+    "Small Car", "Bus", "Cargo Truck", "Dump Truck", "other-vehicle", "Van", "Trailer", "Tractor",
+    "Excavator", "Truck Tractor",
+    "Boeing737", "Boeing747", "Boeing777", "Boeing787", "ARJ21", "C919", "A220", "A321", "A330", "A350",
+    "other-airplane",
+    "Baseball Field", "Basketball Court", "Football Field", "Tennis Court",
+    "Roundabout", "Intersection", "Bridge",
+))
+
+_SPLIT_ORDER = ("train", "val", "test")
+_SPLIT_NAMES = {"validation": "val"}
+_LABEL_DIRS = ("labelXmls", "labelXml")
+
+
+@dataclass(frozen=True)
+class _Part:
+    folder: Path
+    images: tuple[Path, ...]
+    labels: Path | None
+
+
+@dataclass(frozen=True)
+class _Split:
+    name: str
+    parts: tuple[_Part, ...]
+
+
+def parse_object(element: ET.Element) -> Obj | str:
+    """One `<object>` of a FAIR1M label file, or why it was skipped."""
+    coordinate = (element.findtext("coordinate") or "pixel").strip().lower()
+    if coordinate != "pixel":
+        return f"coordinates are {coordinate!r}, not pixels"
+    name = (element.findtext("possibleresult/name") or "").strip()
+    if not name:
+        return "no <possibleresult><name>"
+    points: list[Point] = []
+    for p in element.findall("points/point"):
+        point = _point(p.text or "")
+        if isinstance(point, str):
+            return point
+        points.append(point)
+    if len(points) > 1 and points[0] == points[-1]:
+        points.pop()
+    if len(points) < 3:
+        return f"{len(points)} distinct points; a polygon needs at least 3"
+    polygon = checked_polygon(tuple(points))
+    if isinstance(polygon, str):
+        return polygon
+    return Obj(category=name.lower(), polygon=polygon, box=bounding_box(polygon))
+
+
+def _point(text: str) -> Point | str:
+    fields = text.split(",")
+    if len(fields) != 2:
+        return f"malformed point {text.strip()!r}: expected 'x,y'"
+    try:
+        x, y = float(fields[0]), float(fields[1])
+    except ValueError:
+        return f"malformed point {text.strip()!r}: not numbers"
+    if not (math.isfinite(x) and math.isfinite(y)):
+        return f"malformed point {text.strip()!r}: not finite"
+    return (x, y)
+
+
+def _part_at(folder: Path) -> _Part | None:
+    labels = next((folder / d for d in _LABEL_DIRS if (folder / d).is_dir()), None)
+    images = tuple(sorted(d for d in folder.iterdir() if d.is_dir() and d.name.lower().startswith("images")))
+    if labels is None and not images:
+        return None
+    return _Part(folder, images, labels)
+
+
+def _split_name(folder: str) -> str:
+    return _SPLIT_NAMES.get(folder, folder)
+
+
+def _split_key(split: _Split) -> tuple[int, str]:
+    return (_SPLIT_ORDER.index(split.name) if split.name in _SPLIT_ORDER else len(_SPLIT_ORDER), split.name)
+
+
+def _stem_key(stem: str) -> tuple[int, int, str]:
+    return (0, int(stem), stem) if stem.isdigit() else (1, 0, stem)
+
+
+class FAIR1M(Source):
+    name = "fair1m"
+    description = "FAIR1M fine-grained oriented boxes (37 classes) in Gaofen images, labelXmls layout"
+    vocabulary = FAIR1M_CLASSES
+    task_kind = "detection"
+
+    def __init__(self, root: Path, split: str | None = None) -> None:
+        super().__init__(root, split)
+        self.splits = self._find_splits()
+
+    def _find_splits(self) -> list[_Split]:
+        if single := _part_at(self.root):
+            known = self.root.name in (*_SPLIT_ORDER, *_SPLIT_NAMES)
+            splits = [_Split(_split_name(self.root.name) if known else "train", (single,))]
+        else:
+            splits = []
+            for folder in sorted(d for d in self.root.iterdir() if d.is_dir()):
+                part = _part_at(folder)
+                parts = (part,) if part else tuple(
+                    p for sub in sorted(folder.iterdir()) if sub.is_dir() and (p := _part_at(sub)))
+                if parts:
+                    splits.append(_Split(_split_name(folder.name), parts))
+            splits.sort(key=_split_key)
+        if not splits:
+            raise SourceError(f"{self.root} does not look like FAIR1M: expected train/part1/images/ and "
+                              "train/part1/labelXmls/ (or validation/, test/, or images/ and labelXmls/ in the root)")
+        if self.split is None:
+            return splits
+        chosen = [s for s in splits if s.name == self.split]
+        if not chosen:
+            names = ", ".join(s.name for s in splits)
+            raise SourceError(f"no split {self.split!r} under {self.root} (found: {names})")
+        return chosen
+
+    def __iter__(self) -> Iterator[Sample | Issue]:
+        unknown = UnknownCategories(self.vocabulary)
+        for split in self.splits:
+            for part in split.parts:
+                yield from self._iter_part(split, part, unknown)
+
+    def _iter_part(self, split: _Split, part: _Part, unknown: UnknownCategories) -> Iterator[Sample | Issue]:
+        labels = {p.stem: p for p in _files(part.labels, (".xml",))} if part.labels else {}
+        images: dict[str, Path] = {}
+        for folder in part.images:
+            # FAIR1M ships .tif; a converted copy beside it should not win
+            for p in sorted(_files(folder, IMAGE_SUFFIXES), key=lambda p: (p.suffix.lower() != ".tif", p.name)):
+                images.setdefault(p.stem, p)
+        prefix = f"{part.folder.name}_" if len(split.parts) > 1 else ""
+        for stem in sorted(labels.keys() | images.keys(), key=_stem_key):
+            label, image = labels.get(stem), images.get(stem)
+            if image is None:
+                where = self.relative((part.images[0] if part.images else part.folder / "images") / f"{stem}.tif")
+                yield Issue(kind="skip", file=self.relative(label),
+                            reason=f"no image for label file (looked for {where})")
+            elif label is None and split.name.startswith("test"):
+                yield self._sample(split, prefix + stem, image, (), {}, annotated=False)
+            elif label is None:
+                where = self.relative((part.labels or part.folder / _LABEL_DIRS[0]) / f"{stem}.xml")
+                yield Issue(kind="skip", file=self.relative(image),
+                            reason=f"no label file for image (looked for {where})")
+            else:
+                yield from self._labelled(split, prefix + stem, image, label, unknown)
+
+    def _labelled(self, split: _Split, image_id: str, image: Path, label: Path,
+                  unknown: UnknownCategories) -> Iterator[Sample | Issue]:
+        rel = self.relative(label)
+        root, problem = read_xml(label, rel)
+        if problem:
+            yield problem
+            return
+        objects: list[Obj] = []
+        for index, element in enumerate(root.findall("objects/object")):
+            obj = parse_object(element)
+            if isinstance(obj, str):
+                name = (element.findtext("possibleresult/name") or "").strip()
+                label = f"object {index}" + (f" ({name})" if name else "")
+                yield Issue(kind="skip", file=rel, reason=f"{label}: {obj}")
+                continue
+            if warning := unknown.check(obj.category, rel):
+                yield warning
+            objects.append(obj)
+        provenance = {"label_file": rel}
+        if origin := (root.findtext("source/origin") or "").strip():
+            provenance["origin"] = origin
+        yield self._sample(split, image_id, image, tuple(objects), provenance)
+
+    def _sample(self, split: _Split, image_id: str, image: Path, objects: tuple[Obj, ...],
+                provenance: dict[str, str], annotated: bool = True) -> Sample:
+        return Sample(source=self.name, split=split.name, image_id=image_id, image_path=image.resolve(),
+                      rel_image=self.relative(image), objects=objects, provenance=provenance, annotated=annotated)
+
+
+def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes)
