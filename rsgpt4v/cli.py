@@ -21,6 +21,8 @@ PromptsOpt = Annotated[Optional[Path], typer.Option(help="Folder of prompt files
 PricesOpt = Annotated[Optional[Path], typer.Option(help="Price table replacing configs/prices.yaml.")]
 LimitOpt = Annotated[Optional[int], typer.Option(min=1, help="Stop after this many images.")]
 SplitOpt = Annotated[Optional[str], typer.Option(help="Only this split (train, val, test, ...).")]
+OptionOpt = Annotated[Optional[list[str]], typer.Option(
+    "--option", "-O", help="Adapter option KEY=VALUE (repeatable); `rsgpt4v sources` lists them.")]
 
 
 class _TqdmHandler(logging.Handler):
@@ -59,14 +61,14 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
     return k, n
 
 
-def _run(source: str, root: Path | None, sample: bool, split: str | None, config: Path | None,
-         overrides: dict[str, Any], opts: Any) -> dict:
+def _run(source: str, root: Path | None, sample: bool, split: str | None, options: list[str] | None,
+         config: Path | None, overrides: dict[str, Any], opts: Any) -> dict:
     """Validate the common inputs, then build (or estimate); errors become one line and exit 2."""
     from rsgpt4v.config import ConfigError, load_config
     from rsgpt4v.llm.client import MissingKeyError
     from rsgpt4v.pipeline import build
     from rsgpt4v.prompting.templates import PromptError
-    from rsgpt4v.sources import SourceError, get_source, sample_root
+    from rsgpt4v.sources import SourceError, get_source, parse_options, sample_root
 
     if sample == (root is not None):
         raise _fail("give exactly one of --root PATH or --sample")
@@ -76,7 +78,7 @@ def _run(source: str, root: Path | None, sample: bool, split: str | None, config
         data_root = sample_root(source) if sample else root
         if not data_root.exists():
             raise SourceError(f"--root {data_root} does not exist")
-        return build(adapter(data_root, split=split), cfg, opts)
+        return build(adapter(data_root, split=split, **parse_options(adapter, options or [])), cfg, opts)
     except (ConfigError, SourceError, PromptError, MissingKeyError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
 
@@ -86,8 +88,12 @@ def sources() -> None:
     """List the source adapters (the values of --source)."""
     from rsgpt4v.sources import available
 
+    from rsgpt4v.sources import adapter_options
+
     for name, cls in sorted(available().items()):
         typer.echo(f"{name:<16} {cls.description}")
+        for option, param in adapter_options(cls).items():
+            typer.echo(f"{'':<16}   -O {option}=...  (default {param.default!r})")
 
 
 @app.command()
@@ -104,6 +110,7 @@ def build(
     prices: PricesOpt = None,
     limit: LimitOpt = None,
     split: SplitOpt = None,
+    option: OptionOpt = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for instruction wording and sampling.")] = None,
     concurrency: Annotated[Optional[int], typer.Option(min=1, help="Requests in flight.")] = None,
     rpm: Annotated[Optional[float], typer.Option(min=1, help="Requests per minute to stay under.")] = None,
@@ -139,7 +146,7 @@ def build(
                         prompts_dir=prompts, prices=prices, shard=_parse_shard(shard), batch=batch,
                         batch_wait=wait, progress=progress)
     try:
-        manifest = _run(source, root, sample, split, config, overrides, opts)
+        manifest = _run(source, root, sample, split, option, config, overrides, opts)
     except BudgetExceeded as exc:
         raise _fail(f"{exc}; raise --max-cost and rerun the same command to continue (nothing paid is lost)",
                     code=1) from None
@@ -207,6 +214,7 @@ def estimate(
     prices: PricesOpt = None,
     limit: LimitOpt = None,
     split: SplitOpt = None,
+    option: OptionOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
 ) -> None:
     """Requests, image and text tokens and dollars per stage, live and batch, before anything is sent."""
@@ -219,7 +227,7 @@ def estimate(
     with tempfile.TemporaryDirectory() as scratch:
         opts = BuildOptions(out=Path(scratch), backend="mock", model=model, limit=limit, prompts_dir=prompts,
                             prices=prices, estimate=True, progress=False)
-        manifest = _run(source, root, sample, split, config, {}, opts)
+        manifest = _run(source, root, sample, split, option, config, {}, opts)
     rows = manifest["estimate"]
     if json_out:
         typer.echo(json.dumps({"model": manifest["model"], "prices_date": manifest["usage"]["prices_date"],

@@ -58,6 +58,18 @@ class TasksConfig(_Section):
     presence_negatives: int = Field(ge=0)
 
 
+class QCConfig(_Section):
+    enabled: bool
+    counts: bool
+    absent_categories: bool
+    absence_exempt: list[str]
+    max_words: dict[str, int]
+    min_words: dict[str, int]
+    refusal_phrases: list[str]
+    meta_phrases: list[str]
+    synonyms: dict[str, list[str]]
+
+
 class RateLimits(_Section):
     rpm: float | None = Field(default=None, gt=0)
     tpm: float | None = Field(default=None, gt=0)
@@ -101,6 +113,7 @@ class BuildConfig(_Section):
     dialogue: DialogueConfig
     stages: list[Literal["local", "global", "dialogue"]]
     tasks: TasksConfig
+    qc: QCConfig
     engine: EngineConfig
     batch: BatchConfig
     output: OutputConfig

@@ -13,7 +13,8 @@ import logging
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import openai
 from PIL import Image
@@ -27,11 +28,13 @@ from rsgpt4v.imaging import ImageError, data_url, draw_marks, encode, fit, open_
 from rsgpt4v.llm.batch import BatchQueue, BatchState, collect, submit
 from rsgpt4v.llm.cache import Cache
 from rsgpt4v.llm.client import make_client
-from rsgpt4v.llm.engine import Engine
+from rsgpt4v.llm.engine import Engine, Problem
+from rsgpt4v.llm.request import ChatRequest
 from rsgpt4v.output import DatasetWriter, render
 from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse
 from rsgpt4v.prompting.stages import Mark, Prompter, SentImage, local_batches, marks_of
 from rsgpt4v.prompting.templates import STAGES, PromptSet
+from rsgpt4v.qc import QualityChecker, both
 from rsgpt4v.schema import Issue, Sample, Scene
 from rsgpt4v.sources import Source
 from rsgpt4v.tasks.from_annotations import annotation_records
@@ -39,6 +42,7 @@ from rsgpt4v.tasks.from_model import SceneAnswers, model_records
 from rsgpt4v.tiling import clip_to_image, make_scenes
 
 log = logging.getLogger("rsgpt4v")
+T = TypeVar("T")
 
 _LOGGED_ISSUES = 50
 _LISTED_ISSUES = 10_000
@@ -118,6 +122,7 @@ class Builder:
         self.engine = engine_cls(client, self.cache, cfg.engine, self.model, self.prices, refresh=opts.refresh,
                                  batch=BatchQueue() if opts.batch else None,
                                  rejected=self.batch_state.rejected if self.batch_state else None)
+        self.qc = QualityChecker(cfg.qc, source.vocabulary, source.task_kind) if cfg.qc.enabled else None
         self.report = Report()
         self.progress = _Progress(opts.progress)
 
@@ -148,18 +153,13 @@ class Builder:
 
         async def one(batch: list[Mark]) -> None:
             image = await asyncio.to_thread(self._marked, scene, clean, scale, batch)
-            answer = await self.engine.ask(
-                lambda fb, at: self.prompter.local_request(scene, image, batch, omitted, fb, at),
-                LocalResponse, self.prompter.check_local(batch))
-            self.progress.tick("local")
-            if answer.deferred:
-                answers.deferred = True
-                return
-            if answer.parsed is None:
-                answers.failures.append(("local", answer.failure or ""))
+            check = self._with_qc(self.prompter.check_local(batch), self.qc and self.qc.local())
+            notes = await self._ask("local", lambda fb, at: self.prompter.local_request(
+                scene, image, batch, omitted, fb, at), LocalResponse, check, answers)
+            if notes is None:
                 return
             listed = {m.id for m in batch}
-            for note in answer.parsed.objects:
+            for note in notes.objects:
                 kept = [r for r in note.relations if r.target_id in listed and r.target_id != note.id]
                 answers.notes[note.id] = note.model_copy(
                     update={"relations": kept[: self.cfg.local.max_relations]})
@@ -185,30 +185,32 @@ class Builder:
             log.warning("%s: %s stage failed: %s", scene.key, stage, reason)
         return self._records(scene, rel_image, answers, window.width, window.height)
 
+    @staticmethod
+    def _with_qc(check: Callable[[T], Problem | None], qc: Callable[[T], Problem | None] | None):
+        return check if qc is None else both(check, qc)
+
+    async def _ask(self, stage: str, build: Callable[[str | None, int], ChatRequest], model: type[T],
+                   check: Callable[[T], Problem | None], answers: SceneAnswers) -> T | None:
+        """One stage's answer, or None with the scene marked deferred (batch) or the failure noted."""
+        answer = await self.engine.ask(build, model, check)
+        self.progress.tick(stage)
+        if answer.deferred:
+            answers.deferred = True
+        elif answer.parsed is None:
+            answers.failures.append((stage, answer.failure or ""))
+        return answer.parsed
+
     async def _global_and_dialogue(self, scene: Scene, clean: SentImage, answers: SceneAnswers) -> None:
-        scene_text = await self.engine.ask(
-            lambda fb, at: self.prompter.global_request(scene, clean, answers.notes, fb, at),
-            GlobalResponse, self.prompter.check_global)
-        self.progress.tick("global")
-        if scene_text.deferred:
-            answers.deferred = True
+        check = self._with_qc(self.prompter.check_global, self.qc and self.qc.scene_text(scene))
+        scene_text = await self._ask("global", lambda fb, at: self.prompter.global_request(
+            scene, clean, answers.notes, fb, at), GlobalResponse, check, answers)
+        if scene_text is None:
             return
-        if scene_text.parsed is None:
-            answers.failures.append(("global", scene_text.failure or ""))
-            return
-        answers.scene_text = scene_text.parsed
-        if "dialogue" not in self.cfg.stages:
-            return
-        dialogue = await self.engine.ask(
-            lambda fb, at: self.prompter.dialogue_request(scene, clean, answers.notes, scene_text.parsed, fb, at),
-            DialogueResponse, self.prompter.check_dialogue)
-        self.progress.tick("dialogue")
-        if dialogue.deferred:
-            answers.deferred = True
-        elif dialogue.parsed is None:
-            answers.failures.append(("dialogue", dialogue.failure or ""))
-        else:
-            answers.dialogue = dialogue.parsed
+        answers.scene_text = scene_text
+        if "dialogue" in self.cfg.stages:
+            check = self._with_qc(self.prompter.check_dialogue, self.qc and self.qc.dialogue(scene))
+            answers.dialogue = await self._ask("dialogue", lambda fb, at: self.prompter.dialogue_request(
+                scene, clean, answers.notes, scene_text, fb, at), DialogueResponse, check, answers)
 
     def _records(self, scene: Scene, rel_image: str, answers: SceneAnswers, width: int, height: int) -> list[dict]:
         s = scene.sample

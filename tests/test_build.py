@@ -230,3 +230,19 @@ def test_sources_lists_dota() -> None:
     result = runner.invoke(app, ["sources"])
     assert result.exit_code == 0
     assert any(line.split()[0] == "dota" and "DOTA" in line for line in result.output.splitlines())
+
+
+def test_adapter_options_pass_through_and_unknown_ones_are_refused(tmp_path: Path) -> None:
+    root = tmp_path / "v15"
+    (root / "images").mkdir(parents=True)
+    (root / "labelTxt").mkdir()
+    Image.new("RGB", (200, 200)).save(root / "images" / "P1.png")
+    (root / "labelTxt" / "P1.txt").write_bytes(b"10.0 10.0 60.0 10.0 60.0 40.0 10.0 40.0 container-crane 0\r\n")
+    strict = _build("--source", "dota", "--root", str(root), "--dry-run", "-O", "version=1.0", "--out", str(tmp_path / "a"))
+    warnings = json.loads((tmp_path / "a" / "manifest.json").read_text())["issues"]["warnings"]
+    assert strict.exit_code == 0 and warnings == 1          # container-crane is not a v1.0 class
+    _build("--source", "dota", "--root", str(root), "--dry-run", "-O", "version=1.5", "--out", str(tmp_path / "b"))
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["issues"]["warnings"] == 0
+    bad = runner.invoke(app, ["build", "--source", "dota", "--root", str(root), "--dry-run", "-O", "obb=true",
+                              "--out", str(tmp_path / "c")])
+    assert bad.exit_code == 2 and "KEY one of: version" in bad.output

@@ -12,7 +12,7 @@ from conftest import Scripted, completion
 from rsgpt4v.config import load_config
 from rsgpt4v.cost import PriceTable
 from rsgpt4v.llm.cache import Cache
-from rsgpt4v.llm.engine import Engine, FatalAPIError
+from rsgpt4v.llm.engine import Engine, FatalAPIError, Problem
 from rsgpt4v.llm.request import ChatRequest
 
 
@@ -101,11 +101,12 @@ def test_unusable_answers_are_retried_with_feedback(tmp_path, scripted_client, b
 def test_bounded_attempts_then_recorded_failure(tmp_path, scripted_client) -> None:
     handler = Scripted([(200, completion({"caption": ""}), {})])
     engine = _engine(scripted_client(handler), tmp_path, attempts=3)
-    answer = _ask(engine, check=lambda c: "the caption is empty" if not c.caption else None)
+    answer = _ask(engine, check=lambda c: Problem("empty", "the caption is empty") if not c.caption else None)
     assert answer.parsed is None
-    assert answer.failure == "check: the caption is empty"
+    assert answer.failure == "empty: the caption is empty"
     assert len(handler.bodies) == 3
-    assert engine.usage["global"].failures == {"check": 1}
+    assert engine.usage["global"].failures == {"empty": 1}
+    assert engine.usage["global"].retry_reasons == {"empty": 2}
 
 
 def test_rerun_is_served_from_cache(tmp_path, scripted_client) -> None:

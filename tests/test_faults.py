@@ -50,23 +50,6 @@ def test_5xx_429_and_malformed_answers_still_give_the_complete_dataset(tmp_path:
     assert sum(u["retries"] for u in manifest["usage"]["by_stage"].values()) == stats.malformed
 
 
-def _throttled(tmp_path: Path, name: str, *extra: str) -> int:
-    with FakeServer(Knobs(rpm=600)) as server:    # enforced per second: at most 10 in any second
-        env = {"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "x"}
-        result = runner.invoke(app, ["build", *SAMPLE, "--concurrency", "8", "--config", str(_fast_retries(tmp_path)),
-                                     "--out", str(tmp_path / name), *extra], env=env, catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-        assert server.stats.completed == 21
-        return server.stats.throttled
-
-
-def test_pacing_to_the_rpm_limit_avoids_429s_that_bursts_get(tmp_path: Path) -> None:
-    unpaced = _throttled(tmp_path, "burst")
-    paced = _throttled(tmp_path, "paced", "--rpm", "600")
-    assert unpaced >= 5
-    assert paced <= 2
-
-
 def _build_cmd(out: Path, config: Path) -> list[str]:
     return [sys.executable, "-m", "rsgpt4v", "build", *SAMPLE, "--concurrency", "2", "--config", str(config),
             "--out", str(out)]

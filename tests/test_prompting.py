@@ -11,7 +11,7 @@ from PIL import Image
 from rsgpt4v.config import ConfigError, load_config
 from rsgpt4v.geometry import bounding_box
 from rsgpt4v.imaging import data_url, encode
-from rsgpt4v.llm.engine import check_completion
+from rsgpt4v.llm.engine import Problem, check_completion
 from rsgpt4v.llm.mock import completion_for
 from rsgpt4v.output import render
 from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse
@@ -96,14 +96,15 @@ def test_local_check_names_missing_and_invented_ids(prompter: Prompter) -> None:
     note = {"colour": "white", "shape": "x", "orientation": "x", "state": "x", "description": "A plane.",
             "relations": [], "referring_expression": "the plane", "distinctive": True}
     resp = LocalResponse.model_validate({"objects": [{"id": 1, **note}, {"id": 7, **note}]})
-    assert prompter.check_local(marks_of(scene))(resp) == "ids 2 were listed but not described; ids 7 were not listed"
+    assert prompter.check_local(marks_of(scene))(resp) == Problem(
+        "ids", "ids 2 were listed but not described; ids 7 were not listed")
 
 
 def test_dialogue_check_enforces_turns_and_distinct_questions(prompter: Prompter) -> None:
     two = DialogueResponse.model_validate({"turns": [{"question": "a?", "answer": "b"}] * 2})
-    assert "2 turns" in prompter.check_dialogue(two)
+    assert prompter.check_dialogue(two).kind == "turns" and "2 turns" in prompter.check_dialogue(two).detail
     dup = DialogueResponse.model_validate({"turns": [{"question": "Why?", "answer": "b"}] * 3})
-    assert prompter.check_dialogue(dup) == "the same question is asked twice"
+    assert prompter.check_dialogue(dup) == Problem("duplicate_question", "the same question is asked twice")
 
 
 def test_mock_answers_are_grounded_in_the_request(prompter: Prompter) -> None:

@@ -14,7 +14,7 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import openai
 from pydantic import BaseModel, ValidationError
@@ -47,10 +47,12 @@ class StageUsage:
     retries: int = 0
     cost_usd: float = 0.0
     failures: Counter[str] = field(default_factory=Counter)
+    retry_reasons: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         return {"api_calls": self.api_calls, "cache_hits": self.cache_hits, "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens, "retries": self.retries,
+                "retry_reasons": dict(sorted(self.retry_reasons.items())),
                 "cost_usd": round(self.cost_usd, 6), "failures": dict(sorted(self.failures.items()))}
 
 
@@ -61,6 +63,13 @@ class Answer(Generic[T]):
     parsed: T | None
     failure: str | None = None
     deferred: bool = False
+
+
+class Problem(NamedTuple):
+    """Why a parsed answer was rejected by a check: `kind` is what the run report counts."""
+
+    kind: str
+    detail: str
 
 
 class Unusable(Exception):
@@ -241,7 +250,7 @@ class Engine:
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
     async def ask(self, build: Callable[[str | None, int], ChatRequest], response_model: type[T],
-                  check: Callable[[T], str | None] | None = None) -> Answer[T]:
+                  check: Callable[[T], Problem | None] | None = None) -> Answer[T]:
         """Ask until a usable answer or the attempts run out.
 
         `build(feedback, attempt)` makes the request; from the second attempt on, `feedback` names
@@ -254,7 +263,9 @@ class Engine:
             request = build(feedback, attempt)
             stage = request.stage
             if attempt > 1:
-                self.stage_usage(stage).retries += 1
+                usage = self.stage_usage(stage)
+                usage.retries += 1
+                usage.retry_reasons[failure.kind] += 1
             try:
                 completion = await self.complete(request)
             except Deferred:
@@ -273,7 +284,7 @@ class Engine:
                 problem = check(parsed) if check is not None else None
                 if problem is None:
                     return Answer(parsed)
-                failure = Unusable("check", problem)
+                failure = Unusable(problem.kind, problem.detail)
             except Unusable as exc:
                 failure = exc
             feedback = failure.detail

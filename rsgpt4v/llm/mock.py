@@ -124,16 +124,17 @@ def _scene_kind(counts: dict[str, int]) -> str:
 def _global(text: str) -> dict[str, Any]:
     counts = _counts(text)
     kind = _scene_kind(counts)
+    ground = ("The ground between them is a mix of paved surfaces and open land, and the scene is seen "
+              "from directly above, so every roof, road and open space keeps its true shape.")
     if not counts:
         return {"caption": f"An aerial view of {kind}.",
-                "description": f"This aerial image shows {kind} seen from directly above, with no distinct "
-                               "objects standing out from the ground cover."}
+                "description": f"This aerial image shows {kind} seen from directly above. No single object "
+                               f"stands out from the ground cover, which is spread evenly across the image. {ground}"}
     listed = join_counts(counts)
     return {
         "caption": f"An aerial view of {kind} with {listed}.",
-        "description": (f"This top-down image shows {kind}. It contains {listed}. "
-                        "The objects are laid out along the paved surfaces, and the open ground around them "
-                        "is visible between them."),
+        "description": f"This top-down image shows {kind}. It contains {listed}, laid out along the paved "
+                       f"surfaces. {ground}",
     }
 
 

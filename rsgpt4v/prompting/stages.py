@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from rsgpt4v.config import BuildConfig
 from rsgpt4v.geometry import polygon_area
+from rsgpt4v.llm.engine import Problem
 from rsgpt4v.llm.request import ChatRequest
 from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse, ObjectNote
 from rsgpt4v.prompting.templates import PromptSet
@@ -178,10 +179,10 @@ class Prompter:
         return self._request("local", scene, text, image, feedback, attempt, LocalResponse)
 
     @staticmethod
-    def check_local(batch: Sequence[Mark]) -> Callable[[LocalResponse], str | None]:
+    def check_local(batch: Sequence[Mark]) -> Callable[[LocalResponse], Problem | None]:
         listed = {m.id for m in batch}
 
-        def check(resp: LocalResponse) -> str | None:
+        def check(resp: LocalResponse) -> Problem | None:
             seen = [o.id for o in resp.objects]
             missing = sorted(listed - set(seen))
             extra = sorted(set(seen) - listed)
@@ -196,7 +197,7 @@ class Prompter:
                 problems.append(f"ids {', '.join(map(str, twice))} were described more than once")
             if empty:
                 problems.append(f"ids {', '.join(map(str, empty))} have an empty description")
-            return "; ".join(problems) or None
+            return Problem("ids", "; ".join(problems)) if problems else None
 
         return check
 
@@ -221,11 +222,11 @@ class Prompter:
         return self._request("global", scene, text, image, feedback, attempt, GlobalResponse)
 
     @staticmethod
-    def check_global(resp: GlobalResponse) -> str | None:
+    def check_global(resp: GlobalResponse) -> Problem | None:
         if not resp.caption.strip():
-            return "the caption is empty"
+            return Problem("empty", "the caption is empty")
         if not resp.description.strip():
-            return "the description is empty"
+            return Problem("empty", "the description is empty")
         return None
 
     def dialogue_request(self, scene: Scene, image: SentImage, notes: dict[int, ObjectNote],
@@ -238,14 +239,15 @@ class Prompter:
         return self._request("dialogue", scene, text, image if d.include_image else None, feedback, attempt,
                              DialogueResponse)
 
-    def check_dialogue(self, resp: DialogueResponse) -> str | None:
+    def check_dialogue(self, resp: DialogueResponse) -> Problem | None:
         d = self.cfg.dialogue
         if not d.min_turns <= len(resp.turns) <= d.max_turns:
-            return f"the conversation has {len(resp.turns)} turns; it must have {d.min_turns} to {d.max_turns}"
+            return Problem("turns", f"the conversation has {len(resp.turns)} turns; it must have "
+                                    f"{d.min_turns} to {d.max_turns}")
         if any(not t.question.strip() or not t.answer.strip() for t in resp.turns):
-            return "a question or an answer is empty"
-        questions = [t.question.strip().lower() for t in resp.turns]
+            return Problem("empty", "a question or an answer is empty")
+        questions = [" ".join(t.question.lower().split()) for t in resp.turns]
         if len(set(questions)) < len(questions):
-            return "the same question is asked twice"
+            return Problem("duplicate_question", "the same question is asked twice")
         return None
 

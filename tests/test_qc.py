@@ -1,0 +1,121 @@
+"""Grounding checks on model text, and their regeneration loop through a real build."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import LoopbackServer
+from rsgpt4v.cli import app
+from rsgpt4v.config import load_config
+from rsgpt4v.geometry import bounding_box
+from rsgpt4v.llm.mock import completion_for
+from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse
+from rsgpt4v.qc import QualityChecker
+from rsgpt4v.schema import Obj, Sample, Scene
+from rsgpt4v.sources.dota import DOTA
+
+
+def _obj(cat: str, i: int) -> Obj:
+    poly = ((10.0 * i, 0.0), (10.0 * i + 8, 0.0), (10.0 * i + 8, 8.0), (10.0 * i, 8.0))
+    return Obj(category=cat, polygon=poly, box=bounding_box(poly))
+
+
+def _scene(**counts: int) -> Scene:
+    objs = tuple(_obj(cat.replace("_", "-"), i) for cat, n in counts.items() for i in range(n))
+    sample = Sample(source="dota", split="train", image_id="P1", image_path=Path("/x.png"), rel_image="x.png",
+                    objects=objs)
+    return Scene(sample=sample, window=(0, 0, 1024, 1024), objects=objs)
+
+
+@pytest.fixture(scope="module")
+def qc() -> QualityChecker:
+    return QualityChecker(load_config().qc, DOTA.vocabulary, "detection")
+
+
+DESCRIPTION = ("This top-down view shows an apron beside a terminal building, with parked aircraft in a row "
+               "and service roads between the stands; the ground around them is concrete and grass, seen "
+               "from directly above in clear light.")
+
+
+def _glob(caption: str, description: str = DESCRIPTION) -> GlobalResponse:
+    return GlobalResponse(caption=caption, description=description)
+
+
+@pytest.mark.parametrize("caption, kind", [
+    ("An apron with 5 planes parked at the terminal.", "qc_count"),          # the planted wrong count
+    ("An apron with three white planes and a few cars.", "qc_count"),        # number word, adjective between
+    ("An apron with 4 planes and 2 cars beside them.", None),
+    ("An apron where one of the planes is taxiing.", None),                   # "one of": not a total
+    ("An apron with about 10 cars near 4 planes.", None),                     # hedged numbers are not claims
+    ("An apron with 4 planes and 2 more cars.", None),                        # "2 more": not a total
+    ("An apron with 4 planes and a helicopter.", "qc_absent_category"),
+    ("An airport apron with 4 planes.", None),                                # site-scale words are exempt
+    ("I'm sorry, I can't describe this image.", "qc_refusal"),
+    ("The annotations show 4 planes on an apron.", "qc_meta_talk"),
+    ("Planes.", "qc_length"),
+])
+def test_caption_checks(qc: QualityChecker, caption: str, kind: str | None) -> None:
+    scene = _scene(plane=4, small_vehicle=2)
+    problem = qc.scene_text(scene)(_glob(caption))
+    assert (problem.kind if problem else None) == kind
+
+
+def test_count_problem_names_the_right_number(qc: QualityChecker) -> None:
+    problem = qc.scene_text(_scene(plane=4))(_glob("An apron with 5 planes parked at the terminal."))
+    assert problem.detail == "the text says '5 planes parked at' but the image has 4 planes"
+
+
+def test_runaway_description_and_dialogue_answers(qc: QualityChecker) -> None:
+    scene = _scene(plane=1)
+    assert qc.scene_text(scene)(_glob("A plane on an apron.", "word " * 400)).kind == "qc_length"
+    dialogue = DialogueResponse.model_validate({"turns": [
+        {"question": "What is there?", "answer": "One plane stands on the apron."},
+        {"question": "How many planes?", "answer": "There are 2 planes."}]})
+    problem = qc.dialogue(scene)(dialogue)
+    assert problem.kind == "qc_count" and problem.detail.startswith("answer 2:")
+
+
+def test_object_notes_are_checked_for_meta_talk_only(qc: QualityChecker) -> None:
+    note = {"colour": "white", "shape": "x", "orientation": "x", "state": "x", "relations": [],
+            "referring_expression": "the plane", "distinctive": True}
+    ok = LocalResponse.model_validate({"objects": [{"id": 1, **note, "description": "A white plane, one of 3."}]})
+    assert qc.local()(ok) is None
+    bad = LocalResponse.model_validate({"objects": [{"id": 1, **note, "description": "Object id 1 is a plane."}]})
+    assert qc.local()(bad).kind == "qc_meta_talk"
+
+
+def test_counts_are_not_checked_where_labels_are_not_exhaustive() -> None:
+    grounding = QualityChecker(load_config().qc, ("vehicle",), "grounding")
+    assert grounding.scene_text(_scene(vehicle=1))(_glob("A road with 7 vehicles parked along it.")) is None
+
+
+def test_a_wrong_count_is_regenerated_with_the_problem_named(tmp_path: Path) -> None:
+    def answer(body: dict) -> tuple[int, dict]:
+        completion = completion_for(body)
+        name = body["response_format"]["json_schema"]["name"]
+        if name == "GlobalResponse" and len(body["messages"]) == 2:       # first attempt: plant a wrong count
+            content = json.loads(completion["choices"][0]["message"]["content"])
+            content["caption"] = "An aerial view with 99 planes on the apron."
+            completion["choices"][0]["message"]["content"] = json.dumps(content)
+        return 200, completion
+
+    server = LoopbackServer(answer)
+    try:
+        out = tmp_path / "qc"
+        result = CliRunner().invoke(app, ["build", "--no-progress", "--source", "dota", "--sample", "--limit", "1",
+                                          "--out", str(out)],
+                                    env={"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "x"})
+        assert result.exit_code == 0, result.output
+    finally:
+        server.close()
+    retries = [b for b in server.bodies if b["response_format"]["json_schema"]["name"] == "GlobalResponse"
+               and len(b["messages"]) == 3]
+    assert retries and all("99 planes" in b["messages"][2]["content"] for b in retries)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["usage"]["by_stage"]["global"]["retry_reasons"] == {"qc_count": len(retries)}
+    captions = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    assert not any("99 planes" in json.dumps(r) for r in captions)
