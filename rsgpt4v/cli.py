@@ -287,6 +287,54 @@ def fake_server(
         server.server_close()
 
 
+@app.command()
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="LLaVA-format .json/.jsonl files or folders of them.")],
+    max_shown: Annotated[int, typer.Option(min=1, help="Print at most this many violations.")] = 50,
+) -> None:
+    """Check LLaVA-format data (ours or any tool's): roles, <image>, images, ids, boxes, refusals."""
+    from rsgpt4v.validate import main_validate
+
+    raise typer.Exit(main_validate(paths, max_shown))
+
+
+@app.command()
+def stats(
+    out: Annotated[Path, typer.Argument(help="A build output folder.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Records per task, source and split; turns and answer lengths; tokens, cost and rejections."""
+    from rsgpt4v.stats import main_stats
+
+    raise typer.Exit(main_stats(out, json_out))
+
+
+@app.command()
+def preview(
+    out: Annotated[Path, typer.Argument(help="A build output folder.")],
+    dest: Annotated[Path, typer.Option("--out", "-o", help="Folder for the HTML gallery.")] = Path("preview"),
+    n: Annotated[int, typer.Option("--n", min=1, help="Records to show (a seeded sample).")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
+) -> None:
+    """Write a static HTML gallery: images with their boxes drawn from the records' own text."""
+    from rsgpt4v.preview import main_preview
+
+    raise typer.Exit(main_preview(out, dest, n, seed))
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Argument(help="A build output folder.")],
+    dest: Annotated[Path, typer.Option("--out", "-o", help="Export folder.")],
+    fmt: Annotated[str, typer.Option("--format", help="llava-json, llava-jsonl, sharegpt or hf.")] = "llava-json",
+    box_format: Annotated[Optional[str], typer.Option(help="llava, geochat, qwen or pixel; default: as built.")] = None,
+) -> None:
+    """Re-render records for another model family (boxes from the pixel boxes kept; no API calls)."""
+    from rsgpt4v.export import main_export
+
+    raise typer.Exit(main_export(out, dest, fmt, box_format))
+
+
 batch_app = typer.Typer(help="Inspect and collect the Batch API jobs of a `build --batch` output folder.")
 app.add_typer(batch_app, name="batch")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-from collections import abc
 from collections.abc import Mapping
 from importlib import import_module
 from importlib.metadata import entry_points
@@ -98,7 +97,7 @@ def _convert(hint: object, value: str, pair: str) -> object:
             return int(value)
         except ValueError:
             raise SourceError(f"--option {pair!r}: expected a whole number") from None
-    if any(get_origin(k) in (Mapping, dict, abc.Mapping) for k in kinds):
+    if any(get_origin(k) in (Mapping, dict) for k in kinds):
         entries = [e.partition(":") for e in value.split(",") if e]
         if any(not sep for _, sep, _ in entries):
             raise SourceError(f"--option {pair!r}: expected KEY:PATH,KEY:PATH")

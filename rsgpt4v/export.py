@@ -1,0 +1,448 @@
+"""`rsgpt4v export`: re-render a finished build folder for another model family, without an API call.
+
+Every record keeps its boxes in pixels (`meta.boxes`, in the order their strings appear in the
+text), so changing the box format is a text substitution: the box strings of `meta.box_format` are
+found in the conversation, checked to be exactly as many as `meta.boxes`, and replaced one for one
+by `geometry.render_box` in the new format. A record whose count disagrees is not exported (its
+boxes could not be trusted) but reported as `FILE:LINE: reason`, as is every unreadable line.
+
+Formats, one output file per split, written as a stream and renamed into place when complete:
+
+- `llava-json`   DEST/<split>.json, one JSON list: LLaVA's `--data_path` training file. Records keep
+                 task/source/split/meta beside id/image/conversations; LLaVA's loader ignores them.
+- `llava-jsonl`  DEST/<split>.jsonl, the same records one per line.
+- `sharegpt`     DEST/<split>.jsonl of {"id", "images": [image], "messages": [{"role", "content"}]},
+                 roles user/assistant, `<image>` left at the start of the first user message: the
+                 multimodal sharegpt layout LLaMA-Factory reads with this dataset_info.json entry:
+                 {"formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"},
+                  "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                           "assistant_tag": "assistant"}}
+                 (checked against LLaMA-Factory's mllm_demo dataset card).
+- `hf`           a folder `datasets.load_dataset` reads: DEST/data/<split>.parquet when pyarrow is
+                 installed (an optional extra), else DEST/<split>.jsonl; DEST/README.md carries the
+                 dataset card's YAML `configs:` block mapping splits to those files. `meta` is a JSON
+                 string there, because its keys vary by source and one table needs one schema.
+
+For every format the referenced images are hard-linked (copied across file systems) to the same
+relative path under DEST, so DEST is self-contained; an image already there with the same size and
+modification time, or the same file, is left alone.
+
+When the build has a split named `test`, DEST/eval/ also gets LLaVA's `model_vqa` evaluation pair:
+`test_questions.jsonl` ({"question_id", "image", "text", "category"}: the record id, its image
+relative to DEST, the first human turn without the `<image>\\n` prefix, the task) and
+`test_answers.jsonl` ({"question_id", "text"}: the first gpt answer). Verified against
+haotian-liu/LLaVA llava/eval/model_vqa.py: it reads each question line's "question_id", "image"
+(joined to --image-folder, so pass DEST) and "text", and prepends `<image>\\n` itself (hence the
+prefix is removed); it writes answers keyed "question_id" with the model's reply in "text", the
+keys our reference answers use. "category" is not read by model_vqa.py; LLaVA's GPT-review scripts
+(llava/eval/eval_gpt_review*.py) read it from the same question lines.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from PIL import Image
+
+from rsgpt4v.geometry import BOX_FORMATS, BOX_PATTERNS, render_box
+from rsgpt4v.output import dumps
+
+FORMATS = ("llava-json", "llava-jsonl", "sharegpt", "hf")
+_ROLES = {"human": "user", "gpt": "assistant"}
+_IMAGE_PREFIX = "<image>\n"
+_PARQUET_ROWS = 1000  # rows per parquet row group: bounds memory, keeps files readable in pieces
+
+
+class ExportError(Exception):
+    """An export that cannot start (bad arguments or not a build folder); the message says why."""
+
+
+class _Unusable(Exception):
+    """A line that is not exported; the message is the reason reported after FILE:LINE."""
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote and what it left out."""
+
+    dest: Path
+    fmt: str
+    box_format: str | None
+    records: dict[str, int] = field(default_factory=dict)  # split -> records written
+    data_files: dict[str, Path] = field(default_factory=dict)  # split -> the file holding it
+    files: list[Path] = field(default_factory=list)  # every file written, in writing order
+    images_linked: int = 0  # images linked or copied to DEST
+    images_present: int = 0  # images found already in place
+    bad_lines: int = 0  # not JSON, not an object, or a record of the wrong shape
+    skipped: int = 0  # well-formed records that could not be exported faithfully
+    problems: list[str] = field(default_factory=list)  # "FILE:LINE: reason", in reading order
+
+
+def _check_shape(obj: Any) -> None:
+    """Raise _Unusable naming the first thing the record lacks for an export."""
+    if not isinstance(obj, dict):
+        raise _Unusable(f"not a JSON object but {type(obj).__name__}")
+    for key in ("id", "image"):
+        if not isinstance(obj.get(key), str) or not obj[key]:
+            raise _Unusable(f"record of the wrong shape: {key!r} is not a non-empty string")
+    rel = PurePosixPath(obj["image"])
+    if rel.is_absolute() or ".." in rel.parts:
+        raise _Unusable(f"record of the wrong shape: image {obj['image']!r} is not a path inside the folder")
+    conv = obj.get("conversations")
+    if (not isinstance(conv, list) or not conv
+            or not all(isinstance(t, dict) and t.get("from") in _ROLES and isinstance(t.get("value"), str)
+                       for t in conv)):
+        raise _Unusable("record of the wrong shape: conversations is not a list of human/gpt turns")
+    meta = obj.get("meta")
+    if not isinstance(meta, dict) or meta.get("box_format") not in BOX_PATTERNS:
+        raise _Unusable("record of the wrong shape: meta.box_format is missing or unknown")
+    boxes = meta.get("boxes")
+    if not isinstance(boxes, list) or not all(_is_box(b) for b in boxes):
+        raise _Unusable("record of the wrong shape: meta.boxes is not a list of [x1, y1, x2, y2]")
+
+
+def _is_box(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) == 4
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+
+
+@lru_cache(maxsize=4096)
+def _header_size(path: Path) -> tuple[int, int]:
+    # Image.open reads only the header; the pixels are never decoded. Bounded, so memory stays flat.
+    with Image.open(path) as im:
+        return im.size
+
+
+def _image_size(record: dict[str, Any], image: Path) -> tuple[int, int]:
+    """The size of the record's image: from meta.window when present (the builder crops exactly it)."""
+    window = record["meta"].get("window")
+    if isinstance(window, list) and len(window) == 4 and all(isinstance(v, (int, float)) for v in window):
+        w, h = window[2] - window[0], window[3] - window[1]
+        if w > 0 and h > 0:
+            return int(w), int(h)
+    try:
+        return _header_size(image)
+    except OSError as exc:
+        raise _Unusable(f"image {record['image']} cannot be read ({exc})") from None
+
+
+def _rebox(record: dict[str, Any], box_format: str, width: int, height: int) -> dict[str, Any]:
+    """The record with every box string re-rendered in `box_format` for a `width` x `height` image.
+
+    Raises _Unusable when the text holds a different number of box strings than meta.boxes.
+    """
+    meta = record["meta"]
+    pattern = BOX_PATTERNS[meta["box_format"]]
+    boxes = meta["boxes"]
+    found = sum(len(pattern.findall(turn["value"])) for turn in record["conversations"])
+    if found != len(boxes):
+        raise _Unusable(f"{found} {meta['box_format']} box strings in the text but {len(boxes)} in meta.boxes")
+    pending = iter(boxes)
+
+    def one(_: re.Match[str]) -> str:
+        return render_box(tuple(next(pending)), box_format, width, height)
+
+    conversations = [{**turn, "value": pattern.sub(one, turn["value"])} for turn in record["conversations"]]
+    return {**record, "conversations": conversations, "meta": {**meta, "box_format": box_format}}
+
+
+def _llava(record: dict[str, Any]) -> dict[str, Any]:
+    return record
+
+
+def _sharegpt(record: dict[str, Any]) -> dict[str, Any]:
+    messages = [{"role": _ROLES[t["from"]], "content": t["value"]} for t in record["conversations"]]
+    return {"id": record["id"], "images": [record["image"]], "messages": messages}
+
+
+def _hf_row(record: dict[str, Any]) -> dict[str, Any]:
+    conversations = [{"from": t["from"], "value": t["value"]} for t in record["conversations"]]
+    return {"id": record["id"], "image": record["image"], "conversations": conversations,
+            "task": record.get("task"), "source": record.get("source"), "split": record.get("split"),
+            "meta": dumps(record["meta"])}
+
+
+class _Sink:
+    """One output file, written beside its final name and renamed into place by `finish`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.partial = path.with_name(path.name + ".partial")
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def add(self, row: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> Path:
+        self._close()
+        os.replace(self.partial, self.path)
+        return self.path
+
+    def abandon(self) -> None:
+        self._close()
+        self.partial.unlink(missing_ok=True)
+
+
+class _JsonLines(_Sink):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._f: IO[str] = open(self.partial, "w", encoding="utf-8", newline="\n")
+
+    def add(self, row: dict[str, Any]) -> None:
+        self._f.write(dumps(row) + "\n")
+
+    def _close(self) -> None:
+        self._f.close()
+
+
+class _JsonList(_JsonLines):
+    """A JSON list written element by element, so a split never has to fit in memory."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._f.write("[\n")
+        self._first = True
+
+    def add(self, row: dict[str, Any]) -> None:
+        self._f.write(("" if self._first else ",\n") + dumps(row))
+        self._first = False
+
+    def _close(self) -> None:
+        if not self._f.closed:
+            self._f.write("\n]\n")
+        super()._close()
+
+
+class _Parquet(_Sink):
+    """Parquet in row groups of _PARQUET_ROWS, with one fixed schema (meta is a JSON string)."""
+
+    def __init__(self, path: Path) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        super().__init__(path)
+        self._pa = pa
+        turn = pa.struct([("from", pa.string()), ("value", pa.string())])
+        self._schema = pa.schema([("id", pa.string()), ("image", pa.string()),
+                                  ("conversations", pa.list_(turn)), ("task", pa.string()),
+                                  ("source", pa.string()), ("split", pa.string()), ("meta", pa.string())])
+        self._writer = pq.ParquetWriter(self.partial, self._schema)
+        self._rows: list[dict[str, Any]] = []
+
+    def add(self, row: dict[str, Any]) -> None:
+        self._rows.append(row)
+        if len(self._rows) >= _PARQUET_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._rows:
+            self._writer.write_table(self._pa.Table.from_pylist(self._rows, schema=self._schema))
+            self._rows = []
+
+    def _close(self) -> None:
+        if self._writer.is_open:
+            self._flush()
+            self._writer.close()
+
+
+def _has_pyarrow() -> bool:
+    return importlib.util.find_spec("pyarrow") is not None
+
+
+def _sink(fmt: str, dest: Path, split: str) -> tuple[_Sink, Callable[[dict[str, Any]], dict[str, Any]]]:
+    """The file a split goes to in `fmt`, and how a record becomes one of its rows."""
+    if fmt == "llava-json":
+        return _JsonList(dest / f"{split}.json"), _llava
+    if fmt == "llava-jsonl":
+        return _JsonLines(dest / f"{split}.jsonl"), _llava
+    if fmt == "sharegpt":
+        return _JsonLines(dest / f"{split}.jsonl"), _sharegpt
+    if _has_pyarrow():
+        return _Parquet(dest / "data" / f"{split}.parquet"), _hf_row
+    return _JsonLines(dest / f"{split}.jsonl"), _hf_row
+
+
+def _same_file(src: Path, dst: Path) -> bool:
+    try:
+        a, b = src.stat(), dst.stat()
+    except FileNotFoundError:
+        return False
+    # A hard link is the same inode; a copy2 copy keeps size and mtime (rsync's quick check).
+    return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev) or (a.st_size, a.st_mtime_ns) == (b.st_size, b.st_mtime_ns)
+
+
+def _place_image(src: Path, dst: Path) -> bool:
+    """Link or copy `src` to `dst` unless the same file is already there; whether anything was written."""
+    if _same_file(src, dst):
+        return False
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
+    return True
+
+
+def _read(path: Path) -> Iterator[tuple[int, dict[str, Any] | _Unusable]]:
+    """(line number, record or the reason it is unusable) for every non-blank line of a JSONL file."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                yield lineno, _Unusable(f"not UTF-8 ({exc.reason} at byte {exc.start})")
+                continue
+            except json.JSONDecodeError as exc:
+                yield lineno, _Unusable(f"invalid JSON ({exc.msg} at column {exc.colno}): truncated or damaged line")
+                continue
+            try:
+                _check_shape(obj)
+            except _Unusable as exc:
+                yield lineno, exc
+                continue
+            yield lineno, obj
+
+
+class _EvalFiles:
+    """LLaVA model_vqa question and reference-answer files for the test split."""
+
+    def __init__(self, dest: Path) -> None:
+        self.questions = _JsonLines(dest / "eval" / "test_questions.jsonl")
+        self.answers = _JsonLines(dest / "eval" / "test_answers.jsonl")
+
+    def add(self, record: dict[str, Any]) -> None:
+        conv = record["conversations"]
+        question = next(t["value"] for t in conv if t["from"] == "human")
+        answer = next((t["value"] for t in conv if t["from"] == "gpt"), "")
+        self.questions.add({"question_id": record["id"], "image": record["image"],
+                            "text": question.removeprefix(_IMAGE_PREFIX), "category": record.get("task")})
+        self.answers.add({"question_id": record["id"], "text": answer})
+
+    def finish(self) -> list[Path]:
+        return [self.questions.finish(), self.answers.finish()]
+
+    def abandon(self) -> None:
+        self.questions.abandon()
+        self.answers.abandon()
+
+
+def _export_split(src: Path, out: Path, dest: Path, fmt: str, box_format: str | None, report: ExportReport) -> None:
+    split = src.stem
+    sink, to_row = _sink(fmt, dest, split)
+    evals = _EvalFiles(dest) if split == "test" else None
+    written = 0
+    placed = None  # a window's records are consecutive: its image is placed once, not once per task
+    try:
+        for lineno, item in _read(src):
+            if isinstance(item, _Unusable):
+                report.bad_lines += 1
+                report.problems.append(f"{src}:{lineno}: {item}")
+                continue
+            image = out / item["image"]
+            try:
+                if not image.is_file():
+                    raise _Unusable(f"image {item['image']} not found")
+                width, height = _image_size(item, image)
+                record = _rebox(item, box_format or item["meta"]["box_format"], width, height)
+            except _Unusable as exc:
+                report.skipped += 1
+                report.problems.append(f"{src}:{lineno}: {exc}")
+                continue
+            if item["image"] != placed:
+                if _place_image(image, dest / item["image"]):
+                    report.images_linked += 1
+                else:
+                    report.images_present += 1
+                placed = item["image"]
+            sink.add(to_row(record))
+            if evals is not None:
+                evals.add(record)
+            written += 1
+    except BaseException:
+        sink.abandon()
+        if evals is not None:
+            evals.abandon()
+        raise
+    report.data_files[split] = sink.finish()
+    report.files.append(report.data_files[split])
+    if evals is not None:
+        report.files.extend(evals.finish())
+    report.records[split] = written
+
+
+def _dataset_card(report: ExportReport) -> str:
+    """README.md whose YAML front matter tells `datasets` which file holds which split."""
+    lines = ["---", "configs:", "- config_name: default", "  data_files:"]
+    for split, path in report.data_files.items():
+        lines += [f"  - split: {split}", f"    path: {path.relative_to(report.dest).as_posix()}"]
+    lines += ["---", "", "# RS-GPT4V-style instruction data", "",
+              "Exported by `rsgpt4v export`. One row per (image window, task): `id`, `image` (a path relative",
+              "to this folder, under `images/`), `conversations` (alternating `human`/`gpt` turns, `<image>` at the",
+              "start of the first one), `task`, `source`, `split`, and `meta` (a JSON string: the box format of the",
+              f"text, here `{report.box_format or 'as built'}`, the pixel boxes in text order, and provenance).", "",
+              "```python", "import datasets", "", "ds = datasets.load_dataset(\"path/to/this/folder\")", "```", ""]
+    return "\n".join(lines)
+
+
+def export(out: Path, dest: Path, fmt: str, box_format: str | None = None) -> ExportReport:
+    """Export the build folder `out` to `dest` in `fmt`, boxes re-rendered in `box_format`
+    (None: each record keeps its own). Raises ExportError when the export cannot start."""
+    out, dest = Path(out), Path(dest)
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if box_format is not None and box_format not in BOX_FORMATS:
+        raise ExportError(f"unknown box format {box_format!r}; choose from {', '.join(BOX_FORMATS)}")
+    splits = sorted(out.glob("*.jsonl")) if out.is_dir() else []
+    if not splits:
+        raise ExportError(f"{out} holds no <split>.jsonl files: not an rsgpt4v output folder")
+    if dest.resolve() == out.resolve():
+        raise ExportError("--dest must differ from the build folder: the export would overwrite its input")
+    dest.mkdir(parents=True, exist_ok=True)
+    report = ExportReport(dest=dest, fmt=fmt, box_format=box_format)
+    for src in splits:
+        _export_split(src, out, dest, fmt, box_format, report)
+    if fmt == "hf":
+        card = dest / "README.md"
+        card.write_text(_dataset_card(report), encoding="utf-8")
+        report.files.append(card)
+    return report
+
+
+def main_export(out: Path, dest: Path, fmt: str, box_format: str | None) -> int:
+    """Run an export and print its summary; 0 when every line was exported, 1 when some were not,
+    2 when the export could not start."""
+    try:
+        report = export(out, dest, fmt, box_format)
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    per_split = ", ".join(f"{split} {n}" for split, n in report.records.items())
+    boxes = f"{report.box_format} boxes" if report.box_format else "boxes as built"
+    print(f"exported {sum(report.records.values())} records ({per_split}) as {fmt} with {boxes} to {dest}")
+    print(f"images: {report.images_linked} linked or copied, {report.images_present} already in place")
+    for path in report.files:
+        print(f"  {path}")
+    if report.bad_lines or report.skipped:
+        print(f"not exported: {report.bad_lines} bad lines, {report.skipped} records skipped (listed above)")
+        return 1
+    return 0
