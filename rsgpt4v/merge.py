@@ -50,18 +50,16 @@ def _link_tree(src: Path, dst: Path) -> None:
 
 
 def _sum_usage(usages: list[dict[str, Any]]) -> dict[str, Any]:
-    stages: dict[str, Counter[str]] = {}
-    failures: dict[str, Counter[str]] = {}
+    stages: dict[str, dict[str, Any]] = {}
     for usage in usages:
         for stage, row in usage.get("by_stage", {}).items():
-            totals = stages.setdefault(stage, Counter())
+            totals = stages.setdefault(stage, {})
             for key, value in row.items():
-                if key == "failures":
-                    failures.setdefault(stage, Counter()).update(value)
+                if isinstance(value, dict):  # counts by reason
+                    totals[key] = dict(sorted((Counter(totals.get(key, {})) + Counter(value)).items()))
                 else:
-                    totals[key] += value
-    by_stage = {stage: {**dict(sorted(t.items())), "failures": dict(sorted(failures.get(stage, Counter()).items()))}
-                for stage, t in sorted(stages.items())}
+                    totals[key] = totals.get(key, 0) + value
+    by_stage = {stage: dict(sorted(t.items())) for stage, t in sorted(stages.items())}
     keys = ("api_calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd")
     return {"by_stage": by_stage, **{k: sum(u.get(k, 0) for u in usages) for k in keys}}
 

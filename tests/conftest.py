@@ -1,4 +1,7 @@
-"""Shared test helpers: paths to the real-data fixtures and a client over a scripted transport."""
+"""Shared test helpers: paths to the real-data fixtures and a client over a scripted transport.
+
+For the source adapter tests: writers of tiny input files and an end-to-end `rsgpt4v build --dry-run`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,11 @@ from pathlib import Path
 import httpx2
 import openai
 import pytest
+from PIL import Image
+from typer.testing import CliRunner, Result
+
+from rsgpt4v.cli import app
+from rsgpt4v.schema import Issue, Sample
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real"
 
@@ -84,3 +92,33 @@ class LoopbackServer:
     def close(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+# ---- source adapters -------------------------------------------------------------------------
+
+def write_image(path: Path, size: tuple[int, int] = (8, 8)) -> Path:
+    """A tiny image at `path`, in the format its suffix names: adapters only check that it exists."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (90, 90, 90)).save(path)
+    return path
+
+
+def write_json(path: Path, data: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    return path
+
+
+def split_out(items: list[Sample | Issue]) -> tuple[list[Sample], list[Issue]]:
+    return [i for i in items if isinstance(i, Sample)], [i for i in items if isinstance(i, Issue)]
+
+
+def dry_run(source: str, root: Path, out: Path, *extra: str) -> tuple[Result, list[dict], dict]:
+    """`rsgpt4v build --dry-run --source <source> --root <root> --out <out> <extra>`, which must succeed and
+    write the image of every record; the CLI result, the records of all *.jsonl files and the manifest."""
+    result = CliRunner().invoke(app, ["build", "--no-progress", "--source", source, "--root", str(root),
+                                      "--dry-run", "--out", str(out), *extra], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
+    assert all((out / r["image"]).is_file() for r in records)
+    return result, records, json.loads((out / "manifest.json").read_text())

@@ -8,10 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from PIL import Image
-from typer.testing import CliRunner
 
-from rsgpt4v.cli import app
+from conftest import dry_run, split_out, write_image, write_json
 from rsgpt4v.schema import Issue, Sample
 from rsgpt4v.sources import get_source
 from rsgpt4v.sources.base import SourceError
@@ -19,18 +17,6 @@ from rsgpt4v.sources.captions import (RSICD, RSITMD, NWPUCaptions, SydneyCaption
                                       scene_from_filename)
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real" / "rsicd"
-
-
-def write_image(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (8, 8), (90, 120, 90)).save(path)
-    return path
-
-
-def write_json(path: Path, data: object) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    return path
 
 
 def sentence(raw: str, imgid: int, sentid: int, tokens: list[str] | None = None) -> dict:
@@ -43,10 +29,6 @@ def karpathy(filename: str, imgid: int, split: str, raws: list[str]) -> dict:
     sents = [sentence(r, imgid, imgid * 5 + k) for k, r in enumerate(raws)]
     return {"filename": filename, "imgid": imgid, "sentences": sents, "split": split,
             "sentids": [s["sentid"] for s in sents]}
-
-
-def split_out(items: list[Sample | Issue]) -> tuple[list[Sample], list[Issue]]:
-    return [i for i in items if isinstance(i, Sample)], [i for i in items if isinstance(i, Issue)]
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -462,15 +444,7 @@ def make_rsitmd(root: Path) -> Path:
     ("nwpu-captions", make_nwpu, 4, {"train", "val", "test"}),
 ])
 def test_cli_dry_run(tmp_path: Path, name: str, make, good: int, splits: set[str]) -> None:
-    root = make(tmp_path / "data")
-    out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["build", "--no-progress", "--source", name, "--root", str(root), "--dry-run",
-                                      "--out", str(out)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    records = [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
-    assert records
-    assert {r["split"] for r in records} <= splits
-    assert all((out / r["image"]).is_file() for r in records)
-    manifest = json.loads((out / "manifest.json").read_text())
+    _, records, manifest = dry_run(name, make(tmp_path / "data"), tmp_path / "out")
+    assert records and {r["split"] for r in records} <= splits
     assert manifest["counts"]["samples"] == good
     assert manifest["issues"]["skipped"] == (1 if name == "ucm-captions" else 0)

@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
-from typer.testing import CliRunner
 
-from rsgpt4v.cli import app
+from conftest import dry_run, split_out, write_image, write_json
 from rsgpt4v.schema import Issue, Sample
 from rsgpt4v.sources import get_source
 from rsgpt4v.sources.base import SourceError
 from rsgpt4v.sources.coco import COCO, split_of
-
-
-def write_image(path: Path, size: tuple[int, int] = (8, 8)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, (90, 90, 90)).save(path)
-    return path
-
-
-def write_json(path: Path, data: object) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    return path
-
-
-def split_out(items: list[Sample | Issue]) -> tuple[list[Sample], list[Issue]]:
-    return [i for i in items if isinstance(i, Sample)], [i for i in items if isinstance(i, Issue)]
-
 
 CATEGORIES = [{"supercategory": "vehicle", "id": 3, "name": "Small-Vehicle"},
               {"supercategory": "vehicle", "id": 17, "name": " airplane "}]
@@ -201,12 +181,6 @@ def test_coco_errors_and_registry(tmp_path: Path) -> None:
 
 
 def test_coco_cli_dry_run(tmp_path: Path) -> None:
-    root = make_coco(tmp_path / "coco")
-    out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["build", "--no-progress", "--source", "coco", "--root", str(root),
-                                      "--dry-run", "--out", str(out)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    recs = [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
-    assert recs and {r["split"] for r in recs} <= {"train", "val"}
-    assert all((out / r["image"]).is_file() for r in recs)
-    assert json.loads((out / "manifest.json").read_text())["counts"]["samples"] == 3
+    _, records, manifest = dry_run("coco", make_coco(tmp_path / "coco"), tmp_path / "out")
+    assert records and {r["split"] for r in records} <= {"train", "val"}
+    assert manifest["counts"]["samples"] == 3

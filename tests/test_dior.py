@@ -3,15 +3,12 @@ DIOR-RSVG split files."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
-from typer.testing import CliRunner
 
-from rsgpt4v.cli import app
-from rsgpt4v.schema import Issue, Sample
+from conftest import dry_run, split_out, write_image
+from rsgpt4v.schema import Sample
 from rsgpt4v.sources import get_source
 from rsgpt4v.sources.base import SourceError
 from rsgpt4v.sources.dior import DIOR, DIOR_CLASSES, DIORRSVG, read_split_file
@@ -19,12 +16,6 @@ from rsgpt4v.sources.dior import DIOR, DIOR_CLASSES, DIORRSVG, read_split_file
 REAL_SPLITS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real" / "dior_rsvg" / "splits"
 HBB = "Annotations/Horizontal Bounding Boxes"
 OBB = "Annotations/Oriented Bounding Boxes"
-
-
-def write_image(path: Path, size: tuple[int, int] = (8, 8)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, (90, 90, 90)).save(path)
-    return path
 
 
 def write_text(path: Path, text: str, eol: str = "\n") -> Path:
@@ -55,14 +46,6 @@ def voc(filename: str, objects: list[str]) -> str:
             f"  <filename>{filename}</filename>\n  <source>\n    <database>DIOR</database>\n  </source>\n"
             "  <size>\n    <width>800</width>\n    <height>800</height>\n    <depth>3</depth>\n  </size>\n"
             "  <segmented>0</segmented>\n" + "".join(objects) + "</annotation>")
-
-
-def split_out(items: list[Sample | Issue]) -> tuple[list[Sample], list[Issue]]:
-    return [i for i in items if isinstance(i, Sample)], [i for i in items if isinstance(i, Issue)]
-
-
-def records(out: Path) -> list[dict]:
-    return [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
 
 
 # ---- DIOR ----------------------------------------------------------------------------------------
@@ -218,15 +201,9 @@ def test_dior_registry_and_vocabulary() -> None:
 
 
 def test_dior_cli_dry_run(tmp_path: Path) -> None:
-    root = make_dior(tmp_path / "DIOR")
-    out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["build", "--no-progress", "--source", "dior", "--root", str(root),
-                                      "--dry-run", "--out", str(out)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    recs = records(out)
-    assert recs and {r["split"] for r in recs} <= {"train", "val", "test"}
-    assert all((out / r["image"]).is_file() for r in recs)
-    assert json.loads((out / "manifest.json").read_text())["counts"]["samples"] == 4
+    _, records, manifest = dry_run("dior", make_dior(tmp_path / "DIOR"), tmp_path / "out")
+    assert records and {r["split"] for r in records} <= {"train", "val", "test"}
+    assert manifest["counts"]["samples"] == 4
 
 
 # ---- DIOR-RSVG -----------------------------------------------------------------------------------
@@ -373,15 +350,9 @@ def test_rsvg_errors_and_registry(tmp_path: Path) -> None:
 
 
 def test_rsvg_cli_dry_run(tmp_path: Path) -> None:
-    root = make_rsvg(tmp_path / "DIOR_RSVG")
-    out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["build", "--no-progress", "--source", "dior-rsvg", "--root", str(root),
-                                      "--dry-run", "--out", str(out)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    recs = records(out)
-    assert recs and {r["split"] for r in recs} <= {"train", "val", "test"}
-    assert all((out / r["image"]).is_file() for r in recs)
-    assert json.loads((out / "manifest.json").read_text())["counts"]["samples"] == 6
+    _, records, manifest = dry_run("dior-rsvg", make_rsvg(tmp_path / "DIOR_RSVG"), tmp_path / "out")
+    assert records and {r["split"] for r in records} <= {"train", "val", "test"}
+    assert manifest["counts"]["samples"] == 6
 
 
 # ---- the real DIOR-RSVG split files ---------------------------------------------------------------

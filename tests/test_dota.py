@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from conftest import split_out, write_image
 from rsgpt4v.geometry import polygon_area
 from rsgpt4v.schema import Issue, Sample
 from rsgpt4v.sources import get_source, sample_root
@@ -27,16 +28,6 @@ def write_label(path: Path, lines: list[str], eol: str = "\r\n", final_eol: bool
     text = eol.join(lines) + (eol if final_eol else "")
     path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8"))
     return path
-
-
-def write_image(path: Path, size: tuple[int, int] = (8, 8)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, (90, 90, 90)).save(path)
-    return path
-
-
-def split_out(items: list[Sample | Issue]) -> tuple[list[Sample], list[Issue]]:
-    return [i for i in items if isinstance(i, Sample)], [i for i in items if isinstance(i, Issue)]
 
 
 # ---- parse_label_file ------------------------------------------------------------------------
@@ -181,12 +172,12 @@ def test_split_folders_order_pairing_and_issues(tmp_path: Path) -> None:
     issues = {i.file: i.reason for i in items if isinstance(i, Issue) and i.line is None}
     assert issues["train/labelTxt/P0002.txt"].startswith("no image for label file (looked for train/images/P0002.png")
     assert issues["train/images/P0004.png"] == "no label file for image (looked for train/labelTxt/P0004.txt)"
-    warnings = [i.reason for i in items if isinstance(i, Issue) and i.kind == "warning"]
+    warnings = [(i.file, i.line, i.reason) for i in items if isinstance(i, Issue) and i.kind == "warning"]
     # 'foo' is reported once, at its first occurrence, though it recurs (as 'Foo') in P0003
     assert warnings == [
-        "unknown category 'foo' (first seen at train/labelTxt/P0001.txt:4); kept",
-        "unknown category 'bar' (first seen at train/labelTxt/P0003.txt:3); kept",
-        "gsd 1.34e-06 is not a plausible metres-per-pixel value; ignored",
+        ("train/labelTxt/P0001.txt", 4, "unknown category 'foo' (first seen here); kept"),
+        ("train/labelTxt/P0003.txt", 3, "unknown category 'bar' (first seen here); kept"),
+        ("val/labelTxt/P0100.txt", 1, "gsd 1.34e-06 is not a plausible metres-per-pixel value; ignored"),
     ]
     samples, _ = split_out(items)
     p1, p3, p100, p200 = samples
@@ -286,7 +277,7 @@ def test_version_selects_label_folder_and_vocabulary(tmp_path: Path) -> None:
     assert v10.provenance["label_file"] == "train/labelTxt-v1.0/labelTxt/P0001.txt"
     write_label(root / "train" / "labelTxt" / "P0001.txt", ["0 0 50 0 50 50 0 50 helipad 0"])
     warning, sample = list(DOTA(root, version="1.5"))
-    assert warning.reason == "unknown category 'helipad' (first seen at train/labelTxt/P0001.txt:1); kept"
+    assert str(warning) == "train/labelTxt/P0001.txt:1: unknown category 'helipad' (first seen here); kept"
     assert sample.objects[0].category == "helipad"
 
 

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
-from typer.testing import CliRunner
 
-from rsgpt4v.cli import app
-from rsgpt4v.schema import Issue, Sample
+from conftest import dry_run, split_out, write_image
+from rsgpt4v.schema import Sample
 from rsgpt4v.sources import get_source
 from rsgpt4v.sources.base import SourceError
 from rsgpt4v.sources.fair1m import FAIR1M, FAIR1M_CLASSES
 
 SQUARE = ["10.000000,10.000000", "30.000000,10.000000", "30.000000,20.000000", "10.000000,20.000000",
           "10.000000,10.000000"]
-
-
-def write_image(path: Path, size: tuple[int, int] = (8, 8)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, (90, 90, 90)).save(path)
-    return path
 
 
 def fair_object(name: str, points: list[str], coordinate: str = "pixel") -> str:
@@ -41,10 +32,6 @@ def write_label(path: Path, objects: list[str], origin: str | None = "GF2/GF3") 
                     "\t<size>\n\t\t<width>1000</width>\n\t\t<height>1000</height>\n\t\t<depth>3</depth>\n\t</size>\n"
                     "\t<objects>\n" + "".join(objects) + "\t</objects>\n</annotation>", encoding="utf-8")
     return path
-
-
-def split_out(items: list[Sample | Issue]) -> tuple[list[Sample], list[Issue]]:
-    return [i for i in items if isinstance(i, Sample)], [i for i in items if isinstance(i, Issue)]
 
 
 def make_fair1m(root: Path) -> Path:
@@ -182,12 +169,6 @@ def test_registry_and_vocabulary() -> None:
 
 
 def test_cli_dry_run(tmp_path: Path) -> None:
-    root = make_fair1m(tmp_path / "FAIR1M")
-    out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["build", "--no-progress", "--source", "fair1m", "--root", str(root),
-                                      "--dry-run", "--out", str(out)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    recs = [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
-    assert recs and {r["split"] for r in recs} <= {"train", "val", "test"}
-    assert all((out / r["image"]).is_file() for r in recs)
-    assert json.loads((out / "manifest.json").read_text())["counts"]["samples"] == 4
+    _, records, manifest = dry_run("fair1m", make_fair1m(tmp_path / "FAIR1M"), tmp_path / "out")
+    assert records and {r["split"] for r in records} <= {"train", "val", "test"}
+    assert manifest["counts"]["samples"] == 4

@@ -6,10 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
-from typer.testing import CliRunner
 
-from rsgpt4v.cli import app
+from conftest import dry_run, split_out, write_image
 from rsgpt4v.schema import QA, Issue, Sample
 from rsgpt4v.sources import get_source
 from rsgpt4v.sources.base import SourceError
@@ -29,12 +27,6 @@ VALID = [
     ("10173.JPG", "Is the entire road non flooded?", None, "Yes_No"),
 ]
 TEST = [("7606.JPG", "What is the condition of road?", None, "Condition_Recognition")]
-
-
-def write_image(path: Path, size: tuple[int, int] = (8, 6)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, (40, 80, 120)).save(path, format="JPEG")
-    return path
 
 
 def question_file(path: Path, rows: list[tuple], raw: str | None = None) -> Path:
@@ -58,10 +50,6 @@ def make_root(root: Path, names: tuple[str, str, str] = ("Training Question.json
         for image in dict.fromkeys(r[0] for r in rows):
             write_image(root / "Images" / folder / image)
     return root
-
-
-def split_out(items: list[Sample | Issue]) -> tuple[list[Sample], list[Issue]]:
-    return [i for i in items if isinstance(i, Sample)], [i for i in items if isinstance(i, Issue)]
 
 
 def test_native_layout(tmp_path: Path) -> None:
@@ -187,13 +175,6 @@ def test_registry_and_class_attributes() -> None:
 
 
 def test_cli_dry_run(tmp_path: Path) -> None:
-    root = make_root(tmp_path / "fn")
-    out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["build", "--no-progress", "--source", "floodnet-vqa", "--root", str(root),
-                                      "--dry-run", "--out", str(out)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    records = [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
-    assert records
-    assert {r["split"] for r in records} <= {"train", "val", "test"}
-    assert all((out / r["image"]).is_file() for r in records)
-    assert json.loads((out / "manifest.json").read_text())["counts"]["samples"] == 6
+    _, records, manifest = dry_run("floodnet-vqa", make_root(tmp_path / "fn"), tmp_path / "out")
+    assert records and {r["split"] for r in records} <= {"train", "val", "test"}
+    assert manifest["counts"]["samples"] == 6

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
-from typer.testing import CliRunner
 
-from rsgpt4v.cli import app
+from conftest import dry_run, split_out, write_image
 from rsgpt4v.schema import QA, Issue, Sample
 from rsgpt4v.sources import get_source
 from rsgpt4v.sources.base import SourceError
@@ -41,12 +38,6 @@ IMAGES = {"AID": ["00433.jpg", "airport_1.jpg"], "DOTA": ["P0000.png", "P0003.pn
           "Sydney": ["1.tif"], "UCM": ["1.tif", "10.tif", "101.tif"]}
 
 
-def write_image(path: Path, size: tuple[int, int] = (8, 8)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, (100, 100, 80)).save(path)
-    return path
-
-
 def make_root(root: Path, with_images: bool = True) -> Path:
     for name, text in TEXT.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -56,10 +47,6 @@ def make_root(root: Path, with_images: bool = True) -> Path:
             for name in names:
                 write_image(root / subset / "images" / name)
     return root
-
-
-def split_out(items: list[Sample | Issue]) -> tuple[list[Sample], list[Issue]]:
-    return [i for i in items if isinstance(i, Sample)], [i for i in items if isinstance(i, Issue)]
 
 
 # ---- parse_line ------------------------------------------------------------------------------
@@ -220,16 +207,9 @@ def test_registry_and_class_attributes() -> None:
 
 
 def test_cli_dry_run(tmp_path: Path) -> None:
-    root = make_root(tmp_path / "RSIVQA")
-    out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["build", "--no-progress", "--source", "rsivqa", "--root", str(root),
-                                      "--dry-run", "--out", str(out)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    records = [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
-    assert records
-    assert {r["split"] for r in records} <= {"train", "val"}
-    assert all((out / r["image"]).is_file() for r in records)
-    assert json.loads((out / "manifest.json").read_text())["counts"]["samples"] == 9
+    _, records, manifest = dry_run("rsivqa", make_root(tmp_path / "RSIVQA"), tmp_path / "out")
+    assert records and {r["split"] for r in records} <= {"train", "val"}
+    assert manifest["counts"]["samples"] == 9
 
 
 # ---- real release files ----------------------------------------------------------------------

@@ -6,10 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
-from typer.testing import CliRunner
 
-from rsgpt4v.cli import app
+from conftest import dry_run, split_out, write_image
 from rsgpt4v.schema import QA, Issue, Sample
 from rsgpt4v.sources import get_source
 from rsgpt4v.sources.base import SourceError
@@ -27,12 +25,6 @@ LR_QUESTIONS = [
     (6, 3, "presence", "Is there a farmland?", "no"),
     (7, 3, "comp", "Are there more roads than buildings?", "yes"),
 ]
-
-
-def write_image(path: Path, size: tuple[int, int] = (8, 8)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, (60, 90, 60)).save(path)
-    return path
 
 
 def _padded(entries: list[dict], ids_of_active: list[list[int]]) -> list[dict]:
@@ -81,10 +73,6 @@ def make_lr(root: Path) -> Path:
     for img, _ in LR_IMAGES:
         write_image(root / "Images_LR" / f"{img}.tif")
     return root
-
-
-def split_out(items: list[Sample | Issue]) -> tuple[list[Sample], list[Issue]]:
-    return [i for i in items if isinstance(i, Sample)], [i for i in items if isinstance(i, Issue)]
 
 
 def load(root: Path, split: str, kind: str, prefix: str = "LR") -> list[dict]:
@@ -308,14 +296,6 @@ def test_registry_and_class_attributes() -> None:
 # ---- end to end ------------------------------------------------------------------------------
 
 def test_cli_dry_run(tmp_path: Path) -> None:
-    root = make_lr(tmp_path / "lr")
-    out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["build", "--no-progress", "--source", "rsvqa-lr", "--root", str(root),
-                                      "--dry-run", "--out", str(out)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    records = [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
-    assert records
-    assert {r["split"] for r in records} <= {"train", "val", "test"}
-    assert all((out / r["image"]).is_file() for r in records)
-    manifest = json.loads((out / "manifest.json").read_text())
+    _, records, manifest = dry_run("rsvqa-lr", make_lr(tmp_path / "lr"), tmp_path / "out")
+    assert records and {r["split"] for r in records} <= {"train", "val", "test"}
     assert manifest["counts"]["samples"] == 4

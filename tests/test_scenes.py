@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
-from typer.testing import CliRunner
 
-from rsgpt4v.cli import app
-from rsgpt4v.schema import Issue, Sample
+from conftest import dry_run, split_out, write_image
+from rsgpt4v.schema import Sample
 from rsgpt4v.sources import get_source
 from rsgpt4v.sources.base import SourceError
 from rsgpt4v.sources.scenes import AID, NWPURESISC45, UCMerced
-
-
-def write_image(path: Path, size: tuple[int, int] = (8, 8)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, (90, 90, 90)).save(path)
-    return path
-
-
-def split_out(items: list[Sample | Issue]) -> tuple[list[Sample], list[Issue]]:
-    return [i for i in items if isinstance(i, Sample)], [i for i in items if isinstance(i, Issue)]
 
 
 def make_nwpu(root: Path) -> Path:
@@ -165,12 +152,6 @@ def test_registry() -> None:
 
 @pytest.mark.parametrize("source, make", [("nwpu-resisc45", make_nwpu), ("aid", make_aid), ("ucm", make_ucm)])
 def test_cli_dry_run(tmp_path: Path, source: str, make) -> None:
-    root = make(tmp_path / "data")
-    out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["build", "--no-progress", "--source", source, "--root", str(root),
-                                      "--dry-run", "--out", str(out)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    recs = [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
-    assert recs and {r["split"] for r in recs} == {"train"}
-    assert all((out / r["image"]).is_file() for r in recs)
-    assert json.loads((out / "manifest.json").read_text())["counts"]["samples"] == 3
+    _, records, manifest = dry_run(source, make(tmp_path / "data"), tmp_path / "out")
+    assert records and {r["split"] for r in records} == {"train"}
+    assert manifest["counts"]["samples"] == 3

@@ -6,12 +6,19 @@ order, `Sample`s and `Issue`s (skipped samples or lines, warnings); it never rai
 
 from __future__ import annotations
 
+import json
+import math
+import xml.etree.ElementTree as ET
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
+from xml.parsers.expat import ErrorString
 
-from rsgpt4v.schema import Issue, Sample
+from rsgpt4v.geometry import polygon_area
+from rsgpt4v.schema import Issue, Obj, Point, Sample
+
+_T = TypeVar("_T")
 
 
 class SourceError(Exception):
@@ -47,8 +54,33 @@ class Source(ABC):
         except ValueError:
             return path.as_posix()
 
+    def select_split(self, found: Sequence[_T], split_of: Callable[[_T], str]) -> list[_T]:
+        """All of `found` when no split was asked for, else the items of that split; SourceError naming
+        the splits found when there are none."""
+        if self.split is None:
+            return list(found)
+        chosen = [item for item in found if split_of(item) == self.split]
+        if not chosen:
+            names = ", ".join(sorted({split_of(item) for item in found}, key=split_key))
+            raise SourceError(f"no split {self.split!r} under {self.root} (found: {names})")
+        return chosen
+
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+SPLIT_ORDER = ("train", "val", "test")
+MIN_AREA = 1.0  # px^2; a smaller object is an annotation slip, not something to describe
+
+
+def split_key(name: str) -> tuple[int, str]:
+    """Sort key for split names: train, val, test, then any other name alphabetically."""
+    return (SPLIT_ORDER.index(name) if name in SPLIT_ORDER else len(SPLIT_ORDER), name)
+
+
+def visible_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """The files in `folder` with one of `suffixes` (any case), by name; hidden files such as macOS
+    `._x` resource forks are not data."""
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes)
 
 
 def inside_root(root: Path, relative: str) -> Path | None:
@@ -74,15 +106,93 @@ def find_image(folder: Path, name: str) -> Path | None:
     return None
 
 
-def read_json(path: Path, name: str) -> tuple[object, Issue | None]:
-    """Parsed JSON, or an Issue naming the file (and the line of a syntax error)."""
-    import json
-
+def read_json(path: Path, name: str, object_pairs_hook: Callable[[list[tuple[str, object]]], object] | None = None
+              ) -> tuple[object, Issue | None]:
+    """Parsed JSON, or an Issue naming the file (and the line of a syntax error); `object_pairs_hook`
+    as for json.loads."""
     try:
-        return json.loads(path.read_bytes().decode("utf-8-sig")), None
+        return json.loads(path.read_bytes().decode("utf-8-sig"), object_pairs_hook=object_pairs_hook), None
     except OSError as exc:
         return None, Issue(kind="skip", file=name, reason=f"cannot read file ({exc.strerror})")
     except UnicodeDecodeError as exc:
         return None, Issue(kind="skip", file=name, reason=f"not UTF-8 text ({exc.reason})")
     except json.JSONDecodeError as exc:
         return None, Issue(kind="skip", file=name, line=exc.lineno, reason=f"invalid JSON: {exc.msg}")
+
+
+# ---- XML label files (DIOR, FAIR1M) and the checks every detection source makes ----------------
+
+def read_xml(path: Path, name: str) -> tuple[ET.Element | None, Issue | None]:
+    """The parsed root element, or an Issue naming the file (and the line of a syntax error)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, Issue(kind="skip", file=name, reason=f"cannot read file ({exc.strerror})")
+    return parse_xml(data, name)
+
+
+def parse_xml(data: bytes, name: str) -> tuple[ET.Element | None, Issue | None]:
+    """`read_xml` for bytes already read."""
+    try:
+        return ET.fromstring(data), None
+    except ET.ParseError as exc:
+        line = exc.position[0] if exc.position else None
+        return None, Issue(kind="skip", file=name, line=line, reason=f"invalid XML: {ErrorString(exc.code)}")
+
+
+def number(parent: ET.Element, tag: str) -> float | str:
+    """The finite number in `parent/tag`, or why there is none."""
+    text = parent.findtext(tag)
+    if text is None:
+        return f"no <{tag}>"
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return f"<{tag}> {text.strip()!r} is not a number"
+    return value if math.isfinite(value) else f"<{tag}> {text.strip()!r} is not finite"
+
+
+def object_label(index: int, obj: ET.Element, name_tag: str = "name") -> str:
+    """`object 2 (airplane)`: how issues point into an XML file, which has no line numbers here."""
+    name = (obj.findtext(name_tag) or "").strip()
+    return f"object {index}" + (f" ({name})" if name else "")
+
+
+def checked_polygon(polygon: tuple[Point, ...], shape: str = "box") -> tuple[Point, ...] | str:
+    """`polygon`, or why it is too small to be an object (`shape` names it in the message)."""
+    area = polygon_area(polygon)
+    if area < MIN_AREA:
+        return f"degenerate {shape} (area {area:g} px^2 < {MIN_AREA:g})"
+    return polygon
+
+
+class UnknownCategories:
+    """One warning per run for each category outside the dataset's vocabulary, where it is first seen."""
+
+    def __init__(self, known: tuple[str, ...]) -> None:
+        self.known = frozenset(known)
+        self.seen: set[str] = set()
+
+    def check(self, category: str, file: str, line: int | None = None) -> Issue | None:
+        if category in self.known or category in self.seen:
+            return None
+        self.seen.add(category)
+        return Issue(kind="warning", file=file, line=line,
+                     reason=f"unknown category {category!r} (first seen here); kept")
+
+
+def parse_objects(elements: list[ET.Element], parse: Callable[[ET.Element], Obj | str], file: str,
+                  unknown: UnknownCategories, name_tag: str = "name") -> tuple[list[Obj], list[Issue]]:
+    """The objects of one XML label file that `parse` accepts, and in file order an Issue for each one it
+    skips (named by `object_label`) and each category `unknown` sees for the first time."""
+    objects: list[Obj] = []
+    issues: list[Issue] = []
+    for index, element in enumerate(elements):
+        obj = parse(element)
+        if isinstance(obj, str):
+            issues.append(Issue(kind="skip", file=file, reason=f"{object_label(index, element, name_tag)}: {obj}"))
+            continue
+        if warning := unknown.check(obj.category, file):
+            issues.append(warning)
+        objects.append(obj)
+    return objects, issues

@@ -82,9 +82,8 @@ from typing import ClassVar, Literal
 
 from rsgpt4v.language import readable
 from rsgpt4v.schema import Issue, Sample
-from rsgpt4v.sources.base import Source, SourceError, find_image, inside_root, read_json
+from rsgpt4v.sources.base import Source, SourceError, find_image, inside_root, read_json, split_key
 
-_SPLIT_ORDER = ("train", "val", "test")
 _IMAGE_DIRS = ("RSICD_images", "imgs", "images", "Images")
 _NWPU_IMAGE_DIRS = ("NWPU_images", "images", ".")
 _CLASS_IN_STEM = re.compile(r"([A-Za-z][A-Za-z _-]*?)[_-]\d+")
@@ -170,7 +169,7 @@ class _CaptionSource(Source):
 
     def _splits(self) -> list[str]:
         names = {e.split for e in self.entries if isinstance(e, _Entry) and isinstance(e.split, str) and e.split}
-        return sorted(names, key=lambda s: (_SPLIT_ORDER.index(s) if s in _SPLIT_ORDER else len(_SPLIT_ORDER), s))
+        return sorted(names, key=split_key)
 
     def __iter__(self) -> Iterator[Sample | Issue]:
         if self.load_issue:

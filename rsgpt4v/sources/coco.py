@@ -49,11 +49,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsgpt4v.schema import Issue, Obj, Sample
-from rsgpt4v.sources.base import Source, SourceError, find_image, inside_root, read_json
+from rsgpt4v.sources.base import MIN_AREA, Source, SourceError, find_image, inside_root, read_json, split_key
 
 _SPLIT_WORDS = ("trainval", "train", "val", "test")
-_SPLIT_ORDER = ("train", "val", "test")
-_MIN_AREA = 1.0  # px^2, as for the other detection sources
 
 
 @dataclass(frozen=True)
@@ -135,14 +133,8 @@ class COCO(Source):
         names = [split_of(p.stem) for p in paths]
         files = [_File(p, name if names.count(name) == 1 else p.stem, self._folders(p, name))
                  for p, name in zip(paths, names)]
-        files.sort(key=lambda f: (_SPLIT_ORDER.index(f.split) if f.split in _SPLIT_ORDER else len(_SPLIT_ORDER),
-                                  f.split))
-        if self.split is None:
-            return files
-        chosen = [f for f in files if f.split == self.split]
-        if not chosen:
-            raise SourceError(f"no split {self.split!r} under {self.root} (found: {', '.join(f.split for f in files)})")
-        return chosen
+        files.sort(key=lambda f: split_key(f.split))
+        return self.select_split(files, lambda f: f.split)
 
     def _folders(self, path: Path, split: str) -> tuple[Path, ...]:
         if self.images is not None:
@@ -230,7 +222,7 @@ class COCO(Source):
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)):
             return f"malformed bbox {bbox!r}: expected [x, y, width, height]"
         x, y, w, h = (float(v) for v in bbox)
-        if w <= 0 or h <= 0 or w * h < _MIN_AREA:
+        if w <= 0 or h <= 0 or w * h < MIN_AREA:
             return f"degenerate bbox {bbox!r} (width {w:g}, height {h:g})"
         polygon = ((x, y), (x + w, y), (x + w, y + h), (x, y + h))
         return Obj(category=categories[category_id], polygon=polygon, box=(x, y, x + w, y + h))

@@ -66,17 +66,16 @@ missing or degenerate box become Issues; an unknown category is kept with one wa
 
 from __future__ import annotations
 
-import math
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from xml.parsers.expat import ErrorString
 
-from rsgpt4v.geometry import bounding_box, polygon_area
+from rsgpt4v.geometry import bounding_box
 from rsgpt4v.schema import Issue, Obj, Point, Sample
-from rsgpt4v.sources.base import Source, SourceError, find_image, inside_root
+from rsgpt4v.sources.base import (SPLIT_ORDER, Source, SourceError, UnknownCategories, checked_polygon, find_image,
+                                  inside_root, number, object_label, parse_objects, parse_xml, read_xml, split_key)
 
 DIOR_CLASSES = (
     "airplane", "airport", "baseballfield", "basketballcourt", "bridge", "chimney", "dam",
@@ -84,50 +83,12 @@ DIOR_CLASSES = (
     "overpass", "ship", "stadium", "storagetank", "tenniscourt", "trainstation", "vehicle", "windmill",
 )
 
-_SPLIT_ORDER = ("train", "val", "test")
 _HBB_DIRS = ("Horizontal Bounding Boxes", "HBB")
 _OBB_DIRS = ("Oriented Bounding Boxes", "OBB")
 _IMAGE_DIRS = ("JPEGImages-trainval", "JPEGImages-test", "JPEGImages")
 _CORNERS = ("left_top", "right_top", "right_bottom", "left_bottom")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _OBJECT_TAG = re.compile(rb"<object[\s>]")
-_MIN_AREA = 1.0  # px^2; smaller boxes are annotation slips, as in the DOTA adapter
-
-
-def read_xml(path: Path, name: str) -> tuple[ET.Element | None, Issue | None]:
-    """The parsed root element, or an Issue naming the file (and the line of a syntax error)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return None, Issue(kind="skip", file=name, reason=f"cannot read file ({exc.strerror})")
-    return parse_xml(data, name)
-
-
-def parse_xml(data: bytes, name: str) -> tuple[ET.Element | None, Issue | None]:
-    try:
-        return ET.fromstring(data), None
-    except ET.ParseError as exc:
-        line = exc.position[0] if exc.position else None
-        return None, Issue(kind="skip", file=name, line=line, reason=f"invalid XML: {ErrorString(exc.code)}")
-
-
-def number(parent: ET.Element, tag: str) -> float | str:
-    """The finite number in `parent/tag`, or why there is none."""
-    text = parent.findtext(tag)
-    if text is None:
-        return f"no <{tag}>"
-    try:
-        value = float(text.strip())
-    except ValueError:
-        return f"<{tag}> {text.strip()!r} is not a number"
-    return value if math.isfinite(value) else f"<{tag}> {text.strip()!r} is not finite"
-
-
-def checked_polygon(polygon: tuple[Point, ...]) -> tuple[Point, ...] | str:
-    area = polygon_area(polygon)
-    if area < _MIN_AREA:
-        return f"degenerate box (area {area:g} px^2 < 1)"
-    return polygon
 
 
 def parse_voc_object(obj: ET.Element, oriented: bool = False) -> Obj | str:
@@ -167,33 +128,9 @@ def _robndbox(obj: ET.Element) -> tuple[Point, ...] | str:
     return checked_polygon(tuple(zip(values[0::2], values[1::2])))
 
 
-def object_label(index: int, obj: ET.Element) -> str:
-    """`object 2 (airplane)`: how issues point into an XML file, which has no line numbers here."""
-    name = (obj.findtext("name") or "").strip()
-    return f"object {index}" + (f" ({name})" if name else "")
-
-
-def _split_key(name: str) -> tuple[int, str]:
-    return (_SPLIT_ORDER.index(name) if name in _SPLIT_ORDER else len(_SPLIT_ORDER), name)
-
-
 def _text_lines(path: Path) -> list[str]:
     """Lines of a text file, BOM and CRLF tolerated. Raises OSError and UnicodeDecodeError."""
     return path.read_bytes().decode("utf-8-sig").splitlines()
-
-
-class UnknownCategories:
-    """One warning per run for each category outside the dataset's vocabulary."""
-
-    def __init__(self, known: tuple[str, ...]) -> None:
-        self.known = frozenset(known)
-        self.seen: set[str] = set()
-
-    def check(self, category: str, where: str) -> Issue | None:
-        if category in self.known or category in self.seen:
-            return None
-        self.seen.add(category)
-        return Issue(kind="warning", file=where, reason=f"unknown category {category!r} (first seen here); kept")
 
 
 # ---- DIOR ----------------------------------------------------------------------------------------
@@ -227,14 +164,10 @@ class DIOR(Source):
         found = {p.stem: p for p in sorted(folder.glob("*.txt")) if "_" not in p.stem} if folder else {}
         if not found:
             raise SourceError(f"no split files under {self.root}: expected ImageSets/Main/train.txt, val.txt, test.txt")
-        if self.split is not None:
-            if self.split not in found:
-                names = ", ".join(sorted(found, key=_split_key))
-                raise SourceError(f"no split {self.split!r} under {self.root} (found: {names})")
-            return {self.split: found[self.split]}
-        if "train" in found and "val" in found:
-            found.pop("trainval", None)
-        return dict(sorted(found.items(), key=lambda kv: _split_key(kv[0])))
+        ordered = sorted(found.items(), key=lambda kv: split_key(kv[0]))
+        if self.split is None and "train" in found and "val" in found:
+            ordered = [kv for kv in ordered if kv[0] != "trainval"]  # their union: every image twice
+        return dict(self.select_split(ordered, lambda kv: kv[0]))
 
     def __iter__(self) -> Iterator[Sample | Issue]:
         unknown = UnknownCategories(self.vocabulary)
@@ -280,15 +213,8 @@ class DIOR(Source):
         if problem:
             yield problem
             return
-        objects: list[Obj] = []
-        for index, element in enumerate(root.findall("object")):
-            obj = parse_voc_object(element, oriented=self.obb)
-            if isinstance(obj, str):
-                yield Issue(kind="skip", file=rel, reason=f"{object_label(index, element)}: {obj}")
-                continue
-            if warning := unknown.check(obj.category, rel):
-                yield warning
-            objects.append(obj)
+        objects, issues = parse_objects(root.findall("object"), lambda e: parse_voc_object(e, self.obb), rel, unknown)
+        yield from issues
         yield Sample(source=self.name, split=split, image_id=image_id, image_path=image.resolve(),
                      rel_image=self.relative(image), objects=tuple(objects),
                      provenance={"label_file": rel, "split_file": split_file})
@@ -348,17 +274,13 @@ class DIORRSVG(Source):
     def _split_files(self) -> dict[str, Path]:
         found: dict[str, Path] = {}
         for folder in (self.root, self.root / "DIOR_RSVG"):
-            for name in _SPLIT_ORDER:
+            for name in SPLIT_ORDER:
                 if name not in found and (folder / f"{name}.txt").is_file():
                     found[name] = folder / f"{name}.txt"
         if not found:
             raise SourceError(f"no split files under {self.root}: expected train.txt, val.txt, test.txt "
                               "(in the root or in DIOR_RSVG/)")
-        if self.split is None:
-            return found
-        if self.split not in found:
-            raise SourceError(f"no split {self.split!r} under {self.root} (found: {', '.join(found)})")
-        return {self.split: found[self.split]}
+        return dict(self.select_split(list(found.items()), lambda kv: kv[0]))
 
     def __iter__(self) -> Iterator[Sample | Issue]:
         wanted: dict[str, dict[int, int]] = {}  # split -> global index -> line of the split file

@@ -46,9 +46,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rsgpt4v.geometry import bounding_box, polygon_area
+from rsgpt4v.geometry import bounding_box
 from rsgpt4v.schema import Issue, Obj, Sample
-from rsgpt4v.sources.base import Source, SourceError
+from rsgpt4v.sources.base import (IMAGE_SUFFIXES, SPLIT_ORDER, Source, SourceError, UnknownCategories, checked_polygon,
+                                  split_key, visible_files)
 
 _V10 = (
     "plane", "baseball-diamond", "bridge", "ground-track-field", "small-vehicle", "large-vehicle",
@@ -59,8 +60,6 @@ _V15 = (*_V10, "container-crane")
 _V20 = (*_V15, "airport", "helipad")
 VOCABULARIES = {"1.0": _V10, "1.5": _V15, "2.0": _V20, "auto": _V20}
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-_SPLIT_ORDER = ("train", "val", "test")
 _HEADER = re.compile(r"([A-Za-z][A-Za-z0-9 _-]*):(.*)")
 _GSD_RANGE = (0.01, 100.0)  # metres per pixel; anything outside is a unit or export error
 
@@ -150,10 +149,9 @@ def _parse_object(line: str, lineno: int) -> Obj | str:
         if not d.is_integer():  # v1.5/2.0 writers may print 0.0; 0.5 or "x" is corrupt
             return f"malformed object line: difficult {tokens[9]!r} is not an integer"
         difficult = int(d)
-    polygon = tuple(zip(coords[0::2], coords[1::2]))
-    area = polygon_area(polygon)
-    if area < 1.0:
-        return f"degenerate polygon (area {area:g} px^2 < 1)"
+    polygon = checked_polygon(tuple(zip(coords[0::2], coords[1::2])), shape="polygon")
+    if isinstance(polygon, str):
+        return polygon
     return Obj(category=tokens[8].lower(), polygon=polygon, box=bounding_box(polygon),
                difficult=difficult, line=lineno)
 
@@ -176,28 +174,21 @@ class DOTA(Source):
         if version not in VOCABULARIES:
             raise SourceError(f"unknown DOTA version {version!r}; choose from {', '.join(VOCABULARIES)}")
         self.version = version
-        self.known = frozenset(VOCABULARIES[version])
         self.splits = self._find_splits()
 
     def _find_splits(self) -> list[_Split]:
-        single = self._split_at(self.root, self.root.name if self.root.name in _SPLIT_ORDER else "train")
+        single = self._split_at(self.root, self.root.name if self.root.name in SPLIT_ORDER else "train")
         if single:
             splits = [single]
         else:
-            dirs = sorted((d for d in self.root.iterdir() if d.is_dir()), key=_split_key)
+            dirs = sorted((d for d in self.root.iterdir() if d.is_dir()), key=lambda d: split_key(d.name))
             splits = [s for d in dirs if (s := self._split_at(d, d.name))]
         if not splits:
             raise SourceError(
                 f"{self.root} does not look like DOTA: expected images/ and labelTxt/ (or labelTxt-v1.0/...) "
                 "in it, or in split folders train/, val/, test/"
             )
-        if self.split is None:
-            return splits
-        chosen = [s for s in splits if s.name == self.split]
-        if not chosen:
-            names = ", ".join(s.name for s in splits)
-            raise SourceError(f"no split {self.split!r} under {self.root} (found: {names})")
-        return chosen
+        return self.select_split(splits, lambda s: s.name)
 
     def _split_at(self, folder: Path, name: str) -> _Split | None:
         labels = self._labels_dir(folder)
@@ -216,23 +207,23 @@ class DOTA(Source):
                 continue
             subs = sorted(d for d in top.iterdir() if d.is_dir() and "hbb" not in d.name.lower())
             for cand in (top / "labelTxt", top, *subs):
-                if cand.is_dir() and any(_label_files(cand)):
+                if cand.is_dir() and any(visible_files(cand, (".txt",))):
                     return cand
         return None
 
     def __iter__(self) -> Iterator[Sample | Issue]:
-        seen_unknown: set[str] = set()
+        unknown = UnknownCategories(VOCABULARIES[self.version])
         for split in self.splits:
-            yield from self._iter_split(split, seen_unknown)
+            yield from self._iter_split(split, unknown)
 
-    def _iter_split(self, split: _Split, seen_unknown: set[str]) -> Iterator[Sample | Issue]:
-        labels = {p.stem: p for p in _label_files(split.labels)} if split.labels else {}
+    def _iter_split(self, split: _Split, unknown: UnknownCategories) -> Iterator[Sample | Issue]:
+        labels = {p.stem: p for p in visible_files(split.labels, (".txt",))} if split.labels else {}
         images: dict[str, Path] = {}
         if split.images.is_dir():
             # a stem may exist with several extensions; the earlier suffix in IMAGE_SUFFIXES wins
-            for p in sorted(split.images.iterdir(), key=lambda p: (_suffix_rank(p.suffix), p.name)):
-                if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES:
-                    images.setdefault(p.stem, p)
+            for p in sorted(visible_files(split.images, IMAGE_SUFFIXES),
+                            key=lambda p: (IMAGE_SUFFIXES.index(p.suffix.lower()), p.name)):
+                images.setdefault(p.stem, p)
         unlabelled_ok = split.name.startswith("test")  # test-dev, test-challenge too
         for stem in sorted(labels.keys() | images.keys()):
             label, image = labels.get(stem), images.get(stem)
@@ -247,22 +238,18 @@ class DOTA(Source):
                 yield Issue(kind="skip", file=self.relative(image),
                             reason=f"no label file for image (looked for {where}/{stem}.txt)")
             else:
-                yield from self._labelled(split, image, label, seen_unknown)
+                yield from self._labelled(split, image, label, unknown)
 
-    def _labelled(self, split: _Split, image: Path, label: Path, seen_unknown: set[str]) -> Iterator[Sample | Issue]:
+    def _labelled(self, split: _Split, image: Path, label: Path,
+                  unknown: UnknownCategories) -> Iterator[Sample | Issue]:
         rel = self.relative(label)
         try:
             parsed = parse_label_file(label, rel)
         except (OSError, ValueError) as e:
             yield Issue(kind="skip", file=rel, reason=f"unreadable label file: {e}")
             return
-        issues = list(parsed.issues)
-        for obj in parsed.objects:
-            if obj.category not in self.known and obj.category not in seen_unknown:
-                seen_unknown.add(obj.category)
-                issues.append(Issue(kind="warning", file=rel, line=obj.line,
-                                    reason=f"unknown category {obj.category!r} (first seen at {rel}:{obj.line}); kept"))
-        yield from sorted(issues, key=lambda i: i.line or 0)
+        warnings = [w for obj in parsed.objects if (w := unknown.check(obj.category, rel, obj.line))]
+        yield from sorted([*parsed.issues, *warnings], key=lambda i: i.line or 0)
         provenance = {"label_file": rel, **parsed.header}
         yield self._sample(split, image, parsed.objects, parsed.gsd, provenance)
 
@@ -271,18 +258,3 @@ class DOTA(Source):
         return Sample(source=self.name, split=split.name, image_id=image.stem, image_path=image.resolve(),
                       rel_image=self.relative(image), objects=objects, gsd=gsd, provenance=provenance,
                       annotated=annotated)
-
-
-def _label_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() == ".txt")
-
-
-def _split_key(folder: Path) -> tuple[int, str]:
-    name = folder.name
-    return (_SPLIT_ORDER.index(name) if name in _SPLIT_ORDER else len(_SPLIT_ORDER), name)
-
-
-def _suffix_rank(suffix: str) -> int:
-    s = suffix.lower()
-    return IMAGE_SUFFIXES.index(s) if s in IMAGE_SUFFIXES else len(IMAGE_SUFFIXES)

@@ -51,8 +51,8 @@ from pathlib import Path
 
 from rsgpt4v.geometry import bounding_box
 from rsgpt4v.schema import Issue, Obj, Point, Sample
-from rsgpt4v.sources.base import IMAGE_SUFFIXES, Source, SourceError
-from rsgpt4v.sources.dior import UnknownCategories, checked_polygon, read_xml
+from rsgpt4v.sources.base import (IMAGE_SUFFIXES, SPLIT_ORDER, Source, SourceError, UnknownCategories, checked_polygon,
+                                  parse_objects, read_xml, split_key, visible_files)
 
 FAIR1M_CLASSES = tuple(name.lower() for name in (
     "Passenger Ship", "Motorboat", "Fishing Boat", "Tugboat", "other-ship", "Engineering Ship",
@@ -65,7 +65,6 @@ FAIR1M_CLASSES = tuple(name.lower() for name in (
     "Roundabout", "Intersection", "Bridge",
 ))
 
-_SPLIT_ORDER = ("train", "val", "test")
 _SPLIT_NAMES = {"validation": "val"}
 _LABEL_DIRS = ("labelXmls", "labelXml")
 
@@ -132,10 +131,6 @@ def _split_name(folder: str) -> str:
     return _SPLIT_NAMES.get(folder, folder)
 
 
-def _split_key(split: _Split) -> tuple[int, str]:
-    return (_SPLIT_ORDER.index(split.name) if split.name in _SPLIT_ORDER else len(_SPLIT_ORDER), split.name)
-
-
 def _stem_key(stem: str) -> tuple[int, int, str]:
     return (0, int(stem), stem) if stem.isdigit() else (1, 0, stem)
 
@@ -152,7 +147,7 @@ class FAIR1M(Source):
 
     def _find_splits(self) -> list[_Split]:
         if single := _part_at(self.root):
-            known = self.root.name in (*_SPLIT_ORDER, *_SPLIT_NAMES)
+            known = self.root.name in (*SPLIT_ORDER, *_SPLIT_NAMES)
             splits = [_Split(_split_name(self.root.name) if known else "train", (single,))]
         else:
             splits = []
@@ -162,17 +157,11 @@ class FAIR1M(Source):
                     p for sub in sorted(folder.iterdir()) if sub.is_dir() and (p := _part_at(sub)))
                 if parts:
                     splits.append(_Split(_split_name(folder.name), parts))
-            splits.sort(key=_split_key)
+            splits.sort(key=lambda s: split_key(s.name))
         if not splits:
             raise SourceError(f"{self.root} does not look like FAIR1M: expected train/part1/images/ and "
                               "train/part1/labelXmls/ (or validation/, test/, or images/ and labelXmls/ in the root)")
-        if self.split is None:
-            return splits
-        chosen = [s for s in splits if s.name == self.split]
-        if not chosen:
-            names = ", ".join(s.name for s in splits)
-            raise SourceError(f"no split {self.split!r} under {self.root} (found: {names})")
-        return chosen
+        return self.select_split(splits, lambda s: s.name)
 
     def __iter__(self) -> Iterator[Sample | Issue]:
         unknown = UnknownCategories(self.vocabulary)
@@ -181,11 +170,11 @@ class FAIR1M(Source):
                 yield from self._iter_part(split, part, unknown)
 
     def _iter_part(self, split: _Split, part: _Part, unknown: UnknownCategories) -> Iterator[Sample | Issue]:
-        labels = {p.stem: p for p in _files(part.labels, (".xml",))} if part.labels else {}
+        labels = {p.stem: p for p in visible_files(part.labels, (".xml",))} if part.labels else {}
         images: dict[str, Path] = {}
         for folder in part.images:
             # FAIR1M ships .tif; a converted copy beside it should not win
-            for p in sorted(_files(folder, IMAGE_SUFFIXES), key=lambda p: (p.suffix.lower() != ".tif", p.name)):
+            for p in sorted(visible_files(folder, IMAGE_SUFFIXES), key=lambda p: (p.suffix.lower() != ".tif", p.name)):
                 images.setdefault(p.stem, p)
         prefix = f"{part.folder.name}_" if len(split.parts) > 1 else ""
         for stem in sorted(labels.keys() | images.keys(), key=_stem_key):
@@ -210,17 +199,9 @@ class FAIR1M(Source):
         if problem:
             yield problem
             return
-        objects: list[Obj] = []
-        for index, element in enumerate(root.findall("objects/object")):
-            obj = parse_object(element)
-            if isinstance(obj, str):
-                name = (element.findtext("possibleresult/name") or "").strip()
-                label = f"object {index}" + (f" ({name})" if name else "")
-                yield Issue(kind="skip", file=rel, reason=f"{label}: {obj}")
-                continue
-            if warning := unknown.check(obj.category, rel):
-                yield warning
-            objects.append(obj)
+        objects, issues = parse_objects(root.findall("objects/object"), parse_object, rel, unknown,
+                                        name_tag="possibleresult/name")
+        yield from issues
         provenance = {"label_file": rel}
         if origin := (root.findtext("source/origin") or "").strip():
             provenance["origin"] = origin
@@ -230,8 +211,3 @@ class FAIR1M(Source):
                 provenance: dict[str, str], annotated: bool = True) -> Sample:
         return Sample(source=self.name, split=split.name, image_id=image_id, image_path=image.resolve(),
                       rel_image=self.relative(image), objects=objects, provenance=provenance, annotated=annotated)
-
-
-def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes)

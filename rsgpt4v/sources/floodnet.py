@@ -37,13 +37,12 @@ stated per image, so `gsd` is None.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsgpt4v.schema import QA, Issue, Sample
-from rsgpt4v.sources.base import Source, SourceError, find_image, inside_root
+from rsgpt4v.sources.base import Source, SourceError, find_image, inside_root, read_json
 
 SPLITS = (
     ("train", ("Training Question.json", "Training_Question.json"), "Train_Image"),
@@ -86,14 +85,9 @@ def _keep_first(pairs: list[tuple[str, object]]) -> _Object:
 
 def read_questions(path: Path, name: str) -> tuple[_Object | None, Issue | None]:
     """The parsed question file, or an Issue naming the file (and the line of a syntax error)."""
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8-sig"), object_pairs_hook=_keep_first)
-    except OSError as exc:
-        return None, Issue(kind="skip", file=name, reason=f"cannot read file ({exc.strerror})")
-    except UnicodeDecodeError as exc:
-        return None, Issue(kind="skip", file=name, reason=f"not UTF-8 text ({exc.reason})")
-    except json.JSONDecodeError as exc:
-        return None, Issue(kind="skip", file=name, line=exc.lineno, reason=f"invalid JSON: {exc.msg}")
+    data, problem = read_json(path, name, object_pairs_hook=_keep_first)
+    if problem:
+        return None, problem
     if not isinstance(data, _Object):
         return None, Issue(kind="skip", file=name, reason='expected an object keyed "0".."N-1"')
     return data, None
@@ -116,10 +110,7 @@ class FloodNetVQA(Source):
         if not found:
             raise SourceError(f"{self.root} does not look like FloodNet Track 2: expected Questions/Training "
                               "Question.json (or Valid Question.json, Test_Question.json) beside Images/Train_Image/")
-        chosen = [s for s in found if split in (None, s.name)]
-        if not chosen:
-            raise SourceError(f"no split {split!r} under {self.root} (found: {', '.join(s.name for s in found)})")
-        self.splits = chosen
+        self.splits = self.select_split(found, lambda s: s.name)
 
     def __iter__(self) -> Iterator[Sample | Issue]:
         for split in self.splits:

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsgpt4v.schema import QA, Issue, Sample
-from rsgpt4v.sources.base import IMAGE_SUFFIXES, Source, SourceError, find_image, inside_root
+from rsgpt4v.sources.base import IMAGE_SUFFIXES, SPLIT_ORDER, Source, SourceError, find_image, inside_root
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,6 @@ FILES = (
 )
 SUBSETS = ("AID", "DOTA", "HRRSD", "Sydney", "UCM")
 GSD = {"UCM": 0.3048, "Sydney": 0.5}
-_SPLIT_ORDER = ("train", "val")
 _EMPTY_SLOT = re.compile(r"\s{2,}")  # the generator's blank object name leaves two spaces
 
 
@@ -153,11 +152,7 @@ class RSIVQA(Source):
         if unknown:
             raise SourceError(f"unknown RSIVQA subset {unknown[0]!r} in images; choose from {', '.join(SUBSETS)}")
         self.images = {k: Path(v) for k, v in (images or {}).items()}
-        chosen = [f for f in present if split in (None, f.split)]
-        if not chosen:
-            found = ", ".join(s for s in _SPLIT_ORDER if any(f.split == s for f in present))
-            raise SourceError(f"no split {split!r} under {self.root} (found: {found})")
-        self.files = chosen
+        self.files = self.select_split(present, lambda f: f.split)
 
     def _present(self) -> list[QuestionFile]:
         return [f for f in FILES if (self.root / f.subset / f.name).is_file()]
@@ -166,7 +161,7 @@ class RSIVQA(Source):
         return self.images.get(subset, self.root / subset / "images")
 
     def __iter__(self) -> Iterator[Sample | Issue]:
-        for split in _SPLIT_ORDER:
+        for split in SPLIT_ORDER:
             for subset in SUBSETS:
                 files = [f for f in self.files if (f.split, f.subset) == (split, subset)]
                 if files:

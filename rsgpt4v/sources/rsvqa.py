@@ -55,9 +55,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from rsgpt4v.schema import QA, Issue, Sample
-from rsgpt4v.sources.base import Source, SourceError, find_image, read_json
+from rsgpt4v.sources.base import Source, SourceError, find_image, read_json, split_key
 
-_SPLIT_ORDER = ("train", "val", "test")
 _KINDS = ("images", "questions", "answers")
 IMAGE_FOLDERS = ("Images_LR", "Data", "Images")
 
@@ -91,9 +90,7 @@ class _RSVQA(Source):
             raise SourceError(f"{self.root} has the {self.prefix}_split_*.json files but no image folder "
                               f"(looked for {', '.join(d + '/' for d in IMAGE_FOLDERS)})")
         self.images_dir: Path = images_dir
-        if split is not None and split not in found:
-            raise SourceError(f"no split {split!r} under {self.root} (found: {', '.join(found)})")
-        self.splits = [split] if split is not None else found
+        self.splits = self.select_split(found, lambda name: name)
 
     def _find_splits(self) -> list[str]:
         head = f"{self.prefix}_split_"
@@ -103,7 +100,7 @@ class _RSVQA(Source):
             for p in self.root.glob(f"{head}*{tail}"):
                 if p.is_file() and len(p.name) > len(head) + len(tail):
                     names.add(p.name[len(head):-len(tail)])
-        return sorted(names, key=lambda s: (_SPLIT_ORDER.index(s) if s in _SPLIT_ORDER else len(_SPLIT_ORDER), s))
+        return sorted(names, key=split_key)
 
     def _file(self, split: str, kind: str) -> Path:
         return self.root / f"{self.prefix}_split_{split}_{kind}.json"

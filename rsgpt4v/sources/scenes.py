@@ -49,9 +49,8 @@ from typing import ClassVar
 
 from rsgpt4v.language import readable
 from rsgpt4v.schema import Issue, Sample
-from rsgpt4v.sources.base import IMAGE_SUFFIXES, Source, SourceError
+from rsgpt4v.sources.base import IMAGE_SUFFIXES, SPLIT_ORDER, Source, SourceError
 
-_SPLIT_ORDER = ("train", "val", "test")
 _NESTING_LIMIT = 2  # wrapper folders below the root: UCMerced_LandUse/Images/
 
 
@@ -103,17 +102,12 @@ class _SceneFolders(Source):
         if not splits:
             raise SourceError(f"{self.root} does not look like {self.title}: expected one folder of images per "
                               f"class ({self.example}), in the root or one or two folders below it")
-        if self.split is None:
-            return splits
-        chosen = [(s, d) for s, d in splits if s == self.split]
-        if not chosen:
-            raise SourceError(f"no split {self.split!r} under {self.root} (found: {', '.join(s for s, _ in splits)})")
-        return chosen
+        return self.select_split(splits, lambda s: s[0])
 
     @staticmethod
     def _splits_in(folder: Path) -> list[tuple[str, Path]]:
         """train/, val/, test/ when they all hold class folders, else the folder itself as "train"."""
-        present = [(s, folder / s) for s in _SPLIT_ORDER if (folder / s).is_dir()]
+        present = [(s, folder / s) for s in SPLIT_ORDER if (folder / s).is_dir()]
         if present and all(_holds_classes(d) for _, d in present):
             return present
         return [("train", folder)] if _holds_classes(folder) else []

@@ -1,0 +1,291 @@
+"""What a built dataset holds: records per task, source and split, conversation and answer lengths,
+boxes per record, and from the manifest (when there is one) tokens, cost, failures and input issues.
+
+Works on a build output folder or on any LLaVA-format JSONL (or JSON list) file. Files are streamed
+and lengths are kept as histograms, so memory does not grow with the number of records; the
+percentiles are exact (nearest rank).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rsgpt4v.validate import data_files, read_records
+
+# Bad lines listed in the result (all are counted): enough to find the fault, bounded for huge files.
+_LISTED_BAD = 100
+_NONE = "(none)"
+
+
+@dataclass
+class _Histogram:
+    """Non-negative integers counted by value."""
+
+    counts: Counter[int] = field(default_factory=Counter)
+
+    def add(self, value: int) -> None:
+        self.counts[value] += 1
+
+    def merge(self, other: _Histogram) -> None:
+        self.counts.update(other.counts)
+
+    @property
+    def n(self) -> int:
+        return sum(self.counts.values())
+
+    def mean(self) -> float | None:
+        n = self.n
+        return round(sum(v * c for v, c in self.counts.items()) / n, 2) if n else None
+
+    def max(self) -> int | None:
+        return max(self.counts) if self.counts else None
+
+    def percentile(self, p: float) -> int | None:
+        """The smallest value that at least p percent of the values do not exceed."""
+        rank = math.ceil(p / 100 * self.n)
+        seen = 0
+        for value in sorted(self.counts):
+            seen += self.counts[value]
+            if seen >= rank:
+                return value
+        return None
+
+
+@dataclass
+class _Task:
+    records: int = 0
+    turns: _Histogram = field(default_factory=_Histogram)
+    words: _Histogram = field(default_factory=_Histogram)
+    boxes: _Histogram = field(default_factory=_Histogram)
+
+    def add(self, rec: dict[str, Any]) -> None:
+        self.records += 1
+        answers = [t["value"] for t in rec["conversations"] if t.get("from") == "gpt"]
+        self.turns.add(len(answers))
+        for answer in answers:
+            self.words.add(len(answer.split()))
+        meta = rec.get("meta")
+        if isinstance(meta, dict) and isinstance(meta.get("boxes"), list):
+            self.boxes.add(len(meta["boxes"]))
+
+    def merge(self, other: _Task) -> None:
+        self.records += other.records
+        self.turns.merge(other.turns)
+        self.words.merge(other.words)
+        self.boxes.merge(other.boxes)
+
+    def summary(self) -> dict[str, Any]:
+        return {"records": self.records,
+                "turns": {"mean": self.turns.mean(), "max": self.turns.max()},
+                "answer_words": {"mean": self.words.mean(), "p50": self.words.percentile(50),
+                                 "p95": self.words.percentile(95), "max": self.words.max()},
+                "boxes": {"records": self.boxes.n, "total": sum(v * c for v, c in self.boxes.counts.items()),
+                          "mean": self.boxes.mean(), "max": self.boxes.max()}}
+
+
+@dataclass
+class _BadLines:
+    count: int = 0
+    listed: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, file: Path, line: int | None, reason: str) -> None:
+        self.count += 1
+        if len(self.listed) < _LISTED_BAD:
+            self.listed.append({"file": str(file), "line": line, "reason": reason})
+
+
+def _unusable(rec: Any) -> str | None:
+    """Why a record cannot be counted, or None."""
+    if not isinstance(rec, dict):
+        return "not an object"
+    turns = rec.get("conversations")
+    if not isinstance(turns, list) or not all(isinstance(t, dict) and isinstance(t.get("value"), str) for t in turns):
+        return "shape: 'conversations' is not a list of turns with string values"
+    return None
+
+
+def _label(rec: dict[str, Any], key: str, default: str = _NONE) -> str:
+    value = rec.get(key)
+    return value if isinstance(value, str) and value else default
+
+
+def _manifest(path: Path, bad: _BadLines) -> dict[str, Any] | None:
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        bad.add(path, exc.lineno, f"invalid JSON: {exc.msg}: column {exc.colno}")
+        return None
+    except UnicodeDecodeError:
+        bad.add(path, None, "invalid JSON: not UTF-8 text")
+        return None
+    if not isinstance(m, dict):
+        bad.add(path, None, "not an object: the manifest must be a JSON object")
+        return None
+    usage = m.get("usage") or {}
+    stages = usage.get("by_stage") or {}
+    failures = m.get("failures") or {}
+    issues = m.get("issues") or {}
+    # Failure reasons read "kind: detail"; the kind is what there can be many of.
+    failed = Counter(str(f.get("reason", "")).partition(":")[0]
+                     for f in failures.get("list", []) if isinstance(f, dict))
+    return {
+        "model": m.get("model"), "backend": m.get("backend"), "status": m.get("status"),
+        "records": (m.get("counts") or {}).get("records"),
+        "usage": {k: usage.get(k) for k in ("api_calls", "cache_hits", "prompt_tokens", "completion_tokens",
+                                            "cost_usd", "priced", "prices_date")},
+        "usage_by_stage": {stage: {k: row.get(k) for k in ("api_calls", "cache_hits", "prompt_tokens",
+                                                           "completion_tokens", "cost_usd")}
+                           for stage, row in sorted(stages.items())},
+        "batch_usage": (m.get("batch") or {}).get("usage"),
+        "failures": {"count": failures.get("count", 0), "by_reason": dict(sorted(failed.items())),
+                     "by_stage": {stage: row.get("failures") or {} for stage, row in sorted(stages.items())}},
+        "qc": m.get("qc"),
+        "issues": {"skipped": issues.get("skipped", 0), "warnings": issues.get("warnings", 0),
+                   "by_reason": issues.get("by_reason") or {}},
+    }
+
+
+def stats(out: Path) -> dict[str, Any]:
+    """Statistics of a build output folder (its data files and manifest) or of one data file."""
+    out = Path(out)
+    files = data_files(out)
+    tasks: dict[str, _Task] = {}
+    by_source: Counter[str] = Counter()
+    by_split: Counter[str] = Counter()
+    box_formats: Counter[str] = Counter()
+    bad = _BadLines()
+    for path in files:
+        for line, rec, problem in read_records(path):
+            problem = problem or _unusable(rec)
+            if problem:
+                bad.add(path, line, problem)
+                continue
+            tasks.setdefault(_label(rec, "task"), _Task()).add(rec)
+            by_source[_label(rec, "source")] += 1
+            # Our builds name each file after its split; other tools' files are grouped by file.
+            by_split[_label(rec, "split", path.stem)] += 1
+            meta = rec.get("meta")
+            if isinstance(meta, dict) and isinstance(meta.get("box_format"), str):
+                box_formats[meta["box_format"]] += 1
+    overall = _Task()
+    for t in tasks.values():
+        overall.merge(t)
+    manifest_path = out / "manifest.json"
+    manifest = _manifest(manifest_path, bad) if out.is_dir() and manifest_path.is_file() else None
+    return {
+        "path": str(out),
+        "files": [str(p) for p in files],
+        "records": overall.records,
+        "by_task": {k: tasks[k].records for k in sorted(tasks)},
+        "by_source": dict(sorted(by_source.items())),
+        "by_split": dict(sorted(by_split.items())),
+        "box_formats": dict(sorted(box_formats.items())),
+        "tasks": {k: tasks[k].summary() for k in sorted(tasks)},
+        "overall": overall.summary(),
+        "bad_lines": {"count": bad.count, "list": bad.listed},
+        "manifest": manifest,
+    }
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
+    """Plain-text columns: the first left-aligned, the rest right-aligned."""
+    cells = [headers, *([_cell(v) for v in row] for row in rows)]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+            for r in cells]
+
+
+def _task_row(name: str, s: dict[str, Any]) -> list[Any]:
+    w, b = s["answer_words"], s["boxes"]
+    return [name, s["records"], s["turns"]["mean"], s["turns"]["max"], w["mean"], w["p50"], w["p95"], w["max"],
+            b["mean"], b["max"]]
+
+
+def _counts(title: str, counts: dict[str, int]) -> list[str]:
+    return _table([title, "records"], [[k, n] for k, n in counts.items()]) if counts else []
+
+
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.4f}"
+
+
+def _by_reason(counts: dict[str, int]) -> str:
+    return " (" + ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items())) + ")" if counts else ""
+
+
+def _manifest_lines(m: dict[str, Any]) -> list[str]:
+    u = m["usage"]
+    lines = [f"manifest: model {m['model']} ({m['backend']} backend), status {m['status']}, "
+             f"{_cell(m['records'])} records",
+             f"usage: {_cell(u['api_calls'])} API calls, {_cell(u['cache_hits'])} from cache; tokens "
+             f"{_cell(u['prompt_tokens'])} in, {_cell(u['completion_tokens'])} out; cost "
+             f"{_usd(u['cost_usd']) if u['priced'] is not False else 'not priced'}"]
+    if m["usage_by_stage"]:
+        rows = [[stage, r["api_calls"], r["cache_hits"], r["prompt_tokens"], r["completion_tokens"],
+                 _usd(r["cost_usd"]), sum(m["failures"]["by_stage"].get(stage, {}).values())]
+                for stage, r in m["usage_by_stage"].items()]
+        lines += _table(["stage", "api calls", "cache hits", "tokens in", "tokens out", "cost", "failures"], rows)
+    if m["batch_usage"]:
+        bu = m["batch_usage"]
+        lines.append(f"batch API: {_cell(bu.get('requests'))} answers; tokens {_cell(bu.get('prompt_tokens'))} in, "
+                     f"{_cell(bu.get('completion_tokens'))} out; cost {_usd(bu.get('cost_usd'))}")
+    f = m["failures"]
+    lines.append(f"failed stage answers: {f['count']}{_by_reason(f['by_reason'])}")
+    lines += [f"  {stage}{_by_reason(row)}" for stage, row in f["by_stage"].items() if row]
+    if m["qc"] is not None:
+        lines.append(f"qc: {json.dumps(m['qc'], sort_keys=True)}")
+    i = m["issues"]
+    lines.append(f"input issues: {i['skipped']} skipped, {i['warnings']} warnings")
+    if i["by_reason"]:
+        lines += ["  " + row for row in _table(["reason", "count"], sorted(i["by_reason"].items()))]
+    return lines
+
+
+def render(result: dict[str, Any]) -> str:
+    """The statistics as a plain-text report for the terminal."""
+    lines = [f"{result['path']}: {result['records']:,} records in {len(result['files'])} files", ""]
+    rows = [_task_row(name, s) for name, s in result["tasks"].items()] + [_task_row("all", result["overall"])]
+    lines += _table(["task", "records", "turns mean", "turns max", "words mean", "words p50", "words p95",
+                     "words max", "boxes mean", "boxes max"], rows)
+    for title, key in (("split", "by_split"), ("source", "by_source"), ("box format", "box_formats")):
+        if result[key]:
+            lines += ["", *_counts(title, result[key])]
+    if result["manifest"] is not None:
+        lines += ["", *_manifest_lines(result["manifest"])]
+    if result["bad_lines"]["count"]:
+        lines += ["", f"bad lines: {result['bad_lines']['count']} (not counted above)"]
+    return "\n".join(lines)
+
+
+def main_stats(out: Path, as_json: bool) -> int:
+    """The `stats` command: the report (or JSON) on stdout, bad lines as FILE:LINE: reason on stderr;
+    exit code 0, 1 when a line could not be read, 2 when `out` does not exist."""
+    out = Path(out)
+    if not out.exists():
+        print(f"error: {out} does not exist", file=sys.stderr)
+        return 2
+    result = stats(out)
+    bad = result["bad_lines"]
+    for b in bad["list"]:
+        where = f"{b['file']}:{b['line']}" if b["line"] is not None else b["file"]
+        print(f"{where}: {b['reason']}", file=sys.stderr)
+    if bad["count"] > len(bad["list"]):
+        print(f"... {bad['count'] - len(bad['list'])} more", file=sys.stderr)
+    print(json.dumps(result, indent=2, ensure_ascii=False) if as_json else render(result))
+    return 1 if bad["count"] else 0

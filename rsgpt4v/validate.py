@@ -1,0 +1,396 @@
+"""Check LLaVA-format training data before it goes to a trainer: ours or any other tool's.
+
+A file is JSONL (one record per line, read line by line, so size does not matter) or, when its
+name ends in `.json`, a JSON list of records; a folder stands for its `*.jsonl` and `*.json` files
+except `manifest.json`. Every problem a trainer or a reviewer would trip on becomes a `Violation`
+named by file and line: unreadable lines, records of the wrong shape, roles out of order, a
+misplaced `<image>` token, missing or damaged images, duplicate ids, boxes outside their format's
+range or not matching `meta.boxes`, empty values, and refusals or talk about the input in answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from rsgpt4v.geometry import BOX_PATTERNS
+
+REFUSAL_PHRASES: tuple[str, ...] = (
+    "i'm sorry", "i am sorry", "i cannot", "i can't assist", "as an ai", "as a language model",
+    "unable to assist", "i apologize", "the provided annotations", "bounding box coordinates provided",
+)
+IMAGE_TOKEN = "<image>"
+# The largest coordinate each normalised box format allows; pixel boxes are bounded by their image.
+_BOX_LIMITS = {"llava": 1.0, "geochat": 100.0, "qwen": 1000.0}
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+# (line the record starts on, the record or None, why it could not be read or None)
+Entry = tuple[int | None, Any, str | None]
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One problem; `reason` reads "kind: detail", and `line` is None when the whole file is at fault."""
+
+    file: Path
+    line: int | None
+    reason: str
+
+    @property
+    def kind(self) -> str:
+        return self.reason.partition(":")[0]
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else str(self.file)
+        return f"{where}: {self.reason}"
+
+
+@dataclass
+class Report:
+    """What `validate` found; `violations` keeps the first `max_kept`, `by_kind` counts them all."""
+
+    files: int = 0
+    records: int = 0
+    by_kind: Counter[str] = field(default_factory=Counter)
+    violations: list[Violation] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return sum(self.by_kind.values())
+
+    def summary(self) -> str:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.by_kind.items(), key=lambda kv: (-kv[1], kv[0])))
+        tail = f" ({kinds})" if kinds else ""
+        return f"checked {self.records} records in {self.files} files: {self.count} violations{tail}"
+
+
+def data_files(path: Path) -> list[Path]:
+    """The data files a path stands for: itself, or a folder's JSONL and JSON files but its manifest."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.iterdir()
+                  if p.is_file() and p.suffix in (".jsonl", ".json") and p.name != "manifest.json")
+
+
+def read_records(path: Path) -> Iterator[Entry]:
+    """Every record of a JSONL or JSON-list file with the line it starts on; a part that cannot be
+    read comes as (line, None, reason), and the reading goes on where it can."""
+    return _json_list(path) if path.suffix == ".json" else _jsonl(path)
+
+
+def _jsonl(path: Path) -> Iterator[Entry]:
+    # Binary lines: a stray byte that is not UTF-8 spoils its line only, and "\r" or U+2028 inside
+    # a value does not split a record the way text mode's universal newlines would.
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, start=1):
+            yield _jsonl_line(n, raw)
+
+
+def _jsonl_line(n: int, raw: bytes) -> Entry:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return n, None, f"invalid JSON: not UTF-8 text (byte {exc.start + 1} of the line)"
+    if not text.strip():
+        return n, None, "invalid JSON: blank line"
+    try:
+        # Without its newline, so an error at the end of the line points there and not at a line 2.
+        return n, json.loads(text.rstrip("\r\n")), None
+    except json.JSONDecodeError as exc:
+        if not raw.endswith(b"\n"):
+            return n, None, f"truncated: the last line is cut off ({exc.msg}: column {exc.colno})"
+        return n, None, f"invalid JSON: {exc.msg}: column {exc.colno}"
+
+
+def _json_list(path: Path) -> Iterator[Entry]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        yield None, None, f"invalid JSON: not UTF-8 text (byte {exc.start + 1})"
+        return
+    pos = _WHITESPACE.match(text).end()
+    if not text.startswith("[", pos):
+        yield _not_a_list(text)
+        return
+    # A file cut short no longer ends with the list's closing bracket, whatever the parser trips on.
+    cut = not text.rstrip().endswith("]")
+    decoder = json.JSONDecoder()
+    line, counted = 1, 0
+    pos = _WHITESPACE.match(text, pos + 1).end()
+    while not text.startswith("]", pos):
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            yield exc.lineno, None, _list_error(cut, f"{exc.msg}: column {exc.colno}")
+            return
+        line += text.count("\n", counted, pos)
+        counted = pos
+        yield line, value, None
+        pos = _WHITESPACE.match(text, end).end()
+        if text.startswith(",", pos):
+            pos = _WHITESPACE.match(text, pos + 1).end()
+            if text.startswith("]", pos):
+                yield text.count("\n", 0, pos) + 1, None, "invalid JSON: a comma before the closing ']'"
+                return
+        elif not text.startswith("]", pos):
+            yield text.count("\n", 0, pos) + 1, None, _list_error(cut, "expected ',' or ']' after a record")
+            return
+    rest = _WHITESPACE.match(text, pos + 1).end()
+    if rest < len(text):
+        yield text.count("\n", 0, rest) + 1, None, "invalid JSON: extra data after the list"
+
+
+def _list_error(cut: bool, detail: str) -> str:
+    return f"truncated: the file ends before the list is closed ({detail})" if cut else f"invalid JSON: {detail}"
+
+
+def _not_a_list(text: str) -> Entry:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return exc.lineno, None, f"invalid JSON: {exc.msg}: column {exc.colno}"
+    return None, None, f"not a list: a .json file must hold a list of records, not a JSON {_json_type(value)}"
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "object", list: "list", str: "string", bool: "boolean", int: "number", float: "number"}
+    return names.get(type(value), "null")
+
+
+def _phrase_pattern(phrases: Iterable[str]) -> re.Pattern[str]:
+    terms = sorted({re.escape(p.strip().lower()) for p in phrases if p.strip()}, key=len, reverse=True)
+    # Not \b: a phrase may begin or end with punctuation.
+    return re.compile(r"(?<!\w)(?:" + "|".join(terms) + r")(?!\w)")
+
+
+@dataclass(frozen=True)
+class _ImageCheck:
+    """One image file's verdict: `problem` is (kind, what follows the image's name), `size` its width and height."""
+
+    problem: tuple[str, str] | None = None
+    size: tuple[int, int] | None = None
+
+
+def _check_image(path: Path) -> _ImageCheck:
+    if not path.is_file():
+        return _ImageCheck(("image missing", " not found"))
+    try:
+        # Remote-sensing scenes are often bigger than PIL's bomb warning threshold, and legitimately so.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                size = im.size
+                im.verify()
+    except Exception as exc:  # PIL signals a damaged file with many exception types
+        return _ImageCheck(("image unreadable", f" ({type(exc).__name__}: {exc})"))
+    return _ImageCheck(size=size)
+
+
+class _Validator:
+    """The state one validation shares across files: ids seen, images checked, the report."""
+
+    def __init__(self, phrases: Sequence[str], max_kept: int | None) -> None:
+        self.refusal = _phrase_pattern(phrases)
+        self.max_kept = max_kept
+        self.report = Report()
+        self.ids: dict[str, tuple[Path, int | None]] = {}  # where each id was first seen
+        self.images: dict[str, _ImageCheck] = {}
+
+    def add(self, file: Path, line: int | None, reason: str) -> None:
+        v = Violation(file, line, reason)
+        self.report.by_kind[v.kind] += 1
+        if self.max_kept is None or len(self.report.violations) < self.max_kept:
+            self.report.violations.append(v)
+
+    def file(self, path: Path) -> None:
+        self.report.files += 1
+        for line, record, problem in read_records(path):
+            self.report.records += 1
+            reasons = [problem] if problem else self.record(path, line, record)
+            for reason in reasons:
+                self.add(path, line, reason)
+
+    def record(self, path: Path, line: int | None, rec: Any) -> list[str]:
+        if not isinstance(rec, dict):
+            return [f"not an object: the record is a JSON {_json_type(rec)}"]
+        reasons = _shape(rec)
+        if isinstance(rec.get("id"), str):
+            reasons += self._unique(rec["id"], path, line)
+        image = rec.get("image") if isinstance(rec.get("image"), str) else None
+        size = None
+        if image is not None:
+            check = self._image(path, image)
+            size = check.size
+            if check.problem:
+                kind, detail = check.problem
+                reasons.append(f"{kind}: {image}{detail}")
+        turns = rec.get("conversations")
+        if not _turns_ok(turns):
+            return reasons
+        reasons += _roles(turns)
+        if image is not None:
+            reasons += _image_token(turns)
+        reasons += [f"empty value: turn {i} ({t['from']}) is empty"
+                    for i, t in enumerate(turns, 1) if not t["value"].strip()]
+        reasons += self._refusals(turns)
+        if isinstance(rec.get("meta"), dict):
+            reasons += _boxes(rec["meta"], [t["value"] for t in turns], size)
+        return reasons
+
+    def _unique(self, rid: str, path: Path, line: int | None) -> list[str]:
+        if rid in self.ids:
+            first, first_line = self.ids[rid]
+            return [f"duplicate id: {rid!r} (first at {first}:{first_line})"]
+        self.ids[rid] = (path, line)
+        return []
+
+    def _image(self, path: Path, image: str) -> _ImageCheck:
+        # String paths, not Path objects: this runs once per record. An absolute `image` replaces the folder.
+        key = os.path.normpath(os.path.join(os.path.abspath(path.parent), image))
+        if key not in self.images:
+            self.images[key] = _check_image(Path(key))
+        return self.images[key]
+
+    def _refusals(self, turns: list[dict[str, str]]) -> list[str]:
+        reasons = []
+        for i, t in enumerate(turns, 1):
+            if t["from"] != "gpt":
+                continue
+            m = self.refusal.search(t["value"].lower().replace("\u2019", "'"))
+            if m:
+                reasons.append(f"refusal/meta-talk: turn {i} (gpt) says {m.group(0)!r}")
+        return reasons
+
+
+def _shape(rec: dict[str, Any]) -> list[str]:
+    reasons = []
+    for key in ("id", "image"):
+        if key not in rec:
+            reasons.append(f"shape: no {key!r}")
+        elif not isinstance(rec[key], str):
+            reasons.append(f"shape: {key!r} is a JSON {_json_type(rec[key])}, not a string")
+        elif not rec[key].strip():
+            reasons.append(f"empty value: {key!r} is empty")
+    turns = rec.get("conversations")
+    if not isinstance(turns, list) or not turns:
+        reasons.append("shape: 'conversations' must be a non-empty list" if "conversations" in rec
+                       else "shape: no 'conversations'")
+    else:
+        reasons += [f"shape: turn {i} must be an object with string 'from' and 'value'"
+                    for i, t in enumerate(turns, 1) if not _turn_ok(t)]
+    if "meta" in rec and not isinstance(rec["meta"], dict):
+        reasons.append(f"shape: 'meta' is a JSON {_json_type(rec['meta'])}, not an object")
+    return reasons
+
+
+def _turn_ok(turn: Any) -> bool:
+    return isinstance(turn, dict) and isinstance(turn.get("from"), str) and isinstance(turn.get("value"), str)
+
+
+def _turns_ok(turns: Any) -> bool:
+    return isinstance(turns, list) and bool(turns) and all(_turn_ok(t) for t in turns)
+
+
+def _roles(turns: list[dict[str, str]]) -> list[str]:
+    """The first turn out of the human, gpt, human, gpt ... order, or a conversation ending on a question."""
+    for i, t in enumerate(turns):
+        expected = "human" if i % 2 == 0 else "gpt"
+        if t["from"] != expected:
+            return [f"roles: turn {i + 1} is from {t['from']!r}, expected {expected!r}"]
+    if len(turns) % 2:
+        return [f"roles: the last turn ({len(turns)}) is from 'human'; a conversation ends with 'gpt'"]
+    return []
+
+
+def _image_token(turns: list[dict[str, str]]) -> list[str]:
+    """`<image>` once, in the first human turn (a conversation without human turns fails `_roles` instead)."""
+    counts = {i: t["value"].count(IMAGE_TOKEN) for i, t in enumerate(turns, 1) if IMAGE_TOKEN in t["value"]}
+    total = sum(counts.values())
+    if total == 0:
+        return [f"image token: no {IMAGE_TOKEN} though the record has an image"]
+    in_answers = [i for i in counts if turns[i - 1]["from"] == "gpt"]
+    if in_answers:
+        return [f"image token: {IMAGE_TOKEN} in a gpt turn (turn {in_answers[0]})"]
+    if total > 1:
+        return [f"image token: {IMAGE_TOKEN} appears {total} times (turns {', '.join(map(str, counts))})"]
+    first_human = next((i for i, t in enumerate(turns, 1) if t["from"] == "human"), None)
+    (where,) = counts
+    if first_human is not None and where != first_human:
+        return [f"image token: {IMAGE_TOKEN} is in turn {where}, not in the first human turn ({first_human})"]
+    return []
+
+
+def _boxes(meta: dict[str, Any], values: list[str], size: tuple[int, int] | None) -> list[str]:
+    """Box strings of `meta.box_format` inside their range and ordered, as many as `meta.boxes`."""
+    fmt = meta.get("box_format")
+    if fmt is None:
+        return []
+    if fmt not in BOX_PATTERNS:
+        return [f"box format: meta.box_format {fmt!r} is not one of {', '.join(BOX_PATTERNS)}"]
+    found = [(i, m) for i, v in enumerate(values, 1) for m in BOX_PATTERNS[fmt].finditer(v)]
+    if fmt in _BOX_LIMITS:
+        xmax = ymax = _BOX_LIMITS[fmt]
+        bounds = f"0..{xmax:g}"
+    elif size is not None:
+        xmax, ymax = size
+        bounds = f"the {xmax}x{ymax} image"
+    else:
+        xmax = ymax = float("inf")
+        bounds = "0 and up"
+    reasons = []
+    for turn, m in found:
+        x1, y1, x2, y2 = (float(v) for v in m.groups())
+        if min(x1, y1, x2, y2) < 0 or max(x1, x2) > xmax or max(y1, y2) > ymax:
+            reasons.append(f"box out of range: {m.group(0)} in turn {turn} is outside {bounds} ({fmt})")
+        elif x1 > x2 or y1 > y2:
+            reasons.append(f"box inverted: {m.group(0)} in turn {turn} has x1 > x2 or y1 > y2")
+    boxes = meta.get("boxes")
+    if boxes is not None and not isinstance(boxes, list):
+        reasons.append(f"shape: meta.boxes is a JSON {_json_type(boxes)}, not a list")
+    elif boxes is not None and len(boxes) != len(found):
+        reasons.append(f"box count: {len(found)} {fmt} boxes in the text, {len(boxes)} in meta.boxes")
+    return reasons
+
+
+def validate(paths: Sequence[Path], extra_phrases: Iterable[str] = (), max_kept: int | None = None) -> Report:
+    """Check every record of the files (folders: their data files); ids must be unique across all of
+    them. `extra_phrases` add to `REFUSAL_PHRASES`; `max_kept` bounds the violations kept in memory.
+    A path that does not exist raises FileNotFoundError before anything is read."""
+    # A file named twice (itself and through its folder) is read once: its ids are not duplicates.
+    files: dict[Path, Path] = {}
+    for p in paths:
+        for f in data_files(Path(p)):
+            files.setdefault(f.resolve(), f)
+    checker = _Validator([*REFUSAL_PHRASES, *extra_phrases], max_kept)
+    for f in files.values():
+        checker.file(f)
+    return checker.report
+
+
+def main_validate(paths: list[Path], max_shown: int = 50) -> int:
+    """The `validate` command: violations as FILE:LINE: reason, a summary line; exit code 0 clean,
+    1 violations, 2 a path that does not exist."""
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        for p in missing:
+            print(f"error: {p} does not exist", file=sys.stderr)
+        return 2
+    report = validate(paths, max_kept=max_shown)
+    for v in report.violations:
+        print(v)
+    if report.count > len(report.violations):
+        print(f"... {report.count - len(report.violations)} more")
+    print(report.summary())
+    return 1 if report.count else 0
