@@ -17,10 +17,10 @@ import html
 import json
 import os
 import random
-import re
 import shutil
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,7 +82,7 @@ def _shape_error(obj: Any) -> str | None:
     return None
 
 
-def _records(files: list[Path], bad: list[str]):
+def _records(files: list[Path], bad: list[str]) -> Iterator[_Item]:
     """Every well-formed record of `files` as an _Item, streamed; the others go to `bad`."""
     for file_no, path in enumerate(files):
         try:
@@ -179,7 +179,7 @@ def _image_size(path: Path) -> tuple[int, int] | str:
             return im.size
     except FileNotFoundError:
         return "not found"
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         return f"cannot be read ({exc})"
 
 
@@ -218,7 +218,7 @@ def _text_html(text: str, fmt: str, numbers: list[int]) -> str:
 
 
 def _plain_html(text: str) -> str:
-    return '<span class="token">image</span>'.join(_esc(part) for part in text.split(_IMAGE_TOKEN))
+    return '<span class="token">&lt;image&gt;</span>'.join(_esc(part) for part in text.split(_IMAGE_TOKEN))
 
 
 def _box_html(box: _Box, w: int, h: int) -> str:
@@ -330,7 +330,7 @@ main{padding:12px 16px;display:grid;gap:14px;align-items:start;
 .frame.missing{aspect-ratio:1;background:repeating-linear-gradient(45deg,#eee 0 10px,#e2e2e2 10px 20px);line-height:1.4}
 .placeholder{position:absolute;inset:0;display:flex;flex-direction:column;align-items:center;justify-content:center;
  text-align:center;color:#a3271a;font-weight:600;padding:12px;word-break:break-all}
-.box{position:absolute;border:2px solid var(--box);box-shadow:0 0 0 1px rgba(0,0,0,.55);pointer-events:auto}
+.box{position:absolute;border:2px solid var(--box);box-shadow:0 0 0 1px rgba(0,0,0,.55)}
 .box.suspect{border-style:dashed}
 .box .label{position:absolute;left:-2px;top:-2px;transform:translateY(-100%);background:var(--box);color:#fff;
  font:700 11px/14px system-ui,sans-serif;padding:0 4px;border-radius:3px 3px 3px 0;text-shadow:0 0 2px #000}
@@ -346,7 +346,6 @@ main{padding:12px 16px;display:grid;gap:14px;align-items:start;
 .text{white-space:pre-wrap;overflow-wrap:anywhere}
 .token{display:inline-block;font:600 11px/16px ui-monospace,monospace;background:#5b4bc4;color:#fff;
  border-radius:3px;padding:0 5px;vertical-align:1px}
-.token::before{content:"<"}.token::after{content:">"}
 .boxref{white-space:nowrap;border-radius:3px;cursor:default}
 .boxref .num{display:inline-block;min-width:16px;text-align:center;font:700 11px/15px system-ui,sans-serif;
  background:var(--box);color:#fff;border-radius:3px;margin-right:2px;text-shadow:0 0 2px #000}

@@ -8,6 +8,7 @@ parameter change misses the cache for exactly the requests it affects.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -16,8 +17,10 @@ from typing import Any
 from pydantic import BaseModel
 
 
+@functools.cache
 def strict_json_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The model's JSON schema in the form OpenAI strict structured outputs require."""
+    """The model's JSON schema in the form OpenAI strict structured outputs require (computed once
+    per model; callers must not mutate it)."""
     schema = model.model_json_schema()
 
     def tighten(node: Any) -> None:

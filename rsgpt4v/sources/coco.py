@@ -21,8 +21,8 @@ train2017/), root/<split>/, root/images/<token>/, root/images/<split>/, root/ima
 the first folder holding it wins (another image suffix is accepted, as in find_image).
 
 Options: `annotations` (a json file, or a folder of them, instead of the default probing) and
-`images` (the one folder holding every `file_name`); relative paths are taken from the root. The
-command line cannot pass them yet.
+`images` (the one folder holding every `file_name`); relative paths are taken from the root. On the
+command line: `-O annotations=annotations/train.json -O images=train_images`.
 
 A file: `{"images": [{id, file_name, width, height}], "annotations": [{id, image_id, category_id,
 bbox: [x, y, w, h], iscrowd}], "categories": [{id, name}]}`; ids need not be contiguous. Category

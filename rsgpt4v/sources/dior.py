@@ -31,9 +31,8 @@ per-class `<class>_train.txt` lists) are not splits; `trainval.txt` is read only
 split="trainval" or when train.txt or val.txt is missing, since it is their union.
 
 Option `obb` (default False) reads the DIOR-R oriented boxes: polygon = the four corners, box = their
-bounding box. The command line cannot pass adapter options yet, so `rsgpt4v build --source dior`
-always reads horizontal boxes; use `DIOR(root, obb=True)` from Python. DIOR's gsd (0.5-30 m) is not
-recorded per image: gsd is None.
+bounding box; on the command line `rsgpt4v build --source dior -O obb=true`. DIOR's gsd (0.5-30 m)
+is not recorded per image: gsd is None.
 
 DIOR-RSVG (`--source dior-rsvg`, grounding). On-disk layout assumed (the RSVG-pytorch README):
 
