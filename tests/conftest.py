@@ -113,12 +113,19 @@ def split_out(items: list[Sample | Issue]) -> tuple[list[Sample], list[Issue]]:
     return [i for i in items if isinstance(i, Sample)], [i for i in items if isinstance(i, Issue)]
 
 
-def dry_run(source: str, root: Path, out: Path, *extra: str) -> tuple[Result, list[dict], dict]:
+def dry_run(source: str, root: Path, out: Path, *extra: str, tasks: set[str] = frozenset()
+            ) -> tuple[Result, list[dict], dict]:
     """`rsgpt4v build --dry-run --source <source> --root <root> --out <out> <extra>`, which must succeed and
-    write the image of every record; the CLI result, the records of all *.jsonl files and the manifest."""
+    write records of at least `tasks` that `rsgpt4v validate` passes; the CLI result, the records of
+    all *.jsonl files and the manifest."""
+    from rsgpt4v.validate import validate
+
     result = CliRunner().invoke(app, ["build", "--no-progress", "--source", source, "--root", str(root),
                                       "--dry-run", "--out", str(out), *extra], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
     assert all((out / r["image"]).is_file() for r in records)
+    report = validate([out])
+    assert report.count == 0, [str(v) for v in report.violations]
+    assert tasks <= {r["task"] for r in records}, {r["task"] for r in records}
     return result, records, json.loads((out / "manifest.json").read_text())

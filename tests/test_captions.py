@@ -444,7 +444,7 @@ def make_rsitmd(root: Path) -> Path:
     ("nwpu-captions", make_nwpu, 4, {"train", "val", "test"}),
 ])
 def test_cli_dry_run(tmp_path: Path, name: str, make, good: int, splits: set[str]) -> None:
-    _, records, manifest = dry_run(name, make(tmp_path / "data"), tmp_path / "out")
+    _, records, manifest = dry_run(name, make(tmp_path / "data"), tmp_path / "out", tasks={'caption', 'multi_turn_reasoning', 'detailed_description'})
     assert records and {r["split"] for r in records} <= splits
     assert manifest["counts"]["samples"] == good
     assert manifest["issues"]["skipped"] == (1 if name == "ucm-captions" else 0)

@@ -181,6 +181,6 @@ def test_coco_errors_and_registry(tmp_path: Path) -> None:
 
 
 def test_coco_cli_dry_run(tmp_path: Path) -> None:
-    _, records, manifest = dry_run("coco", make_coco(tmp_path / "coco"), tmp_path / "out")
+    _, records, manifest = dry_run("coco", make_coco(tmp_path / "coco"), tmp_path / "out", tasks={'presence', 'detection', 'region_description', 'multi_turn_reasoning', 'caption', 'counting', 'detailed_description'})
     assert records and {r["split"] for r in records} <= {"train", "val"}
     assert manifest["counts"]["samples"] == 3

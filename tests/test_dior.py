@@ -201,7 +201,7 @@ def test_dior_registry_and_vocabulary() -> None:
 
 
 def test_dior_cli_dry_run(tmp_path: Path) -> None:
-    _, records, manifest = dry_run("dior", make_dior(tmp_path / "DIOR"), tmp_path / "out")
+    _, records, manifest = dry_run("dior", make_dior(tmp_path / "DIOR"), tmp_path / "out", tasks={'presence', 'detection', 'region_description', 'multi_turn_reasoning', 'caption', 'counting', 'detailed_description'})
     assert records and {r["split"] for r in records} <= {"train", "val", "test"}
     assert manifest["counts"]["samples"] == 4
 
@@ -350,7 +350,7 @@ def test_rsvg_errors_and_registry(tmp_path: Path) -> None:
 
 
 def test_rsvg_cli_dry_run(tmp_path: Path) -> None:
-    _, records, manifest = dry_run("dior-rsvg", make_rsvg(tmp_path / "DIOR_RSVG"), tmp_path / "out")
+    _, records, manifest = dry_run("dior-rsvg", make_rsvg(tmp_path / "DIOR_RSVG"), tmp_path / "out", tasks={'grounding', 'region_description', 'multi_turn_reasoning', 'caption', 'detailed_description'})
     assert records and {r["split"] for r in records} <= {"train", "val", "test"}
     assert manifest["counts"]["samples"] == 6
 

@@ -169,6 +169,6 @@ def test_registry_and_vocabulary() -> None:
 
 
 def test_cli_dry_run(tmp_path: Path) -> None:
-    _, records, manifest = dry_run("fair1m", make_fair1m(tmp_path / "FAIR1M"), tmp_path / "out")
+    _, records, manifest = dry_run("fair1m", make_fair1m(tmp_path / "FAIR1M"), tmp_path / "out", tasks={'presence', 'detection', 'region_description', 'multi_turn_reasoning', 'caption', 'counting', 'detailed_description'})
     assert records and {r["split"] for r in records} <= {"train", "val", "test"}
     assert manifest["counts"]["samples"] == 4

@@ -207,7 +207,7 @@ def test_registry_and_class_attributes() -> None:
 
 
 def test_cli_dry_run(tmp_path: Path) -> None:
-    _, records, manifest = dry_run("rsivqa", make_root(tmp_path / "RSIVQA"), tmp_path / "out")
+    _, records, manifest = dry_run("rsivqa", make_root(tmp_path / "RSIVQA"), tmp_path / "out", tasks={'caption', 'multi_turn_reasoning', 'detailed_description', 'vqa'})
     assert records and {r["split"] for r in records} <= {"train", "val"}
     assert manifest["counts"]["samples"] == 9
 

@@ -296,6 +296,6 @@ def test_registry_and_class_attributes() -> None:
 # ---- end to end ------------------------------------------------------------------------------
 
 def test_cli_dry_run(tmp_path: Path) -> None:
-    _, records, manifest = dry_run("rsvqa-lr", make_lr(tmp_path / "lr"), tmp_path / "out")
+    _, records, manifest = dry_run("rsvqa-lr", make_lr(tmp_path / "lr"), tmp_path / "out", tasks={'caption', 'multi_turn_reasoning', 'detailed_description', 'vqa'})
     assert records and {r["split"] for r in records} <= {"train", "val", "test"}
     assert manifest["counts"]["samples"] == 4

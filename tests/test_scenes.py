@@ -152,6 +152,6 @@ def test_registry() -> None:
 
 @pytest.mark.parametrize("source, make", [("nwpu-resisc45", make_nwpu), ("aid", make_aid), ("ucm", make_ucm)])
 def test_cli_dry_run(tmp_path: Path, source: str, make) -> None:
-    _, records, manifest = dry_run(source, make(tmp_path / "data"), tmp_path / "out")
+    _, records, manifest = dry_run(source, make(tmp_path / "data"), tmp_path / "out", tasks={'classification', 'caption', 'multi_turn_reasoning', 'detailed_description'})
     assert records and {r["split"] for r in records} == {"train"}
     assert manifest["counts"]["samples"] == 3
