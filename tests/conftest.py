@@ -129,3 +129,13 @@ def dry_run(source: str, root: Path, out: Path, *extra: str, tasks: set[str] = f
     assert report.count == 0, [str(v) for v in report.violations]
     assert tasks <= {r["task"] for r in records}, {r["task"] for r in records}
     return result, records, json.loads((out / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def sample_build(tmp_path_factory) -> Path:
+    """A dry-run build of the bundled sample, shared by the tests that only read it."""
+    out = tmp_path_factory.mktemp("sample") / "out"
+    result = CliRunner().invoke(app, ["build", "--source", "dota", "--sample", "--dry-run", "--no-progress",
+                                      "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -23,14 +22,6 @@ def _build(*args: str, env: dict[str, str] | None = None):
 
 def _records(out: Path) -> list[dict]:
     return [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
-
-
-@pytest.fixture(scope="module")
-def sample_build(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("demo")
-    result = _build("--source", "dota", "--sample", "--dry-run", "--out", str(out))
-    assert result.exit_code == 0, result.output
-    return out
 
 
 def test_sample_dry_run_writes_llava_records_for_every_task(sample_build: Path) -> None:

@@ -38,8 +38,8 @@ def _size(record: dict) -> tuple[int, int]:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    return _build(tmp_path_factory.mktemp("build"), "--sample")
+def built(sample_build: Path) -> Path:
+    return sample_build
 
 
 @pytest.fixture(scope="module")

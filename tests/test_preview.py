@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from rsgpt4v.cli import app
 from rsgpt4v.geometry import BOX_PATTERNS, render_box
 from rsgpt4v.preview import PreviewReport, main_preview, preview
 
@@ -104,12 +102,8 @@ def _preview(out: Path, dest: Path, **kwargs) -> tuple[PreviewReport, Page, str]
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("build")
-    result = CliRunner().invoke(app, ["build", "--source", "dota", "--sample", "--dry-run", "--no-progress",
-                                      "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return out
+def built(sample_build: Path) -> Path:
+    return sample_build
 
 
 @pytest.fixture(scope="module")

@@ -8,19 +8,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-import rsgpt4v.cli
 from rsgpt4v.stats import main_stats, stats
 
 
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("sample") / "out"
-    result = CliRunner().invoke(rsgpt4v.cli.app, ["build", "--source", "dota", "--sample", "--dry-run",
-                                                  "--no-progress", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return out
+@pytest.fixture
+def sample(sample_build: Path) -> Path:
+    return sample_build
 
 
 def _records(folder: Path) -> list[dict]:

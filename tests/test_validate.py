@@ -9,20 +9,15 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 import rsgpt4v.cli
 import rsgpt4v.validate
 from rsgpt4v.validate import REFUSAL_PHRASES, main_validate, validate
 
 
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("sample") / "out"
-    result = CliRunner().invoke(rsgpt4v.cli.app, ["build", "--source", "dota", "--sample", "--dry-run",
-                                                  "--no-progress", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return out
+@pytest.fixture
+def sample(sample_build: Path) -> Path:
+    return sample_build
 
 
 def _lines(sample: Path) -> list[str]:
