@@ -215,6 +215,8 @@ def estimate(
     limit: LimitOpt = None,
     split: SplitOpt = None,
     option: OptionOpt = None,
+    every: Annotated[int, typer.Option(min=1, help="Look at every K-th image only and scale up (fast on big "
+                                                   "datasets).")] = 1,
     json_out: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
 ) -> None:
     """Requests, image and text tokens and dollars per stage, live and batch, before anything is sent."""
@@ -226,15 +228,16 @@ def estimate(
     _setup_logging(False)
     with tempfile.TemporaryDirectory() as scratch:
         opts = BuildOptions(out=Path(scratch), backend="mock", model=model, limit=limit, prompts_dir=prompts,
-                            prices=prices, estimate=True, progress=False)
+                            prices=prices, estimate=True, every=every, progress=False)
         manifest = _run(source, root, sample, split, option, config, {}, opts)
-    rows = manifest["estimate"]
+    rows, basis = manifest["estimate"], manifest["estimated_from"]
     if json_out:
         typer.echo(json.dumps({"model": manifest["model"], "prices_date": manifest["usage"]["prices_date"],
-                               "images": manifest["counts"]["samples"], "windows": manifest["counts"]["windows"],
-                               "stages": rows}, indent=2))
+                               "images": basis["of"], "images_looked_at": basis["images"],
+                               "windows_looked_at": manifest["counts"]["windows"], "stages": rows}, indent=2))
         return
-    typer.echo(f"{manifest['counts']['samples']} images, {manifest['counts']['windows']} windows, model "
+    looked = f" (extrapolated from {basis['images']:,})" if basis["images"] != basis["of"] else ""
+    typer.echo(f"{basis['of']:,} images{looked}, {manifest['counts']['windows']:,} windows looked at, model "
                f"{manifest['model']} (prices of {manifest['usage']['prices_date']})")
     typer.echo(f"{'stage':<10}{'requests':>10}{'text tok':>14}{'image tok':>14}{'output tok':>14}"
                f"{'live':>12}{'batch':>12}")

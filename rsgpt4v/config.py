@@ -19,6 +19,7 @@ class ModelConfig(_Section):
     name: str
     temperature: float = Field(ge=0, le=2)
     max_output_tokens: dict[str, int]
+    token_limit_param: Literal["max_completion_tokens", "max_tokens"]
     request_timeout_s: float = Field(gt=0)
 
 

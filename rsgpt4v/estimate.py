@@ -45,12 +45,14 @@ class EstimatingEngine(Engine):
         return expected.get(stage, 0)
 
 
-def cost_table(tally: dict[str, dict[str, int]], prices: PriceTable, model: str) -> list[dict[str, Any]]:
-    """One row per stage and a total, with live and batch dollars (None when the model is not priced)."""
+def cost_table(tally: dict[str, dict[str, int]], prices: PriceTable, model: str,
+               scale: float = 1.0) -> list[dict[str, Any]]:
+    """One row per stage and a total, with live and batch dollars (None when the model is not priced);
+    `scale` extrapolates counts from a subset of the images to all of them."""
     rows = []
     for stage in ("local", "global", "dialogue"):
         if stage in tally:
-            rows.append({"stage": stage, **tally[stage]})
+            rows.append({"stage": stage, **{k: round(v * scale) for k, v in tally[stage].items()}})
     total = {"stage": "total", **{k: sum(r[k] for r in rows) for k in ("requests", "text_tokens", "image_tokens",
                                                                      "output_tokens")}}
     rows.append(total)

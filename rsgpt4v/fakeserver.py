@@ -110,7 +110,8 @@ def _error(status: int, message: str, code: str, kind: str = "invalid_request_er
 
 def chat(state: _State, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
     """One chat completion, subject to limits and injected faults: status, body, headers."""
-    tokens = estimate_prompt_tokens(body, ImageRule()) + int(body.get("max_completion_tokens") or 0)
+    tokens = estimate_prompt_tokens(body, ImageRule()) + int(body.get("max_completion_tokens")
+                                                             or body.get("max_tokens") or 0)
     with state.lock:
         state.stats.requests += 1
         wait = state.admit(tokens)

@@ -62,6 +62,7 @@ class BuildOptions:
     shard: tuple[int, int] | None = None
     batch: bool = False
     batch_wait: bool = False
+    every: int = 1
     progress: bool = True
 
 
@@ -69,6 +70,7 @@ class BuildOptions:
 class Report:
     """What the run report (the manifest) counts."""
 
+    seen: int = 0
     samples: int = 0
     scenes: int = 0
     pending: int = 0
@@ -248,6 +250,9 @@ class Builder:
                     continue
                 if self.opts.limit is not None and self.report.samples >= self.opts.limit:
                     break
+                self.report.seen += 1
+                if (self.report.seen - 1) % self.opts.every:
+                    continue
                 scenes, image, issues = await asyncio.to_thread(self._prepare, item)
                 for issue in issues:
                     self.report.add_issue(issue)
@@ -313,7 +318,9 @@ class Builder:
         usage = {stage: u.as_dict() for stage, u in sorted(self.engine.usage.items())}
         extra: dict[str, Any] = {}
         if isinstance(self.engine, EstimatingEngine):
-            extra["estimate"] = cost_table(self.engine.tally, self.prices, self.model)
+            scale = self.report.seen / self.report.samples if self.opts.every > 1 and self.report.samples else 1.0
+            extra["estimate"] = cost_table(self.engine.tally, self.prices, self.model, scale)
+            extra["estimated_from"] = {"images": self.report.samples, "of": self.report.seen}
         if self.opts.shard is not None:
             extra["shard"] = list(self.opts.shard)
         if self.batch_state is not None:

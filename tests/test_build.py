@@ -181,6 +181,20 @@ def test_openai_backend_sends_data_urls_and_strict_schemas(tmp_path: Path) -> No
             assert b"sk-loopback-secret-123" not in f.read_bytes(), f
 
 
+def test_older_servers_get_max_tokens(tmp_path: Path) -> None:
+    server = LoopbackServer(lambda body: (200, completion_for(body)))
+    config = tmp_path / "old-server.yaml"
+    config.write_text("model: {token_limit_param: max_tokens}\n")
+    try:
+        env = {"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "x"}
+        result = _build("--source", "dota", "--sample", "--limit", "1", "--config", str(config),
+                        "--out", str(tmp_path / "o"), env=env)
+        assert result.exit_code == 0, result.output
+    finally:
+        server.close()
+    assert all("max_completion_tokens" not in b and b["max_tokens"] > 0 for b in server.bodies)
+
+
 def test_model_that_always_refuses_fails_windows_not_the_run(tmp_path: Path) -> None:
     server = LoopbackServer(lambda body: (200, completion(None, refusal="I'm sorry, I can't assist with that.")))
     try:

@@ -180,8 +180,7 @@ class Engine:
         return sum(u.cost_usd for u in self.usage.values())
 
     def _projected_usd(self, request: ChatRequest, prompt_tokens: int) -> float:
-        max_out = int(request.params.get("max_completion_tokens", 0))
-        return self.prices.dollars(request.model, prompt_tokens, max_out) or 0.0
+        return self.prices.dollars(request.model, prompt_tokens, request.max_output_tokens) or 0.0
 
     def stage_usage(self, stage: str) -> StageUsage:
         return self.usage.setdefault(stage, StageUsage())
@@ -210,7 +209,7 @@ class Engine:
         self._reserved_usd += projected
         try:
             async with self._slots:
-                tokens = prompt_estimate + int(request.params.get("max_completion_tokens", 0))
+                tokens = prompt_estimate + request.max_output_tokens
                 completion = await self._send(body, tokens)
         finally:
             self._reserved_usd -= projected

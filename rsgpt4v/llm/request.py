@@ -77,6 +77,11 @@ class ChatRequest:
             },
         }
 
+    @property
+    def max_output_tokens(self) -> int:
+        """The answer's token cap, whichever parameter name the server was given it under."""
+        return int(self.params.get("max_completion_tokens") or self.params.get("max_tokens") or 0)
+
     def body(self) -> dict[str, Any]:
         """The request body exactly as sent to /v1/chat/completions."""
         return {"model": self.model, "messages": self.messages, "response_format": self.response_format(),

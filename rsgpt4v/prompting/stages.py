@@ -135,7 +135,7 @@ class Prompter:
             messages.append({"role": "user", "content": retry})
         params = {
             "temperature": self.cfg.model.temperature,
-            "max_completion_tokens": self.cfg.model.max_output_tokens.get(stage, 1000),
+            self.cfg.model.token_limit_param: self.cfg.model.max_output_tokens.get(stage, 1000),
             "seed": self.cfg.seed,
         }
         return ChatRequest(stage=stage, model=self.model, messages=messages, response_model=response_model,
