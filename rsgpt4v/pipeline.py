@@ -114,7 +114,7 @@ class Builder:
         self.opts = opts
         self.model = opts.model or cfg.model.name
         self.prompts = PromptSet.load(opts.prompts_dir)
-        self.prompter = Prompter(self.prompts, cfg, self.model)
+        self.prompter = Prompter(self.prompts, cfg, self.model, exhaustive_labels=source.task_kind == "detection")
         self.writer = DatasetWriter(opts.out, cfg.output.image_format, discard=opts.estimate)
         self.cache = Cache(Path(":memory:") if opts.estimate else opts.cache or Path(opts.out) / "cache.sqlite")
         self.prices = PriceTable.load(opts.prices)

@@ -91,6 +91,15 @@ def test_omitted_objects_are_named_by_counts(prompter: Prompter) -> None:
     assert "Objects in the window: 50. Listed and marked below: 40." in text
 
 
+def test_counts_are_withheld_where_labels_are_not_exhaustive() -> None:
+    scene = _scene([_obj("vehicle", 1100, 2100), _obj("vehicle", 1300, 2100)])
+    grounding = Prompter(PromptSet.load(), load_config(), "gpt-test", exhaustive_labels=False)
+    text = _user_text(grounding.global_request(scene, IMAGE, {}, None, 1))
+    assert "only some objects in this image are annotated" in text and "- 2 vehicle" not in text
+    detection = Prompter(PromptSet.load(), load_config(), "gpt-test")
+    assert "- 2 vehicle" in _user_text(detection.global_request(scene, IMAGE, {}, None, 1))
+
+
 def test_local_check_names_missing_and_invented_ids(prompter: Prompter) -> None:
     scene = _scene([_obj("plane", 1100, 2100), _obj("plane", 1300, 2100)])
     note = {"colour": "white", "shape": "x", "orientation": "x", "state": "x", "description": "A plane.",

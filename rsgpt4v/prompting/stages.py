@@ -92,9 +92,12 @@ def local_batches(marks: Sequence[Mark], cap: int, overflow: str) -> tuple[list[
     return [listed], [m for m in marks if m.id not in listed_ids]
 
 
-def _counts_text(scene: Scene) -> str:
+def _counts_text(scene: Scene, exhaustive: bool) -> str:
     if not scene.sample.annotated:
         return "- unknown: this image has no annotations, so state no exact counts"
+    if not exhaustive and scene.objects:
+        # Grounding datasets label only the objects their expressions refer to: their tally is no count.
+        return "- unknown: only some objects in this image are annotated, so state no exact counts"
     return "\n".join(f"- {n} {cat}" for cat, n in scene.counts().items()) or "- no annotated objects"
 
 
@@ -115,10 +118,11 @@ def _hints_text(scene: Scene) -> str:
 class Prompter:
     """Builds each stage's request and the check its answer must pass."""
 
-    def __init__(self, prompts: PromptSet, cfg: BuildConfig, model: str) -> None:
+    def __init__(self, prompts: PromptSet, cfg: BuildConfig, model: str, exhaustive_labels: bool = True) -> None:
         self.prompts = prompts
         self.cfg = cfg
         self.model = model
+        self.exhaustive_labels = exhaustive_labels
 
     def _request(self, stage: str, scene: Scene, user_text: str, image: SentImage | None,
                  feedback: str | None, attempt: int, response_model: type) -> ChatRequest:
@@ -217,7 +221,7 @@ class Prompter:
                        feedback: str | None, attempt: int) -> ChatRequest:
         text = self.prompts.render(
             "global", "user", image_width=image.width, image_height=image.height,
-            gsd_note=self._gsd_note(scene, image), counts=_counts_text(scene),
+            gsd_note=self._gsd_note(scene, image), counts=_counts_text(scene, self.exhaustive_labels),
             objects=self._objects_text(scene, notes), hints=_hints_text(scene))
         return self._request("global", scene, text, image, feedback, attempt, GlobalResponse)
 
@@ -234,7 +238,7 @@ class Prompter:
         d = self.cfg.dialogue
         text = self.prompts.render(
             "dialogue", "user", caption=scene_text.caption, description=scene_text.description,
-            counts=_counts_text(scene), objects=self._objects_text(scene, notes),
+            counts=_counts_text(scene, self.exhaustive_labels), objects=self._objects_text(scene, notes),
             hints=_hints_text(scene), min_turns=d.min_turns, max_turns=d.max_turns)
         return self._request("dialogue", scene, text, image if d.include_image else None, feedback, attempt,
                              DialogueResponse)
