@@ -99,7 +99,7 @@ class BatchConfig(_Section):
 
 
 class OutputConfig(_Section):
-    image_format: Literal["png", "jpg"]
+    image_format: Literal["auto", "png", "jpg"]
     box_format: Literal["llava", "geochat", "qwen", "pixel"]
     max_detection_boxes: int = Field(ge=1)
     max_region_turns: int = Field(ge=1)

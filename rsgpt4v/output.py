@@ -66,12 +66,24 @@ class DatasetWriter:
             self.out.mkdir(parents=True, exist_ok=True)
         self._files: dict[str, IO[str]] = {}
 
-    def image(self, name: str, im: Image.Image) -> str:
-        """Write a window image (unless already complete from an earlier run); its path relative to OUT."""
-        rel = f"{name}.{self.image_format}"
+    def image(self, name: str, im: Image.Image, source: Path, whole: bool) -> str:
+        """Write a scene's image (unless already complete from an earlier run); its path relative to OUT.
+
+        With format `auto`, a whole JPEG or PNG source image is copied byte for byte (no generation
+        loss, no time spent encoding), and anything else keeps its source's kind of compression.
+        """
+        suffix = source.suffix.lower()
+        copy = self.image_format == "auto" and whole and suffix in (".jpg", ".jpeg", ".png")
+        if copy:
+            fmt = suffix.lstrip(".")
+        elif self.image_format == "auto":
+            fmt = "jpg" if suffix in (".jpg", ".jpeg") else "png"
+        else:
+            fmt = self.image_format
+        rel = f"{name}.{fmt}"
         path = self.out / rel
         if not self.discard and not path.exists():
-            write_atomic(path, encode(im, self.image_format, quality=95))
+            write_atomic(path, source.read_bytes() if copy else encode(im, fmt, quality=95))
         return rel
 
     def write(self, split: str, line: dict[str, Any]) -> None:

@@ -170,7 +170,9 @@ class Builder:
 
     async def _scene(self, scene: Scene, source_image: Image.Image) -> list[dict[str, Any]]:
         window = source_image.crop(scene.window)
-        rel_image = await asyncio.to_thread(self.writer.image, scene.image_name, window)
+        whole = scene.window == (0, 0, source_image.width, source_image.height)
+        rel_image = await asyncio.to_thread(self.writer.image, scene.image_name, window, scene.sample.image_path,
+                                            whole)
         clean_im, scale = fit(window, self.cfg.image.max_side)
         clean = await asyncio.to_thread(self._sent, clean_im, scale)
         answers = SceneAnswers()

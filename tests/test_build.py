@@ -251,3 +251,22 @@ def test_adapter_options_pass_through_and_unknown_ones_are_refused(tmp_path: Pat
     bad = runner.invoke(app, ["build", "--source", "dota", "--root", str(root), "--dry-run", "-O", "obb=true",
                               "--out", str(tmp_path / "c")])
     assert bad.exit_code == 2 and "KEY one of: version" in bad.output
+
+
+def test_images_keep_their_source_compression(tmp_path: Path) -> None:
+    root = tmp_path / "mixed"
+    (root / "images").mkdir(parents=True)
+    (root / "labelTxt").mkdir()
+    Image.new("RGB", (300, 200), (120, 90, 60)).save(root / "images" / "J1.jpg", quality=80)
+    Image.new("RGB", (1300, 300), (60, 90, 120)).save(root / "images" / "J2.jpg", quality=80)
+    Image.new("RGB", (300, 200), (90, 120, 60)).save(root / "images" / "T1.tif")
+    for stem in ("J1", "J2", "T1"):
+        (root / "labelTxt" / f"{stem}.txt").write_bytes(b"10 10 60 10 60 40 10 40 plane 0\r\n"
+                                                        b"1210 10 1260 10 1260 40 1210 40 ship 0\r\n")
+    out = tmp_path / "out"
+    assert _build("--source", "dota", "--root", str(root), "--dry-run", "--out", str(out)).exit_code == 0
+    images = {r["image"] for r in _records(out)}
+    assert images == {"images/dota/train/J1__0_0_300_200.jpg", "images/dota/train/J2__0_0_1024_300.jpg",
+                      "images/dota/train/J2__276_0_1300_300.jpg", "images/dota/train/T1__0_0_300_200.png"}
+    # a whole JPEG is copied byte for byte: no second round of compression
+    assert (out / "images/dota/train/J1__0_0_300_200.jpg").read_bytes() == (root / "images" / "J1.jpg").read_bytes()
