@@ -270,3 +270,30 @@ def test_images_keep_their_source_compression(tmp_path: Path) -> None:
                       "images/dota/train/J2__276_0_1300_300.jpg", "images/dota/train/T1__0_0_300_200.png"}
     # a whole JPEG is copied byte for byte: no second round of compression
     assert (out / "images/dota/train/J1__0_0_300_200.jpg").read_bytes() == (root / "images" / "J1.jpg").read_bytes()
+
+
+def test_plugins_register_through_entry_points(monkeypatch, tmp_path: Path) -> None:
+    import rsgpt4v.sources as registry
+    from rsgpt4v.sources.base import Source
+
+    class Mine(Source):
+        name = "mine"
+        description = "A lab's own dataset"
+        task_kind = "classification"
+
+        def __iter__(self):
+            return iter(())
+
+    class EntryPoint:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def load(self) -> type[Source]:
+            return Mine
+
+    monkeypatch.setattr(registry, "entry_points",
+                        lambda group: [EntryPoint("mine"), EntryPoint("dota")] if group == "rsgpt4v.sources" else [])
+    assert registry.get_source("mine") is Mine
+    assert registry.get_source("dota").__name__ == "DOTA"        # a plugin may not shadow a built-in
+    listing = runner.invoke(app, ["sources"]).output
+    assert any(line.startswith("mine") and "A lab's own dataset" in line for line in listing.splitlines())
