@@ -124,7 +124,7 @@ class Builder:
         self.engine = engine_cls(client, self.cache, cfg.engine, self.model, self.prices, refresh=opts.refresh,
                                  batch=BatchQueue() if opts.batch else None,
                                  rejected=self.batch_state.rejected if self.batch_state else None)
-        self.qc = QualityChecker(cfg.qc, source.vocabulary, source.task_kind) if cfg.qc.enabled else None
+        self.qc = QualityChecker(cfg.qc, lambda: source.vocabulary, source.task_kind) if cfg.qc.enabled else None
         self.report = Report()
         self.progress = _Progress(opts.progress)
 

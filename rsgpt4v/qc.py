@@ -39,14 +39,24 @@ def _phrase_pattern(phrases: Iterable[str]) -> re.Pattern[str] | None:
 class QualityChecker:
     """The checks for one source: its vocabulary, synonyms and thresholds."""
 
-    def __init__(self, cfg: QCConfig, vocabulary: Sequence[str], task_kind: str) -> None:
+    def __init__(self, cfg: QCConfig, vocabulary: Callable[[], Sequence[str]], task_kind: str) -> None:
         self.cfg = cfg
         self.exhaustive = task_kind == "detection"
         self._refusal = _phrase_pattern(cfg.refusal_phrases)
         self._meta = _phrase_pattern(cfg.meta_phrases)
-        self._terms = {cat: self._category_terms(cat) for cat in vocabulary}
+        # A source may learn its categories while it is read (COCO files name their own): the
+        # patterns follow the vocabulary as it grows.
+        self._vocabulary = vocabulary
+        self._compiled: dict[str, re.Pattern[str]] = {}
         alternation = "|".join(sorted(_NUMBERS, key=len, reverse=True))
         self._number = re.compile(rf"\b(\d+|{alternation})\b((?:\s+[a-z]+(?:-[a-z]+)*){{1,3}})")
+
+    @property
+    def _terms(self) -> dict[str, re.Pattern[str]]:
+        for category in self._vocabulary():
+            if category not in self._compiled:
+                self._compiled[category] = self._category_terms(category)
+        return self._compiled
 
     def _category_terms(self, category: str) -> re.Pattern[str]:
         names = {readable(category)} | {readable(s) for s in self.cfg.synonyms.get(category, [])}
@@ -115,7 +125,7 @@ class QualityChecker:
         for category, terms in self._terms.items():
             if category in present or category in self.cfg.absence_exempt:
                 continue
-            if (m := terms.search(text)) and not _shares_a_term(m.group(0), present, self._terms):
+            if (m := terms.search(text)) and not _shares_a_term(m.group(0), present, self._compiled):
                 return Problem("qc_absent_category", f"the text mentions {m.group(0)!r}, but there is no "
                                                      f"{readable(category)} in this image")
         return None

@@ -33,7 +33,7 @@ def _scene(**counts: int) -> Scene:
 
 @pytest.fixture(scope="module")
 def qc() -> QualityChecker:
-    return QualityChecker(load_config().qc, DOTA.vocabulary, "detection")
+    return QualityChecker(load_config().qc, lambda: DOTA.vocabulary, "detection")
 
 
 DESCRIPTION = ("This top-down view shows an apron beside a terminal building, with parked aircraft in a row "
@@ -89,8 +89,17 @@ def test_object_notes_are_checked_for_meta_talk_only(qc: QualityChecker) -> None
 
 
 def test_counts_are_not_checked_where_labels_are_not_exhaustive() -> None:
-    grounding = QualityChecker(load_config().qc, ("vehicle",), "grounding")
+    grounding = QualityChecker(load_config().qc, lambda: ("vehicle",), "grounding")
     assert grounding.scene_text(_scene(vehicle=1))(_glob("A road with 7 vehicles parked along it.")) is None
+
+
+def test_categories_learnt_while_reading_are_checked() -> None:
+    vocabulary: list[str] = []
+    qc = QualityChecker(load_config().qc, lambda: vocabulary, "detection")
+    scene = _scene(plane=2)
+    assert qc.scene_text(scene)(_glob("An apron with 3 planes.")) is None    # nothing known yet
+    vocabulary.append("plane")
+    assert qc.scene_text(scene)(_glob("An apron with 3 planes.")).kind == "qc_count"
 
 
 def test_a_wrong_count_is_regenerated_with_the_problem_named(tmp_path: Path) -> None:
