@@ -41,12 +41,11 @@ keys our reference answers use. "category" is not read by model_vqa.py; LLaVA's 
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import re
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
@@ -56,6 +55,7 @@ from PIL import Image
 
 from rsgpt4v.geometry import BOX_FORMATS, BOX_PATTERNS, render_box
 from rsgpt4v.output import dumps
+from rsgpt4v.records import located, not_an_object, read_records
 
 FORMATS = ("llava-json", "llava-jsonl", "sharegpt", "hf")
 _ROLES = {"human": "user", "gpt": "assistant"}
@@ -68,7 +68,7 @@ class ExportError(Exception):
 
 
 class _Unusable(Exception):
-    """A line that is not exported; the message is the reason reported after FILE:LINE."""
+    """A well-formed record that is not exported; the message is the reason reported after FILE:LINE."""
 
 
 @dataclass
@@ -88,27 +88,28 @@ class ExportReport:
     problems: list[str] = field(default_factory=list)  # "FILE:LINE: reason", in reading order
 
 
-def _check_shape(obj: Any) -> None:
-    """Raise _Unusable naming the first thing the record lacks for an export."""
+def _shape_error(obj: Any) -> str | None:
+    """The first thing the record lacks for an export, or None."""
     if not isinstance(obj, dict):
-        raise _Unusable(f"not a JSON object but {type(obj).__name__}")
+        return not_an_object(obj)
     for key in ("id", "image"):
         if not isinstance(obj.get(key), str) or not obj[key]:
-            raise _Unusable(f"record of the wrong shape: {key!r} is not a non-empty string")
+            return f"record of the wrong shape: {key!r} is not a non-empty string"
     rel = PurePosixPath(obj["image"])
     if rel.is_absolute() or ".." in rel.parts:
-        raise _Unusable(f"record of the wrong shape: image {obj['image']!r} is not a path inside the folder")
+        return f"record of the wrong shape: image {obj['image']!r} is not a path inside the folder"
     conv = obj.get("conversations")
     if (not isinstance(conv, list) or not conv
             or not all(isinstance(t, dict) and t.get("from") in _ROLES and isinstance(t.get("value"), str)
                        for t in conv)):
-        raise _Unusable("record of the wrong shape: conversations is not a list of human/gpt turns")
+        return "record of the wrong shape: conversations is not a list of human/gpt turns"
     meta = obj.get("meta")
     if not isinstance(meta, dict) or meta.get("box_format") not in BOX_PATTERNS:
-        raise _Unusable("record of the wrong shape: meta.box_format is missing or unknown")
+        return "record of the wrong shape: meta.box_format is missing or unknown"
     boxes = meta.get("boxes")
     if not isinstance(boxes, list) or not all(_is_box(b) for b in boxes):
-        raise _Unusable("record of the wrong shape: meta.boxes is not a list of [x1, y1, x2, y2]")
+        return "record of the wrong shape: meta.boxes is not a list of [x1, y1, x2, y2]"
+    return None
 
 
 def _is_box(value: Any) -> bool:
@@ -299,28 +300,6 @@ def _place_image(src: Path, dst: Path) -> bool:
     return True
 
 
-def _read(path: Path) -> Iterator[tuple[int, dict[str, Any] | _Unusable]]:
-    """(line number, record or the reason it is unusable) for every non-blank line of a JSONL file."""
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                yield lineno, _Unusable(f"not UTF-8 ({exc.reason} at byte {exc.start})")
-                continue
-            except json.JSONDecodeError as exc:
-                yield lineno, _Unusable(f"invalid JSON ({exc.msg} at column {exc.colno}): truncated or damaged line")
-                continue
-            try:
-                _check_shape(obj)
-            except _Unusable as exc:
-                yield lineno, exc
-                continue
-            yield lineno, obj
-
-
 class _EvalFiles:
     """LLaVA model_vqa question and reference-answer files for the test split."""
 
@@ -351,10 +330,11 @@ def _export_split(src: Path, out: Path, dest: Path, fmt: str, box_format: str | 
     written = 0
     placed = None  # a window's records are consecutive: its image is placed once, not once per task
     try:
-        for lineno, item in _read(src):
-            if isinstance(item, _Unusable):
+        for lineno, item, reason in read_records(src):
+            reason = reason or _shape_error(item)
+            if reason:
                 report.bad_lines += 1
-                report.problems.append(f"{src}:{lineno}: {item}")
+                report.problems.append(located(src, lineno, reason))
                 continue
             image = out / item["image"]
             try:
@@ -364,7 +344,7 @@ def _export_split(src: Path, out: Path, dest: Path, fmt: str, box_format: str | 
                 record = _rebox(item, box_format or item["meta"]["box_format"], width, height)
             except _Unusable as exc:
                 report.skipped += 1
-                report.problems.append(f"{src}:{lineno}: {exc}")
+                report.problems.append(located(src, lineno, str(exc)))
                 continue
             if item["image"] != placed:
                 if _place_image(image, dest / item["image"]):

@@ -30,6 +30,7 @@ from PIL import Image
 
 from rsgpt4v.geometry import BOX_PATTERNS, parse_box
 from rsgpt4v.output import write_atomic
+from rsgpt4v.records import located, not_an_object, read_records
 
 _IMAGE_TOKEN = "<image>"
 _ROLES = ("human", "gpt")
@@ -66,7 +67,7 @@ class _Item:
 def _shape_error(obj: Any) -> str | None:
     """Why `obj` is not a record the page can show, or None."""
     if not isinstance(obj, dict):
-        return "not a JSON object"
+        return not_an_object(obj)
     for key in ("id", "image", "task", "source", "split"):
         if not isinstance(obj.get(key), str):
             return f"record has no string {key!r}"
@@ -85,29 +86,12 @@ def _shape_error(obj: Any) -> str | None:
 def _records(files: list[Path], bad: list[str]) -> Iterator[_Item]:
     """Every well-formed record of `files` as an _Item, streamed; the others go to `bad`."""
     for file_no, path in enumerate(files):
-        try:
-            f = open(path, "rb")
-        except OSError as exc:
-            bad.append(f"{path}:0: cannot open ({exc.strerror})")
-            continue
-        with f:
-            for line_no, raw in enumerate(f, 1):
-                if not raw.strip():
-                    continue
-                try:
-                    obj = json.loads(raw.rstrip(b"\r\n").decode("utf-8"))
-                except UnicodeDecodeError:
-                    bad.append(f"{path}:{line_no}: not UTF-8 text")
-                    continue
-                except json.JSONDecodeError as exc:
-                    # json's messages sometimes end in " at", meant to precede its own position text.
-                    bad.append(f"{path}:{line_no}: invalid JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}")
-                    continue
-                reason = _shape_error(obj)
-                if reason:
-                    bad.append(f"{path}:{line_no}: {reason}")
-                    continue
-                yield _Item(file_no, path, line_no, obj)
+        for line, obj, reason in read_records(path):
+            reason = reason or _shape_error(obj)
+            if reason:
+                bad.append(located(path, line, reason))
+                continue
+            yield _Item(file_no, path, line, obj)
 
 
 def _sample(files: list[Path], n: int, seed: int, bad: list[str]) -> tuple[list[_Item], int]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rsgpt4v.validate import data_files, read_records
+from rsgpt4v.records import data_files, located, not_an_object, read_records
 
 # Bad lines listed in the result (all are counted): enough to find the fault, bounded for huge files.
 _LISTED_BAD = 100
@@ -103,7 +103,7 @@ class _BadLines:
 def _unusable(rec: Any) -> str | None:
     """Why a record cannot be counted, or None."""
     if not isinstance(rec, dict):
-        return "not an object"
+        return not_an_object(rec)
     turns = rec.get("conversations")
     if not isinstance(turns, list) or not all(isinstance(t, dict) and isinstance(t.get("value"), str) for t in turns):
         return "shape: 'conversations' is not a list of turns with string values"
@@ -283,8 +283,7 @@ def main_stats(out: Path, as_json: bool) -> int:
     result = stats(out)
     bad = result["bad_lines"]
     for b in bad["list"]:
-        where = f"{b['file']}:{b['line']}" if b["line"] is not None else b["file"]
-        print(f"{where}: {b['reason']}", file=sys.stderr)
+        print(located(b["file"], b["line"], b["reason"]), file=sys.stderr)
     if bad["count"] > len(bad["list"]):
         print(f"... {bad['count'] - len(bad['list'])} more", file=sys.stderr)
     print(json.dumps(result, indent=2, ensure_ascii=False) if as_json else render(result))

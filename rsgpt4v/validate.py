@@ -10,13 +10,12 @@ range or not matching `meta.boxes`, empty values, and refusals or talk about the
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from PIL import Image
 
 from rsgpt4v.geometry import BOX_PATTERNS
+from rsgpt4v.records import data_files, json_type, located, not_an_object, read_records
 
 REFUSAL_PHRASES: tuple[str, ...] = (
     "i'm sorry", "i am sorry", "i cannot", "i can't assist", "as an ai", "as a language model",
@@ -32,10 +32,6 @@ REFUSAL_PHRASES: tuple[str, ...] = (
 IMAGE_TOKEN = "<image>"
 # The largest coordinate each normalised box format allows; pixel boxes are bounded by their image.
 _BOX_LIMITS = {"llava": 1.0, "geochat": 100.0, "qwen": 1000.0}
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
-
-# (line the record starts on, the record or None, why it could not be read or None)
-Entry = tuple[int | None, Any, str | None]
 
 
 @dataclass(frozen=True)
@@ -51,8 +47,7 @@ class Violation:
         return self.reason.partition(":")[0]
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line is not None else str(self.file)
-        return f"{where}: {self.reason}"
+        return located(self.file, self.line, self.reason)
 
 
 @dataclass
@@ -72,101 +67,6 @@ class Report:
         kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.by_kind.items(), key=lambda kv: (-kv[1], kv[0])))
         tail = f" ({kinds})" if kinds else ""
         return f"checked {self.records} records in {self.files} files: {self.count} violations{tail}"
-
-
-def data_files(path: Path) -> list[Path]:
-    """The data files a path stands for: itself, or a folder's JSONL and JSON files but its manifest."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    if path.is_file():
-        return [path]
-    return sorted(p for p in path.iterdir()
-                  if p.is_file() and p.suffix in (".jsonl", ".json") and p.name != "manifest.json")
-
-
-def read_records(path: Path) -> Iterator[Entry]:
-    """Every record of a JSONL or JSON-list file with the line it starts on; a part that cannot be
-    read comes as (line, None, reason), and the reading goes on where it can."""
-    return _json_list(path) if path.suffix == ".json" else _jsonl(path)
-
-
-def _jsonl(path: Path) -> Iterator[Entry]:
-    # Binary lines: a stray byte that is not UTF-8 spoils its line only, and "\r" or U+2028 inside
-    # a value does not split a record the way text mode's universal newlines would.
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, start=1):
-            yield _jsonl_line(n, raw)
-
-
-def _jsonl_line(n: int, raw: bytes) -> Entry:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return n, None, f"invalid JSON: not UTF-8 text (byte {exc.start + 1} of the line)"
-    if not text.strip():
-        return n, None, "invalid JSON: blank line"
-    try:
-        # Without its newline, so an error at the end of the line points there and not at a line 2.
-        return n, json.loads(text.rstrip("\r\n")), None
-    except json.JSONDecodeError as exc:
-        if not raw.endswith(b"\n"):
-            return n, None, f"truncated: the last line is cut off ({exc.msg}: column {exc.colno})"
-        return n, None, f"invalid JSON: {exc.msg}: column {exc.colno}"
-
-
-def _json_list(path: Path) -> Iterator[Entry]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        yield None, None, f"invalid JSON: not UTF-8 text (byte {exc.start + 1})"
-        return
-    pos = _WHITESPACE.match(text).end()
-    if not text.startswith("[", pos):
-        yield _not_a_list(text)
-        return
-    # A file cut short no longer ends with the list's closing bracket, whatever the parser trips on.
-    cut = not text.rstrip().endswith("]")
-    decoder = json.JSONDecoder()
-    line, counted = 1, 0
-    pos = _WHITESPACE.match(text, pos + 1).end()
-    while not text.startswith("]", pos):
-        try:
-            value, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            yield exc.lineno, None, _list_error(cut, f"{exc.msg}: column {exc.colno}")
-            return
-        line += text.count("\n", counted, pos)
-        counted = pos
-        yield line, value, None
-        pos = _WHITESPACE.match(text, end).end()
-        if text.startswith(",", pos):
-            pos = _WHITESPACE.match(text, pos + 1).end()
-            if text.startswith("]", pos):
-                yield text.count("\n", 0, pos) + 1, None, "invalid JSON: a comma before the closing ']'"
-                return
-        elif not text.startswith("]", pos):
-            yield text.count("\n", 0, pos) + 1, None, _list_error(cut, "expected ',' or ']' after a record")
-            return
-    rest = _WHITESPACE.match(text, pos + 1).end()
-    if rest < len(text):
-        yield text.count("\n", 0, rest) + 1, None, "invalid JSON: extra data after the list"
-
-
-def _list_error(cut: bool, detail: str) -> str:
-    return f"truncated: the file ends before the list is closed ({detail})" if cut else f"invalid JSON: {detail}"
-
-
-def _not_a_list(text: str) -> Entry:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return exc.lineno, None, f"invalid JSON: {exc.msg}: column {exc.colno}"
-    return None, None, f"not a list: a .json file must hold a list of records, not a JSON {_json_type(value)}"
-
-
-def _json_type(value: Any) -> str:
-    names = {dict: "object", list: "list", str: "string", bool: "boolean", int: "number", float: "number"}
-    return names.get(type(value), "null")
 
 
 def _phrase_pattern(phrases: Iterable[str]) -> re.Pattern[str]:
@@ -224,7 +124,7 @@ class _Validator:
 
     def record(self, path: Path, line: int | None, rec: Any) -> list[str]:
         if not isinstance(rec, dict):
-            return [f"not an object: the record is a JSON {_json_type(rec)}"]
+            return [not_an_object(rec)]
         reasons = _shape(rec)
         if isinstance(rec.get("id"), str):
             reasons += self._unique(rec["id"], path, line)
@@ -280,7 +180,7 @@ def _shape(rec: dict[str, Any]) -> list[str]:
         if key not in rec:
             reasons.append(f"shape: no {key!r}")
         elif not isinstance(rec[key], str):
-            reasons.append(f"shape: {key!r} is a JSON {_json_type(rec[key])}, not a string")
+            reasons.append(f"shape: {key!r} is a JSON {json_type(rec[key])}, not a string")
         elif not rec[key].strip():
             reasons.append(f"empty value: {key!r} is empty")
     turns = rec.get("conversations")
@@ -291,7 +191,7 @@ def _shape(rec: dict[str, Any]) -> list[str]:
         reasons += [f"shape: turn {i} must be an object with string 'from' and 'value'"
                     for i, t in enumerate(turns, 1) if not _turn_ok(t)]
     if "meta" in rec and not isinstance(rec["meta"], dict):
-        reasons.append(f"shape: 'meta' is a JSON {_json_type(rec['meta'])}, not an object")
+        reasons.append(f"shape: 'meta' is a JSON {json_type(rec['meta'])}, not an object")
     return reasons
 
 
@@ -358,7 +258,7 @@ def _boxes(meta: dict[str, Any], values: list[str], size: tuple[int, int] | None
             reasons.append(f"box inverted: {m.group(0)} in turn {turn} has x1 > x2 or y1 > y2")
     boxes = meta.get("boxes")
     if boxes is not None and not isinstance(boxes, list):
-        reasons.append(f"shape: meta.boxes is a JSON {_json_type(boxes)}, not a list")
+        reasons.append(f"shape: meta.boxes is a JSON {json_type(boxes)}, not a list")
     elif boxes is not None and len(boxes) != len(found):
         reasons.append(f"box count: {len(found)} {fmt} boxes in the text, {len(boxes)} in meta.boxes")
     return reasons
@@ -380,8 +280,8 @@ def validate(paths: Sequence[Path], extra_phrases: Iterable[str] = (), max_kept:
 
 
 def main_validate(paths: list[Path], max_shown: int = 50) -> int:
-    """The `validate` command: violations as FILE:LINE: reason, a summary line; exit code 0 clean,
-    1 violations, 2 a path that does not exist."""
+    """The `validate` command: violations as FILE:LINE: reason on stderr, like the other commands'
+    problems, and a summary line on stdout; exit code 0 clean, 1 violations, 2 a path that does not exist."""
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         for p in missing:
@@ -389,8 +289,8 @@ def main_validate(paths: list[Path], max_shown: int = 50) -> int:
         return 2
     report = validate(paths, max_kept=max_shown)
     for v in report.violations:
-        print(v)
+        print(v, file=sys.stderr)
     if report.count > len(report.violations):
-        print(f"... {report.count - len(report.violations)} more")
+        print(f"... {report.count - len(report.violations)} more", file=sys.stderr)
     print(report.summary())
     return 1 if report.count else 0

@@ -204,8 +204,8 @@ def test_truncated_line_is_reported_and_the_rest_exported(damaged: Path, tmp_pat
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     report = export(damaged, tmp_path / "x", "sharegpt", "qwen")
     assert report.bad_lines == 2 and report.skipped == 0
-    assert report.problems[0].startswith(f"{path}:3: invalid JSON")
-    assert report.problems[1] == f"{path}:5: not a JSON object but list"
+    assert report.problems[0].startswith(f"{path}:3: invalid JSON: ") and ": column " in report.problems[0]
+    assert report.problems[1] == f"{path}:5: not an object: the record is a JSON list"
     assert report.records["val"] == len(lines) - 2
 
 

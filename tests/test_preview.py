@@ -225,10 +225,10 @@ def test_bad_lines_and_missing_images_are_reported_not_fatal(built: Path, plante
     report, page, _ = _preview(out, tmp_path / "dest")
     first = len(jsonl.read_bytes().splitlines()) - 6
     assert report.bad_lines == [
-        f"{jsonl}:{first + 3}: not a JSON object",
-        f"{jsonl}:{first + 4}: invalid JSON: Unterminated string starting at column 8",
+        f"{jsonl}:{first + 3}: not an object: the record is a JSON list",
+        f"{jsonl}:{first + 4}: invalid JSON: Unterminated string starting at: column 8",
         f"{jsonl}:{first + 5}: record has no string 'image'",
-        f"{jsonl}:{first + 6}: not UTF-8 text",
+        f"{jsonl}:{first + 6}: invalid JSON: not UTF-8 text (byte 1 of the line)",
     ]
     assert report.missing_images == [f"{jsonl}:{first + 2}: image images/nowhere/gone.png not found"]
     assert page.problems == report.bad_lines + report.missing_images
@@ -248,7 +248,8 @@ def test_main_preview_prints_the_summary_and_exit_code(built: Path, planted, tmp
     assert main_preview(out, tmp_path / "dirty", n=500, seed=0) == 1
     captured = capsys.readouterr()
     assert captured.out.endswith("(1 with missing images, 4 bad lines)\n")
-    assert f"{jsonl}:" in captured.err and "not a JSON object" in captured.err
+    assert f"{jsonl}:{len(jsonl.read_bytes().splitlines()) - 3}: not an object: the record is a JSON list\n" \
+        in captured.err
     assert main_preview(tmp_path / "empty", tmp_path / "x", n=5, seed=0) == 2
     assert "holds no *.jsonl files" in capsys.readouterr().err
 

@@ -110,7 +110,7 @@ def test_bad_lines_are_named_counted_and_exit_1(sample: Path, tmp_path: Path, ca
     assert main_stats(folder, as_json=True) == 1
     captured = capsys.readouterr()
     first, second = captured.err.splitlines()
-    assert first == f"{folder / 'train.jsonl'}:6: not an object"
+    assert first == f"{folder / 'train.jsonl'}:6: not an object: the record is a JSON list"
     assert second.startswith(f"{folder / 'train.jsonl'}:44: truncated: the last line is cut off")
     result = json.loads(captured.out)
     assert result["bad_lines"]["count"] == 2

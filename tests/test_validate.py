@@ -56,7 +56,7 @@ def test_sample_build_is_clean(sample: Path, capsys) -> None:
     report = validate([sample / "train.jsonl", sample / "val.jsonl"])
     assert (report.files, report.records, report.count) == (2, 52, 0)
     assert main_validate([sample / "train.jsonl", sample / "val.jsonl"]) == 0
-    assert capsys.readouterr().out == "checked 52 records in 2 files: 0 violations\n"
+    assert capsys.readouterr() == ("checked 52 records in 2 files: 0 violations\n", "")
 
 
 def test_a_folder_stands_for_its_data_files_but_the_manifest(sample: Path, tmp_path: Path) -> None:
@@ -123,9 +123,9 @@ def test_each_damage_is_one_violation_on_its_line(sample: Path, tmp_path: Path, 
     assert _found(report) == [(line, kind) for kind in kinds]
     assert report.records == 8
     assert main_validate([path]) == 1
-    out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith(f"{path}:{line}: {kinds[0]}: ")
-    assert out[-1] == f"checked 8 records in 1 files: 1 violations (1 {kinds[0]})"
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"{path}:{line}: {kinds[0]}: ")
+    assert captured.out == f"checked 8 records in 1 files: 1 violations (1 {kinds[0]})\n"
 
 
 def test_duplicate_ids_are_found_within_and_across_files(sample: Path, tmp_path: Path) -> None:
@@ -156,9 +156,12 @@ def test_unreadable_lines_are_named_and_the_rest_is_checked(sample: Path, tmp_pa
     assert _found(report) == [(3, "not an object"), (5, "invalid JSON"), (8, "truncated")]
     assert report.records == 8
     assert main_validate([path]) == 1
-    out = capsys.readouterr().out.splitlines()
-    assert out[2].startswith(f"{path}:8: truncated: the last line is cut off")
-    assert out[-1] == "checked 8 records in 1 files: 3 violations (1 invalid JSON, 1 not an object, 1 truncated)"
+    captured = capsys.readouterr()
+    err = captured.err.splitlines()
+    assert err[0] == f"{path}:3: not an object: the record is a JSON list"
+    assert err[1] == f"{path}:5: invalid JSON: Expecting value: column 22"
+    assert err[2].startswith(f"{path}:8: truncated: the last line is cut off")
+    assert captured.out == "checked 8 records in 1 files: 3 violations (1 invalid JSON, 1 not an object, 1 truncated)\n"
 
 
 def test_damaged_image_is_unreadable_and_each_image_is_opened_once(sample: Path, tmp_path: Path,
@@ -213,11 +216,12 @@ def test_another_tools_json_list_with_geochat_boxes(tmp_path: Path, capsys) -> N
                               (starts[5], "box out of range"), (starts[6], "duplicate id"), (starts[6], "box count")]
     assert "outside the 50x40 image (pixel)" in report.violations[3].reason
     assert main_validate([path], max_shown=2) == 1
-    out = capsys.readouterr().out.splitlines()
-    assert out == [f"{path}:{starts[1]}: {report.violations[0].reason}",
-                   f"{path}:{starts[3]}: {report.violations[1].reason}",
-                   "... 4 more", "checked 7 records in 1 files: 6 violations (2 box out of range, 1 box count, "
-                   "1 box inverted, 1 duplicate id, 1 roles)"]
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [f"{path}:{starts[1]}: {report.violations[0].reason}",
+                                         f"{path}:{starts[3]}: {report.violations[1].reason}",
+                                         "... 4 more"]
+    assert captured.out.splitlines() == ["checked 7 records in 1 files: 6 violations (2 box out of range, 1 box count, "
+                                         "1 box inverted, 1 duplicate id, 1 roles)"]
 
 
 def test_cut_or_wrong_json_files(tmp_path: Path) -> None:

@@ -1,0 +1,138 @@
+"""Reading record files: JSONL streamed line by line and LLaVA JSON lists, each record with the line it
+starts on and, for a part that cannot be read, the reason.
+
+`validate`, `stats`, `preview` and `export` all read through `read_records`, so a bad line is named
+the same way everywhere: `located(file, line, reason)` gives `file:line: reason`, where the reason
+reads "kind: detail" (`invalid JSON`, `truncated`, `not a list`, `cannot open`). What makes a
+well-read record usable differs per command and stays with each command's own shape checks; only
+the first of them, that a record is a JSON object at all, is worded here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+# (line the record starts on, the record or None, why it could not be read or None)
+Entry = tuple[int | None, Any, str | None]
+
+
+def data_files(path: Path) -> list[Path]:
+    """The data files a path stands for: itself, or a folder's JSONL and JSON files but its manifest."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.iterdir()
+                  if p.is_file() and p.suffix in (".jsonl", ".json") and p.name != "manifest.json")
+
+
+def read_records(path: Path) -> Iterator[Entry]:
+    """Every record of a JSONL or JSON-list (`.json`) file with the line it starts on; a part that
+    cannot be read comes as (line, None, reason), line None when the whole file is at fault, and the
+    reading goes on where it can."""
+    try:
+        f = open(path, "rb")
+    except OSError as exc:
+        yield None, None, f"cannot open: {exc.strerror or exc}"
+        return
+    with f:
+        if path.suffix == ".json":
+            yield from _json_list(f.read())
+        else:
+            # Binary lines: a stray byte that is not UTF-8 spoils its line only, and "\r" or U+2028
+            # inside a value does not split a record the way text mode's universal newlines would.
+            for n, raw in enumerate(f, start=1):
+                yield _jsonl_line(n, raw)
+
+
+def located(file: Path | str, line: int | None, reason: str) -> str:
+    """`file:line: reason`, or `file: reason` when the whole file is at fault."""
+    where = f"{file}:{line}" if line is not None else str(file)
+    return f"{where}: {reason}"
+
+
+def not_an_object(record: Any) -> str:
+    """The reason every command gives for a record that is not a JSON object."""
+    return f"not an object: the record is a JSON {json_type(record)}"
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for messages."""
+    names = {dict: "object", list: "list", str: "string", bool: "boolean", int: "number", float: "number"}
+    return names.get(type(value), "null")
+
+
+def _jsonl_line(n: int, raw: bytes) -> Entry:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return n, None, f"invalid JSON: not UTF-8 text (byte {exc.start + 1} of the line)"
+    if not text.strip():
+        return n, None, "invalid JSON: blank line"
+    try:
+        # Without its newline, so an error at the end of the line points there and not at a line 2.
+        return n, json.loads(text.rstrip("\r\n")), None
+    except json.JSONDecodeError as exc:
+        if not raw.endswith(b"\n"):
+            return n, None, f"truncated: the last line is cut off ({_detail(exc)})"
+        return n, None, f"invalid JSON: {_detail(exc)}"
+
+
+def _json_list(data: bytes) -> Iterator[Entry]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        yield None, None, f"invalid JSON: not UTF-8 text (byte {exc.start + 1})"
+        return
+    pos = _WHITESPACE.match(text).end()
+    if not text.startswith("[", pos):
+        yield _not_a_list(text)
+        return
+    # A file cut short no longer ends with the list's closing bracket, whatever the parser trips on.
+    cut = not text.rstrip().endswith("]")
+    decoder = json.JSONDecoder()
+    line, counted = 1, 0
+    pos = _WHITESPACE.match(text, pos + 1).end()
+    while not text.startswith("]", pos):
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            yield exc.lineno, None, _list_error(cut, _detail(exc))
+            return
+        line += text.count("\n", counted, pos)
+        counted = pos
+        yield line, value, None
+        pos = _WHITESPACE.match(text, end).end()
+        if text.startswith(",", pos):
+            pos = _WHITESPACE.match(text, pos + 1).end()
+            if text.startswith("]", pos):
+                yield text.count("\n", 0, pos) + 1, None, "invalid JSON: a comma before the closing ']'"
+                return
+        elif not text.startswith("]", pos):
+            yield text.count("\n", 0, pos) + 1, None, _list_error(cut, "expected ',' or ']' after a record")
+            return
+    rest = _WHITESPACE.match(text, pos + 1).end()
+    if rest < len(text):
+        yield text.count("\n", 0, rest) + 1, None, "invalid JSON: extra data after the list"
+
+
+def _detail(exc: json.JSONDecodeError) -> str:
+    return f"{exc.msg}: column {exc.colno}"
+
+
+def _list_error(cut: bool, detail: str) -> str:
+    return f"truncated: the file ends before the list is closed ({detail})" if cut else f"invalid JSON: {detail}"
+
+
+def _not_a_list(text: str) -> Entry:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return exc.lineno, None, f"invalid JSON: {_detail(exc)}"
+    return None, None, f"not a list: a .json file must hold a list of records, not a JSON {json_type(value)}"
