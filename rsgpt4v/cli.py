@@ -259,8 +259,12 @@ def merge(
     except MergeError as exc:
         raise _fail(str(exc)) from None
     c = manifest["counts"]
+    for problem in manifest["bad_lines"]:
+        typer.echo(problem, err=True)
     typer.echo(f"merged {len(inputs)} folders: {c['records']} records ({c['duplicates_skipped']} duplicate ids "
-               f"skipped) into {out}")
+               f"skipped, {c['bad_lines']} unreadable lines skipped) into {out}")
+    if c["bad_lines"]:
+        raise typer.Exit(1)
 
 
 @app.command("fake-server")

@@ -1,7 +1,7 @@
 """`rsgpt4v merge`: join the output folders of shards (or of separate builds) into one.
 
 Records are streamed split by split, in the order the folders are given; a record id seen before is
-skipped and counted. Images are hard-linked where the file system allows, else copied. The merged
+skipped and counted, and a line that cannot be read is skipped and named (file:line). Images are hard-linked where the file system allows, else copied. The merged
 manifest sums counts and usage and concatenates issues and failures.
 """
 
@@ -14,7 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from rsgpt4v.output import write_atomic
+from rsgpt4v.output import dumps, write_atomic
+from rsgpt4v.records import located, read_records
 
 
 class MergeError(Exception):
@@ -69,6 +70,7 @@ def merge(inputs: list[Path], out: Path) -> dict[str, Any]:
     manifests = [_manifest(Path(folder)) for folder in inputs]
     out.mkdir(parents=True, exist_ok=True)
     seen: set[str] = set()
+    bad: list[str] = []
     duplicates = 0
     by_split: dict[str, Counter[str]] = {}
     splits = sorted({p.stem for folder in inputs for p in Path(folder).glob("*.jsonl")})
@@ -79,15 +81,18 @@ def merge(inputs: list[Path], out: Path) -> dict[str, Any]:
                 src = Path(folder) / f"{split}.jsonl"
                 if not src.exists():
                     continue
-                with open(src, encoding="utf-8") as f:
-                    for line in f:
-                        record = json.loads(line)
-                        if record["id"] in seen:
-                            duplicates += 1
-                            continue
-                        seen.add(record["id"])
-                        by_split.setdefault(split, Counter())[record["task"]] += 1
-                        dst.write(line)
+                for line, record, problem in read_records(src):
+                    if problem is None and not (isinstance(record, dict) and isinstance(record.get("id"), str)):
+                        problem = "shape: not a record with an id"
+                    if problem is not None:
+                        bad.append(located(src, line, problem))
+                        continue
+                    if record["id"] in seen:
+                        duplicates += 1
+                        continue
+                    seen.add(record["id"])
+                    by_split.setdefault(split, Counter())[record.get("task", "unknown")] += 1
+                    dst.write(dumps(record) + "\n")
         os.replace(tmp, out / f"{split}.jsonl")
     for folder in inputs:
         if (Path(folder) / "images").is_dir():
@@ -102,7 +107,7 @@ def merge(inputs: list[Path], out: Path) -> dict[str, Any]:
         "merged_from": [str(p) for p in inputs],
         "counts": {"samples": sum(m["counts"]["samples"] for m in manifests),
                    "windows": sum(m["counts"]["windows"] for m in manifests),
-                   "records": sum(by_task.values()), "duplicates_skipped": duplicates,
+                   "records": sum(by_task.values()), "duplicates_skipped": duplicates, "bad_lines": len(bad),
                    "by_task": dict(sorted(by_task.items())),
                    "by_split": {s: dict(sorted(c.items())) for s, c in sorted(by_split.items())}},
         "issues": {"skipped": sum(m["issues"]["skipped"] for m in manifests),
@@ -110,6 +115,7 @@ def merge(inputs: list[Path], out: Path) -> dict[str, Any]:
                    "by_reason": dict(sorted(sum((Counter(m["issues"]["by_reason"]) for m in manifests),
                                                 Counter()).items())),
                    "list": [i for m in manifests for i in m["issues"]["list"]]},
+        "bad_lines": bad,
         "failures": {"count": sum(m["failures"]["count"] for m in manifests),
                      "list": [f for m in manifests for f in m["failures"]["list"]]},
         "usage": _sum_usage([m["usage"] for m in manifests]),

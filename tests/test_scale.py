@@ -94,6 +94,17 @@ def test_shards_partition_the_samples_and_merge_back(tmp_path: Path) -> None:
     assert m["usage"]["api_calls"] == w["usage"]["api_calls"]
 
 
+def test_merge_names_unreadable_lines_and_goes_on(tmp_path: Path) -> None:
+    out = tmp_path / "one"
+    assert _invoke("build", "--no-progress", "--source", "dota", "--sample", "--dry-run", "--out", str(out)).exit_code == 0
+    lines = (out / "val.jsonl").read_text().splitlines()
+    (out / "val.jsonl").write_text("\n".join(lines) + "\n" + lines[0][:40])      # a torn last line
+    result = runner.invoke(app, ["merge", str(out), "--out", str(tmp_path / "m")])
+    assert result.exit_code == 1
+    assert f"{out / 'val.jsonl'}:{len(lines) + 1}: truncated" in result.output
+    assert len((tmp_path / "m" / "val.jsonl").read_text().splitlines()) == len(lines)
+
+
 def test_merge_refuses_an_unfinished_build(tmp_path: Path) -> None:
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "manifest.json").write_text('{"status": "stopped"}')
