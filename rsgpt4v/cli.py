@@ -86,9 +86,7 @@ def _run(source: str, root: Path | None, sample: bool, split: str | None, option
 @app.command()
 def sources() -> None:
     """List the source adapters (the values of --source)."""
-    from rsgpt4v.sources import available
-
-    from rsgpt4v.sources import adapter_options
+    from rsgpt4v.sources import adapter_options, available
 
     for name, cls in sorted(available().items()):
         typer.echo(f"{name:<16} {cls.description}")
@@ -252,7 +250,8 @@ def merge(
     out: Annotated[Path, typer.Option("--out", "-o", help="Merged output folder.")],
 ) -> None:
     """Join shard outputs and their manifests into one output folder."""
-    from rsgpt4v.merge import MergeError, merge as run_merge
+    from rsgpt4v.merge import MergeError
+    from rsgpt4v.merge import merge as run_merge
 
     try:
         manifest = run_merge(inputs, out)

@@ -11,9 +11,9 @@ import asyncio
 import hashlib
 import logging
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import openai
@@ -88,7 +88,8 @@ class Report:
         if len(self.issues) <= _LOGGED_ISSUES:
             log.warning("%s %s", "skipped" if issue.kind == "skip" else "warning", issue)
         elif len(self.issues) == _LOGGED_ISSUES + 1:
-            log.warning("more input issues follow; all are listed in manifest.json")
+            log.warning("more input issues follow; manifest.json counts them all and lists the first %d",
+                        _LISTED_ISSUES)
 
 
 class _Progress:
@@ -339,7 +340,8 @@ class Builder:
             "backend": self.opts.backend,
             "config": self.cfg.model_dump(mode="json"),
             "prompts": {"folder": str(self.prompts.folder), "sha": dict(sorted(self.prompts.shas.items()))},
-            "counts": {"samples": r.samples, "windows": r.scenes, "records": sum(r.records.values()),
+            "counts": {"samples": r.samples, "windows": r.scenes, "windows_waiting_for_batch": r.pending,
+                       "records": sum(r.records.values()),
                        "by_task": dict(sorted(by_task.items())), "by_split": by_split},
             "issues": {"skipped": r.issue_kinds["skip"], "warnings": r.issue_kinds["warning"],
                        "by_reason": dict(sorted(r.issue_counts.items())),

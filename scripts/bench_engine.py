@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import openai
-from pydantic import BaseModel
 from PIL import Image, ImageDraw
+from pydantic import BaseModel
 
 from rsgpt4v.config import load_config
 from rsgpt4v.cost import PriceTable

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import LoopbackServer, completion
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import LoopbackServer, completion
 from rsgpt4v.cli import app
 from rsgpt4v.llm.mock import completion_for
 

@@ -8,13 +8,20 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import dry_run, split_out, write_image, write_json
+
 from rsgpt4v.schema import Issue, Sample
 from rsgpt4v.sources import get_source
 from rsgpt4v.sources.base import SourceError
-from rsgpt4v.sources.captions import (RSICD, RSITMD, NWPUCaptions, SydneyCaptions, UCMCaptions, clean_captions,
-                                      scene_from_filename)
+from rsgpt4v.sources.captions import (
+    RSICD,
+    RSITMD,
+    NWPUCaptions,
+    SydneyCaptions,
+    UCMCaptions,
+    clean_captions,
+    scene_from_filename,
+)
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real" / "rsicd"
 

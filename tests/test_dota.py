@@ -7,9 +7,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import split_out, write_image
 from PIL import Image
 
-from conftest import split_out, write_image
 from rsgpt4v.geometry import polygon_area
 from rsgpt4v.schema import Issue, Sample
 from rsgpt4v.sources import get_source, sample_root

@@ -6,9 +6,9 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from conftest import Scripted, completion
 from pydantic import BaseModel
 
-from conftest import Scripted, completion
 from rsgpt4v.config import load_config
 from rsgpt4v.cost import PriceTable
 from rsgpt4v.llm.cache import Cache

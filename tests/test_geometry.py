@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from rsgpt4v.geometry import BOX_FORMATS, bounding_box, clip_polygon, parse_box, polygon_area, render_box
+from rsgpt4v.geometry import (
+    BOX_FORMATS,
+    bounding_box,
+    clip_polygon,
+    parse_box,
+    polygon_area,
+    render_box,
+)
 
 
 def test_area_and_bounding_box_of_dota_quad() -> None:

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import LoopbackServer
 from typer.testing import CliRunner
 
-from conftest import LoopbackServer
 from rsgpt4v.cli import app
 from rsgpt4v.config import load_config
 from rsgpt4v.geometry import bounding_box

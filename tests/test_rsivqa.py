@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import dry_run, split_out, write_image
+
 from rsgpt4v.schema import QA, Issue, Sample
 from rsgpt4v.sources import get_source
 from rsgpt4v.sources.base import SourceError

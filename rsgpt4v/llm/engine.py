@@ -18,7 +18,12 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 import openai
 from pydantic import BaseModel, ValidationError
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from rsgpt4v.config import EngineConfig
 from rsgpt4v.cost import PriceTable, estimate_prompt_tokens

@@ -19,7 +19,12 @@ from rsgpt4v.config import BuildConfig
 from rsgpt4v.geometry import polygon_area
 from rsgpt4v.llm.engine import Problem
 from rsgpt4v.llm.request import ChatRequest
-from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse, ObjectNote
+from rsgpt4v.prompting.models import (
+    DialogueResponse,
+    GlobalResponse,
+    LocalResponse,
+    ObjectNote,
+)
 from rsgpt4v.prompting.templates import PromptSet
 from rsgpt4v.schema import Obj, Scene
 

@@ -82,7 +82,14 @@ from typing import ClassVar, Literal
 
 from rsgpt4v.language import readable
 from rsgpt4v.schema import Issue, Sample
-from rsgpt4v.sources.base import Source, SourceError, find_image, inside_root, read_json, split_key
+from rsgpt4v.sources.base import (
+    Source,
+    SourceError,
+    find_image,
+    inside_root,
+    read_json,
+    split_key,
+)
 
 _IMAGE_DIRS = ("RSICD_images", "imgs", "images", "Images")
 _NWPU_IMAGE_DIRS = ("NWPU_images", "images", ".")

@@ -49,7 +49,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsgpt4v.schema import Issue, Obj, Sample
-from rsgpt4v.sources.base import MIN_AREA, Source, SourceError, find_image, inside_root, read_json, split_key
+from rsgpt4v.sources.base import (
+    MIN_AREA,
+    Source,
+    SourceError,
+    find_image,
+    inside_root,
+    read_json,
+    split_key,
+)
 
 _SPLIT_WORDS = ("trainval", "train", "val", "test")
 

@@ -73,8 +73,21 @@ from pathlib import Path
 
 from rsgpt4v.geometry import bounding_box
 from rsgpt4v.schema import Issue, Obj, Point, Sample
-from rsgpt4v.sources.base import (SPLIT_ORDER, Source, SourceError, UnknownCategories, checked_polygon, find_image,
-                                  inside_root, number, object_label, parse_objects, parse_xml, read_xml, split_key)
+from rsgpt4v.sources.base import (
+    SPLIT_ORDER,
+    Source,
+    SourceError,
+    UnknownCategories,
+    checked_polygon,
+    find_image,
+    inside_root,
+    number,
+    object_label,
+    parse_objects,
+    parse_xml,
+    read_xml,
+    split_key,
+)
 
 DIOR_CLASSES = (
     "airplane", "airport", "baseballfield", "basketballcourt", "bridge", "chimney", "dam",

@@ -48,8 +48,16 @@ from pathlib import Path
 
 from rsgpt4v.geometry import bounding_box
 from rsgpt4v.schema import Issue, Obj, Sample
-from rsgpt4v.sources.base import (IMAGE_SUFFIXES, SPLIT_ORDER, Source, SourceError, UnknownCategories, checked_polygon,
-                                  split_key, visible_files)
+from rsgpt4v.sources.base import (
+    IMAGE_SUFFIXES,
+    SPLIT_ORDER,
+    Source,
+    SourceError,
+    UnknownCategories,
+    checked_polygon,
+    split_key,
+    visible_files,
+)
 
 _V10 = (
     "plane", "baseball-diamond", "bridge", "ground-track-field", "small-vehicle", "large-vehicle",

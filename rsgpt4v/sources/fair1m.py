@@ -51,8 +51,18 @@ from pathlib import Path
 
 from rsgpt4v.geometry import bounding_box
 from rsgpt4v.schema import Issue, Obj, Point, Sample
-from rsgpt4v.sources.base import (IMAGE_SUFFIXES, SPLIT_ORDER, Source, SourceError, UnknownCategories, checked_polygon,
-                                  parse_objects, read_xml, split_key, visible_files)
+from rsgpt4v.sources.base import (
+    IMAGE_SUFFIXES,
+    SPLIT_ORDER,
+    Source,
+    SourceError,
+    UnknownCategories,
+    checked_polygon,
+    parse_objects,
+    read_xml,
+    split_key,
+    visible_files,
+)
 
 FAIR1M_CLASSES = tuple(name.lower() for name in (
     "Passenger Ship", "Motorboat", "Fishing Boat", "Tugboat", "other-ship", "Engineering Ship",

@@ -52,7 +52,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsgpt4v.schema import QA, Issue, Sample
-from rsgpt4v.sources.base import IMAGE_SUFFIXES, SPLIT_ORDER, Source, SourceError, find_image, inside_root
+from rsgpt4v.sources.base import (
+    IMAGE_SUFFIXES,
+    SPLIT_ORDER,
+    Source,
+    SourceError,
+    find_image,
+    inside_root,
+)
 
 
 @dataclass(frozen=True)

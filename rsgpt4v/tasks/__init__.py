@@ -6,6 +6,7 @@ import random
 
 from rsgpt4v.schema import Box, Obj, Scene
 
+
 def record_rng(seed: int, record_id: str) -> random.Random:
     """The generator for one record's wording: depends on the seed and the record, not on run order."""
     return random.Random(f"{seed}|{record_id}")
