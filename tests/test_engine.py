@@ -168,3 +168,13 @@ def test_429_pauses_the_limiter(tmp_path, scripted_client) -> None:
     engine = _engine(scripted_client(handler), tmp_path)
     assert _ask(engine).parsed == Caption(caption="ok")
     assert engine.limiter.throttled == 1
+
+
+def test_a_server_that_stays_down_stops_the_run(tmp_path, scripted_client) -> None:
+    handler = Scripted([(503, {"error": {"message": "down"}}, {"retry-after": "0"})])
+    engine = _engine(scripted_client(handler), tmp_path, transport_attempts=2, stop_after_transport_failures=3)
+    for _ in range(2):
+        assert _ask(engine).failure.startswith("transport")        # one window fails, the run goes on
+    with pytest.raises(FatalAPIError, match="3 requests in a row failed"):
+        _ask(engine)
+    assert len(handler.bodies) == 6

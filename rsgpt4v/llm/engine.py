@@ -179,6 +179,7 @@ class Engine:
         self._image_rule = prices.image_rule(model)
         self._slots = asyncio.Semaphore(cfg.concurrency)
         self._reserved_usd = 0.0
+        self._transport_failures_in_a_row = 0
 
     @property
     def spent_usd(self) -> float:
@@ -281,8 +282,14 @@ class Engine:
                 failure = Unusable("api_400", f"the API rejected the request (400): {exc.message}")
                 break
             except (openai.APIStatusError, openai.APIConnectionError) as exc:
+                self._transport_failures_in_a_row += 1
+                if self._transport_failures_in_a_row >= self.cfg.stop_after_transport_failures:
+                    # A server that is down would otherwise turn every remaining window into a failure.
+                    raise FatalAPIError(f"{self._transport_failures_in_a_row} requests in a row failed after "
+                                        f"{self.cfg.transport_attempts} tries each ({exc}): is the server up?") from None
                 failure = Unusable("transport", f"gave up after {self.cfg.transport_attempts} tries: {exc}")
                 break
+            self._transport_failures_in_a_row = 0
             try:
                 parsed = check_completion(completion, response_model)
                 problem = check(parsed) if check is not None else None
