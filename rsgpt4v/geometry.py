@@ -6,7 +6,6 @@ family expects, and back. Every codec is listed in `BOX_FORMATS`.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 
@@ -30,10 +29,6 @@ def bounding_box(poly: Sequence[Point]) -> Box:
     xs = [p[0] for p in poly]
     ys = [p[1] for p in poly]
     return (min(xs), min(ys), max(xs), max(ys))
-
-
-def box_area(box: Box) -> float:
-    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
 
 
 def clip_polygon(poly: Sequence[Point], rect: Box) -> list[Point]:
@@ -70,17 +65,6 @@ def _cross_x(a: Point, b: Point, x: float) -> Point:
 def _cross_y(a: Point, b: Point, y: float) -> Point:
     t = (y - a[1]) / (b[1] - a[1])
     return (a[0] + t * (b[0] - a[0]), y)
-
-
-def orientation_deg(poly: Sequence[Point]) -> float:
-    """Angle of the polygon's first edge (DOTA: from the object's head), degrees in [-90, 90)."""
-    (ax, ay), (bx, by) = poly[0], poly[1]
-    angle = math.degrees(math.atan2(by - ay, bx - ax))
-    return (angle + 90.0) % 180.0 - 90.0
-
-
-def round_box(box: Box, ndigits: int = 1) -> Box:
-    return (round(box[0], ndigits), round(box[1], ndigits), round(box[2], ndigits), round(box[3], ndigits))
 
 
 def _fmt_unit(v: float) -> str:

@@ -46,3 +46,12 @@ def join_counts(counts: dict[str, int]) -> str:
     if len(parts) <= 1:
         return "".join(parts)
     return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def grid_position(cx: float, cy: float) -> str:
+    """Where a point (0-1 of the image) sits in a 3x3 grid: 'top left', 'centre', 'bottom centre'."""
+    row = "top" if cy < 1 / 3 else "bottom" if cy > 2 / 3 else "middle"
+    col = "left" if cx < 1 / 3 else "right" if cx > 2 / 3 else "centre"
+    if row == "middle":
+        return "centre" if col == "centre" else f"middle {col}"
+    return f"{row} {col}"

@@ -55,8 +55,5 @@ class Cache:
             (key, stage, model, json.dumps(completion, sort_keys=True)),
         )
 
-    def __len__(self) -> int:
-        return self._db.execute("SELECT count(*) FROM responses").fetchone()[0]
-
     def close(self) -> None:
         self._db.close()

@@ -30,7 +30,7 @@ from rsgpt4v.cost import PriceTable, estimate_prompt_tokens
 from rsgpt4v.llm.batch import BatchQueue, Deferred
 from rsgpt4v.llm.cache import Cache
 from rsgpt4v.llm.limiter import RateLimiter
-from rsgpt4v.llm.request import ChatRequest
+from rsgpt4v.llm.request import ChatRequest, cache_key_of
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -194,13 +194,13 @@ class Engine:
     async def complete(self, request: ChatRequest) -> dict[str, Any]:
         """The raw completion for a request: from the cache, or from the API (then cached)."""
         usage = self.stage_usage(request.stage)
-        key = request.cache_key()
+        body = request.body()
+        key = cache_key_of(body)
         if not self.refresh:
             cached = self.cache.get(key)
             if cached is not None:
                 usage.cache_hits += 1
                 return cached
-        body = request.body()
         if self.batch is not None:
             if key in self.rejected:
                 raise Unusable("api_400", f"the Batch API rejected the request ({self.rejected[key]})")

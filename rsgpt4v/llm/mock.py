@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from rsgpt4v.cost import ImageRule, estimate_prompt_tokens
-from rsgpt4v.language import join_counts, plural, readable
+from rsgpt4v.language import grid_position, join_counts, plural, readable
 
 _OBJECT_LINE = re.compile(r"^\s*(\{.*\"id\".*\})\s*,?\s*$")
 _COUNT_LINE = re.compile(r"^- (\d+) ([A-Za-z][\w\- ]*)$")
@@ -49,15 +49,6 @@ def _first_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
-def _where(box: list[float]) -> str:
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    row = "top" if cy < 1 / 3 else "bottom" if cy > 2 / 3 else "middle"
-    col = "left" if cx < 1 / 3 else "right" if cx > 2 / 3 else "centre"
-    if row == "middle":
-        return "centre" if col == "centre" else f"middle {col}"
-    return f"{row} {col}"
-
-
 def _orientation(box: list[float]) -> str:
     w, h = box[2] - box[0], box[3] - box[1]
     if abs(w - h) < 0.15 * max(w, h, 1e-6):
@@ -86,7 +77,7 @@ def _local(text: str) -> dict[str, Any]:
         if not colour or cat.endswith("vehicle"):
             colour = _pick(_VEHICLE_COLOURS, cat, o["id"], box)
         name = readable(cat)
-        where = _where(box)
+        where = grid_position((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
         edge = " partly cut off by the image edge" if o.get("truncated") else ""
         neighbours = sorted((abs(p["box"][0] - box[0]) + abs(p["box"][1] - box[1]), p["id"])
                             for p in objects if p["id"] != o["id"])

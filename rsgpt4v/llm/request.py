@@ -88,17 +88,10 @@ class ChatRequest:
                 **self.params}
 
     def cache_key(self) -> str:
-        keyed = self.body()
-        keyed["messages"] = _digest_images(self.messages)
-        return hashlib.sha256(canonical_json(keyed).encode("utf-8")).hexdigest()
+        return cache_key_of(self.body())
 
-    def text_chars(self) -> int:
-        """Characters of text in the messages, for token estimates."""
-        total = 0
-        for message in self.messages:
-            content = message["content"]
-            if isinstance(content, str):
-                total += len(content)
-            else:
-                total += sum(len(p.get("text", "")) for p in content if p.get("type") == "text")
-        return total
+
+def cache_key_of(body: dict[str, Any]) -> str:
+    """The cache key of a request body: its canonical JSON with images by digest, hashed."""
+    keyed = {**body, "messages": _digest_images(body["messages"])}
+    return hashlib.sha256(canonical_json(keyed).encode("utf-8")).hexdigest()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from rsgpt4v.config import BuildConfig
 from rsgpt4v.geometry import polygon_area
+from rsgpt4v.language import grid_position
 from rsgpt4v.llm.engine import Problem
 from rsgpt4v.llm.request import ChatRequest
 from rsgpt4v.prompting.models import (
@@ -54,13 +55,8 @@ def marks_of(scene: Scene) -> list[Mark]:
 def position_words(scene: Scene, obj: Obj) -> str:
     """Where an object sits in the window, in a 3x3 grid: 'top left', 'centre', 'bottom centre'."""
     x0, y0, _, _ = scene.window
-    cx = ((obj.box[0] + obj.box[2]) / 2 - x0) / scene.width
-    cy = ((obj.box[1] + obj.box[3]) / 2 - y0) / scene.height
-    row = "top" if cy < 1 / 3 else "bottom" if cy > 2 / 3 else "middle"
-    col = "left" if cx < 1 / 3 else "right" if cx > 2 / 3 else "centre"
-    if row == "middle":
-        return "centre" if col == "centre" else f"middle {col}"
-    return f"{row} {col}"
+    return grid_position(((obj.box[0] + obj.box[2]) / 2 - x0) / scene.width,
+                         ((obj.box[1] + obj.box[3]) / 2 - y0) / scene.height)
 
 
 def _side_lengths(obj: Obj) -> tuple[float, float]:
