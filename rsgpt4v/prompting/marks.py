@@ -1,10 +1,13 @@
 """Set-of-Mark overlays: numbered marks on the objects a local request describes, placed to be legible.
 
 A label must be read as belonging to its own object: it sits where its centre is nearer its own
-object's box than any other marked object's box, covers no other marked object, and overlaps no
-other label. Candidates are tried in order of preference (inside a large object, then touching a
-side or a corner, then further out with a leader line back to the object); the most crowded objects
-are placed first, while they still have room. Neighbouring marks get different colours.
+object's outline than any other marked object's outline, covers no other marked object, and
+overlaps no other label; where it can, its centre is also nearer its own object's box than any
+other's (the measure a reader of a long diagonal pier and its neighbours would use). Candidates are
+tried in order of preference (inside a large object, then touching a side, a corner or, for a
+turned object, the middle of its outline, then further out with a leader line back to the object);
+the most crowded objects are placed first, while they still have room. Neighbouring marks get
+different colours.
 
 Everything here works in the pixels of the image the model is sent.
 """
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont
 
-from rsgpt4v.schema import Box, Obj, Point
+from rsgpt4v.schema import Box, Obj, Point, Scene
 
 # Distinct, saturated colours that stay visible on both vegetation and concrete.
 PALETTE = [(255, 48, 48), (0, 200, 255), (255, 214, 0), (255, 0, 220), (0, 255, 96),
@@ -63,6 +66,21 @@ def _point_box_distance(x: float, y: float, b: Box) -> float:
     return math.hypot(dx, dy)
 
 
+def _point_polygon_distance(x: float, y: float, poly: Sequence[Point]) -> float:
+    """0 inside the polygon, else the distance to its nearest edge."""
+    inside = False
+    best = math.inf
+    n = len(poly)
+    for i in range(n):
+        (ax, ay), (bx, by) = poly[i], poly[(i + 1) % n]
+        if (ay > y) != (by > y) and x < (bx - ax) * (y - ay) / (by - ay) + ax:
+            inside = not inside
+        dx, dy = bx - ax, by - ay
+        t = 0.0 if dx == dy == 0 else max(0.0, min(1.0, ((x - ax) * dx + (y - ay) * dy) / (dx * dx + dy * dy)))
+        best = min(best, math.hypot(x - ax - t * dx, y - ay - t * dy))
+    return 0.0 if inside else best
+
+
 def _overlap(a: Box, b: Box) -> float:
     w = min(a[2], b[2]) - max(a[0], b[0])
     h = min(a[3], b[3]) - max(a[1], b[1])
@@ -83,9 +101,17 @@ def label_is_legible(label: Box, own: Box, others: Sequence[Box]) -> tuple[bool,
     return nearest, covers
 
 
+@dataclass(frozen=True)
+class _Near:
+    boxes: list[Box]
+    polygons: list[Sequence[Point]]
+    context: list[Box]
+
+
 class _Placer:
-    def __init__(self, boxes: dict[int, Box], size: tuple[int, int], label_sizes: dict[int, tuple[float, float]],
-                 context: Sequence[Box]) -> None:
+    def __init__(self, polygons: dict[int, Sequence[Point]], boxes: dict[int, Box], size: tuple[int, int],
+                 label_sizes: dict[int, tuple[float, float]], context: Sequence[Box]) -> None:
+        self.polygons = polygons
         self.boxes = boxes
         self.width, self.height = size
         self.label_sizes = label_sizes
@@ -104,43 +130,68 @@ class _Placer:
         out: list[tuple[Box, bool]] = []
         if b[2] - b[0] >= 2.5 * w and b[3] - b[1] >= 2.5 * h:
             out.append(((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), False))
+        poly = self.polygons[mid]
+        px, py = sum(p[0] for p in poly) / len(poly), sum(p[1] for p in poly) / len(poly)
+        # Points on a turned object's outline (corners, middles of its sides), to step out from.
+        rim = [*poly, *(((a[0] + b2[0]) / 2, (a[1] + b2[1]) / 2) for a, b2 in zip(poly, [*poly[1:], poly[0]]))]
         for step in _LEADER_STEPS:
             reach = step * max(w, h)
             for dx, dy in _DIRECTIONS:
                 x = {0: cx - w / 2, 1: b[2] + self.gap + reach, -1: b[0] - self.gap - reach - w}[dx]
                 y = {0: cy - h / 2, 1: b[3] + self.gap + reach, -1: b[1] - self.gap - reach - h}[dy]
                 out.append(((x, y, x + w, y + h), step > 0))
+            for rx, ry in rim:
+                vx, vy = rx - px, ry - py
+                norm = math.hypot(vx, vy) or 1.0
+                push = self.gap + reach + math.hypot(w, h) / 2
+                lx, ly = rx + vx / norm * push, ry + vy / norm * push
+                out.append(((lx - w / 2, ly - h / 2, lx + w / 2, ly + h / 2), step > 0))
         return out
 
-    def _cost(self, mid: int, label: Box, order: int) -> float | None:
+    def _cost(self, mid: int, label: Box, order: int, near: _Near) -> float | None:
         """None when the label breaks a rule; else lower is better."""
         if not self._inside(label):
             return None
-        others = [b for i, b in self.boxes.items() if i != mid]
-        nearest, covers = label_is_legible(label, self.boxes[mid], others)
-        if not nearest or covers:
+        box_nearest, covers = label_is_legible(label, self.boxes[mid], near.boxes)
+        if covers or any(_overlap(label, p) > 0 for p in self.placed.values()):
             return None
-        if any(_overlap(label, p) > 0 for p in self.placed.values()):
+        cx, cy = (label[0] + label[2]) / 2, (label[1] + label[3]) / 2
+        mine = _point_polygon_distance(cx, cy, self.polygons[mid])
+        if any(_point_polygon_distance(cx, cy, p) <= mine for p in near.polygons):
             return None
-        hidden = sum(_overlap(label, c) / _area(c) for c in self.context)
-        return order + 4.0 * hidden
+        hidden = sum(_overlap(label, c) / _area(c) for c in near.context)
+        return order + 4.0 * hidden + (0.0 if box_nearest else 1000.0)
+
+    def _near(self, mid: int) -> _Near:
+        """The other objects that can matter to a label of `mid`: those within reach of any candidate.
+        A candidate's centre is within `reach` of the object's box, so no object farther than twice
+        that (plus the box's own size) can be nearer to it."""
+        b = self.boxes[mid]
+        w, h = self.label_sizes[mid]
+        reach = self.gap + _LEADER_STEPS[-1] * max(w, h) + math.hypot(w, h)
+        margin = 2 * reach + math.hypot(b[2] - b[0], b[3] - b[1])
+        area = (b[0] - margin, b[1] - margin, b[2] + margin, b[3] + margin)
+        ids = [i for i, o in self.boxes.items() if i != mid and _overlap(area, o) > 0]
+        return _Near([self.boxes[i] for i in ids], [self.polygons[i] for i in ids],
+                     [c for c in self.context if _overlap(area, c) > 0])
 
     def place(self, mid: int) -> tuple[Box, bool]:
         best: tuple[float, Box, bool] | None = None
-        candidates = self._candidates(mid)
-        for order, (label, leader) in enumerate(candidates):
-            cost = self._cost(mid, label, order)
+        near = self._near(mid)
+        for order, (label, leader) in enumerate(self._candidates(mid)):
+            cost = self._cost(mid, label, order, near)
             if cost is not None and (best is None or cost < best[0]):
                 best = (cost, label, leader)
-                if cost == order:
-                    break  # nothing cheaper can follow: later candidates only cost more
+            if best is not None and best[0] <= order + 1:
+                break  # every later candidate costs at least its own order, more than this one
         if best is None:
             # Nowhere fits every rule: the label goes on the object itself, clamped into the image,
             # which keeps it nearest its own object even if it overlaps a neighbour.
-            b = self.boxes[mid]
+            poly = self.polygons[mid]
             w, h = self.label_sizes[mid]
-            x = min(max((b[0] + b[2] - w) / 2, 0.0), self.width - w)
-            y = min(max((b[1] + b[3] - h) / 2, 0.0), self.height - h)
+            cx, cy = sum(p[0] for p in poly) / len(poly), sum(p[1] for p in poly) / len(poly)
+            x = min(max(cx - w / 2, 0.0), self.width - w)
+            y = min(max(cy - h / 2, 0.0), self.height - h)
             best = (0.0, (x, y, x + w, y + h), False)
         self.placed[mid] = best[1]
         return best[1], best[2]
@@ -181,7 +232,7 @@ def place_labels(marks: Sequence[tuple[int, Sequence[Point]]], size: tuple[int, 
         label_sizes[mid] = (right - left + 4.0, bottom - top + 4.0)
     context_boxes = [(min(p[0] for p in c), min(p[1] for p in c), max(p[0] for p in c), max(p[1] for p in c))
                      for c in context]
-    placer = _Placer(boxes, size, label_sizes, context_boxes)
+    placer = _Placer(dict(marks), boxes, size, label_sizes, context_boxes)
     radius = 3 * max((h for _, h in label_sizes.values()), default=12.0)
     order = sorted(boxes, key=lambda m: (-_crowding(boxes, m, radius), m))
     placed: dict[int, tuple[Box, bool]] = {mid: placer.place(mid) for mid in order}
@@ -219,3 +270,21 @@ def draw_marks(im: Image.Image, marks: Sequence[tuple[int, Sequence[Point]]],
         left, top, _, _ = draw.textbbox((0, 0), text, font=font)
         draw.text((x0 + 2 - left, y0 + 2 - top), text, fill=label.colour, font=font)
     return out, labels
+
+
+def mark_chunk(scene: Scene, clean: Image.Image, scale: float,
+               chunk: Sequence[Mark]) -> tuple[Image.Image, list[PlacedLabel], dict[int, list[Point]]]:
+    """The window image `clean` (source pixels times `scale`) with the marks of one local request; the
+    labels placed, and each marked polygon in the image's pixels. The scene's other objects, and its
+    cut-off context, are what labels try not to hide."""
+    x0, y0, _, _ = scene.window
+
+    def sent(points: Sequence[Point]) -> list[Point]:
+        return [((x - x0) * scale, (y - y0) * scale) for x, y in points]
+
+    listed = {m.id for m in chunk}
+    context = [sent(o.polygon) for o in scene.context]
+    context += [sent(m.obj.polygon) for m in marks_of(scene.objects) if m.id not in listed]
+    polygons = {m.id: sent(m.obj.polygon) for m in chunk}
+    marked, labels = draw_marks(clean, list(polygons.items()), context)
+    return marked, labels, polygons

@@ -24,7 +24,7 @@ from rsgpt4v.llm.engine import Engine
 from rsgpt4v.llm.request import ChatRequest
 from rsgpt4v.prompting.answers import SceneAnswers
 from rsgpt4v.prompting.local_plan import plan_local, split
-from rsgpt4v.prompting.marks import Mark, draw_marks, marks_of
+from rsgpt4v.prompting.marks import Mark, mark_chunk, marks_of
 from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse, ObjectNote
 from rsgpt4v.prompting.stages import SentImage, StageRequests
 from rsgpt4v.prompting.templates import PromptSet
@@ -68,15 +68,7 @@ class HierarchicalPrompter:
                          width=im.width, height=im.height, scale=scale)
 
     def _marked(self, scene: Scene, clean: Image.Image, scale: float, chunk: Sequence[Mark]) -> SentImage:
-        x0, y0, _, _ = scene.window
-
-        def sent(points):
-            return [((x - x0) * scale, (y - y0) * scale) for x, y in points]
-
-        listed = {m.id for m in chunk}
-        context = [sent(o.polygon) for o in scene.context]
-        context += [sent(m.obj.polygon) for m in marks_of(scene.objects) if m.id not in listed]
-        marked, _ = draw_marks(clean, [(m.id, sent(m.obj.polygon)) for m in chunk], context)
+        marked, _, _ = mark_chunk(scene, clean, scale, chunk)
         if self.on_marked is not None:
             self.on_marked(scene, chunk, marked)
         return self._sent(marked, scale)
