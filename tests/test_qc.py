@@ -16,7 +16,7 @@ from rsgpt4v.llm.mock import completion_for
 from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse
 from rsgpt4v.qc import QualityChecker
 from rsgpt4v.schema import Obj, Sample, Scene
-from rsgpt4v.sources.dota import DOTA
+from rsgpt4v.sources.dota import VOCABULARIES
 
 
 def _obj(cat: str, i: int) -> Obj:
@@ -33,7 +33,7 @@ def _scene(**counts: int) -> Scene:
 
 @pytest.fixture(scope="module")
 def qc() -> QualityChecker:
-    return QualityChecker(load_config().qc, lambda: DOTA.vocabulary, "detection")
+    return QualityChecker(load_config().qc, lambda: VOCABULARIES["2.0"], "detection")
 
 
 DESCRIPTION = ("This top-down view shows an apron beside a terminal building, with parked aircraft in a row "
