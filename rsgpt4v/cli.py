@@ -119,6 +119,9 @@ def build(
     wait: Annotated[bool, typer.Option("--wait", help="With --batch: poll and run every pass until done.")] = False,
     cache: Annotated[Optional[Path], typer.Option(help="Response cache file; default OUT/cache.sqlite.")] = None,
     refresh: Annotated[bool, typer.Option("--refresh", help="Ignore cached responses (they are overwritten).")] = False,
+    save_marked: Annotated[bool, typer.Option(
+        "--save-marked", help="Also write each marked image the local stage sends to OUT/marked/, to check the "
+                              "marks (local.save_marked).")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -137,6 +140,8 @@ def build(
     overrides: dict[str, Any] = {"engine": engine}
     if seed is not None:
         overrides["seed"] = seed
+    if save_marked:
+        overrides["local"] = {"save_marked": True}
     if backend == "mock" and batch and not wait:
         raise _fail("the mock's batches live only inside one process: use --dry-run --batch --wait "
                     "(or point OPENAI_BASE_URL at `rsgpt4v fake-server`)")

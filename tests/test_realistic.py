@@ -90,3 +90,22 @@ def test_notes_that_pass_are_kept_when_an_answer_keeps_failing(real_dir: Path, t
     assert left_out == {"summarised": 24, "ids": requests}   # one object a request
     assert {r["task"] for r in records} >= {"region_description", "region_attributes"}
     assert {f["stage"] for f in manifest["failures"]["list"]} >= {"local"}
+
+
+def test_batch_passes_split_cut_answers_the_same_way(real_dir: Path, tmp_path: Path) -> None:
+    from rsgpt4v.fakeserver import FakeServer, Knobs
+
+    config = tmp_path / "optimistic.yaml"
+    config.write_text("local: {output_tokens_per_object: 80}\nbatch: {poll_s: 0}\n")
+    with FakeServer(Knobs(answer_tokens_per_object=160)) as server:
+        result = CliRunner().invoke(app, ["build", "--no-progress", "--source", "dota", "--root",
+                                          str(real_dir / "dota_v1.0"), "--batch", "--wait", "--config", str(config),
+                                          "--save-marked", "--out", str(tmp_path / "out")],
+                                    env={"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-real"},
+                                    catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["failures"]["count"] == 0
+    assert manifest["batch"]["usage"]["requests"] > 4          # cut answers came back split, in later passes
+    marked = sorted(p.name for p in (tmp_path / "out" / "marked").rglob("*.png"))
+    assert marked and all(name.startswith("P1888__0_0_712_557__from") for name in marked)
