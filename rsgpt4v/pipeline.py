@@ -156,7 +156,7 @@ class Builder:
 
         async def one(batch: list[Mark]) -> None:
             image = await asyncio.to_thread(self._marked, scene, clean, scale, batch)
-            check = self._with_qc(self.prompter.check_local(batch), self.qc and self.qc.local())
+            check = self._with_qc(self.prompter.check_local(batch), self.qc and self.qc.local(scene))
             notes = await self._ask("local", lambda fb, at: self.prompter.local_request(
                 scene, image, batch, omitted, fb, at), LocalResponse, check, answers)
             if notes is None:
@@ -347,6 +347,7 @@ class Builder:
                        "by_reason": dict(sorted(r.issue_counts.items())),
                        "list": [i.model_dump(exclude_none=True) for i in r.issues]},
             "failures": {"count": len(r.failures), "list": r.failures},
+            "qc": {"rejected": self.qc.report() if self.qc else {}},
             "usage": {"by_stage": usage,
                       "api_calls": sum(u["api_calls"] for u in usage.values()),
                       "cache_hits": sum(u["cache_hits"] for u in usage.values()),
