@@ -78,6 +78,8 @@ _REASONING = re.compile(
 _SITE_WORDS = re.compile(r"\b(?:depot|airport|airfield|harbou?r|port|marina|terminal|station|parking lot|car park|"
                          r"stadium|school|factory|refinery|farm|base|yard|dock|quay)s?\b")
 _BARE_ANSWER_WORDS = 12
+# Words before a category that say it is not there ("no ships", "without any cars"): no hallucination.
+_NEGATORS = {"no", "not", "without", "nor", "neither", "none", "any", "lacks", "absent"}
 _EXAMPLE_CHARS = 300
 
 
@@ -244,7 +246,7 @@ class QualityChecker:
             if found is None:
                 continue
             category, end, _ = found
-            if category in present or category in self.cfg.absence_exempt:
+            if category in present or category in self.cfg.absence_exempt or _NEGATORS & set(toks[max(0, i - 3):i]):
                 continue
             phrase = " ".join(toks[i:end])
             if any(_names(terms, phrase, c) for c in present):

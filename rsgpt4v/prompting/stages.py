@@ -131,7 +131,7 @@ class Prompter:
         if image is not None:
             content.append({"type": "image_url", "image_url": {"url": image.url, "detail": self.cfg.image.detail}})
         messages = [
-            {"role": "system", "content": self.prompts.render(stage, "system")},
+            {"role": "system", "content": self.prompts.system(stage, f"{self.cfg.seed}/{scene.key}")},
             {"role": "user", "content": content},
         ]
         if feedback is not None:
@@ -139,7 +139,7 @@ class Prompter:
                                         reason=feedback)
             messages.append({"role": "user", "content": retry})
         params = {
-            "temperature": self.cfg.model.temperature,
+            "temperature": self.cfg.model.temperature_for(stage),
             self.cfg.model.token_limit_param: self.cfg.model.max_output_tokens.get(stage, 1000),
             "seed": self.cfg.seed,
         }
