@@ -288,13 +288,16 @@ def fake_server(
         min=0, max=1, help="Fraction of answers with a realistic slip: an object left out, talk of the marks, "
                            "a refusal.")] = 0.0,
     seed: int = 0,
+    plant: Annotated[Optional[str], typer.Option(
+        help="A sentence appended to every free-text field of the answers (descriptions, captions, questions, "
+             "answers, referring expressions), to try what QC keeps.")] = None,
 ) -> None:
     """Serve an OpenAI-compatible fake API (chat, files, batches) on loopback; Ctrl-C stops it."""
     from rsgpt4v.fakeserver import FakeServer, Knobs
 
     knobs = Knobs(latency_s=latency, rpm=rpm, tpm=tpm, fail_5xx=fail_5xx, fail_429=fail_429, malformed=malformed,
                   batch_expire=batch_expire, seed=seed, answer_tokens_per_object=answer_tokens_per_object,
-                  mistakes=mistakes)
+                  mistakes=mistakes, plant=plant)
     server = FakeServer(knobs, port=port)
     typer.echo(f"fake OpenAI API at {server.url}  (export OPENAI_BASE_URL={server.url} OPENAI_API_KEY=fake)")
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -18,9 +18,16 @@ class _Section(BaseModel):
 class ModelConfig(_Section):
     name: str
     temperature: float = Field(ge=0, le=2)
+    # Per stage, overriding `temperature`: dialogues gain from variety, object notes from care.
+    stage_temperature: dict[Literal["local", "global", "dialogue"], Annotated[float, Field(ge=0, le=2)]] = Field(
+        default_factory=dict)
     max_output_tokens: dict[str, int]
     token_limit_param: Literal["max_completion_tokens", "max_tokens"]
     request_timeout_s: float = Field(gt=0)
+
+    def temperature_for(self, stage: str) -> float:
+        """The stage's own temperature where the config gives one, else the general one."""
+        return self.stage_temperature.get(stage, self.temperature)  # type: ignore[call-overload]
 
 
 class ImageConfig(_Section):
@@ -75,6 +82,11 @@ class QCConfig(_Section):
     refusal_phrases: list[str]
     meta_phrases: list[str]
     synonyms: dict[str, list[str]]
+    proper_name_kinds: list[str]
+    allowed_capitalised: list[str]
+    description_openings: list[str]
+    min_reasoning_share: float = Field(ge=0, le=1)
+    open_first_question: bool
 
 
 class RateLimits(_Section):

@@ -125,10 +125,10 @@ class Builder:
         self.engine = engine_cls(client, self.cache, cfg.engine, self.model, self.prices, refresh=opts.refresh,
                                  batch=BatchQueue() if opts.batch else None,
                                  rejected=self.batch_state.rejected if self.batch_state else None)
-        qc = QualityChecker(cfg.qc, lambda: source.vocabulary, source.task_kind) if cfg.qc.enabled else None
+        self.qc = QualityChecker(cfg.qc, lambda: source.vocabulary, source.task_kind) if cfg.qc.enabled else None
         self.report = Report()
         self.progress = _Progress(opts.progress)
-        self.prompter = HierarchicalPrompter(self.prompts, cfg, self.model, self.engine, qc,
+        self.prompter = HierarchicalPrompter(self.prompts, cfg, self.model, self.engine, self.qc,
                                              exhaustive_labels=source.task_kind == "detection",
                                              on_answer=self.progress.tick,
                                              on_marked=self._save_marked if cfg.local.save_marked else None)
@@ -298,6 +298,7 @@ class Builder:
                        "list": [i.model_dump(exclude_none=True) for i in r.issues]},
             "failures": {"count": len(r.failures), "list": r.failures,
                          "objects_left_out": dict(sorted(r.objects_left_out.items()))},
+            "qc": {"rejected": self.qc.report() if self.qc else {}},
             "usage": {"by_stage": usage,
                       "api_calls": sum(u["api_calls"] for u in usage.values()),
                       "cache_hits": sum(u["cache_hits"] for u in usage.values()),

@@ -70,7 +70,7 @@ def test_boxes_in_text_match_pixel_boxes_in_meta(sample_build: Path) -> None:
 
 
 def test_counting_and_detection_agree_with_labels(sample_build: Path) -> None:
-    from rsgpt4v.language import plural, readable
+    from rsgpt4v.naming import display
     from rsgpt4v.sources.dota import VOCABULARIES, parse_label_file
 
     label = Path(__file__).resolve().parents[1] / "rsgpt4v/sample_data/dota/train/labelTxt/P9003.txt"
@@ -81,11 +81,12 @@ def test_counting_and_detection_agree_with_labels(sample_build: Path) -> None:
     turns = records["counting"]["conversations"]
     asked = 0
     for question, answer in zip(turns[::2], turns[1::2]):
-        category = next(c for c in VOCABULARIES["2.0"] if plural(readable(c)) in question["value"])
+        category = next(c for c in VOCABULARIES["2.0"] if display(c, "dota").plural in question["value"])
         n = counts.get(category, 0)
         assert (str(n) in answer["value"]) if n else ("no" in answer["value"].lower() or "any" in answer["value"])
         asked += 1
     assert asked == len(counts) + 1          # each present category, and one absent
+    assert records["counting"]["meta"]["answers_from"] == "labels"
     detection = records["detection"]
     assert len(detection["meta"]["boxes"]) == sum(min(n, 10) for n in counts.values())
     assert f"{counts['small-vehicle'] - 10} more" in json.dumps(detection["conversations"])

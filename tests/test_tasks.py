@@ -86,12 +86,16 @@ def test_classification_open_and_multiple_choice() -> None:
     assert f"{answer}. baseball diamond" in options
 
 
-def test_presence_answers_yes_for_present_and_no_for_absent() -> None:
+def test_presence_answers_yes_for_present_and_no_for_absent_as_often() -> None:
     objs = (_box_obj("plane", 10, 10, 40, 40), _box_obj("ship", 100, 10, 140, 40))
-    records = {r.task: r for r in _records(_scene(objects=objs), "detection", vocabulary=("plane", "ship", "bridge"))}
-    turns = records["presence"].turns
-    answers = {("bridges" in t.question, "planes" in t.question, "ships" in t.question): t.answer for t in turns}
-    assert answers == {(False, True, False): "Yes", (False, False, True): "Yes", (True, False, False): "No"}
+    vocabulary = ("plane", "ship", "bridge", "harbor", "airport", "helicopter")
+    records = {r.task: r for r in _records(_scene(objects=objs), "detection", vocabulary=vocabulary)}
+    presence = records["presence"]
+    answers = {next(w for w in ("bridges", "planes", "ships", "helicopters") if w in t.question): t.answer
+               for t in presence.turns}
+    # Site-scale categories (harbour, airport) are never asked as absent: they name scene types.
+    assert answers == {"planes": "Yes", "ships": "Yes", "bridges": "No", "helicopters": "No"}
+    assert presence.meta["answers_from"] == "labels"
 
 
 def test_unannotated_images_get_no_template_records() -> None:

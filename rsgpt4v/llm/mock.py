@@ -185,18 +185,22 @@ def _global(text: str, style: Style) -> dict[str, Any]:
 def _dialogue(text: str, style: Style) -> dict[str, Any]:
     counts = _counts(text)
     kind = _scene_kind(counts)
-    turns = [{"question": "What kind of place does this image show?",
-              "answer": f"It shows {kind}, seen from directly above."}]
+    turns = [{"question": "What does this scene show, and what is it likely used for?",
+              "answer": f"It shows {kind}, seen from directly above. The way the objects are grouped suggests "
+                        "the site is in regular use."}]
     for cat, n in list(counts.items())[:2]:
         name = readable(cat)
-        turns.append({"question": f"How many {plural(name)} can be seen?",
-                      "answer": f"There {'is' if n == 1 else 'are'} {n} {name if n == 1 else plural(name)} in the image."})
+        noun = name if n == 1 else plural(name)
+        turns.append({"question": f"How many {plural(name)} are there, and where are they?",
+                      "answer": f"There {'is' if n == 1 else 'are'} {n} {noun} in the image. They stand on the "
+                                "open ground between the other features, where they can be reached easily."})
     turns.append({"question": "What does the arrangement of the objects suggest about how the site is used?",
                   "answer": f"The objects are grouped where {kind} would keep them, which suggests the site is "
                             "in regular use rather than abandoned."})
     while len(turns) < 3:
-        turns.append({"question": "Is there open ground around the main objects?",
-                      "answer": "Yes, open ground surrounds them."})
+        turns.append({"question": "Why is there so much open ground in this scene?",
+                      "answer": "Nothing has been built on it yet. It is probably kept free for access or for "
+                                "later use."})
     return {"turns": turns[:5]}
 
 

@@ -91,7 +91,7 @@ class HierarchicalPrompter:
         plan = plan_local(marks_of(scene.objects), self.cfg)
         answers.left_out["summarised"] += len(plan.omitted)
         with_clean = clean if self.cfg.local.send_clean_image else None
-        note_qc = self.qc.local() if self.qc else None
+        note_qc = self.qc.local(scene) if self.qc else None
 
         marks = marks_of(scene.objects)
 
@@ -112,21 +112,23 @@ class HierarchicalPrompter:
                 return
             if answer.kind == "length":
                 self.engine.record_failure("local", "length")
-            notes = answer.parsed.objects if answer.parsed is not None else self._sound_notes(answer.rejected, chunk)
+            notes = answer.parsed.objects if answer.parsed is not None else self._sound_notes(answer.rejected, chunk,
+                                                                                                 note_qc)
             if answer.parsed is None:
                 answers.failures.append(("local", answer.failure or ""))
             self._keep(notes, chunk, answers, answer.kind or "")
 
         await asyncio.gather(*(one(c) for c in plan.chunks))
 
-    def _sound_notes(self, rejected: LocalResponse | None, chunk: Sequence[Mark]) -> list[ObjectNote]:
+    @staticmethod
+    def _sound_notes(rejected: LocalResponse | None, chunk: Sequence[Mark],
+                     note_qc: Check | None) -> list[ObjectNote]:
         """From an answer that failed its checks on the last attempt, the notes that pass on their own:
         a listed id, described once, with a text that passes QC."""
         if rejected is None:
             return []
         listed = {m.id for m in chunk}
         seen = [n.id for n in rejected.objects]
-        note_qc = self.qc.local() if self.qc else None
         return [n for n in rejected.objects
                 if n.id in listed and seen.count(n.id) == 1 and n.description.strip()
                 and (note_qc is None or note_qc(LocalResponse(objects=[n])) is None)]

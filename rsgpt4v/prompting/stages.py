@@ -135,7 +135,7 @@ class StageRequests:
         content += [{"type": "image_url", "image_url": {"url": im.url, "detail": self.cfg.image.detail}}
                     for im in images]
         messages = [
-            {"role": "system", "content": self.prompts.render(stage, "system")},
+            {"role": "system", "content": self.prompts.system(stage, f"{self.cfg.seed}/{scene.key}")},
             {"role": "user", "content": content},
         ]
         if feedback is not None:
@@ -143,7 +143,7 @@ class StageRequests:
                                         reason=feedback)
             messages.append({"role": "user", "content": retry})
         params = {
-            "temperature": self.cfg.model.temperature,
+            "temperature": self.cfg.model.temperature_for(stage),
             self.cfg.model.token_limit_param: self.cfg.model.max_output_tokens.get(stage, 1000),
             "seed": self.cfg.seed,
         }

@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 
 from rsgpt4v.geometry import polygon_area
-from rsgpt4v.language import readable
+from rsgpt4v.naming import display
 from rsgpt4v.prompting.answers import SceneAnswers
 from rsgpt4v.prompting.marks import Mark, marks_of
 from rsgpt4v.prompting.models import ObjectNote
@@ -126,7 +126,7 @@ def _attribute_turns(scene: Scene, chosen: Sequence[tuple[Mark, ObjectNote]], no
     for mark, note in chosen:
         if len(turns) >= limit:
             break
-        name = readable(mark.obj.category)
+        name = display(mark.obj.category, scene.sample.source).singular
         fields = [(pool, value) for pool, value in (("region_colour", note.colour), ("region_heading", note.orientation),
                                                     ("region_state", note.state), ("region_shape", note.shape))
                   if discernible(value)]
@@ -138,7 +138,7 @@ def _attribute_turns(scene: Scene, chosen: Sequence[tuple[Mark, ObjectNote]], no
         if relations and len(turns) < limit:
             rel = relations[0]
             other = marks[rel.target_id]
-            other_name = readable(other.obj.category)
+            other_name = display(other.obj.category, scene.sample.source).singular
             question = prompts.instruction("region_relation", rng, name=name, box=box_of(mark), other=other_name,
                                            other_box=box_of(other))
             turns.append(Turn(question=question, answer=f"It is {rel.relation.strip()} the {other_name}."))
