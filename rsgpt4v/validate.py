@@ -22,7 +22,7 @@ from typing import Any
 
 from PIL import Image
 
-from rsgpt4v.geometry import BOX_PATTERNS
+from rsgpt4v.boxtext import FLAVOURS, flavour
 from rsgpt4v.records import data_files, json_type, located, not_an_object, read_records
 
 REFUSAL_PHRASES: tuple[str, ...] = (
@@ -30,8 +30,6 @@ REFUSAL_PHRASES: tuple[str, ...] = (
     "unable to assist", "i apologize", "the provided annotations", "bounding box coordinates provided",
 )
 IMAGE_TOKEN = "<image>"
-# The largest coordinate each normalised box format allows; pixel boxes are bounded by their image.
-_BOX_LIMITS = {"llava": 1.0, "geochat": 100.0, "qwen": 1000.0}
 
 
 @dataclass(frozen=True)
@@ -237,11 +235,13 @@ def _boxes(meta: dict[str, Any], values: list[str], size: tuple[int, int] | None
     fmt = meta.get("box_format")
     if fmt is None:
         return []
-    if fmt not in BOX_PATTERNS:
-        return [f"box format: meta.box_format {fmt!r} is not one of {', '.join(BOX_PATTERNS)}"]
-    found = [(i, m) for i, v in enumerate(values, 1) for m in BOX_PATTERNS[fmt].finditer(v)]
-    if fmt in _BOX_LIMITS:
-        xmax = ymax = _BOX_LIMITS[fmt]
+    try:
+        f = flavour(fmt)
+    except ValueError:
+        return [f"box format: meta.box_format {fmt!r} is not one of {', '.join(FLAVOURS)}"]
+    found = [(i, m) for i, v in enumerate(values, 1) for m in f.pattern.finditer(v)]
+    if f.limit is not None:
+        xmax = ymax = f.limit
         bounds = f"0..{xmax:g}"
     elif size is not None:
         xmax, ymax = size
@@ -251,11 +251,13 @@ def _boxes(meta: dict[str, Any], values: list[str], size: tuple[int, int] | None
         bounds = "0 and up"
     reasons = []
     for turn, m in found:
-        x1, y1, x2, y2 = (float(v) for v in m.groups())
+        x1, y1, x2, y2 = (float(v) for v in m.groups()[:4])
         if min(x1, y1, x2, y2) < 0 or max(x1, x2) > xmax or max(y1, y2) > ymax:
             reasons.append(f"box out of range: {m.group(0)} in turn {turn} is outside {bounds} ({fmt})")
         elif x1 > x2 or y1 > y2:
             reasons.append(f"box inverted: {m.group(0)} in turn {turn} has x1 > x2 or y1 > y2")
+        elif f.name == "geochat" and not -90 <= int(m.group(5)) <= 90:
+            reasons.append(f"box out of range: {m.group(0)} in turn {turn} has an angle outside -90..90 (geochat)")
     boxes = meta.get("boxes")
     if boxes is not None and not isinstance(boxes, list):
         reasons.append(f"shape: meta.boxes is a JSON {json_type(boxes)}, not a list")

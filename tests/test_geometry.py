@@ -2,14 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from rsgpt4v.geometry import (
-    BOX_FORMATS,
-    bounding_box,
-    clip_polygon,
-    parse_box,
-    polygon_area,
-    render_box,
-)
+from rsgpt4v.boxtext import FLAVOURS, parse_box, render_box
+from rsgpt4v.geometry import bounding_box, clip_polygon, polygon_area
 
 
 def test_area_and_bounding_box_of_dota_quad() -> None:
@@ -32,18 +26,22 @@ def test_clip_outside_is_empty() -> None:
 def test_box_formats_render_as_their_families_expect() -> None:
     box = (100.0, 50.0, 300.0, 150.0)
     assert render_box(box, "llava", 400, 200) == "[0.25, 0.25, 0.75, 0.75]"
-    assert render_box(box, "geochat", 400, 200) == "{<25><25><75><75>|0}"
-    assert render_box(box, "qwen", 400, 200) == "(250,250),(750,750)"
+    assert render_box(box, "geochat", 400, 200) == "{<25><25><75><75>|<0>}"
+    assert render_box(box, "qwen2vl", 400, 200) == "<|box_start|>(250,250),(750,750)<|box_end|>"
+    assert render_box(box, "qwen", 400, 200) == render_box(box, "qwen2vl", 400, 200)
+    assert render_box(box, "qwen25vl", 400, 200) == "[100, 50, 300, 150]"
     assert render_box(box, "pixel", 400, 200) == "[100, 50, 300, 150]"
 
 
-@pytest.mark.parametrize("fmt", sorted(BOX_FORMATS))
-def test_round_trip_within_one_grid_step(fmt: str) -> None:
+@pytest.mark.parametrize("fmt", sorted(FLAVOURS))
+@pytest.mark.parametrize("space", ["image", "square"])
+def test_round_trip_within_half_a_grid_step(fmt: str, space: str) -> None:
     box = (123.4, 56.7, 389.0, 190.2)
-    back = parse_box(render_box(box, fmt, 400, 200), fmt, 400, 200)
-    step = {"llava": 0.01, "geochat": 0.01, "qwen": 0.001, "pixel": 1 / 400}[fmt]
-    for got, want, extent in zip(back, box, (400, 200, 400, 200)):
-        assert abs(got - want) <= step * extent
+    back = parse_box(render_box(box, fmt, 400, 200, space), fmt, 400, 200, space)
+    f = FLAVOURS[fmt]
+    sx, sy = f.step(f.frame(400, 200, space))
+    for got, want, step in zip(back, box, (sx, sy, sx, sy)):
+        assert abs(got - want) <= step / 2 + 1e-9
 
 
 def test_unknown_box_format_names_the_choices() -> None:

@@ -198,14 +198,14 @@ def test_another_tools_json_list_with_geochat_boxes(tmp_path: Path, capsys) -> N
                 "meta": {"box_format": fmt, "boxes": [[0, 0, 1, 1]] * boxes}}
 
     records = [
-        rec("ok", "a.png", "{<10><20><30><40>|0}"),
-        rec("wide", "a.png", "{<10><20><130><40>|0}"),
+        rec("ok", "a.png", "{<10><20><30><40>|<0>}"),
+        rec("wide", "a.png", "{<10><20><130><40>|<0>}"),
         {"id": "plain", "image": "pics/b.png", "conversations": [{"from": "human", "value": "<image>\nWhat?"},
                                                                  {"from": "gpt", "value": "A field."}]},
-        rec("user", "a.png", "{<10><20><30><40>|0}", first="user"),
-        rec("inverted", "pics/b.png", "{<50><20><30><40>|0} and {<1><2><3><4>|0}", boxes=2),
+        rec("user", "a.png", "{<10><20><30><40>|<0>}", first="user"),
+        rec("inverted", "pics/b.png", "{<50><20><30><40>|<0>} and {<1><2><3><4>|<0>}", boxes=2),
         rec("pixels", str(tmp_path / "pics" / "b.png"), "[10, 5, 60, 30]", fmt="pixel"),
-        rec("ok", "a.png", "{<10><20><30><40>|0} again", boxes=2),
+        rec("ok", "a.png", "{<10><20><30><40>|<0>} again", boxes=2),
     ]
     path = tmp_path / "other_tool.json"
     path.write_text(json.dumps(records, indent=2), encoding="utf-8")
