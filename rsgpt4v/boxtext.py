@@ -1,14 +1,15 @@
 """Box text: how each model family writes a box, in which frame, and the way back to pixels.
 
-A *flavour* writes one box as the family's trainers and parsers read it:
+A *flavour* writes one box as the family's trainers and parsers read it, and an answer's boxes of
+one category the way the family names them:
 
-| flavour    | one box                                                | an answer's boxes of one kind                        |
-| ---------- | ------------------------------------------------------ | ---------------------------------------------------- |
-| `llava`    | `[0.12, 0.34, 0.56, 0.78]` (0-1, two decimals)          | `[..], [..]`                                         |
-| `geochat`  | `{<12><34><56><78>\\|<θ>}` (0-100, θ in degrees)         | `<p>plane</p> {..}<delim>{..}` (`geochat_demo.py`)   |
-| `qwen2vl`  | `<\\|box_start\\|>(123,456),(789,999)<\\|box_end\\|>` ([0, 1000)) | `<\\|object_ref_start\\|>plane<\\|object_ref_end\\|>` + boxes |
-| `qwen25vl` | `[12, 34, 56, 78]` (pixels)                             | `{"bbox_2d": [..], "label": "plane"}, ...`           |
-| `pixel`    | `[12, 34, 56, 78]` (pixels)                             | `[..], [..]`                                         |
+- `llava`     `[0.12, 0.34, 0.56, 0.78]` (0-1, two decimals); several: `[..], [..]`.
+- `geochat`   `{<12><34><56><78>|<θ>}` (0-100, θ in degrees); an answer's:
+              `<p>plane</p> {..}<delim>{..}`, as GeoChat's demo (`extract_substrings`) reads them.
+- `qwen2vl`   `<|box_start|>(123,456),(789,999)<|box_end|>` (bins of [0, 1000)); an answer's:
+              `<|object_ref_start|>plane<|object_ref_end|>` followed by its boxes.
+- `qwen25vl`  `[12, 34, 56, 78]` (pixels); an answer's: `{"bbox_2d": [..], "label": "plane"}, ...`.
+- `pixel`     `[12, 34, 56, 78]` (pixels); several: `[..], [..]`.
 
 `qwen` is accepted as another name for `qwen2vl`. Boxes in a question (a region to describe) are
 written bare, never with their category, which would give the answer away.

@@ -1,10 +1,11 @@
-"""`rsgpt4v export`: re-render a finished build folder for another model family, without an API call.
+"""`rsgpt4v export`: write a finished build folder again for a model family, without an API call.
 
-Every record keeps its boxes in pixels (`meta.boxes`, in the order their strings appear in the
-text), so changing the box format is a text substitution: the box strings of `meta.box_format` are
-found in the conversation, checked to be exactly as many as `meta.boxes`, and replaced one for one
-by `geometry.render_box` in the new format. A record whose count disagrees is not exported (its
-boxes could not be trusted) but reported as `FILE:LINE: reason`, as is every unreadable line.
+Every record keeps its boxes in `meta` (pixel box, polygon, category, difficulty, in the order the
+text names them), so changing the box flavour or space is a text substitution: the runs of boxes
+of `meta.box_format` (with their category labels and separators) are found in the conversation,
+checked to be exactly as many boxes as `meta.boxes`, and written again by `boxtext` in the new
+flavour and space. A record whose count disagrees, or whose box cannot be written (outside its
+image), is not exported but reported as `FILE:LINE: reason`, as is every unreadable line.
 
 Formats, one output file per split, written as a stream and renamed into place when complete:
 
@@ -12,20 +13,22 @@ Formats, one output file per split, written as a stream and renamed into place w
                  task/source/split/meta beside id/image/conversations; LLaVA's loader ignores them.
 - `llava-jsonl`  DEST/<split>.jsonl, the same records one per line.
 - `sharegpt`     DEST/<split>.jsonl of {"id", "images": [image], "messages": [{"role", "content"}]},
-                 roles user/assistant, `<image>` left at the start of the first user message: the
-                 multimodal sharegpt layout LLaMA-Factory reads with this dataset_info.json entry:
-                 {"formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"},
-                  "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
-                           "assistant_tag": "assistant"}}
-                 (checked against LLaMA-Factory's mllm_demo dataset card).
-- `hf`           a folder `datasets.load_dataset` reads: DEST/data/<split>.parquet when pyarrow is
-                 installed (an optional extra), else DEST/<split>.jsonl; DEST/README.md carries the
-                 dataset card's YAML `configs:` block mapping splits to those files. `meta` is a JSON
-                 string there, because its keys vary by source and one table needs one schema.
+                 roles user/assistant, `<image>` left at the start of the first user message, and
+                 DEST/dataset_info.json with one LLaMA-Factory entry per split (`dataset_info`),
+                 checked against LLaMA-Factory's parser.py (entry keys), converter.py (sharegpt roles,
+                 images joined to `media_dir`) and hparams (`media_dir` defaults to `dataset_dir`).
+- `hf`           a folder `datasets.load_dataset` reads: DEST/data/<split>.parquet, with `image` an
+                 `Image` feature holding the image's bytes when `datasets` is installed (the `hf`
+                 extra), a path when only pyarrow is; else DEST/<split>.jsonl. DEST/README.md
+                 carries the dataset card's YAML `configs:` block mapping splits to those files.
 
-For every format the referenced images are hard-linked (copied across file systems) to the same
-relative path under DEST, so DEST is self-contained; an image already there with the same size and
-modification time, or the same file, is left alone.
+`meta` is a JSON string in every format: its keys and value types vary with the source and the
+split (an unlabelled test split has no boxes; some sources have no gsd), and `datasets` infers the
+first split's types for all of them ("Couldn't cast list<double> to null" otherwise).
+
+Except for the hf export with `datasets`, the referenced images are hard-linked (copied across file
+systems) to the same relative path under DEST, so DEST is self-contained; an image already there
+with the same size and modification time, or the same file, is left alone.
 
 When the build has a split named `test`, DEST/eval/ also gets LLaVA's `model_vqa` evaluation pair:
 `test_questions.jsonl` ({"question_id", "image", "text", "category"}: the record id, its image
