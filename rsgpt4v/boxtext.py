@@ -103,17 +103,9 @@ class Flavour:
     group: Callable[[str, list[str]], str]
     padded: bool  # written in the frame of `box_space` (else always in the image's)
     limit: float | None  # the largest value a coordinate may take; None: bounded by the image
-    unit: float | None  # one grid step as a fraction of the frame; None: pixels
 
     def frame(self, width: int, height: int, space: str) -> Frame:
         return Frame(width, height, space if self.padded else "image")
-
-    def step(self, frame: Frame) -> tuple[float, float]:
-        """One grid step in pixels along x and y."""
-        if self.unit is None:
-            return 1.0, 1.0
-        sx, sy = frame.side
-        return sx * self.unit, sy * self.unit
 
 
 def _check(item: RecordBox, frame: Frame) -> Box:
@@ -250,15 +242,15 @@ def _flavours() -> dict[str, Flavour]:
 
     return {
         "llava": Flavour("llava", re.compile(unit_box), runs(unit_plain), _render_llava,
-                         lambda m, f: _parse_unit(m, f, 1.0), _comma_group, True, 1.0, 0.01),
+                         lambda m, f: _parse_unit(m, f, 1.0), _comma_group, True, 1.0),
         "geochat": Flavour("geochat", re.compile(geo), runs(geo_group), _render_geochat, _parse_geochat,
-                           _geochat_group, True, 100.0, 0.01),
+                           _geochat_group, True, 100.0),
         "qwen2vl": Flavour("qwen2vl", re.compile(qwen), runs(qwen_group), _render_qwen2vl, _parse_qwen2vl,
-                           _qwen2vl_group, False, 999.0, 0.001),
+                           _qwen2vl_group, False, 999.0),
         "qwen25vl": Flavour("qwen25vl", re.compile(pixel_box), runs(json_box), _render_pixel, _parse_pixel,
-                            _qwen25vl_group, False, None, None),
+                            _qwen25vl_group, False, None),
         "pixel": Flavour("pixel", re.compile(pixel_box), runs(pixel_plain), _render_pixel, _parse_pixel,
-                         _comma_group, False, None, None),
+                         _comma_group, False, None),
     }
 
 

@@ -46,7 +46,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -57,9 +56,10 @@ from typing import IO, Any
 
 from PIL import Image
 
-from rsgpt4v.boxtext import TASK_TOKENS, RenderError, check_space, fill, flavour, to_placeholders
+from rsgpt4v.boxtext import SPACES, TASK_TOKENS, RenderError, check_space, fill, flavour, to_placeholders
 from rsgpt4v.output import box_meta, dumps, meta_boxes
 from rsgpt4v.records import located, not_an_object, read_records
+from rsgpt4v.schema import RecordBox
 
 FORMATS = ("llava-json", "llava-jsonl", "sharegpt", "hf")
 _ROLES = {"human": "user", "gpt": "assistant"}
@@ -113,6 +113,8 @@ def _shape_error(obj: Any) -> str | None:
     meta = obj.get("meta")
     if not isinstance(meta, dict) or not _known_format(meta.get("box_format")):
         return "record of the wrong shape: meta.box_format is missing or unknown"
+    if meta.get("box_space", "image") not in SPACES:
+        return f"record of the wrong shape: meta.box_space is not one of {', '.join(SPACES)}"
     boxes = meta.get("boxes")
     if not isinstance(boxes, list) or not all(_is_box(b) for b in boxes):
         return "record of the wrong shape: meta.boxes is not a list of [x1, y1, x2, y2]"
@@ -175,8 +177,7 @@ def _rebox(record: dict[str, Any], target: _Target, width: int, height: int) -> 
     except ValueError as exc:
         raise _Unusable(str(exc)) from None
     to = flavour(target.box_format or meta["box_format"])
-    space = target.box_space or meta.get("box_space")
-    frame = to.frame(width, height, space if space in ("square", "image") else "image")
+    frame = to.frame(width, height, target.box_space or meta.get("box_space", "image"))
     templates, found = [], 0
     for turn in record["conversations"]:
         value = _strip_task_token(turn["value"]) if turn["from"] == "human" else turn["value"]
@@ -185,7 +186,7 @@ def _rebox(record: dict[str, Any], target: _Target, width: int, height: int) -> 
     if found != len(boxes):
         raise _Unusable(f"{found} {source.name} box strings in the text but {len(boxes)} in meta.boxes")
     named = {f"b{i}": box for i, box in enumerate(boxes)}
-    used: list = []
+    used: list[RecordBox] = []
     conversations = []
     token = TASK_TOKENS.get(record.get("task")) if target.task_tokens else None
     try:

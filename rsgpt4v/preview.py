@@ -179,10 +179,6 @@ class _Box:
     shape: Shape | None
 
 
-def _pattern(record: dict[str, Any]) -> Any:
-    return flavour(record["meta"]["box_format"]).pattern
-
-
 def _find_boxes(record: dict[str, Any], size: tuple[int, int] | None) -> list[_Box]:
     """The box strings of the conversation in order of appearance, decoded to pixels (in the record's
     box space: on LLaVA's padded square, or on the image) when the size is known."""
@@ -190,7 +186,7 @@ def _find_boxes(record: dict[str, Any], size: tuple[int, int] | None) -> list[_B
     fmt, space = meta["box_format"], meta.get("box_space", "image")
     boxes = []
     for turn in record["conversations"]:
-        for m in _pattern(record).finditer(turn["value"]):
+        for m in flavour(fmt).pattern.finditer(turn["value"]):
             shape = parse_shape(m.group(0), fmt, *size, space) if size else None
             boxes.append(_Box(len(boxes) + 1, m.group(0), shape))
     return boxes
