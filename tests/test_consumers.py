@@ -374,11 +374,14 @@ def test_hf_export_has_an_image_feature_and_the_build_row_counts(with_test: Path
 
 # ---- bad input ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("option", "value", "valid"), [("--box-format", "yolo", "llava, geochat, qwen2vl"),
-                                                        ("--box-space", "tilted", "square, image")])
-def test_unknown_flavour_or_space_is_one_line_exit_2(build: Path, tmp_path: Path, option: str, value: str,
+@pytest.mark.parametrize(("args", "value", "valid"), [
+    (["--box-format", "yolo"], "yolo", "llava, geochat, qwen2vl, qwen25vl, pixel, qwen"),
+    (["--box-space", "tilted"], "tilted", "square, image"),
+    (["--box-format", "llava", "--task-tokens"], "task-tokens", "--box-format geochat"),
+])
+def test_unknown_flavour_or_space_is_one_line_exit_2(build: Path, tmp_path: Path, args: list[str], value: str,
                                                      valid: str) -> None:
-    result = CliRunner().invoke(app, ["export", str(build), "--out", str(tmp_path / "x"), option, value])
+    result = CliRunner().invoke(app, ["export", str(build), "--out", str(tmp_path / "x"), *args])
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and value in lines[0] and valid in lines[0]
