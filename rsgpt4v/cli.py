@@ -276,13 +276,20 @@ def fake_server(
     fail_429: Annotated[float, typer.Option(min=0, max=1, help="Fraction of requests answered 429.")] = 0.0,
     malformed: Annotated[float, typer.Option(min=0, max=1, help="Fraction of answers with broken JSON.")] = 0.0,
     batch_expire: Annotated[float, typer.Option(min=0, max=1, help="Fraction of batch requests that expire.")] = 0.0,
+    answer_tokens_per_object: Annotated[Optional[int], typer.Option(
+        min=1, help="Write local answers of this many output tokens per object, as a careful model does "
+                    "(about 160), cut at the request's token limit like the real API.")] = None,
+    mistakes: Annotated[float, typer.Option(
+        min=0, max=1, help="Fraction of answers with a realistic slip: an object left out, talk of the marks, "
+                           "a refusal.")] = 0.0,
     seed: int = 0,
 ) -> None:
     """Serve an OpenAI-compatible fake API (chat, files, batches) on loopback; Ctrl-C stops it."""
     from rsgpt4v.fakeserver import FakeServer, Knobs
 
     knobs = Knobs(latency_s=latency, rpm=rpm, tpm=tpm, fail_5xx=fail_5xx, fail_429=fail_429, malformed=malformed,
-                  batch_expire=batch_expire, seed=seed)
+                  batch_expire=batch_expire, seed=seed, answer_tokens_per_object=answer_tokens_per_object,
+                  mistakes=mistakes)
     server = FakeServer(knobs, port=port)
     typer.echo(f"fake OpenAI API at {server.url}  (export OPENAI_BASE_URL={server.url} OPENAI_API_KEY=fake)")
     try:

@@ -35,13 +35,19 @@ class TilingConfig(_Section):
     window: int = Field(ge=64)
     overlap: int = Field(ge=0)
     min_visible: float = Field(gt=0, le=1)
+    context_visible: float = Field(gt=0, le=1)
     skip_empty: bool
 
 
 class LocalConfig(_Section):
     max_objects: int = Field(ge=1)
     overflow: Literal["summarise", "chunk"]
+    output_tokens_per_object: int = Field(ge=1)
+    output_tokens_base: int = Field(ge=0)
+    send_clean_image: bool
+    save_marked: bool
     max_relations: int = Field(ge=0)
+    grounding_max_instances: int = Field(ge=1)
 
 
 class DialogueConfig(_Section):

@@ -19,9 +19,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 from rsgpt4v.config import QCConfig
 from rsgpt4v.language import number_word, plural, readable
-from rsgpt4v.llm.engine import Problem
 from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse
-from rsgpt4v.schema import Scene
+from rsgpt4v.schema import Problem, Scene
 
 _NUMBERS = {number_word(n): n for n in range(0, 21)} | {"a dozen": 12, "dozen": 12}
 # Words between a number and its noun that mean the number is not the total ("3 more planes",

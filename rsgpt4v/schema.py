@@ -7,7 +7,7 @@ they become text only when a record is rendered (see `rsgpt4v.output`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -85,6 +85,8 @@ class Scene(BaseModel):
     sample: Sample
     window: tuple[int, int, int, int] = Field(description="x0, y0, x1, y1 in the source image")
     objects: tuple[Obj, ...] = Field(description="objects kept in this window, source frame, clipped")
+    context: tuple[Obj, ...] = Field(default=(), description="objects only partly inside the window (the "
+                                     "devkit's difficult=2): shown to the model as cut off, never counted or asked about")
 
     @property
     def width(self) -> int:
@@ -155,3 +157,11 @@ class Record(BaseModel):
     boxes: dict[str, RecordBox] = Field(default_factory=dict,
                                         description="placeholder -> box in the record image's frame")
     meta: dict[str, object] = Field(default_factory=dict)
+
+
+class Problem(NamedTuple):
+    """Why an answer was rejected by a check: `kind` is what the run report counts, `detail` what the
+    model is told when it is asked again."""
+
+    kind: str
+    detail: str

@@ -28,8 +28,8 @@ def test_sample_dry_run_writes_llava_records_for_every_task(sample_build: Path) 
     records = _records(sample_build)
     assert len(records) >= 10
     tasks = {r["task"] for r in records}
-    assert tasks == {"caption", "detailed_description", "region_description", "grounding", "multi_turn_reasoning",
-                     "detection", "counting", "presence"}
+    assert tasks == {"caption", "detailed_description", "region_description", "region_attributes", "grounding",
+                     "multi_turn_reasoning", "detection", "counting", "presence"}
     assert {r["split"] for r in records} == {"train", "val"}
     for r in records:
         conv = r["conversations"]
@@ -94,7 +94,8 @@ def test_counting_and_detection_agree_with_labels(sample_build: Path) -> None:
 def test_manifest_records_config_prompts_and_usage(sample_build: Path) -> None:
     m = json.loads((sample_build / "manifest.json").read_text())
     assert m["status"] == "complete"
-    assert m["config"]["tiling"] == {"window": 1024, "overlap": 200, "min_visible": 0.7, "skip_empty": True}
+    assert m["config"]["tiling"] == {"window": 1024, "overlap": 200, "min_visible": 0.7, "context_visible": 0.2,
+                                     "skip_empty": True}
     assert set(m["prompts"]["sha"]) == {"local", "global", "dialogue", "instructions"}
     assert m["usage"]["api_calls"] > 0 and m["usage"]["prompt_tokens"] > 0
     assert m["counts"]["by_task"]["caption"] == m["counts"]["windows"]
@@ -174,7 +175,10 @@ def test_openai_backend_sends_data_urls_and_strict_schemas(tmp_path: Path) -> No
         assert body["response_format"]["json_schema"]["strict"] is True
         images = [p for m in body["messages"] if isinstance(m["content"], list) for p in m["content"]
                   if p["type"] == "image_url"]
-        assert len(images) == 1 and images[0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+        # the local stage sends the clean window beside the marked one
+        want = 2 if body["response_format"]["json_schema"]["name"] == "LocalResponse" else 1
+        assert len(images) == want and all(i["image_url"]["url"].startswith("data:image/jpeg;base64,")
+                                           for i in images)
     assert all(h["authorization"] == "Bearer sk-loopback-secret-123" for h in server.headers)
     for f in out.rglob("*"):
         if f.is_file():
