@@ -348,12 +348,17 @@ def export(
     out: Annotated[Path, typer.Argument(help="A build output folder.")],
     dest: Annotated[Path, typer.Option("--out", "-o", help="Export folder.")],
     fmt: Annotated[str, typer.Option("--format", help="llava-json, llava-jsonl, sharegpt or hf.")] = "llava-json",
-    box_format: Annotated[Optional[str], typer.Option(help="llava, geochat, qwen or pixel; default: as built.")] = None,
+    box_format: Annotated[Optional[str], typer.Option(
+        help="llava, geochat, qwen2vl, qwen25vl or pixel (qwen = qwen2vl); default: as built.")] = None,
+    box_space: Annotated[Optional[str], typer.Option(
+        help="square (LLaVA-1.5/GeoChat padding) or image, for llava and geochat boxes; default: as built.")] = None,
+    task_tokens: Annotated[bool, typer.Option(
+        "--task-tokens", help="GeoChat's [refer]/[identify] before questions with boxes (geochat only).")] = False,
 ) -> None:
     """Re-render records for another model family (boxes from the pixel boxes kept; no API calls)."""
     from rsgpt4v.export import main_export
 
-    raise typer.Exit(main_export(out, dest, fmt, box_format))
+    raise typer.Exit(main_export(out, dest, fmt, box_format, box_space, task_tokens))
 
 
 batch_app = typer.Typer(help="Inspect and collect the Batch API jobs of a `build --batch` output folder.")

@@ -70,6 +70,7 @@ class TasksConfig(_Section):
     short_answer_suffix: str
     classification_choices: int = Field(ge=0)
     presence_negatives: int = Field(ge=0)
+    exclude_difficult: bool
 
 
 class QCConfig(_Section):
@@ -119,7 +120,8 @@ class BatchConfig(_Section):
 
 class OutputConfig(_Section):
     image_format: Literal["auto", "png", "jpg"]
-    box_format: Literal["llava", "geochat", "qwen", "pixel"]
+    box_format: Literal["llava", "geochat", "qwen2vl", "qwen25vl", "pixel", "qwen"]
+    box_space: Literal["square", "image"]
     max_detection_boxes: int = Field(ge=1)
     max_region_turns: int = Field(ge=1)
 

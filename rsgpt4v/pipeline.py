@@ -178,7 +178,7 @@ class Builder:
                                 {**base, "meta": llm_meta})
         records += annotation_records(scene, self.prompts, self.cfg, self.source.task_kind, self.source.vocabulary,
                                       {**base, "meta": meta})
-        return [render(r, self.cfg.output.box_format, width, height) for r in records]
+        return [render(r, self.cfg.output.box_format, width, height, self.cfg.output.box_space) for r in records]
 
     @property
     def prompt_sha(self) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Point = tuple[float, float]
 Box = tuple[float, float, float, float]
@@ -124,6 +124,27 @@ class Turn(BaseModel):
     answer: str
 
 
+class RecordBox(BaseModel):
+    """A box a record's text refers to, in pixels of the record image: its horizontal box, and the
+    polygon it was derived from (oriented sources), category and difficulty, so that every box
+    flavour can be written from it (GeoChat's angle, a category next to the box)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    box: Box
+    polygon: tuple[Point, ...] | None = None
+    label: str = "object"
+    difficult: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_box(cls, value: object) -> object:
+        # A bare (x1, y1, x2, y2) is a box with nothing else known about it.
+        if isinstance(value, (tuple, list)):
+            return {"box": value}
+        return value
+
+
 class Record(BaseModel):
     """One training example before rendering: turns whose `<bN>` placeholders name pixel boxes."""
 
@@ -133,7 +154,8 @@ class Record(BaseModel):
     source: str
     split: str
     turns: list[Turn]
-    boxes: dict[str, Box] = Field(default_factory=dict, description="placeholder -> pixel box in the record image's frame")
+    boxes: dict[str, RecordBox] = Field(default_factory=dict,
+                                        description="placeholder -> box in the record image's frame")
     meta: dict[str, object] = Field(default_factory=dict)
 
 

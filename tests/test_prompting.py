@@ -142,11 +142,12 @@ def test_render_places_image_token_once_and_boxes_in_format() -> None:
                     turns=[Turn(question="Where is the plane?", answer="<b0>"),
                            Turn(question="And <b0> again?", answer="Yes, <b1>.")],
                     boxes={"b0": (10.0, 20.0, 110.0, 70.0), "b1": (0.0, 0.0, 200.0, 100.0)})
-    line = render(record, "geochat", 200, 100)
+    line = render(record, "geochat", 200, 100, "image")
     assert [c["from"] for c in line["conversations"]] == ["human", "gpt", "human", "gpt"]
     assert line["conversations"][0]["value"] == "<image>\nWhere is the plane?"
-    assert line["conversations"][1]["value"] == "{<5><20><55><70>|0}"
-    assert line["conversations"][3]["value"] == "Yes, {<0><0><100><100>|0}."
+    assert line["conversations"][1]["value"] == "<p>object</p> {<5><20><55><70>|<0>}"
+    assert line["conversations"][2]["value"] == "And {<5><20><55><70>|<0>} again?"
+    assert line["conversations"][3]["value"] == "Yes, <p>object</p> {<0><0><100><100>|<0>}."
     assert line["meta"]["boxes"] == [[10.0, 20.0, 110.0, 70.0], [10.0, 20.0, 110.0, 70.0], [0.0, 0.0, 200.0, 100.0]]
 
 

@@ -200,14 +200,14 @@ def test_another_tools_json_list_with_geochat_boxes(tmp_path: Path, capsys) -> N
                 "meta": {"box_format": fmt, "boxes": [[0, 0, 1, 1]] * boxes}}
 
     records = [
-        rec("ok", "a.png", "{<10><20><30><40>|0}"),
-        rec("wide", "a.png", "{<10><20><130><40>|0}"),
+        rec("ok", "a.png", "{<10><20><30><40>|<0>}"),
+        rec("wide", "a.png", "{<10><20><130><40>|<0>}"),
         {"id": "plain", "image": "pics/b.png", "conversations": [{"from": "human", "value": "<image>\nWhat?"},
                                                                  {"from": "gpt", "value": "A field."}]},
-        rec("user", "a.png", "{<10><20><30><40>|0}", first="user"),
-        rec("inverted", "pics/b.png", "{<50><20><30><40>|0} and {<1><2><3><4>|0}", boxes=2),
+        rec("user", "a.png", "{<10><20><30><40>|<0>}", first="user"),
+        rec("inverted", "pics/b.png", "{<50><20><30><40>|<0>} and {<1><2><3><4>|<0>}", boxes=2),
         rec("pixels", str(tmp_path / "pics" / "b.png"), "[10, 5, 60, 30]", fmt="pixel"),
-        rec("ok", "a.png", "{<10><20><30><40>|0} again", boxes=2),
+        rec("ok", "a.png", "{<10><20><30><40>|<0>} again", boxes=2),
     ]
     path = tmp_path / "other_tool.json"
     path.write_text(json.dumps(records, indent=2), encoding="utf-8")
@@ -224,6 +224,22 @@ def test_another_tools_json_list_with_geochat_boxes(tmp_path: Path, capsys) -> N
                                          "... 4 more"]
     assert captured.out.splitlines() == ["checked 7 records in 1 files: 6 violations (2 box out of range, 1 box count, "
                                          "1 box inverted, 1 duplicate id, 1 roles)"]
+
+
+def test_square_space_boxes_on_the_padding_are_named(tmp_path: Path) -> None:
+    # 200 x 100 on LLaVA's 200 x 200 canvas: the image spans y 0.25..0.75; a box centred at y 0.1 is padding.
+    Image.new("RGB", (200, 100)).save(tmp_path / "a.png")
+
+    def rec(rid: str, box: str, space: str) -> dict:
+        return {"id": rid, "image": "a.png", "conversations": [{"from": "human", "value": "<image>\nWhere?"},
+                                                               {"from": "gpt", "value": box}],
+                "meta": {"box_format": "llava", "box_space": space, "boxes": [[0, 0, 1, 1]]}}
+
+    path = tmp_path / "x.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [
+        rec("in", "[0.10, 0.30, 0.20, 0.40]", "square"), rec("pad", "[0.10, 0.05, 0.20, 0.15]", "square"),
+        rec("img", "[0.10, 0.05, 0.20, 0.15]", "image")]) + "\n", encoding="utf-8")
+    assert _found(validate([path])) == [(2, "box on the padding")]
 
 
 def test_cut_or_wrong_json_files(tmp_path: Path) -> None:
