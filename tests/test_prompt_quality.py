@@ -100,7 +100,7 @@ def test_local_example_passes_the_checks_that_need_no_labels() -> None:
 
 
 def test_example_inputs_are_rendered_as_the_user_template_renders_them() -> None:
-    for stage in ("global", "dialogue"):
+    for stage in ("local", "global", "dialogue"):
         fixed = [line for line in PROMPTS.stages[stage]["user"].splitlines() if line and "$" not in line]
         for example in PROMPTS.examples[stage]:
             lines = example.split("Answer:")[0].splitlines()
@@ -109,7 +109,7 @@ def test_example_inputs_are_rendered_as_the_user_template_renders_them() -> None
 
 def test_every_worked_example_is_used_and_the_choice_is_stable() -> None:
     keys = [f"0/dota/train/P{n}/0_0_1024_1024" for n in range(20)]
-    for stage in ("global", "dialogue"):
+    for stage in ("local", "global", "dialogue"):
         chosen = [PROMPTS.example_index(stage, k) for k in keys]
         assert set(chosen) == set(range(len(PROMPTS.examples[stage])))
         assert chosen == [PromptSet.load().example_index(stage, k) for k in keys]
