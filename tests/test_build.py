@@ -180,7 +180,7 @@ def test_openai_backend_sends_data_urls_and_strict_schemas(tmp_path: Path) -> No
         want = 2 if body["response_format"]["json_schema"]["name"] == "LocalResponse" else 1
         assert len(images) == want and all(i["image_url"]["url"].startswith("data:image/jpeg;base64,")
                                            for i in images)
-    assert all(h["authorization"] == "Bearer sk-loopback-secret-123" for h in server.headers)
+    assert server.headers and all(h["authorization"] == "Bearer sk-loopback-secret-123" for h in server.headers)
     for f in out.rglob("*"):
         if f.is_file():
             assert b"sk-loopback-secret-123" not in f.read_bytes(), f
@@ -197,7 +197,7 @@ def test_older_servers_get_max_tokens(tmp_path: Path) -> None:
         assert result.exit_code == 0, result.output
     finally:
         server.close()
-    assert all("max_completion_tokens" not in b and b["max_tokens"] > 0 for b in server.bodies)
+    assert server.bodies and all("max_completion_tokens" not in b and b["max_tokens"] > 0 for b in server.bodies)
 
 
 def test_model_that_always_refuses_fails_windows_not_the_run(tmp_path: Path) -> None:

@@ -17,7 +17,6 @@ from rsgpt4v.sources import get_source, sample_root
 from rsgpt4v.sources.base import SourceError
 from rsgpt4v.sources.dota import DOTA, VOCABULARIES, parse_label_file
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real" / "dota_v1.0"
 
 HEADER = ["imagesource:GoogleEarth", "gsd:0.146"]
 SHIP = "1054.0 1028.0 1063.0 1011.0 1111.0 1040.0 1112.0 1062.0 ship 0"
@@ -354,14 +353,8 @@ def test_registry_and_class_attributes() -> None:
 
 # ---- real DOTA devkit files ------------------------------------------------------------------
 
-def real_root() -> Path:
-    if not (REAL / "labelTxt").is_dir():
-        pytest.skip(f"real DOTA fixtures not found at {REAL}")
-    return REAL
-
-
-def test_real_devkit_example() -> None:
-    root = real_root()
+def test_real_devkit_example(real_dir: Path) -> None:
+    root = real_dir / "dota_v1.0"
     samples, issues = split_out(list(DOTA(root)))
     (p1888,) = samples
     unpaired = ("P0706", "P0770", "P1088", "P1234", "P2598", "P2709")
@@ -382,8 +375,8 @@ def test_real_devkit_example() -> None:
     assert all(0 <= x <= 712 and 0 <= y <= 557 for o in p1888.objects for x, y in o.polygon)
 
 
-def test_real_label_files_all_parse() -> None:
-    files = sorted((real_root() / "labelTxt").glob("*.txt"))
+def test_real_label_files_all_parse(real_dir: Path) -> None:
+    files = sorted((real_dir / "dota_v1.0" / "labelTxt").glob("*.txt"))
     assert len(files) == 7
     parsed = {f.stem: parse_label_file(f, f.name) for f in files}
     assert all(p.issues == () for p in parsed.values())
@@ -396,8 +389,8 @@ def test_real_label_files_all_parse() -> None:
     assert set(cats) <= set(VOCABULARIES["1.0"])
 
 
-def test_real_files_through_the_adapter(tmp_path: Path) -> None:
-    root = real_root()
+def test_real_files_through_the_adapter(tmp_path: Path, real_dir: Path) -> None:
+    root = real_dir / "dota_v1.0"
     copy = tmp_path / "train"
     shutil.copytree(root / "labelTxt", copy / "labelTxt")
     for f in (root / "labelTxt").glob("*.txt"):
