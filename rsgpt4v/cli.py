@@ -293,7 +293,7 @@ def fake_server(
              "answers, referring expressions), to try what QC keeps.")] = None,
 ) -> None:
     """Serve an OpenAI-compatible fake API (chat, files, batches) on loopback; Ctrl-C stops it."""
-    from rsgpt4v.fakeserver import FakeServer, Knobs
+    from rsgpt4v.llm.fakeserver import FakeServer, Knobs
 
     knobs = Knobs(latency_s=latency, rpm=rpm, tpm=tpm, fail_5xx=fail_5xx, fail_429=fail_429, malformed=malformed,
                   batch_expire=batch_expire, seed=seed, answer_tokens_per_object=answer_tokens_per_object,

@@ -104,6 +104,7 @@ class EngineConfig(_Section):
     transport_attempts: int = Field(ge=1)
     backoff_s: float = Field(gt=0)
     stop_after_transport_failures: int = Field(ge=1)
+    max_pixels_in_flight: int = Field(gt=0)
     max_cost_usd: float | None = Field(default=None, gt=0)
 
     def limits_for(self, model: str) -> RateLimits:

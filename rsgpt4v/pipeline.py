@@ -25,12 +25,13 @@ from rsgpt4v import __version__
 from rsgpt4v.config import BuildConfig
 from rsgpt4v.cost import PriceTable
 from rsgpt4v.estimate import EstimatingEngine, cost_table
-from rsgpt4v.imaging import ImageError, open_image
+from rsgpt4v.imaging import ImageError, open_image, return_freed_images_to_the_os
 from rsgpt4v.llm.batch import BatchQueue, BatchState, collect, submit
 from rsgpt4v.llm.cache import Cache
 from rsgpt4v.llm.client import make_client
 from rsgpt4v.llm.engine import Engine
 from rsgpt4v.output import DatasetWriter, render
+from rsgpt4v.pixel_budget import PixelBudget
 from rsgpt4v.prompting.answers import SceneAnswers
 from rsgpt4v.prompting.marks import Mark
 from rsgpt4v.prompting.prompter import HierarchicalPrompter
@@ -151,9 +152,7 @@ class Builder:
         self.writer.image(scene.image_name.replace("images/", "marked/", 1) + f"__from{first}", marked,
                           Path("marked.png"), whole=False)
 
-    async def _scene(self, scene: Scene, source_image: Image.Image) -> list[dict[str, Any]]:
-        window = source_image.crop(scene.window)
-        whole = scene.window == (0, 0, source_image.width, source_image.height)
+    async def _scene(self, scene: Scene, window: Image.Image, whole: bool) -> list[dict[str, Any]]:
         rel_image = await asyncio.to_thread(self.writer.image, scene.image_name, window, scene.sample.image_path,
                                             whole)
         answers = await self.prompter.answer(scene, window)
@@ -192,6 +191,7 @@ class Builder:
                 self.cache.close()
                 return self._finish("batch_in_progress")
         inflight = max(2, self.cfg.engine.concurrency * 2)
+        budget = PixelBudget(self.cfg.engine.max_pixels_in_flight)
         pending: deque[asyncio.Task[list[dict[str, Any]]]] = deque()
         status = "complete"
         try:
@@ -214,9 +214,18 @@ class Builder:
                 self.report.samples += 1
                 self.progress.tick("images")
                 for scene in scenes:
-                    pending.append(asyncio.create_task(self._scene(scene, image)))
+                    pixels = scene.width * scene.height
+                    await budget.acquire(pixels)
+                    whole = scene.window == (0, 0, image.width, image.height)
+                    # A scene holds only its own window, so the source image is freed once its
+                    # windows are taken, before the next image is decoded.
+                    window = image if whole else image.crop(scene.window)
+                    task = asyncio.create_task(self._scene(scene, window, whole))
+                    task.add_done_callback(lambda _, n=pixels: budget.release(n))
+                    pending.append(task)
                     while len(pending) >= inflight:
                         self._write(await pending.popleft())
+                del image, scenes
             while pending:
                 self._write(await pending.popleft())
             queue = self.engine.batch
@@ -315,8 +324,10 @@ def build(source: Source, cfg: BuildConfig, opts: BuildOptions) -> dict[str, Any
     In batch mode one pass submits what the cache lacks and returns; with `batch_wait` passes are
     repeated, polling between them, until the build completes.
     """
+    return_freed_images_to_the_os()
+
     async def passes() -> dict[str, Any]:
-        client = make_client(opts.backend, cfg.model.request_timeout_s)
+        client = make_client(opts.backend, cfg.model.request_timeout_s, source.mock_looks)
         while True:
             manifest = await Builder(source, cfg, opts, client).run()
             if not (opts.batch_wait and manifest["status"].startswith("batch_")):

@@ -93,7 +93,7 @@ def test_notes_that_pass_are_kept_when_an_answer_keeps_failing(real_dir: Path, t
 
 
 def test_batch_passes_split_cut_answers_the_same_way(real_dir: Path, tmp_path: Path) -> None:
-    from rsgpt4v.fakeserver import FakeServer, Knobs
+    from rsgpt4v.llm.fakeserver import FakeServer, Knobs
 
     config = tmp_path / "optimistic.yaml"
     config.write_text("local: {output_tokens_per_object: 80}\nbatch: {poll_s: 0}\n")

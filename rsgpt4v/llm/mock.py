@@ -1,6 +1,6 @@
 """The offline mock model: chat completions answered like a careful model would answer them.
 
-It is served through the real `openai` client (see `rsgpt4v.fakeserver`) and reads only what a real
+It is served through the real `openai` client (see `rsgpt4v.llm.fakeserver`) and reads only what a real
 model would: the request.
 Its answers are grounded: it parses the object list and counts the prompt carries, so ids,
 categories and counts in a dry-run dataset are right, and the dataset is a meaningful sample of
@@ -17,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from rsgpt4v.cost import ImageRule, estimate_prompt_tokens
@@ -26,17 +27,7 @@ from rsgpt4v.language import grid_position, join_counts, plural, readable
 _OBJECT_LINE = re.compile(r"^\s*(\{.*\"id\".*\})\s*,?\s*$")
 _COUNT_LINE = re.compile(r"^- (\d+) ([A-Za-z][\w\- ]*)$")
 
-_LOOKS = {
-    "plane": ("white", "cross-shaped with swept wings", "parked at a stand"),
-    "helicopter": ("dark green", "compact body with a long tail boom", "parked on a pad"),
-    "ship": ("grey", "long and narrow with a pointed bow", "moored alongside"),
-    "small-vehicle": ("dark", "small rectangle", "parked"),
-    "large-vehicle": ("white", "long rectangle", "parked"),
-    "storage-tank": ("white", "circular", "in use"),
-    "harbor": ("light grey", "long straight pier", "in use"),
-    "swimming-pool": ("blue", "rectangular", "filled with water"),
-}
-_VEHICLE_COLOURS = ("white", "black", "silver", "red", "dark blue", "grey")
+_COLOURS = ("white", "black", "silver", "red", "dark blue", "grey")
 # Clauses a careful model adds when it looks closely, used to bring answers to a realistic length.
 _DETAIL = ("with a crisp outline against the surrounding surface", "casting a short shadow towards the north-west",
            "its roof showing a faint lighter stripe along the centre line", "set slightly apart from its neighbours",
@@ -47,13 +38,19 @@ _SHAPE_DETAIL = ("straight sides and squared-off ends", "a flat top with small f
                  "a darker band across one end", "a lighter strip along one side")
 
 
+# What the mock says of an object: colour ("" for one of _COLOURS), shape seen from above, state.
+Looks = tuple[str, str, str]
+
+
 @dataclass(frozen=True)
 class Style:
-    """How the mock writes: `tokens_per_object` output tokens per local object (None: short answers)
-    and the fraction of answers with a realistic slip."""
+    """How the mock writes: `tokens_per_object` output tokens per local object (None: short answers),
+    the fraction of answers with a realistic slip, and how a category looks (a source gives its own
+    categories' looks; the mock knows none)."""
 
     tokens_per_object: int | None = None
     mistakes: float = 0.0
+    looks: Mapping[str, Looks] = field(default_factory=dict)
 
 
 def _fraction(*salt: object) -> float:
@@ -124,9 +121,9 @@ def _local(text: str, style: Style) -> dict[str, Any]:
     notes = []
     for o in objects:
         cat, box = o["category"], o["box"]
-        colour, shape, state = _LOOKS.get(cat, ("", "compact", "visible"))
-        if not colour or cat.endswith("vehicle"):
-            colour = _pick(_VEHICLE_COLOURS, cat, o["id"], box)
+        colour, shape, state = style.looks.get(cat, ("", "compact", "visible"))
+        if not colour:
+            colour = _pick(_COLOURS, cat, o["id"], box)
         name = readable(cat)
         where = grid_position((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
         edge = " partly cut off by the image edge" if o.get("truncated") else ""

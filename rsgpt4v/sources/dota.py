@@ -192,6 +192,16 @@ class DOTA(Source):
     name = "dota"
     description = "DOTA v1.0/v1.5/v2.0 oriented boxes in aerial images (labelTxt layout)"
     task_kind = "detection"
+    mock_looks = {
+        "plane": ("white", "cross-shaped with swept wings", "parked at a stand"),
+        "helicopter": ("dark green", "compact body with a long tail boom", "parked on a pad"),
+        "ship": ("grey", "long and narrow with a pointed bow", "moored alongside"),
+        "small-vehicle": ("", "small rectangle", "parked"),
+        "large-vehicle": ("", "long rectangle", "parked"),
+        "storage-tank": ("white", "circular", "in use"),
+        "harbor": ("light grey", "long straight pier", "in use"),
+        "swimming-pool": ("blue", "rectangular", "filled with water"),
+    }
 
     def __init__(self, root: Path, split: str | None = None, version: str = "auto") -> None:
         super().__init__(root, split)

@@ -24,7 +24,7 @@ from typing import Any
 import httpx2
 
 from rsgpt4v.cost import ImageRule, estimate_prompt_tokens
-from rsgpt4v.llm.mock import Style, completion_for
+from rsgpt4v.llm.mock import Looks, Style, completion_for
 
 
 @dataclass
@@ -41,10 +41,11 @@ class Knobs:
     plant: str | None = None
     answer_tokens_per_object: int | None = None
     mistakes: float = 0.0
+    looks: dict[str, Looks] = field(default_factory=dict)
 
     @property
     def style(self) -> Style:
-        return Style(tokens_per_object=self.answer_tokens_per_object, mistakes=self.mistakes)
+        return Style(tokens_per_object=self.answer_tokens_per_object, mistakes=self.mistakes, looks=self.looks)
 
 
 @dataclass
