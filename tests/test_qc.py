@@ -136,3 +136,35 @@ def test_a_wrong_count_is_regenerated_with_the_problem_named(tmp_path: Path) -> 
     assert manifest["usage"]["by_stage"]["global"]["retry_reasons"] == {"qc_count": len(retries)}
     captions = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
     assert not any("99 planes" in json.dumps(r) for r in captions)
+
+
+@pytest.mark.parametrize("phrase, value", [
+    ("forty buses", (40, 40)), ("twenty-four cars", (24, 24)), ("twenty four cars", (24, 24)),
+    ("a dozen cars", (12, 12)), ("half a dozen cars", (6, 6)), ("a couple of cars", (2, 2)),
+    ("dozens of cars", (24, float("inf"))), ("hundreds of cars", (200, float("inf"))), ("two hundred cars", (200, 200)),
+    ("1,200 cars", (1200, 1200)), ("40-50 cars", (40, 50)), ("ninety-nine cars", (99, 99)),
+    ("twenty-eleven cars", None), ("1.5 cars", None), ("3rd car", None), ("12m cars", None), ("many cars", None),
+])
+def test_number_phrases_are_read_in_full(phrase: str, value: tuple | None) -> None:
+    from rsgpt4v.count_claims import tokens
+    from rsgpt4v.language import read_number
+    found = read_number(tokens(phrase), 0)
+    assert (found[:2] if found else None) == value
+
+
+def test_unreadable_number_phrases_are_no_claim_and_never_crash(qc: QualityChecker) -> None:
+    import random
+    scene = _scene(plane=4, small_vehicle=2)
+    bag = ["twenty-eleven", "1.5", "3rd", "50-60", "hundred-odd", "1,2,3", "a", "dozen", "dozens", "of", "forty-",
+           "-5", "99999999999999999999", "\u00bd", "\u0663", "planes", "plane", "cars", "car", "about", "more",
+           "than", "in", "all", ",", "the", "left", "alone", "row", "one", "of", "them", "twenty", "hundred", "park",
+           "\u2013", "(", ")", "?", "over", "at", "least", "exactly", "side", "by"]
+    rng = random.Random(7)
+    kinds = set()
+    for _ in range(3000):
+        text = "An apron " + " ".join(rng.choice(bag) for _ in range(rng.randint(1, 12))) + "."
+        problem = qc.text(scene, text, "caption")
+        kinds.add(problem.kind if problem else None)
+    assert kinds <= {None, "qc_count", "qc_length", "qc_absent_category"} and None in kinds
+    for text in ("An apron with twenty-eleven planes.", "An apron with 1.5 planes.", "An apron with hundred-odd cars."):
+        assert qc.text(scene, text, "caption") is None, text
