@@ -40,7 +40,7 @@ _HEDGES: list[tuple[tuple[str, ...], str]] = sorted([
     (("no", "more", "than"), "max"),
 ], key=lambda h: -len(h[0]))
 # Words between a number and a noun that make the number count something else.
-_UNITS = {"m", "metre", "metres", "meter", "meters", "km", "kilometre", "kilometres", "ft", "feet", "foot",
+UNITS = {"m", "metre", "metres", "meter", "meters", "km", "kilometre", "kilometres", "ft", "feet", "foot",
           "storey", "storeys", "story", "stories", "floor", "floors", "lane", "lanes", "hectare", "hectares", "ha",
           "percent", "per", "cent", "%", "tonne", "tonnes", "ton", "tons", "seat", "seats", "degree", "degrees",
           "x", "by", "times", "hour", "hours", "minute", "minutes", "year", "years", "row", "rows", "line", "lines",
@@ -62,7 +62,8 @@ _TOTAL = [("in", "total"), ("in", "all", ","), ("in", "all", "."), ("altogether"
           ("overall",), ("all", "told"), ("in", "the", "whole"), ("in", "the", "entire"), ("the", "whole", "image"),
           ("the", "whole", "scene"), ("the", "entire", "image"), ("the", "entire", "scene")]
 _PART_WORDS = {"row", "line", "column", "group", "cluster", "block", "section", "part", "half", "pair", "each",
-               "middle", "centre", "center", "central", "another", "rest", "them", "these", "those", "some"}
+               "middle", "centre", "center", "central", "another", "rest", "them", "these", "those", "some",
+               "outside", "except", "besides", "apart", "among", "beyond", "further", "also"}
 _PART_PHRASES = [("side", "by", "side"), ("next", "to", "each", "other"), ("beside", "each", "other"),
                  ("alongside", "each", "other"), ("nose", "to", "tail"), ("together",), ("of", "them"),
                  ("of", "these"), ("of", "the")]
@@ -194,6 +195,10 @@ def read_claims(text: str, terms: Terms) -> list[Claim]:
             i += 1
             continue
         low, high, j = number
+        if i > 0 and toks[i - 1] == "between" and toks[j:j + 1] == ["and"] and (upper := read_number(toks, j + 1)):
+            high, j = upper[1], upper[2]                   # "between 40 and 50 buses"
+        if j < len(toks) and toks[j] in {"odd", "-odd"}:
+            high, j = math.ceil(low * 1.25), j + 1         # "forty odd buses"
         claim = _claim_at(toks, i, j, low, high, terms, spans) or _one_of(toks, i, j, low, high, terms, spans)
         if claim is not None:
             claims.append(claim)
@@ -218,7 +223,7 @@ def _claim_at(toks: list[str], i: int, j: int, low: float, high: float, terms: T
             if not is_plural and high > 1 and not part:
                 return None    # "two car parks": the category word is a modifier
             return _classify(toks, i, end, category, low, high, part, alone, spans)
-        if tok in _UNITS or tok in _STOP or re.match(r"\d", tok):
+        if tok in UNITS or tok in _STOP or re.match(r"\d", tok):
             return None
         if tok in _MORE:
             part = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
@@ -62,7 +63,8 @@ def read_number(tokens: list[str], i: int) -> tuple[float, float, int] | None:
     """The number phrase starting at `tokens[i]` (lower-case words): its value as a range (low, high)
     and the index after it, or None when there is none or it cannot be read ("twenty-eleven",
     "1.5", "3rd"). Digits ("48", "1,200", a range "40-50"), words in full ("forty", "twenty-four",
-    "twenty four", "two hundred"), "a dozen", "a couple of", and lower bounds such as "dozens of"."""
+    "twenty four", "two hundred", "forty-odd"), "a dozen", "a couple of", and lower bounds such as
+    "dozens of"."""
     for phrase, (low, high) in _QUANTITIES.items():
         if tuple(tokens[i:i + len(phrase)]) == phrase:
             return low, high, i + len(phrase)
@@ -73,6 +75,8 @@ def read_number(tokens: list[str], i: int) -> tuple[float, float, int] | None:
     if m := re.fullmatch(r"(\d+)-(\d+)", token):
         low, high = sorted((int(m.group(1)), int(m.group(2))))
         return low, high, i + 1
+    if token.endswith("-odd") and (value := _word_value(token[:-4])):
+        return value, math.ceil(value * 1.25), i + 1
     value = _word_value(token)
     if value is None:
         return None

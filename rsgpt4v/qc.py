@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from rsgpt4v.config import QCConfig
-from rsgpt4v.count_claims import Terms, read_claims, tokens, wrong
+from rsgpt4v.count_claims import UNITS, Terms, read_claims, tokens, wrong
 from rsgpt4v.language import plural, readable
 from rsgpt4v.llm.engine import Problem
 from rsgpt4v.naming import display, is_dataset_spelling, spelling_pattern
@@ -43,7 +43,7 @@ _REFUSALS = [
     r"\blanguage model\b", r"\bi apologi[sz]e\b", r"\bunfortunately\b",
     r"\b(?:not |im)possible to (?:determine|tell|identify|say|know|see|confirm|establish|judge)\b",
     r"\b(?:cannot|can't|can not) be (?:determined|identified|confirmed|known|ascertained|established|told)\b",
-    r"\bthere is no way to (?:tell|know|determine|say)\b",
+    r"\bthere(?: is|'s) no way to (?:tell|know|determine|say)\b",
 ]
 _META = [
     r"\bannotat\w*", r"\baccording to\b", r"\bbounding box", r"\bground truth\b", r"\bmetadata\b", r"\bdataset\b",
@@ -56,7 +56,8 @@ _META = [
     r"\b(?:red|green|blue|yellow|orange|purple|magenta|cyan|pink|coloured|colored) (?:outline|box|frame|border)s?\b",
     r"\blabel(?:s|led|ed|ling)?\b", r"\bids?\b", r"\bnumbers? \d+\b", r"\bno\. ?\d+", r"#\s?\d+",
     r"\bcoordinates\b", r"\bpixels?\b", r"\bthe provided\b", r"\bthe given\b", r"\bthe input\b",
-    r"\b(?:the|this) (?:caption|description)\b", r"\bground sample distance\b",
+    r"\b(?:the|this|image) (?:caption|description)\b", r"\bground sample distance\b",
+    r"\b(?:object|item|entry|mark|box|region|category) \d+\b",
 ]
 _UNSEEABLE = [
     r"\b(?:autumn|autumnal|summer|summertime|winter|wintertime|springtime)\b", r"\bin (?:the )?(?:spring|fall)\b",
@@ -144,7 +145,7 @@ class QualityChecker:
         """Every check on one piece of model text; `kind` names its length limits and form rules."""
         problem = self.style(text, kind)
         if problem is None and scene is not None:
-            problem = self._spelling(scene, text)
+            problem = self._spelling(scene, text) or self._numbered(scene, text)
         if problem is None and scene is not None and self.exhaustive and scene.sample.annotated:
             problem = self._counts(scene, text) or self._absent(scene, text)
         return problem
@@ -219,6 +220,19 @@ class QualityChecker:
                 return Problem("qc_dataset_spelling", f"the text writes the dataset's label {m.group(0)!r}; write "
                                                       f"plain words such as {name.plural!r}"
                                                       + (f" or {plural(name.also[0])!r}" if name.also else ""))
+        return None
+
+    def _numbered(self, scene: Scene, text: str) -> Problem | None:
+        """'bus 59', 'the plane 3': an object called by the number it was given."""
+        toks = tokens(text)
+        terms = self.terms(scene.sample.source)
+        for i in range(len(toks)):
+            found = terms.at(toks, i)
+            end = found[1] if found else len(toks)
+            if end < len(toks) and toks[end].isdigit() and (end + 1 == len(toks) or toks[end + 1] not in UNITS):
+                return Problem("qc_meta_talk", f"the text calls an object by a number "
+                                               f"({' '.join(toks[i:end + 1])!r}); name it by its appearance and "
+                                               "its place in the image")
         return None
 
     def _counts(self, scene: Scene, text: str) -> Problem | None:
