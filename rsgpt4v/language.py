@@ -1,4 +1,5 @@
-"""Category names as people write them: readable forms, plurals and counted phrases."""
+"""Words as people write them: readable category names, plurals, numbers read from text and
+positions in a 3x3 grid."""
 
 from __future__ import annotations
 
@@ -37,16 +38,6 @@ def plural(noun: str) -> str:
     else:
         last += "s"
     return f"{head} {last}" if head else last
-
-
-def counted(n: int, category: str) -> str:
-    """`3 small vehicles`, `1 plane`: digits, with the noun agreeing."""
-    name = readable(category)
-    return f"{n} {name if n == 1 else plural(name)}"
-
-
-def number_word(n: int) -> str:
-    return _NUMBER_WORDS[n] if 0 <= n < len(_NUMBER_WORDS) else str(n)
 
 
 def _word_value(word: str) -> int | None:
@@ -88,14 +79,6 @@ def read_number(tokens: list[str], i: int) -> tuple[float, float, int] | None:
         value *= 100
         end += 1
     return value, value, end
-
-
-def join_counts(counts: dict[str, int]) -> str:
-    """`12 small vehicles, 3 planes and 1 storage tank`."""
-    parts = [counted(n, cat) for cat, n in counts.items()]
-    if len(parts) <= 1:
-        return "".join(parts)
-    return ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def grid_position(cx: float, cy: float) -> str:

@@ -200,3 +200,19 @@ def test_template_answers_pass_qc_on_their_scene() -> None:
                 problem = qc.text(scene, answer, "template_answer")
                 assert problem is None or (record.task == "detection" and problem.kind == "qc_meta_talk"), answer
             assert record.meta["answers_from"] == "labels"
+
+
+@pytest.mark.parametrize("source", ["dior", "dior-rsvg", "coco", "fair1m"])
+def test_the_mock_writes_what_qc_keeps_on_every_source(tmp_path: Path, source: str) -> None:
+    from conftest import dry_run
+    from test_coco import make_coco
+    from test_dior import make_dior, make_rsvg
+    from test_fair1m import make_fair1m
+    make = {"dior": make_dior, "dior-rsvg": make_rsvg, "coco": make_coco, "fair1m": make_fair1m}[source]
+    _, _, manifest = dry_run(source, make(tmp_path / "in"), tmp_path / "out")
+    assert manifest["qc"]["rejected"] == {} and manifest["failures"]["count"] == 0
+
+
+def test_the_mock_writes_what_qc_keeps_on_the_sample(sample_build: Path) -> None:
+    manifest = json.loads((sample_build / "manifest.json").read_text())
+    assert manifest["qc"]["rejected"] == {} and manifest["failures"]["count"] == 0
