@@ -57,7 +57,8 @@ COMPOUND_HEADS = {"park", "parks", "parking", "lane", "lanes", "stop", "stops", 
                   "wash", "dealership", "garage", "garages", "lot", "lots", "ramp", "ramps", "route", "routes",
                   "terminal", "terminals", "hangar", "hangars", "house", "houses", "deck", "decks", "pad", "pads",
                   "space", "spaces", "wing", "wings", "shadow", "shadows", "length", "lengths", "size", "sizes",
-                  "roof", "roofs", "traffic", "maintenance", "repair", "service", "fleet", "fleets", "turning"}
+                  "roof", "roofs", "traffic", "maintenance", "repair", "service", "fleet", "fleets", "turning",
+                  "tree", "trees", "ski", "skis", "engine", "engines", "fuel"}
 _TOTAL = [("in", "total"), ("in", "all", ","), ("in", "all", "."), ("altogether",), ("a", "total", "of"),
           ("overall",), ("all", "told"), ("in", "the", "whole"), ("in", "the", "entire"), ("the", "whole", "image"),
           ("the", "whole", "scene"), ("the", "entire", "image"), ("the", "entire", "scene")]
@@ -214,7 +215,7 @@ def _claim_at(toks: list[str], i: int, j: int, low: float, high: float, terms: T
             part, j = True, j + 2
         else:
             return None
-    alone = i > 0 and toks[i - 1] in _ALONE_BEFORE
+    alone = i > 0 and toks[i - 1] in _ALONE_BEFORE or bool(_ALONE_BEFORE & set(toks[i:j]))
     for k in range(j, min(j + 4, len(toks))):
         tok = toks[k]
         found = terms.at(toks, k)
@@ -262,7 +263,10 @@ def _classify(toks: list[str], i: int, end: int, category: str, low: float, high
     part = (part or any(t in _PART_WORDS for t in clause) or any(_contains(clause, p) for p in _PART_PHRASES)
             or "alone" in before or "only" in before and high == 1)
     # "One plane is taxiing": a single one is picked out of the group unless the text says it is the only one.
-    if low == high == 1 and not {"only", "single", "just", "exactly", "lone"} & set(before[-2:]):
+    if low == high == 1 and not {"only", "single", "just", "exactly"} & set(before[-2:] + toks[i:end]):
+        part = True
+    # "These two planes", "those three": a group already singled out.
+    if before[-1:] and before[-1] in {"these", "those"}:
         part = True
     if part:
         return Claim(category, low, high, "part", sides, quote)
@@ -310,7 +314,8 @@ def wrong(claim: Claim, scene: Scene) -> str | None:
     total = len(objs)
     if claim.scope == "alone":
         sure, arguable = lone_range(objs)
-        if claim.high < sure or claim.low > arguable:
+        # "A lone bus stands ..." picks one of them; "two buses stand alone" says how many do.
+        if (claim.high < sure and claim.high > 1) or claim.low > arguable:
             return "standing alone does not match the image"
         return None
     if claim.scope == "total":

@@ -46,13 +46,16 @@ _REFUSALS = [
     r"\bthere(?: is|'s) no way to (?:tell|know|determine|say)\b",
 ]
 _META = [
-    r"\bannotat\w*", r"\baccording to\b", r"\bbounding box", r"\bground truth\b", r"\bmetadata\b", r"\bdataset\b",
+    r"\bannotat\w*", r"\bbounding box",
+    r"\baccording to (?:the |these |those |my |your )?(?:notes?|annotations?|labels?|lists?|data|counts?|"
+    r"descriptions?|captions?|information|input|metadata|image|marks?|objects?)\b", r"\bground truth\b", r"\bmetadata\b", r"\bdataset\b",
     r"\bbased on the (?:notes?|list|labels?|counts?|data|information|description|caption|input|objects?)\b",
     r"\bas (?:described|listed|noted|labelled|labeled|given|provided|mentioned)\b",
     r"\b(?:the|these|those|my|your|object|provided|given) notes?\b", r"\b(?:the|this|that|a) list\b", r"\blisted\b",
     r"\b(?:the|a|its|their|numbered|coloured|colored|drawn) marks?\b",
     r"\bmarked with (?:a |an )?(?:numbers?|ids?|labels?|digits?|outlines?)\b",
-    r"\boutlined\b", r"\bhighlighted\b",
+    r"\boutlined in (?:bright |light |dark )?(?:red|green|blue|yellow|orange|purple|magenta|cyan|pink|lime)\b",
+    r"\bhighlighted\b",
     r"\b(?:red|green|blue|yellow|orange|purple|magenta|cyan|pink|coloured|colored) (?:outline|box|frame|border)s?\b",
     r"\blabel(?:s|led|ed|ling)?\b", r"\bids?\b", r"\bnumbers? \d+\b", r"\bno\. ?\d+", r"#\s?\d+",
     r"\bcoordinates\b", r"\bpixels?\b", r"\bthe provided\b", r"\bthe given\b", r"\bthe input\b",
@@ -64,7 +67,8 @@ _UNSEEABLE = [
     r"\b(?:january|february|april|june|july|august|september|october|november|december)\b",
     r"\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|weekend|weekday)s?\b",
     r"\b(?:morning|afternoon|evening|night|nighttime|dawn|dusk|sunrise|sunset|midday|noon|midnight)s?\b",
-    r"\bo'clock\b", r"\b\d{1,2}:\d{2}\b", r"\b[ap]\.m\.", r"\brush hour\b", r"\b(?:19|20)\d{2}\b",
+    r"\bo'clock\b", r"\b\d{1,2}:\d{2}\b", r"\b[ap]\.m\.", r"\brush hour\b",
+    r"\b(?:19|20)\d{2}\b(?!\s+[a-z])",   # a year, not "2000 cars"
 ]
 _PROPER = re.compile(r"(?<=[a-z0-9,;)] )[A-Z][a-z]+(?:[-'][A-Za-z]+)*")
 _ORDINAL = re.compile(r"\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|last|\d+(?:st|nd|rd|th))\b")
@@ -77,7 +81,11 @@ _REASONING = re.compile(
     r"larger|largest|smaller|busiest)\b|\bwhere (?:are|is|do|does|could|would|might)\b|\bwhat (?:kind|type|sort) of\b|"
     r"\blikely\b|\bimpl(?:y|ies|ication)\b|\bwhat (?:does|do) .* (?:tell|show|reveal)\b|\bdifference\b|\bsafe")
 _SITE_WORDS = re.compile(r"\b(?:depot|airport|airfield|harbou?r|port|marina|terminal|station|parking lot|car park|"
-                         r"stadium|school|factory|refinery|farm|base|yard|dock|quay)s?\b")
+                         r"stadium|school|factory|refinery|dock|quay|shipyard|dockyard)s?\b")
+# A question that asks for a count or a presence, and an answer that only gives one back.
+_COUNT_QUESTION = re.compile(r"^\s*(?:how many|is there|are there|do you see|can you see|what (?:kinds? of )?objects)")
+_RESTATING = re.compile(r"^\s*(?:yes|no)\b|\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
+                        r"dozen|twenty|thirty|forty|fifty|hundred)\b")
 _BARE_ANSWER_WORDS = 12
 # Words before a category that say it is not there ("no ships", "without any cars"): no hallucination.
 _NEGATORS = {"no", "not", "without", "nor", "neither", "none", "any", "lacks", "absent"}
@@ -284,7 +292,9 @@ class QualityChecker:
         reasoning = 0
         for i, (question, answer) in enumerate(turns, start=1):
             q = question.translate(_APOSTROPHES).lower()
-            bare = len(_sentences(answer)) == 1 and len(answer.split()) <= _BARE_ANSWER_WORDS
+            a = answer.lower()
+            bare = (len(_sentences(answer)) == 1 and len(answer.split()) <= _BARE_ANSWER_WORDS
+                    and (_COUNT_QUESTION.search(q) or _RESTATING.search(a)))
             if bare and not _REASONING.search(q):
                 return Problem("qc_reasoning", f"turn {i} only restates a count or a category; ask why, how, what "
                                                "if or what follows, and answer with the visible evidence")

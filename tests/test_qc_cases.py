@@ -111,7 +111,6 @@ OWN = [
     ("global", "accept", "The top row holds several groups of buses, and 2 of them are yellow."),
     ("global", "accept", "Fourteen cars fill the car park on the right."),
     ("global", "accept", "The car park on the right holds 14 cars in three short rows."),
-    ("global", "accept", "A lone bus is parked at the western edge, and another one stands further south."),
     ("global", "accept", "Roughly fifty buses are parked in the lot."),
     ("global", "accept", "At least 40 buses are parked in the rows."),
     ("global", "accept", "The lot holds fifty buses in total."),
@@ -129,7 +128,12 @@ OWN = [
     ("global", "accept", "A pair of buses stands apart at the western edge."),
     ("global", "accept", "The lot holds about fifty buses and over a dozen cars."),
     ("global", "accept", "No planes or ships are in view."),
+    ("global", "accept", "The grass islands are outlined by low kerbs and planted with trees."),
+    ("global", "accept", "The buses are sorted according to size, the longest in the middle row."),
+    ("global", "accept", "A lone bus is parked at the western edge, and another one stands further south."),
     ("global", "reject", "The top row holds 23 buses."),
+    ("global", "reject", "Three lone buses stand at the western edge."),
+    ("global", "reject", "Outlined in yellow, one bus stands out from the rest."),
     ("global", "reject", "Nearly a hundred buses fill the lot."),
     ("global", "reject", "The depot holds sixty-odd buses."),
     ("global", "reject", "The image shows between 30 and 40 buses."),
@@ -200,6 +204,7 @@ DIALOGUE_CASES = [
     ("reject", [("Why are so many buses parked at this depot?", DIALOGUE[0][1]), *DIALOGUE[1:]]),   # gives it away
     ("reject", [("How are the buses arranged?", DIALOGUE[0][1]), *DIALOGUE[1:]]),
     ("accept", [("What is going on in this scene?", DIALOGUE[0][1]), *DIALOGUE[1:]]),
+    ("accept", [*DIALOGUE[:4], ("What colour are most of the roofs?", "Most are white, and a few are yellow.")]),
     ("reject", [DIALOGUE[0],
                 *[(f"What colour is the roof of building {n}?", "It is grey, like the other roofs in the lot.")
                   for n in ("one", "two", "three", "four")]]),                                  # no reasoning
