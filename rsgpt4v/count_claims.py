@@ -261,9 +261,9 @@ def _classify(toks: list[str], i: int, end: int, category: str, low: float, high
     before = toks[start:i]
     sides = _sides(clause)
     part = (part or any(t in _PART_WORDS for t in clause) or any(_contains(clause, p) for p in _PART_PHRASES)
-            or "alone" in before or "only" in before and high == 1)
+            or "alone" in before)
     # "One plane is taxiing": a single one is picked out of the group unless the text says it is the only one.
-    if low == high == 1 and not {"only", "single", "just", "exactly"} & set(before[-2:] + toks[i:end]):
+    if low == high == 1 and not {"only", "just", "exactly"} & set(before[-2:]):
         part = True
     # "These two planes", "those three": a group already singled out.
     if before[-1:] and before[-1] in {"these", "those"}:

@@ -168,3 +168,41 @@ def test_unreadable_number_phrases_are_no_claim_and_never_crash(qc: QualityCheck
     assert kinds <= {None, "qc_count", "qc_length", "qc_absent_category", "qc_meta_talk"} and None in kinds
     for text in ("An apron with twenty-eleven planes.", "An apron with 1.5 planes.", "An apron with hundred-odd cars."):
         assert qc.text(scene, text, "caption") is None, text
+
+
+@pytest.fixture(scope="module")
+def airport() -> Scene:
+    """The first window of the bundled P9001: 5 planes (4 in a row at the top, 1 below), 14 cars, 2 trucks."""
+    from PIL import Image
+
+    from rsgpt4v.tiling import clip_to_image, make_scenes
+    source = DOTA(Path(__file__).resolve().parents[1] / "rsgpt4v/sample_data/dota")
+    sample = next(s for s in source if isinstance(s, Sample) and s.image_id == "P9001")
+    with Image.open(sample.image_path) as im:
+        objects, _ = clip_to_image(sample, *im.size)
+        return make_scenes(sample, objects, *im.size, load_config().tiling)[0]
+
+
+@pytest.mark.parametrize("sentence, kind", [
+    ("Two planes are parked side by side at the terminal.", None),
+    ("Five planes stand on the apron.", None),
+    ("Four planes are parked in a row across the upper half.", None),
+    ("One plane stands apart near the bottom centre.", None),
+    ("A single plane waits on the taxiway.", None),
+    ("The apron holds 5 planes, 4 of them in a row.", None),
+    ("About a dozen cars line the road.", None),
+    ("Two cars sit beside each plane.", None),
+    ("A fuel truck stands beside the southern plane.", None),
+    ("No helicopters are in view.", None),
+    ("Six planes are parked on the apron.", "qc_count"),
+    ("Only one plane stands on the apron.", "qc_count"),
+    ("A row of seven planes fills the upper half.", "qc_count"),
+    ("Twenty cars are parked in total.", "qc_count"),
+    ("There are three helicopters.", "qc_count"),
+    ("A helicopter is parked next to the terminal.", "qc_absent_category"),
+    ("Plane 3 is parked nose-in.", "qc_meta_talk"),
+])
+def test_sentences_on_an_airport_window(qc: QualityChecker, airport: Scene, sentence: str, kind: str | None) -> None:
+    assert airport.counts() == {"small-vehicle": 14, "plane": 5, "large-vehicle": 2}
+    problem = qc.text(airport, sentence, "dialogue_answer")
+    assert (problem.kind if problem else None) == kind
