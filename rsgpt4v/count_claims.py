@@ -81,6 +81,8 @@ _SIDES = {"left": ("x", 0), "west": ("x", 0), "western": ("x", 0), "westernmost"
 _HEADING = {"pointing", "point", "points", "facing", "face", "faces", "heading", "head", "heads", "aligned",
             "oriented", "orientated", "towards", "toward", "running", "runs", "run", "extending", "extends",
             "extend", "turned", "angled", "nose", "bow", "to", "right-hand", "left-hand"}
+_AREA_WORDS = {"half", "part", "left", "right", "edge", "side", "third", "corner", "end", "area", "section", "centre",
+               "center", "middle"}
 _NOT_A_SIDE_AFTER = {"next", "beside", "by", "in", "at", "on", "behind", "over", "behind", "empty", "of", "alone"}
 
 
@@ -177,8 +179,11 @@ def _sides(clause: list[str]) -> tuple[tuple[str, int], ...]:
             side = _SIDES.get(part)
             if side is None or (k > 0 and clause[k - 1] in _HEADING):
                 continue
-            if part in {"left", "right"} and k + 1 < len(clause) and clause[k + 1] in _NOT_A_SIDE_AFTER:
+            following = clause[k + 1] if k + 1 < len(clause) else ""
+            if part in {"left", "right"} and following in _NOT_A_SIDE_AFTER:
                 continue
+            if part in {"upper", "lower"} and following not in _AREA_WORDS:
+                continue    # "the lower of the two planes" compares, it does not place
             if side not in found and not any(f[0] == side[0] for f in found):
                 found.append(side)
     return tuple(found)
