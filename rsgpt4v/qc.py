@@ -186,7 +186,7 @@ class QualityChecker:
 
     def _form(self, lowered: str, text: str, kind: str) -> Problem | None:
         openings = self.cfg.description_openings
-        if kind == "object_description" and openings and text.split()[0] not in openings:
+        if kind == "object_description" and openings and (text.split() or [""])[0] not in openings:
             return Problem("qc_form", f"the description must be one sentence opening with "
                                       f"{' or '.join(repr(o) for o in openings)}")
         if kind == "referring_expression" and _ORDINAL.search(lowered) and not _SPATIAL.search(lowered):
