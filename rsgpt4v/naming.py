@@ -135,5 +135,9 @@ def is_dataset_spelling(category: str) -> bool:
 
 
 def spelling_pattern(category: str) -> re.Pattern[str]:
-    """The dataset spelling as text may leak it: any case, singular or plural."""
-    return re.compile(r"(?<![\w-])" + re.escape(category.lower()) + r"(?:s|es)?(?![\w-])")
+    """The dataset spelling as text may leak it: any case, singular or plural, with hyphens,
+    underscores or nothing between its words (`small-vehicles`, `small_vehicle`, `smallvehicle`)."""
+    words = re.split(r"[\s_\-]+", readable(category))
+    name = display(category).singular.split()
+    forms = {r"[-_]?".join(map(re.escape, w)) for w in (words, name) if len(w) > 1} | {re.escape(category.lower())}
+    return re.compile(r"(?<![\w-])(?:" + "|".join(sorted(forms)) + r")(?:s|es)?(?![\w-])")

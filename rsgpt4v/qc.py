@@ -44,6 +44,8 @@ _REFUSALS = [
     r"\b(?:not |im)possible to (?:determine|tell|identify|say|know|see|confirm|establish|judge)\b",
     r"\b(?:cannot|can't|can not) be (?:determined|identified|confirmed|known|ascertained|established|told)\b",
     r"\bthere(?: is|'s) no way to (?:tell|know|determine|say)\b",
+    r"\b(?:difficult|hard) to (?:determine|tell|say|identify)\b", r"\bfrom (?:this|the) image alone\b",
+    r"\bthe (?:image|resolution) (?:does not|doesn't|do not) (?:allow|permit|show enough)\b",
 ]
 _META = [
     r"\bannotat\w*", r"\bbounding box",
@@ -56,18 +58,22 @@ _META = [
     r"\bmarked with (?:a |an )?(?:numbers?|ids?|labels?|digits?|outlines?)\b",
     r"\boutlined in (?:bright |light |dark )?(?:red|green|blue|yellow|orange|purple|magenta|cyan|pink|lime)\b",
     r"\bhighlighted\b",
-    r"\b(?:red|green|blue|yellow|orange|purple|magenta|cyan|pink|coloured|colored) (?:outline|box|frame|border)s?\b",
+    r"\b(?:red|green|blue|yellow|orange|purple|magenta|cyan|pink|lime|coloured|colored) "
+    r"(?:outline|box|frame|border|mark|marker|label|tag)s?\b",
+    r"\b(?:counts?|notes?|labels?|list|information|data|objects?) (?:provided|given|supplied)\b",
+    r"\b(?:i was|we were|we are|i am) told\b", r"\byou (?:gave|provided|listed|supplied|mentioned)\b",
+    r"\b(?:marked|tagged|numbered) #?\d+\b",
     r"\blabel(?:s|led|ed|ling)?\b", r"\bids?\b", r"\bnumbers? \d+\b", r"\bno\. ?\d+", r"#\s?\d+",
     r"\bcoordinates\b", r"\bpixels?\b", r"\bthe provided\b", r"\bthe given\b", r"\bthe input\b",
     r"\b(?:the|this|image) (?:caption|description)\b", r"\bground sample distance\b",
-    r"\b(?:object|item|entry|mark|box|region|category) \d+\b",
+    r"\b(?:object|item|entry|mark|box|region|category|vehicle|instance|target) \d+\b",
 ]
 _UNSEEABLE = [
     r"\b(?:autumn|autumnal|summer|summertime|winter|wintertime|springtime)\b", r"\bin (?:the )?(?:spring|fall)\b",
     r"\b(?:january|february|april|june|july|august|september|october|november|december)\b",
     r"\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|weekend|weekday)s?\b",
     r"\b(?:morning|afternoon|evening|night|nighttime|dawn|dusk|sunrise|sunset|midday|noon|midnight)s?\b",
-    r"\bo'clock\b", r"\b\d{1,2}:\d{2}\b", r"\b[ap]\.m\.", r"\brush hour\b",
+    r"\b(?:owned|operated|managed) by\b", r"\bo'clock\b", r"\b\d{1,2}:\d{2}\b", r"\b[ap]\.m\.", r"\brush hour\b",
     r"\b(?:19|20)\d{2}\b(?!\s+[a-z])",   # a year, not "2000 cars"
 ]
 _PROPER = re.compile(r"(?<=[a-z0-9,;)] )[A-Z][a-z]+(?:[-'][A-Za-z]+)*")
@@ -231,12 +237,15 @@ class QualityChecker:
         return None
 
     def _numbered(self, scene: Scene, text: str) -> Problem | None:
-        """'bus 59', 'the plane 3': an object called by the number it was given."""
+        """'bus 59', 'the numbered plane': an object called by the number or mark it was given."""
         toks = tokens(text)
         terms = self.terms(scene.sample.source)
         for i in range(len(toks)):
             found = terms.at(toks, i)
             end = found[1] if found else len(toks)
+            if found and i > 0 and toks[i - 1] in {"numbered", "marked", "outlined", "highlighted", "tagged"}:
+                return Problem("qc_meta_talk", f"the text speaks of the marks drawn for the request "
+                                               f"({' '.join(toks[i - 1:end])!r}); describe the object as it is")
             if end < len(toks) and toks[end].isdigit() and (end + 1 == len(toks) or toks[end + 1] not in UNITS):
                 return Problem("qc_meta_talk", f"the text calls an object by a number "
                                                f"({' '.join(toks[i:end + 1])!r}); name it by its appearance and "
