@@ -248,3 +248,18 @@ def test_the_mock_writes_what_qc_keeps_on_every_source(tmp_path: Path, source: s
 def test_the_mock_writes_what_qc_keeps_on_the_sample(sample_build: Path) -> None:
     manifest = json.loads((sample_build / "manifest.json").read_text())
     assert manifest["qc"]["rejected"] == {} and manifest["failures"]["count"] == 0
+
+
+def test_counting_negatives_come_from_the_vocabulary_and_are_never_site_scale() -> None:
+    objs = (_obj("plane", 0.5, 0.5),)
+    sample = Sample(source="dota", split="train", image_id="n", image_path=Path("/n.png"), rel_image="n.png",
+                    objects=objs)
+    scene = Scene(sample=sample, window=(0, 0, 1000, 1000), objects=objs)
+    base = {"image": "n.png", "source": "dota", "split": "train", "meta": {}}
+    asked = set()
+    for seed in range(60):
+        record = counting_record(scene, PROMPTS, seed, DOTA.vocabulary, CFG.qc.absence_exempt, base)
+        zero = [t for t in record.turns if t.answer[0] not in "0123456789" and "plane" not in t.question]
+        asked |= {c for c in DOTA.vocabulary for t in zero if display(c, "dota").plural in t.question}
+    assert asked and asked <= set(DOTA.vocabulary) - set(CFG.qc.absence_exempt) - {"plane"}
+    assert not asked & {"airport", "harbor"}
