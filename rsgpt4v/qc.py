@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from rsgpt4v.config import QCConfig
 from rsgpt4v.count_claims import UNITS, Terms, read_claims, tokens, wrong
@@ -128,13 +129,13 @@ class QualityChecker:
                     if problem := self._checked(scene, text, kind, f"object {note.id}: "):
                         return problem
             return None
-        return check
+        return _SceneCheck(self, scene, check)
 
     def scene_text(self, scene: Scene) -> Callable[[GlobalResponse], Problem | None]:
         def check(resp: GlobalResponse) -> Problem | None:
             return (self._checked(scene, resp.caption, "caption", "caption: ")
                     or self._checked(scene, resp.description, "description", "description: "))
-        return check
+        return _SceneCheck(self, scene, check)
 
     def dialogue(self, scene: Scene) -> Callable[[DialogueResponse], Problem | None]:
         def check(resp: DialogueResponse) -> Problem | None:
@@ -147,10 +148,11 @@ class QualityChecker:
             if problem:
                 self._count(scene, problem, " / ".join(t.question for t in resp.turns[:2]))
             return problem
-        return check
+        return _SceneCheck(self, scene, check)
 
     def report(self) -> dict[str, dict[str, object]]:
-        """Rejections by kind, each with one example text (of the first scene, in scene-key order)."""
+        """Rejections by kind, each with one example text (of the first scene, in scene-key order):
+        QC's own, and those of the stage checks run beside it (`both`: ids, turns, ...)."""
         return {kind: {"count": n, "example": self.examples[kind][1]} for kind, n in sorted(self.rejected.items())}
 
     # ---- single texts -----------------------------------------------------------------------
@@ -361,12 +363,31 @@ def _names(terms: Terms, phrase: str, category: str) -> bool:
     return any(seq == tuple(toks) and c == category for entries in terms.by_first.values() for seq, c in entries)
 
 
-def both(*checks: Callable[[object], Problem | None]) -> Callable[[object], Problem | None]:
-    """The first problem any of the checks finds."""
-    def check(resp: object) -> Problem | None:
+class _SceneCheck:
+    """A QC check bound to its scene, which also counts the problems of the checks run beside it
+    (`both`), so the run report lists every rejection by kind with an example."""
+
+    def __init__(self, checker: QualityChecker, scene: Scene | None, check: Callable[[Any], Problem | None]) -> None:
+        self.checker, self.scene, self.check = checker, scene, check
+
+    def __call__(self, resp: Any) -> Problem | None:
+        return self.check(resp)
+
+    def count(self, problem: Problem) -> None:
+        self.checker._count(self.scene, problem, problem.detail)
+
+
+def both(*checks: Callable[[Any], Problem | None]) -> Callable[[Any], Problem | None]:
+    """The first problem any of the checks finds; a QC check among them counts the others' too."""
+    counters = [c for c in checks if isinstance(c, _SceneCheck)]
+
+    def check(resp: Any) -> Problem | None:
         for one in checks:
             problem = one(resp)
             if problem is not None:
+                if not isinstance(one, _SceneCheck):
+                    for counter in counters:
+                        counter.count(problem)
                 return problem
         return None
     return check

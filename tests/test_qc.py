@@ -206,3 +206,16 @@ def test_sentences_on_an_airport_window(qc: QualityChecker, airport: Scene, sent
     assert airport.counts() == {"small-vehicle": 14, "plane": 5, "large-vehicle": 2}
     problem = qc.text(airport, sentence, "dialogue_answer")
     assert (problem.kind if problem else None) == kind
+
+
+def test_the_stage_checks_run_beside_qc_are_counted_with_an_example() -> None:
+    from rsgpt4v.prompting.stages import Prompter
+    from rsgpt4v.qc import both
+    qc = QualityChecker(load_config().qc, lambda: DOTA.vocabulary, "detection")
+    scene = _scene(plane=4)
+    check = both(Prompter.check_global, qc.scene_text(scene))
+    assert check(_glob(" ")).kind == "empty"
+    assert check(_glob("An apron with 9 planes.")).kind == "qc_count"
+    assert check(_glob("An apron with 4 planes.")) is None
+    assert qc.report() == {"empty": {"count": 1, "example": "the caption is empty"},
+                           "qc_count": {"count": 1, "example": "An apron with 9 planes."}}
