@@ -40,7 +40,7 @@ _HEDGES: list[tuple[tuple[str, ...], str]] = sorted([
     (("no", "more", "than"), "max"),
 ], key=lambda h: -len(h[0]))
 # Words between a number and a noun that make the number count something else.
-_UNITS = {"m", "metre", "metres", "meter", "meters", "km", "kilometre", "kilometres", "ft", "feet", "foot",
+UNITS = {"m", "metre", "metres", "meter", "meters", "km", "kilometre", "kilometres", "ft", "feet", "foot",
           "storey", "storeys", "story", "stories", "floor", "floors", "lane", "lanes", "hectare", "hectares", "ha",
           "percent", "per", "cent", "%", "tonne", "tonnes", "ton", "tons", "seat", "seats", "degree", "degrees",
           "x", "by", "times", "hour", "hours", "minute", "minutes", "year", "years", "row", "rows", "line", "lines",
@@ -57,12 +57,14 @@ COMPOUND_HEADS = {"park", "parks", "parking", "lane", "lanes", "stop", "stops", 
                   "wash", "dealership", "garage", "garages", "lot", "lots", "ramp", "ramps", "route", "routes",
                   "terminal", "terminals", "hangar", "hangars", "house", "houses", "deck", "decks", "pad", "pads",
                   "space", "spaces", "wing", "wings", "shadow", "shadows", "length", "lengths", "size", "sizes",
-                  "roof", "roofs", "traffic", "maintenance", "repair", "service", "fleet", "fleets", "turning"}
+                  "roof", "roofs", "traffic", "maintenance", "repair", "service", "fleet", "fleets", "turning",
+                  "tree", "trees", "ski", "skis", "engine", "engines", "fuel"}
 _TOTAL = [("in", "total"), ("in", "all", ","), ("in", "all", "."), ("altogether",), ("a", "total", "of"),
           ("overall",), ("all", "told"), ("in", "the", "whole"), ("in", "the", "entire"), ("the", "whole", "image"),
           ("the", "whole", "scene"), ("the", "entire", "image"), ("the", "entire", "scene")]
 _PART_WORDS = {"row", "line", "column", "group", "cluster", "block", "section", "part", "half", "pair", "each",
-               "middle", "centre", "center", "central", "another", "rest", "them", "these", "those", "some"}
+               "middle", "centre", "center", "central", "another", "rest", "them", "these", "those", "some",
+               "outside", "except", "besides", "apart", "among", "beyond", "further", "also"}
 _PART_PHRASES = [("side", "by", "side"), ("next", "to", "each", "other"), ("beside", "each", "other"),
                  ("alongside", "each", "other"), ("nose", "to", "tail"), ("together",), ("of", "them"),
                  ("of", "these"), ("of", "the")]
@@ -79,6 +81,8 @@ _SIDES = {"left": ("x", 0), "west": ("x", 0), "western": ("x", 0), "westernmost"
 _HEADING = {"pointing", "point", "points", "facing", "face", "faces", "heading", "head", "heads", "aligned",
             "oriented", "orientated", "towards", "toward", "running", "runs", "run", "extending", "extends",
             "extend", "turned", "angled", "nose", "bow", "to", "right-hand", "left-hand"}
+_AREA_WORDS = {"half", "part", "left", "right", "edge", "side", "third", "corner", "end", "area", "section", "centre",
+               "center", "middle"}
 _NOT_A_SIDE_AFTER = {"next", "beside", "by", "in", "at", "on", "behind", "over", "behind", "empty", "of", "alone"}
 
 
@@ -175,8 +179,11 @@ def _sides(clause: list[str]) -> tuple[tuple[str, int], ...]:
             side = _SIDES.get(part)
             if side is None or (k > 0 and clause[k - 1] in _HEADING):
                 continue
-            if part in {"left", "right"} and k + 1 < len(clause) and clause[k + 1] in _NOT_A_SIDE_AFTER:
+            following = clause[k + 1] if k + 1 < len(clause) else ""
+            if part in {"left", "right"} and following in _NOT_A_SIDE_AFTER:
                 continue
+            if part in {"upper", "lower"} and following not in _AREA_WORDS:
+                continue    # "the lower of the two planes" compares, it does not place
             if side not in found and not any(f[0] == side[0] for f in found):
                 found.append(side)
     return tuple(found)
@@ -194,6 +201,10 @@ def read_claims(text: str, terms: Terms) -> list[Claim]:
             i += 1
             continue
         low, high, j = number
+        if i > 0 and toks[i - 1] == "between" and toks[j:j + 1] == ["and"] and (upper := read_number(toks, j + 1)):
+            high, j = upper[1], upper[2]                   # "between 40 and 50 buses"
+        if j < len(toks) and toks[j] in {"odd", "-odd"}:
+            high, j = math.ceil(low * 1.25), j + 1         # "forty odd buses"
         claim = _claim_at(toks, i, j, low, high, terms, spans) or _one_of(toks, i, j, low, high, terms, spans)
         if claim is not None:
             claims.append(claim)
@@ -209,7 +220,7 @@ def _claim_at(toks: list[str], i: int, j: int, low: float, high: float, terms: T
             part, j = True, j + 2
         else:
             return None
-    alone = i > 0 and toks[i - 1] in _ALONE_BEFORE
+    alone = i > 0 and toks[i - 1] in _ALONE_BEFORE or bool(_ALONE_BEFORE & set(toks[i:j]))
     for k in range(j, min(j + 4, len(toks))):
         tok = toks[k]
         found = terms.at(toks, k)
@@ -218,7 +229,7 @@ def _claim_at(toks: list[str], i: int, j: int, low: float, high: float, terms: T
             if not is_plural and high > 1 and not part:
                 return None    # "two car parks": the category word is a modifier
             return _classify(toks, i, end, category, low, high, part, alone, spans)
-        if tok in _UNITS or tok in _STOP or re.match(r"\d", tok):
+        if tok in UNITS or tok in _STOP or re.match(r"\d", tok):
             return None
         if tok in _MORE:
             part = True
@@ -255,9 +266,12 @@ def _classify(toks: list[str], i: int, end: int, category: str, low: float, high
     before = toks[start:i]
     sides = _sides(clause)
     part = (part or any(t in _PART_WORDS for t in clause) or any(_contains(clause, p) for p in _PART_PHRASES)
-            or "alone" in before or "only" in before and high == 1)
+            or "alone" in before)
     # "One plane is taxiing": a single one is picked out of the group unless the text says it is the only one.
-    if low == high == 1 and not {"only", "single", "just", "exactly", "lone"} & set(before[-2:]):
+    if low == high == 1 and not {"only", "just", "exactly"} & set(before[-2:]):
+        part = True
+    # "These two planes", "those three": a group already singled out.
+    if before[-1:] and before[-1] in {"these", "those"}:
         part = True
     if part:
         return Claim(category, low, high, "part", sides, quote)
@@ -305,7 +319,8 @@ def wrong(claim: Claim, scene: Scene) -> str | None:
     total = len(objs)
     if claim.scope == "alone":
         sure, arguable = lone_range(objs)
-        if claim.high < sure or claim.low > arguable:
+        # "A lone bus stands ..." picks one of them; "two buses stand alone" says how many do.
+        if (claim.high < sure and claim.high > 1) or claim.low > arguable:
             return "standing alone does not match the image"
         return None
     if claim.scope == "total":

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rsgpt4v.cost import ImageRule, estimate_prompt_tokens
-from rsgpt4v.language import grid_position, join_counts, plural, readable
+from rsgpt4v.language import grid_position
+from rsgpt4v.naming import display, listing
 
 _OBJECT_LINE = re.compile(r"^\s*(\{.*\"id\".*\})\s*,?\s*$")
 _COUNT_LINE = re.compile(r"^- (\d+) ([A-Za-z][\w\- ]*)$")
@@ -124,7 +125,7 @@ def _local(text: str, style: Style) -> dict[str, Any]:
         colour, shape, state = style.looks.get(cat, ("", "compact", "visible"))
         if not colour:
             colour = _pick(_COLOURS, cat, o["id"], box)
-        name = readable(cat)
+        name = display(cat).singular
         where = grid_position((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
         edge = " partly cut off by the image edge" if o.get("truncated") else ""
         neighbours = sorted((abs(p["box"][0] - box[0]) + abs(p["box"][1] - box[1]), p["id"])
@@ -171,7 +172,7 @@ def _global(text: str, style: Style) -> dict[str, Any]:
         return {"caption": f"An aerial view of {kind}.",
                 "description": f"This aerial image shows {kind} seen from directly above. No single object "
                                f"stands out from the ground cover, which is spread evenly across the image. {ground}"}
-    listed = join_counts(counts)
+    listed = listing(counts)
     return {
         "caption": f"An aerial view of {kind} with {listed}.",
         "description": f"This top-down image shows {kind}. It contains {listed}, laid out along the paved "
@@ -186,10 +187,9 @@ def _dialogue(text: str, style: Style) -> dict[str, Any]:
               "answer": f"It shows {kind}, seen from directly above. The way the objects are grouped suggests "
                         "the site is in regular use."}]
     for cat, n in list(counts.items())[:2]:
-        name = readable(cat)
-        noun = name if n == 1 else plural(name)
-        turns.append({"question": f"How many {plural(name)} are there, and where are they?",
-                      "answer": f"There {'is' if n == 1 else 'are'} {n} {noun} in the image. They stand on the "
+        name = display(cat)
+        turns.append({"question": f"How many {name.plural} are there, and where are they?",
+                      "answer": f"There {'is' if n == 1 else 'are'} {name.counted(n)} in the image. They stand on the "
                                 "open ground between the other features, where they can be reached easily."})
     turns.append({"question": "What does the arrangement of the objects suggest about how the site is used?",
                   "answer": f"The objects are grouped where {kind} would keep them, which suggests the site is "
