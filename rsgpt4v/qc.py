@@ -105,9 +105,9 @@ def _sentences(text: str) -> list[str]:
 class QualityChecker:
     """The checks for one source: its vocabulary, display names and thresholds."""
 
-    def __init__(self, cfg: QCConfig, vocabulary: Callable[[], Sequence[str]], task_kind: str) -> None:
+    def __init__(self, cfg: QCConfig, vocabulary: Callable[[], Sequence[str]], exhaustive_labels: bool) -> None:
         self.cfg = cfg
-        self.exhaustive = task_kind == "detection"
+        self.exhaustive = exhaustive_labels
         self._refusal = re.compile("|".join(_REFUSALS + [re.escape(p.lower()) for p in cfg.refusal_phrases]))
         self._meta = re.compile("|".join(_META + [re.escape(p.lower()) for p in cfg.meta_phrases]))
         self._unseeable = re.compile("|".join(_UNSEEABLE))

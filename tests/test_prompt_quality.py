@@ -29,7 +29,7 @@ _GRID = {"top": 1 / 6, "middle": 0.5, "bottom": 5 / 6, "left": 1 / 6, "centre": 
 
 
 def _qc() -> QualityChecker:
-    return QualityChecker(CFG.qc, lambda: VOCABULARIES["2.0"], "detection")
+    return QualityChecker(CFG.qc, lambda: VOCABULARIES["2.0"], exhaustive_labels=True)
 
 
 def _obj(category: str, cx: float, cy: float, size: int = 1000) -> Obj:

@@ -33,7 +33,7 @@ def _scene(**counts: int) -> Scene:
 
 @pytest.fixture(scope="module")
 def qc() -> QualityChecker:
-    return QualityChecker(load_config().qc, lambda: VOCABULARIES["2.0"], "detection")
+    return QualityChecker(load_config().qc, lambda: VOCABULARIES["2.0"], exhaustive_labels=True)
 
 
 DESCRIPTION = ("This top-down view shows an apron beside a terminal building, with parked aircraft in a row "
@@ -96,13 +96,13 @@ def test_object_notes_are_checked_like_every_model_text(qc: QualityChecker) -> N
 
 
 def test_counts_are_not_checked_where_labels_are_not_exhaustive() -> None:
-    grounding = QualityChecker(load_config().qc, lambda: ("vehicle",), "grounding")
+    grounding = QualityChecker(load_config().qc, lambda: ("vehicle",), exhaustive_labels=False)
     assert grounding.scene_text(_scene(vehicle=1))(_glob("A road with 7 vehicles parked along it.")) is None
 
 
 def test_categories_learnt_while_reading_are_checked() -> None:
     vocabulary: list[str] = []
-    qc = QualityChecker(load_config().qc, lambda: vocabulary, "detection")
+    qc = QualityChecker(load_config().qc, lambda: vocabulary, exhaustive_labels=True)
     scene = _scene(plane=2)
     assert qc.scene_text(scene)(_glob("An apron with 3 planes.")) is None    # nothing known yet
     vocabulary.append("plane")
@@ -211,7 +211,7 @@ def test_sentences_on_an_airport_window(qc: QualityChecker, airport: Scene, sent
 def test_the_stage_checks_run_beside_qc_are_counted_with_an_example() -> None:
     from rsgpt4v.prompting.stages import StageRequests
     from rsgpt4v.qc import both
-    qc = QualityChecker(load_config().qc, lambda: VOCABULARIES["2.0"], "detection")
+    qc = QualityChecker(load_config().qc, lambda: VOCABULARIES["2.0"], exhaustive_labels=True)
     scene = _scene(plane=4)
     check = both(StageRequests.check_global, qc.scene_text(scene))
     assert check(_glob(" ")).kind == "empty"

@@ -54,7 +54,7 @@ def p1888(real_dir: Path) -> Scene:
 
 @pytest.fixture(scope="module")
 def qc() -> QualityChecker:
-    return QualityChecker(load_config().qc, lambda: VOCABULARIES["2.0"], "detection")
+    return QualityChecker(load_config().qc, lambda: VOCABULARIES["2.0"], exhaustive_labels=True)
 
 
 def _notes(scene: Scene) -> list[dict]:
@@ -234,7 +234,7 @@ def test_the_retry_reason_names_the_rule_not_the_total(qc: QualityChecker, p1888
 
 
 def test_rejections_are_counted_by_kind_with_an_example(p1888: Scene) -> None:
-    qc = QualityChecker(load_config().qc, lambda: VOCABULARIES["2.0"], "detection")
+    qc = QualityChecker(load_config().qc, lambda: VOCABULARIES["2.0"], exhaustive_labels=True)
     for add in ("Forty buses are parked in the rows.", "According to the notes, every bus points south.",
                 "In all, 48 buses are parked here."):
         qc.scene_text(p1888)(GlobalResponse(caption=CAPTION, description=DESCRIPTION + " " + add))

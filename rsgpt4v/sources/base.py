@@ -29,13 +29,25 @@ class Source(ABC):
     """A dataset family on disk.
 
     Subclasses set `name` (the `--source` value), `description` (one line for `rsgpt4v sources`),
-    `vocabulary` (known category names, may be empty) and `task_kind` ("detection", "caption", ...).
+    `vocabulary` (known category names, may be empty), `task_kind` (what the dataset is for, as
+    `rsgpt4v sources` shows it) and what the pipeline, QC and the template tasks act on:
+
+    - `tiled`: large images are cut into windows. Only where annotations speak of objects, not of
+      the whole image (a caption, a question or a scene class would not hold for a window).
+    - `exhaustive_labels`: every object of the dataset's categories is labelled, so the labels'
+      counts are true counts and a category without labels is absent. Not so for a grounding
+      dataset, which labels only the objects its expressions refer to.
+    - `label_tasks`: the template tasks made from the object labels (detection, counting, presence);
+      captions, questions, expressions and scene classes make their own records wherever present.
     """
 
     name: ClassVar[str]
     description: ClassVar[str]
     vocabulary: ClassVar[tuple[str, ...]] = ()
     task_kind: ClassVar[str] = "detection"
+    tiled: ClassVar[bool] = True
+    exhaustive_labels: ClassVar[bool] = True
+    label_tasks: ClassVar[frozenset[str]] = frozenset({"detection", "counting", "presence"})
     # How the offline mock (--dry-run) describes each category: colour ("" for a varied one), shape, state.
     mock_looks: ClassVar[dict[str, tuple[str, str, str]]] = {}
 
