@@ -12,8 +12,10 @@ depends on its sentence:
           side of the image (between its outer third and its half, a reader's tolerance);
 - alone:  "two buses stand alone" -> must agree with the objects that have no neighbour of their kind
           close by.
-Hedges keep their meaning: "about 50" is 40-60, "more than 80" is 81 or more, "nearly 50" is 40-50.
-A phrase that cannot be read as a number is no claim.
+The words that decide are read in the number's own stretch of its clause. A sentence that counts
+several groups of one kind ("forty buses in the rows, and ten more by the fence") gives parts whose
+sum must not exceed the labels. Hedges keep their meaning: "about 50" is 40-60, "more than 80" is
+81 or more, "nearly 50" is 40-50. A phrase that cannot be read as a number is no claim.
 """
 
 from __future__ import annotations
