@@ -32,6 +32,9 @@ _LOOKS = {
     "swimming-pool": ("blue", "rectangular", "filled with water"),
 }
 _VEHICLE_COLOURS = ("white", "black", "silver", "red", "dark blue", "grey")
+# Open first questions that give nothing away, varied per request as a real model's are.
+_OPENING_QUESTIONS = ("What does this scene show, and what is it likely used for?",
+                      "How is the land in this image used?", "What goes on in this scene, and how can you tell?")
 
 
 def _pick(options: tuple[str, ...], *salt: object) -> str:
@@ -133,7 +136,7 @@ def _global(text: str) -> dict[str, Any]:
 def _dialogue(text: str) -> dict[str, Any]:
     counts = _counts(text)
     kind = _scene_kind(counts)
-    turns = [{"question": "What does this scene show, and what is it likely used for?",
+    turns = [{"question": _pick(_OPENING_QUESTIONS, text),
               "answer": f"It shows {kind}, seen from directly above. The way the objects are grouped suggests "
                         "the site is in regular use."}]
     for cat, n in list(counts.items())[:2]:
