@@ -31,10 +31,9 @@ from typing import Any
 from rsgpt4v.config import QCConfig
 from rsgpt4v.count_claims import UNITS, Terms, read_claims, tokens, wrong
 from rsgpt4v.language import plural, readable
-from rsgpt4v.llm.engine import Problem
 from rsgpt4v.naming import display, is_dataset_spelling, spelling_pattern
 from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse
-from rsgpt4v.schema import Scene
+from rsgpt4v.schema import Problem, Scene
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
 

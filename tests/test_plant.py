@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
-from rsgpt4v.fakeserver import FakeServer, Knobs, plant
+from rsgpt4v.llm.fakeserver import FakeServer, Knobs, plant
 
 MODEL_TASKS = {"caption", "detailed_description", "region_description", "multi_turn_reasoning"}
 

@@ -18,18 +18,18 @@ from rsgpt4v.prompting.templates import PromptError, PromptSet
 from rsgpt4v.qc import QualityChecker
 from rsgpt4v.schema import Obj, Sample, Scene
 from rsgpt4v.sources.dior import DIOR_CLASSES
-from rsgpt4v.sources.dota import DOTA
+from rsgpt4v.sources.dota import VOCABULARIES
 from rsgpt4v.sources.fair1m import FAIR1M_CLASSES
 from rsgpt4v.tasks.from_annotations import counting_record, detection_record, presence_record
 
 PROMPTS = PromptSet.load()
 CFG = load_config()
-SOURCES = {"dota": DOTA.vocabulary, "dior": DIOR_CLASSES, "fair1m": FAIR1M_CLASSES}
+SOURCES = {"dota": VOCABULARIES["2.0"], "dior": DIOR_CLASSES, "fair1m": FAIR1M_CLASSES}
 _GRID = {"top": 1 / 6, "middle": 0.5, "bottom": 5 / 6, "left": 1 / 6, "centre": 0.5, "right": 5 / 6}
 
 
 def _qc() -> QualityChecker:
-    return QualityChecker(CFG.qc, lambda: DOTA.vocabulary, "detection")
+    return QualityChecker(CFG.qc, lambda: VOCABULARIES["2.0"], "detection")
 
 
 def _obj(category: str, cx: float, cy: float, size: int = 1000) -> Obj:
@@ -132,7 +132,7 @@ def test_local_examples_pass_qc() -> None:
 
 
 def test_example_inputs_are_rendered_as_the_user_template_renders_them() -> None:
-    for stage in ("global", "dialogue"):
+    for stage in ("local", "global", "dialogue"):
         fixed = [line for line in PROMPTS.stages[stage]["user"].splitlines() if line and "$" not in line]
         for example in PROMPTS.examples[stage]:
             lines = example.split("Answer:")[0].splitlines()
@@ -141,7 +141,7 @@ def test_example_inputs_are_rendered_as_the_user_template_renders_them() -> None
 
 def test_every_worked_example_is_used_and_the_choice_is_stable() -> None:
     keys = [f"0/dota/train/P{n}/0_0_1024_1024" for n in range(20)]
-    for stage in ("global", "dialogue"):
+    for stage in ("local", "global", "dialogue"):
         chosen = [PROMPTS.example_index(stage, k) for k in keys]
         assert set(chosen) == set(range(len(PROMPTS.examples[stage])))
         assert chosen == [PromptSet.load().example_index(stage, k) for k in keys]
@@ -173,7 +173,8 @@ _AN_BEFORE_VOWEL = re.compile(r"\ba (?=[aeio]|u(?!ni|s))(?!one)|\ban (?=[^aeiouh
 def _render_all(pool: str, source: str, category: str) -> list[str]:
     name = display(category, source)
     values = {"category": name.plural, "expression": "the white plane at the top left", "box": "[0.1, 0.2, 0.3, 0.4]",
-              "boxes": "<b0>, <b1>", "more": 3, "choices": "A. beach\nB. forest"}
+              "boxes": "<b0>, <b1>", "more": 3, "choices": "A. beach\nB. forest", "name": name.singular,
+              "other": name.singular, "other_box": "[0.5, 0.6, 0.7, 0.8]"}
     out = []
     for template in PROMPTS.instructions[pool]:
         for count in (1, 2):
@@ -208,7 +209,7 @@ def test_instruction_pools_pass_qc() -> None:
     box_pools = {"grounding", "detection", "region_description", "detection_answer", "detection_answer_more",
                  "classification_choice"}
     for pool in PROMPTS.instructions:
-        for category in DOTA.vocabulary:
+        for category in VOCABULARIES["2.0"]:
             for text in _render_all(pool, "dota", category):
                 problem = qc.style(text, "instruction")
                 assert problem is None or (pool in box_pools and problem.kind == "qc_meta_talk"), (pool, text, problem)
@@ -224,8 +225,8 @@ def test_template_answers_pass_qc_on_their_scene() -> None:
     for seed in range(12):
         base = {"image": "t.png", "source": "dota", "split": "train", "meta": {}}
         records = [detection_record(scene, PROMPTS, seed, 10, base),
-                   counting_record(scene, PROMPTS, seed, DOTA.vocabulary, CFG.qc.absence_exempt, base),
-                   presence_record(scene, PROMPTS, seed, CFG.tasks, DOTA.vocabulary, CFG.qc.absence_exempt, base)]
+                   counting_record(scene, PROMPTS, seed, VOCABULARIES["2.0"], CFG.qc.absence_exempt, base),
+                   presence_record(scene, PROMPTS, seed, CFG.tasks, VOCABULARIES["2.0"], CFG.qc.absence_exempt, base)]
         for record in records:
             for turn in record.turns:
                 answer = re.sub(r"<b\d+>", "the box", turn.answer)
@@ -258,8 +259,8 @@ def test_counting_negatives_come_from_the_vocabulary_and_are_never_site_scale() 
     base = {"image": "n.png", "source": "dota", "split": "train", "meta": {}}
     asked = set()
     for seed in range(60):
-        record = counting_record(scene, PROMPTS, seed, DOTA.vocabulary, CFG.qc.absence_exempt, base)
+        record = counting_record(scene, PROMPTS, seed, VOCABULARIES["2.0"], CFG.qc.absence_exempt, base)
         zero = [t for t in record.turns if t.answer[0] not in "0123456789" and "plane" not in t.question]
-        asked |= {c for c in DOTA.vocabulary for t in zero if display(c, "dota").plural in t.question}
-    assert asked and asked <= set(DOTA.vocabulary) - set(CFG.qc.absence_exempt) - {"plane"}
+        asked |= {c for c in VOCABULARIES["2.0"] for t in zero if display(c, "dota").plural in t.question}
+    assert asked and asked <= set(VOCABULARIES["2.0"]) - set(CFG.qc.absence_exempt) - {"plane"}
     assert not asked & {"airport", "harbor"}

@@ -16,7 +16,7 @@ from rsgpt4v.llm.mock import completion_for
 from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse
 from rsgpt4v.qc import QualityChecker
 from rsgpt4v.schema import Obj, Sample, Scene
-from rsgpt4v.sources.dota import DOTA
+from rsgpt4v.sources.dota import DOTA, VOCABULARIES
 
 
 def _obj(cat: str, i: int) -> Obj:
@@ -33,7 +33,7 @@ def _scene(**counts: int) -> Scene:
 
 @pytest.fixture(scope="module")
 def qc() -> QualityChecker:
-    return QualityChecker(load_config().qc, lambda: DOTA.vocabulary, "detection")
+    return QualityChecker(load_config().qc, lambda: VOCABULARIES["2.0"], "detection")
 
 
 DESCRIPTION = ("This top-down view shows an apron beside a terminal building, with parked aircraft in a row "
@@ -209,11 +209,11 @@ def test_sentences_on_an_airport_window(qc: QualityChecker, airport: Scene, sent
 
 
 def test_the_stage_checks_run_beside_qc_are_counted_with_an_example() -> None:
-    from rsgpt4v.prompting.stages import Prompter
+    from rsgpt4v.prompting.stages import StageRequests
     from rsgpt4v.qc import both
-    qc = QualityChecker(load_config().qc, lambda: DOTA.vocabulary, "detection")
+    qc = QualityChecker(load_config().qc, lambda: VOCABULARIES["2.0"], "detection")
     scene = _scene(plane=4)
-    check = both(Prompter.check_global, qc.scene_text(scene))
+    check = both(StageRequests.check_global, qc.scene_text(scene))
     assert check(_glob(" ")).kind == "empty"
     assert check(_glob("An apron with 9 planes.")).kind == "qc_count"
     assert check(_glob("An apron with 4 planes.")) is None

@@ -14,7 +14,7 @@ from rsgpt4v.config import load_config
 from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse
 from rsgpt4v.qc import QualityChecker
 from rsgpt4v.schema import Sample, Scene
-from rsgpt4v.sources.dota import DOTA
+from rsgpt4v.sources.dota import DOTA, VOCABULARIES
 from rsgpt4v.tiling import clip_to_image, make_scenes
 
 CAPTION = "A bus depot with long rows of parked school buses and a small car park on the right."
@@ -54,7 +54,7 @@ def p1888(real_dir: Path) -> Scene:
 
 @pytest.fixture(scope="module")
 def qc() -> QualityChecker:
-    return QualityChecker(load_config().qc, lambda: DOTA.vocabulary, "detection")
+    return QualityChecker(load_config().qc, lambda: VOCABULARIES["2.0"], "detection")
 
 
 def _notes(scene: Scene) -> list[dict]:
@@ -240,7 +240,7 @@ def test_the_retry_reason_names_the_rule_not_the_total(qc: QualityChecker, p1888
 
 
 def test_rejections_are_counted_by_kind_with_an_example(p1888: Scene) -> None:
-    qc = QualityChecker(load_config().qc, lambda: DOTA.vocabulary, "detection")
+    qc = QualityChecker(load_config().qc, lambda: VOCABULARIES["2.0"], "detection")
     for add in ("Forty buses are parked in the rows.", "According to the notes, every bus points south.",
                 "In all, 48 buses are parked here."):
         qc.scene_text(p1888)(GlobalResponse(caption=CAPTION, description=DESCRIPTION + " " + add))

@@ -61,7 +61,7 @@ def test_referring_expressions_become_grounding_turns_with_boxes() -> None:
     objs = (_box_obj("vehicle", 10, 20, 50, 40, "the vehicle on the left"),
             _box_obj("windmill", 120, 10, 150, 90, "the tall windmill"))
     [record] = _records(_scene(objects=objs), "grounding")
-    line = render(record, "llava", 200, 100)
+    line = render(record, "llava", 200, 100, "image")
     assert "the vehicle on the left" in line["conversations"][0]["value"]
     assert line["conversations"][1]["value"] == "[0.05, 0.20, 0.25, 0.40]"
     assert line["conversations"][3]["value"] == "[0.60, 0.10, 0.75, 0.90]"

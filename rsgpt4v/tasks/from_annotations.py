@@ -197,11 +197,14 @@ def annotation_records(scene: Scene, prompts: PromptSet, cfg: BuildConfig, task_
     """Every template record the scene's annotations support.
 
     Detection, counting and presence need exhaustive labels, which only detection sources have:
-    a grounding dataset labels just the objects its expressions refer to.
+    a grounding dataset labels just the objects its expressions refer to. `tasks.exclude_difficult`
+    leaves objects marked difficult out of every template record.
     """
     if not scene.sample.annotated:
         return []
     seed, tasks = cfg.seed, cfg.tasks
+    if tasks.exclude_difficult:
+        scene = scene.model_copy(update={"objects": tuple(o for o in scene.objects if not o.difficult)})
     records = caption_records(scene, prompts, seed, tasks, base) + vqa_records(scene, tasks, base)
     records += referring_records(scene, prompts, seed, cfg.output.max_region_turns, base)
     optional = [classification_record(scene, prompts, seed, tasks, vocabulary, base)]

@@ -1,7 +1,8 @@
 """`rsgpt4v fake-server`: an OpenAI-compatible server on loopback for dry-running a real setup.
 
 It answers chat completions with the mock model, and the files and batches endpoints the Batch API
-uses, with knobs for latency, RPM/TPM limits and injected faults (429, 5xx, malformed JSON), so a
+uses, with knobs for latency, RPM/TPM limits, injected faults (429, 5xx, malformed JSON) and a model
+that writes like a real one (answers of realistic length cut at the token limit, slips), so a
 whole workstation configuration (concurrency, limits, retries, batch) can be exercised offline, and
 tests can drive the real `openai` client against it. GET /_stats reports what it saw. `plant` appends
 a sentence to every free-text field of the answers, to see what QC keeps of it.
@@ -23,7 +24,7 @@ from typing import Any
 import httpx2
 
 from rsgpt4v.cost import ImageRule, estimate_prompt_tokens
-from rsgpt4v.llm.mock import completion_for
+from rsgpt4v.llm.mock import Looks, Style, completion_for
 
 
 @dataclass
@@ -38,6 +39,13 @@ class Knobs:
     batch_delay_s: float = 0.0
     seed: int = 0
     plant: str | None = None
+    answer_tokens_per_object: int | None = None
+    mistakes: float = 0.0
+    looks: dict[str, Looks] = field(default_factory=dict)
+
+    @property
+    def style(self) -> Style:
+        return Style(tokens_per_object=self.answer_tokens_per_object, mistakes=self.mistakes, looks=self.looks)
 
 
 @dataclass
@@ -164,7 +172,7 @@ def chat(state: _State, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict
     if state.knobs.latency_s:
         time.sleep(state.rng.uniform(0.5, 1.5) * state.knobs.latency_s)
     try:
-        completion = completion_for(body)
+        completion = completion_for(body, state.knobs.style)
     except (OSError, ValueError) as exc:
         status, payload = _error(400, f"Invalid image: {exc}", "invalid_image")
         return status, payload, headers
