@@ -369,24 +369,25 @@ def lone_range(objs: list[Obj]) -> tuple[int, int]:
 
 
 def wrong(claim: Claim, scene: Scene) -> str | None:
-    """Why the claim disagrees with the scene's labels, as a rule to follow; None when it agrees."""
+    """Why the claim disagrees with the scene's labels, as a rule to follow; None when it agrees.
+    Objects cut off by the window edge (`scene.context`) are not counted, but a model that sees them
+    may: a number that includes them is no lie."""
     objs = [o for o in scene.objects if o.category == claim.category]
-    total = len(objs)
+    seen = objs + [o for o in scene.context if o.category == claim.category]
     if claim.scope == "alone":
-        sure, arguable = lone_range(objs)
+        sure, arguable = lone_range(objs)[0], lone_range(seen)[1]
         # "A lone bus stands ..." picks one of them; "two buses stand alone" says how many do.
         if (claim.high < sure and claim.high > 1) or claim.low > arguable:
             return "standing alone does not match the image"
         return None
     if claim.scope == "total":
-        if not claim.low <= total <= claim.high:
+        if claim.high < len(objs) or claim.low > len(seen):
             return "is given as a total that the labels do not support"
         return None
-    points = [_centre(scene, o) for o in objs]
-    loose = sum(_in(claim.sides, p, 0.5) for p in points) if claim.sides else total
+    loose = sum(_in(claim.sides, _centre(scene, o), 0.5) for o in seen) if claim.sides else len(seen)
     if claim.scope == "part":
         return None if claim.low <= loose else "in one part of the image is more than the image holds there"
-    strict = sum(_in(claim.sides, p, 1 / 3) for p in points)
+    strict = sum(_in(claim.sides, _centre(scene, o), 1 / 3) for o in objs)
     if claim.high < strict or claim.low > loose:
         return "on one side of the image does not match what is there"
     return None
