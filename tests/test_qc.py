@@ -219,3 +219,12 @@ def test_the_stage_checks_run_beside_qc_are_counted_with_an_example() -> None:
     assert check(_glob("An apron with 4 planes.")) is None
     assert qc.report() == {"empty": {"count": 1, "example": "the caption is empty"},
                            "qc_count": {"count": 1, "example": "An apron with 9 planes."}}
+
+
+def test_objects_cut_off_by_the_window_may_be_counted(qc: QualityChecker) -> None:
+    scene = _scene(plane=4)
+    scene = scene.model_copy(update={"context": (_obj("plane", 50),)})
+    assert qc.text(scene, "Four planes stand on the apron.", "caption") is None
+    assert qc.text(scene, "Five planes stand on the apron, one cut off by the edge.", "caption") is None
+    assert qc.text(scene, "Six planes stand on the apron.", "caption").kind == "qc_count"
+    assert qc.text(scene, "Three planes stand on the apron.", "caption").kind == "qc_count"

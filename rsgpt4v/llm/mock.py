@@ -28,6 +28,9 @@ from rsgpt4v.naming import display, listing
 _OBJECT_LINE = re.compile(r"^\s*(\{.*\"id\".*\})\s*,?\s*$")
 _COUNT_LINE = re.compile(r"^- (\d+) ([A-Za-z][\w\- ]*)$")
 
+# Open first questions that give nothing away, varied per request as a real model's are.
+_OPENING_QUESTIONS = ("What does this scene show, and what is it likely used for?",
+                      "How is the land in this image used?", "What goes on in this scene, and how can you tell?")
 _COLOURS = ("white", "black", "silver", "red", "dark blue", "grey")
 # Clauses a careful model adds when it looks closely, used to bring answers to a realistic length.
 _DETAIL = ("with a crisp outline against the surrounding surface", "casting a short shadow towards the north-west",
@@ -183,7 +186,7 @@ def _global(text: str, style: Style) -> dict[str, Any]:
 def _dialogue(text: str, style: Style) -> dict[str, Any]:
     counts = _counts(text)
     kind = _scene_kind(counts)
-    turns = [{"question": "What does this scene show, and what is it likely used for?",
+    turns = [{"question": _pick(_OPENING_QUESTIONS, text),
               "answer": f"It shows {kind}, seen from directly above. The way the objects are grouped suggests "
                         "the site is in regular use."}]
     for cat, n in list(counts.items())[:2]:
