@@ -327,7 +327,7 @@ def build(source: Source, cfg: BuildConfig, opts: BuildOptions) -> dict[str, Any
     return_freed_images_to_the_os()
 
     async def passes() -> dict[str, Any]:
-        client = make_client(opts.backend, cfg.model.request_timeout_s, source.mock_looks)
+        client = make_client(opts.backend, cfg.model.request_timeout_s, source.mock_looks, source.mock_names())
         while True:
             manifest = await Builder(source, cfg, opts, client).run()
             if not (opts.batch_wait and manifest["status"].startswith("batch_")):

@@ -46,12 +46,16 @@ def _where(position: str) -> tuple[float, float]:
     return _GRID[col], _GRID[row]
 
 
+# The prompts name categories as the records do ("14 small vehicles"): back to DOTA's labels.
+_CATEGORY = {name: c for c in VOCABULARIES["2.0"] for name in (display(c, "dota").singular, display(c, "dota").plural)}
+
+
 def example_scene(example: str) -> Scene:
     """A scene whose labels are the example's: noted objects where their notes put them, the rest
     spread over the middle of the image."""
-    counts = {m.group(2): int(m.group(1)) for m in re.finditer(r"^- (\d+) ([a-z-]+)$", example, re.M)}
-    objs = [_obj(m.group(1), *_where(m.group(2)))
-            for m in re.finditer(r"^- ([a-z-]+) \(([^)]*)\): ", example, re.M)]
+    counts = {_CATEGORY[m.group(2)]: int(m.group(1)) for m in re.finditer(r"^- (\d+) ([a-z ]+)$", example, re.M)}
+    objs = [_obj(_CATEGORY[m.group(1)], *_where(m.group(2)))
+            for m in re.finditer(r"^- ([a-z ]+) \(([^)]*)\): ", example, re.M)]
     for category, n in counts.items():
         placed = sum(o.category == category for o in objs)
         objs += [_obj(category, 0.35 + 0.3 * i / max(n, 1), 0.5) for i in range(n - placed)]

@@ -16,6 +16,7 @@ from typing import ClassVar, TypeVar
 from xml.parsers.expat import ErrorString
 
 from rsgpt4v.geometry import polygon_area
+from rsgpt4v.naming import display
 from rsgpt4v.schema import Issue, Obj, Point, Sample
 
 _T = TypeVar("_T")
@@ -50,6 +51,10 @@ class Source(ABC):
     label_tasks: ClassVar[frozenset[str]] = frozenset({"detection", "counting", "presence"})
     # How the offline mock (--dry-run) describes each category: colour ("" for a varied one), shape, state.
     mock_looks: ClassVar[dict[str, tuple[str, str, str]]] = {}
+
+    def mock_names(self) -> dict[str, str]:
+        """What the offline mock calls each category: the display names the records use."""
+        return {c: display(c, self.name).singular for c in self.vocabulary}
 
     def __init__(self, root: Path, split: str | None = None) -> None:
         self.root = Path(root)
