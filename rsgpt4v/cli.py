@@ -9,8 +9,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-REQUESTS = Path("batch") / "requests"
-
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build RS-GPT4V-style instruction data for remote-sensing multimodal LLMs.")
 
@@ -138,6 +136,7 @@ def build(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Build instruction data from a source dataset into OUT/<split>.jsonl, OUT/images/ and OUT/manifest.json."""
+    from rsgpt4v.llm.batch_files import REQUESTS
     from rsgpt4v.llm.client import BACKENDS
     from rsgpt4v.llm.engine import BudgetExceeded, FatalAPIError
     from rsgpt4v.pipeline import BuildOptions
@@ -206,7 +205,7 @@ def _run_recipe(name: str, source: str | None, data: Path | None, skip_missing: 
 
 
 def _files_summary(manifest: dict, out: Path) -> None:
-    from rsgpt4v.llm.batch_files import run_commands
+    from rsgpt4v.llm.batch_files import REQUESTS, run_commands
 
     files = sorted((out / REQUESTS).glob("*.jsonl"))
     lines = sum(len(f.read_text(encoding="utf-8").splitlines()) for f in files)
@@ -478,7 +477,7 @@ def batch_import(
     """Read batch results produced by any engine (vLLM run-batch, Ray, OpenAI/Azure Batch) into the cache."""
     import json
 
-    from rsgpt4v.llm.batch_files import import_results, request_ids
+    from rsgpt4v.llm.batch_files import REQUESTS, import_results, request_ids
     from rsgpt4v.llm.cache import Cache
 
     if not out.is_dir():

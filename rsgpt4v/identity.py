@@ -62,8 +62,8 @@ def fingerprint(path: Path) -> Fingerprint:
     with Image.open(path) as im:
         im.draft("L", (_THUMB, _THUMB))
         grey = im.convert("L")
-    d = list(grey.resize((9, 8), Image.Resampling.BOX).getdata())
-    a = list(grey.resize((8, 8), Image.Resampling.BOX).getdata())
+    d = grey.resize((9, 8), Image.Resampling.BOX).tobytes()
+    a = grey.resize((8, 8), Image.Resampling.BOX).tobytes()
     dhash = 0
     for row in range(8):
         for col in range(8):

@@ -174,7 +174,14 @@ def write_tree(data: Path, per_source: int = 5, seed: int = 0, plant: bool = Tru
                 entry["Ground_Truth"] = "No"
             entry["Question_Type"] = "Yes_No"
             rows[str(len(rows))] = entry
-            _save(fresh(), flood / "Images" / folder / image)
+            pic = fresh()
+            if plant and i == 0:
+                # an RSVQA-LR test tile re-encoded as a JPEG FloodNet training image
+                pic = Image.open(data / "rsvqa-lr" / "Images_LR" / "4.tif").convert("RGB")
+                tree.plants.append(Plant("rsvqa-lr", "test", "4", "floodnet-vqa", "train", "7000", "jpeg"))
+            path = flood / "Images" / folder / image
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pic.save(path, quality=70)
         (flood / "Questions").mkdir(parents=True, exist_ok=True)
         (flood / "Questions" / qname).write_text(json.dumps(rows, indent=4), encoding="utf-8")
     tree.images["floodnet-vqa"] = n
