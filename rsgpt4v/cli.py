@@ -97,6 +97,8 @@ def sources() -> None:
 
     for name, cls in sorted(available().items()):
         typer.echo(f"{name:<16} {cls.description}")
+        if cls.split_rule:
+            typer.echo(f"{'':<16}   splits: {cls.split_rule}")
         for option, param in adapter_options(cls).items():
             typer.echo(f"{'':<16}   -O {option}=...  (default {param.default!r})")
 

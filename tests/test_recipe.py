@@ -256,3 +256,13 @@ def test_estimate_speaks_recipes(tree: Path) -> None:
     # global; leakage drops an RSICD and an NWPU training image before anything is counted
     assert stages["global"]["requests"] == stages["dialogue"]["requests"] == 5 * 5 + 6 - 2
     assert table["images"] == 10 * 5 + 2 + 1 - 4
+
+
+def test_sources_lists_every_adapters_split_mapping() -> None:
+    from rsgpt4v.sources import available
+
+    code, output = run("sources")
+    assert code == 0
+    assert all(cls.split_rule for cls in available().values())
+    rsivqa = output[output.index("\nrsivqa "):].splitlines()[2]
+    assert rsivqa.strip().startswith("splits:") and "HRRSD/opt_val_vqa.txt -> val" in rsivqa

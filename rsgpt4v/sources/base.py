@@ -29,11 +29,13 @@ class Source(ABC):
     """A dataset family on disk.
 
     Subclasses set `name` (the `--source` value), `description` (one line for `rsgpt4v sources`),
-    `vocabulary` (known category names, may be empty) and `task_kind` ("detection", "caption", ...).
+    `vocabulary` (known category names, may be empty), `task_kind` ("detection", "caption", ...) and
+    `split_rule` (how the dataset's own files name each sample's split, for `rsgpt4v sources`).
     """
 
     name: ClassVar[str]
     description: ClassVar[str]
+    split_rule: ClassVar[str] = ""
     vocabulary: ClassVar[tuple[str, ...]] = ()
     task_kind: ClassVar[str] = "detection"
 

@@ -174,6 +174,8 @@ class _Split:
 class DOTA(Source):
     name = "dota"
     description = "DOTA v1.0/v1.5/v2.0 oriented boxes in aerial images (labelTxt layout)"
+    split_rule = ("train/ -> train, val/ -> val, test/ -> test (unlabelled); a root holding images/ itself is one "
+                  "split named after the folder")
     vocabulary = _V20
     task_kind = "detection"
 
