@@ -165,6 +165,7 @@ def build(
                         progress=progress)
     try:
         if recipe is not None:
+            _recipe_alone(root, sample, split, option)
             manifest = _run_recipe(recipe, source, data, skip_missing, config, overrides, seed, opts)
         else:
             manifest = _run(source, root, sample, split, option, config, overrides, opts)
@@ -179,6 +180,30 @@ def build(
         _batch_summary(manifest, out)
     else:
         _summary(manifest, out)
+    if "recipe" in manifest:
+        _recipe_summary(manifest)
+
+
+def _recipe_alone(root: Path | None, sample: bool, split: str | None, options: list[str] | None) -> None:
+    given = [flag for flag, value in (("--root", root), ("--sample", sample), ("--split", split),
+                                      ("--option", options)) if value]
+    if given:
+        raise _fail(f"{given[0]} belongs to one source: with --recipe, write it in the recipe "
+                    "(root, splits, options of each source)")
+
+
+def _recipe_summary(manifest: dict) -> None:
+    for name, s in manifest["sources"].items():
+        if s["status"] == "missing":
+            typer.echo(f"  {name:<16} not built: {s['reason']}")
+            continue
+        left = ", ".join(f"{n} {reason}" for reason, n in s["left_out"].items())
+        typer.echo(f"  {name:<16} {s['records_written']:>8} records from {s['samples']} images"
+                   + (f" ({left})" if left else ""))
+    leak = manifest["leakage"]
+    dropped = sum(leak["dropped_from_train"].values())
+    typer.echo(f"leakage ({leak['policy']}): {leak['images']} images fingerprinted, {leak['clusters']} clusters of "
+               f"the same picture, {dropped} training images dropped; listed in the manifest under `leakage`")
 
 
 def _run_recipe(name: str, source: str | None, data: Path | None, skip_missing: bool, config: Path | None,
@@ -296,6 +321,7 @@ def estimate(
         opts = BuildOptions(out=Path(scratch), backend="mock", model=model, limit=limit, prompts_dir=prompts,
                             prices=prices, estimate=True, every=every, progress=False)
         if recipe is not None:
+            _recipe_alone(root, sample, split, option)
             manifest = _run_recipe(recipe, source, data, skip_missing, config, {}, None, opts)
         else:
             manifest = _run(source, root, sample, split, option, config, {}, opts)
