@@ -232,6 +232,8 @@ def _copies(weight: float, seed: int, record_id: str) -> int:
 
 def interleave(recipe: Recipe, out: Path, manifests: dict[str, dict[str, Any]]) -> dict[tuple[str, str, str], int]:
     """Write OUT/<split>.jsonl from the parts in the seeded order; caps and weights on training splits.
+    A cap keeps a seeded uniform choice of the task's records (selection sampling: the next record is
+    kept with probability still-wanted / still-to-come), not the first ones in file order.
     Counts of (source, split, task) written, and of capped records under task `capped:<task>`."""
     entries = {e.source: e for e in recipe.sources if e.source in manifests}
     splits = sorted({s for m in manifests.values() for s in m["counts"]["by_split"]})
@@ -243,8 +245,11 @@ def interleave(recipe: Recipe, out: Path, manifests: dict[str, dict[str, Any]]) 
             if n:
                 lanes.append(_Lane(entries[name], open(out / PARTS / name / f"{split}.jsonl", encoding="utf-8"), n))
         rng = random.Random(f"{recipe.seed}/{split}")
+        caps_rng = random.Random(f"{recipe.seed}/{split}/caps")
         training = is_training(split)
-        taken: Counter[tuple[str, str]] = Counter()
+        wanted = {(name, task): cap for name in manifests for task, cap in entries[name].caps.items()} if training else {}
+        to_come = Counter({(name, task): n for name, m in manifests.items()
+                           for task, n in m["counts"]["by_split"].get(split, {}).items()})
         partial = out / f"{split}.jsonl.partial"
         with open(partial, "w", encoding="utf-8", newline="\n") as dest:
             while lanes:
@@ -262,11 +267,12 @@ def interleave(recipe: Recipe, out: Path, manifests: dict[str, dict[str, Any]]) 
                     lanes.remove(lane)
                 record = json.loads(line)
                 name, task = lane.entry.source, record["task"]
-                cap = lane.entry.caps.get(task) if training else None
-                if cap is not None and taken[(name, task)] >= cap:
-                    written[(name, split, f"capped:{task}")] += 1
-                    continue
-                taken[(name, task)] += 1
+                to_come[(name, task)] -= 1
+                if (name, task) in wanted:
+                    if caps_rng.random() * (to_come[(name, task)] + 1) >= wanted[(name, task)]:
+                        written[(name, split, f"capped:{task}")] += 1
+                        continue
+                    wanted[(name, task)] -= 1
                 copies = _copies(lane.entry.weight, recipe.seed, record["id"]) if training else 1
                 for k in range(copies):
                     dest.write(line if k == 0 else dumps({**record, "id": f"{record['id']}#{k + 1}"}) + "\n")

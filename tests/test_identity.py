@@ -90,3 +90,14 @@ def test_store_reuses_fingerprints_until_the_file_changes(tmp_path: Path) -> Non
     os.utime(path, ns=(1, 1))
     assert store.get(path) != first
     store.close()
+
+
+def test_exact_duplicates_inside_one_split_are_reported_not_dropped() -> None:
+    refs = [ImageRef("rsicd", "train", "a", Path("a.jpg")), ImageRef("rsicd", "train", "b", Path("b.jpg")),
+            ImageRef("rsicd", "test", "c", Path("c.jpg"))]
+    prints = [Fingerprint("same", 5, 5), Fingerprint("same", 5, 5), Fingerprint("other", ~5 & (2**64 - 1), 9)]
+    (cluster,) = clusters(refs, prints, BITS)
+    section, dropped = leakage_report([cluster], "drop-from-train")
+    assert section["list"] == [{"match": "exact", "kinds": ["duplicate_in_split"],
+                                "members": [r.as_dict() for r in refs[:2]]}]
+    assert dropped == set()
