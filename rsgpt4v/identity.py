@@ -29,14 +29,14 @@ from PIL import Image
 _THUMB = 64  # JPEG draft size: decoding at 1/8 scale is plenty for a 9x8 thumbnail
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Fingerprint:
     sha256: str
     dhash: int
     ahash: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ImageRef:
     """One sample's image as a source names it."""
 
