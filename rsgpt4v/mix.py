@@ -147,7 +147,6 @@ class Choice:
     keep: dict[str, set[tuple[str, str, str]]] = field(default_factory=dict)
     reasons: dict[str, dict[tuple[str, str, str], str]] = field(default_factory=dict)
     leakage: dict[str, Any] = field(default_factory=dict)
-    unreadable: int = 0
 
 
 def choose(recipe: Recipe, planned: list[Planned], store_path: Path, progress: bool) -> Choice:
@@ -173,7 +172,8 @@ def choose(recipe: Recipe, planned: list[Planned], store_path: Path, progress: b
     found = clusters(hashed, prints, recipe.near_duplicate_bits)
     section, dropped = leakage_report(found, recipe.leakage)
     section["images"] = len(hashed)
-    choice = Choice(leakage=section, unreadable=len(refs) - len(hashed))
+    section["unreadable_images"] = len(refs) - len(hashed)  # each is named among its source's issues
+    choice = Choice(leakage=section)
     if recipe.leakage == "fail":
         leaks = [c for c in found if c.cross_source_leak]
         if leaks:
@@ -200,7 +200,7 @@ def choose(recipe: Recipe, planned: list[Planned], store_path: Path, progress: b
                 drawn.append((u, ref.key))
         drawn.sort()
         limit = p.entry.max_images if p.entry.max_images is not None else len(drawn)
-        for u, key in drawn[limit:]:
+        for _, key in drawn[limit:]:
             reasons[key] = "not drawn (max_images)"
         keep.update(key for _, key in drawn[:limit])
         choice.keep[name], choice.reasons[name] = keep, reasons
