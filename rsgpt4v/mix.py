@@ -62,22 +62,17 @@ class Selection(Source):
         self.keep = keep
         self.reasons = reasons
         self.left_out: Counter[str] = Counter()
-
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        return self.inner.name
-
-    @property
-    def description(self) -> str:  # type: ignore[override]
-        return self.inner.description
-
-    @property
-    def task_kind(self) -> str:  # type: ignore[override]
-        return self.inner.task_kind
+        for attr in Source.__annotations__:  # name, task_kind, mock_looks...: what the adapter class says
+            if attr != "vocabulary":  # read live: an adapter may settle it while reading
+                setattr(self, attr, getattr(inner, attr))
 
     @property
     def vocabulary(self) -> tuple[str, ...]:  # type: ignore[override]
         return self.inner.vocabulary
+
+    def __getattr__(self, name: str) -> Any:
+        """Any other attribute the pipeline reads is the adapter's."""
+        return getattr(self.inner, name)
 
     def __iter__(self) -> Iterator[Sample | Issue]:
         for item in self.inner:

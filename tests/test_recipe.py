@@ -266,3 +266,16 @@ def test_sources_lists_every_adapters_split_mapping() -> None:
     assert all(cls.split_rule for cls in available().values())
     rsivqa = output[output.index("\nrsivqa "):].splitlines()[2]
     assert rsivqa.strip().startswith("splits:") and "HRRSD/opt_val_vqa.txt -> val" in rsivqa
+
+
+def test_a_recipe_of_one_source_writes_what_the_single_source_build_writes(tmp_path: Path) -> None:
+    from rsgpt4v.sources import sample_root
+
+    code, output = run("build", "--source", "dota", "--sample", "--dry-run", "--no-progress", "--out",
+                       str(tmp_path / "single"))
+    assert code == 0, output
+    recipe = write_recipe(tmp_path / "one.yaml", f"sources:\n  - {{source: dota, root: '{sample_root('dota')}'}}\n")
+    code, output = run("build", "--recipe", str(recipe), "--dry-run", "--no-progress", "--out", str(tmp_path / "mix"))
+    assert code == 0, output
+    single = {p.name: p.read_bytes() for p in (tmp_path / "single").glob("*.jsonl")}
+    assert single and single == {p.name: p.read_bytes() for p in (tmp_path / "mix").glob("*.jsonl")}

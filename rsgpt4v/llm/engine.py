@@ -14,7 +14,7 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import openai
 from pydantic import BaseModel, ValidationError
@@ -63,18 +63,27 @@ class StageUsage:
 
 @dataclass(frozen=True)
 class Answer(Generic[T]):
-    """A parsed, checked response, or the reason there is none, or (batch mode) a later answer."""
+    """A parsed, checked response, or the reason there is none, or (batch mode) a later answer.
+
+    Without a usable answer, `kind` is the failure's kind and `rejected` the last answer that parsed
+    but failed its check (a caller may keep the parts of it that are sound).
+    """
 
     parsed: T | None
     failure: str | None = None
     deferred: bool = False
+    kind: str | None = None
+    rejected: T | None = None
 
 
-class Problem(NamedTuple):
-    """Why a parsed answer was rejected by a check: `kind` is what the run report counts."""
+class Rejection(Protocol):
+    """What a check returns for an answer it rejects (the data model's `Problem` is one)."""
 
-    kind: str
-    detail: str
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def detail(self) -> str: ...
 
 
 class Unusable(Exception):
@@ -255,14 +264,19 @@ class Engine:
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
     async def ask(self, build: Callable[[str | None, int], ChatRequest], response_model: type[T],
-                  check: Callable[[T], Problem | None] | None = None) -> Answer[T]:
+                  check: Callable[[T], Rejection | None] | None = None,
+                  escalate: frozenset[str] = frozenset()) -> Answer[T]:
         """Ask until a usable answer or the attempts run out.
 
         `build(feedback, attempt)` makes the request; from the second attempt on, `feedback` names
-        what was wrong with the previous answer so the model can correct it.
+        what was wrong with the previous answer so the model can correct it. A failure whose kind is
+        in `escalate` is returned at once, counted as a retry reason rather than a failure: the
+        caller changes the request instead (a local request cut at the token limit is split), since
+        sending the same request again would be cut again.
         """
         feedback: str | None = None
         failure = Unusable("unknown", "no attempt was made")
+        rejected: T | None = None
         stage = ""
         for attempt in range(1, self.cfg.attempts + 1):
             request = build(feedback, attempt)
@@ -296,8 +310,16 @@ class Engine:
                 if problem is None:
                     return Answer(parsed)
                 failure = Unusable(problem.kind, problem.detail)
+                rejected = parsed
             except Unusable as exc:
                 failure = exc
+            if failure.kind in escalate:
+                self.stage_usage(stage).retry_reasons[failure.kind] += 1
+                return Answer(None, f"{failure.kind}: {failure.detail}", kind=failure.kind, rejected=rejected)
             feedback = failure.detail
-        self.stage_usage(stage).failures[failure.kind] += 1
-        return Answer(None, f"{failure.kind}: {failure.detail}")
+        self.record_failure(stage, failure.kind)
+        return Answer(None, f"{failure.kind}: {failure.detail}", kind=failure.kind, rejected=rejected)
+
+    def record_failure(self, stage: str, kind: str) -> None:
+        """Count a request given up on; callers that escalated a failure count it here if they give up."""
+        self.stage_usage(stage).failures[kind] += 1
