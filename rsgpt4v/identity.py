@@ -43,7 +43,6 @@ class ImageRef:
     source: str
     split: str
     image_id: str
-    path: Path
 
     @property
     def key(self) -> tuple[str, str, str]:

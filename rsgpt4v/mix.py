@@ -148,17 +148,16 @@ def choose(recipe: Recipe, planned: list[Planned], store_path: Path, progress: b
     """Fingerprint every image of every source, cluster them, apply the leakage policy, then the
     splits, fraction and max_images of each entry; RecipeError when the policy is `fail` and a
     training image of one source is an evaluation image of another."""
-    refs: list[ImageRef] = []
-    for p in planned:
-        if p.adapter is not None:
-            refs += [ImageRef(s.source, s.split, s.image_id, s.image_path) for s in p.adapter
-                     if isinstance(s, Sample)]
-    store = FingerprintStore(store_path)
+    refs: list[ImageRef] = []  # every sample's image, hashed or not
     prints, hashed = [], []
+    store = FingerprintStore(store_path)
     try:
-        for ref in tqdm(refs, desc="  identity", unit="img", disable=not progress, dynamic_ncols=True):
+        samples = (s for p in planned if p.adapter is not None for s in p.adapter if isinstance(s, Sample))
+        for sample in tqdm(samples, desc="  identity", unit="img", disable=not progress, dynamic_ncols=True):
+            ref = ImageRef(sample.source, sample.split, sample.image_id)
+            refs.append(ref)
             try:
-                prints.append(store.get(ref.path))
+                prints.append(store.get(sample.image_path))
                 hashed.append(ref)
             except (OSError, ValueError, SyntaxError):
                 continue  # the build names the unreadable image; it has no identity to compare

@@ -70,9 +70,8 @@ def _lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], in
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             name = key.value if isinstance(key, yaml.ScalarNode) else str(key.value)
-            out[(*path, name)] = key.start_mark.line + 1
             _lines(value, (*path, name), out)
-            out[(*path, name)] = key.start_mark.line + 1
+            out[(*path, name)] = key.start_mark.line + 1  # a key's own line, where its value may start below
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _lines(item, (*path, i), out)
