@@ -279,3 +279,14 @@ def test_a_recipe_of_one_source_writes_what_the_single_source_build_writes(tmp_p
     assert code == 0, output
     single = {p.name: p.read_bytes() for p in (tmp_path / "single").glob("*.jsonl")}
     assert single and single == {p.name: p.read_bytes() for p in (tmp_path / "mix").glob("*.jsonl")}
+
+
+def test_per_source_flags_are_refused_with_a_recipe(tree: Path, tmp_path: Path) -> None:
+    for extra, words in ((["--source", "rsicd"], "give --source or --recipe, not both"),
+                         (["--root", str(tree)], "--root belongs to one source"),
+                         (["--split", "train"], "--split belongs to one source")):
+        code, output = run("build", "--recipe", "rs-gpt4v", "--data", str(tree), "--dry-run", "--no-progress",
+                           "--out", str(tmp_path / "out"), *extra)
+        assert code == 2 and words in output and len(output.strip().splitlines()) == 1, output
+    code, output = run("build", "--dry-run", "--out", str(tmp_path / "out"))
+    assert code == 2 and "give --source NAME (or --recipe FILE|NAME)" in output
