@@ -14,10 +14,18 @@ from string import Template
 
 import yaml
 
+from rsgpt4v.config import yaml_problem
 from rsgpt4v.resources import resource_dir
 
 STAGES = ("local", "global", "dialogue")
 _STAGE_KEYS = ("system", "user", "retry")
+# The variables the code gives each template (see prompting/stages.py): what `load` renders them with.
+_RETRY_VALUES = ("attempt", "max_attempts", "reason")
+_USER_VALUES = {
+    "local": ("image_width", "image_height", "gsd_note", "n_total", "n_listed", "object_list", "omitted", "hints"),
+    "global": ("image_width", "image_height", "gsd_note", "counts", "objects", "hints"),
+    "dialogue": ("caption", "description", "counts", "objects", "hints", "min_turns", "max_turns"),
+}
 
 
 class PromptError(Exception):
@@ -46,7 +54,21 @@ class PromptSet:
         for key, pool in pools.items():
             if not (isinstance(pool, list) and pool and all(isinstance(p, str) for p in pool)):
                 raise PromptError(f"{folder / 'instructions.yaml'}: {key} must be a non-empty list of strings")
-        return cls(folder=folder, stages=stages, instructions=pools, shas=shas)
+            for text in pool:
+                if not Template(text).is_valid():
+                    raise PromptError(f"{folder / 'instructions.yaml'}: {key}: {text!r} has a bad placeholder "
+                                      "(write a literal $ as $$)")
+        prompts = cls(folder=folder, stages=stages, instructions=pools, shas=shas)
+        prompts.check()
+        return prompts
+
+    def check(self) -> None:
+        """Render every stage template once with placeholder values, so a broken one stops the run
+        before the first (paid) request rather than after."""
+        for stage in STAGES:
+            self.render(stage, "system")
+            self.render(stage, "user", **dict.fromkeys(_USER_VALUES[stage], "1"))
+            self.render(stage, "retry", **dict.fromkeys(_RETRY_VALUES, "1"))
 
     def render(self, stage: str, key: str, **values: object) -> str:
         try:
@@ -76,7 +98,7 @@ def _read(path: Path) -> tuple[dict, str]:
     except OSError as exc:
         raise PromptError(f"{path}: cannot read prompt file ({exc.strerror})") from None
     except yaml.YAMLError as exc:
-        raise PromptError(f"{path}: not valid YAML ({exc})") from None
+        raise PromptError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
     if not isinstance(data, dict):
         raise PromptError(f"{path}: expected a mapping")
     return data, hashlib.sha256(raw).hexdigest()[:16]
