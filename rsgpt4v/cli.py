@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -49,6 +50,62 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+_RESUME = "rerun the same command to resume (answers already received are in the cache)"
+
+
+def _explain(exc: BaseException, cache: Path | None) -> tuple[str, int] | None:
+    """An expected failure as one line naming the file and what to do, with its exit code; None for a bug."""
+    import errno
+    import json
+    import sqlite3
+
+    import openai
+    import yaml
+
+    if isinstance(exc, OSError):
+        where = exc.filename
+        if where is None:
+            return str(exc), 2
+        if exc.errno == errno.ENOSPC:
+            return f"{where}: no space left on the device; free some space and {_RESUME}", 1
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return f"{where}: {exc.strerror}; choose a folder you can write to", 2
+        return f"{where}: {exc.strerror or exc}", 2
+    if isinstance(exc, sqlite3.Error):
+        if "full" in str(exc):
+            return f"{cache}: {exc}; free some space and {_RESUME}", 1
+        return f"{cache}: cannot use the response cache ({exc}); give another --cache", 2
+    if isinstance(exc, openai.APIConnectionError):
+        return f"cannot reach the API ({exc}); check OPENAI_BASE_URL and the network, then {_RESUME}", 1
+    if isinstance(exc, openai.APIStatusError):
+        return f"the API answered {exc.status_code} ({exc.message}); {_RESUME}", 1
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a file is not UTF-8 text ({exc.reason} at byte {exc.start + 1})", 2
+    if isinstance(exc, (json.JSONDecodeError, yaml.YAMLError)):
+        return f"a file is not valid {'JSON' if isinstance(exc, json.JSONDecodeError) else 'YAML'} ({exc})", 2
+    if isinstance(exc, RecursionError):
+        return "an input is nested too deeply to read", 2
+    if isinstance(exc, ValueError):
+        return str(exc), 2
+    return None
+
+
+@contextmanager
+def _one_error_path(cache: Path | None = None, resume: bool = False):
+    """Every command's expected failures as one `error:` line and its exit code (0 ok, 1 stopped by the
+    API, the budget or the disk, 2 bad input); Ctrl-C says how to resume where there is something to resume."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise _fail(f"interrupted; {_RESUME}" if resume else "interrupted", code=130) from None
+    except Exception as exc:
+        explained = _explain(exc, cache)
+        if explained is None:
+            raise
+        logging.getLogger("rsgpt4v").debug("failure explained as one line", exc_info=True)
+        raise _fail(*explained) from None
+
+
 def _parse_shard(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
@@ -65,6 +122,7 @@ def _run(source: str, root: Path | None, sample: bool, split: str | None, option
          config: Path | None, overrides: dict[str, Any], opts: Any) -> dict:
     """Validate the common inputs, then build (or estimate); errors become one line and exit 2."""
     from rsgpt4v.config import ConfigError, load_config
+    from rsgpt4v.cost import PriceError
     from rsgpt4v.llm.client import MissingKeyError
     from rsgpt4v.pipeline import build
     from rsgpt4v.prompting.templates import PromptError
@@ -79,7 +137,7 @@ def _run(source: str, root: Path | None, sample: bool, split: str | None, option
         if not data_root.exists():
             raise SourceError(f"--root {data_root} does not exist")
         return build(adapter(data_root, split=split, **parse_options(adapter, options or [])), cfg, opts)
-    except (ConfigError, SourceError, PromptError, MissingKeyError, FileNotFoundError) as exc:
+    except (ConfigError, SourceError, PromptError, PriceError, MissingKeyError) as exc:
         raise _fail(str(exc)) from None
 
 
@@ -144,7 +202,8 @@ def build(
                         prompts_dir=prompts, prices=prices, shard=_parse_shard(shard), batch=batch,
                         batch_wait=wait, progress=progress)
     try:
-        manifest = _run(source, root, sample, split, option, config, overrides, opts)
+        with _one_error_path(cache or out / "cache.sqlite", resume=True):
+            manifest = _run(source, root, sample, split, option, config, overrides, opts)
     except BudgetExceeded as exc:
         raise _fail(f"{exc}; raise --max-cost and rerun the same command to continue (nothing paid is lost)",
                     code=1) from None
@@ -227,7 +286,8 @@ def estimate(
     with tempfile.TemporaryDirectory() as scratch:
         opts = BuildOptions(out=Path(scratch), backend="mock", model=model, limit=limit, prompts_dir=prompts,
                             prices=prices, estimate=True, every=every, progress=False)
-        manifest = _run(source, root, sample, split, option, config, {}, opts)
+        with _one_error_path():
+            manifest = _run(source, root, sample, split, option, config, {}, opts)
     rows, basis = manifest["estimate"], manifest["estimated_from"]
     if json_out:
         typer.echo(json.dumps({"model": manifest["model"], "prices_date": manifest["usage"]["prices_date"],
@@ -254,7 +314,8 @@ def merge(
     from rsgpt4v.merge import merge as run_merge
 
     try:
-        manifest = run_merge(inputs, out)
+        with _one_error_path():
+            manifest = run_merge(inputs, out)
     except MergeError as exc:
         raise _fail(str(exc)) from None
     c = manifest["counts"]
@@ -301,7 +362,9 @@ def validate(
     """Check LLaVA-format data (ours or any tool's): roles, <image>, images, ids, boxes, refusals."""
     from rsgpt4v.validate import main_validate
 
-    raise typer.Exit(main_validate(paths, max_shown))
+    with _one_error_path():
+        code = main_validate(paths, max_shown)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -312,7 +375,9 @@ def stats(
     """Records per task, source and split; turns and answer lengths; tokens, cost and rejections."""
     from rsgpt4v.stats import main_stats
 
-    raise typer.Exit(main_stats(out, json_out))
+    with _one_error_path():
+        code = main_stats(out, json_out)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -325,7 +390,9 @@ def preview(
     """Write a static HTML gallery: images with their boxes drawn from the records' own text."""
     from rsgpt4v.preview import main_preview
 
-    raise typer.Exit(main_preview(out, dest, n, seed))
+    with _one_error_path():
+        code = main_preview(out, dest, n, seed)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -338,7 +405,9 @@ def export(
     """Re-render records for another model family (boxes from the pixel boxes kept; no API calls)."""
     from rsgpt4v.export import main_export
 
-    raise typer.Exit(main_export(out, dest, fmt, box_format))
+    with _one_error_path():
+        code = main_export(out, dest, fmt, box_format)
+    raise typer.Exit(code)
 
 
 batch_app = typer.Typer(help="Inspect and collect the Batch API jobs of a `build --batch` output folder.")
@@ -400,4 +469,19 @@ def batch_collect(out: Annotated[Path, typer.Option("--out", "-o", help="The bui
 
 
 def main() -> None:
-    app()
+    """The console entry point: usage errors (an unknown option, a value out of range) in one line."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        typer.secho("error: interrupted", err=True, fg=typer.colors.RED)
+        sys.exit(130)
+    except typer.TyperException as exc:
+        message = exc.format_message()
+        if "\n" in message:  # a command group called without its command: its help
+            exc.show()
+        else:
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            typer.secho(f"error: {message}{hint}", err=True, fg=typer.colors.RED)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

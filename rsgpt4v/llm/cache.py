@@ -7,6 +7,7 @@ moved aside and rebuilt rather than trusted.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sqlite3
@@ -29,8 +30,13 @@ class Cache:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "a folder, not a cache file: give --cache a file name",
+                                    str(self.path))
         try:
             self._db = self._open()
+        except sqlite3.OperationalError:
+            raise  # cannot open or write (permissions, disk full): the file itself may be fine
         except sqlite3.DatabaseError as exc:
             aside = self.path.with_name(self.path.name + ".corrupt")
             log.warning("cache %s is not a readable SQLite cache (%s); moved to %s and rebuilt", self.path, exc, aside)

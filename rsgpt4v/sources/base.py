@@ -109,7 +109,8 @@ def find_image(folder: Path, name: str) -> Path | None:
 def read_json(path: Path, name: str, object_pairs_hook: Callable[[list[tuple[str, object]]], object] | None = None
               ) -> tuple[object, Issue | None]:
     """Parsed JSON, or an Issue naming the file (and the line of a syntax error); `object_pairs_hook`
-    as for json.loads."""
+    as for json.loads. Every json adapter reads through here, so hostile files (nesting thousands
+    deep, integers thousands of digits long) are one skipped file, not a traceback."""
     try:
         return json.loads(path.read_bytes().decode("utf-8-sig"), object_pairs_hook=object_pairs_hook), None
     except OSError as exc:
@@ -118,6 +119,11 @@ def read_json(path: Path, name: str, object_pairs_hook: Callable[[list[tuple[str
         return None, Issue(kind="skip", file=name, reason=f"not UTF-8 text ({exc.reason})")
     except json.JSONDecodeError as exc:
         return None, Issue(kind="skip", file=name, line=exc.lineno, reason=f"invalid JSON: {exc.msg}")
+    except RecursionError:
+        return None, Issue(kind="skip", file=name, reason="invalid JSON: nested too deeply to read")
+    except ValueError:
+        # Python refuses integers of more than 4300 digits (CVE-2020-10735): no annotation has one.
+        return None, Issue(kind="skip", file=name, reason="invalid JSON: an integer too long to read")
 
 
 # ---- XML label files (DIOR, FAIR1M) and the checks every detection source makes ----------------
