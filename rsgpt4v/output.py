@@ -16,6 +16,7 @@ from PIL import Image
 
 from rsgpt4v.geometry import render_box
 from rsgpt4v.imaging import encode
+from rsgpt4v.paths import check_name, under
 from rsgpt4v.schema import Record
 
 _PLACEHOLDER = re.compile(r"<(b\d+)>")
@@ -81,7 +82,10 @@ class DatasetWriter:
         else:
             fmt = self.image_format
         rel = f"{name}.{fmt}"
-        path = self.out / rel
+        _, source_name, split, _ = name.split("/", 3)  # images/<source>/<split>/<image>
+        check_name(source_name, "source")
+        check_name(split, "split")
+        path = under(self.out, rel)
         if not self.discard and not path.exists():
             write_atomic(path, source.read_bytes() if copy else encode(im, fmt, quality=95))
         return rel
@@ -91,7 +95,8 @@ class DatasetWriter:
             return
         f = self._files.get(split)
         if f is None:
-            f = self._files[split] = open(self.out / f"{split}.jsonl.partial", "w", encoding="utf-8", newline="\n")
+            path = under(self.out, f"{check_name(split, 'split')}.jsonl.partial")
+            f = self._files[split] = open(path, "w", encoding="utf-8", newline="\n")
         f.write(dumps(line) + "\n")
 
     def close(self) -> list[str]:

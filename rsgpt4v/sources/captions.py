@@ -65,7 +65,8 @@ the class folders), both relative to the root, replace the probing for copies na
 when the stem does not already start with it), unique within a split.
 
 Bad data never raises: an unreadable or invalid json file, an entry that is not an object or lacks
-a split or filename, a filename leaving the root, an entry without caption text, a missing image and
+a split or filename, a split that cannot name an output file (`../x`, `/abs`, `a/b`, a NUL byte: see
+rsgpt4v.paths), a filename leaving the root, an entry without caption text, a missing image and
 a second entry for an image already kept in the same split are skipped with an Issue naming the
 entry (`images[12] (filename 'x.jpg'): ...`); blank sentences next to good ones are a warning.
 Issues about entries that belong to no split come first, then each split's entries in file order.
@@ -81,6 +82,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from rsgpt4v.language import readable
+from rsgpt4v.paths import SAFE_NAME_RULE, safe_name
 from rsgpt4v.schema import Issue, Sample
 from rsgpt4v.sources.base import (
     Source,
@@ -175,7 +177,7 @@ class _CaptionSource(Source):
         images cannot be found at all."""
 
     def _splits(self) -> list[str]:
-        names = {e.split for e in self.entries if isinstance(e, _Entry) and isinstance(e.split, str) and e.split}
+        names = {e.split for e in self.entries if isinstance(e, _Entry) and safe_name(e.split)}
         return sorted(names, key=split_key)
 
     def __iter__(self) -> Iterator[Sample | Issue]:
@@ -187,6 +189,8 @@ class _CaptionSource(Source):
                 yield entry
             elif not isinstance(entry.split, str) or not entry.split:
                 yield self._skip(entry, "no split")
+            elif not safe_name(entry.split):
+                yield self._skip(entry, f"split {entry.split!r} cannot name an output file ({SAFE_NAME_RULE})")
         for split in self._splits():
             if self.split is not None and split != self.split:
                 continue
