@@ -119,11 +119,13 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def _run(source: str, root: Path | None, sample: bool, split: str | None, options: list[str] | None,
-         config: Path | None, overrides: dict[str, Any], opts: Any) -> dict:
-    """Validate the common inputs, then build (or estimate); errors become one line and exit 2."""
+         config: Path | None, overrides: dict[str, Any], opts: Any, force: bool = False) -> dict:
+    """Validate the common inputs, then build (or estimate); errors become one line and exit 2.
+    A build holds its output folder (see rsgpt4v.ownership) for as long as it runs."""
     from rsgpt4v.config import ConfigError, load_config
     from rsgpt4v.cost import PriceError
     from rsgpt4v.llm.client import MissingKeyError
+    from rsgpt4v.ownership import OwnerError, identity, owned
     from rsgpt4v.pipeline import build
     from rsgpt4v.prompting.templates import PromptError
     from rsgpt4v.sources import SourceError, get_source, parse_options, sample_root
@@ -136,8 +138,12 @@ def _run(source: str, root: Path | None, sample: bool, split: str | None, option
         data_root = sample_root(source) if sample else root
         if not data_root.exists():
             raise SourceError(f"--root {data_root} does not exist")
-        return build(adapter(data_root, split=split, **parse_options(adapter, options or [])), cfg, opts)
-    except (ConfigError, SourceError, PromptError, PriceError, MissingKeyError) as exc:
+        reader = adapter(data_root, split=split, **parse_options(adapter, options or []))
+        if opts.estimate:
+            return build(reader, cfg, opts)
+        with owned(opts.out, identity(source, data_root, split, options, opts.shard), force):
+            return build(reader, cfg, opts)
+    except (ConfigError, SourceError, PromptError, PriceError, MissingKeyError, OwnerError) as exc:
         raise _fail(str(exc)) from None
 
 
@@ -177,6 +183,8 @@ def build(
     wait: Annotated[bool, typer.Option("--wait", help="With --batch: poll and run every pass until done.")] = False,
     cache: Annotated[Optional[Path], typer.Option(help="Response cache file; default OUT/cache.sqlite.")] = None,
     refresh: Annotated[bool, typer.Option("--refresh", help="Ignore cached responses (they are overwritten).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Build into a folder that holds another build or other "
+                                                        "files (the other build's files are replaced).")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -203,7 +211,7 @@ def build(
                         batch_wait=wait, progress=progress)
     try:
         with _one_error_path(cache or out / "cache.sqlite", resume=True):
-            manifest = _run(source, root, sample, split, option, config, overrides, opts)
+            manifest = _run(source, root, sample, split, option, config, overrides, opts, force)
     except BudgetExceeded as exc:
         raise _fail(f"{exc}; raise --max-cost and rerun the same command to continue (nothing paid is lost)",
                     code=1) from None

@@ -32,7 +32,7 @@ def test_out_that_is_a_file(tmp_path: Path) -> None:
     out.write_text("not a folder")
     result = _build(tmp_path, "--out", str(out))
     assert result.exit_code == 2
-    assert _one_line(result) == f"error: {out}: File exists"
+    assert _one_line(result) == f"error: --out {out} is a file, not a folder; choose another --out"
 
 
 def test_out_that_cannot_be_written(tmp_path: Path, monkeypatch) -> None:

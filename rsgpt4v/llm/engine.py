@@ -180,6 +180,7 @@ class Engine:
         self._slots = asyncio.Semaphore(cfg.concurrency)
         self._reserved_usd = 0.0
         self._transport_failures_in_a_row = 0
+        self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     @property
     def spent_usd(self) -> float:
@@ -206,6 +207,23 @@ class Engine:
                 raise Unusable("api_400", f"the Batch API rejected the request ({self.rejected[key]})")
             self.batch.add(key, request.stage, body)
             raise Deferred(key)
+        shared = self._inflight.get(key)
+        if shared is not None:
+            # The same request is already on its way (two windows asking the very same thing): one answer
+            # serves both, and is paid once.
+            usage.cache_hits += 1
+            return await asyncio.shield(shared)
+        task = self._inflight[key] = asyncio.ensure_future(self._fetch(request, body, key, usage))
+        task.add_done_callback(lambda done: self._settled(key, done))
+        return await asyncio.shield(task)
+
+    def _settled(self, key: str, task: asyncio.Future[dict[str, Any]]) -> None:
+        del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here, so a failure nobody waits for any more is not logged as lost
+
+    async def _fetch(self, request: ChatRequest, body: dict[str, Any], key: str, usage: StageUsage) -> dict[str, Any]:
+        """Send a request that missed the cache, within budget and limits; cache and count its answer."""
         prompt_estimate = estimate_prompt_tokens(body, self._image_rule)
         projected = self._projected_usd(request, prompt_estimate)
         budget = self.cfg.max_cost_usd
