@@ -124,6 +124,7 @@ def _run(source: str, root: Path | None, sample: bool, split: str | None, option
     A build holds its output folder (see rsgpt4v.ownership) for as long as it runs."""
     from rsgpt4v.config import ConfigError, load_config
     from rsgpt4v.cost import PriceError
+    from rsgpt4v.llm.batch import BatchStateError
     from rsgpt4v.llm.client import MissingKeyError
     from rsgpt4v.ownership import OwnerError, identity, owned
     from rsgpt4v.pipeline import build
@@ -143,7 +144,7 @@ def _run(source: str, root: Path | None, sample: bool, split: str | None, option
             return build(reader, cfg, opts)
         with owned(opts.out, identity(source, data_root, split, options, opts.shard), force):
             return build(reader, cfg, opts)
-    except (ConfigError, SourceError, PromptError, PriceError, MissingKeyError, OwnerError) as exc:
+    except (ConfigError, SourceError, PromptError, PriceError, MissingKeyError, OwnerError, BatchStateError) as exc:
         raise _fail(str(exc)) from None
 
 
@@ -441,6 +442,18 @@ def _batch_context(out: Path):
     return state, manifest, client
 
 
+@contextmanager
+def _batch_errors(out: Path):
+    """The batch commands' failures in one line: an unreadable state file, the server out of reach."""
+    from rsgpt4v.llm.batch import BatchStateError
+
+    try:
+        with _one_error_path(out / "cache.sqlite"):
+            yield
+    except BatchStateError as exc:
+        raise _fail(str(exc)) from None
+
+
 @batch_app.command("status")
 def batch_status(out: Annotated[Path, typer.Option("--out", "-o", help="The build's output folder.")]) -> None:
     """Show every batch of the build and its progress."""
@@ -448,8 +461,9 @@ def batch_status(out: Annotated[Path, typer.Option("--out", "-o", help="The buil
 
     from rsgpt4v.llm.batch import refresh
 
-    state, _, client = _batch_context(out)
-    asyncio.run(refresh(client, state))
+    with _batch_errors(out):
+        state, _, client = _batch_context(out)
+        asyncio.run(refresh(client, state))
     for b in state.batches:
         counts = b.get("counts") or {}
         done = f"{counts.get('completed', 0)}/{counts.get('total', b['lines'])} done" if counts else ""
@@ -459,7 +473,11 @@ def batch_status(out: Annotated[Path, typer.Option("--out", "-o", help="The buil
 
 
 @batch_app.command("collect")
-def batch_collect(out: Annotated[Path, typer.Option("--out", "-o", help="The build's output folder.")]) -> None:
+def batch_collect(
+    out: Annotated[Path, typer.Option("--out", "-o", help="The build's output folder.")],
+    cache: Annotated[Optional[Path], typer.Option(help="Cache to collect into; default the one the build uses "
+                                                       "(its --cache, else OUT/cache.sqlite).")] = None,
+) -> None:
     """Download finished batches into the build's cache (the next `build --batch` pass also does this)."""
     import asyncio
 
@@ -467,13 +485,17 @@ def batch_collect(out: Annotated[Path, typer.Option("--out", "-o", help="The bui
     from rsgpt4v.llm.batch import collect
     from rsgpt4v.llm.cache import Cache
 
-    state, manifest, client = _batch_context(out)
-    cache = Cache(out / "cache.sqlite")
-    tally = asyncio.run(collect(client, state, cache, PriceTable.load(), manifest["model"]))
-    cache.close()
-    still = len(state.open_batches())
-    typer.echo(f"collected {tally['answers']} answers; {tally['failed']} failed or expired (resubmitted by the next "
-               f"pass), {tally['rejected']} rejected; {still} batch(es) still open")
+    with _batch_errors(out):
+        state, manifest, client = _batch_context(out)
+        into = cache or (Path(state.cache) if state.cache else out / "cache.sqlite")
+        answers = Cache(into)
+        try:
+            tally = asyncio.run(collect(client, state, answers, PriceTable.load(), manifest["model"]))
+        finally:
+            answers.close()
+    still = len([b for b in state.batches if not b.get("collected")])
+    typer.echo(f"collected {tally['answers']} answers into {into}; {tally['failed']} failed or expired (resubmitted "
+               f"by the next pass), {tally['rejected']} rejected; {still} batch(es) still open")
 
 
 def main() -> None:

@@ -120,7 +120,7 @@ class Builder:
         self.cache = Cache(Path(":memory:") if opts.estimate else opts.cache or Path(opts.out) / "cache.sqlite")
         self.prices = PriceTable.load(opts.prices)
         self.client = client
-        self.batch_state = BatchState(Path(opts.out) / "batch") if opts.batch else None
+        self.batch_state = BatchState(Path(opts.out) / "batch", cache=self.cache.path) if opts.batch else None
         engine_cls = EstimatingEngine if opts.estimate else Engine
         self.engine = engine_cls(client, self.cache, cfg.engine, self.model, self.prices, refresh=opts.refresh,
                                  batch=BatchQueue() if opts.batch else None,
