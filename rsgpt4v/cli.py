@@ -283,6 +283,8 @@ def estimate(
     option: OptionOpt = None,
     every: Annotated[int, typer.Option(min=1, help="Look at every K-th image only and scale up (fast on big "
                                                    "datasets).")] = 1,
+    cache: Annotated[Optional[Path], typer.Option(help="An earlier build's cache: budget the re-ask rate it "
+                                                       "measured instead of engine.reask_rate.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
 ) -> None:
     """Requests, image and text tokens and dollars per stage, live and batch, before anything is sent."""
@@ -292,25 +294,36 @@ def estimate(
     from rsgpt4v.pipeline import BuildOptions
 
     _setup_logging(False)
+    overrides: dict[str, Any] = {}
+    measured = ""
+    with _one_error_path(cache):
+        if cache is not None:
+            rate = _measured_reask_rate(cache)
+            if rate is not None:
+                overrides["engine"] = {"reask_rate": round(rate, 4)}
+                measured = f", measured in {cache}"
     with tempfile.TemporaryDirectory() as scratch:
         opts = BuildOptions(out=Path(scratch), backend="mock", model=model, limit=limit, prompts_dir=prompts,
                             prices=prices, estimate=True, every=every, progress=False)
         with _one_error_path():
-            manifest = _run(source, root, sample, split, option, config, {}, opts)
+            manifest = _run(source, root, sample, split, option, config, overrides, opts)
+    reask_rate = manifest["config"]["engine"]["reask_rate"]
     rows, basis = manifest["estimate"], manifest["estimated_from"]
     if json_out:
         typer.echo(json.dumps({"model": manifest["model"], "prices_date": manifest["usage"]["prices_date"],
-                               "images": basis["of"], "images_looked_at": basis["images"],
+                               "images": basis["of"], "images_looked_at": basis["images"], "reask_rate": reask_rate,
                                "windows_looked_at": manifest["counts"]["windows"], "stages": rows}, indent=2))
         return
     looked = f" (extrapolated from {basis['images']:,})" if basis["images"] != basis["of"] else ""
     typer.echo(f"{basis['of']:,} images{looked}, {manifest['counts']['windows']:,} windows looked at, model "
-               f"{manifest['model']} (prices of {manifest['usage']['prices_date']})")
-    typer.echo(f"{'stage':<10}{'requests':>10}{'text tok':>14}{'image tok':>14}{'output tok':>14}"
+               f"{manifest['model']} (prices of {manifest['usage']['prices_date']}); dollars include "
+               f"{reask_rate:.0%} re-asks{measured}")
+    typer.echo(f"{'stage':<10}{'requests':>10}{'re-asks':>9}{'text tok':>14}{'image tok':>14}{'output tok':>14}"
                f"{'live':>12}{'batch':>12}")
     for r in rows:
-        typer.echo(f"{r['stage']:<10}{r['requests']:>10,}{r['text_tokens']:>14,}{r['image_tokens']:>14,}"
-                   f"{r['output_tokens']:>14,}{_usd(r['usd_live']):>12}{_usd(r['usd_batch']):>12}")
+        typer.echo(f"{r['stage']:<10}{r['requests']:>10,}{r['reasks']:>9,}{r['text_tokens']:>14,}"
+                   f"{r['image_tokens']:>14,}{r['output_tokens']:>14,}{_usd(r['usd_live']):>12}"
+                   f"{_usd(r['usd_batch']):>12}")
 
 
 @app.command()
@@ -421,6 +434,18 @@ def export(
 
 batch_app = typer.Typer(help="Inspect and collect the Batch API jobs of a `build --batch` output folder.")
 app.add_typer(batch_app, name="batch")
+
+
+def _measured_reask_rate(path: Path) -> float | None:
+    from rsgpt4v.llm.cache import Cache
+
+    if not path.is_file():
+        raise _fail(f"--cache {path} is not a cache file")
+    cache = Cache(path)
+    try:
+        return cache.reask_rate()
+    finally:
+        cache.close()
 
 
 def _batch_context(out: Path):

@@ -106,6 +106,8 @@ class EngineConfig(_Section):
     backoff_s: float = Field(gt=0)
     stop_after_transport_failures: int = Field(ge=1)
     max_cost_usd: float | None = Field(default=None, gt=0)
+    repair_rounds: int = Field(ge=0)
+    reask_rate: float = Field(ge=0, le=10)
 
     def limits_for(self, model: str) -> RateLimits:
         """The model's own limits where the config names it, else the general ones."""

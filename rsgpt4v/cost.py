@@ -96,7 +96,7 @@ class PriceTable:
         price = self.price(model)
         return price.image if price else ImageRule()
 
-    def dollars(self, model: str, prompt_tokens: int, completion_tokens: int, batch: bool = False) -> float | None:
+    def dollars(self, model: str, prompt_tokens: float, completion_tokens: float, batch: bool = False) -> float | None:
         price = self.price(model)
         if price is None:
             return None

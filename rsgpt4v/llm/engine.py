@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,13 +102,18 @@ def _insufficient_quota(exc: openai.APIStatusError) -> bool:
 
 
 def _retry_after(exc: BaseException | None) -> float | None:
+    """The wait the server asks for, in seconds: `retry-after-ms` (OpenAI, Azure) before `retry-after`."""
     if not isinstance(exc, openai.APIStatusError):
         return None
-    value = exc.response.headers.get("retry-after")
-    try:
-        return min(float(value), 120.0) if value is not None else None
-    except ValueError:
-        return None
+    for header, unit in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = exc.response.headers.get(header)
+        try:
+            seconds = float(value) / unit if value is not None else None
+        except ValueError:
+            continue
+        if seconds is not None and math.isfinite(seconds) and seconds >= 0:
+            return min(seconds, 120.0)
+    return None
 
 
 class _WaitRetryAfter:
@@ -278,13 +284,24 @@ class Engine:
 
         `build(feedback, attempt)` makes the request; from the second attempt on, `feedback` names
         what was wrong with the previous answer so the model can correct it.
+
+        The verdict (usable or not, after how many attempts, and why each attempt failed) is kept in
+        the cache under the first attempt's key. A later run replays the cached attempts for free;
+        where the verdict was a failure it then gives the request `engine.attempts` more tries,
+        numbered on from the last (on up to `engine.repair_rounds` later runs), so a rerun repairs
+        windows that failed on a transient fault and pays only for those.
         """
         feedback: str | None = None
         failure = Unusable("unknown", "no attempt was made")
-        stage = ""
-        for attempt in range(1, self.cfg.attempts + 1):
-            request = build(feedback, attempt)
-            stage = request.stage
+        first = build(None, 1)
+        stage = first.stage
+        verdict_key = cache_key_of(first.body())
+        previous = None if self.refresh else self.cache.verdict(verdict_key)
+        limit, rounds = self._attempt_limit(previous)
+        history: list[dict[str, Any]] = []
+        attempt = 0
+        for attempt in range(1, limit + 1):
+            request = first if attempt == 1 else build(feedback, attempt)
             if attempt > 1:
                 usage = self.stage_usage(stage)
                 usage.retries += 1
@@ -312,10 +329,28 @@ class Engine:
                 parsed = check_completion(completion, response_model)
                 problem = check(parsed) if check is not None else None
                 if problem is None:
+                    self.cache.put_verdict(verdict_key, stage, {"ok": True, "attempts": attempt, "rounds": rounds,
+                                                                "history": history})
                     return Answer(parsed)
                 failure = Unusable(problem.kind, problem.detail)
             except Unusable as exc:
                 failure = exc
+            history.append({"attempt": attempt, "kind": failure.kind, "detail": failure.detail})
             feedback = failure.detail
+        else:
+            # Every attempt gave an answer and none was usable: the verdict a later run may revisit.
+            self.cache.put_verdict(verdict_key, stage, {"ok": False, "attempts": attempt, "rounds": rounds,
+                                                        "history": history})
         self.stage_usage(stage).failures[failure.kind] += 1
         return Answer(None, f"{failure.kind}: {failure.detail}")
+
+    def _attempt_limit(self, previous: dict[str, Any] | None) -> tuple[int, int]:
+        """How many attempts this ask may make, and which round of asking it is."""
+        if previous is None:
+            return self.cfg.attempts, 1
+        attempts, rounds = int(previous["attempts"]), int(previous.get("rounds", 1))
+        if previous["ok"]:
+            return max(attempts, self.cfg.attempts), rounds
+        if rounds <= self.cfg.repair_rounds:
+            return attempts + self.cfg.attempts, rounds + 1
+        return attempts, rounds
