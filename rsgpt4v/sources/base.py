@@ -69,6 +69,7 @@ class Source(ABC):
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 SPLIT_ORDER = ("train", "val", "test")
 MIN_AREA = 1.0  # px^2; a smaller object is an annotation slip, not something to describe
+MAX_COORDINATE = 1e7  # px; far beyond any image image.max_pixels lets through
 
 
 def split_key(name: str) -> tuple[int, str]:
@@ -89,6 +90,36 @@ def inside_root(root: Path, relative: str) -> Path | None:
     if candidate.is_absolute() or ".." in candidate.parts:
         return None
     return root / candidate
+
+
+def finite_answer(value: object) -> str | None:
+    """A VQA answer given as a JSON string or number, as text; None for nothing usable (a boolean,
+    blank text, NaN or infinity, which Python's json reads from `NaN` and `Infinity`)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        if value.is_integer():
+            value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+class LinksOutOfRoot:
+    """One warning for the images reached through a symbolic link that leads out of the root:
+    followed (datasets are often assembled that way), but said."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.said = False
+
+    def check(self, image: Path, name: str) -> Issue | None:
+        if self.said or image.resolve().is_relative_to(self.root):
+            return None
+        self.said = True
+        return Issue(kind="warning", file=name, reason=f"image is a link to {image.resolve()}, outside --root; "
+                                                       "followed (said once for all such images of the split)")
 
 
 def find_image(folder: Path, name: str) -> Path | None:
@@ -165,7 +196,10 @@ def object_label(index: int, obj: ET.Element, name_tag: str = "name") -> str:
 
 
 def checked_polygon(polygon: tuple[Point, ...], shape: str = "box") -> tuple[Point, ...] | str:
-    """`polygon`, or why it is too small to be an object (`shape` names it in the message)."""
+    """`polygon`, or why it cannot be an object: a coordinate no image could have (it would turn into
+    NaN when clipped and vanish), or too small (`shape` names it in the message)."""
+    if not all(math.isfinite(v) and abs(v) <= MAX_COORDINATE for point in polygon for v in point):
+        return f"{shape} coordinate out of range (beyond +-{MAX_COORDINATE:g} px)"
     area = polygon_area(polygon)
     if area < MIN_AREA:
         return f"degenerate {shape} (area {area:g} px^2 < {MIN_AREA:g})"
