@@ -61,6 +61,7 @@ def _explain(exc: BaseException, cache: Path | None) -> tuple[str, int] | None:
 
     import openai
     import yaml
+    from PIL import Image
 
     if isinstance(exc, OSError):
         where = exc.filename
@@ -85,6 +86,8 @@ def _explain(exc: BaseException, cache: Path | None) -> tuple[str, int] | None:
         return f"a file is not valid {'JSON' if isinstance(exc, json.JSONDecodeError) else 'YAML'} ({exc})", 2
     if isinstance(exc, RecursionError):
         return "an input is nested too deeply to read", 2
+    if isinstance(exc, Image.DecompressionBombError):
+        return f"an image is larger than the pixel limit ({exc})", 2
     if isinstance(exc, ValueError):
         return str(exc), 2
     return None
