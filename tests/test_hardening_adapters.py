@@ -87,3 +87,12 @@ def test_rsvqa_non_finite_answer_is_skipped(tmp_path: Path, literal: str) -> Non
     samples, issues = split_out(list(RSVQALR(tmp_path)))
     assert [qa.answer for s in samples for qa in s.qa] == ["yes"]
     assert any("has no usable answer" in i.reason for i in issues)
+
+
+def test_an_image_name_too_long_for_the_file_system_is_not_found_not_a_crash(tmp_path: Path) -> None:
+    from rsgpt4v.sources.base import find_image
+
+    write_image(tmp_path / "a.png")
+    assert find_image(tmp_path, "x" * 5000 + ".png") is None
+    assert find_image(tmp_path, "bad\x00name.png") is None
+    assert find_image(tmp_path, "a.png") == tmp_path / "a.png"

@@ -126,15 +126,24 @@ def find_image(folder: Path, name: str) -> Path | None:
     """`folder/name`, or the same stem with another image suffix (copies of UCM and Sydney
     reference `.jpg` where the files are `.tif`, and the reverse)."""
     exact = folder / name
-    if exact.is_file():
+    if is_file(exact):
         return exact
     stem = Path(name).stem
     for suffix in IMAGE_SUFFIXES:
         for cased in (suffix, suffix.upper()):
             candidate = folder / f"{stem}{cased}"
-            if candidate.is_file():
+            if is_file(candidate):
                 return candidate
     return None
+
+
+def is_file(path: Path) -> bool:
+    """Path.is_file for names that come from annotations: a name too long for the file system, or
+    holding a NUL byte, is simply not a file there (Path.is_file raises on those)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def read_json(path: Path, name: str, object_pairs_hook: Callable[[list[tuple[str, object]]], object] | None = None
