@@ -189,6 +189,9 @@ def build(
     refresh: Annotated[bool, typer.Option("--refresh", help="Ignore cached responses (they are overwritten).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Build into a folder that holds another build or other "
                                                         "files (the other build's files are replaced).")] = False,
+    save_marked: Annotated[bool, typer.Option(
+        "--save-marked", help="Also write each marked image the local stage sends to OUT/marked/, to check the "
+                              "marks (local.save_marked).")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -207,6 +210,8 @@ def build(
     overrides: dict[str, Any] = {"engine": engine}
     if seed is not None:
         overrides["seed"] = seed
+    if save_marked:
+        overrides["local"] = {"save_marked": True}
     if backend == "mock" and batch and not wait:
         raise _fail("the mock's batches live only inside one process: use --dry-run --batch --wait "
                     "(or point OPENAI_BASE_URL at `rsgpt4v fake-server`)")
@@ -362,13 +367,23 @@ def fake_server(
     fail_429: Annotated[float, typer.Option(min=0, max=1, help="Fraction of requests answered 429.")] = 0.0,
     malformed: Annotated[float, typer.Option(min=0, max=1, help="Fraction of answers with broken JSON.")] = 0.0,
     batch_expire: Annotated[float, typer.Option(min=0, max=1, help="Fraction of batch requests that expire.")] = 0.0,
+    answer_tokens_per_object: Annotated[Optional[int], typer.Option(
+        min=1, help="Write local answers of this many output tokens per object, as a careful model does "
+                    "(about 160), cut at the request's token limit like the real API.")] = None,
+    mistakes: Annotated[float, typer.Option(
+        min=0, max=1, help="Fraction of answers with a realistic slip: an object left out, talk of the marks, "
+                           "a refusal.")] = 0.0,
     seed: int = 0,
+    plant: Annotated[Optional[str], typer.Option(
+        help="A sentence appended to every free-text field of the answers (descriptions, captions, questions, "
+             "answers, referring expressions), to try what QC keeps.")] = None,
 ) -> None:
     """Serve an OpenAI-compatible fake API (chat, files, batches) on loopback; Ctrl-C stops it."""
-    from rsgpt4v.fakeserver import FakeServer, Knobs
+    from rsgpt4v.llm.fakeserver import FakeServer, Knobs
 
     knobs = Knobs(latency_s=latency, rpm=rpm, tpm=tpm, fail_5xx=fail_5xx, fail_429=fail_429, malformed=malformed,
-                  batch_expire=batch_expire, seed=seed)
+                  batch_expire=batch_expire, seed=seed, answer_tokens_per_object=answer_tokens_per_object,
+                  mistakes=mistakes, plant=plant)
     server = FakeServer(knobs, port=port)
     typer.echo(f"fake OpenAI API at {server.url}  (export OPENAI_BASE_URL={server.url} OPENAI_API_KEY=fake)")
     try:
@@ -425,13 +440,18 @@ def export(
     out: Annotated[Path, typer.Argument(help="A build output folder.")],
     dest: Annotated[Path, typer.Option("--out", "-o", help="Export folder.")],
     fmt: Annotated[str, typer.Option("--format", help="llava-json, llava-jsonl, sharegpt or hf.")] = "llava-json",
-    box_format: Annotated[Optional[str], typer.Option(help="llava, geochat, qwen or pixel; default: as built.")] = None,
+    box_format: Annotated[Optional[str], typer.Option(
+        help="llava, geochat, qwen2vl, qwen25vl or pixel (qwen = qwen2vl); default: as built.")] = None,
+    box_space: Annotated[Optional[str], typer.Option(
+        help="square (LLaVA-1.5/GeoChat padding) or image, for llava and geochat boxes; default: as built.")] = None,
+    task_tokens: Annotated[bool, typer.Option(
+        "--task-tokens", help="GeoChat's [refer]/[identify] before questions with boxes (geochat only).")] = False,
 ) -> None:
     """Re-render records for another model family (boxes from the pixel boxes kept; no API calls)."""
     from rsgpt4v.export import main_export
 
     with _one_error_path():
-        code = main_export(out, dest, fmt, box_format)
+        code = main_export(out, dest, fmt, box_format, box_space, task_tokens)
     raise typer.Exit(code)
 
 

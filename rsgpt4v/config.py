@@ -18,9 +18,16 @@ class _Section(BaseModel):
 class ModelConfig(_Section):
     name: str
     temperature: float = Field(ge=0, le=2)
+    # Per stage, overriding `temperature`: dialogues gain from variety, object notes from care.
+    stage_temperature: dict[Literal["local", "global", "dialogue"], Annotated[float, Field(ge=0, le=2)]] = Field(
+        default_factory=dict)
     max_output_tokens: dict[str, Annotated[int, Field(gt=0)]]
     token_limit_param: Literal["max_completion_tokens", "max_tokens"]
     request_timeout_s: float = Field(gt=0)
+
+    def temperature_for(self, stage: str) -> float:
+        """The stage's own temperature where the config gives one, else the general one."""
+        return self.stage_temperature.get(stage, self.temperature)  # type: ignore[call-overload]
 
 
 class ImageConfig(_Section):
@@ -35,6 +42,7 @@ class TilingConfig(_Section):
     window: int = Field(ge=64)
     overlap: int = Field(ge=0)
     min_visible: float = Field(gt=0, le=1)
+    context_visible: float = Field(gt=0, le=1)
     skip_empty: bool
 
     @model_validator(mode="after")
@@ -48,7 +56,12 @@ class TilingConfig(_Section):
 class LocalConfig(_Section):
     max_objects: int = Field(ge=1)
     overflow: Literal["summarise", "chunk"]
+    output_tokens_per_object: int = Field(ge=1)
+    output_tokens_base: int = Field(ge=0)
+    send_clean_image: bool
+    save_marked: bool
     max_relations: int = Field(ge=0)
+    grounding_max_instances: int = Field(ge=1)
 
 
 class DialogueConfig(_Section):
@@ -70,6 +83,7 @@ class TasksConfig(_Section):
     short_answer_suffix: str
     classification_choices: int = Field(ge=0)
     presence_negatives: int = Field(ge=0)
+    exclude_difficult: bool
 
 
 class QCConfig(_Section):
@@ -82,6 +96,11 @@ class QCConfig(_Section):
     refusal_phrases: list[str]
     meta_phrases: list[str]
     synonyms: dict[str, list[str]]
+    proper_name_kinds: list[str]
+    allowed_capitalised: list[str]
+    description_openings: list[str]
+    min_reasoning_share: float = Field(ge=0, le=1)
+    open_first_question: bool
 
     @model_validator(mode="after")
     def _word_limits(self) -> QCConfig:
@@ -105,6 +124,7 @@ class EngineConfig(_Section):
     transport_attempts: int = Field(ge=1)
     backoff_s: float = Field(gt=0)
     stop_after_transport_failures: int = Field(ge=1)
+    max_pixels_in_flight: int = Field(gt=0)
     max_cost_usd: float | None = Field(default=None, gt=0)
     repair_rounds: int = Field(ge=0)
     reask_rate: float = Field(ge=0, le=10)
@@ -123,7 +143,8 @@ class BatchConfig(_Section):
 
 class OutputConfig(_Section):
     image_format: Literal["auto", "png", "jpg"]
-    box_format: Literal["llava", "geochat", "qwen", "pixel"]
+    box_format: Literal["llava", "geochat", "qwen2vl", "qwen25vl", "pixel", "qwen"]
+    box_space: Literal["square", "image"]
     max_detection_boxes: int = Field(ge=1)
     max_region_turns: int = Field(ge=1)
 

@@ -1,10 +1,11 @@
-"""`rsgpt4v export`: re-render a finished build folder for another model family, without an API call.
+"""`rsgpt4v export`: write a finished build folder again for a model family, without an API call.
 
-Every record keeps its boxes in pixels (`meta.boxes`, in the order their strings appear in the
-text), so changing the box format is a text substitution: the box strings of `meta.box_format` are
-found in the conversation, checked to be exactly as many as `meta.boxes`, and replaced one for one
-by `geometry.render_box` in the new format. A record whose count disagrees is not exported (its
-boxes could not be trusted) but reported as `FILE:LINE: reason`, as is every unreadable line.
+Every record keeps its boxes in `meta` (pixel box, polygon, category, difficulty, in the order the
+text names them), so changing the box flavour or space is a text substitution: the runs of boxes
+of `meta.box_format` (with their category labels and separators) are found in the conversation,
+checked to be exactly as many boxes as `meta.boxes`, and written again by `boxtext` in the new
+flavour and space. A record whose count disagrees, or whose box cannot be written (outside its
+image), is not exported but reported as `FILE:LINE: reason`, as is every unreadable line.
 
 Formats, one output file per split, written as a stream and renamed into place when complete:
 
@@ -12,20 +13,22 @@ Formats, one output file per split, written as a stream and renamed into place w
                  task/source/split/meta beside id/image/conversations; LLaVA's loader ignores them.
 - `llava-jsonl`  DEST/<split>.jsonl, the same records one per line.
 - `sharegpt`     DEST/<split>.jsonl of {"id", "images": [image], "messages": [{"role", "content"}]},
-                 roles user/assistant, `<image>` left at the start of the first user message: the
-                 multimodal sharegpt layout LLaMA-Factory reads with this dataset_info.json entry:
-                 {"formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"},
-                  "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
-                           "assistant_tag": "assistant"}}
-                 (checked against LLaMA-Factory's mllm_demo dataset card).
-- `hf`           a folder `datasets.load_dataset` reads: DEST/data/<split>.parquet when pyarrow is
-                 installed (an optional extra), else DEST/<split>.jsonl; DEST/README.md carries the
-                 dataset card's YAML `configs:` block mapping splits to those files. `meta` is a JSON
-                 string there, because its keys vary by source and one table needs one schema.
+                 roles user/assistant, `<image>` left at the start of the first user message, and
+                 DEST/dataset_info.json with one LLaMA-Factory entry per split (`dataset_info`),
+                 checked against LLaMA-Factory's parser.py (entry keys), converter.py (sharegpt roles,
+                 images joined to `media_dir`) and hparams (`media_dir` defaults to `dataset_dir`).
+- `hf`           a folder `datasets.load_dataset` reads: DEST/data/<split>.parquet, with `image` an
+                 `Image` feature holding the image's bytes when `datasets` is installed (the `hf`
+                 extra), a path when only pyarrow is; else DEST/<split>.jsonl. DEST/README.md
+                 carries the dataset card's YAML `configs:` block mapping splits to those files.
 
-For every format the referenced images are hard-linked (copied across file systems) to the same
-relative path under DEST, so DEST is self-contained; an image already there with the same size and
-modification time, or the same file, is left alone.
+`meta` is a JSON string in every format: its keys and value types vary with the source and the
+split (an unlabelled test split has no boxes; some sources have no gsd), and `datasets` infers the
+first split's types for all of them ("Couldn't cast list<double> to null" otherwise).
+
+Except for the hf export with `datasets`, the referenced images are hard-linked (copied across file
+systems) to the same relative path under DEST, so DEST is self-contained; an image already there
+with the same size and modification time, or the same file, is left alone.
 
 When the build has a split named `test`, DEST/eval/ also gets LLaVA's `model_vqa` evaluation pair:
 `test_questions.jsonl` ({"question_id", "image", "text", "category"}: the record id, its image
@@ -41,8 +44,8 @@ keys our reference answers use. "category" is not read by model_vqa.py; LLaVA's 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
-import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -53,14 +56,17 @@ from typing import IO, Any
 
 from PIL import Image
 
-from rsgpt4v.geometry import BOX_FORMATS, BOX_PATTERNS, render_box
-from rsgpt4v.output import dumps
+from rsgpt4v.boxtext import SPACES, TASK_TOKENS, RenderError, check_space, fill, flavour, to_placeholders
+from rsgpt4v.output import box_meta, dumps, meta_boxes
 from rsgpt4v.records import located, not_an_object, read_records
+from rsgpt4v.schema import RecordBox
 
 FORMATS = ("llava-json", "llava-jsonl", "sharegpt", "hf")
 _ROLES = {"human": "user", "gpt": "assistant"}
 _IMAGE_PREFIX = "<image>\n"
 _PARQUET_ROWS = 1000  # rows per parquet row group: bounds memory, keeps files readable in pieces
+_IMAGE_ROWS = 64  # the same, for rows that carry their image's bytes
+DATASET_INFO_PREFIX = "rsgpt4v"
 
 
 class ExportError(Exception):
@@ -78,6 +84,7 @@ class ExportReport:
     dest: Path
     fmt: str
     box_format: str | None
+    box_space: str | None = None
     records: dict[str, int] = field(default_factory=dict)  # split -> records written
     data_files: dict[str, Path] = field(default_factory=dict)  # split -> the file holding it
     files: list[Path] = field(default_factory=list)  # every file written, in writing order
@@ -104,12 +111,22 @@ def _shape_error(obj: Any) -> str | None:
                        for t in conv)):
         return "record of the wrong shape: conversations is not a list of human/gpt turns"
     meta = obj.get("meta")
-    if not isinstance(meta, dict) or meta.get("box_format") not in BOX_PATTERNS:
+    if not isinstance(meta, dict) or not _known_format(meta.get("box_format")):
         return "record of the wrong shape: meta.box_format is missing or unknown"
+    if meta.get("box_space", "image") not in SPACES:
+        return f"record of the wrong shape: meta.box_space is not one of {', '.join(SPACES)}"
     boxes = meta.get("boxes")
     if not isinstance(boxes, list) or not all(_is_box(b) for b in boxes):
         return "record of the wrong shape: meta.boxes is not a list of [x1, y1, x2, y2]"
     return None
+
+
+def _known_format(name: Any) -> bool:
+    try:
+        flavour(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_box(value: Any) -> bool:
@@ -137,28 +154,71 @@ def _image_size(record: dict[str, Any], image: Path) -> tuple[int, int]:
         raise _Unusable(f"image {record['image']} cannot be read ({exc})") from None
 
 
-def _rebox(record: dict[str, Any], box_format: str, width: int, height: int) -> dict[str, Any]:
-    """The record with every box string re-rendered in `box_format` for a `width` x `height` image.
+@dataclass(frozen=True)
+class _Target:
+    """How records are written: box flavour and space (None: as each record was built), task tokens."""
 
-    Raises _Unusable when the text holds a different number of box strings than meta.boxes.
+    box_format: str | None
+    box_space: str | None
+    task_tokens: bool
+
+
+def _rebox(record: dict[str, Any], target: _Target, width: int, height: int) -> dict[str, Any]:
+    """The record with its boxes written again from meta, for a `width` x `height` image.
+
+    The source flavour's box runs (with their category labels and separators) become placeholders,
+    which the target flavour fills from meta. Raises _Unusable when the text holds a different number
+    of boxes than meta lists, or a box cannot be written in the target flavour.
     """
     meta = record["meta"]
-    pattern = BOX_PATTERNS[meta["box_format"]]
-    boxes = meta["boxes"]
-    found = sum(len(pattern.findall(turn["value"])) for turn in record["conversations"])
+    source = flavour(meta["box_format"])
+    try:
+        boxes = meta_boxes(meta)
+    except ValueError as exc:
+        raise _Unusable(str(exc)) from None
+    to = flavour(target.box_format or meta["box_format"])
+    frame = to.frame(width, height, target.box_space or meta.get("box_space", "image"))
+    templates, found = [], 0
+    for turn in record["conversations"]:
+        value = _strip_task_token(turn["value"]) if turn["from"] == "human" else turn["value"]
+        text, found = to_placeholders(value, source, found)
+        templates.append(text)
     if found != len(boxes):
-        raise _Unusable(f"{found} {meta['box_format']} box strings in the text but {len(boxes)} in meta.boxes")
-    pending = iter(boxes)
+        raise _Unusable(f"{found} {source.name} box strings in the text but {len(boxes)} in meta.boxes")
+    named = {f"b{i}": box for i, box in enumerate(boxes)}
+    used: list[RecordBox] = []
+    conversations = []
+    token = TASK_TOKENS.get(record.get("task")) if target.task_tokens else None
+    try:
+        for turn, text in zip(record["conversations"], templates):
+            value = fill(text, named, to, frame, turn["from"] == "gpt", used)
+            if token and turn["from"] == "human":
+                value = _with_task_token(value, token)
+            conversations.append({**turn, "value": value})
+    except RenderError as exc:
+        raise _Unusable(f"a box cannot be written as {to.name}: {exc}") from None
+    return {**record, "conversations": conversations, "meta": {**meta, **box_meta(used, to.name, frame.space)}}
 
-    def one(_: re.Match[str]) -> str:
-        return render_box(tuple(next(pending)), box_format, width, height)
 
-    conversations = [{**turn, "value": pattern.sub(one, turn["value"])} for turn in record["conversations"]]
-    return {**record, "conversations": conversations, "meta": {**meta, "box_format": box_format}}
+def _strip_task_token(text: str) -> str:
+    head = _IMAGE_PREFIX if text.startswith(_IMAGE_PREFIX) else ""
+    rest = text[len(head):]
+    for token in set(TASK_TOKENS.values()):
+        if rest.startswith(token + " "):
+            return head + rest[len(token) + 1:]
+    return text
+
+
+def _with_task_token(text: str, token: str) -> str:
+    """GeoChat's task token at the start of the instruction, after the `<image>` line."""
+    head = _IMAGE_PREFIX if text.startswith(_IMAGE_PREFIX) else ""
+    return f"{head}{token} {text[len(head):]}"
 
 
 def _llava(record: dict[str, Any]) -> dict[str, Any]:
-    return record
+    # meta as a JSON string: its keys and value types vary with the source and with the split (no boxes
+    # in an unlabelled test split, no gsd), and `datasets` takes one split's inferred types for all.
+    return {**record, "meta": dumps(record["meta"])}
 
 
 def _sharegpt(record: dict[str, Any]) -> dict[str, Any]:
@@ -166,11 +226,28 @@ def _sharegpt(record: dict[str, Any]) -> dict[str, Any]:
     return {"id": record["id"], "images": [record["image"]], "messages": messages}
 
 
-def _hf_row(record: dict[str, Any]) -> dict[str, Any]:
+def _hf_row(record: dict[str, Any], image: Any) -> dict[str, Any]:
     conversations = [{"from": t["from"], "value": t["value"]} for t in record["conversations"]]
-    return {"id": record["id"], "image": record["image"], "conversations": conversations,
+    return {"id": record["id"], "image": image, "conversations": conversations,
             "task": record.get("task"), "source": record.get("source"), "split": record.get("split"),
             "meta": dumps(record["meta"])}
+
+
+def _hf_schema(embed: bool) -> Any:
+    """The hf export's one table schema; with `datasets`, its features ride along in the schema's
+    metadata, so `load_dataset` gives `image` as an `Image` feature holding the image's own bytes."""
+    if embed:
+        import datasets
+
+        turn = {"from": datasets.Value("string"), "value": datasets.Value("string")}
+        text = datasets.Value("string")
+        return datasets.Features({"id": text, "image": datasets.Image(), "conversations": [turn], "task": text,
+                                  "source": text, "split": text, "meta": text}).arrow_schema
+    import pyarrow as pa
+
+    turn = pa.struct([("from", pa.string()), ("value", pa.string())])
+    return pa.schema([("id", pa.string()), ("image", pa.string()), ("conversations", pa.list_(turn)),
+                      ("task", pa.string()), ("source", pa.string()), ("split", pa.string()), ("meta", pa.string())])
 
 
 class _Sink:
@@ -228,24 +305,22 @@ class _JsonList(_JsonLines):
 
 
 class _Parquet(_Sink):
-    """Parquet in row groups of _PARQUET_ROWS, with one fixed schema (meta is a JSON string)."""
+    """Parquet in row groups of `rows` rows, with one fixed schema (meta is a JSON string)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, schema: Any, rows: int) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         super().__init__(path)
         self._pa = pa
-        turn = pa.struct([("from", pa.string()), ("value", pa.string())])
-        self._schema = pa.schema([("id", pa.string()), ("image", pa.string()),
-                                  ("conversations", pa.list_(turn)), ("task", pa.string()),
-                                  ("source", pa.string()), ("split", pa.string()), ("meta", pa.string())])
+        self._schema = schema
+        self._group = rows
         self._writer = pq.ParquetWriter(self.partial, self._schema)
         self._rows: list[dict[str, Any]] = []
 
     def add(self, row: dict[str, Any]) -> None:
         self._rows.append(row)
-        if len(self._rows) >= _PARQUET_ROWS:
+        if len(self._rows) >= self._group:
             self._flush()
 
     def _flush(self) -> None:
@@ -259,11 +334,11 @@ class _Parquet(_Sink):
             self._writer.close()
 
 
-def _has_pyarrow() -> bool:
-    return importlib.util.find_spec("pyarrow") is not None
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
 
 
-def _sink(fmt: str, dest: Path, split: str) -> tuple[_Sink, Callable[[dict[str, Any]], dict[str, Any]]]:
+def _sink(fmt: str, out: Path, dest: Path, split: str) -> tuple[_Sink, Callable[[dict[str, Any]], dict[str, Any]]]:
     """The file a split goes to in `fmt`, and how a record becomes one of its rows."""
     if fmt == "llava-json":
         return _JsonList(dest / f"{split}.json"), _llava
@@ -271,9 +346,13 @@ def _sink(fmt: str, dest: Path, split: str) -> tuple[_Sink, Callable[[dict[str, 
         return _JsonLines(dest / f"{split}.jsonl"), _llava
     if fmt == "sharegpt":
         return _JsonLines(dest / f"{split}.jsonl"), _sharegpt
-    if _has_pyarrow():
-        return _Parquet(dest / "data" / f"{split}.parquet"), _hf_row
-    return _JsonLines(dest / f"{split}.jsonl"), _hf_row
+    if _has("datasets"):
+        return (_Parquet(dest / "data" / f"{split}.parquet", _hf_schema(True), _IMAGE_ROWS),
+                lambda r: _hf_row(r, {"bytes": (out / r["image"]).read_bytes(), "path": r["image"]}))
+    if _has("pyarrow"):
+        return (_Parquet(dest / "data" / f"{split}.parquet", _hf_schema(False), _PARQUET_ROWS),
+                lambda r: _hf_row(r, r["image"]))
+    return _JsonLines(dest / f"{split}.jsonl"), lambda r: _hf_row(r, r["image"])
 
 
 def _same_file(src: Path, dst: Path) -> bool:
@@ -323,9 +402,11 @@ class _EvalFiles:
         self.answers.abandon()
 
 
-def _export_split(src: Path, out: Path, dest: Path, fmt: str, box_format: str | None, report: ExportReport) -> None:
+def _export_split(src: Path, out: Path, dest: Path, fmt: str, target: _Target, report: ExportReport) -> None:
     split = src.stem
-    sink, to_row = _sink(fmt, dest, split)
+    sink, to_row = _sink(fmt, out, dest, split)
+    # The hf export with `datasets` carries each image's bytes in its rows: no image files needed.
+    link_images = not (fmt == "hf" and _has("datasets"))
     evals = _EvalFiles(dest) if split == "test" else None
     written = 0
     placed = None  # a window's records are consecutive: its image is placed once, not once per task
@@ -341,12 +422,12 @@ def _export_split(src: Path, out: Path, dest: Path, fmt: str, box_format: str | 
                 if not image.is_file():
                     raise _Unusable(f"image {item['image']} not found")
                 width, height = _image_size(item, image)
-                record = _rebox(item, box_format or item["meta"]["box_format"], width, height)
+                record = _rebox(item, target, width, height)
             except _Unusable as exc:
                 report.skipped += 1
                 report.problems.append(located(src, lineno, str(exc)))
                 continue
-            if item["image"] != placed:
+            if link_images and item["image"] != placed:
                 if _place_image(image, dest / item["image"]):
                     report.images_linked += 1
                 else:
@@ -373,51 +454,79 @@ def _dataset_card(report: ExportReport) -> str:
     lines = ["---", "configs:", "- config_name: default", "  data_files:"]
     for split, path in report.data_files.items():
         lines += [f"  - split: {split}", f"    path: {path.relative_to(report.dest).as_posix()}"]
+    image = ("an `Image` holding the image's bytes" if _has("datasets")
+             else "a path relative to this folder, under `images/`")
     lines += ["---", "", "# RS-GPT4V-style instruction data", "",
-              "Exported by `rsgpt4v export`. One row per (image window, task): `id`, `image` (a path relative",
-              "to this folder, under `images/`), `conversations` (alternating `human`/`gpt` turns, `<image>` at the",
-              "start of the first one), `task`, `source`, `split`, and `meta` (a JSON string: the box format of the",
-              f"text, here `{report.box_format or 'as built'}`, the pixel boxes in text order, and provenance).", "",
+              f"Exported by `rsgpt4v export`. One row per (image window, task): `id`, `image` ({image}),",
+              "`conversations` (alternating `human`/`gpt` turns, `<image>` at the start of the first one), `task`,",
+              "`source`, `split`, and `meta` (a JSON string: the box format and box space of the text, here",
+              f"`{report.box_format or 'as built'}` and `{report.box_space or 'as built'}`, the pixel boxes in text",
+              "order with their polygons, categories and difficulty, and provenance).", "",
               "```python", "import datasets", "", "ds = datasets.load_dataset(\"path/to/this/folder\")", "```", ""]
     return "\n".join(lines)
 
 
-def export(out: Path, dest: Path, fmt: str, box_format: str | None = None) -> ExportReport:
-    """Export the build folder `out` to `dest` in `fmt`, boxes re-rendered in `box_format`
-    (None: each record keeps its own). Raises ExportError when the export cannot start."""
+def dataset_info(report: ExportReport) -> dict[str, Any]:
+    """LLaMA-Factory's `dataset_info.json` for a sharegpt export: one entry per split file.
+
+    LLaMA-Factory joins each image path to `media_dir`, which defaults to `dataset_dir`, the folder
+    holding dataset_info.json: with `dataset_dir` set to the export folder, `images/...` resolves.
+    """
+    entry = {"formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"},
+             "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}}
+    return {f"{DATASET_INFO_PREFIX}_{split}": {"file_name": path.relative_to(report.dest).as_posix(), **entry}
+            for split, path in report.data_files.items()}
+
+
+def export(out: Path, dest: Path, fmt: str, box_format: str | None = None, box_space: str | None = None,
+           task_tokens: bool = False) -> ExportReport:
+    """Export the build folder `out` to `dest` in `fmt`, boxes written again in `box_format` and
+    `box_space` (None: as each record was built), with GeoChat's task tokens when `task_tokens`.
+    Raises ExportError when the export cannot start."""
     out, dest = Path(out), Path(dest)
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
-    if box_format is not None and box_format not in BOX_FORMATS:
-        raise ExportError(f"unknown box format {box_format!r}; choose from {', '.join(BOX_FORMATS)}")
+    try:
+        canonical = flavour(box_format).name if box_format is not None else None
+        space = check_space(box_space) if box_space is not None else None
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+    if task_tokens and canonical != "geochat":
+        raise ExportError("--task-tokens are GeoChat's ([refer], [identify]): use them with --box-format geochat")
     splits = sorted(out.glob("*.jsonl")) if out.is_dir() else []
     if not splits:
         raise ExportError(f"{out} holds no <split>.jsonl files: not an rsgpt4v output folder")
     if dest.resolve() == out.resolve():
         raise ExportError("--dest must differ from the build folder: the export would overwrite its input")
     dest.mkdir(parents=True, exist_ok=True)
-    report = ExportReport(dest=dest, fmt=fmt, box_format=box_format)
+    report = ExportReport(dest=dest, fmt=fmt, box_format=canonical, box_space=space)
+    target = _Target(canonical, space, task_tokens)
     for src in splits:
-        _export_split(src, out, dest, fmt, box_format, report)
+        _export_split(src, out, dest, fmt, target, report)
     if fmt == "hf":
         card = dest / "README.md"
         card.write_text(_dataset_card(report), encoding="utf-8")
         report.files.append(card)
+    if fmt == "sharegpt":
+        info = dest / "dataset_info.json"
+        info.write_text(json.dumps(dataset_info(report), indent=2) + "\n", encoding="utf-8")
+        report.files.append(info)
     return report
 
 
-def main_export(out: Path, dest: Path, fmt: str, box_format: str | None) -> int:
+def main_export(out: Path, dest: Path, fmt: str, box_format: str | None, box_space: str | None = None,
+                task_tokens: bool = False) -> int:
     """Run an export and print its summary; 0 when every line was exported, 1 when some were not,
     2 when the export could not start."""
     try:
-        report = export(out, dest, fmt, box_format)
+        report = export(out, dest, fmt, box_format, box_space, task_tokens)
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for problem in report.problems:
         print(problem, file=sys.stderr)
     per_split = ", ".join(f"{split} {n}" for split, n in report.records.items())
-    boxes = f"{report.box_format} boxes" if report.box_format else "boxes as built"
+    boxes = f"{report.box_format or 'built'} boxes in {report.box_space or 'built'} space"
     print(f"exported {sum(report.records.values())} records ({per_split}) as {fmt} with {boxes} to {dest}")
     print(f"images: {report.images_linked} linked or copied, {report.images_present} already in place")
     for path in report.files:

@@ -1,15 +1,17 @@
-"""Plane geometry on pixel coordinates: polygons, horizontal boxes, clipping, and box text codecs.
+"""Plane geometry on pixel coordinates: polygons, horizontal and oriented boxes, clipping.
 
-A box codec turns a pixel box, in the frame of the image a record points at, into the text a model
-family expects, and back. Every codec is listed in `BOX_FORMATS`.
+The box text codecs live in `rsgpt4v.boxtext`; this module holds the shapes they encode.
 """
 
 from __future__ import annotations
 
-import re
+import math
 from collections.abc import Sequence
 
 from rsgpt4v.schema import Box, Point
+
+# An oriented rectangle: centre x, centre y, width, height (pixels) and an angle in degrees.
+Rect = tuple[float, float, float, float, float]
 
 
 def polygon_area(poly: Sequence[Point]) -> float:
@@ -67,66 +69,71 @@ def _cross_y(a: Point, b: Point, y: float) -> Point:
     return (a[0] + t * (b[0] - a[0]), y)
 
 
-def _fmt_unit(v: float) -> str:
-    return f"{min(max(v, 0.0), 1.0):.2f}"
+def convex_hull(points: Sequence[Point]) -> list[Point]:
+    """Andrew's monotone chain, counter-clockwise in a y-up frame, without repeated points."""
+    pts = sorted(set((float(x), float(y)) for x, y in points))
+    if len(pts) <= 2:
+        return pts
+
+    def cross(o: Point, a: Point, b: Point) -> float:
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    lower: list[Point] = []
+    for p in pts:
+        while len(lower) >= 2 and cross(lower[-2], lower[-1], p) <= 0:
+            lower.pop()
+        lower.append(p)
+    upper: list[Point] = []
+    for p in reversed(pts):
+        while len(upper) >= 2 and cross(upper[-2], upper[-1], p) <= 0:
+            upper.pop()
+        upper.append(p)
+    return lower[:-1] + upper[:-1]
 
 
-def _render_llava(box: Box, w: int, h: int) -> str:
-    x1, y1, x2, y2 = box
-    return f"[{_fmt_unit(x1 / w)}, {_fmt_unit(y1 / h)}, {_fmt_unit(x2 / w)}, {_fmt_unit(y2 / h)}]"
+def oriented_rect(poly: Sequence[Point]) -> Rect:
+    """The smallest-area rectangle around a polygon, in GeoChat's convention.
+
+    GeoChat writes an oriented box as the unrotated rectangle `cx -/+ w/2, cy -/+ h/2` and an angle
+    θ that its demo turns into corners with OpenCV's `getRotationMatrix2D(centre, θ)`: the rectangle's
+    x axis becomes (cos θ, -sin θ) in image pixels (positive θ is counter-clockwise on screen). θ is
+    kept in [0, 90) by swapping width and height, so it is never negative (TEOChat's GeoChat parser
+    reads `<\\d+>` only); an axis-aligned rectangle gets θ = 0 and its own width and height.
+    """
+    hull = convex_hull(poly)
+    if len(hull) < 3:
+        x1, y1, x2, y2 = bounding_box(poly)
+        return ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1, 0.0)
+    best: tuple[float, float, Rect] | None = None
+    for i, a in enumerate(hull):
+        b = hull[(i + 1) % len(hull)]
+        theta = math.degrees(math.atan2(-(b[1] - a[1]), b[0] - a[0])) % 90.0
+        if theta > 90.0 - 1e-9:
+            theta = 0.0
+        rect = _rect_at(hull, theta)
+        key = (round(rect[2] * rect[3], 6), theta)  # area first; the smaller angle breaks ties
+        if best is None or key < best[:2]:
+            best = (*key, rect)
+    assert best is not None
+    return best[2]
 
 
-def _grid(v: float, extent: int, steps: int) -> int:
-    return min(max(round(v / extent * steps), 0), steps)
+def _rect_at(points: Sequence[Point], theta: float) -> Rect:
+    """The rectangle around `points` whose x axis is at `theta` degrees (GeoChat's convention)."""
+    c, s = math.cos(math.radians(theta)), math.sin(math.radians(theta))
+    # u = (c, -s) is the rectangle's x axis, v = (s, c) its y axis, both in image pixels.
+    us = [x * c - y * s for x, y in points]
+    vs = [x * s + y * c for x, y in points]
+    u0, u1, v0, v1 = min(us), max(us), min(vs), max(vs)
+    um, vm = (u0 + u1) / 2, (v0 + v1) / 2
+    return (um * c + vm * s, -um * s + vm * c, u1 - u0, v1 - v0, theta)
 
 
-def _render_geochat(box: Box, w: int, h: int) -> str:
-    x1, y1, x2, y2 = box
-    g = [_grid(x1, w, 100), _grid(y1, h, 100), _grid(x2, w, 100), _grid(y2, h, 100)]
-    return "{" + "".join(f"<{v}>" for v in g) + "|0}"
-
-
-def _render_qwen(box: Box, w: int, h: int) -> str:
-    x1, y1, x2, y2 = box
-    return f"({_grid(x1, w, 1000)},{_grid(y1, h, 1000)}),({_grid(x2, w, 1000)},{_grid(y2, h, 1000)})"
-
-
-def _render_pixel(box: Box, w: int, h: int) -> str:
-    return "[" + ", ".join(str(round(v)) for v in box) + "]"
-
-
-BOX_FORMATS = {
-    "llava": _render_llava,
-    "geochat": _render_geochat,
-    "qwen": _render_qwen,
-    "pixel": _render_pixel,
-}
-
-_NUM = r"-?\d+(?:\.\d+)?"
-BOX_PATTERNS = {
-    "llava": re.compile(rf"\[({_NUM}), ({_NUM}), ({_NUM}), ({_NUM})\]"),
-    "geochat": re.compile(rf"\{{<({_NUM})><({_NUM})><({_NUM})><({_NUM})>\|{_NUM}\}}"),
-    "qwen": re.compile(rf"\(({_NUM}),({_NUM})\),\(({_NUM}),({_NUM})\)"),
-    "pixel": re.compile(rf"\[({_NUM}), ({_NUM}), ({_NUM}), ({_NUM})\]"),
-}
-_SCALE = {"llava": 1.0, "geochat": 100.0, "qwen": 1000.0}
-
-
-def render_box(box: Box, fmt: str, width: int, height: int) -> str:
-    """Box text in format `fmt` for a pixel box in an image of `width` x `height`."""
-    try:
-        return BOX_FORMATS[fmt](box, width, height)
-    except KeyError:
-        raise ValueError(f"unknown box format {fmt!r}; choose from {', '.join(BOX_FORMATS)}") from None
-
-
-def parse_box(text: str, fmt: str, width: int, height: int) -> Box:
-    """Inverse of `render_box`, back to pixels (to within the format's grid step)."""
-    m = BOX_PATTERNS[fmt].fullmatch(text.strip())
-    if m is None:
-        raise ValueError(f"not a {fmt} box: {text!r}")
-    x1, y1, x2, y2 = (float(v) for v in m.groups())
-    if fmt == "pixel":
-        return (x1, y1, x2, y2)
-    s = _SCALE[fmt]
-    return (x1 / s * width, y1 / s * height, x2 / s * width, y2 / s * height)
+def rect_corners(rect: Rect) -> list[Point]:
+    """The four corners of an oriented rectangle, in GeoChat's convention (see `oriented_rect`)."""
+    cx, cy, w, h, theta = rect
+    c, s = math.cos(math.radians(theta)), math.sin(math.radians(theta))
+    corners = []
+    for dx, dy in ((-w / 2, -h / 2), (w / 2, -h / 2), (w / 2, h / 2), (-w / 2, h / 2)):
+        corners.append((cx + dx * c + dy * s, cy - dx * s + dy * c))
+    return corners

@@ -1,22 +1,17 @@
-"""Pixels: opening images within limits, cropping windows, resizing, marking, encoding, token estimates."""
+"""Pixels: opening images within limits, cropping windows, resizing, encoding, token estimates."""
 
 from __future__ import annotations
 
 import base64
+import ctypes
+import ctypes.util
 import io
 import logging
 import math
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
-
-from rsgpt4v.schema import Point
-
-# Distinct, saturated colours that stay visible on both vegetation and concrete.
-_MARK_COLOURS = [(255, 48, 48), (0, 200, 255), (255, 214, 0), (255, 0, 220), (0, 255, 96),
-                 (255, 128, 0), (140, 90, 255), (255, 255, 255)]
+from PIL import Image
 
 
 class ImageError(Exception):
@@ -131,6 +126,26 @@ def _percentile(band: Image.Image, q: float, lo: float, hi: float) -> float:
     return lo
 
 
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+
+
+def return_freed_images_to_the_os() -> None:
+    """Make large image buffers come from (and go back to) the OS directly.
+
+    glibc raises its mmap threshold each time a large block is freed, after which buffers of
+    decoded images are carved from the heap of the thread that decoded them and stay there when
+    freed: a build over many 12000 x 12000 images then grows by most of an image per image. A fixed
+    threshold keeps peak memory at one image's worth. Elsewhere than glibc this does nothing.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and hasattr(libc, "mallopt"):
+            libc.mallopt(_M_MMAP_THRESHOLD, 4 * 1024 * 1024)
+    except OSError:
+        pass
+
+
 def fit(im: Image.Image, max_side: int) -> tuple[Image.Image, float]:
     """Downscale so the longer side is at most `max_side`; returns the image and the scale used."""
     scale = min(1.0, max_side / max(im.size))
@@ -153,32 +168,6 @@ def encode(im: Image.Image, fmt: str, quality: int = 90) -> bytes:
 def data_url(data: bytes, fmt: str) -> str:
     mime = "image/jpeg" if fmt in ("jpeg", "jpg") else "image/png"
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-def draw_marks(im: Image.Image, marks: Sequence[tuple[int, Sequence[Point]]]) -> Image.Image:
-    """Set-of-Mark overlay: each polygon outlined and labelled with its id number."""
-    out = im.copy()
-    draw = ImageDraw.Draw(out)
-    label_size = max(12, round(max(im.size) / 55))
-    font = ImageFont.load_default(size=label_size)
-    width = max(1, round(max(im.size) / 500))
-    for mark_id, poly in marks:
-        colour = _MARK_COLOURS[mark_id % len(_MARK_COLOURS)]
-        draw.polygon([tuple(p) for p in poly], outline=colour, width=width)
-        text = str(mark_id)
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-        tw, th = right - left, bottom - top
-        xs, ys = [p[0] for p in poly], [p[1] for p in poly]
-        if max(xs) - min(xs) > 2 * tw and max(ys) - min(ys) > 2 * th:
-            x, y = sum(xs) / len(xs) - tw / 2, sum(ys) / len(ys) - th / 2
-        else:
-            # A label on a small object would hide it from the model: put it beside the object.
-            x, y = max(xs) + 2, min(ys) - th - 2
-        x = min(max(x, 0), im.width - tw - 2)
-        y = min(max(y, 0), im.height - th - 2)
-        draw.rectangle((x - 1, y - 1, x + tw + 1, y + th + 1), fill=(0, 0, 0))
-        draw.text((x - left, y - top), text, fill=colour, font=font)
-    return out
 
 
 def image_tokens(width: int, height: int, detail: str, base: int = 85, tile: int = 170) -> int:

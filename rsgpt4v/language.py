@@ -7,7 +7,15 @@ import re
 _NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
                  "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
                  "nineteen", "twenty"]
-_IRREGULAR = {"person": "people", "child": "children", "ship": "ships", "bus": "buses"}
+_TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+_IRREGULAR = {"person": "people", "child": "children", "ship": "ships", "bus": "buses", "aircraft": "aircraft"}
+# Quantity words that stand for a number ("a dozen cars") or only bound it from below ("dozens of").
+_QUANTITIES: dict[tuple[str, ...], tuple[int, float]] = {
+    ("half", "a", "dozen"): (6, 6), ("a", "dozen"): (12, 12), ("dozen",): (12, 12),
+    ("a", "couple", "of"): (2, 2), ("a", "pair", "of"): (2, 2), ("a", "single"): (1, 1), ("a", "lone"): (1, 1),
+    ("a", "hundred"): (100, 100), ("dozens", "of"): (24, float("inf")), ("scores", "of"): (40, float("inf")),
+    ("hundreds", "of"): (200, float("inf")), ("thousands", "of"): (2000, float("inf")),
+}
 
 
 def readable(category: str) -> str:
@@ -38,6 +46,44 @@ def counted(n: int, category: str) -> str:
 
 def number_word(n: int) -> str:
     return _NUMBER_WORDS[n] if 0 <= n < len(_NUMBER_WORDS) else str(n)
+
+
+def _word_value(word: str) -> int | None:
+    """`seven` -> 7, `forty` -> 40, `twenty-four` -> 24; None for anything else (`twenty-eleven`)."""
+    if word in _NUMBER_WORDS[:20]:
+        return _NUMBER_WORDS.index(word)
+    tens, _, unit = word.partition("-")
+    if tens in _TENS and (not unit or unit in _NUMBER_WORDS[1:10]):
+        return 20 + 10 * _TENS.index(tens) + (_NUMBER_WORDS.index(unit) if unit else 0)
+    return None
+
+
+def read_number(tokens: list[str], i: int) -> tuple[float, float, int] | None:
+    """The number phrase starting at `tokens[i]` (lower-case words): its value as a range (low, high)
+    and the index after it, or None when there is none or it cannot be read ("twenty-eleven",
+    "1.5", "3rd"). Digits ("48", "1,200", a range "40-50"), words in full ("forty", "twenty-four",
+    "twenty four", "two hundred"), "a dozen", "a couple of", and lower bounds such as "dozens of"."""
+    for phrase, (low, high) in _QUANTITIES.items():
+        if tuple(tokens[i:i + len(phrase)]) == phrase:
+            return low, high, i + len(phrase)
+    token = tokens[i]
+    if re.fullmatch(r"\d{1,3}(?:,\d{3})+|\d+", token):
+        value = int(token.replace(",", ""))
+        return value, value, i + 1
+    if m := re.fullmatch(r"(\d+)-(\d+)", token):
+        low, high = sorted((int(m.group(1)), int(m.group(2))))
+        return low, high, i + 1
+    value = _word_value(token)
+    if value is None:
+        return None
+    end = i + 1
+    if token in _TENS and end < len(tokens) and tokens[end] in _NUMBER_WORDS[1:10]:
+        value += _NUMBER_WORDS.index(tokens[end])
+        end += 1
+    if end < len(tokens) and tokens[end] == "hundred" and 0 < value < 10:
+        value *= 100
+        end += 1
+    return value, value, end
 
 
 def join_counts(counts: dict[str, int]) -> str:

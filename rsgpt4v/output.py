@@ -8,41 +8,77 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 from pathlib import Path
 from typing import IO, Any
 
 from PIL import Image
 
-from rsgpt4v.geometry import render_box
+from rsgpt4v.boxtext import fill, flavour
 from rsgpt4v.imaging import encode
 from rsgpt4v.ownership import STATE_DIR
 from rsgpt4v.paths import UnsafePath, check_name, under
-from rsgpt4v.schema import Record
+from rsgpt4v.schema import Record, RecordBox
 
-_PLACEHOLDER = re.compile(r"<(b\d+)>")
+# Records a model did not write say so: every record of a build has the same meta keys, so a table
+# reader (Hugging Face `datasets`) infers one schema for the whole file.
+_META_DEFAULTS = {"model": None, "prompt_sha": None}
 
 
-def render(record: Record, box_format: str, width: int, height: int) -> dict[str, Any]:
-    """The record as one LLaVA training example; `meta.boxes` lists its pixel boxes in text order."""
-    used: list[list[float]] = []
+def render(record: Record, box_format: str, width: int, height: int, box_space: str) -> dict[str, Any]:
+    """The record as one LLaVA training example for a `width` x `height` image, boxes written in
+    `box_format` in the frame of `box_space`.
 
-    def fill(text: str) -> str:
-        def one(m: re.Match[str]) -> str:
-            box = record.boxes[m.group(1)]
-            used.append(list(box))
-            return render_box(box, box_format, width, height)
-        return _PLACEHOLDER.sub(one, text)
-
+    `meta` records the flavour and frame of the text and, per box in text order, the pixel box, the
+    polygon it came from, its category and DOTA-style difficulty, so any flavour can be written again
+    from `meta` alone (`rsgpt4v export`).
+    """
+    f = flavour(box_format)
+    frame = f.frame(width, height, box_space)
+    used: list[RecordBox] = []
     conversations = []
     for i, turn in enumerate(record.turns):
-        question = fill(turn.question)
+        question = fill(turn.question, record.boxes, f, frame, False, used)
         conversations.append({"from": "human", "value": f"<image>\n{question}" if i == 0 else question})
-        conversations.append({"from": "gpt", "value": fill(turn.answer)})
-    meta = {"box_format": box_format, "boxes": used, **record.meta}
+        conversations.append({"from": "gpt", "value": fill(turn.answer, record.boxes, f, frame, True, used)})
+    meta = {**_META_DEFAULTS, **box_meta(used, f.name, frame.space), **record.meta}
     return {"id": record.id, "image": record.image, "conversations": conversations, "task": record.task,
             "source": record.source, "split": record.split, "meta": meta}
+
+
+def box_meta(boxes: list[RecordBox], box_format: str, box_space: str) -> dict[str, Any]:
+    """The `meta` keys describing a record's boxes, in text order (lists of one length, empty or not)."""
+    return {"box_format": box_format, "box_space": box_space,
+            "boxes": [list(b.box) for b in boxes],
+            "box_polygons": [[list(p) for p in (b.polygon or _corners(b.box))] for b in boxes],
+            "box_labels": [b.label for b in boxes],
+            "box_difficult": [b.difficult for b in boxes]}
+
+
+def meta_boxes(meta: dict[str, Any]) -> list[RecordBox]:
+    """The boxes `box_meta` wrote, back as RecordBox; ValueError when the lists disagree.
+
+    Records of other tools (or older builds) with only `meta.boxes` get no polygon and the label
+    "object".
+    """
+    boxes = meta.get("boxes")
+    n = len(boxes) if isinstance(boxes, list) else 0
+    labels = meta.get("box_labels", ["object"] * n)
+    polygons = meta.get("box_polygons", [None] * n)
+    difficult = meta.get("box_difficult", [0] * n)
+    for key, values in (("box_labels", labels), ("box_polygons", polygons), ("box_difficult", difficult)):
+        if not isinstance(values, list) or len(values) != n:
+            raise ValueError(f"meta.{key} does not list one entry per box of meta.boxes ({n})")
+    try:
+        return [RecordBox(box=tuple(b), polygon=tuple(tuple(p) for p in poly) if poly else None, label=label,
+                          difficult=d) for b, poly, label, d in zip(boxes, polygons, labels, difficult)]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"meta box data of the wrong shape ({str(exc).splitlines()[0]})") from None
+
+
+def _corners(box: tuple[float, float, float, float]) -> list[tuple[float, float]]:
+    x1, y1, x2, y2 = box
+    return [(x1, y1), (x2, y1), (x2, y2), (x1, y2)]
 
 
 def dumps(obj: Any) -> str:

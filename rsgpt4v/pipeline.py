@@ -1,8 +1,9 @@
-"""The build: source samples -> scenes -> three LLM stages and template tasks -> records on disk.
+"""The build loop: source samples -> scenes -> the hierarchical prompter and template tasks -> records on disk.
 
 Streaming and ordered: samples are read one at a time, at most a bounded number of scenes are in
 flight, and records are written in scene order whatever order the answers arrive in, so output is
-byte-identical between runs and memory does not grow with the dataset.
+byte-identical between runs and memory does not grow with the dataset. What is asked of the model,
+and in which order, is the prompter's business (`rsgpt4v.prompting.prompter`).
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import asyncio
 import hashlib
 import logging
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import openai
 from PIL import Image
@@ -24,25 +25,25 @@ from rsgpt4v import __version__
 from rsgpt4v.config import BuildConfig
 from rsgpt4v.cost import PriceTable
 from rsgpt4v.estimate import EstimatingEngine, cost_table
-from rsgpt4v.imaging import ImageError, data_url, draw_marks, encode, fit, open_image
+from rsgpt4v.imaging import ImageError, open_image, return_freed_images_to_the_os
 from rsgpt4v.llm.batch import BatchQueue, BatchState, collect, submit
 from rsgpt4v.llm.cache import Cache
 from rsgpt4v.llm.client import make_client
-from rsgpt4v.llm.engine import Engine, Problem
-from rsgpt4v.llm.request import ChatRequest
+from rsgpt4v.llm.engine import Engine
 from rsgpt4v.output import DatasetWriter, render
-from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse
-from rsgpt4v.prompting.stages import Mark, Prompter, SentImage, local_batches, marks_of
+from rsgpt4v.pixel_budget import PixelBudget
+from rsgpt4v.prompting.answers import SceneAnswers
+from rsgpt4v.prompting.marks import Mark
+from rsgpt4v.prompting.prompter import HierarchicalPrompter
 from rsgpt4v.prompting.templates import STAGES, PromptSet
-from rsgpt4v.qc import QualityChecker, both
+from rsgpt4v.qc import QualityChecker
 from rsgpt4v.schema import Issue, Sample, Scene
 from rsgpt4v.sources import Source
 from rsgpt4v.tasks.from_annotations import annotation_records
-from rsgpt4v.tasks.from_model import SceneAnswers, model_records
+from rsgpt4v.tasks.from_model import model_records
 from rsgpt4v.tiling import clip_to_image, make_scenes
 
 log = logging.getLogger("rsgpt4v")
-T = TypeVar("T")
 
 _LOGGED_ISSUES = 50
 _LISTED_ISSUES = 10_000
@@ -79,6 +80,7 @@ class Report:
     issue_counts: Counter[str] = field(default_factory=Counter)
     issue_kinds: Counter[str] = field(default_factory=Counter)
     failures: list[dict[str, str]] = field(default_factory=list)
+    objects_left_out: Counter[str] = field(default_factory=Counter)
 
     def add_issue(self, issue: Issue) -> None:
         self.issue_kinds[issue.kind] += 1
@@ -115,7 +117,6 @@ class Builder:
         self.opts = opts
         self.model = opts.model or cfg.model.name
         self.prompts = PromptSet.load(opts.prompts_dir)
-        self.prompter = Prompter(self.prompts, cfg, self.model, exhaustive_labels=source.task_kind == "detection")
         self.writer = DatasetWriter(opts.out, cfg.output.image_format, discard=opts.estimate)
         self.cache = Cache(Path(":memory:") if opts.estimate else opts.cache or Path(opts.out) / "cache.sqlite")
         self.prices = PriceTable.load(opts.prices)
@@ -128,6 +129,10 @@ class Builder:
         self.qc = QualityChecker(cfg.qc, lambda: source.vocabulary, source.task_kind) if cfg.qc.enabled else None
         self.report = Report()
         self.progress = _Progress(opts.progress)
+        self.prompter = HierarchicalPrompter(self.prompts, cfg, self.model, self.engine, self.qc,
+                                             exhaustive_labels=source.task_kind == "detection",
+                                             on_answer=self.progress.tick,
+                                             on_marked=self._save_marked if cfg.local.save_marked else None)
 
     def _prepare(self, sample: Sample) -> tuple[list[Scene], Image.Image | None, list[Issue]]:
         try:
@@ -141,81 +146,24 @@ class Builder:
         return make_scenes(sample, objects, image.width, image.height, self.cfg.tiling), image, issues
 
 
-    def _sent(self, im: Image.Image, scale: float) -> SentImage:
-        fmt = self.cfg.image.encode
-        return SentImage(url=data_url(encode(im, fmt, self.cfg.image.jpeg_quality), fmt),
-                         width=im.width, height=im.height, scale=scale)
+    def _save_marked(self, scene: Scene, chunk: Sequence[Mark], marked: Image.Image) -> None:
+        """Keep the marked image a local request sent, for a person to check the marks."""
+        first = min(m.id for m in chunk)
+        self.writer.image(scene.image_name.replace("images/", "marked/", 1) + f"__from{first}", marked,
+                          Path("marked.png"), whole=False)
 
-    def _marked(self, scene: Scene, clean: Image.Image, scale: float, batch: list[Mark]) -> SentImage:
-        x0, y0, _, _ = scene.window
-        marks = [(m.id, [((x - x0) * scale, (y - y0) * scale) for x, y in m.obj.polygon]) for m in batch]
-        return self._sent(draw_marks(clean, marks), scale)
-
-    async def _local(self, scene: Scene, clean: Image.Image, scale: float, answers: SceneAnswers) -> None:
-        batches, omitted = local_batches(marks_of(scene), self.cfg.local.max_objects, self.cfg.local.overflow)
-
-        async def one(batch: list[Mark]) -> None:
-            image = await asyncio.to_thread(self._marked, scene, clean, scale, batch)
-            check = self._with_qc(self.prompter.check_local(batch), self.qc and self.qc.local())
-            notes = await self._ask("local", lambda fb, at: self.prompter.local_request(
-                scene, image, batch, omitted, fb, at), LocalResponse, check, answers)
-            if notes is None:
-                return
-            listed = {m.id for m in batch}
-            for note in notes.objects:
-                kept = [r for r in note.relations if r.target_id in listed and r.target_id != note.id]
-                answers.notes[note.id] = note.model_copy(
-                    update={"relations": kept[: self.cfg.local.max_relations]})
-
-        await asyncio.gather(*(one(b) for b in batches))
-
-    async def _scene(self, scene: Scene, source_image: Image.Image) -> list[dict[str, Any]]:
-        window = source_image.crop(scene.window)
-        whole = scene.window == (0, 0, source_image.width, source_image.height)
+    async def _scene(self, scene: Scene, window: Image.Image, whole: bool) -> list[dict[str, Any]]:
         rel_image = await asyncio.to_thread(self.writer.image, scene.image_name, window, scene.sample.image_path,
                                             whole)
-        clean_im, scale = fit(window, self.cfg.image.max_side)
-        clean = await asyncio.to_thread(self._sent, clean_im, scale)
-        answers = SceneAnswers()
-        stages = self.cfg.stages
-        if scene.objects and "local" in stages:
-            await self._local(scene, clean_im, scale, answers)
-        if "global" in stages and not answers.deferred:
-            await self._global_and_dialogue(scene, clean, answers)
+        answers = await self.prompter.answer(scene, window)
         if answers.deferred:
             self.report.pending += 1
             return []
         for stage, reason in answers.failures:
             self.report.failures.append({"scene": scene.key, "stage": stage, "reason": reason})
             log.warning("%s: %s stage failed: %s", scene.key, stage, reason)
+        self.report.objects_left_out.update(answers.left_out)
         return self._records(scene, rel_image, answers, window.width, window.height)
-
-    @staticmethod
-    def _with_qc(check: Callable[[T], Problem | None], qc: Callable[[T], Problem | None] | None):
-        return check if qc is None else both(check, qc)
-
-    async def _ask(self, stage: str, build: Callable[[str | None, int], ChatRequest], model: type[T],
-                   check: Callable[[T], Problem | None], answers: SceneAnswers) -> T | None:
-        """One stage's answer, or None with the scene marked deferred (batch) or the failure noted."""
-        answer = await self.engine.ask(build, model, check)
-        self.progress.tick(stage)
-        if answer.deferred:
-            answers.deferred = True
-        elif answer.parsed is None:
-            answers.failures.append((stage, answer.failure or ""))
-        return answer.parsed
-
-    async def _global_and_dialogue(self, scene: Scene, clean: SentImage, answers: SceneAnswers) -> None:
-        check = self._with_qc(self.prompter.check_global, self.qc and self.qc.scene_text(scene))
-        scene_text = await self._ask("global", lambda fb, at: self.prompter.global_request(
-            scene, clean, answers.notes, fb, at), GlobalResponse, check, answers)
-        if scene_text is None:
-            return
-        answers.scene_text = scene_text
-        if "dialogue" in self.cfg.stages:
-            check = self._with_qc(self.prompter.check_dialogue, self.qc and self.qc.dialogue(scene))
-            answers.dialogue = await self._ask("dialogue", lambda fb, at: self.prompter.dialogue_request(
-                scene, clean, answers.notes, scene_text, fb, at), DialogueResponse, check, answers)
 
     def _records(self, scene: Scene, rel_image: str, answers: SceneAnswers, width: int, height: int) -> list[dict]:
         s = scene.sample
@@ -225,10 +173,11 @@ class Builder:
         base = {"image": rel_image, "source": s.source, "split": s.split}
         llm_meta = {**meta, "model": self.model, "prompt_sha": self.prompt_sha}
         records = model_records(scene, answers, self.prompts, self.cfg.seed, self.cfg.output.max_region_turns,
+                                self.cfg.local.grounding_max_instances,
                                 {**base, "meta": llm_meta})
         records += annotation_records(scene, self.prompts, self.cfg, self.source.task_kind, self.source.vocabulary,
                                       {**base, "meta": meta})
-        return [render(r, self.cfg.output.box_format, width, height) for r in records]
+        return [render(r, self.cfg.output.box_format, width, height, self.cfg.output.box_space) for r in records]
 
     @property
     def prompt_sha(self) -> str:
@@ -242,6 +191,7 @@ class Builder:
                 self.cache.close()
                 return self._finish("batch_in_progress")
         inflight = max(2, self.cfg.engine.concurrency * 2)
+        budget = PixelBudget(self.cfg.engine.max_pixels_in_flight)
         pending: deque[asyncio.Task[list[dict[str, Any]]]] = deque()
         status = "complete"
         try:
@@ -264,9 +214,18 @@ class Builder:
                 self.report.samples += 1
                 self.progress.tick("images")
                 for scene in scenes:
-                    pending.append(asyncio.create_task(self._scene(scene, image)))
+                    pixels = scene.width * scene.height
+                    await budget.acquire(pixels)
+                    whole = scene.window == (0, 0, image.width, image.height)
+                    # A scene holds only its own window, so the source image is freed once its
+                    # windows are taken, before the next image is decoded.
+                    window = image if whole else image.crop(scene.window)
+                    task = asyncio.create_task(self._scene(scene, window, whole))
+                    task.add_done_callback(lambda _, n=pixels: budget.release(n))
+                    pending.append(task)
                     while len(pending) >= inflight:
                         self._write(await pending.popleft())
+                del image, scenes
             while pending:
                 self._write(await pending.popleft())
             queue = self.engine.batch
@@ -346,7 +305,9 @@ class Builder:
             "issues": {"skipped": r.issue_kinds["skip"], "warnings": r.issue_kinds["warning"],
                        "by_reason": dict(sorted(r.issue_counts.items())),
                        "list": [i.model_dump(exclude_none=True) for i in r.issues]},
-            "failures": {"count": len(r.failures), "list": r.failures},
+            "failures": {"count": len(r.failures), "list": r.failures,
+                         "objects_left_out": dict(sorted(r.objects_left_out.items()))},
+            "qc": {"rejected": self.qc.report() if self.qc else {}},
             "usage": {"by_stage": usage,
                       "api_calls": sum(u["api_calls"] for u in usage.values()),
                       "cache_hits": sum(u["cache_hits"] for u in usage.values()),
@@ -363,8 +324,10 @@ def build(source: Source, cfg: BuildConfig, opts: BuildOptions) -> dict[str, Any
     In batch mode one pass submits what the cache lacks and returns; with `batch_wait` passes are
     repeated, polling between them, until the build completes.
     """
+    return_freed_images_to_the_os()
+
     async def passes() -> dict[str, Any]:
-        client = make_client(opts.backend, cfg.model.request_timeout_s)
+        client = make_client(opts.backend, cfg.model.request_timeout_s, source.mock_looks)
         while True:
             manifest = await Builder(source, cfg, opts, client).run()
             if not (opts.batch_wait and manifest["status"].startswith("batch_")):

@@ -7,7 +7,8 @@ its CSS and JS inline and DEST/images/ holds the sampled records' images (hard-l
 so the folder opens offline and can be zipped.
 
 Boxes are drawn from the box text each record actually contains, decoded back to pixels with the
-record's own `meta.box_format`, not from `meta.boxes`: a wrong conversion shows as a misplaced box.
+record's own `meta.box_format` and `meta.box_space` (LLaVA's padded square or the image), not from
+`meta.boxes`: a wrong conversion shows as a misplaced box. GeoChat boxes are drawn at their angle.
 Bad lines and missing images are listed on the page and in the report; nothing is fatal.
 """
 
@@ -28,7 +29,7 @@ from urllib.parse import quote
 
 from PIL import Image
 
-from rsgpt4v.geometry import BOX_PATTERNS, parse_box
+from rsgpt4v.boxtext import FLAVOURS, SPACES, Shape, flavour, parse_shape
 from rsgpt4v.output import write_atomic
 from rsgpt4v.records import located, not_an_object, read_records
 
@@ -78,8 +79,12 @@ def _shape_error(obj: Any) -> str | None:
     meta = obj.get("meta")
     if not isinstance(meta, dict):
         return "record has no 'meta' object"
-    if meta.get("box_format") not in BOX_PATTERNS:
-        return f"unknown meta.box_format {meta.get('box_format')!r}; expected one of {', '.join(BOX_PATTERNS)}"
+    try:
+        flavour(meta.get("box_format"))
+    except ValueError:
+        return f"unknown meta.box_format {meta.get('box_format')!r}; expected one of {', '.join(FLAVOURS)}"
+    if meta.get("box_space", "image") not in SPACES:
+        return f"unknown meta.box_space {meta.get('box_space')!r}; expected one of {', '.join(SPACES)}"
     return None
 
 
@@ -171,17 +176,19 @@ def _image_size(path: Path) -> tuple[int, int] | str:
 class _Box:
     n: int
     text: str
-    pixels: tuple[float, float, float, float] | None
+    shape: Shape | None
 
 
 def _find_boxes(record: dict[str, Any], size: tuple[int, int] | None) -> list[_Box]:
-    """The box strings of the conversation in order of appearance, decoded to pixels when the size is known."""
-    fmt = record["meta"]["box_format"]
+    """The box strings of the conversation in order of appearance, decoded to pixels (in the record's
+    box space: on LLaVA's padded square, or on the image) when the size is known."""
+    meta = record["meta"]
+    fmt, space = meta["box_format"], meta.get("box_space", "image")
     boxes = []
     for turn in record["conversations"]:
-        for m in BOX_PATTERNS[fmt].finditer(turn["value"]):
-            pixels = parse_box(m.group(0), fmt, *size) if size else None
-            boxes.append(_Box(len(boxes) + 1, m.group(0), pixels))
+        for m in flavour(fmt).pattern.finditer(turn["value"]):
+            shape = parse_shape(m.group(0), fmt, *size, space) if size else None
+            boxes.append(_Box(len(boxes) + 1, m.group(0), shape))
     return boxes
 
 
@@ -192,7 +199,7 @@ def _esc(value: Any) -> str:
 def _text_html(text: str, fmt: str, numbers: list[int]) -> str:
     """Escaped turn text with `<image>` as a badge and each box string numbered; consumes `numbers`."""
     out, pos = [], 0
-    for m in BOX_PATTERNS[fmt].finditer(text):
+    for m in flavour(fmt).pattern.finditer(text):
         out.append(_plain_html(text[pos:m.start()]))
         n = numbers.pop(0)
         out.append(f'<span class="boxref" data-n="{n}"><b class="num">{n}</b><code>{_esc(m.group(0))}</code></span>')
@@ -206,13 +213,20 @@ def _plain_html(text: str) -> str:
 
 
 def _box_html(box: _Box, w: int, h: int) -> str:
-    x1, y1, x2, y2 = box.pixels
+    assert box.shape is not None
+    x1, y1, x2, y2 = box.shape.box
     left, right = sorted((x1, x2))
     top, bottom = sorted((y1, y2))
     # A box that leaves the image or has no area is a conversion bug worth seeing, not hiding.
     suspect = left < -0.5 or top < -0.5 or right > w + 0.5 or bottom > h + 0.5 or x2 <= x1 or y2 <= y1
+    rotate = ""
+    if box.shape.rect is not None and box.shape.rect[4]:
+        # GeoChat's angle: its unrotated rectangle, turned about the centre (counter-clockwise on screen).
+        cx, cy, rw, rh, theta = box.shape.rect
+        left, top, right, bottom = cx - rw / 2, cy - rh / 2, cx + rw / 2, cy + rh / 2
+        rotate = f";transform:rotate({-theta:g}deg)"
     style = (f"left:{left / w * 100:.3f}%;top:{top / h * 100:.3f}%;"
-             f"width:{(right - left) / w * 100:.3f}%;height:{(bottom - top) / h * 100:.3f}%")
+             f"width:{(right - left) / w * 100:.3f}%;height:{(bottom - top) / h * 100:.3f}%{rotate}")
     title = f"{box.n}: {box.text} = pixels [{x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f}]"
     return (f'<div class="box{" suspect" if suspect else ""}" data-n="{box.n}" style="{style}" '
             f'title="{_esc(title)}"><span class="label">{box.n}</span></div>')
@@ -220,7 +234,8 @@ def _box_html(box: _Box, w: int, h: int) -> str:
 
 def _meta_html(record: dict[str, Any], boxes: list[_Box]) -> str:
     meta = record["meta"]
-    facts = [("box format", meta["box_format"]), ("boxes in text", len(boxes))]
+    facts = [("box format", meta["box_format"]), ("box space", meta.get("box_space", "image")),
+             ("boxes in text", len(boxes))]
     if isinstance(meta.get("boxes"), list):
         facts.append(("meta.boxes", len(meta["boxes"])))
     facts += [(key, meta[key]) for key in ("window", "source_image", "gsd", "model") if key in meta]

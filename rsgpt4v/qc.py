@@ -1,162 +1,330 @@
-"""Grounding checks: is the model's text consistent with the annotations and fit to train on?
+"""Grounding checks: is the model's text true of the labelled image and fit to train on?
 
-Each check returns a Problem (kind, detail) or None; a Problem makes the engine regenerate the
-answer with the detail named in the prompt, and after the last attempt the answer is dropped and
-its kind counted in the manifest. Checks, all configurable under `qc:`:
+Every piece of model text is checked: local notes (descriptions and referring expressions), the
+caption and description, dialogue questions and answers. A check returns a Problem whose detail
+names the rule that was broken (never the labelled total, which would invite the model to turn a
+true sub-count into a false total); the engine regenerates the answer with it, and after the last
+attempt drops it. Kinds, all configurable under `qc:`:
 
-- qc_count: a number stated for a category ("5 planes", "three cars") differs from its count;
+- qc_count: a number for a kind of object that the labels contradict (see `count_claims`);
 - qc_absent_category: the text names a category the annotated image does not contain;
-- qc_refusal / qc_meta_talk: "I'm sorry...", "as an AI", "the provided annotations", "bounding box";
-- qc_length: an empty, too short or runaway answer.
+- qc_refusal: hard and soft refusals ("I'm sorry", "it is not possible to determine", "unfortunately");
+- qc_meta_talk: talk about the input: annotations, notes, lists, marks, outlines, labels, ids, "number 5";
+- qc_dataset_spelling: a label as the dataset spells it ("large-vehicles");
+- qc_unseeable: proper names, dates, seasons and times of day, which no image shows;
+- qc_form: a local description that does not open as asked, a referring expression by list order;
+- qc_reasoning: a dialogue whose turns only restate counts or categories, or whose first question
+  gives its answer away;
+- qc_length: an empty, too short or runaway text.
 Counts and categories are checked only where annotations are exhaustive: annotated samples of
-detection sources.
+detection sources. `QualityChecker.report()` counts the rejections by kind with one example each,
+for the run report.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 
 from rsgpt4v.config import QCConfig
-from rsgpt4v.language import number_word, plural, readable
-from rsgpt4v.llm.engine import Problem
+from rsgpt4v.count_claims import Terms, read_claims, tokens, wrong
+from rsgpt4v.language import plural, readable
+from rsgpt4v.naming import display, is_dataset_spelling, spelling_pattern
 from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse
-from rsgpt4v.schema import Scene
+from rsgpt4v.schema import Problem, Scene
 
-_NUMBERS = {number_word(n): n for n in range(0, 21)} | {"a dozen": 12, "dozen": 12}
-# Words between a number and its noun that mean the number is not the total ("3 more planes",
-# "one of the planes", "about 10 cars").
-_NOT_A_TOTAL = {"of", "more", "other", "additional", "further", "extra", "remaining", "than", "fewer", "less"}
-_HEDGES = ("about", "around", "approximately", "roughly", "nearly", "almost", "over", "at least", "up to",
-           "more than", "fewer than", "less than", "some")
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
+
+_REFUSALS = [
+    r"\bi(?:'m| am) (?:sorry|unable|not able)\b", r"\bsorry\b", r"\bi (?:cannot|can't|can not|could not|couldn't)\b",
+    r"\bunable to (?:assist|help|identify|determine|tell|see|say|provide|describe|make)\b", r"\bas an ai\b",
+    r"\blanguage model\b", r"\bi apologi[sz]e\b", r"\bunfortunately\b",
+    r"\b(?:not |im)possible to (?:determine|tell|identify|say|know|see|confirm|establish|judge)\b",
+    r"\b(?:cannot|can't|can not) be (?:determined|identified|confirmed|known|ascertained|established|told)\b",
+    r"\bthere is no way to (?:tell|know|determine|say)\b",
+]
+_META = [
+    r"\bannotat\w*", r"\baccording to\b", r"\bbounding box", r"\bground truth\b", r"\bmetadata\b", r"\bdataset\b",
+    r"\bbased on the (?:notes?|list|labels?|counts?|data|information|description|caption|input|objects?)\b",
+    r"\bas (?:described|listed|noted|labelled|labeled|given|provided|mentioned)\b",
+    r"\b(?:the|these|those|my|your|object|provided|given) notes?\b", r"\b(?:the|this|that|a) list\b", r"\blisted\b",
+    r"\b(?:the|a|its|their|numbered|coloured|colored|drawn) marks?\b",
+    r"\bmarked with (?:a |an )?(?:numbers?|ids?|labels?|digits?|outlines?)\b",
+    r"\boutlined\b", r"\bhighlighted\b",
+    r"\b(?:red|green|blue|yellow|orange|purple|magenta|cyan|pink|coloured|colored) (?:outline|box|frame|border)s?\b",
+    r"\blabel(?:s|led|ed|ling)?\b", r"\bids?\b", r"\bnumbers? \d+\b", r"\bno\. ?\d+", r"#\s?\d+",
+    r"\bcoordinates\b", r"\bpixels?\b", r"\bthe provided\b", r"\bthe given\b", r"\bthe input\b",
+    r"\b(?:the|this) (?:caption|description)\b", r"\bground sample distance\b",
+]
+_UNSEEABLE = [
+    r"\b(?:autumn|autumnal|summer|summertime|winter|wintertime|springtime)\b", r"\bin (?:the )?(?:spring|fall)\b",
+    r"\b(?:january|february|april|june|july|august|september|october|november|december)\b",
+    r"\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|weekend|weekday)s?\b",
+    r"\b(?:morning|afternoon|evening|night|nighttime|dawn|dusk|sunrise|sunset|midday|noon|midnight)s?\b",
+    r"\bo'clock\b", r"\b\d{1,2}:\d{2}\b", r"\b[ap]\.m\.", r"\brush hour\b", r"\b(?:19|20)\d{2}\b",
+]
+_PROPER = re.compile(r"(?<=[a-z0-9,;)] )[A-Z][a-z]+(?:[-'][A-Za-z]+)*")
+_ORDINAL = re.compile(r"\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|last|\d+(?:st|nd|rd|th))\b")
+_SPATIAL = re.compile(r"\b(?:left|right|top|bottom|north\w*|south\w*|east\w*|west\w*|row|line|from|edge|corner|end|"
+                      r"side|upper|lower|middle|centre|center|column|group|cluster|nearest|closest|pier|apron)\b")
+# What a reasoning question asks: why, how (not how many), what if, what follows, where could ...
+_REASONING = re.compile(
+    r"\bwhy\b|\bhow\b(?! (?:many|much)\b)|\bwhat if\b|\bif\b|\b(?:could|would|might|should)\b|\bsuggests?\b|"
+    r"\bindicates?\b|\bexplain|\bpurpose\b|\bused for\b|\bfunction\b|\bcompare|\bwhich\b.*\b(?:better|more|most|less|"
+    r"larger|largest|smaller|busiest)\b|\bwhere (?:are|is|do|does|could|would|might)\b|\bwhat (?:kind|type|sort) of\b|"
+    r"\blikely\b|\bimpl(?:y|ies|ication)\b|\bwhat (?:does|do) .* (?:tell|show|reveal)\b|\bdifference\b|\bsafe")
+_SITE_WORDS = re.compile(r"\b(?:depot|airport|airfield|harbou?r|port|marina|terminal|station|parking lot|car park|"
+                         r"stadium|school|factory|refinery|farm|base|yard|dock|quay)s?\b")
+_BARE_ANSWER_WORDS = 12
+# Words before a category that say it is not there ("no ships", "without any cars"): no hallucination.
+_NEGATORS = {"no", "not", "without", "nor", "neither", "none", "any", "lacks", "absent"}
+_EXAMPLE_CHARS = 300
 
 
-def _phrase_pattern(phrases: Iterable[str]) -> re.Pattern[str] | None:
-    terms = [re.escape(p.strip().lower()) for p in phrases if p.strip()]
-    return re.compile(r"\b(?:" + "|".join(terms) + r")s?\b") if terms else None
+def _sentences(text: str) -> list[str]:
+    return [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
 
 
 class QualityChecker:
-    """The checks for one source: its vocabulary, synonyms and thresholds."""
+    """The checks for one source: its vocabulary, display names and thresholds."""
 
     def __init__(self, cfg: QCConfig, vocabulary: Callable[[], Sequence[str]], task_kind: str) -> None:
         self.cfg = cfg
         self.exhaustive = task_kind == "detection"
-        self._refusal = _phrase_pattern(cfg.refusal_phrases)
-        self._meta = _phrase_pattern(cfg.meta_phrases)
+        self._refusal = re.compile("|".join(_REFUSALS + [re.escape(p.lower()) for p in cfg.refusal_phrases]))
+        self._meta = re.compile("|".join(_META + [re.escape(p.lower()) for p in cfg.meta_phrases]))
+        self._unseeable = re.compile("|".join(_UNSEEABLE))
         # A source may learn its categories while it is read (COCO files name their own): the
-        # patterns follow the vocabulary as it grows.
+        # terms follow the vocabulary as it grows.
         self._vocabulary = vocabulary
-        self._compiled: dict[str, re.Pattern[str]] = {}
-        alternation = "|".join(sorted(_NUMBERS, key=len, reverse=True))
-        self._number = re.compile(rf"\b(\d+|{alternation})\b((?:\s+[a-z]+(?:-[a-z]+)*){{1,3}})")
+        self._terms: dict[tuple[str, int], Terms] = {}
+        self.rejected: Counter[str] = Counter()
+        self.examples: dict[str, tuple[str, str]] = {}
 
-    @property
-    def _terms(self) -> dict[str, re.Pattern[str]]:
-        for category in self._vocabulary():
-            if category not in self._compiled:
-                self._compiled[category] = self._category_terms(category)
-        return self._compiled
+    # ---- the checks a build runs -------------------------------------------------------------
 
-    def _category_terms(self, category: str) -> re.Pattern[str]:
-        names = {readable(category)} | {readable(s) for s in self.cfg.synonyms.get(category, [])}
-        forms = {f for n in names for f in (n, plural(n))}
-        escaped = sorted((re.escape(f).replace(r"\ ", r"[\s-]+") for f in forms), key=len, reverse=True)
-        return re.compile(r"\b(?:" + "|".join(escaped) + r")\b")
+    def local(self, scene: Scene | None = None) -> Callable[[LocalResponse], Problem | None]:
+        def check(resp: LocalResponse) -> Problem | None:
+            for note in resp.objects:
+                for text, kind in ((note.description, "object_description"),
+                                   (note.referring_expression, "referring_expression")):
+                    if problem := self._checked(scene, text, kind, f"object {note.id}: "):
+                        return problem
+            return None
+        return check
 
-    def text(self, scene: Scene, text: str, kind: str) -> Problem | None:
-        """Every check on one piece of model text; `kind` names its length limits."""
+    def scene_text(self, scene: Scene) -> Callable[[GlobalResponse], Problem | None]:
+        def check(resp: GlobalResponse) -> Problem | None:
+            return (self._checked(scene, resp.caption, "caption", "caption: ")
+                    or self._checked(scene, resp.description, "description", "description: "))
+        return check
+
+    def dialogue(self, scene: Scene) -> Callable[[DialogueResponse], Problem | None]:
+        def check(resp: DialogueResponse) -> Problem | None:
+            for i, turn in enumerate(resp.turns, start=1):
+                problem = (self._checked(scene, turn.question, "dialogue_question", f"question {i}: ")
+                           or self._checked(scene, turn.answer, "dialogue_answer", f"answer {i}: "))
+                if problem:
+                    return problem
+            problem = self.reasoning(scene, [(t.question, t.answer) for t in resp.turns])
+            if problem:
+                self._count(scene, problem, " / ".join(t.question for t in resp.turns[:2]))
+            return problem
+        return check
+
+    def report(self) -> dict[str, dict[str, object]]:
+        """Rejections by kind, each with one example text (of the first scene, in scene-key order)."""
+        return {kind: {"count": n, "example": self.examples[kind][1]} for kind, n in sorted(self.rejected.items())}
+
+    # ---- single texts -----------------------------------------------------------------------
+
+    def text(self, scene: Scene | None, text: str, kind: str) -> Problem | None:
+        """Every check on one piece of model text; `kind` names its length limits and form rules."""
         problem = self.style(text, kind)
-        if problem is None and self.exhaustive and scene.sample.annotated:
-            lowered = text.lower()
-            problem = self._counts(scene, lowered) or self._absent(scene, lowered)
+        if problem is None and scene is not None:
+            problem = self._spelling(scene, text)
+        if problem is None and scene is not None and self.exhaustive and scene.sample.annotated:
+            problem = self._counts(scene, text) or self._absent(scene, text)
         return problem
 
     def style(self, text: str, kind: str) -> Problem | None:
-        """Length, refusals and talk about the input: checks that need no annotations."""
-        lowered = text.lower()
+        """Length, form, refusals, meta-talk and unseeable claims: checks that need no annotations."""
+        plain = text.translate(_APOSTROPHES)
+        lowered = plain.lower()
         words = len(text.split())
         label = kind.replace("_", " ")
         if kind in self.cfg.max_words and words > self.cfg.max_words[kind]:
             return Problem("qc_length", f"the {label} has {words} words; keep it under {self.cfg.max_words[kind]}")
         if words < self.cfg.min_words.get(kind, 1):
             return Problem("qc_length", f"the {label} is too short ({words} words)")
-        if self._refusal and (m := self._refusal.search(lowered)):
+        if m := self._refusal.search(lowered):
             return Problem("qc_refusal", f"the text contains a refusal or an apology ({m.group(0)!r}); describe "
-                                         "what the image shows instead")
-        if self._meta and (m := self._meta.search(lowered)):
+                                         "what the image shows instead, and where a detail cannot be made out, "
+                                         "say only that")
+        if m := self._meta.search(lowered):
             return Problem("qc_meta_talk", f"the text talks about the input ({m.group(0)!r}); write as someone "
-                                           "looking at the image, without mentioning annotations, lists or boxes")
+                                           "looking at the image, without mentioning annotations, notes, lists, "
+                                           "marks, outlines, labels, ids or numbers given to objects")
+        if m := self._unseeable.search(lowered):
+            return Problem("qc_unseeable", f"the text claims what no image shows ({m.group(0)!r}): no names, "
+                                           "dates, seasons or times of day")
+        if kind in self.cfg.proper_name_kinds and (m := self._proper_name(plain)):
+            return Problem("qc_unseeable", f"the text names a place, owner, make or operator ({m!r}), which the "
+                                           "image cannot show")
+        return self._form(lowered, text, kind)
+
+    def _form(self, lowered: str, text: str, kind: str) -> Problem | None:
+        openings = self.cfg.description_openings
+        if kind == "object_description" and openings and text.split()[0] not in openings:
+            return Problem("qc_form", f"the description must be one sentence opening with "
+                                      f"{' or '.join(repr(o) for o in openings)}")
+        if kind == "referring_expression" and _ORDINAL.search(lowered) and not _SPATIAL.search(lowered):
+            return Problem("qc_form", "the referring expression picks the object by its order in a list; use "
+                                      "its appearance and its place in the image")
+        return None
+
+    def _proper_name(self, text: str) -> str | None:
+        allowed = {w for c in self._vocabulary() for w in display(c).singular.split()}
+        for m in _PROPER.finditer(text):
+            if m.group(0).lower() not in allowed and m.group(0) not in self.cfg.allowed_capitalised:
+                return m.group(0)
+        return None
+
+    # ---- label checks -----------------------------------------------------------------------
+
+    def terms(self, source: str) -> Terms:
+        vocabulary = tuple(self._vocabulary())
+        key = (source, len(vocabulary))
+        if key not in self._terms:
+            words: dict[str, set[str]] = {}
+            plurals: set[str] = set()
+            for category in vocabulary:
+                name = display(category, source)
+                extra = [readable(s) for s in self.cfg.synonyms.get(category, [])]
+                forms = {*name.words(), readable(category), plural(readable(category))}
+                forms |= {f for e in extra for f in (e, plural(e))}
+                words[category] = forms
+                plurals |= {name.plural, plural(readable(category)), *(plural(a) for a in (*name.also, *extra))}
+            self._terms[key] = Terms(words)
+            self._terms[key].mark_plural(plurals)
+        return self._terms[key]
+
+    def _spelling(self, scene: Scene, text: str) -> Problem | None:
+        lowered = text.lower()
+        for category in self._vocabulary():
+            if is_dataset_spelling(category) and (m := spelling_pattern(category).search(lowered)):
+                name = display(category, scene.sample.source)
+                return Problem("qc_dataset_spelling", f"the text writes the dataset's label {m.group(0)!r}; write "
+                                                      f"plain words such as {name.plural!r}"
+                                                      + (f" or {plural(name.also[0])!r}" if name.also else ""))
         return None
 
     def _counts(self, scene: Scene, text: str) -> Problem | None:
         if not self.cfg.counts:
             return None
-        counts = scene.counts()
-        for m in self._number.finditer(text):
-            before = text[max(0, m.start() - 12):m.start()].rstrip()
-            if any(before.endswith(h) for h in _HEDGES):
-                continue
-            category = self._noun_after(m.group(2).split())
-            if category is None:
-                continue
-            raw, actual = m.group(1), counts.get(category, 0)
-            stated = int(raw) if raw.isdigit() else _NUMBERS[raw]
-            if stated != actual:
-                noun = readable(category) if actual == 1 else plural(readable(category))
-                return Problem("qc_count", f"the text says '{raw}{m.group(2)}' but the image has {actual} {noun}")
-        return None
-
-    def _noun_after(self, words: list[str]) -> str | None:
-        """The category named right after a number, adjectives allowed between ('3 white planes')."""
-        for start in range(len(words)):
-            if words[start] in _NOT_A_TOTAL:
-                return None
-            rest = " ".join(words[start:])
-            for category, terms in self._terms.items():
-                if terms.match(rest):
-                    return category
+        for claim in read_claims(text, self.terms(scene.sample.source)):
+            reason = wrong(claim, scene)
+            if reason:
+                name = display(claim.category, scene.sample.source).plural
+                return Problem("qc_count", f"{claim.quote!r}: the number of {name} {reason}. State a total only as "
+                                           "labelled; "
+                                           "where you see a different number, describe the group without a total "
+                                           "('many', 'rows of'), and give a number for a part only when you are "
+                                           "sure of it")
         return None
 
     def _absent(self, scene: Scene, text: str) -> Problem | None:
         if not self.cfg.absent_categories:
             return None
         present = {o.category for o in scene.sample.objects}
-        for category, terms in self._terms.items():
-            if category in present or category in self.cfg.absence_exempt:
+        terms = self.terms(scene.sample.source)
+        toks = tokens(text)
+        for i in range(len(toks)):
+            found = terms.at(toks, i)
+            if found is None:
                 continue
-            if (m := terms.search(text)) and not _shares_a_term(m.group(0), present, self._compiled):
-                return Problem("qc_absent_category", f"the text mentions {m.group(0)!r}, but there is no "
-                                                     f"{readable(category)} in this image")
+            category, end, _ = found
+            if category in present or category in self.cfg.absence_exempt or _NEGATORS & set(toks[max(0, i - 3):i]):
+                continue
+            phrase = " ".join(toks[i:end])
+            if any(_names(terms, phrase, c) for c in present):
+                continue    # "tank" names a storage tank that is there
+            return Problem("qc_absent_category", f"the text mentions {phrase!r}, but there is no "
+                                                 f"{display(category, scene.sample.source).singular} in this image; "
+                                                 "describe only what is there")
         return None
 
-    def local(self) -> Callable[[LocalResponse], Problem | None]:
-        def check(resp: LocalResponse) -> Problem | None:
-            for note in resp.objects:
-                for text in (note.description, note.referring_expression):
-                    if problem := self.style(text, "object_description"):
-                        return Problem(problem.kind, f"object {note.id}: {problem.detail}")
+    # ---- dialogues ------------------------------------------------------------------------
+
+    def reasoning(self, scene: Scene, turns: list[tuple[str, str]]) -> Problem | None:
+        """Turns that only restate a count or a category are not reasoning; at least
+        `min_reasoning_share` of the questions must ask why, how, what if or what follows, and the
+        first question must not give its answer away."""
+        if not turns:
             return None
-        return check
+        if self.cfg.open_first_question and (found := self._gives_away(scene, turns[0][0])):
+            return Problem("qc_reasoning", f"question 1 gives its answer away ({found!r}); open with a question "
+                                           "that names no kind of object or place, such as what the scene is used for")
+        reasoning = 0
+        for i, (question, answer) in enumerate(turns, start=1):
+            q = question.translate(_APOSTROPHES).lower()
+            bare = len(_sentences(answer)) == 1 and len(answer.split()) <= _BARE_ANSWER_WORDS
+            if bare and not _REASONING.search(q):
+                return Problem("qc_reasoning", f"turn {i} only restates a count or a category; ask why, how, what "
+                                               "if or what follows, and answer with the visible evidence")
+            reasoning += bool(_REASONING.search(q))
+        needed = self.cfg.min_reasoning_share * len(turns)
+        if reasoning < needed:
+            return Problem("qc_reasoning", f"only {reasoning} of {len(turns)} questions ask for reasoning; at least "
+                                           f"{self.cfg.min_reasoning_share:.0%} must ask why, how, what if or what "
+                                           "follows")
+        return None
 
-    def scene_text(self, scene: Scene) -> Callable[[GlobalResponse], Problem | None]:
-        def check(resp: GlobalResponse) -> Problem | None:
-            return self.text(scene, resp.caption, "caption") or self.text(scene, resp.description, "description")
-        return check
+    def _gives_away(self, scene: Scene, question: str) -> str | None:
+        asked = " ".join(s for s in _sentences(question) if s.endswith("?")) or question
+        lowered = asked.translate(_APOSTROPHES).lower()
+        if m := _SITE_WORDS.search(lowered):
+            return m.group(0)
+        toks = tokens(lowered)
+        terms = self.terms(scene.sample.source)
+        for i in range(len(toks)):
+            if found := terms.at(toks, i):
+                return " ".join(toks[i:found[1]])
+        return None
 
-    def dialogue(self, scene: Scene) -> Callable[[DialogueResponse], Problem | None]:
-        def check(resp: DialogueResponse) -> Problem | None:
-            for i, turn in enumerate(resp.turns, start=1):
-                problem = self.text(scene, turn.answer, "dialogue_answer")
-                if problem:
-                    return Problem(problem.kind, f"answer {i}: {problem.detail}")
+    # ---- bookkeeping --------------------------------------------------------------------------
+
+    def _checked(self, scene: Scene | None, text: str, kind: str, where: str) -> Problem | None:
+        problem = self.text(scene, text, kind)
+        if problem is None:
             return None
-        return check
+        problem = Problem(problem.kind, where + problem.detail)
+        self._count(scene, problem, text)
+        return problem
+
+    def _count(self, scene: Scene | None, problem: Problem, text: str) -> None:
+        self.rejected[problem.kind] += 1
+        key = (scene.key if scene is not None else "", _offending(text, problem.detail))
+        if problem.kind not in self.examples or key < self.examples[problem.kind]:
+            self.examples[problem.kind] = key
 
 
-def _shares_a_term(found: str, present: set[str], terms: dict[str, re.Pattern[str]]) -> bool:
-    """A word that also names a category that is present ('tank' for a storage tank) is no hallucination."""
-    return any(terms[c].fullmatch(found) for c in present if c in terms)
+def _offending(text: str, detail: str) -> str:
+    """The sentence of `text` that the problem quotes, else the text, shortened for the run report."""
+    quoted = re.search(r"'([^']+)'|\"([^\"]+)\"", detail)
+    if quoted:
+        needle = (quoted.group(1) or quoted.group(2)).lower()
+        for sentence in _sentences(text):
+            if needle in " ".join(tokens(sentence)) or needle in sentence.translate(_APOSTROPHES).lower():
+                return sentence
+    return text if len(text) <= _EXAMPLE_CHARS else text[:_EXAMPLE_CHARS - 3] + "..."
+
+
+def _names(terms: Terms, phrase: str, category: str) -> bool:
+    """Whether `phrase` also names `category` ('tank' names a storage tank)."""
+    toks = tokens(phrase)
+    return any(seq == tuple(toks) and c == category for entries in terms.by_first.values() for seq, c in entries)
 
 
 def both(*checks: Callable[[object], Problem | None]) -> Callable[[object], Problem | None]:
@@ -168,3 +336,4 @@ def both(*checks: Callable[[object], Problem | None]) -> Callable[[object], Prob
                 return problem
         return None
     return check
+

@@ -1,6 +1,9 @@
 """Reading record files: JSONL streamed line by line and LLaVA JSON lists, each record with the line it
 starts on and, for a part that cannot be read, the reason.
 
+A record's `meta` may be an object or, as the exports write it (one table schema for `datasets`),
+a JSON string holding one: readers get the object either way.
+
 `validate`, `stats`, `preview` and `export` all read through `read_records`, so a bad line is named
 the same way everywhere: `located(file, line, reason)` gives `file:line: reason`, where the reason
 reads "kind: detail" (`invalid JSON`, `truncated`, `not a list`, `cannot open`). What makes a
@@ -43,12 +46,25 @@ def read_records(path: Path) -> Iterator[Entry]:
         return
     with f:
         if path.suffix == ".json":
-            yield from _json_list(f.read())
+            entries: Iterator[Entry] = _json_list(f.read())
         else:
             # Binary lines: a stray byte that is not UTF-8 spoils its line only, and "\r" or U+2028
             # inside a value does not split a record the way text mode's universal newlines would.
-            for n, raw in enumerate(f, start=1):
-                yield _jsonl_line(n, raw)
+            entries = (_jsonl_line(n, raw) for n, raw in enumerate(f, start=1))
+        for line, record, reason in entries:
+            yield line, _meta_object(record), reason
+
+
+def _meta_object(record: Any) -> Any:
+    """The record with a `meta` JSON string decoded, when it holds an object; else the record as is."""
+    if isinstance(record, dict) and isinstance(record.get("meta"), str):
+        try:
+            meta = json.loads(record["meta"])
+        except json.JSONDecodeError:
+            return record
+        if isinstance(meta, dict):
+            return {**record, "meta": meta}
+    return record
 
 
 def located(file: Path | str, line: int | None, reason: str) -> str:

@@ -7,9 +7,9 @@ they become text only when a record is rendered (see `rsgpt4v.output`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Point = tuple[float, float]
 Box = tuple[float, float, float, float]
@@ -85,6 +85,8 @@ class Scene(BaseModel):
     sample: Sample
     window: tuple[int, int, int, int] = Field(description="x0, y0, x1, y1 in the source image")
     objects: tuple[Obj, ...] = Field(description="objects kept in this window, source frame, clipped")
+    context: tuple[Obj, ...] = Field(default=(), description="objects only partly inside the window (the "
+                                     "devkit's difficult=2): shown to the model as cut off, never counted or asked about")
 
     @property
     def width(self) -> int:
@@ -122,6 +124,27 @@ class Turn(BaseModel):
     answer: str
 
 
+class RecordBox(BaseModel):
+    """A box a record's text refers to, in pixels of the record image: its horizontal box, and the
+    polygon it was derived from (oriented sources), category and difficulty, so that every box
+    flavour can be written from it (GeoChat's angle, a category next to the box)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    box: Box
+    polygon: tuple[Point, ...] | None = None
+    label: str = "object"
+    difficult: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_box(cls, value: object) -> object:
+        # A bare (x1, y1, x2, y2) is a box with nothing else known about it.
+        if isinstance(value, (tuple, list)):
+            return {"box": value}
+        return value
+
+
 class Record(BaseModel):
     """One training example before rendering: turns whose `<bN>` placeholders name pixel boxes."""
 
@@ -131,5 +154,14 @@ class Record(BaseModel):
     source: str
     split: str
     turns: list[Turn]
-    boxes: dict[str, Box] = Field(default_factory=dict, description="placeholder -> pixel box in the record image's frame")
+    boxes: dict[str, RecordBox] = Field(default_factory=dict,
+                                        description="placeholder -> box in the record image's frame")
     meta: dict[str, object] = Field(default_factory=dict)
+
+
+class Problem(NamedTuple):
+    """Why an answer was rejected by a check: `kind` is what the run report counts, `detail` what the
+    model is told when it is asked again."""
+
+    kind: str
+    detail: str

@@ -3,6 +3,8 @@
 Follows the DOTA devkit's ImgSplit: fixed-size windows with overlap, the last window in each row
 and column pushed back to end at the image edge, and an object kept in a window when at least
 `min_visible` of its area lies inside (it is then clipped to the window and marked truncated).
+An object with between `context_visible` and `min_visible` of its area inside (the devkit keeps it
+as difficult=2) is the window's context: the model is told the fragment is there, nothing counts it.
 """
 
 from __future__ import annotations
@@ -77,12 +79,14 @@ def make_scenes(sample: Sample, objects: Iterable[Obj], width: int, height: int,
     scenes = []
     for win in windows(width, height, cfg):
         rect = (float(win[0]), float(win[1]), float(win[2]), float(win[3]))
-        inside = []
+        inside, context = [], []
         for obj in objects:
             kept, fraction = _clip(obj, rect)
             if kept is not None and fraction >= cfg.min_visible:
                 inside.append(kept)
+            elif kept is not None and fraction >= cfg.context_visible:
+                context.append(kept)
         if cfg.skip_empty and sample.objects and not inside:
             continue
-        scenes.append(Scene(sample=sample, window=win, objects=tuple(inside)))
+        scenes.append(Scene(sample=sample, window=win, objects=tuple(inside), context=tuple(context)))
     return scenes

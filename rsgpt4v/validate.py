@@ -5,7 +5,8 @@ name ends in `.json`, a JSON list of records; a folder stands for its `*.jsonl` 
 except `manifest.json`. Every problem a trainer or a reviewer would trip on becomes a `Violation`
 named by file and line: unreadable lines, records of the wrong shape, roles out of order, a
 misplaced `<image>` token, missing or damaged images, duplicate ids, boxes outside their format's
-range or not matching `meta.boxes`, empty values, and refusals or talk about the input in answers.
+range (or, in `box_space: square`, on the padding around the image) or not matching `meta.boxes`,
+empty values, and refusals or talk about the input in answers.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 from PIL import Image
 
-from rsgpt4v.geometry import BOX_PATTERNS
+from rsgpt4v.boxtext import FLAVOURS, Flavour, flavour
 from rsgpt4v.records import data_files, json_type, located, not_an_object, read_records
 
 REFUSAL_PHRASES: tuple[str, ...] = (
@@ -30,8 +31,6 @@ REFUSAL_PHRASES: tuple[str, ...] = (
     "unable to assist", "i apologize", "the provided annotations", "bounding box coordinates provided",
 )
 IMAGE_TOKEN = "<image>"
-# The largest coordinate each normalised box format allows; pixel boxes are bounded by their image.
-_BOX_LIMITS = {"llava": 1.0, "geochat": 100.0, "qwen": 1000.0}
 
 
 @dataclass(frozen=True)
@@ -237,11 +236,13 @@ def _boxes(meta: dict[str, Any], values: list[str], size: tuple[int, int] | None
     fmt = meta.get("box_format")
     if fmt is None:
         return []
-    if fmt not in BOX_PATTERNS:
-        return [f"box format: meta.box_format {fmt!r} is not one of {', '.join(BOX_PATTERNS)}"]
-    found = [(i, m) for i, v in enumerate(values, 1) for m in BOX_PATTERNS[fmt].finditer(v)]
-    if fmt in _BOX_LIMITS:
-        xmax = ymax = _BOX_LIMITS[fmt]
+    try:
+        f = flavour(fmt)
+    except ValueError:
+        return [f"box format: meta.box_format {fmt!r} is not one of {', '.join(FLAVOURS)}"]
+    found = [(i, m) for i, v in enumerate(values, 1) for m in f.pattern.finditer(v)]
+    if f.limit is not None:
+        xmax = ymax = f.limit
         bounds = f"0..{xmax:g}"
     elif size is not None:
         xmax, ymax = size
@@ -249,19 +250,41 @@ def _boxes(meta: dict[str, Any], values: list[str], size: tuple[int, int] | None
     else:
         xmax = ymax = float("inf")
         bounds = "0 and up"
+    image_area = _image_area(f, meta, size)
     reasons = []
     for turn, m in found:
-        x1, y1, x2, y2 = (float(v) for v in m.groups())
-        if min(x1, y1, x2, y2) < 0 or max(x1, x2) > xmax or max(y1, y2) > ymax:
+        x1, y1, x2, y2 = (float(v) for v in m.groups()[:4])
+        if image_area is not None and not _inside((x1 + x2) / 2, (y1 + y2) / 2, image_area):
+            reasons.append(f"box on the padding: {m.group(0)} in turn {turn} is centred outside the image on "
+                           f"LLaVA's padded square ({fmt}, box_space square)")
+        elif min(x1, y1, x2, y2) < 0 or max(x1, x2) > xmax or max(y1, y2) > ymax:
             reasons.append(f"box out of range: {m.group(0)} in turn {turn} is outside {bounds} ({fmt})")
         elif x1 > x2 or y1 > y2:
             reasons.append(f"box inverted: {m.group(0)} in turn {turn} has x1 > x2 or y1 > y2")
+        elif f.name == "geochat" and not -90 <= int(m.group(5)) <= 90:
+            reasons.append(f"box out of range: {m.group(0)} in turn {turn} has an angle outside -90..90 (geochat)")
     boxes = meta.get("boxes")
     if boxes is not None and not isinstance(boxes, list):
         reasons.append(f"shape: meta.boxes is a JSON {json_type(boxes)}, not a list")
     elif boxes is not None and len(boxes) != len(found):
         reasons.append(f"box count: {len(found)} {fmt} boxes in the text, {len(boxes)} in meta.boxes")
     return reasons
+
+
+def _image_area(f: Flavour, meta: dict[str, Any], size: tuple[int, int] | None) -> tuple[float, ...] | None:
+    """Where the image lies on LLaVA's padded square, in the flavour's units, give or take one grid step;
+    None unless the record's boxes are in square space and the image's size is known."""
+    if size is None or not f.padded or f.limit is None or meta.get("box_space") != "square":
+        return None
+    frame = f.frame(*size, "square")
+    u1, v1 = frame.to_unit(0, 0)
+    u2, v2 = frame.to_unit(*size)
+    step = 0.01  # llava's two decimals and geochat's 0..100 grid alike
+    return tuple(v * f.limit for v in (u1 - step, v1 - step, u2 + step, v2 + step))
+
+
+def _inside(x: float, y: float, area: tuple[float, ...]) -> bool:
+    return area[0] <= x <= area[2] and area[1] <= y <= area[3]
 
 
 def validate(paths: Sequence[Path], extra_phrases: Iterable[str] = (), max_kept: int | None = None) -> Report:

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from rsgpt4v.config import load_config
 from rsgpt4v.cost import PriceTable
-from rsgpt4v.fakeserver import FakeAPI, FakeServer, Knobs
+from rsgpt4v.llm.fakeserver import FakeAPI, FakeServer, Knobs
 from rsgpt4v.llm.cache import Cache
 from rsgpt4v.llm.engine import Engine
 from rsgpt4v.llm.request import ChatRequest

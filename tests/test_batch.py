@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
-from rsgpt4v.fakeserver import FakeServer, Knobs
+from rsgpt4v.llm.fakeserver import FakeServer, Knobs
+from rsgpt4v.sources.dota import DOTA
 from rsgpt4v.llm.batch import BatchQueue, split_request_files
 
 runner = CliRunner()
@@ -31,27 +32,27 @@ def test_batch_passes_stage_by_stage_give_the_live_result(tmp_path: Path, live_r
     out = tmp_path / "batch"
     config = tmp_path / "small-files.yaml"
     config.write_text("batch: {max_lines: 3}\n")
-    with FakeServer(Knobs()) as server:
+    with FakeServer(Knobs(looks=DOTA.mock_looks)) as server:
         env = {"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-batch-secret"}
         args = ["build", *SAMPLE, "--batch", "--config", str(config), "--out", str(out)]
         first = _invoke(args, env)
         assert first.exit_code == 0, first.output
-        assert "submitted 5 requests (5 local)" in first.output
+        assert "submitted 8 requests (8 local)" in first.output
         state = json.loads((out / "batch" / "state.json").read_text())
-        assert [b["lines"] for b in state["batches"]] == [3, 2]              # split at max_lines
+        assert [b["lines"] for b in state["batches"]] == [3, 3, 2]           # split at max_lines
         assert not (out / "train.jsonl").exists()
         status = _invoke(["batch", "status", "--out", str(out)], env)
-        assert status.exit_code == 0 and status.output.count("completed") == 2
+        assert status.exit_code == 0 and status.output.count("completed") == 3
         collected = _invoke(["batch", "collect", "--out", str(out)], env)
-        assert "collected 5 answers" in collected.output
+        assert "collected 8 answers" in collected.output
         passes = [_invoke(args, env).output for _ in range(3)]
         assert "submitted 5 requests (5 global)" in passes[0]
         assert "submitted 5 requests (5 dialogue)" in passes[1]
-        assert "wrote" in passes[2] and "0 sent, 15 from cache" in passes[2]
-        assert server.stats.batch_lines == 15 and server.stats.completed == 15
+        assert "wrote" in passes[2] and "0 sent, 18 from cache" in passes[2]
+        assert server.stats.batch_lines == 18 and server.stats.completed == 18
     assert (out / "train.jsonl").read_bytes() == (live_reference / "train.jsonl").read_bytes()
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["batch"]["usage"]["requests"] == 15
+    assert manifest["batch"]["usage"]["requests"] == 18
     assert manifest["batch"]["usage"]["cost_usd"] > 0
     for f in out.rglob("*"):
         if f.is_file():
@@ -60,7 +61,7 @@ def test_batch_passes_stage_by_stage_give_the_live_result(tmp_path: Path, live_r
 
 def test_expired_requests_are_resubmitted_until_done(tmp_path: Path, live_reference: Path) -> None:
     out = tmp_path / "expiring"
-    with FakeServer(Knobs(batch_expire=0.4, seed=3)) as server:
+    with FakeServer(Knobs(batch_expire=0.4, seed=3, looks=DOTA.mock_looks)) as server:
         env = {"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "x"}
         args = ["build", *SAMPLE, "--batch", "--out", str(out)]
         for _ in range(30):

@@ -28,8 +28,8 @@ def test_sample_dry_run_writes_llava_records_for_every_task(sample_build: Path) 
     records = _records(sample_build)
     assert len(records) >= 10
     tasks = {r["task"] for r in records}
-    assert tasks == {"caption", "detailed_description", "region_description", "grounding", "multi_turn_reasoning",
-                     "detection", "counting", "presence"}
+    assert tasks == {"caption", "detailed_description", "region_description", "region_attributes", "grounding",
+                     "multi_turn_reasoning", "detection", "counting", "presence"}
     assert {r["split"] for r in records} == {"train", "val"}
     for r in records:
         conv = r["conversations"]
@@ -52,7 +52,7 @@ def test_large_sample_image_is_tiled(sample_build: Path) -> None:
 
 
 def test_boxes_in_text_match_pixel_boxes_in_meta(sample_build: Path) -> None:
-    from rsgpt4v.geometry import BOX_PATTERNS, parse_box
+    from rsgpt4v.boxtext import BOX_PATTERNS, parse_box
 
     checked = 0
     for r in _records(sample_build):
@@ -63,15 +63,15 @@ def test_boxes_in_text_match_pixel_boxes_in_meta(sample_build: Path) -> None:
         found = [m.group(0) for m in BOX_PATTERNS["llava"].finditer(text)]
         assert len(found) == len(r["meta"]["boxes"])
         for box_text, pixel in zip(found, r["meta"]["boxes"]):
-            back = parse_box(box_text, "llava", x1 - x0, y1 - y0)
-            assert all(abs(a - b) <= 0.01 * max(x1 - x0, y1 - y0) for a, b in zip(back, pixel))
+            back = parse_box(box_text, "llava", x1 - x0, y1 - y0, r["meta"]["box_space"])
+            assert all(abs(a - b) <= 0.005 * max(x1 - x0, y1 - y0) + 1e-9 for a, b in zip(back, pixel))
             checked += 1
     assert checked > 10
 
 
 def test_counting_and_detection_agree_with_labels(sample_build: Path) -> None:
-    from rsgpt4v.language import plural, readable
-    from rsgpt4v.sources.dota import DOTA, parse_label_file
+    from rsgpt4v.naming import display
+    from rsgpt4v.sources.dota import VOCABULARIES, parse_label_file
 
     label = Path(__file__).resolve().parents[1] / "rsgpt4v/sample_data/dota/train/labelTxt/P9003.txt"
     counts: dict[str, int] = {}
@@ -81,11 +81,12 @@ def test_counting_and_detection_agree_with_labels(sample_build: Path) -> None:
     turns = records["counting"]["conversations"]
     asked = 0
     for question, answer in zip(turns[::2], turns[1::2]):
-        category = next(c for c in DOTA.vocabulary if plural(readable(c)) in question["value"])
+        category = next(c for c in VOCABULARIES["2.0"] if display(c, "dota").plural in question["value"])
         n = counts.get(category, 0)
         assert (str(n) in answer["value"]) if n else ("no" in answer["value"].lower() or "any" in answer["value"])
         asked += 1
     assert asked == len(counts) + 1          # each present category, and one absent
+    assert records["counting"]["meta"]["answers_from"] == "labels"
     detection = records["detection"]
     assert len(detection["meta"]["boxes"]) == sum(min(n, 10) for n in counts.values())
     assert f"{counts['small-vehicle'] - 10} more" in json.dumps(detection["conversations"])
@@ -94,7 +95,8 @@ def test_counting_and_detection_agree_with_labels(sample_build: Path) -> None:
 def test_manifest_records_config_prompts_and_usage(sample_build: Path) -> None:
     m = json.loads((sample_build / "manifest.json").read_text())
     assert m["status"] == "complete"
-    assert m["config"]["tiling"] == {"window": 1024, "overlap": 200, "min_visible": 0.7, "skip_empty": True}
+    assert m["config"]["tiling"] == {"window": 1024, "overlap": 200, "min_visible": 0.7, "context_visible": 0.2,
+                                     "skip_empty": True}
     assert set(m["prompts"]["sha"]) == {"local", "global", "dialogue", "instructions"}
     assert m["usage"]["api_calls"] > 0 and m["usage"]["prompt_tokens"] > 0
     assert m["counts"]["by_task"]["caption"] == m["counts"]["windows"]
@@ -174,8 +176,11 @@ def test_openai_backend_sends_data_urls_and_strict_schemas(tmp_path: Path) -> No
         assert body["response_format"]["json_schema"]["strict"] is True
         images = [p for m in body["messages"] if isinstance(m["content"], list) for p in m["content"]
                   if p["type"] == "image_url"]
-        assert len(images) == 1 and images[0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
-    assert all(h["authorization"] == "Bearer sk-loopback-secret-123" for h in server.headers)
+        # the local stage sends the clean window beside the marked one
+        want = 2 if body["response_format"]["json_schema"]["name"] == "LocalResponse" else 1
+        assert len(images) == want and all(i["image_url"]["url"].startswith("data:image/jpeg;base64,")
+                                           for i in images)
+    assert server.headers and all(h["authorization"] == "Bearer sk-loopback-secret-123" for h in server.headers)
     for f in out.rglob("*"):
         if f.is_file():
             assert b"sk-loopback-secret-123" not in f.read_bytes(), f
@@ -192,7 +197,7 @@ def test_older_servers_get_max_tokens(tmp_path: Path) -> None:
         assert result.exit_code == 0, result.output
     finally:
         server.close()
-    assert all("max_completion_tokens" not in b and b["max_tokens"] > 0 for b in server.bodies)
+    assert server.bodies and all("max_completion_tokens" not in b and b["max_tokens"] > 0 for b in server.bodies)
 
 
 def test_model_that_always_refuses_fails_windows_not_the_run(tmp_path: Path) -> None:

@@ -23,7 +23,6 @@ from rsgpt4v.sources.captions import (
     scene_from_filename,
 )
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real" / "rsicd"
 
 
 def sentence(raw: str, imgid: int, sentid: int, tokens: list[str] | None = None) -> dict:
@@ -393,11 +392,9 @@ def test_registry_and_class_attributes(name: str, cls: type) -> None:
 
 # ---- a real RSICD entry ----------------------------------------------------------------------
 
-def test_real_rsicd_entry(tmp_path: Path) -> None:
-    entry_file = REAL / "dataset_rsicd.images0.reconstructed.json"
-    image = REAL / "images" / "stadium_1.jpg"
-    if not (entry_file.is_file() and image.is_file()):
-        pytest.skip(f"real RSICD fixtures not found at {REAL}")
+def test_real_rsicd_entry(tmp_path: Path, real_dir: Path) -> None:
+    entry_file = real_dir / "rsicd" / "dataset_rsicd.images0.reconstructed.json"
+    image = real_dir / "rsicd" / "images" / "stadium_1.jpg"
     (entry,) = json.loads(entry_file.read_text(encoding="utf-8"))["images"]
     root = tmp_path / "RSICD"
     write_json(root / "dataset_rsicd.json", {"images": [entry], "dataset": "rsicd"})

@@ -13,7 +13,6 @@ from rsgpt4v.sources import get_source
 from rsgpt4v.sources.base import SourceError
 from rsgpt4v.sources.dior import DIOR, DIOR_CLASSES, DIORRSVG, read_split_file
 
-REAL_SPLITS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real" / "dior_rsvg" / "splits"
 HBB = "Annotations/Horizontal Bounding Boxes"
 OBB = "Annotations/Oriented Bounding Boxes"
 
@@ -357,10 +356,9 @@ def test_rsvg_cli_dry_run(tmp_path: Path) -> None:
 
 # ---- the real DIOR-RSVG split files ---------------------------------------------------------------
 
-def test_real_rsvg_split_files_parse_and_partition_the_objects() -> None:
-    if not REAL_SPLITS.is_dir():
-        pytest.skip(f"real DIOR-RSVG split files not found at {REAL_SPLITS}")
-    parsed = {name: read_split_file(REAL_SPLITS / f"{name}.txt", f"{name}.txt") for name in ("train", "val", "test")}
+def test_real_rsvg_split_files_parse_and_partition_the_objects(real_dir: Path) -> None:
+    splits = real_dir / "dior_rsvg" / "splits"
+    parsed = {name: read_split_file(splits / f"{name}.txt", f"{name}.txt") for name in ("train", "val", "test")}
     assert {name: len(indices) for name, (indices, _) in parsed.items()} == {"train": 26991, "val": 3829, "test": 7500}
     assert all(issues == [] for _, issues in parsed.values())
     train, val, test = (set(indices) for indices, _ in parsed.values())

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import split_out, write_image
+from conftest import dry_run, split_out, write_image
 from PIL import Image
 
 from rsgpt4v.geometry import polygon_area
 from rsgpt4v.schema import Issue, Sample
 from rsgpt4v.sources import get_source, sample_root
 from rsgpt4v.sources.base import SourceError
-from rsgpt4v.sources.dota import DOTA, parse_label_file
+from rsgpt4v.sources.dota import DOTA, VOCABULARIES, parse_label_file
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real" / "dota_v1.0"
 
 HEADER = ["imagesource:GoogleEarth", "gsd:0.146"]
 SHIP = "1054.0 1028.0 1063.0 1011.0 1111.0 1040.0 1112.0 1062.0 ship 0"
@@ -274,14 +274,40 @@ def test_version_selects_label_folder_and_vocabulary(tmp_path: Path) -> None:
     write_label(root / "train" / "labelTxt-v2.0" / "labelTxt" / "P0001.txt",
                 ["0 0 50 0 50 50 0 50 helipad 0", "0 0 50 0 50 50 0 50 container-crane 0"])
     write_image(root / "train" / "images" / "P0001.png")
-    (auto,) = list(DOTA(root))  # the newest version present, nothing unknown
+    auto_source = DOTA(root)
+    (auto,) = list(auto_source)  # the newest version present, nothing unknown
     assert auto.provenance["label_file"] == "train/labelTxt-v2.0/labelTxt/P0001.txt"
-    (v10,) = list(DOTA(root, version="1.0"))
+    assert len(auto_source.vocabulary) == 18 and "airport" in auto_source.vocabulary
+    v10_source = DOTA(root, version="1.0")
+    (v10,) = list(v10_source)
     assert v10.provenance["label_file"] == "train/labelTxt-v1.0/labelTxt/P0001.txt"
+    assert len(v10_source.vocabulary) == 15 and not {"airport", "helipad", "container-crane"} & set(
+        v10_source.vocabulary)
     write_label(root / "train" / "labelTxt" / "P0001.txt", ["0 0 50 0 50 50 0 50 helipad 0"])
     warning, sample = list(DOTA(root, version="1.5"))
     assert str(warning) == "train/labelTxt/P0001.txt:1: unknown category 'helipad' (first seen here); kept"
     assert sample.objects[0].category == "helipad"
+
+
+@pytest.mark.parametrize(("categories", "version"), [
+    (["plane", "small-vehicle"], "1.0"), (["plane", "container-crane"], "1.5"), (["helipad"], "2.0"),
+    (["plane", "no-such-class"], "2.0")])
+def test_auto_takes_the_smallest_version_that_holds_every_label(tmp_path: Path, categories: list[str],
+                                                                 version: str) -> None:
+    root = tmp_path / "DOTA"
+    for i, cat in enumerate(categories):
+        write_label(root / "labelTxt" / f"P{i}.txt", [f"0 0 50 0 50 50 0 50 {cat} 0"])
+        write_image(root / "images" / f"P{i}.png")
+    assert DOTA(root).vocabulary == VOCABULARIES[version]
+
+
+def test_real_v1_labels_ask_no_question_about_later_classes(real_dir: Path, tmp_path: Path) -> None:
+    source = DOTA(real_dir / "dota_v1.0")
+    assert source.vocabulary == VOCABULARIES["1.0"]
+    _, records, _ = dry_run("dota", real_dir / "dota_v1.0", tmp_path / "out", "-O", "version=auto")
+    asked = " ".join(c["value"] for r in records if r["task"] in ("counting", "presence")
+                     for c in r["conversations"])
+    assert asked and not re.search(r"airport|helipad|container crane", asked, re.IGNORECASE)
 
 
 def test_unrecognised_roots_raise(tmp_path: Path) -> None:
@@ -325,19 +351,13 @@ def test_label_file_without_read_permission_is_skipped(tmp_path: Path, monkeypat
 def test_registry_and_class_attributes() -> None:
     assert get_source("dota") is DOTA
     assert DOTA.name == "dota" and DOTA.task_kind == "detection"
-    assert len(DOTA.vocabulary) == 18 and {"plane", "container-crane", "helipad", "airport"} <= set(DOTA.vocabulary)
+    assert len(VOCABULARIES["2.0"]) == 18 and {"plane", "container-crane", "helipad", "airport"} <= set(VOCABULARIES["2.0"])
 
 
 # ---- real DOTA devkit files ------------------------------------------------------------------
 
-def real_root() -> Path:
-    if not (REAL / "labelTxt").is_dir():
-        pytest.skip(f"real DOTA fixtures not found at {REAL}")
-    return REAL
-
-
-def test_real_devkit_example() -> None:
-    root = real_root()
+def test_real_devkit_example(real_dir: Path) -> None:
+    root = real_dir / "dota_v1.0"
     samples, issues = split_out(list(DOTA(root)))
     (p1888,) = samples
     unpaired = ("P0706", "P0770", "P1088", "P1234", "P2598", "P2709")
@@ -358,8 +378,8 @@ def test_real_devkit_example() -> None:
     assert all(0 <= x <= 712 and 0 <= y <= 557 for o in p1888.objects for x, y in o.polygon)
 
 
-def test_real_label_files_all_parse() -> None:
-    files = sorted((real_root() / "labelTxt").glob("*.txt"))
+def test_real_label_files_all_parse(real_dir: Path) -> None:
+    files = sorted((real_dir / "dota_v1.0" / "labelTxt").glob("*.txt"))
     assert len(files) == 7
     parsed = {f.stem: parse_label_file(f, f.name) for f in files}
     assert all(p.issues == () for p in parsed.values())
@@ -369,11 +389,11 @@ def test_real_label_files_all_parse() -> None:
     cats = Counter(o.category for p in parsed.values() for o in p.objects)
     assert (cats["ship"], cats["storage-tank"], cats["large-vehicle"], cats["plane"]) == (561, 255, 63, 22)
     assert sum(o.difficult for p in parsed.values() for o in p.objects) == 67
-    assert set(cats) <= set(DOTA.vocabulary)
+    assert set(cats) <= set(VOCABULARIES["1.0"])
 
 
-def test_real_files_through_the_adapter(tmp_path: Path) -> None:
-    root = real_root()
+def test_real_files_through_the_adapter(tmp_path: Path, real_dir: Path) -> None:
+    root = real_dir / "dota_v1.0"
     copy = tmp_path / "train"
     shutil.copytree(root / "labelTxt", copy / "labelTxt")
     for f in (root / "labelTxt").glob("*.txt"):
@@ -388,7 +408,8 @@ def test_real_files_through_the_adapter(tmp_path: Path) -> None:
 
 def test_bundled_sample() -> None:
     root = sample_root("dota")
-    samples, issues = split_out(list(DOTA(root)))
+    source = DOTA(root)
+    samples, issues = split_out(list(source))
     assert issues == []
     assert [(s.split, s.image_id) for s in samples] == [
         ("train", "P9001"), ("train", "P9002"), ("train", "P9003"), ("val", "P9004")]
@@ -406,7 +427,7 @@ def test_bundled_sample() -> None:
             sizes[s.image_id] = im.size
         w, h = sizes[s.image_id]
         for o in s.objects:
-            assert o.category in DOTA.vocabulary
+            assert o.category in source.vocabulary
             assert all(0 <= x <= w and 0 <= y <= h for x, y in o.polygon), (s.image_id, o.line)
             assert polygon_area(o.polygon) >= 20
     assert sizes["P9001"] == (1400, 1100) and max(max(wh) for wh in sizes.values()) > 1024

@@ -12,7 +12,8 @@ from pydantic import BaseModel
 from rsgpt4v.config import load_config
 from rsgpt4v.cost import PriceTable
 from rsgpt4v.llm.cache import Cache
-from rsgpt4v.llm.engine import Engine, FatalAPIError, Problem
+from rsgpt4v.llm.engine import Engine, FatalAPIError
+from rsgpt4v.schema import Problem
 from rsgpt4v.llm.request import ChatRequest
 
 

@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
-from rsgpt4v.fakeserver import FakeServer, Knobs
+from rsgpt4v.llm.fakeserver import FakeServer, Knobs
+from rsgpt4v.sources.dota import DOTA
 
 runner = CliRunner()
 SAMPLE = ["--source", "dota", "--sample", "--no-progress"]
@@ -36,7 +37,7 @@ def _fast_retries(tmp_path: Path) -> Path:
 
 def test_5xx_429_and_malformed_answers_still_give_the_complete_dataset(tmp_path: Path, reference: Path) -> None:
     out = tmp_path / "flaky"
-    with FakeServer(Knobs(fail_5xx=0.2, fail_429=0.1, malformed=0.05, seed=7)) as server:
+    with FakeServer(Knobs(fail_5xx=0.2, fail_429=0.1, malformed=0.05, seed=7, looks=DOTA.mock_looks)) as server:
         env = {"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-flaky"}
         result = runner.invoke(app, ["build", *SAMPLE, "--config", str(_fast_retries(tmp_path)), "--out", str(out)],
                                env=env, catch_exceptions=False)
@@ -58,7 +59,7 @@ def _build_cmd(out: Path, config: Path) -> list[str]:
 def test_kill_minus_nine_then_rerun_is_identical_and_pays_only_the_rest(tmp_path: Path, reference: Path) -> None:
     out = tmp_path / "killed"
     config = _fast_retries(tmp_path)
-    with FakeServer(Knobs(latency_s=0.15)) as server:
+    with FakeServer(Knobs(latency_s=0.15, looks=DOTA.mock_looks)) as server:
         env = {**os.environ, "OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "x"}
         proc = subprocess.Popen(_build_cmd(out, config), env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
@@ -68,13 +69,13 @@ def test_kill_minus_nine_then_rerun_is_identical_and_pays_only_the_rest(tmp_path
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         answered_before = server.stats.completed
-        assert 6 <= answered_before < 21
+        assert 6 <= answered_before < 27
         assert not (out / "train.jsonl").exists()
         rerun = subprocess.run(_build_cmd(out, config), env=env, capture_output=True, text=True, timeout=120)
         assert rerun.returncode == 0, rerun.stderr
         # answers that were cached before the kill are not paid again; at most the requests that
         # were in flight at the kill (concurrency 2) are sent twice
-        assert server.stats.completed - answered_before <= 21 - answered_before + 2
+        assert server.stats.completed - answered_before <= 27 - answered_before + 2
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["usage"]["cache_hits"] >= answered_before - 2
     for split in ("train", "val"):

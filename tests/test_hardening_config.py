@@ -60,7 +60,7 @@ def test_non_utf8_config_is_one_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize("stage, key, text", [
     ("global", "retry", "Attempt $attempt of $max_attempts failed because $why."),
     ("dialogue", "user", "Write $min_turns to $maxturns turns."),
-    ("local", "system", "Costs 5$ each."),
+    ("local", "system", "Costs 5$ each. $example"),
 ])
 def test_broken_template_stops_the_build_before_any_request(tmp_path: Path, stage: str, key: str, text: str) -> None:
     prompts = tmp_path / "prompts"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from rsgpt4v.geometry import BOX_PATTERNS, render_box
+from rsgpt4v.boxtext import BOX_PATTERNS, render_box
 from rsgpt4v.preview import PreviewReport, main_preview, preview
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -122,7 +122,7 @@ def planted(built: Path, tmp_path_factory) -> tuple[Path, Path]:
     hostile = {**base, "id": "planted/xss", "task": "vqa",
                "conversations": [{"from": "human", "value": "<image>\nWhat is at [0.50, 0.50, 0.60, 0.60]?"},
                                  {"from": "gpt", "value": f"A plane. {XSS} & <b>not bold</b>"}],
-               "meta": {**base["meta"], "box_format": "llava", "boxes": [[0.0, 0.0, 10.0, 10.0]]}}
+               "meta": {**base["meta"], "box_format": "llava", "box_space": "image", "boxes": [[0.0, 0.0, 10.0, 10.0]]}}
     missing = {**base, "id": "planted/missing", "image": "images/nowhere/gone.png"}
     lines = jsonl.read_bytes() + "\n".join([
         json.dumps(hostile), json.dumps(missing), "[1, 2, 3]", '{"id": "truncated', json.dumps({"id": "shapeless"}),
@@ -184,28 +184,32 @@ def test_boxes_are_decoded_from_the_text_numbered_in_order(built: Path, full) ->
         assert [b["data-n"] for b in rec["boxes"]] == [r["data-n"] for r in rec["refs"]] == numbers
         with Image.open(built / source["image"]) as im:
             w, h = im.size
-        # The build keeps meta.boxes in text order; llava's two decimals put each edge within half a percent.
+        # The build keeps meta.boxes in text order; llava's two decimals on the padded square of side
+        # max(w, h) put each edge within half a percent of that side.
+        side = max(w, h)
         for box, (x1, y1, x2, y2) in zip(rec["boxes"], source["meta"]["boxes"], strict=True):
             expected = (x1 / w * 100, y1 / h * 100, x2 / w * 100, y2 / h * 100)
-            assert _corners(box["style"]) == pytest.approx(expected, abs=0.501)
+            tol = (0.5 * side / w + 0.001, 0.5 * side / h + 0.001) * 2
+            assert all(abs(a - b) <= t for a, b, t in zip(_corners(box["style"]), expected, tol))
 
 
-@pytest.mark.parametrize("fmt", ["llava", "geochat", "qwen", "pixel"])
-def test_every_box_format_is_decoded_to_the_same_place(built: Path, tmp_path: Path, fmt: str) -> None:
+@pytest.mark.parametrize("fmt", ["llava", "geochat", "qwen2vl", "qwen25vl", "pixel"])
+@pytest.mark.parametrize("space", ["image", "square"])
+def test_every_box_format_is_decoded_to_the_same_place(built: Path, tmp_path: Path, fmt: str, space: str) -> None:
     base = _records([built / "train.jsonl"])[0]
     with Image.open(built / base["image"]) as im:
         w, h = im.size
     pixels = [0.25 * w, 0.25 * h, 0.75 * w, 0.5 * h]
-    text = render_box(tuple(pixels), fmt, w, h)
+    text = render_box(tuple(pixels), fmt, w, h, space)
     record = {**base, "conversations": [{"from": "human", "value": f"<image>\nWhat is at {text}?"},
                                         {"from": "gpt", "value": "A plane."}],
-              "meta": {**base["meta"], "box_format": fmt, "boxes": [pixels]}}
+              "meta": {**base["meta"], "box_format": fmt, "box_space": space, "boxes": [pixels]}}
     one = tmp_path / "one.jsonl"
     one.write_text(json.dumps({**record, "image": str(built / base["image"])}) + "\n", encoding="utf-8")
     report, page, _ = _preview(built, tmp_path / "dest", files=[one])
     assert report.shown == 1
     (box,) = page.records[0]["boxes"]
-    assert _percents(box["style"]) == pytest.approx((25.0, 25.0, 50.0, 25.0), abs=0.01)
+    assert _percents(box["style"]) == pytest.approx((25.0, 25.0, 50.0, 25.0), abs=0.1)
     assert text in page.records[0]["text"]
 
 

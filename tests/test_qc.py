@@ -16,7 +16,7 @@ from rsgpt4v.llm.mock import completion_for
 from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse
 from rsgpt4v.qc import QualityChecker
 from rsgpt4v.schema import Obj, Sample, Scene
-from rsgpt4v.sources.dota import DOTA
+from rsgpt4v.sources.dota import VOCABULARIES
 
 
 def _obj(cat: str, i: int) -> Obj:
@@ -33,7 +33,7 @@ def _scene(**counts: int) -> Scene:
 
 @pytest.fixture(scope="module")
 def qc() -> QualityChecker:
-    return QualityChecker(load_config().qc, lambda: DOTA.vocabulary, "detection")
+    return QualityChecker(load_config().qc, lambda: VOCABULARIES["2.0"], "detection")
 
 
 DESCRIPTION = ("This top-down view shows an apron beside a terminal building, with parked aircraft in a row "
@@ -50,7 +50,8 @@ def _glob(caption: str, description: str = DESCRIPTION) -> GlobalResponse:
     ("An apron with three white planes and a few cars.", "qc_count"),        # number word, adjective between
     ("An apron with 4 planes and 2 cars beside them.", None),
     ("An apron where one of the planes is taxiing.", None),                   # "one of": not a total
-    ("An apron with about 10 cars near 4 planes.", None),                     # hedged numbers are not claims
+    ("An apron with about 10 cars near 4 planes.", "qc_count"),               # a hedge keeps its meaning
+    ("An apron with about 2 cars near 4 planes.", None),
     ("An apron with 4 planes and 2 more cars.", None),                        # "2 more": not a total
     ("An apron with 4 planes and a helicopter.", "qc_absent_category"),
     ("An airport apron with 4 planes.", None),                                # site-scale words are exempt
@@ -64,9 +65,11 @@ def test_caption_checks(qc: QualityChecker, caption: str, kind: str | None) -> N
     assert (problem.kind if problem else None) == kind
 
 
-def test_count_problem_names_the_right_number(qc: QualityChecker) -> None:
+def test_count_problem_names_the_rule_not_the_total(qc: QualityChecker) -> None:
     problem = qc.scene_text(_scene(plane=4))(_glob("An apron with 5 planes parked at the terminal."))
-    assert problem.detail == "the text says '5 planes parked at' but the image has 4 planes"
+    assert problem.detail.startswith("caption: '5 planes': the number of planes is given as a total that the "
+                                     "labels do not support. State a total only as labelled;")
+    assert "4" not in problem.detail and "four" not in problem.detail
 
 
 def test_runaway_description_and_dialogue_answers(qc: QualityChecker) -> None:
@@ -79,13 +82,17 @@ def test_runaway_description_and_dialogue_answers(qc: QualityChecker) -> None:
     assert problem.kind == "qc_count" and problem.detail.startswith("answer 2:")
 
 
-def test_object_notes_are_checked_for_meta_talk_only(qc: QualityChecker) -> None:
+def test_object_notes_are_checked_like_every_model_text(qc: QualityChecker) -> None:
     note = {"colour": "white", "shape": "x", "orientation": "x", "state": "x", "relations": [],
             "referring_expression": "the plane", "distinctive": True}
-    ok = LocalResponse.model_validate({"objects": [{"id": 1, **note, "description": "A white plane, one of 3."}]})
-    assert qc.local()(ok) is None
-    bad = LocalResponse.model_validate({"objects": [{"id": 1, **note, "description": "Object id 1 is a plane."}]})
-    assert qc.local()(bad).kind == "qc_meta_talk"
+    scene = _scene(plane=3)
+
+    def notes(description: str) -> LocalResponse:
+        return LocalResponse.model_validate({"objects": [{"id": 1, **note, "description": description}]})
+    assert qc.local(scene)(notes("A white plane, one of 3 on the apron.")) is None
+    assert qc.local(scene)(notes("Object id 1 is a plane.")).kind == "qc_meta_talk"
+    assert qc.local(scene)(notes("A white plane, one of 5 on the apron.")).kind == "qc_count"
+    assert qc.local(scene)(notes("A white plane next to a helicopter.")).kind == "qc_absent_category"
 
 
 def test_counts_are_not_checked_where_labels_are_not_exhaustive() -> None:
@@ -124,6 +131,7 @@ def test_a_wrong_count_is_regenerated_with_the_problem_named(tmp_path: Path) -> 
     retries = [b for b in server.bodies if b["response_format"]["json_schema"]["name"] == "GlobalResponse"
                and len(b["messages"]) == 3]
     assert retries and all("99 planes" in b["messages"][2]["content"] for b in retries)
+    assert not any("7 planes" in b["messages"][2]["content"] for b in retries)     # the total is not told
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["usage"]["by_stage"]["global"]["retry_reasons"] == {"qc_count": len(retries)}
     captions = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]

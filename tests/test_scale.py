@@ -26,9 +26,11 @@ def test_estimate_prices_each_stage_live_and_batch_and_sends_nothing(tmp_path: P
     table = json.loads(result.output)
     rows = {r["stage"]: r for r in table["stages"]}
     assert set(rows) == {"local", "global", "dialogue", "total"}
-    assert rows["local"]["requests"] == table["windows_looked_at"] == 7 and table["images"] == 4
+    assert table["windows_looked_at"] == rows["global"]["requests"] == 7 and table["images"] == 4
+    # dense windows take several local requests, each sending the clean and the marked window
+    assert rows["local"]["requests"] == 13
     # gpt-4o-mini bills an image as 2833 + 5667 per 512 px tile; every sample window is 2 x 2 tiles
-    assert rows["local"]["image_tokens"] == 7 * (2833 + 4 * 5667)
+    assert rows["local"]["image_tokens"] == 13 * 2 * (2833 + 4 * 5667)
     assert abs(rows["total"]["usd_batch"] - rows["total"]["usd_live"] * 0.5) <= 1e-4
     assert rows["total"]["requests"] == sum(rows[s]["requests"] for s in ("local", "global", "dialogue"))
     table_text = _invoke("estimate", "--source", "dota", "--sample").output
@@ -41,7 +43,7 @@ def test_estimate_from_every_other_image_scales_to_all(tmp_path: Path) -> None:
     assert (table["images"], table["images_looked_at"]) == (4, 2)
     rows = {r["stage"]: r for r in table["stages"]}
     # images 1 and 3 of the sample are looked at (P9001: 4 windows, P9003: 1), scaled by 4 / 2
-    assert rows["local"]["requests"] == 2 * (4 + 1)
+    assert rows["global"]["requests"] == 2 * (4 + 1)
 
 
 def test_unknown_model_is_estimated_in_tokens_only() -> None:
@@ -66,7 +68,7 @@ def test_max_cost_stops_cleanly_and_a_rerun_with_more_budget_finishes(tmp_path: 
     assert finished.exit_code == 0
     again = json.loads((out / "manifest.json").read_text())
     assert again["usage"]["cache_hits"] == paid
-    assert again["usage"]["api_calls"] == 21 - paid
+    assert again["usage"]["api_calls"] == 27 - paid
 
 
 def test_shards_partition_the_samples_and_merge_back(tmp_path: Path) -> None:

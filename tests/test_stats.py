@@ -30,9 +30,9 @@ def test_counts_equal_the_manifests(sample: Path) -> None:
     manifest = _manifest(sample)
     assert result["by_task"] == manifest["counts"]["by_task"]
     assert result["by_split"] == {split: sum(tasks.values()) for split, tasks in manifest["counts"]["by_split"].items()}
-    assert result["records"] == manifest["counts"]["records"] == 52
-    assert result["by_source"] == {"dota": 52}
-    assert result["box_formats"] == {"llava": 52}
+    assert result["records"] == manifest["counts"]["records"] == 62
+    assert result["by_source"] == {"dota": 62}
+    assert result["box_formats"] == {"llava": 62}
     assert result["bad_lines"] == {"count": 0, "list": []}
     assert [Path(f).name for f in result["files"]] == ["train.jsonl", "val.jsonl"]
 
@@ -78,7 +78,7 @@ def test_manifest_usage_failures_and_issues(sample: Path, tmp_path: Path) -> Non
     assert m["failures"]["by_reason"] == {"qc_count": 2, "qc_refusal": 1}
     assert m["failures"]["by_stage"] == {"dialogue": {"qc_count": 2}, "global": {}, "local": {}}
     assert m["issues"] == {"skipped": 2, "warnings": 0, "by_reason": {"skip: invalid JSON": 2}}
-    assert m["qc"] is None
+    assert m["qc"] == manifest["qc"] == {"rejected": {}}     # the mock writes text QC keeps
 
 
 def test_terminal_table_is_aligned_and_json_parses(sample: Path, capsys) -> None:
@@ -86,10 +86,10 @@ def test_terminal_table_is_aligned_and_json_parses(sample: Path, capsys) -> None
     text = capsys.readouterr().out
     lines = text.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("task "))
-    table = lines[header:header + 10]
+    table = lines[header:header + 2 + len(_manifest(sample)["counts"]["by_task"])]
     assert [row.split()[0] for row in table[1:]] == [*sorted(_manifest(sample)["counts"]["by_task"]), "all"]
     assert len({len(row) for row in table}) == 1  # right-aligned columns end together
-    assert table[-1].split()[:2] == ["all", "52"]
+    assert table[-1].split()[:2] == ["all", "62"]
     usage = _manifest(sample)["usage"]
     assert (f"tokens {usage['prompt_tokens']:,} in, {usage['completion_tokens']:,} out; "
             f"cost ${usage['cost_usd']:,.4f}") in text
@@ -111,10 +111,10 @@ def test_bad_lines_are_named_counted_and_exit_1(sample: Path, tmp_path: Path, ca
     captured = capsys.readouterr()
     first, second = captured.err.splitlines()
     assert first == f"{folder / 'train.jsonl'}:6: not an object: the record is a JSON list"
-    assert second.startswith(f"{folder / 'train.jsonl'}:44: truncated: the last line is cut off")
+    assert second.startswith(f"{folder / 'train.jsonl'}:{len(lines)}: truncated: the last line is cut off")
     result = json.loads(captured.out)
     assert result["bad_lines"]["count"] == 2
-    assert result["records"] == 42
+    assert result["records"] == len(lines) - 2
     assert result["manifest"] is None
 
 

@@ -61,7 +61,7 @@ def test_referring_expressions_become_grounding_turns_with_boxes() -> None:
     objs = (_box_obj("vehicle", 10, 20, 50, 40, "the vehicle on the left"),
             _box_obj("windmill", 120, 10, 150, 90, "the tall windmill"))
     [record] = _records(_scene(objects=objs), "grounding")
-    line = render(record, "llava", 200, 100)
+    line = render(record, "llava", 200, 100, "image")
     assert "the vehicle on the left" in line["conversations"][0]["value"]
     assert line["conversations"][1]["value"] == "[0.05, 0.20, 0.25, 0.40]"
     assert line["conversations"][3]["value"] == "[0.60, 0.10, 0.75, 0.90]"
@@ -86,12 +86,16 @@ def test_classification_open_and_multiple_choice() -> None:
     assert f"{answer}. baseball diamond" in options
 
 
-def test_presence_answers_yes_for_present_and_no_for_absent() -> None:
+def test_presence_answers_yes_for_present_and_no_for_absent_as_often() -> None:
     objs = (_box_obj("plane", 10, 10, 40, 40), _box_obj("ship", 100, 10, 140, 40))
-    records = {r.task: r for r in _records(_scene(objects=objs), "detection", vocabulary=("plane", "ship", "bridge"))}
-    turns = records["presence"].turns
-    answers = {("bridges" in t.question, "planes" in t.question, "ships" in t.question): t.answer for t in turns}
-    assert answers == {(False, True, False): "Yes", (False, False, True): "Yes", (True, False, False): "No"}
+    vocabulary = ("plane", "ship", "bridge", "harbor", "airport", "helicopter")
+    records = {r.task: r for r in _records(_scene(objects=objs), "detection", vocabulary=vocabulary)}
+    presence = records["presence"]
+    answers = {next(w for w in ("bridges", "planes", "ships", "helicopters") if w in t.question): t.answer
+               for t in presence.turns}
+    # Site-scale categories (harbour, airport) are never asked as absent: they name scene types.
+    assert answers == {"planes": "Yes", "ships": "Yes", "bridges": "No", "helicopters": "No"}
+    assert presence.meta["answers_from"] == "labels"
 
 
 def test_unannotated_images_get_no_template_records() -> None:

@@ -54,18 +54,18 @@ def _found(report) -> list[tuple[int | None, str]]:
 
 def test_sample_build_is_clean(sample: Path, capsys) -> None:
     report = validate([sample / "train.jsonl", sample / "val.jsonl"])
-    assert (report.files, report.records, report.count) == (2, 52, 0)
+    assert (report.files, report.records, report.count) == (2, 62, 0)
     assert main_validate([sample / "train.jsonl", sample / "val.jsonl"]) == 0
-    assert capsys.readouterr() == ("checked 52 records in 2 files: 0 violations\n", "")
+    assert capsys.readouterr() == ("checked 62 records in 2 files: 0 violations\n", "")
 
 
 def test_a_folder_stands_for_its_data_files_but_the_manifest(sample: Path, tmp_path: Path) -> None:
     report = validate([sample])
-    assert (report.files, report.records, report.count) == (2, 52, 0)
+    assert (report.files, report.records, report.count) == (2, 62, 0)
     broken = _broken_copy(sample, tmp_path, _edit_record("caption", lambda r: r.update(id=7)))
     (tmp_path / "manifest.json").write_text("{}", encoding="utf-8")
     report = validate([tmp_path])
-    assert (report.files, report.records) == (1, 8)
+    assert (report.files, report.records) == (1, len(_lines(sample)))
     assert [(v.file, v.line, v.kind) for v in report.violations] == [(broken, _line_of(_lines(sample), "caption"),
                                                                       "shape")]
 
@@ -121,11 +121,12 @@ def test_each_damage_is_one_violation_on_its_line(sample: Path, tmp_path: Path, 
     line = _line_of(_lines(sample), task)
     report = validate([path])
     assert _found(report) == [(line, kind) for kind in kinds]
-    assert report.records == 8
+    n = len(_lines(sample))
+    assert report.records == n
     assert main_validate([path]) == 1
     captured = capsys.readouterr()
     assert captured.err.startswith(f"{path}:{line}: {kinds[0]}: ")
-    assert captured.out == f"checked 8 records in 1 files: 1 violations (1 {kinds[0]})\n"
+    assert captured.out == f"checked {n} records in 1 files: 1 violations (1 {kinds[0]})\n"
 
 
 def test_duplicate_ids_are_found_within_and_across_files(sample: Path, tmp_path: Path) -> None:
@@ -142,26 +143,27 @@ def test_duplicate_ids_are_found_within_and_across_files(sample: Path, tmp_path:
     report = validate([sample / "val.jsonl", again, sample / "val.jsonl"])
     assert report.files == 2  # a file named twice is read once
     assert [(v.file, v.line, v.kind) for v in report.violations] == [(again, n, "duplicate id")
-                                                                     for n in range(1, 9)]
+                                                                     for n in range(1, len(_lines(sample)) + 1)]
 
 
 def test_unreadable_lines_are_named_and_the_rest_is_checked(sample: Path, tmp_path: Path, capsys) -> None:
     def edit(lines: list[str]) -> None:
         lines[2] = "[1, 2]\n"
         lines[4] = '{"id": "x", "image": \n'
-        lines[7] = lines[7][: len(lines[7]) // 2]
+        lines[-1] = lines[-1][: len(lines[-1]) // 2]
 
+    n = len(_lines(sample))
     path = _broken_copy(sample, tmp_path, edit)
     report = validate([path])
-    assert _found(report) == [(3, "not an object"), (5, "invalid JSON"), (8, "truncated")]
-    assert report.records == 8
+    assert _found(report) == [(3, "not an object"), (5, "invalid JSON"), (n, "truncated")]
+    assert report.records == n
     assert main_validate([path]) == 1
     captured = capsys.readouterr()
     err = captured.err.splitlines()
     assert err[0] == f"{path}:3: not an object: the record is a JSON list"
     assert err[1] == f"{path}:5: invalid JSON: Expecting value: column 22"
-    assert err[2].startswith(f"{path}:8: truncated: the last line is cut off")
-    assert captured.out == "checked 8 records in 1 files: 3 violations (1 invalid JSON, 1 not an object, 1 truncated)\n"
+    assert err[2].startswith(f"{path}:{n}: truncated: the last line is cut off")
+    assert captured.out == f"checked {n} records in 1 files: 3 violations (1 invalid JSON, 1 not an object, 1 truncated)\n"
 
 
 def test_damaged_image_is_unreadable_and_each_image_is_opened_once(sample: Path, tmp_path: Path,
@@ -198,14 +200,14 @@ def test_another_tools_json_list_with_geochat_boxes(tmp_path: Path, capsys) -> N
                 "meta": {"box_format": fmt, "boxes": [[0, 0, 1, 1]] * boxes}}
 
     records = [
-        rec("ok", "a.png", "{<10><20><30><40>|0}"),
-        rec("wide", "a.png", "{<10><20><130><40>|0}"),
+        rec("ok", "a.png", "{<10><20><30><40>|<0>}"),
+        rec("wide", "a.png", "{<10><20><130><40>|<0>}"),
         {"id": "plain", "image": "pics/b.png", "conversations": [{"from": "human", "value": "<image>\nWhat?"},
                                                                  {"from": "gpt", "value": "A field."}]},
-        rec("user", "a.png", "{<10><20><30><40>|0}", first="user"),
-        rec("inverted", "pics/b.png", "{<50><20><30><40>|0} and {<1><2><3><4>|0}", boxes=2),
+        rec("user", "a.png", "{<10><20><30><40>|<0>}", first="user"),
+        rec("inverted", "pics/b.png", "{<50><20><30><40>|<0>} and {<1><2><3><4>|<0>}", boxes=2),
         rec("pixels", str(tmp_path / "pics" / "b.png"), "[10, 5, 60, 30]", fmt="pixel"),
-        rec("ok", "a.png", "{<10><20><30><40>|0} again", boxes=2),
+        rec("ok", "a.png", "{<10><20><30><40>|<0>} again", boxes=2),
     ]
     path = tmp_path / "other_tool.json"
     path.write_text(json.dumps(records, indent=2), encoding="utf-8")
@@ -222,6 +224,22 @@ def test_another_tools_json_list_with_geochat_boxes(tmp_path: Path, capsys) -> N
                                          "... 4 more"]
     assert captured.out.splitlines() == ["checked 7 records in 1 files: 6 violations (2 box out of range, 1 box count, "
                                          "1 box inverted, 1 duplicate id, 1 roles)"]
+
+
+def test_square_space_boxes_on_the_padding_are_named(tmp_path: Path) -> None:
+    # 200 x 100 on LLaVA's 200 x 200 canvas: the image spans y 0.25..0.75; a box centred at y 0.1 is padding.
+    Image.new("RGB", (200, 100)).save(tmp_path / "a.png")
+
+    def rec(rid: str, box: str, space: str) -> dict:
+        return {"id": rid, "image": "a.png", "conversations": [{"from": "human", "value": "<image>\nWhere?"},
+                                                               {"from": "gpt", "value": box}],
+                "meta": {"box_format": "llava", "box_space": space, "boxes": [[0, 0, 1, 1]]}}
+
+    path = tmp_path / "x.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [
+        rec("in", "[0.10, 0.30, 0.20, 0.40]", "square"), rec("pad", "[0.10, 0.05, 0.20, 0.15]", "square"),
+        rec("img", "[0.10, 0.05, 0.20, 0.15]", "image")]) + "\n", encoding="utf-8")
+    assert _found(validate([path])) == [(2, "box on the padding")]
 
 
 def test_cut_or_wrong_json_files(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ import os
 import httpx2
 import openai
 
-from rsgpt4v.fakeserver import FakeAPI
+from rsgpt4v.llm.fakeserver import FakeAPI, Knobs
+from rsgpt4v.llm.mock import Looks
 
 BACKENDS = ("openai", "mock")
 
@@ -20,11 +21,12 @@ class MissingKeyError(Exception):
     """The openai backend was chosen without an API key in the environment."""
 
 
-def make_client(backend: str, timeout_s: float) -> openai.AsyncOpenAI:
+def make_client(backend: str, timeout_s: float, looks: dict[str, Looks] | None = None) -> openai.AsyncOpenAI:
+    """The client for `backend`; `looks` tells the mock how the source's categories look."""
     if backend == "mock":
         return openai.AsyncOpenAI(
             api_key="mock-key", base_url="http://mock.rsgpt4v.invalid/v1", max_retries=0, timeout=timeout_s,
-            http_client=httpx2.AsyncClient(transport=FakeAPI().transport()),
+            http_client=httpx2.AsyncClient(transport=FakeAPI(Knobs(looks=looks or {})).transport()),
         )
     if backend != "openai":
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")

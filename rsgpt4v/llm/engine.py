@@ -15,7 +15,7 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import openai
 from pydantic import BaseModel, ValidationError
@@ -64,18 +64,27 @@ class StageUsage:
 
 @dataclass(frozen=True)
 class Answer(Generic[T]):
-    """A parsed, checked response, or the reason there is none, or (batch mode) a later answer."""
+    """A parsed, checked response, or the reason there is none, or (batch mode) a later answer.
+
+    Without a usable answer, `kind` is the failure's kind and `rejected` the last answer that parsed
+    but failed its check (a caller may keep the parts of it that are sound).
+    """
 
     parsed: T | None
     failure: str | None = None
     deferred: bool = False
+    kind: str | None = None
+    rejected: T | None = None
 
 
-class Problem(NamedTuple):
-    """Why a parsed answer was rejected by a check: `kind` is what the run report counts."""
+class Rejection(Protocol):
+    """What a check returns for an answer it rejects (the data model's `Problem` is one)."""
 
-    kind: str
-    detail: str
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def detail(self) -> str: ...
 
 
 class Unusable(Exception):
@@ -279,11 +288,15 @@ class Engine:
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
     async def ask(self, build: Callable[[str | None, int], ChatRequest], response_model: type[T],
-                  check: Callable[[T], Problem | None] | None = None) -> Answer[T]:
+                  check: Callable[[T], Rejection | None] | None = None,
+                  escalate: frozenset[str] = frozenset()) -> Answer[T]:
         """Ask until a usable answer or the attempts run out.
 
         `build(feedback, attempt)` makes the request; from the second attempt on, `feedback` names
-        what was wrong with the previous answer so the model can correct it.
+        what was wrong with the previous answer so the model can correct it. A failure whose kind is
+        in `escalate` is returned at once, counted as a retry reason rather than a failure: the
+        caller changes the request instead (a local request cut at the token limit is split), since
+        sending the same request again would be cut again.
 
         The verdict (usable or not, after how many attempts, and why each attempt failed) is kept in
         the cache under the first attempt's key. A later run replays the cached attempts for free;
@@ -293,6 +306,7 @@ class Engine:
         """
         feedback: str | None = None
         failure = Unusable("unknown", "no attempt was made")
+        rejected: T | None = None
         first = build(None, 1)
         stage = first.stage
         verdict_key = cache_key_of(first.body())
@@ -333,16 +347,24 @@ class Engine:
                                                                 "history": history})
                     return Answer(parsed)
                 failure = Unusable(problem.kind, problem.detail)
+                rejected = parsed
             except Unusable as exc:
                 failure = exc
+            if failure.kind in escalate:
+                self.stage_usage(stage).retry_reasons[failure.kind] += 1
+                return Answer(None, f"{failure.kind}: {failure.detail}", kind=failure.kind, rejected=rejected)
             history.append({"attempt": attempt, "kind": failure.kind, "detail": failure.detail})
             feedback = failure.detail
         else:
             # Every attempt gave an answer and none was usable: the verdict a later run may revisit.
             self.cache.put_verdict(verdict_key, stage, {"ok": False, "attempts": attempt, "rounds": rounds,
                                                         "history": history})
-        self.stage_usage(stage).failures[failure.kind] += 1
-        return Answer(None, f"{failure.kind}: {failure.detail}")
+        self.record_failure(stage, failure.kind)
+        return Answer(None, f"{failure.kind}: {failure.detail}", kind=failure.kind, rejected=rejected)
+
+    def record_failure(self, stage: str, kind: str) -> None:
+        """Count a request given up on; callers that escalated a failure count it here if they give up."""
+        self.stage_usage(stage).failures[kind] += 1
 
     def _attempt_limit(self, previous: dict[str, Any] | None) -> tuple[int, int]:
         """How many attempts this ask may make, and which round of asking it is."""

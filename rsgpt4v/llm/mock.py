@@ -1,10 +1,15 @@
 """The offline mock model: chat completions answered like a careful model would answer them.
 
-It is served through the real `openai` client (see `rsgpt4v.fakeserver`) and reads only what a real
+It is served through the real `openai` client (see `rsgpt4v.llm.fakeserver`) and reads only what a real
 model would: the request.
 Its answers are grounded: it parses the object list and counts the prompt carries, so ids,
 categories and counts in a dry-run dataset are right, and the dataset is a meaningful sample of
 a real build. Answers are a pure function of the request, so dry-runs are reproducible.
+
+By default its answers are short and always usable. A `Style` makes it behave like a real model:
+local answers of about `tokens_per_object` output tokens per object, cut off at the request's
+token limit with finish_reason "length" as the API does, and, for a fraction `mistakes` of the
+answers, the slips careful models still make (an object left out, talk of the marks, a refusal).
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from rsgpt4v.cost import ImageRule, estimate_prompt_tokens
@@ -20,17 +27,58 @@ from rsgpt4v.language import grid_position, join_counts, plural, readable
 _OBJECT_LINE = re.compile(r"^\s*(\{.*\"id\".*\})\s*,?\s*$")
 _COUNT_LINE = re.compile(r"^- (\d+) ([A-Za-z][\w\- ]*)$")
 
-_LOOKS = {
-    "plane": ("white", "cross-shaped with swept wings", "parked at a stand"),
-    "helicopter": ("dark green", "compact body with a long tail boom", "parked on a pad"),
-    "ship": ("grey", "long and narrow with a pointed bow", "moored alongside"),
-    "small-vehicle": ("dark", "small rectangle", "parked"),
-    "large-vehicle": ("white", "long rectangle", "parked"),
-    "storage-tank": ("white", "circular", "in use"),
-    "harbor": ("light grey", "long straight pier", "in use"),
-    "swimming-pool": ("blue", "rectangular", "filled with water"),
-}
-_VEHICLE_COLOURS = ("white", "black", "silver", "red", "dark blue", "grey")
+_COLOURS = ("white", "black", "silver", "red", "dark blue", "grey")
+# Clauses a careful model adds when it looks closely, used to bring answers to a realistic length.
+_DETAIL = ("with a crisp outline against the surrounding surface", "casting a short shadow towards the north-west",
+           "its roof showing a faint lighter stripe along the centre line", "set slightly apart from its neighbours",
+           "with its edges sharp and undamaged", "standing on a paved, light grey surface",
+           "its far end slightly darker than the near end", "with no visible markings on the top surface")
+_SHAPE_DETAIL = ("straight sides and squared-off ends", "a flat top with small features near one end",
+                 "a uniform width along its whole length", "slightly rounded corners",
+                 "a darker band across one end", "a lighter strip along one side")
+
+
+# What the mock says of an object: colour ("" for one of _COLOURS), shape seen from above, state.
+Looks = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class Style:
+    """How the mock writes: `tokens_per_object` output tokens per local object (None: short answers),
+    the fraction of answers with a realistic slip, and how a category looks (a source gives its own
+    categories' looks; the mock knows none)."""
+
+    tokens_per_object: int | None = None
+    mistakes: float = 0.0
+    looks: Mapping[str, Looks] = field(default_factory=dict)
+
+
+def _fraction(*salt: object) -> float:
+    digest = hashlib.sha256("|".join(map(str, salt)).encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32
+
+
+def _elaborate(note: dict[str, Any], tokens: int) -> dict[str, Any]:
+    """The note with the detail a careful answer has, about `tokens` output tokens in all (4 chars a token)."""
+    target = tokens * 4
+    words = note["description"].rstrip(".").split()
+    extra = [c for i, c in enumerate(_DETAIL) if _fraction(note["id"], i) < 0.6]
+    for clause in extra:
+        if len(words) + len(clause.split()) > 38:
+            break
+        words += [","] + clause.split()
+    note = {**note, "description": " ".join(words).replace(" ,", ",") + "."}
+    shape = [note["shape"]]
+    for clause in _SHAPE_DETAIL:
+        if len(json.dumps(note, indent=2)) + len(", with ".join(shape)) - len(note["shape"]) >= target:
+            break
+        shape.append(clause)
+    note["shape"] = ", with ".join(shape)
+    state = note["state"]
+    while len(json.dumps(note, indent=2)) < target:
+        state += ", in the same position as in the rest of the scene"
+        note["state"] = state
+    return note
 
 
 def _pick(options: tuple[str, ...], *salt: object) -> str:
@@ -56,7 +104,7 @@ def _orientation(box: list[float]) -> str:
     return "aligned east-west" if w > h else "aligned north-south"
 
 
-def _local(text: str) -> dict[str, Any]:
+def _local(text: str, style: Style) -> dict[str, Any]:
     objects = []
     for line in text.splitlines():
         m = _OBJECT_LINE.match(line)
@@ -73,9 +121,9 @@ def _local(text: str) -> dict[str, Any]:
     notes = []
     for o in objects:
         cat, box = o["category"], o["box"]
-        colour, shape, state = _LOOKS.get(cat, ("", "compact", "visible"))
-        if not colour or cat.endswith("vehicle"):
-            colour = _pick(_VEHICLE_COLOURS, cat, o["id"], box)
+        colour, shape, state = style.looks.get(cat, ("", "compact", "visible"))
+        if not colour:
+            colour = _pick(_COLOURS, cat, o["id"], box)
         name = readable(cat)
         where = grid_position((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
         edge = " partly cut off by the image edge" if o.get("truncated") else ""
@@ -88,6 +136,8 @@ def _local(text: str) -> dict[str, Any]:
             "referring_expression": f"the {colour} {name} in the {where}",
             "distinctive": per_category[cat] == 1,
         })
+    if style.tokens_per_object:
+        notes = [_elaborate(n, style.tokens_per_object) for n in notes]
     return {"objects": notes}
 
 
@@ -112,7 +162,7 @@ def _scene_kind(counts: dict[str, int]) -> str:
     return "a remote-sensing scene"
 
 
-def _global(text: str) -> dict[str, Any]:
+def _global(text: str, style: Style) -> dict[str, Any]:
     counts = _counts(text)
     kind = _scene_kind(counts)
     ground = ("The ground between them is a mix of paved surfaces and open land, and the scene is seen "
@@ -129,39 +179,64 @@ def _global(text: str) -> dict[str, Any]:
     }
 
 
-def _dialogue(text: str) -> dict[str, Any]:
+def _dialogue(text: str, style: Style) -> dict[str, Any]:
     counts = _counts(text)
     kind = _scene_kind(counts)
-    turns = [{"question": "What kind of place does this image show?",
-              "answer": f"It shows {kind}, seen from directly above."}]
+    turns = [{"question": "What does this scene show, and what is it likely used for?",
+              "answer": f"It shows {kind}, seen from directly above. The way the objects are grouped suggests "
+                        "the site is in regular use."}]
     for cat, n in list(counts.items())[:2]:
         name = readable(cat)
-        turns.append({"question": f"How many {plural(name)} can be seen?",
-                      "answer": f"There {'is' if n == 1 else 'are'} {n} {name if n == 1 else plural(name)} in the image."})
+        noun = name if n == 1 else plural(name)
+        turns.append({"question": f"How many {plural(name)} are there, and where are they?",
+                      "answer": f"There {'is' if n == 1 else 'are'} {n} {noun} in the image. They stand on the "
+                                "open ground between the other features, where they can be reached easily."})
     turns.append({"question": "What does the arrangement of the objects suggest about how the site is used?",
                   "answer": f"The objects are grouped where {kind} would keep them, which suggests the site is "
                             "in regular use rather than abandoned."})
     while len(turns) < 3:
-        turns.append({"question": "Is there open ground around the main objects?",
-                      "answer": "Yes, open ground surrounds them."})
+        turns.append({"question": "Why is there so much open ground in this scene?",
+                      "answer": "Nothing has been built on it yet. It is probably kept free for access or for "
+                                "later use."})
     return {"turns": turns[:5]}
 
 
 _STAGES = {"LocalResponse": _local, "GlobalResponse": _global, "DialogueResponse": _dialogue}
 
 
-def completion_for(body: dict[str, Any]) -> dict[str, Any]:
+def _slip(answer: dict[str, Any], schema_name: str) -> tuple[dict[str, Any], str | None]:
+    """A realistic mistake in an answer: an object left out, talk of the marks, or a refusal."""
+    if schema_name == "LocalResponse" and len(answer["objects"]) > 1:
+        return {"objects": answer["objects"][:-1]}, None
+    if schema_name == "LocalResponse" and answer["objects"]:
+        note = answer["objects"][0]
+        return {"objects": [{**note, "description": f"{note['description'][:-1]}, outlined by mark {note['id']}."}]}, None
+    if schema_name == "GlobalResponse":
+        return {**answer, "description": "According to the annotations, " + answer["description"]}, None
+    return answer, "I'm sorry, I can't help with describing this image."
+
+
+def completion_for(body: dict[str, Any], style: Style = Style()) -> dict[str, Any]:
     """The chat completion the mock returns for a request body."""
     schema_name = body.get("response_format", {}).get("json_schema", {}).get("name", "")
-    answer = _STAGES.get(schema_name, lambda _t: {"text": "ok"})(_first_user_text(body))
-    content = json.dumps(answer, ensure_ascii=False)
+    stage = _STAGES.get(schema_name)
+    answer = stage(_first_user_text(body), style) if stage else {"text": "ok"}
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
+    refusal = None
+    if style.mistakes and _fraction(digest, "slip") < style.mistakes:
+        answer, refusal = _slip(answer, schema_name)
+    content = json.dumps(answer, ensure_ascii=False, indent=2 if style.tokens_per_object else None)
     completion_tokens = len(content) // 4 + 1
+    finish = "stop"
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if limit and completion_tokens > limit:
+        # The API stops writing at the limit: the JSON is cut mid-way.
+        content, completion_tokens, finish = content[: limit * 4], limit, "length"
     prompt_tokens = estimate_prompt_tokens(body, ImageRule())
     return {
         "id": f"chatcmpl-mock-{digest}", "object": "chat.completion", "created": 0, "model": body.get("model", ""),
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": content, "refusal": None}}],
+        "choices": [{"index": 0, "finish_reason": finish,
+                     "message": {"role": "assistant", "content": None if refusal else content, "refusal": refusal}}],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                   "total_tokens": prompt_tokens + completion_tokens},
     }

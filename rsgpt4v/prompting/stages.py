@@ -1,11 +1,10 @@
 """Messages and checks of the three stages, from a scene and what earlier stages returned.
 
-local:    the window with numbered marks + the ground-truth object list -> notes per object id
+local:    the clean window and the same window with numbered marks + the listed objects -> notes per id
 global:   the clean window + the notes + per-category counts -> caption and detailed description
 dialogue: the clean window + all of the above -> a multi-turn reasoning conversation
 
-Dense windows are kept affordable: at most `local.max_objects` objects are listed per request;
-the rest are named by counts (`summarise`) or sent in further requests (`chunk`).
+Which objects a local request lists is decided in `local_plan`; the order of the stages in `prompter`.
 """
 
 from __future__ import annotations
@@ -16,10 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rsgpt4v.config import BuildConfig
-from rsgpt4v.geometry import polygon_area
 from rsgpt4v.language import grid_position
-from rsgpt4v.llm.engine import Problem
 from rsgpt4v.llm.request import ChatRequest
+from rsgpt4v.prompting.marks import Mark, marks_of
 from rsgpt4v.prompting.models import (
     DialogueResponse,
     GlobalResponse,
@@ -27,15 +25,21 @@ from rsgpt4v.prompting.models import (
     ObjectNote,
 )
 from rsgpt4v.prompting.templates import PromptSet
-from rsgpt4v.schema import Obj, Scene
+from rsgpt4v.schema import Obj, Problem, Scene
+
+# How the local request's images are introduced, without (False) and with (True) the clean window.
+IMAGES_NOTE = {
+    False: "The image shows the window with the listed objects marked.",
+    True: "Two images of the same window follow: first as it is, then with the listed objects marked. "
+          "Read appearance from the first; use the second only to find which object has which id.",
+}
+_NOT_DISCERNIBLE = ("not discernible", "not applicable", "not visible", "unknown", "unclear", "n/a")
 
 
-@dataclass(frozen=True)
-class Mark:
-    """An object of a scene and the number drawn on it (1-based, in the scene's object order)."""
-
-    id: int
-    obj: Obj
+def discernible(value: str) -> bool:
+    """Whether a local note's attribute says something (not 'not discernible' or the like)."""
+    v = value.strip().lower()
+    return bool(v) and not any(v.startswith(p) for p in _NOT_DISCERNIBLE)
 
 
 @dataclass(frozen=True)
@@ -46,10 +50,6 @@ class SentImage:
     width: int
     height: int
     scale: float
-
-
-def marks_of(scene: Scene) -> list[Mark]:
-    return [Mark(i, obj) for i, obj in enumerate(scene.objects, start=1)]
 
 
 def position_words(scene: Scene, obj: Obj) -> str:
@@ -67,30 +67,31 @@ def _side_lengths(obj: Obj) -> tuple[float, float]:
     return obj.box[2] - obj.box[0], obj.box[3] - obj.box[1]
 
 
-def select_listed(marks: Sequence[Mark], cap: int) -> list[Mark]:
-    """Which objects to describe when there are more than `cap`: every category gets its turn
-    (rare ones are not crowded out by hundreds of vehicles), whole and large objects first."""
-    by_category: dict[str, list[Mark]] = {}
-    for m in sorted(marks, key=lambda m: (m.obj.truncated, -polygon_area(m.obj.polygon), m.id)):
-        by_category.setdefault(m.obj.category, []).append(m)
-    queues = sorted(by_category.values(), key=lambda q: (len(q), q[0].obj.category))
-    chosen: list[Mark] = []
-    while len(chosen) < cap and any(queues):
-        for queue in queues:
-            if queue and len(chosen) < cap:
-                chosen.append(queue.pop(0))
-    return sorted(chosen, key=lambda m: m.id)
+def _tally(objects: Sequence[Obj]) -> str:
+    counts: dict[str, int] = {}
+    for o in objects:
+        counts[o.category] = counts.get(o.category, 0) + 1
+    return ", ".join(f"{n} {cat}" for cat, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def local_batches(marks: Sequence[Mark], cap: int, overflow: str) -> tuple[list[list[Mark]], list[Mark]]:
-    """The batches of marks to send (one request each) and the marks named only by counts."""
-    if len(marks) <= cap:
-        return [list(marks)], []
-    if overflow == "chunk":
-        return [list(marks[i:i + cap]) for i in range(0, len(marks), cap)], []
-    listed = select_listed(marks, cap)
-    listed_ids = {m.id for m in listed}
-    return [listed], [m for m in marks if m.id not in listed_ids]
+def _context_text(scene: Scene) -> str:
+    """The objects only partly inside the window: named so the model knows the fragments at the
+    edges are real, and told they are not counted."""
+    if not scene.context:
+        return ""
+    edges: dict[str, list[Obj]] = {}
+    for obj in scene.context:
+        edges.setdefault(_edge_of(scene, obj), []).append(obj)
+    parts = [f"{_tally(objs)} at the {edge}" for edge, objs in sorted(edges.items())]
+    return ("Cut off by the edge of the window, not counted and not to be described: "
+            + "; ".join(parts) + ".")
+
+
+def _edge_of(scene: Scene, obj: Obj) -> str:
+    x0, y0, x1, y1 = scene.window
+    b = obj.box
+    gaps = {"left edge": b[0] - x0, "right edge": x1 - b[2], "top edge": b[1] - y0, "bottom edge": y1 - b[3]}
+    return min(gaps, key=lambda k: (gaps[k], k))
 
 
 def _counts_text(scene: Scene, exhaustive: bool) -> str:
@@ -99,7 +100,10 @@ def _counts_text(scene: Scene, exhaustive: bool) -> str:
     if not exhaustive and scene.objects:
         # Grounding datasets label only the objects their expressions refer to: their tally is no count.
         return "- unknown: only some objects in this image are annotated, so state no exact counts"
-    return "\n".join(f"- {n} {cat}" for cat, n in scene.counts().items()) or "- no annotated objects"
+    lines = [f"- {n} {cat}" for cat, n in scene.counts().items()] or ["- no annotated objects"]
+    if scene.context:
+        lines.append(f"(also cut off by the window edge and not counted: {_tally(scene.context)})")
+    return "\n".join(lines)
 
 
 def _hints_text(scene: Scene) -> str:
@@ -116,7 +120,7 @@ def _hints_text(scene: Scene) -> str:
     return "\n".join(lines)
 
 
-class Prompter:
+class StageRequests:
     """Builds each stage's request and the check its answer must pass."""
 
     def __init__(self, prompts: PromptSet, cfg: BuildConfig, model: str, exhaustive_labels: bool = True) -> None:
@@ -125,13 +129,13 @@ class Prompter:
         self.model = model
         self.exhaustive_labels = exhaustive_labels
 
-    def _request(self, stage: str, scene: Scene, user_text: str, image: SentImage | None,
+    def _request(self, stage: str, scene: Scene, user_text: str, images: Sequence[SentImage],
                  feedback: str | None, attempt: int, response_model: type) -> ChatRequest:
         content: list[dict] = [{"type": "text", "text": user_text}]
-        if image is not None:
-            content.append({"type": "image_url", "image_url": {"url": image.url, "detail": self.cfg.image.detail}})
+        content += [{"type": "image_url", "image_url": {"url": im.url, "detail": self.cfg.image.detail}}
+                    for im in images]
         messages = [
-            {"role": "system", "content": self.prompts.render(stage, "system")},
+            {"role": "system", "content": self.prompts.system(stage, f"{self.cfg.seed}/{scene.key}")},
             {"role": "user", "content": content},
         ]
         if feedback is not None:
@@ -139,7 +143,7 @@ class Prompter:
                                         reason=feedback)
             messages.append({"role": "user", "content": retry})
         params = {
-            "temperature": self.cfg.model.temperature,
+            "temperature": self.cfg.model.temperature_for(stage),
             self.cfg.model.token_limit_param: self.cfg.model.max_output_tokens.get(stage, 1000),
             "seed": self.cfg.seed,
         }
@@ -167,8 +171,11 @@ class Prompter:
         entry["truncated"] = mark.obj.truncated
         return entry
 
-    def local_request(self, scene: Scene, image: SentImage, batch: Sequence[Mark], omitted: Sequence[Mark],
-                      feedback: str | None, attempt: int) -> ChatRequest:
+    def local_request(self, scene: Scene, clean: SentImage | None, marked: SentImage, batch: Sequence[Mark],
+                      omitted: Sequence[Mark], feedback: str | None, attempt: int) -> ChatRequest:
+        """The local request for `batch`; with `clean`, the unmarked window is sent first, so the
+        model can look past the marks."""
+        image = marked
         object_list = "[\n" + ",\n".join(json.dumps(self.object_entry(scene, m, image)) for m in batch) + "\n]"
         omitted_counts: dict[str, int] = {}
         for m in omitted:
@@ -180,8 +187,10 @@ class Prompter:
         text = self.prompts.render(
             "local", "user", image_width=image.width, image_height=image.height,
             gsd_note=self._gsd_note(scene, image), n_total=len(scene.objects), n_listed=len(batch),
-            object_list=object_list, omitted=omitted_text, hints=_hints_text(scene))
-        return self._request("local", scene, text, image, feedback, attempt, LocalResponse)
+            object_list=object_list, omitted=omitted_text, context=_context_text(scene), hints=_hints_text(scene),
+            images_note=IMAGES_NOTE[clean is not None])
+        images = [marked] if clean is None else [clean, marked]
+        return self._request("local", scene, text, images, feedback, attempt, LocalResponse)
 
     @staticmethod
     def check_local(batch: Sequence[Mark]) -> Callable[[LocalResponse], Problem | None]:
@@ -207,15 +216,25 @@ class Prompter:
         return check
 
     def _objects_text(self, scene: Scene, notes: dict[int, ObjectNote]) -> str:
+        """One line per described object for the later stages: what it is, where, how it looks and
+        what it stands next to, everything the local stage was asked for, without ids."""
+        marks = {m.id: m for m in marks_of(scene.objects)}
         lines = []
-        for mark in marks_of(scene):
+        for mark in marks.values():
             note = notes.get(mark.id)
             if note is None:
                 continue
             where = position_words(scene, mark.obj)
             if mark.obj.truncated:
                 where += ", cut off by the image edge"
-            lines.append(f"- {mark.obj.category} ({where}): {note.description}")
+            looks = "; ".join(v for v in (note.colour, note.orientation, note.state) if discernible(v))
+            line = f"- {mark.obj.category} ({where}{'; ' + looks if looks else ''}): {note.description}"
+            near = [f"{r.relation} the {marks[r.target_id].obj.category} at the "
+                    f"{position_words(scene, marks[r.target_id].obj)}"
+                    for r in note.relations if r.target_id in marks]
+            if near:
+                line += " It is " + "; ".join(near) + "."
+            lines.append(line)
         return "\n".join(lines) or "- none described"
 
     def global_request(self, scene: Scene, image: SentImage, notes: dict[int, ObjectNote],
@@ -224,7 +243,7 @@ class Prompter:
             "global", "user", image_width=image.width, image_height=image.height,
             gsd_note=self._gsd_note(scene, image), counts=_counts_text(scene, self.exhaustive_labels),
             objects=self._objects_text(scene, notes), hints=_hints_text(scene))
-        return self._request("global", scene, text, image, feedback, attempt, GlobalResponse)
+        return self._request("global", scene, text, [image], feedback, attempt, GlobalResponse)
 
     @staticmethod
     def check_global(resp: GlobalResponse) -> Problem | None:
@@ -241,7 +260,7 @@ class Prompter:
             "dialogue", "user", caption=scene_text.caption, description=scene_text.description,
             counts=_counts_text(scene, self.exhaustive_labels), objects=self._objects_text(scene, notes),
             hints=_hints_text(scene), min_turns=d.min_turns, max_turns=d.max_turns)
-        return self._request("dialogue", scene, text, image if d.include_image else None, feedback, attempt,
+        return self._request("dialogue", scene, text, [image] if d.include_image else [], feedback, attempt,
                              DialogueResponse)
 
     def check_dialogue(self, resp: DialogueResponse) -> Problem | None:

@@ -2,13 +2,18 @@
 
 Stage files hold `system`, `user` and `retry` templates in string.Template syntax; instructions.yaml
 holds the pools of paraphrased instructions template tasks draw from.
+
+A stage file may also hold `examples`, a list of worked examples: its `system` text then says where
+one goes with `$example`, and each request gets the one a hash of its key picks (`system`), so the
+model does not copy one example into every answer and a rerun sends the same bytes. A file without
+`examples` keeps its single example inside `system`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
@@ -22,7 +27,8 @@ _STAGE_KEYS = ("system", "user", "retry")
 # The variables the code gives each template (see prompting/stages.py): what `load` renders them with.
 _RETRY_VALUES = ("attempt", "max_attempts", "reason")
 _USER_VALUES = {
-    "local": ("image_width", "image_height", "gsd_note", "n_total", "n_listed", "object_list", "omitted", "hints"),
+    "local": ("image_width", "image_height", "gsd_note", "n_total", "n_listed", "object_list", "omitted", "context",
+              "hints", "images_note"),
     "global": ("image_width", "image_height", "gsd_note", "counts", "objects", "hints"),
     "dialogue": ("caption", "description", "counts", "objects", "hints", "min_turns", "max_turns"),
 }
@@ -38,18 +44,22 @@ class PromptSet:
     stages: dict[str, dict[str, str]]
     instructions: dict[str, list[str]]
     shas: dict[str, str]
+    examples: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, folder: Path | None = None) -> PromptSet:
         folder = Path(folder) if folder is not None else resource_dir("prompts")
         stages: dict[str, dict[str, str]] = {}
+        examples: dict[str, list[str]] = {}
         shas: dict[str, str] = {}
         for stage in STAGES:
-            data, shas[stage] = _read(folder / f"{stage}.yaml")
+            path = folder / f"{stage}.yaml"
+            data, shas[stage] = _read(path)
             missing = [k for k in _STAGE_KEYS if not isinstance(data.get(k), str)]
             if missing:
-                raise PromptError(f"{folder / (stage + '.yaml')}: missing text for {', '.join(missing)}")
+                raise PromptError(f"{path}: missing text for {', '.join(missing)}")
             stages[stage] = {k: data[k] for k in _STAGE_KEYS}
+            examples[stage] = _examples(path, data)
         pools, shas["instructions"] = _read(folder / "instructions.yaml")
         for key, pool in pools.items():
             if not (isinstance(pool, list) and pool and all(isinstance(p, str) for p in pool)):
@@ -58,17 +68,30 @@ class PromptSet:
                 if not Template(text).is_valid():
                     raise PromptError(f"{folder / 'instructions.yaml'}: {key}: {text!r} has a bad placeholder "
                                       "(write a literal $ as $$)")
-        prompts = cls(folder=folder, stages=stages, instructions=pools, shas=shas)
+        prompts = cls(folder=folder, stages=stages, instructions=pools, shas=shas, examples=examples)
         prompts.check()
         return prompts
 
     def check(self) -> None:
-        """Render every stage template once with placeholder values, so a broken one stops the run
-        before the first (paid) request rather than after."""
+        """Render every stage template once with placeholder values (the system text with each of its
+        worked examples), so a broken one stops the run before the first (paid) request rather than after."""
         for stage in STAGES:
-            self.render(stage, "system")
+            for example in self.examples.get(stage) or [""]:
+                self.render(stage, "system", example=example.strip())
             self.render(stage, "user", **dict.fromkeys(_USER_VALUES[stage], "1"))
             self.render(stage, "retry", **dict.fromkeys(_RETRY_VALUES, "1"))
+
+    def example_index(self, stage: str, key: str) -> int:
+        """Which worked example the request with `key` gets: a hash, so reruns pick the same one."""
+        n = len(self.examples.get(stage) or ())
+        return int(hashlib.sha256(f"{stage}|{key}".encode()).hexdigest()[:12], 16) % n if n else 0
+
+    def system(self, stage: str, key: str) -> str:
+        """The stage's system text with the worked example chosen for `key` (see `example_index`)."""
+        examples = self.examples.get(stage)
+        if not examples:
+            return self.render(stage, "system")
+        return self.render(stage, "system", example=examples[self.example_index(stage, key)].strip())
 
     def render(self, stage: str, key: str, **values: object) -> str:
         try:
@@ -89,6 +112,21 @@ class PromptSet:
             return Template(rng.choice(choices)).substitute(values)
         except (KeyError, ValueError) as exc:
             raise PromptError(f"{self.folder / 'instructions.yaml'}: {pool}: bad placeholder {exc}") from None
+
+
+def _examples(path: Path, data: dict) -> list[str]:
+    """The worked examples of a stage file; none when its `system` text holds its only example."""
+    examples = data.get("examples")
+    uses = "$example" in data["system"] or "${example}" in data["system"]
+    if examples is None:
+        if uses:
+            raise PromptError(f"{path}: system uses $example but the file has no examples")
+        return []
+    if not (isinstance(examples, list) and examples and all(isinstance(e, str) and e.strip() for e in examples)):
+        raise PromptError(f"{path}: examples must be a non-empty list of texts")
+    if not uses:
+        raise PromptError(f"{path}: the file has examples but system does not say where one goes ($example)")
+    return examples
 
 
 def _read(path: Path) -> tuple[dict, str]:

@@ -36,6 +36,8 @@ class Source(ABC):
     description: ClassVar[str]
     vocabulary: ClassVar[tuple[str, ...]] = ()
     task_kind: ClassVar[str] = "detection"
+    # How the offline mock (--dry-run) describes each category: colour ("" for a varied one), shape, state.
+    mock_looks: ClassVar[dict[str, tuple[str, str, str]]] = {}
 
     def __init__(self, root: Path, split: str | None = None) -> None:
         self.root = Path(root)

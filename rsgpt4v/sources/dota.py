@@ -67,7 +67,8 @@ _V10 = (
 )
 _V15 = (*_V10, "container-crane")
 _V20 = (*_V15, "airport", "helipad")
-VOCABULARIES = {"1.0": _V10, "1.5": _V15, "2.0": _V20, "auto": _V20}
+VOCABULARIES = {"1.0": _V10, "1.5": _V15, "2.0": _V20}
+VERSIONS = ("auto", *VOCABULARIES)
 
 _HEADER = re.compile(r"([A-Za-z][A-Za-z0-9 _-]*):(.*)")
 _GSD_RANGE = (0.01, 100.0)  # metres per pixel; anything outside is a unit or export error
@@ -81,6 +82,16 @@ class LabelFile:
     header: dict[str, str]
     gsd: float | None
     issues: tuple[Issue, ...]
+
+
+def _categories_in(path: Path) -> set[str]:
+    """The category names a label file uses (the 9th field of its object lines); unreadable files
+    name none here and are reported when they are parsed."""
+    try:
+        text = path.read_bytes().decode("latin-1")
+    except OSError:
+        return set()
+    return {fields[8] for line in text.splitlines() if len(fields := line.split()) >= 9}
 
 
 def parse_label_file(path: Path, name: str | None = None) -> LabelFile:
@@ -173,17 +184,45 @@ class _Split:
 
 
 class DOTA(Source):
+    """DOTA's category list depends on its version: v1.0 has 15 classes, v1.5 adds container-crane,
+    v2.0 adds airport and helipad. Counting and presence questions ask only about the version's own
+    classes, so v1.0 data is never asked about airports it cannot label. With version="auto" the
+    version is the one a `labelTxt-vX` folder names, else the smallest whose classes hold every
+    category the label files use (read once, before the first sample)."""
+
     name = "dota"
     description = "DOTA v1.0/v1.5/v2.0 oriented boxes in aerial images (labelTxt layout)"
-    vocabulary = _V20
     task_kind = "detection"
+    mock_looks = {
+        "plane": ("white", "cross-shaped with swept wings", "parked at a stand"),
+        "helicopter": ("dark green", "compact body with a long tail boom", "parked on a pad"),
+        "ship": ("grey", "long and narrow with a pointed bow", "moored alongside"),
+        "small-vehicle": ("", "small rectangle", "parked"),
+        "large-vehicle": ("", "long rectangle", "parked"),
+        "storage-tank": ("white", "circular", "in use"),
+        "harbor": ("light grey", "long straight pier", "in use"),
+        "swimming-pool": ("blue", "rectangular", "filled with water"),
+    }
 
     def __init__(self, root: Path, split: str | None = None, version: str = "auto") -> None:
         super().__init__(root, split)
-        if version not in VOCABULARIES:
-            raise SourceError(f"unknown DOTA version {version!r}; choose from {', '.join(VOCABULARIES)}")
+        if version not in VERSIONS:
+            raise SourceError(f"unknown DOTA version {version!r}; choose from {', '.join(VERSIONS)}")
         self.version = version
+        self._folder_versions: set[str] = set()
         self.splits = self._find_splits()
+        self.vocabulary = VOCABULARIES[self._resolved_version()]
+
+    def _resolved_version(self) -> str:
+        if self.version != "auto":
+            return self.version
+        if self._folder_versions:
+            return max(self._folder_versions)
+        used: set[str] = set()
+        for split in self.splits:
+            for label in visible_files(split.labels, (".txt",)) if split.labels else ():
+                used |= _categories_in(label)
+        return next((v for v, names in VOCABULARIES.items() if used <= set(names)), "2.0")
 
     def _find_splits(self) -> list[_Split]:
         single = self._split_at(self.root, self.root.name if self.root.name in SPLIT_ORDER else "train")
@@ -217,11 +256,12 @@ class DOTA(Source):
             subs = sorted(d for d in top.iterdir() if d.is_dir() and "hbb" not in d.name.lower())
             for cand in (top / "labelTxt", top, *subs):
                 if cand.is_dir() and any(visible_files(cand, (".txt",))):
+                    self._folder_versions.add(v)
                     return cand
         return None
 
     def __iter__(self) -> Iterator[Sample | Issue]:
-        unknown = UnknownCategories(VOCABULARIES[self.version])
+        unknown = UnknownCategories(self.vocabulary)
         for split in self.splits:
             yield from self._iter_split(split, unknown)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import random
 
-from rsgpt4v.schema import Box, Obj, Scene
+from rsgpt4v.language import readable
+from rsgpt4v.schema import Obj, RecordBox, Scene
 
 
 def record_rng(seed: int, record_id: str) -> random.Random:
@@ -12,8 +13,11 @@ def record_rng(seed: int, record_id: str) -> random.Random:
     return random.Random(f"{seed}|{record_id}")
 
 
-def window_box(scene: Scene, obj: Obj) -> Box:
-    """An object's box in the frame of the scene's window image, rounded to 0.1 px."""
+def window_box(scene: Scene, obj: Obj) -> RecordBox:
+    """An object's box, polygon, category and difficulty in the frame of the scene's window image,
+    coordinates rounded to 0.1 px; the polygon keeps an oriented source's angle for GeoChat."""
     x0, y0, _, _ = scene.window
     b = obj.box
-    return (round(b[0] - x0, 1), round(b[1] - y0, 1), round(b[2] - x0, 1), round(b[3] - y0, 1))
+    return RecordBox(box=(round(b[0] - x0, 1), round(b[1] - y0, 1), round(b[2] - x0, 1), round(b[3] - y0, 1)),
+                     polygon=tuple((round(x - x0, 1), round(y - y0, 1)) for x, y in obj.polygon),
+                     label=readable(obj.category), difficult=obj.difficult)

@@ -2,7 +2,9 @@
 classification, detection, counting and presence.
 
 Wording comes from the instruction pools in prompts/instructions.yaml, drawn with a per-record
-seeded generator so large datasets do not repeat one sentence.
+seeded generator so large datasets do not repeat one sentence. Categories are named by their
+display names (rsgpt4v.naming), the words the model stages use too. Detection, counting and
+presence answers state the dataset's labels as they are, and say so in `meta.answers_from`.
 """
 
 from __future__ import annotations
@@ -10,17 +12,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rsgpt4v.config import BuildConfig, TasksConfig
-from rsgpt4v.language import plural, readable
+from rsgpt4v.language import readable
+from rsgpt4v.naming import display
 from rsgpt4v.prompting.templates import PromptSet
 from rsgpt4v.schema import Obj, Record, Scene, Turn
 from rsgpt4v.tasks import record_rng, window_box
 
 _MAX_COUNTING_TURNS = 4
+_FROM_LABELS = {"answers_from": "labels"}
 
 
-def _noun(category: str, n: int) -> str:
-    name = readable(category)
-    return name if n == 1 else plural(name)
+def _noun(scene: Scene, category: str, n: int) -> str:
+    name = display(category, scene.sample.source)
+    return name.singular if n == 1 else name.plural
+
+
+def _plural(scene: Scene, category: str) -> str:
+    return display(category, scene.sample.source).plural
+
+
+def _from_labels(base: dict) -> dict:
+    """`base` with the note that the record's answers are the dataset's labels."""
+    return {**base, "meta": {**base.get("meta", {}), **_FROM_LABELS}}
 
 
 def _reading_order(objs: list[Obj]) -> list[Obj]:
@@ -46,26 +59,31 @@ def detection_record(scene: Scene, prompts: PromptSet, seed: int, max_boxes: int
             name = f"b{len(boxes)}"
             boxes[name] = window_box(scene, obj)
             names.append(f"<{name}>")
-        question = prompts.instruction("detection", rng, category=plural(readable(category)))
-        values = {"count": n, "category": _noun(category, n), "boxes": ", ".join(names)}
+        question = prompts.instruction("detection", rng, category=_plural(scene, category))
+        values = {"count": n, "category": _noun(scene, category, n), "boxes": ", ".join(names)}
         if n > max_boxes:
             answer = prompts.instruction("detection_answer_more", rng, more=n - max_boxes, **values)
         else:
             answer = prompts.instruction("detection_answer", rng, **values)
         turns.append(Turn(question=question, answer=answer))
-    return Record(id=rid, task="detection", turns=turns, boxes=boxes, **base)
+    return Record(id=rid, task="detection", turns=turns, boxes=boxes, **_from_labels(base))
 
 
-def counting_record(scene: Scene, prompts: PromptSet, seed: int, vocabulary: Sequence[str],
+def absent_categories(scene: Scene, vocabulary: Sequence[str], exempt: Sequence[str]) -> list[str]:
+    """Categories of the source's own vocabulary that are safe to call absent: none in the whole
+    annotated image (one absent from the window may show in part across its edge), and not a
+    site-scale category (`airport`, `harbor`), which names the scene type rather than an object."""
+    return sorted(set(vocabulary) - {o.category for o in scene.sample.objects} - set(exempt))
+
+
+def counting_record(scene: Scene, prompts: PromptSet, seed: int, vocabulary: Sequence[str], exempt: Sequence[str],
                     base: dict) -> Record | None:
     """Counts of the most frequent categories present, and one category absent from the image (answer zero)."""
     rid = f"{scene.key}/counting"
     rng = record_rng(seed, rid)
     counts = scene.counts()
     asked = list(counts.items())[:_MAX_COUNTING_TURNS - 1]
-    # A category absent from the window may still show in part across its edge: only one absent
-    # from the whole annotated image is a safe "none".
-    absent = sorted(set(vocabulary) - {o.category for o in scene.sample.objects})
+    absent = absent_categories(scene, vocabulary, exempt)
     if absent:
         asked.append((rng.choice(absent), 0))
     if not asked:
@@ -73,14 +91,13 @@ def counting_record(scene: Scene, prompts: PromptSet, seed: int, vocabulary: Seq
     rng.shuffle(asked)
     turns = []
     for category, n in asked:
-        question = prompts.instruction("counting", rng, category=plural(readable(category)))
+        question = prompts.instruction("counting", rng, category=_plural(scene, category))
         if n == 0:
-            answer = prompts.instruction("counting_zero_answer", rng, category=plural(readable(category)))
+            answer = prompts.instruction("counting_zero_answer", rng, category=_plural(scene, category))
         else:
-            answer = prompts.instruction("counting_answer", rng, count=n, category=_noun(category, n))
+            answer = prompts.instruction("counting_answer", rng, count=n, category=_noun(scene, category, n))
         turns.append(Turn(question=question, answer=answer))
-    return Record(id=rid, task="counting", turns=turns, **base)
-
+    return Record(id=rid, task="counting", turns=turns, **_from_labels(base))
 
 
 def _short(question: str, answer: str, tasks: TasksConfig) -> str:
@@ -158,20 +175,21 @@ def classification_record(scene: Scene, prompts: PromptSet, seed: int, tasks: Ta
 
 
 def presence_record(scene: Scene, prompts: PromptSet, seed: int, tasks: TasksConfig, vocabulary: Sequence[str],
-                    base: dict) -> Record | None:
-    """Yes for categories present, No for categories absent from the whole annotated image."""
+                    exempt: Sequence[str], base: dict) -> Record | None:
+    """As many Yes (categories present) as No (categories absent from the whole annotated image),
+    so a model cannot learn to answer one of them blindly."""
     rid = f"{scene.key}/presence"
     rng = record_rng(seed, rid)
-    present = list(scene.counts())[:_MAX_COUNTING_TURNS - tasks.presence_negatives]
-    absent = sorted(set(vocabulary) - {o.category for o in scene.sample.objects})
-    asked = [(c, "Yes") for c in present] + [(c, "No") for c in rng.sample(absent, min(len(absent),
-                                                                                       tasks.presence_negatives))]
-    if not asked:
+    present = list(scene.counts())
+    absent = absent_categories(scene, vocabulary, exempt)
+    pairs = min(len(present), len(absent), tasks.presence_negatives)
+    if pairs == 0:
         return None
+    asked = [(c, "Yes") for c in present[:pairs]] + [(c, "No") for c in rng.sample(absent, pairs)]
     rng.shuffle(asked)
-    turns = [Turn(question=_short(prompts.instruction("presence", rng, category=plural(readable(c))), a, tasks),
+    turns = [Turn(question=_short(prompts.instruction("presence", rng, category=_plural(scene, c)), a, tasks),
                   answer=a) for c, a in asked]
-    return Record(id=rid, task="presence", turns=turns, **base)
+    return Record(id=rid, task="presence", turns=turns, **_from_labels(base))
 
 
 def annotation_records(scene: Scene, prompts: PromptSet, cfg: BuildConfig, task_kind: str,
@@ -179,18 +197,21 @@ def annotation_records(scene: Scene, prompts: PromptSet, cfg: BuildConfig, task_
     """Every template record the scene's annotations support.
 
     Detection, counting and presence need exhaustive labels, which only detection sources have:
-    a grounding dataset labels just the objects its expressions refer to.
+    a grounding dataset labels just the objects its expressions refer to. `tasks.exclude_difficult`
+    leaves objects marked difficult out of every template record.
     """
     if not scene.sample.annotated:
         return []
     seed, tasks = cfg.seed, cfg.tasks
+    if tasks.exclude_difficult:
+        scene = scene.model_copy(update={"objects": tuple(o for o in scene.objects if not o.difficult)})
     records = caption_records(scene, prompts, seed, tasks, base) + vqa_records(scene, tasks, base)
     records += referring_records(scene, prompts, seed, cfg.output.max_region_turns, base)
     optional = [classification_record(scene, prompts, seed, tasks, vocabulary, base)]
     if task_kind == "detection":
         optional += [
             detection_record(scene, prompts, seed, cfg.output.max_detection_boxes, base),
-            counting_record(scene, prompts, seed, vocabulary, base),
-            presence_record(scene, prompts, seed, tasks, vocabulary, base),
+            counting_record(scene, prompts, seed, vocabulary, cfg.qc.absence_exempt, base),
+            presence_record(scene, prompts, seed, tasks, vocabulary, cfg.qc.absence_exempt, base),
         ]
     return records + [r for r in optional if r is not None]

@@ -1,9 +1,11 @@
 """`rsgpt4v fake-server`: an OpenAI-compatible server on loopback for dry-running a real setup.
 
 It answers chat completions with the mock model, and the files and batches endpoints the Batch API
-uses, with knobs for latency, RPM/TPM limits and injected faults (429, 5xx, malformed JSON), so a
+uses, with knobs for latency, RPM/TPM limits, injected faults (429, 5xx, malformed JSON) and a model
+that writes like a real one (answers of realistic length cut at the token limit, slips), so a
 whole workstation configuration (concurrency, limits, retries, batch) can be exercised offline, and
-tests can drive the real `openai` client against it. GET /_stats reports what it saw.
+tests can drive the real `openai` client against it. GET /_stats reports what it saw. `plant` appends
+a sentence to every free-text field of the answers, to see what QC keeps of it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 import httpx2
 
 from rsgpt4v.cost import ImageRule, estimate_prompt_tokens
-from rsgpt4v.llm.mock import completion_for
+from rsgpt4v.llm.mock import Looks, Style, completion_for
 
 
 @dataclass
@@ -36,6 +38,14 @@ class Knobs:
     batch_expire: float = 0.0
     batch_delay_s: float = 0.0
     seed: int = 0
+    plant: str | None = None
+    answer_tokens_per_object: int | None = None
+    mistakes: float = 0.0
+    looks: dict[str, Looks] = field(default_factory=dict)
+
+    @property
+    def style(self) -> Style:
+        return Style(tokens_per_object=self.answer_tokens_per_object, mistakes=self.mistakes, looks=self.looks)
 
 
 @dataclass
@@ -104,6 +114,25 @@ def _fault(state: _State) -> str | None:
     return None
 
 
+# The answer fields that become record text: where a planted sentence tests what QC keeps.
+_FREE_TEXT = {"description", "referring_expression", "caption", "question", "answer"}
+
+
+def plant(answer: Any, sentence: str) -> Any:
+    """`answer` with `sentence` appended to every free-text field, at any depth."""
+    if isinstance(answer, dict):
+        return {k: _appended(v, sentence) if k in _FREE_TEXT and isinstance(v, str) else plant(v, sentence)
+                for k, v in answer.items()}
+    if isinstance(answer, list):
+        return [plant(v, sentence) for v in answer]
+    return answer
+
+
+def _appended(text: str, sentence: str) -> str:
+    text = text.rstrip()
+    return f"{text} {sentence}" if text.endswith((".", "!", "?")) else f"{text}. {sentence}"
+
+
 def _error(status: int, message: str, code: str, kind: str = "invalid_request_error") -> tuple[int, dict]:
     return status, {"error": {"message": message, "type": kind, "code": code, "param": None}}
 
@@ -143,12 +172,15 @@ def chat(state: _State, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict
     if state.knobs.latency_s:
         time.sleep(state.rng.uniform(0.5, 1.5) * state.knobs.latency_s)
     try:
-        completion = completion_for(body)
+        completion = completion_for(body, state.knobs.style)
     except (OSError, ValueError) as exc:
         status, payload = _error(400, f"Invalid image: {exc}", "invalid_image")
         return status, payload, headers
+    message = completion["choices"][0]["message"]
+    if state.knobs.plant:
+        message["content"] = json.dumps(plant(json.loads(message["content"]), state.knobs.plant), ensure_ascii=False)
     if fault == "malformed":
-        completion["choices"][0]["message"]["content"] = '{"objects": [{"id": 1, "colour": "whi'
+        message["content"] = '{"objects": [{"id": 1, "colour": "whi'
     with state.lock:
         state.stats.completed += 1
     return 200, completion, headers

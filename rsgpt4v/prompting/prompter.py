@@ -1,0 +1,157 @@
+"""The hierarchical prompter: one scene and its window image in, the scene's answers out.
+
+local:    objects described in requests sized to fit their answers (see `local_plan`), each with
+          the clean window and the same window marked; an answer cut at the token limit is split,
+          and the sound notes of an answer that keeps failing its checks are kept
+global:   the clean window + the notes + the counts -> caption and detailed description
+dialogue: the clean window + all of the above -> a multi-turn reasoning conversation
+
+Every request goes through the engine (cache, limits, retries); every answer through the checks of
+its stage and QC. Nothing here knows about files or record formats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from PIL import Image
+
+from rsgpt4v.config import BuildConfig
+from rsgpt4v.imaging import data_url, encode, fit
+from rsgpt4v.llm.engine import Engine
+from rsgpt4v.llm.request import ChatRequest
+from rsgpt4v.prompting.answers import SceneAnswers
+from rsgpt4v.prompting.local_plan import plan_local, split
+from rsgpt4v.prompting.marks import Mark, mark_chunk, marks_of
+from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse, ObjectNote
+from rsgpt4v.prompting.stages import SentImage, StageRequests
+from rsgpt4v.prompting.templates import PromptSet
+from rsgpt4v.qc import QualityChecker, both
+from rsgpt4v.schema import Problem, Scene
+
+T = TypeVar("T")
+Check = Callable[[T], Problem | None]
+# Called with the scene, the marks of one local request and the marked image it sent.
+MarkedHook = Callable[[Scene, Sequence[Mark], Image.Image], None]
+
+
+class HierarchicalPrompter:
+    """Runs the stages for one scene at a time; safe to share between concurrent scenes."""
+
+    def __init__(self, prompts: PromptSet, cfg: BuildConfig, model: str, engine: Engine,
+                 qc: QualityChecker | None, exhaustive_labels: bool,
+                 on_answer: Callable[[str], None] = lambda stage: None, on_marked: MarkedHook | None = None) -> None:
+        self.cfg = cfg
+        self.engine = engine
+        self.qc = qc
+        self.requests = StageRequests(prompts, cfg, model, exhaustive_labels=exhaustive_labels)
+        self.on_answer = on_answer
+        self.on_marked = on_marked
+
+    async def answer(self, scene: Scene, window: Image.Image) -> SceneAnswers:
+        """The stages' answers for a scene whose window image (source pixels) is `window`."""
+        clean_im, scale = fit(window, self.cfg.image.max_side)
+        clean = await asyncio.to_thread(self._sent, clean_im, scale)
+        answers = SceneAnswers()
+        stages = self.cfg.stages
+        if scene.objects and "local" in stages:
+            await self._local(scene, clean_im, clean, answers)
+        if "global" in stages and not answers.deferred:
+            await self._global_and_dialogue(scene, clean, answers)
+        return answers
+
+    def _sent(self, im: Image.Image, scale: float) -> SentImage:
+        fmt = self.cfg.image.encode
+        return SentImage(url=data_url(encode(im, fmt, self.cfg.image.jpeg_quality), fmt),
+                         width=im.width, height=im.height, scale=scale)
+
+    def _marked(self, scene: Scene, clean: Image.Image, scale: float, chunk: Sequence[Mark]) -> SentImage:
+        marked, _, _ = mark_chunk(scene, clean, scale, chunk)
+        if self.on_marked is not None:
+            self.on_marked(scene, chunk, marked)
+        return self._sent(marked, scale)
+
+    def _checked(self, check: Check, qc: Check | None) -> Check:
+        return check if qc is None else both(check, qc)
+
+    async def _ask(self, build: Callable[[str | None, int], ChatRequest], model: type[T], check: Check,
+                   answers: SceneAnswers, stage: str) -> T | None:
+        """One stage's answer, or None with the scene marked deferred (batch) or the failure noted."""
+        answer = await self.engine.ask(build, model, check)
+        self.on_answer(stage)
+        if answer.deferred:
+            answers.deferred = True
+        elif answer.parsed is None:
+            answers.failures.append((stage, answer.failure or ""))
+        return answer.parsed
+
+    async def _local(self, scene: Scene, clean_im: Image.Image, clean: SentImage, answers: SceneAnswers) -> None:
+        plan = plan_local(marks_of(scene.objects), self.cfg)
+        answers.left_out["summarised"] += len(plan.omitted)
+        with_clean = clean if self.cfg.local.send_clean_image else None
+        note_qc = self.qc.local(scene) if self.qc else None
+
+        marks = marks_of(scene.objects)
+
+        async def one(chunk: list[Mark]) -> None:
+            marked = await asyncio.to_thread(self._marked, scene, clean_im, clean.scale, chunk)
+            check = self._checked(self.requests.check_local(chunk), note_qc)
+            listed = {m.id for m in chunk}
+            others = [m for m in marks if m.id not in listed]
+            answer = await self.engine.ask(
+                lambda fb, at: self.requests.local_request(scene, with_clean, marked, chunk, others, fb, at),
+                LocalResponse, check, escalate=frozenset({"length"}))
+            self.on_answer("local")
+            if answer.deferred:
+                answers.deferred = True
+                return
+            if answer.kind == "length" and len(chunk) > 1:
+                await asyncio.gather(*(one(half) for half in split(chunk)))
+                return
+            if answer.kind == "length":
+                self.engine.record_failure("local", "length")
+            notes = answer.parsed.objects if answer.parsed is not None else self._sound_notes(answer.rejected, chunk,
+                                                                                                 note_qc)
+            if answer.parsed is None:
+                answers.failures.append(("local", answer.failure or ""))
+            self._keep(notes, chunk, answers, answer.kind or "")
+
+        await asyncio.gather(*(one(c) for c in plan.chunks))
+
+    @staticmethod
+    def _sound_notes(rejected: LocalResponse | None, chunk: Sequence[Mark],
+                     note_qc: Check | None) -> list[ObjectNote]:
+        """From an answer that failed its checks on the last attempt, the notes that pass on their own:
+        a listed id, described once, with a text that passes QC."""
+        if rejected is None:
+            return []
+        listed = {m.id for m in chunk}
+        seen = [n.id for n in rejected.objects]
+        return [n for n in rejected.objects
+                if n.id in listed and seen.count(n.id) == 1 and n.description.strip()
+                and (note_qc is None or note_qc(LocalResponse(objects=[n])) is None)]
+
+    def _keep(self, notes: Sequence[ObjectNote], chunk: Sequence[Mark], answers: SceneAnswers, reason: str) -> None:
+        listed = {m.id for m in chunk}
+        for note in notes:
+            kept = [r for r in note.relations if r.target_id in listed and r.target_id != note.id]
+            answers.notes[note.id] = note.model_copy(update={"relations": kept[: self.cfg.local.max_relations]})
+        missing = len(listed - {n.id for n in notes})
+        if missing:
+            answers.left_out[reason or "unknown"] += missing
+
+    async def _global_and_dialogue(self, scene: Scene, clean: SentImage, answers: SceneAnswers) -> None:
+        r = self.requests
+        check = self._checked(r.check_global, self.qc and self.qc.scene_text(scene))
+        scene_text = await self._ask(lambda fb, at: r.global_request(scene, clean, answers.notes, fb, at),
+                                     GlobalResponse, check, answers, "global")
+        if scene_text is None:
+            return
+        answers.scene_text = scene_text
+        if "dialogue" in self.cfg.stages:
+            check = self._checked(r.check_dialogue, self.qc and self.qc.dialogue(scene))
+            answers.dialogue = await self._ask(
+                lambda fb, at: r.dialogue_request(scene, clean, answers.notes, scene_text, fb, at),
+                DialogueResponse, check, answers, "dialogue")

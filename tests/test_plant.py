@@ -1,0 +1,76 @@
+"""Builds through `--backend openai` against the fake server with a sentence planted in every
+free-text field of its answers: QC keeps none of a false total and keeps a true sub-count."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rsgpt4v.cli import app
+from rsgpt4v.llm.fakeserver import FakeServer, Knobs, plant
+
+MODEL_TASKS = {"caption", "detailed_description", "region_description", "multi_turn_reasoning"}
+
+
+def _build(tmp_path: Path, sentence: str, *source: str) -> tuple[list[dict], dict]:
+    out = tmp_path / "out"
+    with FakeServer(Knobs(plant=sentence)) as server:
+        result = CliRunner().invoke(app, ["build", "--no-progress", "--backend", "openai", *source, "--out", str(out)],
+                                    env={"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-plant"},
+                                    catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
+    return records, json.loads((out / "manifest.json").read_text())
+
+
+def _with(records: list[dict], sentence: str) -> list[dict]:
+    return [r for r in records if any(sentence in t["value"] for t in r["conversations"])]
+
+
+def test_plant_appends_to_every_free_text_field() -> None:
+    answer = {"objects": [{"id": 1, "colour": "white", "description": "A bus.", "referring_expression": "the bus",
+                           "relations": [{"target_id": 2, "relation": "next to"}]}]}
+    planted = plant(answer, "X y.")
+    assert planted["objects"][0]["description"] == "A bus. X y."
+    assert planted["objects"][0]["referring_expression"] == "the bus. X y."
+    assert planted["objects"][0]["colour"] == "white" and planted["objects"][0]["relations"] == answer["objects"][0][
+        "relations"]
+    assert plant({"turns": [{"question": "Why?", "answer": "So."}]}, "X.") == {
+        "turns": [{"question": "Why? X.", "answer": "So. X."}]}
+
+
+@pytest.mark.parametrize("sentence", ["In all, 48 buses are parked here.", "More than eighty buses fill the lot."])
+def test_p1888_keeps_no_false_total(tmp_path: Path, real_dir: Path, sentence: str) -> None:
+    records, manifest = _build(tmp_path, sentence, "--source", "dota", "--root", str(real_dir / "dota_v1.0"))
+    assert records and not _with(records, sentence)
+    assert manifest["qc"]["rejected"]["qc_count"]["count"] >= 3            # every stage, every attempt
+    assert manifest["qc"]["rejected"]["qc_count"]["example"] == sentence
+    assert {f["stage"] for f in manifest["failures"]["list"]} == {"local", "global"}   # dialogue needs global
+
+
+def test_p1888_keeps_a_true_sub_count(tmp_path: Path, real_dir: Path) -> None:
+    sentence = "Two buses stand alone along the western edge of the lot."
+    records, manifest = _build(tmp_path, sentence, "--source", "dota", "--root", str(real_dir / "dota_v1.0"))
+    assert {r["task"] for r in _with(records, sentence)} == MODEL_TASKS
+    assert manifest["failures"]["count"] == 0 and manifest["qc"]["rejected"] == {}
+
+
+def test_sample_keeps_no_false_total(tmp_path: Path) -> None:
+    sentence = "In total, 999 small vehicles are parked here."
+    records, manifest = _build(tmp_path, sentence, "--source", "dota", "--sample")
+    assert records and not _with(records, sentence)
+    assert manifest["qc"]["rejected"]["qc_count"]["example"] == sentence
+
+
+def test_sample_keeps_a_true_sub_count_where_it_is_true(tmp_path: Path) -> None:
+    sentence = "Two of the small vehicles stand side by side."
+    records, _ = _build(tmp_path, sentence, "--source", "dota", "--sample")
+    kept = _with(records, sentence)
+    assert MODEL_TASKS <= {r["task"] for r in kept}
+    with_cars = {r["image"] for r in records if r["task"] == "counting"
+                 and any("small vehicle" in t["value"] and "0" != t["value"][0] for t in r["conversations"])}
+    assert {r["image"] for r in kept} <= with_cars
+    assert not [r for r in kept if "P9002" in r["image"]]                  # a harbour: no small vehicles
