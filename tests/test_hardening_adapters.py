@@ -96,3 +96,21 @@ def test_an_image_name_too_long_for_the_file_system_is_not_found_not_a_crash(tmp
     assert find_image(tmp_path, "x" * 5000 + ".png") is None
     assert find_image(tmp_path, "bad\x00name.png") is None
     assert find_image(tmp_path, "a.png") == tmp_path / "a.png"
+
+
+def test_captions_and_coco_note_links_out_of_the_root(tmp_path: Path) -> None:
+    from test_captions import make_rsicd
+    from test_coco import make_coco
+
+    from rsgpt4v.sources.captions import RSICD
+    from rsgpt4v.sources.coco import COCO
+
+    for make, adapter, name in ((make_rsicd, RSICD, "rsicd"), (make_coco, COCO, "coco")):
+        root = make(tmp_path / name)
+        image = next(p for p in sorted(root.rglob("*")) if p.suffix in (".jpg", ".png", ".tif"))
+        elsewhere = tmp_path / f"{name}-elsewhere{image.suffix}"
+        image.rename(elsewhere)
+        image.symlink_to(elsewhere)
+        _, issues = split_out(list(adapter(root)))
+        notes = [i for i in issues if "outside --root" in i.reason]
+        assert len(notes) == 1 and str(elsewhere.resolve()) in notes[0].reason, [str(i) for i in issues]
