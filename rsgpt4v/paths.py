@@ -26,6 +26,7 @@ def safe_name(value: object) -> bool:
 
 
 def check_name(value: str, what: str) -> str:
+    """`value`, or UnsafePath naming `what` it is (a split, a source) and the rule it breaks."""
     if not safe_name(value):
         raise UnsafePath(f"{what} {value!r} cannot be a file name ({SAFE_NAME_RULE})")
     return value

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import threading
 import time
 from pathlib import Path
 
-import pytest
 from conftest import Scripted, completion
 from PIL import Image
 from pydantic import BaseModel

@@ -309,7 +309,7 @@ class Engine:
         rejected: T | None = None
         first = build(None, 1)
         stage = first.stage
-        verdict_key = cache_key_of(first.body())
+        verdict_key = first.cache_key()
         previous = None if self.refresh else self.cache.verdict(verdict_key)
         limit, rounds = self._attempt_limit(previous)
         history: list[dict[str, Any]] = []
