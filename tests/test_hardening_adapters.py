@@ -114,3 +114,11 @@ def test_captions_and_coco_note_links_out_of_the_root(tmp_path: Path) -> None:
         _, issues = split_out(list(adapter(root)))
         notes = [i for i in issues if "outside --root" in i.reason]
         assert len(notes) == 1 and str(elsewhere.resolve()) in notes[0].reason, [str(i) for i in issues]
+
+
+def test_an_xml_declaration_with_an_unknown_encoding_is_a_named_skip() -> None:
+    from rsgpt4v.sources.base import parse_xml
+
+    root, issue = parse_xml(b'<?xml version="1.0" encoding="U999"?><annotation/>', "Annotations/1.xml")
+    assert root is None and (issue.file, issue.line, issue.reason) == ("Annotations/1.xml", 1,
+                                                                      "invalid XML: unknown encoding: U999")

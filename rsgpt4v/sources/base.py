@@ -186,6 +186,10 @@ def parse_xml(data: bytes, name: str) -> tuple[ET.Element | None, Issue | None]:
     except ET.ParseError as exc:
         line = exc.position[0] if exc.position else None
         return None, Issue(kind="skip", file=name, line=line, reason=f"invalid XML: {ErrorString(exc.code)}")
+    except LookupError as exc:  # an <?xml encoding="..."?> Python does not know
+        return None, Issue(kind="skip", file=name, line=1, reason=f"invalid XML: {exc.args[0][:80]}")
+    except RecursionError:
+        return None, Issue(kind="skip", file=name, reason="invalid XML: nested too deeply to read")
 
 
 def number(parent: ET.Element, tag: str) -> float | str:
