@@ -20,6 +20,7 @@ from test_captions import make_rsicd
 from test_coco import make_coco
 from test_dior import make_dior
 from test_dota import make_split_root
+from test_fair1m import make_fair1m
 from test_floodnet import make_root as make_floodnet
 from test_rsivqa import make_root as make_rsivqa
 from test_rsvqa import make_lr
@@ -65,7 +66,7 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
 
 
 ADAPTERS: list[tuple[str, Callable[[Path], Path]]] = [
-    ("dota", make_split_root), ("coco", make_coco), ("dior", make_dior), ("rsicd", make_rsicd),
+    ("dota", make_split_root), ("coco", make_coco), ("dior", make_dior), ("fair1m", make_fair1m), ("rsicd", make_rsicd),
     ("floodnet-vqa", make_floodnet), ("rsvqa-lr", make_lr), ("rsivqa", make_rsivqa),
 ]
 
