@@ -22,7 +22,8 @@ from typing import Any
 
 STATE_DIR = ".rsgpt4v"
 # What rsgpt4v itself puts in an output folder: anything else there means someone else's data.
-_OURS = {STATE_DIR, "manifest.json", "cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm", "batch", "images", "marked"}
+_OURS = {STATE_DIR, "manifest.json", "cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm", "batch", "images",
+         "marked"}
 
 
 class OwnerError(Exception):

@@ -66,8 +66,8 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
 
 
 ADAPTERS: list[tuple[str, Callable[[Path], Path]]] = [
-    ("dota", make_split_root), ("coco", make_coco), ("dior", make_dior), ("fair1m", make_fair1m), ("rsicd", make_rsicd),
-    ("floodnet-vqa", make_floodnet), ("rsvqa-lr", make_lr), ("rsivqa", make_rsivqa),
+    ("dota", make_split_root), ("coco", make_coco), ("dior", make_dior), ("fair1m", make_fair1m),
+    ("rsicd", make_rsicd), ("floodnet-vqa", make_floodnet), ("rsvqa-lr", make_lr), ("rsivqa", make_rsivqa),
 ]
 
 
