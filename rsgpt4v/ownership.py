@@ -66,18 +66,34 @@ def owned(out: Path, wanted: dict[str, Any], force: bool = False) -> Iterator[No
 
 def _check(out: Path, wanted: dict[str, Any]) -> None:
     recorded = _recorded(out)
+    ours = _written(out)
+    strangers = sorted(p.name for p in out.iterdir()
+                       if p.name not in _OURS and p.name not in ours and (recorded is None or p.suffix == ".jsonl"))
+    if strangers:
+        raise OwnerError(f"{out} holds files rsgpt4v build did not write ({', '.join(strangers[:5])}); "
+                         "choose an empty or new --out, or pass --force to build there anyway")
     if recorded is None:
-        strangers = sorted(p.name for p in out.iterdir() if p.name not in _OURS and not p.name.endswith(".jsonl"))
-        jsonl = sorted(p.name for p in out.glob("*.jsonl"))
-        if strangers or jsonl:
-            raise OwnerError(f"{out} holds files rsgpt4v build did not write ({', '.join((strangers + jsonl)[:5])}); "
-                             "choose an empty or new --out, or pass --force to build there anyway")
         return
     differences = [f"{key} {recorded.get(key)!r} -> {wanted[key]!r}" for key in wanted
                    if key in recorded and recorded[key] != wanted[key]]
     if differences:
         raise OwnerError(f"{out} holds another build ({'; '.join(differences)}); choose another --out, "
                          "or pass --force to replace it")
+
+
+def _written(out: Path) -> set[str]:
+    """Top-level files earlier builds wrote here: listed in files.json, or the split files a manifest
+    of a build older than files.json counts."""
+    try:
+        listed = json.loads((out / STATE_DIR / "files.json").read_text(encoding="utf-8"))
+        return {name for name in listed if isinstance(name, str) and "/" not in name}
+    except (OSError, ValueError, TypeError):
+        pass
+    try:
+        splits = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["counts"]["by_split"]
+        return {f"{split}.jsonl" for split in splits}
+    except (OSError, ValueError, TypeError, KeyError):
+        return set()
 
 
 def _recorded(out: Path) -> dict[str, Any] | None:

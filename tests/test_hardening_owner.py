@@ -161,3 +161,14 @@ def test_identical_requests_in_flight_are_sent_once(tmp_path: Path, scripted_cli
     assert [a.parsed for a in answers] == [Caption(caption="An airport.")] * 2
     assert len(handler.bodies) == 1
     assert engine.usage["global"].api_calls == 1 and engine.usage["global"].cache_hits == 1
+
+
+def test_a_foreign_jsonl_dropped_into_a_built_folder_is_noticed_and_kept(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert _build(out, "--sample").exit_code == 0
+    (out / "theirs.jsonl").write_text('{"id": "theirs"}\n')
+    result = _build(out, "--sample")
+    assert result.exit_code == 2
+    assert "holds files rsgpt4v build did not write (theirs.jsonl)" in result.output
+    assert _build(out, "--sample", "--force").exit_code == 0
+    assert (out / "theirs.jsonl").read_text() == '{"id": "theirs"}\n'
