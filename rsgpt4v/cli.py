@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -54,6 +55,65 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+_RESUME = "rerun the same command to resume (answers already received are in the cache)"
+
+
+def _explain(exc: BaseException, cache: Path | None) -> tuple[str, int] | None:
+    """An expected failure as one line naming the file and what to do, with its exit code; None for a bug."""
+    import errno
+    import json
+    import sqlite3
+
+    import openai
+    import yaml
+    from PIL import Image
+
+    if isinstance(exc, OSError):
+        where = exc.filename
+        if where is None:
+            return str(exc), 2
+        if exc.errno == errno.ENOSPC:
+            return f"{where}: no space left on the device; free some space and {_RESUME}", 1
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return f"{where}: {exc.strerror}; choose a folder you can write to", 2
+        return f"{where}: {exc.strerror or exc}", 2
+    if isinstance(exc, sqlite3.Error):
+        if "full" in str(exc):
+            return f"{cache}: {exc}; free some space and {_RESUME}", 1
+        return f"{cache}: cannot use the response cache ({exc}); give another --cache", 2
+    if isinstance(exc, openai.APIConnectionError):
+        return f"cannot reach the API ({exc}); check OPENAI_BASE_URL and the network, then {_RESUME}", 1
+    if isinstance(exc, openai.APIStatusError):
+        return f"the API answered {exc.status_code} ({exc.message}); {_RESUME}", 1
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a file is not UTF-8 text ({exc.reason} at byte {exc.start + 1})", 2
+    if isinstance(exc, (json.JSONDecodeError, yaml.YAMLError)):
+        return f"a file is not valid {'JSON' if isinstance(exc, json.JSONDecodeError) else 'YAML'} ({exc})", 2
+    if isinstance(exc, RecursionError):
+        return "an input is nested too deeply to read", 2
+    if isinstance(exc, Image.DecompressionBombError):
+        return f"an image is larger than the pixel limit ({exc})", 2
+    if isinstance(exc, ValueError):
+        return str(exc), 2
+    return None
+
+
+@contextmanager
+def _one_error_path(cache: Path | None = None, resume: bool = False):
+    """Every command's expected failures as one `error:` line and its exit code (0 ok, 1 stopped by the
+    API, the budget or the disk, 2 bad input); Ctrl-C says how to resume where there is something to resume."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise _fail(f"interrupted; {_RESUME}" if resume else "interrupted", code=130) from None
+    except Exception as exc:
+        explained = _explain(exc, cache)
+        if explained is None:
+            raise
+        logging.getLogger("rsgpt4v").debug("failure explained as one line", exc_info=True)
+        raise _fail(*explained) from None
+
+
 def _parse_shard(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
@@ -67,10 +127,14 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def _run(source: str | None, root: Path | None, sample: bool, split: str | None, options: list[str] | None,
-         config: Path | None, overrides: dict[str, Any], opts: Any) -> dict:
-    """Validate the common inputs, then build (or estimate); errors become one line and exit 2."""
+         config: Path | None, overrides: dict[str, Any], opts: Any, force: bool = False) -> dict:
+    """Validate the common inputs, then build (or estimate); errors become one line and exit 2.
+    A build holds its output folder (see rsgpt4v.ownership) for as long as it runs."""
     from rsgpt4v.config import ConfigError, load_config
+    from rsgpt4v.cost import PriceError
+    from rsgpt4v.llm.batch import BatchStateError
     from rsgpt4v.llm.client import MissingKeyError
+    from rsgpt4v.ownership import OwnerError, identity, owned
     from rsgpt4v.pipeline import build
     from rsgpt4v.prompting.templates import PromptError
     from rsgpt4v.sources import SourceError, get_source, parse_options, sample_root
@@ -85,8 +149,12 @@ def _run(source: str | None, root: Path | None, sample: bool, split: str | None,
         data_root = sample_root(source) if sample else root
         if not data_root.exists():
             raise SourceError(f"--root {data_root} does not exist")
-        return build(adapter(data_root, split=split, **parse_options(adapter, options or [])), cfg, opts)
-    except (ConfigError, SourceError, PromptError, MissingKeyError, FileNotFoundError) as exc:
+        reader = adapter(data_root, split=split, **parse_options(adapter, options or []))
+        if opts.estimate:
+            return build(reader, cfg, opts)
+        with owned(opts.out, identity(source, data_root, split, options, opts.shard), force):
+            return build(reader, cfg, opts)
+    except (ConfigError, SourceError, PromptError, PriceError, MissingKeyError, OwnerError, BatchStateError) as exc:
         raise _fail(str(exc)) from None
 
 
@@ -134,6 +202,8 @@ def build(
                                                    "(vLLM run-batch, Ray) and stops.")] = "api",
     cache: Annotated[Optional[Path], typer.Option(help="Response cache file; default OUT/cache.sqlite.")] = None,
     refresh: Annotated[bool, typer.Option("--refresh", help="Ignore cached responses (they are overwritten).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Build into a folder that holds another build or other "
+                                                        "files (the other build's files are replaced).")] = False,
     save_marked: Annotated[bool, typer.Option(
         "--save-marked", help="Also write each marked image the local stage sends to OUT/marked/, to check the "
                               "marks (local.save_marked).")] = False,
@@ -169,11 +239,12 @@ def build(
                         batch_wait=wait and not files, batch_files=out / REQUESTS if files else None,
                         progress=progress)
     try:
-        if recipe is not None:
-            _recipe_alone(root, sample, split, option)
-            manifest = _run_recipe(recipe, source, data, skip_missing, config, overrides, seed, opts)
-        else:
-            manifest = _run(source, root, sample, split, option, config, overrides, opts)
+        with _one_error_path(cache or out / "cache.sqlite", resume=True):
+            if recipe is not None:
+                _recipe_alone(root, sample, split, option)
+                manifest = _run_recipe(recipe, source, data, skip_missing, config, overrides, seed, opts)
+            else:
+                manifest = _run(source, root, sample, split, option, config, overrides, opts, force)
     except BudgetExceeded as exc:
         raise _fail(f"{exc}; raise --max-cost and rerun the same command to continue (nothing paid is lost)",
                     code=1) from None
@@ -313,6 +384,8 @@ def estimate(
     option: OptionOpt = None,
     every: Annotated[int, typer.Option(min=1, help="Look at every K-th image only and scale up (fast on big "
                                                    "datasets).")] = 1,
+    cache: Annotated[Optional[Path], typer.Option(help="An earlier build's cache: budget the re-ask rate it "
+                                                       "measured instead of engine.reask_rate.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
 ) -> None:
     """Requests, image and text tokens and dollars per stage, live and batch, before anything is sent."""
@@ -322,28 +395,40 @@ def estimate(
     from rsgpt4v.pipeline import BuildOptions
 
     _setup_logging(False)
+    overrides: dict[str, Any] = {}
+    measured = ""
+    with _one_error_path(cache):
+        if cache is not None:
+            rate = _measured_reask_rate(cache)
+            if rate is not None:
+                overrides["engine"] = {"reask_rate": round(rate, 4)}
+                measured = f", measured in {cache}"
     with tempfile.TemporaryDirectory() as scratch:
         opts = BuildOptions(out=Path(scratch), backend="mock", model=model, limit=limit, prompts_dir=prompts,
                             prices=prices, estimate=True, every=every, progress=False)
-        if recipe is not None:
-            _recipe_alone(root, sample, split, option)
-            manifest = _run_recipe(recipe, source, data, skip_missing, config, {}, None, opts)
-        else:
-            manifest = _run(source, root, sample, split, option, config, {}, opts)
+        with _one_error_path():
+            if recipe is not None:
+                _recipe_alone(root, sample, split, option)
+                manifest = _run_recipe(recipe, source, data, skip_missing, config, overrides, None, opts)
+            else:
+                manifest = _run(source, root, sample, split, option, config, overrides, opts)
+    reask_rate = manifest["config"]["engine"]["reask_rate"]
     rows, basis = manifest["estimate"], manifest["estimated_from"]
     if json_out:
         typer.echo(json.dumps({"model": manifest["model"], "prices_date": manifest["usage"]["prices_date"],
-                               "images": basis["of"], "images_looked_at": basis["images"],
+                               "images": basis["of"], "images_looked_at": basis["images"], "reask_rate": reask_rate,
                                "windows_looked_at": manifest["counts"]["windows"], "stages": rows}, indent=2))
         return
     looked = f" (extrapolated from {basis['images']:,})" if basis["images"] != basis["of"] else ""
     typer.echo(f"{basis['of']:,} images{looked}, {manifest['counts']['windows']:,} windows looked at, model "
-               f"{manifest['model']} (prices of {manifest['usage']['prices_date']})")
-    typer.echo(f"{'stage':<10}{'requests':>10}{'text tok':>14}{'image tok':>14}{'output tok':>14}"
+               f"{manifest['model']} (prices of {manifest['usage']['prices_date']}); dollars include "
+               f"{reask_rate:.0%} re-asks{measured}")
+    typer.echo(f"{'stage':<10}{'requests':>10}{'re-asks':>9}{'text tok':>14}{'image tok':>14}{'output tok':>14}"
                f"{'live':>12}{'batch':>12}")
     for r in rows:
-        typer.echo(f"{r['stage']:<10}{r['requests']:>10,}{r['text_tokens']:>14,}{r['image_tokens']:>14,}"
-                   f"{r['output_tokens']:>14,}{_usd(r['usd_live']):>12}{_usd(r['usd_batch']):>12}")
+        typer.echo(f"{r['stage']:<10}{r['requests']:>10,}{r['reasks']:>9,}{r['text_tokens']:>14,}"
+                   f"{r['image_tokens']:>14,}{r['output_tokens']:>14,}{_usd(r['usd_live']):>12}"
+                   f"{_usd(r['usd_batch']):>12}")
 
 
 @app.command()
@@ -356,7 +441,8 @@ def merge(
     from rsgpt4v.merge import merge as run_merge
 
     try:
-        manifest = run_merge(inputs, out)
+        with _one_error_path():
+            manifest = run_merge(inputs, out)
     except MergeError as exc:
         raise _fail(str(exc)) from None
     c = manifest["counts"]
@@ -413,7 +499,9 @@ def validate(
     """Check LLaVA-format data (ours or any tool's): roles, <image>, images, ids, boxes, refusals."""
     from rsgpt4v.validate import main_validate
 
-    raise typer.Exit(main_validate(paths, max_shown))
+    with _one_error_path():
+        code = main_validate(paths, max_shown)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -424,7 +512,9 @@ def stats(
     """Records per task, source and split; turns and answer lengths; tokens, cost and rejections."""
     from rsgpt4v.stats import main_stats
 
-    raise typer.Exit(main_stats(out, json_out))
+    with _one_error_path():
+        code = main_stats(out, json_out)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -437,7 +527,9 @@ def preview(
     """Write a static HTML gallery: images with their boxes drawn from the records' own text."""
     from rsgpt4v.preview import main_preview
 
-    raise typer.Exit(main_preview(out, dest, n, seed))
+    with _one_error_path():
+        code = main_preview(out, dest, n, seed)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -455,11 +547,25 @@ def export(
     """Re-render records for another model family (boxes from the pixel boxes kept; no API calls)."""
     from rsgpt4v.export import main_export
 
-    raise typer.Exit(main_export(out, dest, fmt, box_format, box_space, task_tokens))
+    with _one_error_path():
+        code = main_export(out, dest, fmt, box_format, box_space, task_tokens)
+    raise typer.Exit(code)
 
 
 batch_app = typer.Typer(help="Inspect and collect the Batch API jobs of a `build --batch` output folder.")
 app.add_typer(batch_app, name="batch")
+
+
+def _measured_reask_rate(path: Path) -> float | None:
+    from rsgpt4v.llm.cache import Cache
+
+    if not path.is_file():
+        raise _fail(f"--cache {path} is not a cache file")
+    cache = Cache(path)
+    try:
+        return cache.reask_rate()
+    finally:
+        cache.close()
 
 
 def _batch_context(out: Path):
@@ -481,6 +587,18 @@ def _batch_context(out: Path):
     return state, manifest, client
 
 
+@contextmanager
+def _batch_errors(out: Path):
+    """The batch commands' failures in one line: an unreadable state file, the server out of reach."""
+    from rsgpt4v.llm.batch import BatchStateError
+
+    try:
+        with _one_error_path(out / "cache.sqlite"):
+            yield
+    except BatchStateError as exc:
+        raise _fail(str(exc)) from None
+
+
 @batch_app.command("status")
 def batch_status(out: Annotated[Path, typer.Option("--out", "-o", help="The build's output folder.")]) -> None:
     """Show every batch of the build and its progress."""
@@ -488,8 +606,9 @@ def batch_status(out: Annotated[Path, typer.Option("--out", "-o", help="The buil
 
     from rsgpt4v.llm.batch import refresh
 
-    state, _, client = _batch_context(out)
-    asyncio.run(refresh(client, state))
+    with _batch_errors(out):
+        state, _, client = _batch_context(out)
+        asyncio.run(refresh(client, state))
     for b in state.batches:
         counts = b.get("counts") or {}
         done = f"{counts.get('completed', 0)}/{counts.get('total', b['lines'])} done" if counts else ""
@@ -499,7 +618,11 @@ def batch_status(out: Annotated[Path, typer.Option("--out", "-o", help="The buil
 
 
 @batch_app.command("collect")
-def batch_collect(out: Annotated[Path, typer.Option("--out", "-o", help="The build's output folder.")]) -> None:
+def batch_collect(
+    out: Annotated[Path, typer.Option("--out", "-o", help="The build's output folder.")],
+    cache: Annotated[Optional[Path], typer.Option(help="Cache to collect into; default the one the build uses "
+                                                       "(its --cache, else OUT/cache.sqlite).")] = None,
+) -> None:
     """Download finished batches into the build's cache (the next `build --batch` pass also does this)."""
     import asyncio
 
@@ -507,13 +630,17 @@ def batch_collect(out: Annotated[Path, typer.Option("--out", "-o", help="The bui
     from rsgpt4v.llm.batch import collect
     from rsgpt4v.llm.cache import Cache
 
-    state, manifest, client = _batch_context(out)
-    cache = Cache(out / "cache.sqlite")
-    tally = asyncio.run(collect(client, state, cache, PriceTable.load(), manifest["model"]))
-    cache.close()
-    still = len(state.open_batches())
-    typer.echo(f"collected {tally['answers']} answers; {tally['failed']} failed or expired (resubmitted by the next "
-               f"pass), {tally['rejected']} rejected; {still} batch(es) still open")
+    with _batch_errors(out):
+        state, manifest, client = _batch_context(out)
+        into = cache or (Path(state.cache) if state.cache else out / "cache.sqlite")
+        answers = Cache(into)
+        try:
+            tally = asyncio.run(collect(client, state, answers, PriceTable.load(), manifest["model"]))
+        finally:
+            answers.close()
+    still = len([b for b in state.batches if not b.get("collected")])
+    typer.echo(f"collected {tally['answers']} answers into {into}; {tally['failed']} failed or expired (resubmitted "
+               f"by the next pass), {tally['rejected']} rejected; {still} batch(es) still open")
 
 
 @batch_app.command("import")
@@ -553,4 +680,19 @@ def batch_import(
 
 
 def main() -> None:
-    app()
+    """The console entry point: usage errors (an unknown option, a value out of range) in one line."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        typer.secho("error: interrupted", err=True, fg=typer.colors.RED)
+        sys.exit(130)
+    except typer.TyperException as exc:
+        message = exc.format_message()
+        if "\n" in message:  # a command group called without its command: its help
+            exc.show()
+        else:
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            typer.secho(f"error: {message}{hint}", err=True, fg=typer.colors.RED)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

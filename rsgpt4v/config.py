@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rsgpt4v.resources import resource_dir
 
@@ -21,7 +21,7 @@ class ModelConfig(_Section):
     # Per stage, overriding `temperature`: dialogues gain from variety, object notes from care.
     stage_temperature: dict[Literal["local", "global", "dialogue"], Annotated[float, Field(ge=0, le=2)]] = Field(
         default_factory=dict)
-    max_output_tokens: dict[str, int]
+    max_output_tokens: dict[str, Annotated[int, Field(gt=0)]]
     token_limit_param: Literal["max_completion_tokens", "max_tokens"]
     request_timeout_s: float = Field(gt=0)
 
@@ -45,6 +45,13 @@ class TilingConfig(_Section):
     context_visible: float = Field(gt=0, le=1)
     skip_empty: bool
 
+    @model_validator(mode="after")
+    def _stride(self) -> TilingConfig:
+        # A window that does not advance by a useful step makes millions of near-identical windows.
+        if self.overlap > self.window // 2:
+            raise ValueError(f"overlap {self.overlap} must be at most half the window ({self.window // 2})")
+        return self
+
 
 class LocalConfig(_Section):
     max_objects: int = Field(ge=1)
@@ -62,6 +69,12 @@ class DialogueConfig(_Section):
     max_turns: int = Field(ge=1)
     include_image: bool
 
+    @model_validator(mode="after")
+    def _turns(self) -> DialogueConfig:
+        if self.min_turns > self.max_turns:
+            raise ValueError(f"min_turns {self.min_turns} is more than max_turns {self.max_turns}")
+        return self
+
 
 class TasksConfig(_Section):
     caption_mode: Literal["per_caption", "per_image"]
@@ -78,8 +91,8 @@ class QCConfig(_Section):
     counts: bool
     absent_categories: bool
     absence_exempt: list[str]
-    max_words: dict[str, int]
-    min_words: dict[str, int]
+    max_words: dict[str, Annotated[int, Field(gt=0)]]
+    min_words: dict[str, Annotated[int, Field(ge=0)]]
     refusal_phrases: list[str]
     meta_phrases: list[str]
     synonyms: dict[str, list[str]]
@@ -88,6 +101,13 @@ class QCConfig(_Section):
     description_openings: list[str]
     min_reasoning_share: float = Field(ge=0, le=1)
     open_first_question: bool
+
+    @model_validator(mode="after")
+    def _word_limits(self) -> QCConfig:
+        for kind, least in self.min_words.items():
+            if kind in self.max_words and least > self.max_words[kind]:
+                raise ValueError(f"min_words.{kind} {least} is more than max_words.{kind} {self.max_words[kind]}")
+        return self
 
 
 class RateLimits(_Section):
@@ -106,6 +126,8 @@ class EngineConfig(_Section):
     stop_after_transport_failures: int = Field(ge=1)
     max_pixels_in_flight: int = Field(gt=0)
     max_cost_usd: float | None = Field(default=None, gt=0)
+    repair_rounds: int = Field(ge=0)
+    reask_rate: float = Field(ge=0, le=10)
 
     def limits_for(self, model: str) -> RateLimits:
         """The model's own limits where the config names it, else the general ones."""
@@ -141,6 +163,14 @@ class BuildConfig(_Section):
     batch: BatchConfig
     output: OutputConfig
 
+    @model_validator(mode="after")
+    def _stage_list(self) -> BuildConfig:
+        if len(set(self.stages)) < len(self.stages):
+            raise ValueError(f"stages {self.stages} names a stage twice")
+        if "dialogue" in self.stages and "global" not in self.stages:
+            raise ValueError("stages: dialogue is written from the global stage's answer, so it needs global")
+        return self
+
 
 class ConfigError(Exception):
     """A config file that cannot be read or does not validate; the message names the file."""
@@ -161,13 +191,24 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start + 1}); save the config as UTF-8") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must be a mapping of sections")
     return data
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error as one line: its problem and where (PyYAML spreads them over four)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> BuildConfig:
@@ -181,4 +222,5 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path or 'config'}: {where}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{path or 'config'}: {where + ': ' if where else ''}{message}") from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,22 @@ from typing import Any
 import yaml
 from PIL import Image
 
+from rsgpt4v.config import yaml_problem
 from rsgpt4v.imaging import image_tokens, patch_tokens
 from rsgpt4v.resources import resource_dir
 
 _UNREADABLE_IMAGE = (2048, 2048)
+
+
+class PriceError(Exception):
+    """A price table that cannot be read or does not have the shape of configs/prices.yaml."""
+
+
+def _price(value: object) -> float:
+    number = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{value!r} is not a price")
+    return number
 
 
 @dataclass(frozen=True)
@@ -52,13 +65,28 @@ class PriceTable:
 
     @classmethod
     def load(cls, path: Path | None = None) -> PriceTable:
+        """The table in `path` (default configs/prices.yaml), or PriceError naming the file and what is wrong."""
         path = Path(path) if path is not None else resource_dir("configs") / "prices.yaml"
-        data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
-        models = {name: ModelPrice(input=float(m["input"]), output=float(m["output"]),
-                                   image=ImageRule(**m.get("image", {})))
-                  for name, m in data["models"].items()}
-        return cls(date=str(data["date"]), batch_discount=float(data["batch_discount"]),
-                   expected_output=dict(data["expected_output_tokens"]), models=models)
+        try:
+            data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise PriceError(f"{path}: cannot read the price table ({exc.strerror})") from None
+        except UnicodeDecodeError as exc:
+            raise PriceError(f"{path}: not UTF-8 text (byte {exc.start + 1})") from None
+        except yaml.YAMLError as exc:
+            raise PriceError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
+        try:
+            models = {str(name): ModelPrice(input=_price(m["input"]), output=_price(m["output"]),
+                                            image=ImageRule(**m.get("image", {})))
+                      for name, m in data["models"].items()}
+            return cls(date=str(data["date"]), batch_discount=_price(data["batch_discount"]),
+                       expected_output={str(k): int(v) for k, v in data["expected_output_tokens"].items()},
+                       models=models)
+        except KeyError as exc:
+            problem = f"no {exc.args[0]!r} entry"
+        except (TypeError, ValueError, AttributeError) as exc:
+            problem = str(exc)
+        raise PriceError(f"{path}: not a price table like configs/prices.yaml ({problem})")
 
     def price(self, model: str) -> ModelPrice | None:
         matches = [k for k in self.models if model.startswith(k)]
@@ -68,7 +96,7 @@ class PriceTable:
         price = self.price(model)
         return price.image if price else ImageRule()
 
-    def dollars(self, model: str, prompt_tokens: int, completion_tokens: int, batch: bool = False) -> float | None:
+    def dollars(self, model: str, prompt_tokens: float, completion_tokens: float, batch: bool = False) -> float | None:
         price = self.price(model)
         if price is None:
             return None

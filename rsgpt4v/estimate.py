@@ -3,7 +3,8 @@
 The build runs as usual, but every request is answered locally by the mock (so later stages see
 realistic inputs) and counted instead of sent: input tokens exactly as the target model's image
 rule and a text estimate give them, output tokens from the typical answer lengths in the price
-table. Nothing is cached and no output is written.
+table. The dollars include the re-asks that unusable answers cause (`engine.reask_rate` per request, or
+the rate an earlier build's cache measured), counted apart in `reasks`. Nothing is cached and no output is written.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ class EstimatingEngine(Engine):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.tally: dict[str, dict[str, int]] = defaultdict(lambda: {"requests": 0, "text_tokens": 0,
-                                                                    "image_tokens": 0, "output_tokens": 0})
+        self.tally: dict[str, dict[str, float]] = defaultdict(lambda: {"requests": 0, "reasks": 0, "text_tokens": 0,
+                                                                      "image_tokens": 0, "output_tokens": 0})
 
     async def complete(self, request: ChatRequest) -> dict[str, Any]:
         body = request.body()
@@ -32,6 +33,8 @@ class EstimatingEngine(Engine):
         text, image = prompt_token_parts(body, self._image_rule)
         row = self.tally[request.stage]
         row["requests"] += 1
+        # The mock's answers are always usable; real ones are not: budget the re-asks they cause.
+        row["reasks"] += self.cfg.reask_rate
         row["text_tokens"] += text
         row["image_tokens"] += image
         row["output_tokens"] += self._expected_output(request.stage, completion)
@@ -45,20 +48,21 @@ class EstimatingEngine(Engine):
         return expected.get(stage, 0)
 
 
-def cost_table(tally: dict[str, dict[str, int]], prices: PriceTable, model: str,
+def cost_table(tally: dict[str, dict[str, float]], prices: PriceTable, model: str,
                scale: float = 1.0) -> list[dict[str, Any]]:
-    """One row per stage and a total, with live and batch dollars (None when the model is not priced);
-    `scale` extrapolates counts from a subset of the images to all of them."""
+    """One row per stage and a total: requests and their tokens, the expected re-asks, and live and
+    batch dollars for both (None when the model is not priced); `scale` extrapolates counts from a
+    subset of the images to all of them."""
+    keys = ("requests", "reasks", "text_tokens", "image_tokens", "output_tokens")
+    exact = [{"stage": stage, **{k: v * scale for k, v in tally[stage].items()}}
+             for stage in ("local", "global", "dialogue") if stage in tally]
+    exact.append({"stage": "total", **{k: sum(r[k] for r in exact) for k in keys}})
     rows = []
-    for stage in ("local", "global", "dialogue"):
-        if stage in tally:
-            rows.append({"stage": stage, **{k: round(v * scale) for k, v in tally[stage].items()}})
-    total = {"stage": "total", **{k: sum(r[k] for r in rows) for k in ("requests", "text_tokens", "image_tokens",
-                                                                     "output_tokens")}}
-    rows.append(total)
-    for row in rows:
-        prompt = row["text_tokens"] + row["image_tokens"]
-        live = prices.dollars(model, prompt, row["output_tokens"])
-        row["usd_live"] = None if live is None else round(live, 4)
-        row["usd_batch"] = None if live is None else round(live * prices.batch_discount, 4)
+    for row in exact:
+        # A re-ask costs about what the request it repeats did.
+        share = 1 + row["reasks"] / row["requests"] if row["requests"] else 1
+        live = prices.dollars(model, (row["text_tokens"] + row["image_tokens"]) * share, row["output_tokens"] * share)
+        rows.append({"stage": row["stage"], **{k: round(row[k]) for k in keys},
+                     "usd_live": None if live is None else round(live, 4),
+                     "usd_batch": None if live is None else round(live * prices.batch_discount, 4)})
     return rows

@@ -429,7 +429,7 @@ def build_recipe(recipe: Recipe, data: Path | None, configs: dict[str, BuildConf
             _link_images(out, part)
         view = Selection(p.adapter, choice.keep[name], choice.reasons[name])
         log.info("building %s (%d images chosen)", name, len(choice.keep[name]))
-        parts[name] = build(view, configs[name], replace(opts, out=part, cache=cache)), view
+        parts[name] = build(view, configs[name], replace(opts, out=part, cache=cache, within=out)), view
     written: dict[tuple[str, str, str], int] = {}
     if not opts.estimate and parts and _status([m for m, _ in parts.values()]) == "complete":
         written = interleave(recipe, out, {name: m for name, (m, _) in parts.items()})

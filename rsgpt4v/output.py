@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import IO, Any
 
@@ -15,6 +16,8 @@ from PIL import Image
 
 from rsgpt4v.boxtext import fill, flavour
 from rsgpt4v.imaging import encode
+from rsgpt4v.ownership import STATE_DIR
+from rsgpt4v.paths import UnsafePath, check_name, under
 from rsgpt4v.schema import Record, RecordBox
 
 # Records a model did not write say so: every record of a build has the same meta keys, so a table
@@ -90,23 +93,41 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether the file at `path` has exactly `data` (sizes first: most changes change the size)."""
+    try:
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except FileNotFoundError:
+        return False
+
+
 class DatasetWriter:
     """Writes window images and per-split JSONL files under one output folder (or, with `discard`,
-    only pretends to, for estimates)."""
+    only pretends to, for estimates).
 
-    def __init__(self, out: Path, image_format: str, discard: bool = False) -> None:
+    It remembers every file it produces; a completed pass (`close`) removes the files an earlier
+    build of this folder produced and this one no longer does (a split not built any more, windows
+    of a changed tiling), listed in OUT/.rsgpt4v/files.json, and never touches a file it did not write.
+    """
+
+    def __init__(self, out: Path, image_format: str, discard: bool = False, within: Path | None = None) -> None:
         self.out = Path(out)
+        self.within = Path(within) if within is not None else self.out
         self.image_format = image_format
         self.discard = discard
         if not discard:
             self.out.mkdir(parents=True, exist_ok=True)
         self._files: dict[str, IO[str]] = {}
+        self._produced: set[str] = set()
+        self._lock = threading.Lock()
 
     def image(self, name: str, im: Image.Image, source: Path, whole: bool) -> str:
-        """Write a scene's image (unless already complete from an earlier run); its path relative to OUT.
+        """Write a scene's image unless the file there already holds these exact bytes; its path relative to OUT.
 
         With format `auto`, a whole JPEG or PNG source image is copied byte for byte (no generation
         loss, no time spent encoding), and anything else keeps its source's kind of compression.
+        Comparing content rather than existence means a source image edited since the last run gets
+        its window images rewritten, not left stale beside answers about the new pixels.
         """
         suffix = source.suffix.lower()
         copy = self.image_format == "auto" and whole and suffix in (".jpg", ".jpeg", ".png")
@@ -117,9 +138,16 @@ class DatasetWriter:
         else:
             fmt = self.image_format
         rel = f"{name}.{fmt}"
-        path = self.out / rel
-        if not self.discard and not path.exists():
-            write_atomic(path, source.read_bytes() if copy else encode(im, fmt, quality=95))
+        _, source_name, split, _ = name.split("/", 3)  # images/<source>/<split>/<image>
+        check_name(source_name, "source")
+        check_name(split, "split")
+        path = under(self.out, rel, self.within)
+        if not self.discard:
+            data = source.read_bytes() if copy else encode(im, fmt, quality=95)
+            if not _holds(path, data):
+                write_atomic(path, data)
+            with self._lock:
+                self._produced.add(rel)
         return rel
 
     def write(self, split: str, line: dict[str, Any]) -> None:
@@ -127,17 +155,40 @@ class DatasetWriter:
             return
         f = self._files.get(split)
         if f is None:
-            f = self._files[split] = open(self.out / f"{split}.jsonl.partial", "w", encoding="utf-8", newline="\n")
+            path = under(self.out, f"{check_name(split, 'split')}.jsonl.partial", self.within)
+            f = self._files[split] = open(path, "w", encoding="utf-8", newline="\n")
         f.write(dumps(line) + "\n")
 
     def close(self) -> list[str]:
-        """Move the finished split files into place; the splits written."""
+        """Move the finished split files into place and remove what the folder's earlier builds
+        produced and this one does not; the splits written."""
         for split, f in self._files.items():
             f.close()
             os.replace(self.out / f"{split}.jsonl.partial", self.out / f"{split}.jsonl")
+            self._produced.add(f"{split}.jsonl")
         splits = sorted(self._files)
         self._files.clear()
+        if not self.discard:
+            self._sweep()
         return splits
+
+    def _sweep(self) -> None:
+        record = self.out / STATE_DIR / "files.json"
+        try:
+            earlier = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            earlier = []
+        for rel in sorted(set(earlier) - self._produced) if isinstance(earlier, list) else []:
+            try:
+                path = under(self.out, rel, self.within)
+            except (UnsafePath, TypeError):
+                continue  # a hand-edited list does not get to delete anything outside OUT
+            path.unlink(missing_ok=True)
+            for folder in path.parents:
+                if folder == self.out or not folder.is_relative_to(self.out / "images") or any(folder.iterdir()):
+                    break
+                folder.rmdir()
+        write_atomic(record, (json.dumps(sorted(self._produced), indent=0) + "\n").encode("utf-8"))
 
     def abandon(self) -> None:
         """Drop the unfinished split files of a pass that did not complete."""

@@ -98,6 +98,8 @@ def _jsonl_line(n: int, raw: bytes) -> Entry:
         if not raw.endswith(b"\n"):
             return n, None, f"truncated: the last line is cut off ({_detail(exc)})"
         return n, None, f"invalid JSON: {_detail(exc)}"
+    except (RecursionError, ValueError) as exc:
+        return n, None, _unreadable(exc)
 
 
 def _json_list(data: bytes) -> Iterator[Entry]:
@@ -121,6 +123,9 @@ def _json_list(data: bytes) -> Iterator[Entry]:
         except json.JSONDecodeError as exc:
             yield exc.lineno, None, _list_error(cut, _detail(exc))
             return
+        except (RecursionError, ValueError) as exc:
+            yield text.count("\n", 0, pos) + 1, None, _unreadable(exc)
+            return
         line += text.count("\n", counted, pos)
         counted = pos
         yield line, value, None
@@ -138,6 +143,13 @@ def _json_list(data: bytes) -> Iterator[Entry]:
         yield text.count("\n", 0, rest) + 1, None, "invalid JSON: extra data after the list"
 
 
+def _unreadable(exc: RecursionError | ValueError) -> str:
+    """Valid JSON syntax that Python will not read: nesting past the recursion limit, or an integer
+    of more than 4300 digits."""
+    return "invalid JSON: " + ("nested too deeply to read" if isinstance(exc, RecursionError)
+                               else "an integer too long to read")
+
+
 def _detail(exc: json.JSONDecodeError) -> str:
     return f"{exc.msg}: column {exc.colno}"
 
@@ -151,4 +163,6 @@ def _not_a_list(text: str) -> Entry:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         return exc.lineno, None, f"invalid JSON: {_detail(exc)}"
+    except (RecursionError, ValueError) as exc:
+        return None, None, _unreadable(exc)
     return None, None, f"not a list: a .json file must hold a list of records, not a JSON {json_type(value)}"

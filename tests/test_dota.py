@@ -250,7 +250,10 @@ def test_png_preferred_and_other_files_ignored(tmp_path: Path) -> None:
     write_label(root / "labelTxt" / "._P0001.txt", ["junk"])  # macOS resource fork
     (root / "images" / "Thumbs.db").write_bytes(b"\x00")
     (root / "labelTxt" / "readme.md").write_text("x")
-    assert [s.rel_image for s in DOTA(root)] == ["images/P0001.png"]
+    samples, issues = split_out(list(DOTA(root)))
+    assert [s.rel_image for s in samples] == ["images/P0001.png"]
+    assert [(i.kind, i.file, i.reason) for i in issues] == [
+        ("warning", "images/P0001.jpg", "another image has the same name: P0001.png is used, this one ignored")]
 
 
 @pytest.mark.parametrize("nesting", ["labelTxt-v1.5/labelTxt", "labelTxt-v1.5", "labelTxt-v1.5/DOTA-v1.5_train"])

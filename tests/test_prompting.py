@@ -169,8 +169,10 @@ def test_prompt_using_an_unknown_variable_is_a_clear_error(tmp_path: Path) -> No
     prompts = PromptSet.load()
     for f in prompts.folder.glob("*.yaml"):
         (tmp_path / f.name).write_bytes(f.read_bytes())
-    (tmp_path / "global.yaml").write_text("system: s\nuser: 'count: $nonsense'\nretry: r\n")
+    (tmp_path / "global.yaml").write_text("system: s\nuser: 'count: $counts'\nretry: r\n")
     edited = PromptSet.load(tmp_path)
-    with pytest.raises(PromptError, match=r"global.yaml: user uses \$nonsense"):
-        edited.render("global", "user", counts="x")
     assert edited.shas["global"] != prompts.shas["global"]
+    (tmp_path / "global.yaml").write_text("system: s\nuser: 'count: $nonsense'\nretry: r\n")
+    # Found when the prompts are loaded, before any request is paid for.
+    with pytest.raises(PromptError, match=r"global.yaml: user uses \$nonsense"):
+        PromptSet.load(tmp_path)

@@ -9,6 +9,7 @@ next pass; a request the API rejected as invalid (4xx) is remembered and fails i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -40,24 +41,48 @@ class BatchQueue:
         self.stages[key] = stage
 
 
-class BatchState:
-    """OUT/batch/state.json: submitted batches, their progress, and requests the API rejected."""
+class BatchStateError(Exception):
+    """OUT/batch/state.json cannot be read; the message says what to do."""
 
-    def __init__(self, folder: Path) -> None:
+
+class BatchState:
+    """OUT/batch/state.json: submitted batches, their progress, and requests the API rejected.
+
+    `cache` is the response cache of the build the batches belong to: a batch counts as collected
+    only once its answers are in that cache, so collecting into another one does not lose them.
+    """
+
+    def __init__(self, folder: Path, cache: Path | None = None) -> None:
         self.folder = Path(folder)
         self.path = self.folder / "state.json"
-        data = json.loads(self.path.read_text(encoding="utf-8")) if self.path.exists() else {}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8")) if self.path.exists() else {}
+        except (OSError, ValueError, RecursionError) as exc:
+            raise BatchStateError(f"{self.path}: unreadable ({exc.__class__.__name__}: {exc}); move it aside and "
+                                  "rerun the build: it finds its batches again by listing them from the API") from None
+        if not isinstance(data, dict) or not isinstance(data.get("batches", []), list) \
+                or not all(isinstance(b, dict) for b in data.get("batches", [])):
+            raise BatchStateError(f"{self.path}: not a batch state file; move it aside and rerun the build: it finds "
+                                  "its batches again by listing them from the API")
         self.batches: list[dict[str, Any]] = data.get("batches", [])
         self.rejected: dict[str, str] = data.get("rejected", {})
         self.usage: dict[str, float] = data.get("usage", {"prompt_tokens": 0, "completion_tokens": 0,
                                                          "cost_usd": 0.0, "requests": 0})
+        self.cache: str | None = str(Path(cache).resolve()) if cache is not None else data.get("cache")
 
     def save(self) -> None:
-        data = {"batches": self.batches, "rejected": self.rejected, "usage": self.usage}
+        data = {"batches": self.batches, "rejected": self.rejected, "usage": self.usage, "cache": self.cache}
         write_atomic(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
     def open_batches(self) -> list[dict[str, Any]]:
-        return [b for b in self.batches if not b.get("collected")]
+        """Batches whose answers are not yet in the build's cache (or intents not yet confirmed)."""
+        return [b for b in self.batches if not self._collected(b)]
+
+    def _collected(self, entry: dict[str, Any]) -> bool:
+        into = entry.get("collected_into")
+        if into is None or self.cache is None:
+            return bool(entry.get("collected"))
+        return self.cache in into
 
 
 def split_request_files(queue: BatchQueue, folder: Path, prefix: str, max_lines: int, max_bytes: int) -> list[Path]:
@@ -87,29 +112,79 @@ def split_request_files(queue: BatchQueue, folder: Path, prefix: str, max_lines:
 
 async def submit(client: openai.AsyncOpenAI, state: BatchState, queue: BatchQueue, max_lines: int,
                  max_bytes: int) -> list[dict[str, Any]]:
-    """Upload the queued requests and create one batch per request file."""
+    """Upload the queued requests and create one batch per request file.
+
+    The intent (request file and its hash) is saved before anything changes on the remote side, and
+    the batch carries the hash in its metadata: a run killed between creating a batch and saving its
+    id leaves a batch the next run finds again (`refresh`) instead of paying for it twice. A request
+    file whose hash matches a batch already on the account (state.json lost) adopts that batch.
+    """
     prefix = f"pass-{len({b['pass'] for b in state.batches}) + 1:03d}"
     created = []
+    known = {b["id"] for b in state.batches if b.get("id")}
     for path in split_request_files(queue, state.folder / "requests", prefix, max_lines, max_bytes):
-        keys = [json.loads(line)["custom_id"] for line in path.read_text(encoding="utf-8").splitlines()]
-        with open(path, "rb") as f:
-            uploaded = await client.files.create(file=(path.name, f), purpose="batch")
-        batch = await client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
-                                            completion_window="24h")
+        data = path.read_bytes()
+        keys = [json.loads(line)["custom_id"] for line in data.decode("utf-8").splitlines()]
         stages: dict[str, int] = {}
         for key in keys:
             stages[queue.stages[key]] = stages.get(queue.stages[key], 0) + 1
-        entry = {"id": batch.id, "input_file_id": uploaded.id, "request_file": path.relative_to(state.folder).as_posix(),
-                 "lines": len(keys), "stages": stages, "pass": prefix, "status": batch.status,
-                 "submitted_at": int(time.time()), "collected": False}
+        entry: dict[str, Any] = {"id": None, "request_file": path.relative_to(state.folder).as_posix(),
+                                 "sha256": hashlib.sha256(data).hexdigest(), "lines": len(keys), "stages": stages,
+                                 "pass": prefix, "status": "intent", "submitted_at": int(time.time()),
+                                 "collected": False}
         state.batches.append(entry)
+        state.save()
+        remote = await _find_remote(client, entry, known)
+        if remote is None:
+            with open(path, "rb") as f:
+                uploaded = await client.files.create(file=(path.name, f), purpose="batch")
+            entry["input_file_id"] = uploaded.id
+            state.save()
+            remote = await client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                                 completion_window="24h", metadata={_SHA_KEY: entry["sha256"]})
+        _adopt(entry, remote)
+        known.add(remote.id)
         created.append(entry)
         state.save()
     return created
 
 
+_SHA_KEY = "rsgpt4v_request_sha256"
+_REUSABLE = ("validating", "in_progress", "finalizing", "completed")
+_LOOK_BACK_S = 7 * 24 * 3600
+
+
+async def _find_remote(client: openai.AsyncOpenAI, entry: dict[str, Any], known: set[str]) -> Any | None:
+    """The account's batch made from this entry's request file (same hash in its metadata, or the
+    same uploaded file), still usable and not already recorded; None when there is none."""
+    oldest = entry["submitted_at"] - _LOOK_BACK_S
+    async for batch in client.batches.list(limit=100):
+        if batch.created_at < oldest:
+            break
+        if batch.id in known or batch.status not in _REUSABLE:
+            continue
+        if (batch.metadata or {}).get(_SHA_KEY) == entry["sha256"] or \
+                (entry.get("input_file_id") and batch.input_file_id == entry["input_file_id"]):
+            return batch
+    return None
+
+
+def _adopt(entry: dict[str, Any], batch: Any) -> None:
+    entry.update(id=batch.id, input_file_id=batch.input_file_id, status=batch.status)
+
+
 async def refresh(client: openai.AsyncOpenAI, state: BatchState) -> None:
-    """Update the status of every batch not yet collected."""
+    """Update the status of every batch not yet collected; settle intents a killed run left behind
+    (the batch found on the account, or the intent dropped so its requests go in the next pass)."""
+    known = {b["id"] for b in state.batches if b.get("id")}
+    for entry in [b for b in state.batches if b.get("id") is None]:
+        remote = await _find_remote(client, entry, known)
+        if remote is None:
+            state.batches.remove(entry)
+        else:
+            _adopt(entry, remote)
+            known.add(remote.id)
+        state.save()
     for entry in state.open_batches():
         batch = await client.batches.retrieve(entry["id"])
         entry["status"] = batch.status
@@ -126,36 +201,41 @@ async def collect(client: openai.AsyncOpenAI, state: BatchState, cache: Cache, p
     """Results of every finished batch into the cache; counts of answers, failures and rejections."""
     await refresh(client, state)
     tally = {"answers": 0, "failed": 0, "rejected": 0}
+    into = str(cache.path.resolve())
     for entry in state.open_batches():
         if entry["status"] not in TERMINAL:
             continue
+        first = not entry.get("collected")  # paid once: usage counts the first collection only
         for file_key in ("output_file_id", "error_file_id"):
             if not entry.get(file_key):
                 continue
             content = await client.files.content(entry[file_key])
             for line in content.text.splitlines():
                 if line.strip():
-                    _collect_line(json.loads(line), state, cache, prices, model, tally)
+                    _collect_line(json.loads(line), state, cache, prices, model, tally, first)
         entry["collected"] = True
+        entry["collected_into"] = sorted({*entry.get("collected_into", []), into})
         state.save()
     return tally
 
 
 def _collect_line(line: dict[str, Any], state: BatchState, cache: Cache, prices: PriceTable, model: str,
-                  tally: dict[str, int]) -> None:
+                  tally: dict[str, int], count_usage: bool) -> None:
     key = line["custom_id"]
     response = line.get("response") or {}
     status = response.get("status_code")
     if status == 200:
         body = response["body"]
         cache.put(key, "batch", body.get("model", model), body)
+        tally["answers"] += 1
+        if not count_usage:
+            return
         usage = body.get("usage") or {}
         state.usage["requests"] += 1
         state.usage["prompt_tokens"] += usage.get("prompt_tokens", 0)
         state.usage["completion_tokens"] += usage.get("completion_tokens", 0)
         state.usage["cost_usd"] += prices.dollars(model, usage.get("prompt_tokens", 0),
                                                   usage.get("completion_tokens", 0), batch=True) or 0.0
-        tally["answers"] += 1
     elif status is not None and 400 <= status < 500 and status not in (408, 409, 429):
         error = (response.get("body") or {}).get("error") or {}
         state.rejected[key] = f"{status}: {error.get('message', 'rejected')}"

@@ -1,12 +1,15 @@
 """The response cache: SQLite in WAL mode, request key -> the completion the API returned.
 
 Every response is kept, usable or not, so a rerun replays the same sequence of attempts without a
-single call and writes byte-identical output. A file that is not a readable cache is reported,
+single call and writes byte-identical output. Beside them, the verdict of each request asked (usable
+or not after how many attempts, and why each failed) lets a rerun give failed requests more tries
+and lets `estimate` measure how often requests are asked again. A file that is not a readable cache is reported,
 moved aside and rebuilt rather than trusted.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sqlite3
@@ -21,7 +24,12 @@ CREATE TABLE IF NOT EXISTS responses (
     stage TEXT NOT NULL,
     model TEXT NOT NULL,
     completion TEXT NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS verdicts (
+    key TEXT PRIMARY KEY,
+    stage TEXT NOT NULL,
+    verdict TEXT NOT NULL
+);
 """
 
 
@@ -29,8 +37,13 @@ class Cache:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "a folder, not a cache file: give --cache a file name",
+                                    str(self.path))
         try:
             self._db = self._open()
+        except sqlite3.OperationalError:
+            raise  # cannot open or write (permissions, disk full): the file itself may be fine
         except sqlite3.DatabaseError as exc:
             aside = self.path.with_name(self.path.name + ".corrupt")
             log.warning("cache %s is not a readable SQLite cache (%s); moved to %s and rebuilt", self.path, exc, aside)
@@ -41,7 +54,7 @@ class Cache:
         db = sqlite3.connect(self.path, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.execute(_SCHEMA)
+        db.executescript(_SCHEMA)
         db.execute("SELECT count(*) FROM responses").fetchone()
         return db
 
@@ -54,6 +67,22 @@ class Cache:
             "INSERT OR REPLACE INTO responses (key, stage, model, completion) VALUES (?, ?, ?, ?)",
             (key, stage, model, json.dumps(completion, sort_keys=True)),
         )
+
+    def verdict(self, key: str) -> dict[str, Any] | None:
+        """How asking the request with this first-attempt key ended: ok, attempts, rounds, history."""
+        row = self._db.execute("SELECT verdict FROM verdicts WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def put_verdict(self, key: str, stage: str, verdict: dict[str, Any]) -> None:
+        self._db.execute("INSERT OR REPLACE INTO verdicts (key, stage, verdict) VALUES (?, ?, ?)",
+                         (key, stage, json.dumps(verdict, sort_keys=True)))
+
+    def reask_rate(self) -> float | None:
+        """Attempts beyond the first per request asked, as measured by the builds this cache served;
+        None when it has seen none."""
+        asks, attempts = self._db.execute(
+            "SELECT count(*), sum(json_extract(verdict, '$.attempts')) FROM verdicts").fetchone()
+        return (attempts - asks) / asks if asks else None
 
     def close(self) -> None:
         self._db.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -110,13 +111,18 @@ def _insufficient_quota(exc: openai.APIStatusError) -> bool:
 
 
 def _retry_after(exc: BaseException | None) -> float | None:
+    """The wait the server asks for, in seconds: `retry-after-ms` (OpenAI, Azure) before `retry-after`."""
     if not isinstance(exc, openai.APIStatusError):
         return None
-    value = exc.response.headers.get("retry-after")
-    try:
-        return min(float(value), 120.0) if value is not None else None
-    except ValueError:
-        return None
+    for header, unit in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = exc.response.headers.get(header)
+        try:
+            seconds = float(value) / unit if value is not None else None
+        except ValueError:
+            continue
+        if seconds is not None and math.isfinite(seconds) and seconds >= 0:
+            return min(seconds, 120.0)
+    return None
 
 
 class _WaitRetryAfter:
@@ -189,6 +195,7 @@ class Engine:
         self._slots = asyncio.Semaphore(cfg.concurrency)
         self._reserved_usd = 0.0
         self._transport_failures_in_a_row = 0
+        self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     @property
     def spent_usd(self) -> float:
@@ -215,6 +222,23 @@ class Engine:
                 raise Unusable("api_400", f"the Batch API rejected the request ({self.rejected[key]})")
             self.batch.add(key, request.stage, body)
             raise Deferred(key)
+        shared = self._inflight.get(key)
+        if shared is not None:
+            # The same request is already on its way (two windows asking the very same thing): one answer
+            # serves both, and is paid once.
+            usage.cache_hits += 1
+            return await asyncio.shield(shared)
+        task = self._inflight[key] = asyncio.ensure_future(self._fetch(request, body, key, usage))
+        task.add_done_callback(lambda done: self._settled(key, done))
+        return await asyncio.shield(task)
+
+    def _settled(self, key: str, task: asyncio.Future[dict[str, Any]]) -> None:
+        del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here, so a failure nobody waits for any more is not logged as lost
+
+    async def _fetch(self, request: ChatRequest, body: dict[str, Any], key: str, usage: StageUsage) -> dict[str, Any]:
+        """Send a request that missed the cache, within budget and limits; cache and count its answer."""
         prompt_estimate = estimate_prompt_tokens(body, self._image_rule)
         projected = self._projected_usd(request, prompt_estimate)
         budget = self.cfg.max_cost_usd
@@ -273,14 +297,25 @@ class Engine:
         in `escalate` is returned at once, counted as a retry reason rather than a failure: the
         caller changes the request instead (a local request cut at the token limit is split), since
         sending the same request again would be cut again.
+
+        The verdict (usable or not, after how many attempts, and why each attempt failed) is kept in
+        the cache under the first attempt's key. A later run replays the cached attempts for free;
+        where the verdict was a failure it then gives the request `engine.attempts` more tries,
+        numbered on from the last (on up to `engine.repair_rounds` later runs), so a rerun repairs
+        windows that failed on a transient fault and pays only for those.
         """
         feedback: str | None = None
         failure = Unusable("unknown", "no attempt was made")
         rejected: T | None = None
-        stage = ""
-        for attempt in range(1, self.cfg.attempts + 1):
-            request = build(feedback, attempt)
-            stage = request.stage
+        first = build(None, 1)
+        stage = first.stage
+        verdict_key = first.cache_key()
+        previous = None if self.refresh else self.cache.verdict(verdict_key)
+        limit, rounds = self._attempt_limit(previous)
+        history: list[dict[str, Any]] = []
+        attempt = 0
+        for attempt in range(1, limit + 1):
+            request = first if attempt == 1 else build(feedback, attempt)
             if attempt > 1:
                 usage = self.stage_usage(stage)
                 usage.retries += 1
@@ -308,6 +343,8 @@ class Engine:
                 parsed = check_completion(completion, response_model)
                 problem = check(parsed) if check is not None else None
                 if problem is None:
+                    self.cache.put_verdict(verdict_key, stage, {"ok": True, "attempts": attempt, "rounds": rounds,
+                                                                "history": history})
                     return Answer(parsed)
                 failure = Unusable(problem.kind, problem.detail)
                 rejected = parsed
@@ -316,10 +353,26 @@ class Engine:
             if failure.kind in escalate:
                 self.stage_usage(stage).retry_reasons[failure.kind] += 1
                 return Answer(None, f"{failure.kind}: {failure.detail}", kind=failure.kind, rejected=rejected)
+            history.append({"attempt": attempt, "kind": failure.kind, "detail": failure.detail})
             feedback = failure.detail
+        else:
+            # Every attempt gave an answer and none was usable: the verdict a later run may revisit.
+            self.cache.put_verdict(verdict_key, stage, {"ok": False, "attempts": attempt, "rounds": rounds,
+                                                        "history": history})
         self.record_failure(stage, failure.kind)
         return Answer(None, f"{failure.kind}: {failure.detail}", kind=failure.kind, rejected=rejected)
 
     def record_failure(self, stage: str, kind: str) -> None:
         """Count a request given up on; callers that escalated a failure count it here if they give up."""
         self.stage_usage(stage).failures[kind] += 1
+
+    def _attempt_limit(self, previous: dict[str, Any] | None) -> tuple[int, int]:
+        """How many attempts this ask may make, and which round of asking it is."""
+        if previous is None:
+            return self.cfg.attempts, 1
+        attempts, rounds = int(previous["attempts"]), int(previous.get("rounds", 1))
+        if previous["ok"]:
+            return max(attempts, self.cfg.attempts), rounds
+        if rounds <= self.cfg.repair_rounds:
+            return attempts + self.cfg.attempts, rounds + 1
+        return attempts, rounds

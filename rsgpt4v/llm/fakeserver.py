@@ -254,6 +254,8 @@ class FakeAPI:
         elif method == "GET":
             if path.endswith("/_stats"):
                 return 200, self.state.stats.as_dict(), {}
+            if path.endswith("/batches"):
+                return 200, self._list_batches(), {}
             if "batches" in parts and parts[-1] in self.state.batches:
                 return 200, self._batch(parts[-1]), {}
             if "files" in parts and parts[-1] == "content" and parts[-2] in self.state.files:
@@ -289,6 +291,12 @@ class FakeAPI:
         if batch["status"] == "in_progress" and time.monotonic() >= batch["_ready_at"]:
             _run_batch(self.state, batch)
         return self._public(batch)
+
+    def _list_batches(self) -> dict[str, Any]:
+        """Every batch, newest first, in one page (the real API pages by 20 to 100)."""
+        newest = [self._batch(i) for i in sorted(self.state.batches, reverse=True)]
+        return {"object": "list", "data": newest, "has_more": False,
+                "first_id": newest[0]["id"] if newest else None, "last_id": newest[-1]["id"] if newest else None}
 
     @staticmethod
     def _public(batch: dict[str, Any]) -> dict[str, Any]:

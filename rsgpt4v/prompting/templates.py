@@ -19,10 +19,19 @@ from string import Template
 
 import yaml
 
+from rsgpt4v.config import yaml_problem
 from rsgpt4v.resources import resource_dir
 
 STAGES = ("local", "global", "dialogue")
 _STAGE_KEYS = ("system", "user", "retry")
+# The variables the code gives each template (see prompting/stages.py): what `load` renders them with.
+_RETRY_VALUES = ("attempt", "max_attempts", "reason")
+_USER_VALUES = {
+    "local": ("image_width", "image_height", "gsd_note", "n_total", "n_listed", "object_list", "omitted", "context",
+              "hints", "images_note"),
+    "global": ("image_width", "image_height", "gsd_note", "counts", "objects", "hints"),
+    "dialogue": ("caption", "description", "counts", "objects", "hints", "min_turns", "max_turns"),
+}
 
 
 class PromptError(Exception):
@@ -55,7 +64,22 @@ class PromptSet:
         for key, pool in pools.items():
             if not (isinstance(pool, list) and pool and all(isinstance(p, str) for p in pool)):
                 raise PromptError(f"{folder / 'instructions.yaml'}: {key} must be a non-empty list of strings")
-        return cls(folder=folder, stages=stages, instructions=pools, shas=shas, examples=examples)
+            for text in pool:
+                if not Template(text).is_valid():
+                    raise PromptError(f"{folder / 'instructions.yaml'}: {key}: {text!r} has a bad placeholder "
+                                      "(write a literal $ as $$)")
+        prompts = cls(folder=folder, stages=stages, instructions=pools, shas=shas, examples=examples)
+        prompts.check()
+        return prompts
+
+    def check(self) -> None:
+        """Render every stage template once with placeholder values (the system text with each of its
+        worked examples), so a broken one stops the run before the first (paid) request rather than after."""
+        for stage in STAGES:
+            for example in self.examples.get(stage) or [""]:
+                self.render(stage, "system", example=example.strip())
+            self.render(stage, "user", **dict.fromkeys(_USER_VALUES[stage], "1"))
+            self.render(stage, "retry", **dict.fromkeys(_RETRY_VALUES, "1"))
 
     def example_index(self, stage: str, key: str) -> int:
         """Which worked example the request with `key` gets: a hash, so reruns pick the same one."""
@@ -112,7 +136,7 @@ def _read(path: Path) -> tuple[dict, str]:
     except OSError as exc:
         raise PromptError(f"{path}: cannot read prompt file ({exc.strerror})") from None
     except yaml.YAMLError as exc:
-        raise PromptError(f"{path}: not valid YAML ({exc})") from None
+        raise PromptError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
     if not isinstance(data, dict):
         raise PromptError(f"{path}: expected a mapping")
     return data, hashlib.sha256(raw).hexdigest()[:16]

@@ -90,6 +90,7 @@ class Source(ABC):
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 SPLIT_ORDER = ("train", "val", "test")
 MIN_AREA = 1.0  # px^2; a smaller object is an annotation slip, not something to describe
+MAX_COORDINATE = 1e7  # px; far beyond any image image.max_pixels lets through
 
 
 def split_key(name: str) -> tuple[int, str]:
@@ -112,25 +113,65 @@ def inside_root(root: Path, relative: str) -> Path | None:
     return root / candidate
 
 
+def finite_answer(value: object) -> str | None:
+    """A VQA answer given as a JSON string or number, as text; None for nothing usable (a boolean,
+    blank text, NaN or infinity, which Python's json reads from `NaN` and `Infinity`)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        if value.is_integer():
+            value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+class LinksOutOfRoot:
+    """One warning for the images reached through a symbolic link that leads out of the root:
+    followed (datasets are often assembled that way), but said."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.said = False
+
+    def check(self, image: Path, name: str) -> Issue | None:
+        if self.said or image.resolve().is_relative_to(self.root):
+            return None
+        self.said = True
+        return Issue(kind="warning", file=name, reason=f"image is a link to {image.resolve()}, outside --root; "
+                                                       "followed (said once for all such images of the split)")
+
+
 def find_image(folder: Path, name: str) -> Path | None:
     """`folder/name`, or the same stem with another image suffix (copies of UCM and Sydney
     reference `.jpg` where the files are `.tif`, and the reverse)."""
     exact = folder / name
-    if exact.is_file():
+    if is_file(exact):
         return exact
     stem = Path(name).stem
     for suffix in IMAGE_SUFFIXES:
         for cased in (suffix, suffix.upper()):
             candidate = folder / f"{stem}{cased}"
-            if candidate.is_file():
+            if is_file(candidate):
                 return candidate
     return None
+
+
+def is_file(path: Path) -> bool:
+    """Path.is_file for names that come from annotations: a name too long for the file system, or
+    holding a NUL byte, is simply not a file there (Path.is_file raises on those)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def read_json(path: Path, name: str, object_pairs_hook: Callable[[list[tuple[str, object]]], object] | None = None
               ) -> tuple[object, Issue | None]:
     """Parsed JSON, or an Issue naming the file (and the line of a syntax error); `object_pairs_hook`
-    as for json.loads."""
+    as for json.loads. Every json adapter reads through here, so hostile files (nesting thousands
+    deep, integers thousands of digits long) are one skipped file, not a traceback."""
     try:
         return json.loads(path.read_bytes().decode("utf-8-sig"), object_pairs_hook=object_pairs_hook), None
     except OSError as exc:
@@ -139,6 +180,11 @@ def read_json(path: Path, name: str, object_pairs_hook: Callable[[list[tuple[str
         return None, Issue(kind="skip", file=name, reason=f"not UTF-8 text ({exc.reason})")
     except json.JSONDecodeError as exc:
         return None, Issue(kind="skip", file=name, line=exc.lineno, reason=f"invalid JSON: {exc.msg}")
+    except RecursionError:
+        return None, Issue(kind="skip", file=name, reason="invalid JSON: nested too deeply to read")
+    except ValueError:
+        # Python refuses integers of more than 4300 digits (CVE-2020-10735): no annotation has one.
+        return None, Issue(kind="skip", file=name, reason="invalid JSON: an integer too long to read")
 
 
 # ---- XML label files (DIOR, FAIR1M) and the checks every detection source makes ----------------
@@ -159,6 +205,10 @@ def parse_xml(data: bytes, name: str) -> tuple[ET.Element | None, Issue | None]:
     except ET.ParseError as exc:
         line = exc.position[0] if exc.position else None
         return None, Issue(kind="skip", file=name, line=line, reason=f"invalid XML: {ErrorString(exc.code)}")
+    except LookupError as exc:  # an <?xml encoding="..."?> Python does not know
+        return None, Issue(kind="skip", file=name, line=1, reason=f"invalid XML: {exc.args[0][:80]}")
+    except RecursionError:
+        return None, Issue(kind="skip", file=name, reason="invalid XML: nested too deeply to read")
 
 
 def number(parent: ET.Element, tag: str) -> float | str:
@@ -180,7 +230,10 @@ def object_label(index: int, obj: ET.Element, name_tag: str = "name") -> str:
 
 
 def checked_polygon(polygon: tuple[Point, ...], shape: str = "box") -> tuple[Point, ...] | str:
-    """`polygon`, or why it is too small to be an object (`shape` names it in the message)."""
+    """`polygon`, or why it cannot be an object: a coordinate no image could have (it would turn into
+    NaN when clipped and vanish), or too small (`shape` names it in the message)."""
+    if not all(math.isfinite(v) and abs(v) <= MAX_COORDINATE for point in polygon for v in point):
+        return f"{shape} coordinate out of range (beyond +-{MAX_COORDINATE:g} px)"
     area = polygon_area(polygon)
     if area < MIN_AREA:
         return f"degenerate {shape} (area {area:g} px^2 < {MIN_AREA:g})"

@@ -65,7 +65,8 @@ the class folders), both relative to the root, replace the probing for copies na
 when the stem does not already start with it), unique within a split.
 
 Bad data never raises: an unreadable or invalid json file, an entry that is not an object or lacks
-a split or filename, a filename leaving the root, an entry without caption text, a missing image and
+a split or filename, a split that cannot name an output file (`../x`, `/abs`, `a/b`, a NUL byte: see
+rsgpt4v.paths), a filename leaving the root, an entry without caption text, a missing image and
 a second entry for an image already kept in the same split are skipped with an Issue naming the
 entry (`images[12] (filename 'x.jpg'): ...`); blank sentences next to good ones are a warning.
 Issues about entries that belong to no split come first, then each split's entries in file order.
@@ -81,8 +82,10 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from rsgpt4v.language import readable
+from rsgpt4v.paths import SAFE_NAME_RULE, safe_name
 from rsgpt4v.schema import Issue, Sample
 from rsgpt4v.sources.base import (
+    LinksOutOfRoot,
     Source,
     SourceError,
     find_image,
@@ -178,7 +181,7 @@ class _CaptionSource(Source):
         images cannot be found at all."""
 
     def _splits(self) -> list[str]:
-        names = {e.split for e in self.entries if isinstance(e, _Entry) and isinstance(e.split, str) and e.split}
+        names = {e.split for e in self.entries if isinstance(e, _Entry) and safe_name(e.split)}
         return sorted(names, key=split_key)
 
     def __iter__(self) -> Iterator[Sample | Issue]:
@@ -190,15 +193,18 @@ class _CaptionSource(Source):
                 yield entry
             elif not isinstance(entry.split, str) or not entry.split:
                 yield self._skip(entry, "no split")
+            elif not safe_name(entry.split):
+                yield self._skip(entry, f"split {entry.split!r} cannot name an output file ({SAFE_NAME_RULE})")
         for split in self._splits():
             if self.split is not None and split != self.split:
                 continue
             seen: dict[str, str] = {}
+            links = LinksOutOfRoot(self.root)
             for entry in self.entries:
                 if isinstance(entry, _Entry) and entry.split == split:
-                    yield from self._check(entry, seen)
+                    yield from self._check(entry, seen, links)
 
-    def _check(self, entry: _Entry, seen: dict[str, str]) -> Iterator[Sample | Issue]:
+    def _check(self, entry: _Entry, seen: dict[str, str], links: LinksOutOfRoot) -> Iterator[Sample | Issue]:
         if not isinstance(entry.filename, str) or not entry.filename.strip():
             yield self._skip(entry, "no filename")
             return
@@ -224,6 +230,8 @@ class _CaptionSource(Source):
         if blank:
             yield self._issue(entry, "warning", f"{blank} of {len(entry.texts)} captions blank or not text; "
                                                 "kept the others")
+        if note := links.check(image, self.relative(image)):
+            yield note
         yield Sample(source=self.name, split=entry.split, image_id=image_id, image_path=image.resolve(),
                      rel_image=self.relative(image), captions=captions, scene_class=entry.scene_class,
                      gsd=self.gsd, provenance={"annotation_file": self.ann_name, **entry.provenance})

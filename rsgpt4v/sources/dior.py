@@ -81,6 +81,7 @@ from rsgpt4v.sources.base import (
     checked_polygon,
     find_image,
     inside_root,
+    is_file,
     number,
     object_label,
     parse_objects,
@@ -212,7 +213,7 @@ class DIOR(Source):
     def _image(self, split: str, image_id: str, split_file: str, lineno: int,
                unknown: UnknownCategories) -> Iterator[Sample | Issue]:
         xml = self.annotations / f"{image_id}.xml"
-        if not xml.is_file():
+        if not is_file(xml):
             yield Issue(kind="skip", file=split_file, line=lineno,
                         reason=f"no annotation file for id {image_id!r} (looked for {self.relative(xml)})")
             return

@@ -51,6 +51,7 @@ from rsgpt4v.schema import Issue, Obj, Sample
 from rsgpt4v.sources.base import (
     IMAGE_SUFFIXES,
     SPLIT_ORDER,
+    LinksOutOfRoot,
     Source,
     SourceError,
     UnknownCategories,
@@ -269,11 +270,18 @@ class DOTA(Source):
     def _iter_split(self, split: _Split, unknown: UnknownCategories) -> Iterator[Sample | Issue]:
         labels = {p.stem: p for p in visible_files(split.labels, (".txt",))} if split.labels else {}
         images: dict[str, Path] = {}
+        shadowed: list[Issue] = []
+        links = LinksOutOfRoot(self.root)
         if split.images.is_dir():
-            # a stem may exist with several extensions; the earlier suffix in IMAGE_SUFFIXES wins
+            # a stem may exist with several extensions; the earlier suffix in IMAGE_SUFFIXES wins, said
             for p in sorted(visible_files(split.images, IMAGE_SUFFIXES),
                             key=lambda p: (IMAGE_SUFFIXES.index(p.suffix.lower()), p.name)):
-                images.setdefault(p.stem, p)
+                kept = images.setdefault(p.stem, p)
+                if kept is not p:
+                    shadowed.append(Issue(kind="warning", file=self.relative(p),
+                                          reason=f"another image has the same name: {kept.name} is used, this one "
+                                                 "ignored"))
+        yield from shadowed
         unlabelled_ok = split.name.startswith("test")  # test-dev, test-challenge too
         for stem in sorted(labels.keys() | images.keys()):
             label, image = labels.get(stem), images.get(stem)
@@ -289,6 +297,8 @@ class DOTA(Source):
                             reason=f"no label file for image (looked for {where}/{stem}.txt)")
             else:
                 yield from self._labelled(split, image, label, unknown)
+            if image is not None and (note := links.check(image, self.relative(image))):
+                yield note
 
     def _labelled(self, split: _Split, image: Path, label: Path,
                   unknown: UnknownCategories) -> Iterator[Sample | Issue]:
@@ -300,7 +310,9 @@ class DOTA(Source):
             return
         warnings = [w for obj in parsed.objects if (w := unknown.check(obj.category, rel, obj.line))]
         yield from sorted([*parsed.issues, *warnings], key=lambda i: i.line or 0)
-        provenance = {"label_file": rel, **parsed.header}
+        # Header lines are the file's own words: they never replace what this reader records (a
+        # `label_file:` line would otherwise rename the file every issue points at).
+        provenance = {**parsed.header, "label_file": rel}
         yield self._sample(split, image, parsed.objects, parsed.gsd, provenance)
 
     def _sample(self, split: _Split, image: Path, objects: tuple[Obj, ...], gsd: float | None,

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsgpt4v.schema import QA, Issue, Sample
-from rsgpt4v.sources.base import Source, SourceError, find_image, inside_root, read_json
+from rsgpt4v.sources.base import Source, SourceError, find_image, finite_answer, inside_root, read_json
 
 SPLITS = (
     ("train", ("Training Question.json", "Training_Question.json"), "Train_Image"),
@@ -185,8 +185,7 @@ def _check(entry: object, images: Path) -> str | None:
 
 def _answer(value: object) -> str | None:
     """Ground_Truth as text: counts are JSON numbers; None when there is nothing usable."""
-    if isinstance(value, bool):
-        return None
+    return finite_answer(value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, (str, int, float)) and str(value).strip():

@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from rsgpt4v.schema import QA, Issue, Sample
-from rsgpt4v.sources.base import Source, SourceError, find_image, read_json, split_key
+from rsgpt4v.sources.base import Source, SourceError, find_image, finite_answer, read_json, split_key
 
 _KINDS = ("images", "questions", "answers")
 IMAGE_FOLDERS = ("Images_LR", "Data", "Images")
@@ -212,11 +212,12 @@ def _question(row: dict, images: _Table, answers: _Table, names: dict[str, str])
     aid = ids[0]  # the official loader uses the first answer only; there is one per question
     if not (_is_id(aid) and aid in answers.rows):
         return f"answer id {aid!r} is not an active answer of {names['answers']}"
-    answer = answers.rows[aid][1].get("answer")
-    if isinstance(answer, bool) or not isinstance(answer, (str, int, float)) or not str(answer).strip():
-        return f"answer id {aid} has no usable answer ({answer!r})"
+    raw = answers.rows[aid][1].get("answer")
+    answer = finite_answer(raw)
+    if answer is None:
+        return f"answer id {aid} has no usable answer ({raw!r})"
     kind = row.get("type")
-    return QA(question=text.strip(), answer=str(answer).strip(), kind=kind if isinstance(kind, str) else None)
+    return QA(question=text.strip(), answer=answer, kind=kind if isinstance(kind, str) else None)
 
 
 class RSVQALR(_RSVQA):
