@@ -15,6 +15,7 @@ from typing import IO, Any
 from PIL import Image
 
 from rsgpt4v.boxtext import fill, flavour
+from rsgpt4v.files import write_atomic
 from rsgpt4v.imaging import encode
 from rsgpt4v.ownership import STATE_DIR
 from rsgpt4v.paths import UnsafePath, check_name, under
@@ -84,13 +85,6 @@ def _corners(box: tuple[float, float, float, float]) -> list[tuple[float, float]
 def dumps(obj: Any) -> str:
     """Canonical JSON for output files: stable key order, UTF-8 text, no spaces to vary."""
     return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _holds(path: Path, data: bytes) -> bool:
