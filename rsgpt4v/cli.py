@@ -228,13 +228,15 @@ def build(
         overrides["seed"] = seed
     if save_marked:
         overrides["local"] = {"save_marked": True}
+    if model is not None:
+        overrides["model"] = {"name": model}
     if batch_engine not in ("api", "files"):
         raise _fail(f"--batch-engine must be api or files, not {batch_engine!r}")
     files = batch and batch_engine == "files"
     if backend == "mock" and batch and not wait and not files:
         raise _fail("the mock's batches live only inside one process: use --dry-run --batch --wait "
                     "(or point OPENAI_BASE_URL at `rsgpt4v fake-server`)")
-    opts = BuildOptions(out=out, backend=backend, model=model, limit=limit, cache=cache, refresh=refresh,
+    opts = BuildOptions(out=out, backend=backend, limit=limit, cache=cache, refresh=refresh,
                         prompts_dir=prompts, prices=prices, shard=_parse_shard(shard), batch=batch,
                         batch_wait=wait and not files, batch_files=out / REQUESTS if files else None,
                         progress=progress)
@@ -403,8 +405,10 @@ def estimate(
             if rate is not None:
                 overrides["engine"] = {"reask_rate": round(rate, 4)}
                 measured = f", measured in {cache}"
+    if model is not None:
+        overrides["model"] = {"name": model}
     with tempfile.TemporaryDirectory() as scratch:
-        opts = BuildOptions(out=Path(scratch), backend="mock", model=model, limit=limit, prompts_dir=prompts,
+        opts = BuildOptions(out=Path(scratch), backend="mock", limit=limit, prompts_dir=prompts,
                             prices=prices, estimate=True, every=every, progress=False)
         with _one_error_path():
             if recipe is not None:

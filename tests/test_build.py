@@ -169,6 +169,8 @@ def test_openai_backend_sends_data_urls_and_strict_schemas(tmp_path: Path) -> No
     finally:
         server.close()
     assert server.bodies
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"] == manifest["config"]["model"]["name"] == "gpt-4o-mini"   # --model is model.name
     assert {b["response_format"]["json_schema"]["name"] for b in server.bodies} == {
         "LocalResponse", "GlobalResponse", "DialogueResponse"}
     for body in server.bodies:
