@@ -168,7 +168,8 @@ def sources() -> None:
         if cls.split_rule:
             typer.echo(f"{'':<16}   splits: {cls.split_rule}")
         for option, param in adapter_options(cls).items():
-            typer.echo(f"{'':<16}   -O {option}=...  (default {param.default!r})")
+            default = "" if param.default is None else f" (default {param.default!r})"
+            typer.echo(f"{'':<16}   -O {option}=...  {cls.options_help[option]}{default}")
 
 
 @app.command()
