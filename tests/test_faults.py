@@ -71,7 +71,7 @@ def test_kill_minus_nine_then_rerun_is_identical_and_pays_only_the_rest(tmp_path
         answered_before = server.stats.completed
         assert 6 <= answered_before < 27
         assert not (out / "train.jsonl").exists()
-        rerun = subprocess.run(_build_cmd(out, config), env=env, capture_output=True, text=True, timeout=120)
+        rerun = subprocess.run(_build_cmd(out, config), env=env, capture_output=True, text=True, timeout=300)
         assert rerun.returncode == 0, rerun.stderr
         # answers that were cached before the kill are not paid again; at most the requests that
         # were in flight at the kill (concurrency 2) are sent twice
