@@ -12,8 +12,10 @@ depends on its sentence:
           side of the image (between its outer third and its half, a reader's tolerance);
 - alone:  "two buses stand alone" -> must agree with the objects that have no neighbour of their kind
           close by.
-Hedges keep their meaning: "about 50" is 40-60, "more than 80" is 81 or more, "nearly 50" is 40-50.
-A phrase that cannot be read as a number is no claim.
+The words that decide are read in the number's own stretch of its clause. A sentence that counts
+several groups of one kind ("forty buses in the rows, and ten more by the fence") gives parts whose
+sum must not exceed the labels. Hedges keep their meaning: "about 50" is 40-60, "more than 80" is
+81 or more, "nearly 50" is 40-50. A phrase that cannot be read as a number is no claim.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rsgpt4v.language import read_number
 from rsgpt4v.schema import Obj, Scene
@@ -40,7 +42,7 @@ _HEDGES: list[tuple[tuple[str, ...], str]] = sorted([
     (("no", "more", "than"), "max"),
 ], key=lambda h: -len(h[0]))
 # Words between a number and a noun that make the number count something else.
-_UNITS = {"m", "metre", "metres", "meter", "meters", "km", "kilometre", "kilometres", "ft", "feet", "foot",
+UNITS = {"m", "metre", "metres", "meter", "meters", "km", "kilometre", "kilometres", "ft", "feet", "foot",
           "storey", "storeys", "story", "stories", "floor", "floors", "lane", "lanes", "hectare", "hectares", "ha",
           "percent", "per", "cent", "%", "tonne", "tonnes", "ton", "tons", "seat", "seats", "degree", "degrees",
           "x", "by", "times", "hour", "hours", "minute", "minutes", "year", "years", "row", "rows", "line", "lines",
@@ -57,12 +59,14 @@ COMPOUND_HEADS = {"park", "parks", "parking", "lane", "lanes", "stop", "stops", 
                   "wash", "dealership", "garage", "garages", "lot", "lots", "ramp", "ramps", "route", "routes",
                   "terminal", "terminals", "hangar", "hangars", "house", "houses", "deck", "decks", "pad", "pads",
                   "space", "spaces", "wing", "wings", "shadow", "shadows", "length", "lengths", "size", "sizes",
-                  "roof", "roofs", "traffic", "maintenance", "repair", "service", "fleet", "fleets", "turning"}
+                  "roof", "roofs", "traffic", "maintenance", "repair", "service", "fleet", "fleets", "turning",
+                  "tree", "trees", "ski", "skis", "engine", "engines", "fuel"}
 _TOTAL = [("in", "total"), ("in", "all", ","), ("in", "all", "."), ("altogether",), ("a", "total", "of"),
           ("overall",), ("all", "told"), ("in", "the", "whole"), ("in", "the", "entire"), ("the", "whole", "image"),
           ("the", "whole", "scene"), ("the", "entire", "image"), ("the", "entire", "scene")]
 _PART_WORDS = {"row", "line", "column", "group", "cluster", "block", "section", "part", "half", "pair", "each",
-               "middle", "centre", "center", "central", "another", "rest", "them", "these", "those", "some"}
+               "middle", "centre", "center", "central", "another", "rest", "them", "these", "those", "some",
+               "outside", "except", "besides", "apart", "among", "beyond", "further", "also"}
 _PART_PHRASES = [("side", "by", "side"), ("next", "to", "each", "other"), ("beside", "each", "other"),
                  ("alongside", "each", "other"), ("nose", "to", "tail"), ("together",), ("of", "them"),
                  ("of", "these"), ("of", "the")]
@@ -79,6 +83,8 @@ _SIDES = {"left": ("x", 0), "west": ("x", 0), "western": ("x", 0), "westernmost"
 _HEADING = {"pointing", "point", "points", "facing", "face", "faces", "heading", "head", "heads", "aligned",
             "oriented", "orientated", "towards", "toward", "running", "runs", "run", "extending", "extends",
             "extend", "turned", "angled", "nose", "bow", "to", "right-hand", "left-hand"}
+_AREA_WORDS = {"half", "part", "left", "right", "edge", "side", "third", "corner", "end", "area", "section", "centre",
+               "center", "middle"}
 _NOT_A_SIDE_AFTER = {"next", "beside", "by", "in", "at", "on", "behind", "over", "behind", "empty", "of", "alone"}
 
 
@@ -128,6 +134,9 @@ class Claim:
     scope: str                                  # total | part | region | alone
     sides: tuple[tuple[str, int], ...] = ()     # for region and part: ("x", 0) is the left side
     quote: str = ""
+    sentence: int = 0                           # which sentence of the text it is in
+    subset: bool = False                        # "17 of them": a part of a group already counted
+    said_total: bool = False                    # a total because the sentence says so ("in all")
 
 
 def _starts(toks: list[str], i: int, phrase: tuple[str, ...]) -> bool:
@@ -175,18 +184,22 @@ def _sides(clause: list[str]) -> tuple[tuple[str, int], ...]:
             side = _SIDES.get(part)
             if side is None or (k > 0 and clause[k - 1] in _HEADING):
                 continue
-            if part in {"left", "right"} and k + 1 < len(clause) and clause[k + 1] in _NOT_A_SIDE_AFTER:
+            following = clause[k + 1] if k + 1 < len(clause) else ""
+            if part in {"left", "right"} and following in _NOT_A_SIDE_AFTER:
                 continue
+            if part in {"upper", "lower"} and following not in _AREA_WORDS:
+                continue    # "the lower of the two planes" compares, it does not place
             if side not in found and not any(f[0] == side[0] for f in found):
                 found.append(side)
     return tuple(found)
 
 
 def read_claims(text: str, terms: Terms) -> list[Claim]:
-    """Every number the text attaches to a category, with what its sentence makes of it."""
+    """Every number the text attaches to a category, with what its sentence makes of it. The words
+    that decide (a row, a side, alone) are looked for in the number's own stretch of its clause,
+    between the numbers before and after it."""
     toks = tokens(text)
-    claims: list[Claim] = []
-    spans = _clauses(toks)
+    numbers: list[tuple[int, float, float, int]] = []
     i = 0
     while i < len(toks):
         number = read_number(toks, i)
@@ -194,22 +207,68 @@ def read_claims(text: str, terms: Terms) -> list[Claim]:
             i += 1
             continue
         low, high, j = number
-        claim = _claim_at(toks, i, j, low, high, terms, spans) or _one_of(toks, i, j, low, high, terms, spans)
-        if claim is not None:
-            claims.append(claim)
+        if i > 0 and toks[i - 1] == "between" and toks[j:j + 1] == ["and"] and (upper := read_number(toks, j + 1)):
+            high, j = upper[1], upper[2]                   # "between 40 and 50 buses"
+        if j < len(toks) and toks[j] in {"odd", "-odd"}:
+            high, j = math.ceil(low * 1.25), j + 1         # "forty odd buses"
+        numbers.append((i, low, high, j))
         i = j
-    return claims
+    clauses = _clauses(toks)
+
+    def claim(number: tuple[int, float, float, int], segment: tuple[int, int]) -> Claim | None:
+        i, low, high, j = number
+        return _claim_at(toks, i, j, low, high, terms, segment) or _elliptic(toks, i, j, low, high, terms, segment)
+
+    def clause(i: int) -> tuple[int, int]:
+        return next(((s, e) for s, e in clauses if s <= i < e), (i, i + 1))
+
+    # Only numbers that count a category (or part of one: "17 of them") bound the stretches;
+    # "three rows" does not.
+    counting = [n for n in numbers if claim(n, clause(n[0])) is not None
+                or toks[n[3]:n[3] + 2] in (["of", w] for w in ("them", "these", "those", "the"))]
+    claims: list[Claim] = []
+    for k, number in enumerate(counting):
+        start, stop = clause(number[0])
+        segment = (max(start, counting[k - 1][3]) if k else start,
+                   min(stop, counting[k + 1][0]) if k + 1 < len(counting) else stop)
+        found = claim(number, segment)
+        if found is not None:
+            claims.append(found)
+    return _partitions(claims)
+
+
+def _partitions(claims: list[Claim]) -> list[Claim]:
+    """A sentence that counts several groups of one kind ("three ships at the pier, and three more at
+    anchor") gives parts, not totals; their sum must not exceed the labels (an extra claim). Where
+    it also states the total ("14 cars in all: ten in a row, and four more by the road"), the others
+    break it down."""
+    groups: dict[tuple[int, str], list[int]] = {}
+    for k, c in enumerate(claims):
+        if not c.subset:
+            groups.setdefault((c.sentence, c.category), []).append(k)
+    out = list(claims)
+    for members in groups.values():
+        if len(members) < 2 or any(claims[k].said_total for k in members):
+            continue    # one group, or a stated total that the others break down
+        for k in members:
+            if out[k].scope == "total" and not out[k].said_total:
+                out[k] = replace(out[k], scope="part")
+        group = [claims[k] for k in members]
+        out.append(Claim(group[0].category, sum(c.low for c in group), math.inf, "part",
+                         quote=" + ".join(c.quote for c in group), sentence=group[0].sentence))
+    return out
 
 
 def _claim_at(toks: list[str], i: int, j: int, low: float, high: float, terms: Terms,
-              spans: list[tuple[int, int]]) -> Claim | None:
-    part = False
+              segment: tuple[int, int]) -> Claim | None:
+    part = subset = False
     if j < len(toks) and toks[j] == "of":
         if j + 1 < len(toks) and toks[j + 1] in {"the", "these", "those", "them", "its", "their"}:
-            part, j = True, j + 2
+            part = subset = True
+            j += 2
         else:
             return None
-    alone = i > 0 and toks[i - 1] in _ALONE_BEFORE
+    alone = i > 0 and toks[i - 1] in _ALONE_BEFORE or bool(_ALONE_BEFORE & set(toks[i:j]))
     for k in range(j, min(j + 4, len(toks))):
         tok = toks[k]
         found = terms.at(toks, k)
@@ -217,8 +276,8 @@ def _claim_at(toks: list[str], i: int, j: int, low: float, high: float, terms: T
             category, end, is_plural = found
             if not is_plural and high > 1 and not part:
                 return None    # "two car parks": the category word is a modifier
-            return _classify(toks, i, end, category, low, high, part, alone, spans)
-        if tok in _UNITS or tok in _STOP or re.match(r"\d", tok):
+            return _classify(toks, i, end, category, low, high, part, alone, segment, subset)
+        if tok in UNITS or tok in _STOP or re.match(r"\d", tok):
             return None
         if tok in _MORE:
             part = True
@@ -226,44 +285,54 @@ def _claim_at(toks: list[str], i: int, j: int, low: float, high: float, terms: T
     return None
 
 
-def _one_of(toks: list[str], i: int, j: int, low: float, high: float, terms: Terms,
-            spans: list[tuple[int, int]]) -> Claim | None:
-    """'A white plane, one of 5 on the apron': the number after 'one of' counts the category named before."""
-    if i < 2 or toks[i - 1] != "of" or read_number(toks, i - 2) is None:
+def _elliptic(toks: list[str], i: int, j: int, low: float, high: float, terms: Terms,
+              segment: tuple[int, int]) -> Claim | None:
+    """A number whose noun is left out counts the category named before it in the sentence:
+    'a white plane, one of 5 on the apron' (the whole group), 'and ten more stand by the fence' and
+    'another three' (one more group)."""
+    more = toks[j:j + 1] and toks[j] in _MORE | {"others"} or i > 0 and toks[i - 1] in {"another", "further"}
+    one_of = i >= 2 and toks[i - 1] == "of" and read_number(toks, i - 2) is not None
+    if not (more or one_of):
         return None
-    for k in range(i - 3, -1, -1):
+    for k in range(i - 1, -1, -1):
         if toks[k] in {".", "!", "?"}:
             return None
         found = terms.at(toks, k)
         if found is not None:
-            return _classify(toks, i, j, found[0], low, high, False, False, spans)
+            claim = _classify(toks, i, j + bool(more and toks[j:j + 1]), found[0], low, high, bool(more), False,
+                              segment)
+            return replace(claim, scope="part") if more else claim
     return None
 
 
 def _classify(toks: list[str], i: int, end: int, category: str, low: float, high: float, part: bool,
-              alone: bool, spans: list[tuple[int, int]]) -> Claim:
+              alone: bool, segment: tuple[int, int], subset: bool = False) -> Claim:
     low, high, hedged = _hedge(toks, i, low, high)
-    quote = " ".join(toks[i - hedged:end])
+    claim = Claim(category, low, high, "total", quote=" ".join(toks[i - hedged:end]), subset=subset,
+                  sentence=sum(t in {".", "!", "?"} for t in toks[:i]))
     sentence = _sentence(toks, i)
-    start, stop = next(((s, e) for s, e in spans if s <= i < e), (i, end))
+    start, stop = segment
     clause = toks[start:stop]
     after = toks[end:stop]
     if alone or any(_starts(after, k, p) for k in range(min(len(after), 5)) for p in _ALONE_AFTER):
-        return Claim(category, low, high, "alone", quote=quote)
+        return replace(claim, scope="alone")
     if any(_contains(sentence, p) for p in _TOTAL):
-        return Claim(category, low, high, "total", quote=quote)
+        return replace(claim, said_total=True)
     before = toks[start:i]
     sides = _sides(clause)
     part = (part or any(t in _PART_WORDS for t in clause) or any(_contains(clause, p) for p in _PART_PHRASES)
-            or "alone" in before or "only" in before and high == 1)
+            or "alone" in before)
     # "One plane is taxiing": a single one is picked out of the group unless the text says it is the only one.
-    if low == high == 1 and not {"only", "single", "just", "exactly", "lone"} & set(before[-2:]):
+    if low == high == 1 and not {"only", "just", "exactly"} & set(before[-2:]):
+        part = True
+    # "These two planes", "those three": a group already singled out.
+    if before[-1:] and before[-1] in {"these", "those"}:
         part = True
     if part:
-        return Claim(category, low, high, "part", sides, quote)
+        return replace(claim, scope="part", sides=sides)
     if sides:
-        return Claim(category, low, high, "region", sides, quote)
-    return Claim(category, low, high, "total", quote=quote)
+        return replace(claim, scope="region", sides=sides)
+    return claim
 
 
 def _centre(scene: Scene, obj: Obj) -> tuple[float, float]:
@@ -300,23 +369,25 @@ def lone_range(objs: list[Obj]) -> tuple[int, int]:
 
 
 def wrong(claim: Claim, scene: Scene) -> str | None:
-    """Why the claim disagrees with the scene's labels, as a rule to follow; None when it agrees."""
+    """Why the claim disagrees with the scene's labels, as a rule to follow; None when it agrees.
+    Objects cut off by the window edge (`scene.context`) are not counted, but a model that sees them
+    may: a number that includes them is no lie."""
     objs = [o for o in scene.objects if o.category == claim.category]
-    total = len(objs)
+    seen = objs + [o for o in scene.context if o.category == claim.category]
     if claim.scope == "alone":
-        sure, arguable = lone_range(objs)
-        if claim.high < sure or claim.low > arguable:
+        sure, arguable = lone_range(objs)[0], lone_range(seen)[1]
+        # "A lone bus stands ..." picks one of them; "two buses stand alone" says how many do.
+        if (claim.high < sure and claim.high > 1) or claim.low > arguable:
             return "standing alone does not match the image"
         return None
     if claim.scope == "total":
-        if not claim.low <= total <= claim.high:
+        if claim.high < len(objs) or claim.low > len(seen):
             return "is given as a total that the labels do not support"
         return None
-    points = [_centre(scene, o) for o in objs]
-    loose = sum(_in(claim.sides, p, 0.5) for p in points) if claim.sides else total
+    loose = sum(_in(claim.sides, _centre(scene, o), 0.5) for o in seen) if claim.sides else len(seen)
     if claim.scope == "part":
         return None if claim.low <= loose else "in one part of the image is more than the image holds there"
-    strict = sum(_in(claim.sides, p, 1 / 3) for p in points)
+    strict = sum(_in(claim.sides, _centre(scene, o), 1 / 3) for o in objs)
     if claim.high < strict or claim.low > loose:
         return "on one side of the image does not match what is there"
     return None

@@ -1,7 +1,9 @@
-"""Category names as people write them: readable forms, plurals and counted phrases."""
+"""Words as people write them: readable category names, plurals, numbers read from text and
+positions in a 3x3 grid."""
 
 from __future__ import annotations
 
+import math
 import re
 
 _NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
@@ -38,16 +40,6 @@ def plural(noun: str) -> str:
     return f"{head} {last}" if head else last
 
 
-def counted(n: int, category: str) -> str:
-    """`3 small vehicles`, `1 plane`: digits, with the noun agreeing."""
-    name = readable(category)
-    return f"{n} {name if n == 1 else plural(name)}"
-
-
-def number_word(n: int) -> str:
-    return _NUMBER_WORDS[n] if 0 <= n < len(_NUMBER_WORDS) else str(n)
-
-
 def _word_value(word: str) -> int | None:
     """`seven` -> 7, `forty` -> 40, `twenty-four` -> 24; None for anything else (`twenty-eleven`)."""
     if word in _NUMBER_WORDS[:20]:
@@ -62,7 +54,8 @@ def read_number(tokens: list[str], i: int) -> tuple[float, float, int] | None:
     """The number phrase starting at `tokens[i]` (lower-case words): its value as a range (low, high)
     and the index after it, or None when there is none or it cannot be read ("twenty-eleven",
     "1.5", "3rd"). Digits ("48", "1,200", a range "40-50"), words in full ("forty", "twenty-four",
-    "twenty four", "two hundred"), "a dozen", "a couple of", and lower bounds such as "dozens of"."""
+    "twenty four", "two hundred", "forty-odd"), "a dozen", "a couple of", and lower bounds such as
+    "dozens of"."""
     for phrase, (low, high) in _QUANTITIES.items():
         if tuple(tokens[i:i + len(phrase)]) == phrase:
             return low, high, i + len(phrase)
@@ -73,6 +66,8 @@ def read_number(tokens: list[str], i: int) -> tuple[float, float, int] | None:
     if m := re.fullmatch(r"(\d+)-(\d+)", token):
         low, high = sorted((int(m.group(1)), int(m.group(2))))
         return low, high, i + 1
+    if token.endswith("-odd") and (value := _word_value(token[:-4])):
+        return value, math.ceil(value * 1.25), i + 1
     value = _word_value(token)
     if value is None:
         return None
@@ -84,14 +79,6 @@ def read_number(tokens: list[str], i: int) -> tuple[float, float, int] | None:
         value *= 100
         end += 1
     return value, value, end
-
-
-def join_counts(counts: dict[str, int]) -> str:
-    """`12 small vehicles, 3 planes and 1 storage tank`."""
-    parts = [counted(n, cat) for cat, n in counts.items()]
-    if len(parts) <= 1:
-        return "".join(parts)
-    return ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def grid_position(cx: float, cy: float) -> str:

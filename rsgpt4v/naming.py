@@ -118,12 +118,26 @@ def display(category: str, source: str | None = None) -> DisplayName:
     return _name(readable(category))
 
 
+def listing(counts: dict[str, int], source: str | None = None) -> str:
+    """`14 small vehicles, 5 ships and 1 storage tank`."""
+    parts = [display(category, source).counted(n) for category, n in counts.items()]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1] if parts else ""
+
+
 def is_dataset_spelling(category: str) -> bool:
     """Whether writing the label as it is spelt in the dataset gives it away: hyphens, underscores,
     words run together or CamelCase (`small-vehicle`, `storagetank`, `BaseballField`)."""
-    return bool(re.search(r"[-_]|[a-z][A-Z]", category)) or " " in display(category).singular and " " not in category
+    if re.search(r"[-_]|[a-z][A-Z]", category):
+        return True
+    name = display(category)
+    run_together = {w.replace(" ", "") for w in (name.singular, *name.also) if " " in w}
+    return " " not in category and category.lower() in run_together
 
 
 def spelling_pattern(category: str) -> re.Pattern[str]:
-    """The dataset spelling as text may leak it: any case, singular or plural."""
-    return re.compile(r"(?<![\w-])" + re.escape(category.lower()) + r"(?:s|es)?(?![\w-])")
+    """The dataset spelling as text may leak it: any case, singular or plural, with hyphens,
+    underscores or nothing between its words (`small-vehicles`, `small_vehicle`, `smallvehicle`)."""
+    words = re.split(r"[\s_\-]+", readable(category))
+    name = display(category).singular.split()
+    forms = {r"[-_]?".join(map(re.escape, w)) for w in (words, name) if len(w) > 1} | {re.escape(category.lower())}
+    return re.compile(r"(?<![\w-])(?:" + "|".join(sorted(forms)) + r")(?:s|es)?(?![\w-])")

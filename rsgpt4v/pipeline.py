@@ -126,11 +126,11 @@ class Builder:
         self.engine = engine_cls(client, self.cache, cfg.engine, self.model, self.prices, refresh=opts.refresh,
                                  batch=BatchQueue() if opts.batch else None,
                                  rejected=self.batch_state.rejected if self.batch_state else None)
-        self.qc = QualityChecker(cfg.qc, lambda: source.vocabulary, source.task_kind) if cfg.qc.enabled else None
+        self.qc = QualityChecker(cfg.qc, lambda: source.vocabulary, source.exhaustive_labels) if cfg.qc.enabled else None
         self.report = Report()
         self.progress = _Progress(opts.progress)
         self.prompter = HierarchicalPrompter(self.prompts, cfg, self.model, self.engine, self.qc,
-                                             exhaustive_labels=source.task_kind == "detection",
+                                             exhaustive_labels=source.exhaustive_labels,
                                              on_answer=self.progress.tick,
                                              on_marked=self._save_marked if cfg.local.save_marked else None)
 
@@ -140,7 +140,7 @@ class Builder:
         except ImageError as exc:
             return [], None, [Issue(kind="skip", file=sample.rel_image, reason=str(exc))]
         objects, issues = clip_to_image(sample, image.width, image.height)
-        if self.source.task_kind != "detection":
+        if not self.source.tiled:
             # Captions, questions and expressions speak of the whole image: a window would break them.
             return [Scene(sample=sample, window=(0, 0, image.width, image.height), objects=tuple(objects))], image, issues
         return make_scenes(sample, objects, image.width, image.height, self.cfg.tiling), image, issues
@@ -175,7 +175,7 @@ class Builder:
         records = model_records(scene, answers, self.prompts, self.cfg.seed, self.cfg.output.max_region_turns,
                                 self.cfg.local.grounding_max_instances,
                                 {**base, "meta": llm_meta})
-        records += annotation_records(scene, self.prompts, self.cfg, self.source.task_kind, self.source.vocabulary,
+        records += annotation_records(scene, self.prompts, self.cfg, self.source.label_tasks, self.source.vocabulary,
                                       {**base, "meta": meta})
         return [render(r, self.cfg.output.box_format, width, height, self.cfg.output.box_space) for r in records]
 
@@ -327,7 +327,7 @@ def build(source: Source, cfg: BuildConfig, opts: BuildOptions) -> dict[str, Any
     return_freed_images_to_the_os()
 
     async def passes() -> dict[str, Any]:
-        client = make_client(opts.backend, cfg.model.request_timeout_s, source.mock_looks)
+        client = make_client(opts.backend, cfg.model.request_timeout_s, source.mock_looks, source.mock_names())
         while True:
             manifest = await Builder(source, cfg, opts, client).run()
             if not (opts.batch_wait and manifest["status"].startswith("batch_")):

@@ -26,9 +26,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from rsgpt4v.config import QCConfig
-from rsgpt4v.count_claims import Terms, read_claims, tokens, wrong
+from rsgpt4v.count_claims import UNITS, Terms, read_claims, tokens, wrong
 from rsgpt4v.language import plural, readable
 from rsgpt4v.naming import display, is_dataset_spelling, spelling_pattern
 from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse
@@ -42,27 +43,38 @@ _REFUSALS = [
     r"\blanguage model\b", r"\bi apologi[sz]e\b", r"\bunfortunately\b",
     r"\b(?:not |im)possible to (?:determine|tell|identify|say|know|see|confirm|establish|judge)\b",
     r"\b(?:cannot|can't|can not) be (?:determined|identified|confirmed|known|ascertained|established|told)\b",
-    r"\bthere is no way to (?:tell|know|determine|say)\b",
+    r"\bthere(?: is|'s) no way to (?:tell|know|determine|say)\b",
+    r"\b(?:difficult|hard) to (?:determine|tell|say|identify)\b", r"\bfrom (?:this|the) image alone\b",
+    r"\bthe (?:image|resolution) (?:does not|doesn't|do not) (?:allow|permit|show enough)\b",
 ]
 _META = [
-    r"\bannotat\w*", r"\baccording to\b", r"\bbounding box", r"\bground truth\b", r"\bmetadata\b", r"\bdataset\b",
+    r"\bannotat\w*", r"\bbounding box",
+    r"\baccording to (?:the |these |those |my |your )?(?:notes?|annotations?|labels?|lists?|data|counts?|"
+    r"descriptions?|captions?|information|input|metadata|image|marks?|objects?)\b", r"\bground truth\b", r"\bmetadata\b", r"\bdataset\b",
     r"\bbased on the (?:notes?|list|labels?|counts?|data|information|description|caption|input|objects?)\b",
     r"\bas (?:described|listed|noted|labelled|labeled|given|provided|mentioned)\b",
     r"\b(?:the|these|those|my|your|object|provided|given) notes?\b", r"\b(?:the|this|that|a) list\b", r"\blisted\b",
     r"\b(?:the|a|its|their|numbered|coloured|colored|drawn) marks?\b",
     r"\bmarked with (?:a |an )?(?:numbers?|ids?|labels?|digits?|outlines?)\b",
-    r"\boutlined\b", r"\bhighlighted\b",
-    r"\b(?:red|green|blue|yellow|orange|purple|magenta|cyan|pink|coloured|colored) (?:outline|box|frame|border)s?\b",
+    r"\boutlined in (?:bright |light |dark )?(?:red|green|blue|yellow|orange|purple|magenta|cyan|pink|lime)\b",
+    r"\bhighlighted\b",
+    r"\b(?:red|green|blue|yellow|orange|purple|magenta|cyan|pink|lime|coloured|colored) "
+    r"(?:outline|box|frame|border|mark|marker|label|tag)s?\b",
+    r"\b(?:counts?|notes?|labels?|list|information|data|objects?) (?:provided|given|supplied)\b",
+    r"\b(?:i was|we were|we are|i am) told\b", r"\byou (?:gave|provided|listed|supplied|mentioned)\b",
+    r"\b(?:marked|tagged|numbered) #?\d+\b",
     r"\blabel(?:s|led|ed|ling)?\b", r"\bids?\b", r"\bnumbers? \d+\b", r"\bno\. ?\d+", r"#\s?\d+",
     r"\bcoordinates\b", r"\bpixels?\b", r"\bthe provided\b", r"\bthe given\b", r"\bthe input\b",
-    r"\b(?:the|this) (?:caption|description)\b", r"\bground sample distance\b",
+    r"\b(?:the|this|image) (?:caption|description)\b", r"\bground sample distance\b",
+    r"\b(?:object|item|entry|mark|box|region|category|vehicle|instance|target) \d+\b",
 ]
 _UNSEEABLE = [
     r"\b(?:autumn|autumnal|summer|summertime|winter|wintertime|springtime)\b", r"\bin (?:the )?(?:spring|fall)\b",
     r"\b(?:january|february|april|june|july|august|september|october|november|december)\b",
     r"\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|weekend|weekday)s?\b",
     r"\b(?:morning|afternoon|evening|night|nighttime|dawn|dusk|sunrise|sunset|midday|noon|midnight)s?\b",
-    r"\bo'clock\b", r"\b\d{1,2}:\d{2}\b", r"\b[ap]\.m\.", r"\brush hour\b", r"\b(?:19|20)\d{2}\b",
+    r"\b(?:owned|operated|managed) by\b", r"\bo'clock\b", r"\b\d{1,2}:\d{2}\b", r"\b[ap]\.m\.", r"\brush hour\b",
+    r"\b(?:19|20)\d{2}\b(?!\s+[a-z])",   # a year, not "2000 cars"
 ]
 _PROPER = re.compile(r"(?<=[a-z0-9,;)] )[A-Z][a-z]+(?:[-'][A-Za-z]+)*")
 _ORDINAL = re.compile(r"\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|last|\d+(?:st|nd|rd|th))\b")
@@ -75,7 +87,11 @@ _REASONING = re.compile(
     r"larger|largest|smaller|busiest)\b|\bwhere (?:are|is|do|does|could|would|might)\b|\bwhat (?:kind|type|sort) of\b|"
     r"\blikely\b|\bimpl(?:y|ies|ication)\b|\bwhat (?:does|do) .* (?:tell|show|reveal)\b|\bdifference\b|\bsafe")
 _SITE_WORDS = re.compile(r"\b(?:depot|airport|airfield|harbou?r|port|marina|terminal|station|parking lot|car park|"
-                         r"stadium|school|factory|refinery|farm|base|yard|dock|quay)s?\b")
+                         r"stadium|school|factory|refinery|dock|quay|shipyard|dockyard)s?\b")
+# A question that asks for a count or a presence, and an answer that only gives one back.
+_COUNT_QUESTION = re.compile(r"^\s*(?:how many|is there|are there|do you see|can you see|what (?:kinds? of )?objects)")
+_RESTATING = re.compile(r"^\s*(?:yes|no)\b|\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
+                        r"dozen|twenty|thirty|forty|fifty|hundred)\b")
 _BARE_ANSWER_WORDS = 12
 # Words before a category that say it is not there ("no ships", "without any cars"): no hallucination.
 _NEGATORS = {"no", "not", "without", "nor", "neither", "none", "any", "lacks", "absent"}
@@ -89,9 +105,9 @@ def _sentences(text: str) -> list[str]:
 class QualityChecker:
     """The checks for one source: its vocabulary, display names and thresholds."""
 
-    def __init__(self, cfg: QCConfig, vocabulary: Callable[[], Sequence[str]], task_kind: str) -> None:
+    def __init__(self, cfg: QCConfig, vocabulary: Callable[[], Sequence[str]], exhaustive_labels: bool) -> None:
         self.cfg = cfg
-        self.exhaustive = task_kind == "detection"
+        self.exhaustive = exhaustive_labels
         self._refusal = re.compile("|".join(_REFUSALS + [re.escape(p.lower()) for p in cfg.refusal_phrases]))
         self._meta = re.compile("|".join(_META + [re.escape(p.lower()) for p in cfg.meta_phrases]))
         self._unseeable = re.compile("|".join(_UNSEEABLE))
@@ -112,13 +128,13 @@ class QualityChecker:
                     if problem := self._checked(scene, text, kind, f"object {note.id}: "):
                         return problem
             return None
-        return check
+        return _SceneCheck(self, scene, check)
 
     def scene_text(self, scene: Scene) -> Callable[[GlobalResponse], Problem | None]:
         def check(resp: GlobalResponse) -> Problem | None:
             return (self._checked(scene, resp.caption, "caption", "caption: ")
                     or self._checked(scene, resp.description, "description", "description: "))
-        return check
+        return _SceneCheck(self, scene, check)
 
     def dialogue(self, scene: Scene) -> Callable[[DialogueResponse], Problem | None]:
         def check(resp: DialogueResponse) -> Problem | None:
@@ -131,10 +147,11 @@ class QualityChecker:
             if problem:
                 self._count(scene, problem, " / ".join(t.question for t in resp.turns[:2]))
             return problem
-        return check
+        return _SceneCheck(self, scene, check)
 
     def report(self) -> dict[str, dict[str, object]]:
-        """Rejections by kind, each with one example text (of the first scene, in scene-key order)."""
+        """Rejections by kind, each with one example text (of the first scene, in scene-key order):
+        QC's own, and those of the stage checks run beside it (`both`: ids, turns, ...)."""
         return {kind: {"count": n, "example": self.examples[kind][1]} for kind, n in sorted(self.rejected.items())}
 
     # ---- single texts -----------------------------------------------------------------------
@@ -143,7 +160,7 @@ class QualityChecker:
         """Every check on one piece of model text; `kind` names its length limits and form rules."""
         problem = self.style(text, kind)
         if problem is None and scene is not None:
-            problem = self._spelling(scene, text)
+            problem = self._spelling(scene, text) or self._numbered(scene, text)
         if problem is None and scene is not None and self.exhaustive and scene.sample.annotated:
             problem = self._counts(scene, text) or self._absent(scene, text)
         return problem
@@ -176,7 +193,7 @@ class QualityChecker:
 
     def _form(self, lowered: str, text: str, kind: str) -> Problem | None:
         openings = self.cfg.description_openings
-        if kind == "object_description" and openings and text.split()[0] not in openings:
+        if kind == "object_description" and openings and (text.split() or [""])[0] not in openings:
             return Problem("qc_form", f"the description must be one sentence opening with "
                                       f"{' or '.join(repr(o) for o in openings)}")
         if kind == "referring_expression" and _ORDINAL.search(lowered) and not _SPATIAL.search(lowered):
@@ -218,6 +235,22 @@ class QualityChecker:
                 return Problem("qc_dataset_spelling", f"the text writes the dataset's label {m.group(0)!r}; write "
                                                       f"plain words such as {name.plural!r}"
                                                       + (f" or {plural(name.also[0])!r}" if name.also else ""))
+        return None
+
+    def _numbered(self, scene: Scene, text: str) -> Problem | None:
+        """'bus 59', 'the numbered plane': an object called by the number or mark it was given."""
+        toks = tokens(text)
+        terms = self.terms(scene.sample.source)
+        for i in range(len(toks)):
+            found = terms.at(toks, i)
+            end = found[1] if found else len(toks)
+            if found and i > 0 and toks[i - 1] in {"numbered", "marked", "outlined", "highlighted", "tagged"}:
+                return Problem("qc_meta_talk", f"the text speaks of the marks drawn for the request "
+                                               f"({' '.join(toks[i - 1:end])!r}); describe the object as it is")
+            if end < len(toks) and toks[end].isdigit() and (end + 1 == len(toks) or toks[end + 1] not in UNITS):
+                return Problem("qc_meta_talk", f"the text calls an object by a number "
+                                               f"({' '.join(toks[i:end + 1])!r}); name it by its appearance and "
+                                               "its place in the image")
         return None
 
     def _counts(self, scene: Scene, text: str) -> Problem | None:
@@ -269,7 +302,9 @@ class QualityChecker:
         reasoning = 0
         for i, (question, answer) in enumerate(turns, start=1):
             q = question.translate(_APOSTROPHES).lower()
-            bare = len(_sentences(answer)) == 1 and len(answer.split()) <= _BARE_ANSWER_WORDS
+            a = answer.lower()
+            bare = (len(_sentences(answer)) == 1 and len(answer.split()) <= _BARE_ANSWER_WORDS
+                    and (_COUNT_QUESTION.search(q) or _RESTATING.search(a)))
             if bare and not _REASONING.search(q):
                 return Problem("qc_reasoning", f"turn {i} only restates a count or a category; ask why, how, what "
                                                "if or what follows, and answer with the visible evidence")
@@ -327,12 +362,31 @@ def _names(terms: Terms, phrase: str, category: str) -> bool:
     return any(seq == tuple(toks) and c == category for entries in terms.by_first.values() for seq, c in entries)
 
 
-def both(*checks: Callable[[object], Problem | None]) -> Callable[[object], Problem | None]:
-    """The first problem any of the checks finds."""
-    def check(resp: object) -> Problem | None:
+class _SceneCheck:
+    """A QC check bound to its scene, which also counts the problems of the checks run beside it
+    (`both`), so the run report lists every rejection by kind with an example."""
+
+    def __init__(self, checker: QualityChecker, scene: Scene | None, check: Callable[[Any], Problem | None]) -> None:
+        self.checker, self.scene, self.check = checker, scene, check
+
+    def __call__(self, resp: Any) -> Problem | None:
+        return self.check(resp)
+
+    def count(self, problem: Problem) -> None:
+        self.checker._count(self.scene, problem, problem.detail)
+
+
+def both(*checks: Callable[[Any], Problem | None]) -> Callable[[Any], Problem | None]:
+    """The first problem any of the checks finds; a QC check among them counts the others' too."""
+    counters = [c for c in checks if isinstance(c, _SceneCheck)]
+
+    def check(resp: Any) -> Problem | None:
         for one in checks:
             problem = one(resp)
             if problem is not None:
+                if not isinstance(one, _SceneCheck):
+                    for counter in counters:
+                        counter.count(problem)
                 return problem
         return None
     return check

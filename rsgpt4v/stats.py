@@ -1,5 +1,7 @@
 """What a built dataset holds: records per task, source and split, conversation and answer lengths,
-boxes per record, and from the manifest (when there is one) tokens, cost, failures and input issues.
+boxes per record, diversity (distinct first questions, distinct opening words of the answers,
+repeated answers), and from the manifest (when there is one) tokens, cost, failures, QC rejections
+and input issues.
 
 Works on a build output folder or on any LLaVA-format JSONL (or JSON list) file. Files are streamed
 and lengths are kept as histograms, so memory does not grow with the number of records; the
@@ -8,8 +10,10 @@ percentiles are exact (nearest rank).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,6 +25,56 @@ from rsgpt4v.records import data_files, located, not_an_object, read_records
 # Bad lines listed in the result (all are counted): enough to find the fault, bounded for huge files.
 _LISTED_BAD = 100
 _NONE = "(none)"
+_OPENING_WORDS = 3
+
+
+def _fingerprint(text: str) -> bytes:
+    """A short digest of normalised text: diversity is counted on digests so memory stays small."""
+    plain = " ".join(text.replace("<image>", " ").lower().split())
+    return hashlib.blake2b(plain.encode("utf-8"), digest_size=8).digest()
+
+
+def _opening(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9']+", text.lower())[:_OPENING_WORDS])
+
+
+@dataclass
+class _Diversity:
+    """How varied a task's wording is: distinct first questions, distinct openings of the first
+    answer, and answers that repeat one seen before."""
+
+    records: int = 0
+    answers: int = 0
+    first_questions: set[bytes] = field(default_factory=set)
+    openings: set[bytes] = field(default_factory=set)
+    distinct_answers: set[bytes] = field(default_factory=set)
+
+    def add(self, questions: list[str], answers: list[str]) -> None:
+        self.records += 1
+        if questions:
+            self.first_questions.add(_fingerprint(questions[0]))
+        if answers:
+            self.openings.add(_fingerprint(_opening(answers[0])))
+        for answer in answers:
+            self.answers += 1
+            self.distinct_answers.add(_fingerprint(answer))
+
+    def merge(self, other: _Diversity) -> None:
+        self.records += other.records
+        self.answers += other.answers
+        self.first_questions |= other.first_questions
+        self.openings |= other.openings
+        self.distinct_answers |= other.distinct_answers
+
+    def summary(self) -> dict[str, Any]:
+        def share(n: int, of: int) -> float | None:
+            return round(n / of, 3) if of else None
+        repeated = self.answers - len(self.distinct_answers)
+        return {"distinct_first_questions": len(self.first_questions),
+                "distinct_first_questions_share": share(len(self.first_questions), self.records),
+                "distinct_openings": len(self.openings), "distinct_openings_share": share(len(self.openings),
+                                                                                         self.records),
+                "repeated_answers": repeated, "repeated_answers_share": share(repeated, self.answers)}
 
 
 @dataclass
@@ -63,10 +117,12 @@ class _Task:
     turns: _Histogram = field(default_factory=_Histogram)
     words: _Histogram = field(default_factory=_Histogram)
     boxes: _Histogram = field(default_factory=_Histogram)
+    diversity: _Diversity = field(default_factory=_Diversity)
 
     def add(self, rec: dict[str, Any]) -> None:
         self.records += 1
         answers = [t["value"] for t in rec["conversations"] if t.get("from") == "gpt"]
+        self.diversity.add([t["value"] for t in rec["conversations"] if t.get("from") == "human"], answers)
         self.turns.add(len(answers))
         for answer in answers:
             self.words.add(len(answer.split()))
@@ -79,6 +135,7 @@ class _Task:
         self.turns.merge(other.turns)
         self.words.merge(other.words)
         self.boxes.merge(other.boxes)
+        self.diversity.merge(other.diversity)
 
     def summary(self) -> dict[str, Any]:
         return {"records": self.records,
@@ -86,7 +143,8 @@ class _Task:
                 "answer_words": {"mean": self.words.mean(), "p50": self.words.percentile(50),
                                  "p95": self.words.percentile(95), "max": self.words.max()},
                 "boxes": {"records": self.boxes.n, "total": sum(v * c for v, c in self.boxes.counts.items()),
-                          "mean": self.boxes.mean(), "max": self.boxes.max()}}
+                          "mean": self.boxes.mean(), "max": self.boxes.max()},
+                "diversity": self.diversity.summary()}
 
 
 @dataclass
@@ -217,6 +275,16 @@ def _task_row(name: str, s: dict[str, Any]) -> list[Any]:
             b["mean"], b["max"]]
 
 
+def _diversity_row(name: str, s: dict[str, Any]) -> list[Any]:
+    d = s["diversity"]
+
+    def pct(share: float | None) -> str:
+        return "-" if share is None else f"{share:.0%}"
+    return [name, s["records"], f"{d['distinct_first_questions']} ({pct(d['distinct_first_questions_share'])})",
+            f"{d['distinct_openings']} ({pct(d['distinct_openings_share'])})",
+            f"{d['repeated_answers']} ({pct(d['repeated_answers_share'])})"]
+
+
 def _counts(title: str, counts: dict[str, int]) -> list[str]:
     return _table([title, "records"], [[k, n] for k, n in counts.items()]) if counts else []
 
@@ -248,8 +316,9 @@ def _manifest_lines(m: dict[str, Any]) -> list[str]:
     f = m["failures"]
     lines.append(f"failed stage answers: {f['count']}{_by_reason(f['by_reason'])}")
     lines += [f"  {stage}{_by_reason(row)}" for stage, row in f["by_stage"].items() if row]
-    if m["qc"] is not None:
-        lines.append(f"qc: {json.dumps(m['qc'], sort_keys=True)}")
+    rejected = (m["qc"] or {}).get("rejected") or {}
+    lines.append(f"qc rejections: {sum(r.get('count', 0) for r in rejected.values())}")
+    lines += [f"  {kind}: {r.get('count')}, e.g. {r.get('example')!r}" for kind, r in sorted(rejected.items())]
     i = m["issues"]
     lines.append(f"input issues: {i['skipped']} skipped, {i['warnings']} warnings")
     if i["by_reason"]:
@@ -263,6 +332,9 @@ def render(result: dict[str, Any]) -> str:
     rows = [_task_row(name, s) for name, s in result["tasks"].items()] + [_task_row("all", result["overall"])]
     lines += _table(["task", "records", "turns mean", "turns max", "words mean", "words p50", "words p95",
                      "words max", "boxes mean", "boxes max"], rows)
+    lines += ["", "diversity (distinct first questions, distinct opening words of the first answer, repeated answers):"]
+    lines += _table(["task", "records", "first questions", "openings", "repeated answers"],
+                    [_diversity_row(name, s) for name, s in result["tasks"].items()])
     for title, key in (("split", "by_split"), ("source", "by_source"), ("box format", "box_formats")):
         if result[key]:
             lines += ["", *_counts(title, result[key])]

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
+from conftest import dota_knobs
 from rsgpt4v.llm.fakeserver import FakeServer, Knobs
-from rsgpt4v.sources.dota import DOTA
 from rsgpt4v.llm.batch import BatchQueue, split_request_files
 
 runner = CliRunner()
@@ -32,7 +32,7 @@ def test_batch_passes_stage_by_stage_give_the_live_result(tmp_path: Path, live_r
     out = tmp_path / "batch"
     config = tmp_path / "small-files.yaml"
     config.write_text("batch: {max_lines: 3}\n")
-    with FakeServer(Knobs(looks=DOTA.mock_looks)) as server:
+    with FakeServer(dota_knobs()) as server:
         env = {"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-batch-secret"}
         args = ["build", *SAMPLE, "--batch", "--config", str(config), "--out", str(out)]
         first = _invoke(args, env)
@@ -61,7 +61,7 @@ def test_batch_passes_stage_by_stage_give_the_live_result(tmp_path: Path, live_r
 
 def test_expired_requests_are_resubmitted_until_done(tmp_path: Path, live_reference: Path) -> None:
     out = tmp_path / "expiring"
-    with FakeServer(Knobs(batch_expire=0.4, seed=3, looks=DOTA.mock_looks)) as server:
+    with FakeServer(dota_knobs(batch_expire=0.4, seed=3)) as server:
         env = {"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "x"}
         args = ["build", *SAMPLE, "--batch", "--out", str(out)]
         for _ in range(30):

@@ -195,6 +195,8 @@ def test_dior_iteration_is_repeatable(tmp_path: Path) -> None:
 def test_dior_registry_and_vocabulary() -> None:
     assert get_source("dior") is DIOR and get_source("dior-rsvg") is DIORRSVG
     assert DIOR.task_kind == "detection" and DIORRSVG.task_kind == "grounding"
+    assert (DIOR.tiled, DIOR.exhaustive_labels, DIOR.label_tasks) == (True, True, {"detection", "counting", "presence"})
+    assert (DIORRSVG.tiled, DIORRSVG.exhaustive_labels, DIORRSVG.label_tasks) == (False, False, frozenset())
     assert DIOR.vocabulary == DIORRSVG.vocabulary == DIOR_CLASSES and len(DIOR_CLASSES) == 20
     assert "expressway-service-area" in DIOR_CLASSES and all(c == c.lower() for c in DIOR_CLASSES)
 

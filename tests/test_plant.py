@@ -74,3 +74,25 @@ def test_sample_keeps_a_true_sub_count_where_it_is_true(tmp_path: Path) -> None:
                  and any("small vehicle" in t["value"] and "0" != t["value"][0] for t in r["conversations"])}
     assert {r["image"] for r in kept} <= with_cars
     assert not [r for r in kept if "P9002" in r["image"]]                  # a harbour: no small vehicles
+
+
+def test_the_fake_server_command_plants_through_the_cli(tmp_path: Path, real_dir: Path) -> None:
+    import subprocess
+    import sys
+    sentence = "Forty buses are parked in the rows."
+    server = subprocess.Popen([sys.executable, "-m", "rsgpt4v", "fake-server", "--port", "0", "--plant", sentence],
+                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    try:
+        url = server.stdout.readline().split()[4]
+        assert url.startswith("http://127.0.0.1:"), url
+        out = tmp_path / "out"
+        result = CliRunner().invoke(app, ["build", "--no-progress", "--backend", "openai", "--source", "dota",
+                                          "--root", str(real_dir / "dota_v1.0"), "--out", str(out)],
+                                    env={"OPENAI_BASE_URL": url, "OPENAI_API_KEY": "sk-plant"}, catch_exceptions=False)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
+    assert records and not _with(records, sentence)
+    assert json.loads((out / "manifest.json").read_text())["qc"]["rejected"]["qc_count"]["example"] == sentence

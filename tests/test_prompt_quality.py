@@ -29,7 +29,7 @@ _GRID = {"top": 1 / 6, "middle": 0.5, "bottom": 5 / 6, "left": 1 / 6, "centre": 
 
 
 def _qc() -> QualityChecker:
-    return QualityChecker(CFG.qc, lambda: VOCABULARIES["2.0"], "detection")
+    return QualityChecker(CFG.qc, lambda: VOCABULARIES["2.0"], exhaustive_labels=True)
 
 
 def _obj(category: str, cx: float, cy: float, size: int = 1000) -> Obj:
@@ -46,12 +46,16 @@ def _where(position: str) -> tuple[float, float]:
     return _GRID[col], _GRID[row]
 
 
+# The prompts name categories as the records do ("14 small vehicles"): back to DOTA's labels.
+_CATEGORY = {name: c for c in VOCABULARIES["2.0"] for name in (display(c, "dota").singular, display(c, "dota").plural)}
+
+
 def example_scene(example: str) -> Scene:
     """A scene whose labels are the example's: noted objects where their notes put them, the rest
     spread over the middle of the image."""
-    counts = {m.group(2): int(m.group(1)) for m in re.finditer(r"^- (\d+) ([a-z-]+)$", example, re.M)}
-    objs = [_obj(m.group(1), *_where(m.group(2)))
-            for m in re.finditer(r"^- ([a-z-]+) \(([^)]*)\): ", example, re.M)]
+    counts = {_CATEGORY[m.group(2)]: int(m.group(1)) for m in re.finditer(r"^- (\d+) ([a-z ]+)$", example, re.M)}
+    objs = [_obj(_CATEGORY[m.group(1)], *_where(m.group(2)))
+            for m in re.finditer(r"^- ([a-z ]+) \(([^)]*)\): ", example, re.M)]
     for category, n in counts.items():
         placed = sum(o.category == category for o in objs)
         objs += [_obj(category, 0.35 + 0.3 * i / max(n, 1), 0.5) for i in range(n - placed)]
@@ -88,15 +92,47 @@ def test_dialogue_examples_pass_qc(index: int) -> None:
     assert _qc().dialogue(scene)(resp) is None
 
 
+@pytest.mark.parametrize("stage", ["global", "dialogue"])
+def test_the_prompts_ask_for_the_display_names(stage: str) -> None:
+    """One naming: the words a prompt gives for a dataset spelling are its display name or other words."""
+    told = re.findall(r"\b[Aa] ([a-z]+(?:-[a-z]+)*) is ([^;.]+)", PROMPTS.stages[stage]["system"])
+    assert len(told) >= 3
+    for category, words in told:
+        names = [re.sub(r"^(?:a|an) ", "", w.strip()) for w in re.split(r",| or ", words) if w.strip()]
+        assert set(names) <= set(display(category, "dota").words()), (category, names)
+
+
 def test_dialogue_examples_open_differently() -> None:
     firsts = [_answer(e)["turns"][0]["question"].split()[0] for e in PROMPTS.examples["dialogue"]]
     assert len(set(firsts)) == len(firsts)
 
 
-def test_local_example_passes_the_checks_that_need_no_labels() -> None:
-    system = PROMPTS.stages["local"]["system"] + "".join(PROMPTS.examples.get("local") or [])
-    for block in re.findall(r"Answer:\s*(\{.*?\n\s*\})\s*(?:\n\S|$)", system, re.S) or []:
-        assert _qc().local(None)(LocalResponse.model_validate(json.loads(block))) is None
+def _local_examples() -> list[str]:
+    """The local stage's worked examples, whether listed under `examples` or inside `system`."""
+    return PROMPTS.examples.get("local") or [PROMPTS.stages["local"]["system"].split("Worked example", 1)[1]]
+
+
+def local_example_scene(example: str) -> Scene:
+    """Listed objects at their boxes; those named only by counts in the middle of the image."""
+    listed = [json.loads(line.rstrip(",")) for line in example.splitlines() if line.startswith('{"id"')]
+    objs = []
+    for entry in listed:
+        x0, y0, x1, y1 = (v * 1000 for v in entry["box"])
+        poly = ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
+        objs.append(Obj(category=entry["category"], polygon=poly, box=bounding_box(poly)))
+    omitted = re.search(r"not listed here: ([^.]*)\.", example)
+    for n, category in re.findall(r"(\d+) ([a-z-]+)", omitted.group(1) if omitted else ""):
+        objs += [_obj(category, 0.3 + 0.01 * i, 0.6) for i in range(int(n))]
+    sample = Sample(source="dota", split="train", image_id="ex", image_path=Path("/ex.png"), rel_image="ex.png",
+                    objects=tuple(objs))
+    return Scene(sample=sample, window=(0, 0, 1000, 1000), objects=tuple(objs))
+
+
+def test_local_examples_pass_qc() -> None:
+    for example in _local_examples():
+        scene = local_example_scene(example)
+        assert scene.objects
+        assert _qc().local(scene)(LocalResponse.model_validate(_answer(example))) is None
 
 
 def test_example_inputs_are_rendered_as_the_user_template_renders_them() -> None:
@@ -201,3 +237,34 @@ def test_template_answers_pass_qc_on_their_scene() -> None:
                 problem = qc.text(scene, answer, "template_answer")
                 assert problem is None or (record.task == "detection" and problem.kind == "qc_meta_talk"), answer
             assert record.meta["answers_from"] == "labels"
+
+
+@pytest.mark.parametrize("source", ["dior", "dior-rsvg", "coco", "fair1m"])
+def test_the_mock_writes_what_qc_keeps_on_every_source(tmp_path: Path, source: str) -> None:
+    from conftest import dry_run
+    from test_coco import make_coco
+    from test_dior import make_dior, make_rsvg
+    from test_fair1m import make_fair1m
+    make = {"dior": make_dior, "dior-rsvg": make_rsvg, "coco": make_coco, "fair1m": make_fair1m}[source]
+    _, _, manifest = dry_run(source, make(tmp_path / "in"), tmp_path / "out")
+    assert manifest["qc"]["rejected"] == {} and manifest["failures"]["count"] == 0
+
+
+def test_the_mock_writes_what_qc_keeps_on_the_sample(sample_build: Path) -> None:
+    manifest = json.loads((sample_build / "manifest.json").read_text())
+    assert manifest["qc"]["rejected"] == {} and manifest["failures"]["count"] == 0
+
+
+def test_counting_negatives_come_from_the_vocabulary_and_are_never_site_scale() -> None:
+    objs = (_obj("plane", 0.5, 0.5),)
+    sample = Sample(source="dota", split="train", image_id="n", image_path=Path("/n.png"), rel_image="n.png",
+                    objects=objs)
+    scene = Scene(sample=sample, window=(0, 0, 1000, 1000), objects=objs)
+    base = {"image": "n.png", "source": "dota", "split": "train", "meta": {}}
+    asked = set()
+    for seed in range(60):
+        record = counting_record(scene, PROMPTS, seed, VOCABULARIES["2.0"], CFG.qc.absence_exempt, base)
+        zero = [t for t in record.turns if t.answer[0] not in "0123456789" and "plane" not in t.question]
+        asked |= {c for c in VOCABULARIES["2.0"] for t in zero if display(c, "dota").plural in t.question}
+    assert asked and asked <= set(VOCABULARIES["2.0"]) - set(CFG.qc.absence_exempt) - {"plane"}
+    assert not asked & {"airport", "harbor"}

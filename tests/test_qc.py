@@ -16,7 +16,7 @@ from rsgpt4v.llm.mock import completion_for
 from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse
 from rsgpt4v.qc import QualityChecker
 from rsgpt4v.schema import Obj, Sample, Scene
-from rsgpt4v.sources.dota import VOCABULARIES
+from rsgpt4v.sources.dota import DOTA, VOCABULARIES
 
 
 def _obj(cat: str, i: int) -> Obj:
@@ -33,7 +33,7 @@ def _scene(**counts: int) -> Scene:
 
 @pytest.fixture(scope="module")
 def qc() -> QualityChecker:
-    return QualityChecker(load_config().qc, lambda: VOCABULARIES["2.0"], "detection")
+    return QualityChecker(load_config().qc, lambda: VOCABULARIES["2.0"], exhaustive_labels=True)
 
 
 DESCRIPTION = ("This top-down view shows an apron beside a terminal building, with parked aircraft in a row "
@@ -96,13 +96,13 @@ def test_object_notes_are_checked_like_every_model_text(qc: QualityChecker) -> N
 
 
 def test_counts_are_not_checked_where_labels_are_not_exhaustive() -> None:
-    grounding = QualityChecker(load_config().qc, lambda: ("vehicle",), "grounding")
+    grounding = QualityChecker(load_config().qc, lambda: ("vehicle",), exhaustive_labels=False)
     assert grounding.scene_text(_scene(vehicle=1))(_glob("A road with 7 vehicles parked along it.")) is None
 
 
 def test_categories_learnt_while_reading_are_checked() -> None:
     vocabulary: list[str] = []
-    qc = QualityChecker(load_config().qc, lambda: vocabulary, "detection")
+    qc = QualityChecker(load_config().qc, lambda: vocabulary, exhaustive_labels=True)
     scene = _scene(plane=2)
     assert qc.scene_text(scene)(_glob("An apron with 3 planes.")) is None    # nothing known yet
     vocabulary.append("plane")
@@ -136,3 +136,95 @@ def test_a_wrong_count_is_regenerated_with_the_problem_named(tmp_path: Path) -> 
     assert manifest["usage"]["by_stage"]["global"]["retry_reasons"] == {"qc_count": len(retries)}
     captions = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
     assert not any("99 planes" in json.dumps(r) for r in captions)
+
+
+@pytest.mark.parametrize("phrase, value", [
+    ("forty buses", (40, 40)), ("twenty-four cars", (24, 24)), ("twenty four cars", (24, 24)),
+    ("a dozen cars", (12, 12)), ("half a dozen cars", (6, 6)), ("a couple of cars", (2, 2)),
+    ("dozens of cars", (24, float("inf"))), ("hundreds of cars", (200, float("inf"))), ("two hundred cars", (200, 200)),
+    ("1,200 cars", (1200, 1200)), ("40-50 cars", (40, 50)), ("ninety-nine cars", (99, 99)),
+    ("twenty-eleven cars", None), ("1.5 cars", None), ("3rd car", None), ("12m cars", None), ("many cars", None),
+])
+def test_number_phrases_are_read_in_full(phrase: str, value: tuple | None) -> None:
+    from rsgpt4v.count_claims import tokens
+    from rsgpt4v.language import read_number
+    found = read_number(tokens(phrase), 0)
+    assert (found[:2] if found else None) == value
+
+
+def test_unreadable_number_phrases_are_no_claim_and_never_crash(qc: QualityChecker) -> None:
+    import random
+    scene = _scene(plane=4, small_vehicle=2)
+    bag = ["twenty-eleven", "1.5", "3rd", "50-60", "hundred-odd", "1,2,3", "a", "dozen", "dozens", "of", "forty-",
+           "-5", "99999999999999999999", "\u00bd", "\u0663", "planes", "plane", "cars", "car", "about", "more",
+           "than", "in", "all", ",", "the", "left", "alone", "row", "one", "of", "them", "twenty", "hundred", "park",
+           "\u2013", "(", ")", "?", "over", "at", "least", "exactly", "side", "by"]
+    rng = random.Random(7)
+    kinds = set()
+    for _ in range(3000):
+        text = "An apron " + " ".join(rng.choice(bag) for _ in range(rng.randint(1, 12))) + "."
+        problem = qc.text(scene, text, "caption")
+        kinds.add(problem.kind if problem else None)
+    assert kinds <= {None, "qc_count", "qc_length", "qc_absent_category", "qc_meta_talk"} and None in kinds
+    for text in ("An apron with twenty-eleven planes.", "An apron with 1.5 planes.", "An apron with hundred-odd cars."):
+        assert qc.text(scene, text, "caption") is None, text
+
+
+@pytest.fixture(scope="module")
+def airport() -> Scene:
+    """The first window of the bundled P9001: 5 planes (4 in a row at the top, 1 below), 14 cars, 2 trucks."""
+    from PIL import Image
+
+    from rsgpt4v.tiling import clip_to_image, make_scenes
+    source = DOTA(Path(__file__).resolve().parents[1] / "rsgpt4v/sample_data/dota")
+    sample = next(s for s in source if isinstance(s, Sample) and s.image_id == "P9001")
+    with Image.open(sample.image_path) as im:
+        objects, _ = clip_to_image(sample, *im.size)
+        return make_scenes(sample, objects, *im.size, load_config().tiling)[0]
+
+
+@pytest.mark.parametrize("sentence, kind", [
+    ("Two planes are parked side by side at the terminal.", None),
+    ("Five planes stand on the apron.", None),
+    ("Four planes are parked in a row across the upper half.", None),
+    ("One plane stands apart near the bottom centre.", None),
+    ("A single plane waits on the taxiway.", None),
+    ("The apron holds 5 planes, 4 of them in a row.", None),
+    ("About a dozen cars line the road.", None),
+    ("Two cars sit beside each plane.", None),
+    ("A fuel truck stands beside the southern plane.", None),
+    ("No helicopters are in view.", None),
+    ("Six planes are parked on the apron.", "qc_count"),
+    ("Only one plane stands on the apron.", "qc_count"),
+    ("A row of seven planes fills the upper half.", "qc_count"),
+    ("Twenty cars are parked in total.", "qc_count"),
+    ("There are three helicopters.", "qc_count"),
+    ("A helicopter is parked next to the terminal.", "qc_absent_category"),
+    ("Plane 3 is parked nose-in.", "qc_meta_talk"),
+])
+def test_sentences_on_an_airport_window(qc: QualityChecker, airport: Scene, sentence: str, kind: str | None) -> None:
+    assert airport.counts() == {"small-vehicle": 14, "plane": 5, "large-vehicle": 2}
+    problem = qc.text(airport, sentence, "dialogue_answer")
+    assert (problem.kind if problem else None) == kind
+
+
+def test_the_stage_checks_run_beside_qc_are_counted_with_an_example() -> None:
+    from rsgpt4v.prompting.stages import StageRequests
+    from rsgpt4v.qc import both
+    qc = QualityChecker(load_config().qc, lambda: VOCABULARIES["2.0"], exhaustive_labels=True)
+    scene = _scene(plane=4)
+    check = both(StageRequests.check_global, qc.scene_text(scene))
+    assert check(_glob(" ")).kind == "empty"
+    assert check(_glob("An apron with 9 planes.")).kind == "qc_count"
+    assert check(_glob("An apron with 4 planes.")) is None
+    assert qc.report() == {"empty": {"count": 1, "example": "the caption is empty"},
+                           "qc_count": {"count": 1, "example": "An apron with 9 planes."}}
+
+
+def test_objects_cut_off_by_the_window_may_be_counted(qc: QualityChecker) -> None:
+    scene = _scene(plane=4)
+    scene = scene.model_copy(update={"context": (_obj("plane", 50),)})
+    assert qc.text(scene, "Four planes stand on the apron.", "caption") is None
+    assert qc.text(scene, "Five planes stand on the apron, one cut off by the edge.", "caption") is None
+    assert qc.text(scene, "Six planes stand on the apron.", "caption").kind == "qc_count"
+    assert qc.text(scene, "Three planes stand on the apron.", "caption").kind == "qc_count"

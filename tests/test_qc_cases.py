@@ -54,7 +54,7 @@ def p1888(real_dir: Path) -> Scene:
 
 @pytest.fixture(scope="module")
 def qc() -> QualityChecker:
-    return QualityChecker(load_config().qc, lambda: VOCABULARIES["2.0"], "detection")
+    return QualityChecker(load_config().qc, lambda: VOCABULARIES["2.0"], exhaustive_labels=True)
 
 
 def _notes(scene: Scene) -> list[dict]:
@@ -111,7 +111,6 @@ OWN = [
     ("global", "accept", "The top row holds several groups of buses, and 2 of them are yellow."),
     ("global", "accept", "Fourteen cars fill the car park on the right."),
     ("global", "accept", "The car park on the right holds 14 cars in three short rows."),
-    ("global", "accept", "A lone bus is parked at the western edge, and another one stands further south."),
     ("global", "accept", "Roughly fifty buses are parked in the lot."),
     ("global", "accept", "At least 40 buses are parked in the rows."),
     ("global", "accept", "The lot holds fifty buses in total."),
@@ -124,6 +123,27 @@ OWN = [
     ("global", "accept", "The colour of the building's roof cannot be made out."),
     ("global", "accept", "All buses point south, and the cars face east."),
     ("global", "accept", "Twenty-four-hour lighting posts stand on the grass islands."),
+    ("global", "accept", "Only two buses are parked outside the rows."),
+    ("global", "accept", "Each of the three rows holds between 10 and 20 buses."),
+    ("global", "accept", "A pair of buses stands apart at the western edge."),
+    ("global", "accept", "The lot holds about fifty buses and over a dozen cars."),
+    ("global", "accept", "No planes or ships are in view."),
+    ("global", "accept", "The grass islands are outlined by low kerbs and planted with trees."),
+    ("global", "accept", "The buses are sorted according to size, the longest in the middle row."),
+    ("global", "accept", "A lone bus is parked at the western edge, and another one stands further south."),
+    ("global", "accept", "Forty buses are parked in the rows, and ten more stand near the fence."),
+    ("global", "accept", "Twelve cars stand in the car park, and two more are parked by the road."),
+    ("global", "accept", "Forty-eight buses fill the rows, and another two stand alone."),
+    ("global", "accept", "The lot holds 50 buses, 17 of them in the middle row."),
+    ("global", "reject", "Forty buses are parked in the rows, and twenty more stand near the fence."),
+    ("global", "reject", "The lot holds 45 buses, 17 of them in the middle row."),
+    ("global", "reject", "The top row holds 23 buses."),
+    ("global", "reject", "Three lone buses stand at the western edge."),
+    ("global", "reject", "Outlined in yellow, one bus stands out from the rest."),
+    ("global", "reject", "Nearly a hundred buses fill the lot."),
+    ("global", "reject", "The depot holds sixty-odd buses."),
+    ("global", "reject", "The image shows between 30 and 40 buses."),
+    ("global", "reject", "There's no way to know what the building is."),
     ("global", "reject", "There are 52 buses in the depot."),
     ("global", "reject", "Thirty-five buses are parked across the lot."),
     ("global", "reject", "The depot holds twenty four buses."),
@@ -151,6 +171,13 @@ OWN = [
     ("global", "reject", "The photo was taken in winter, as the trees are bare."),
     ("global", "reject", "Long shadows suggest the image was taken in the late afternoon."),
     ("global", "reject", "The image dates from 2019."),
+    ("global", "reject", "The scene holds small_vehicles in a car park."),
+    ("global", "reject", "Largevehicles fill the rows."),
+    ("global", "reject", "Each numbered bus faces south."),
+    ("global", "reject", "The counts provided match the rows."),
+    ("global", "reject", "It is hard to tell what the building is for."),
+    ("global", "reject", "The depot is owned by the city."),
+    ("global", "accept", "Small vehicles line the right edge of the car park."),
     ("dialogue_question", "reject", "Based on the list, how many buses are parked here?"),
     ("dialogue_question", "reject", "Why are 45 buses parked in this lot?"),
     ("dialogue_question", "reject", "Why would the Greyhound company park here?"),
@@ -160,11 +187,14 @@ OWN = [
     ("object_description", "reject", "A bus highlighted by the red outline in the middle row."),
     ("object_description", "reject", "A school bus, number 12, parked in the top row."),
     ("object_description", "reject", "The bus with id 7 is parked in the middle row."),
+    ("object_description", "reject", "Object 14 is a bus parked at the edge of the lot."),
+    ("object_description", "reject", "A bus with the green mark, parked in the top row."),
     ("object_description", "reject", "Bus parked in the middle row."),
     ("object_description", "accept", "A white school bus with a yellow roof, parked in the middle row facing south."),
     ("referring_expression", "reject", "the second bus listed"),
     ("referring_expression", "reject", "the third car"),
     ("referring_expression", "reject", "bus #31"),
+    ("referring_expression", "reject", "the bus 31"),
     ("referring_expression", "accept", "the second bus from the left in the middle row"),
     ("referring_expression", "accept", "the lone bus at the bottom left of the lot"),
 ]
@@ -188,6 +218,7 @@ DIALOGUE_CASES = [
     ("reject", [("Why are so many buses parked at this depot?", DIALOGUE[0][1]), *DIALOGUE[1:]]),   # gives it away
     ("reject", [("How are the buses arranged?", DIALOGUE[0][1]), *DIALOGUE[1:]]),
     ("accept", [("What is going on in this scene?", DIALOGUE[0][1]), *DIALOGUE[1:]]),
+    ("accept", [*DIALOGUE[:4], ("What colour are most of the roofs?", "Most are white, and a few are yellow.")]),
     ("reject", [DIALOGUE[0],
                 *[(f"What colour is the roof of building {n}?", "It is grey, like the other roofs in the lot.")
                   for n in ("one", "two", "three", "four")]]),                                  # no reasoning
@@ -209,7 +240,7 @@ def test_the_retry_reason_names_the_rule_not_the_total(qc: QualityChecker, p1888
 
 
 def test_rejections_are_counted_by_kind_with_an_example(p1888: Scene) -> None:
-    qc = QualityChecker(load_config().qc, lambda: VOCABULARIES["2.0"], "detection")
+    qc = QualityChecker(load_config().qc, lambda: VOCABULARIES["2.0"], exhaustive_labels=True)
     for add in ("Forty buses are parked in the rows.", "According to the notes, every bus points south.",
                 "In all, 48 buses are parked here."):
         qc.scene_text(p1888)(GlobalResponse(caption=CAPTION, description=DESCRIPTION + " " + add))

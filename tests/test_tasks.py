@@ -24,8 +24,11 @@ def _scene(**sample_fields) -> Scene:
 
 
 def _records(scene: Scene, kind: str, vocabulary=(), **cfg_overrides):
+    """Template records of a scene from a source of `kind`: only detection sources' labels make
+    detection, counting and presence records."""
     cfg = load_config(overrides=cfg_overrides)
-    return annotation_records(scene, PromptSet.load(), cfg, kind, vocabulary, BASE)
+    label_tasks = frozenset({"detection", "counting", "presence"}) if kind == "detection" else frozenset()
+    return annotation_records(scene, PromptSet.load(), cfg, label_tasks, vocabulary, BASE)
 
 
 def _box_obj(cat: str, x0: float, y0: float, x1: float, y1: float, description: str | None = None) -> Obj:

@@ -21,12 +21,15 @@ class MissingKeyError(Exception):
     """The openai backend was chosen without an API key in the environment."""
 
 
-def make_client(backend: str, timeout_s: float, looks: dict[str, Looks] | None = None) -> openai.AsyncOpenAI:
-    """The client for `backend`; `looks` tells the mock how the source's categories look."""
+def make_client(backend: str, timeout_s: float, looks: dict[str, Looks] | None = None,
+                names: dict[str, str] | None = None) -> openai.AsyncOpenAI:
+    """The client for `backend`; `looks` and `names` tell the mock how the source's categories look
+    and what they are called."""
     if backend == "mock":
+        knobs = Knobs(looks=looks or {}, names=names or {})
         return openai.AsyncOpenAI(
             api_key="mock-key", base_url="http://mock.rsgpt4v.invalid/v1", max_retries=0, timeout=timeout_s,
-            http_client=httpx2.AsyncClient(transport=FakeAPI(Knobs(looks=looks or {})).transport()),
+            http_client=httpx2.AsyncClient(transport=FakeAPI(knobs).transport()),
         )
     if backend != "openai":
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")

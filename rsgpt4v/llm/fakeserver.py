@@ -42,10 +42,12 @@ class Knobs:
     answer_tokens_per_object: int | None = None
     mistakes: float = 0.0
     looks: dict[str, Looks] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
 
     @property
     def style(self) -> Style:
-        return Style(tokens_per_object=self.answer_tokens_per_object, mistakes=self.mistakes, looks=self.looks)
+        return Style(tokens_per_object=self.answer_tokens_per_object, mistakes=self.mistakes, looks=self.looks,
+                     names=self.names)
 
 
 @dataclass

@@ -22,11 +22,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rsgpt4v.cost import ImageRule, estimate_prompt_tokens
-from rsgpt4v.language import grid_position, join_counts, plural, readable
+from rsgpt4v.language import grid_position, plural, readable
 
 _OBJECT_LINE = re.compile(r"^\s*(\{.*\"id\".*\})\s*,?\s*$")
+# "- 14 small vehicles", "- 1 ship": a labelled count in the names the prompt uses.
 _COUNT_LINE = re.compile(r"^- (\d+) ([A-Za-z][\w\- ]*)$")
 
+# Open first questions that give nothing away, varied per request as a real model's are.
+_OPENING_QUESTIONS = ("What does this scene show, and what is it likely used for?",
+                      "How is the land in this image used?", "What goes on in this scene, and how can you tell?")
 _COLOURS = ("white", "black", "silver", "red", "dark blue", "grey")
 # Clauses a careful model adds when it looks closely, used to bring answers to a realistic length.
 _DETAIL = ("with a crisp outline against the surrounding surface", "casting a short shadow towards the north-west",
@@ -51,6 +55,12 @@ class Style:
     tokens_per_object: int | None = None
     mistakes: float = 0.0
     looks: Mapping[str, Looks] = field(default_factory=dict)
+    names: Mapping[str, str] = field(default_factory=dict)
+
+    def name(self, category: str) -> str:
+        """What the mock calls a category of the object list: the source's own name for it, else
+        the label in plain words."""
+        return self.names.get(category) or readable(category)
 
 
 def _fraction(*salt: object) -> float:
@@ -124,7 +134,7 @@ def _local(text: str, style: Style) -> dict[str, Any]:
         colour, shape, state = style.looks.get(cat, ("", "compact", "visible"))
         if not colour:
             colour = _pick(_COLOURS, cat, o["id"], box)
-        name = readable(cat)
+        name = style.name(cat)
         where = grid_position((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
         edge = " partly cut off by the image edge" if o.get("truncated") else ""
         neighbours = sorted((abs(p["box"][0] - box[0]) + abs(p["box"][1] - box[1]), p["id"])
@@ -141,25 +151,23 @@ def _local(text: str, style: Style) -> dict[str, Any]:
     return {"objects": notes}
 
 
-def _counts(text: str) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for line in text.splitlines():
-        m = _COUNT_LINE.match(line.strip())
-        if m:
-            counts[m.group(2).strip()] = int(m.group(1))
-    return counts
+def _counts(text: str) -> list[tuple[int, str]]:
+    """The labelled counts of the prompt: (n, "small vehicles")."""
+    return [(int(m.group(1)), m.group(2).strip()) for line in text.splitlines()
+            if (m := _COUNT_LINE.match(line.strip()))]
 
 
-def _scene_kind(counts: dict[str, int]) -> str:
-    if "plane" in counts or "airport" in counts:
-        return "an airport"
-    if "ship" in counts or "harbor" in counts:
-        return "a harbour"
-    if "storage-tank" in counts:
-        return "an industrial storage area"
-    if any(c.endswith("vehicle") for c in counts):
-        return "an area with roads and parking"
-    return "a remote-sensing scene"
+def _plural_of(n: int, noun: str) -> str:
+    return noun if n != 1 else plural(noun)
+
+
+_SCENE_KINDS = [(("plane", "airport", "aircraft"), "an airport"), (("ship", "harbour", "harbor", "boat"), "a harbour"),
+                (("storage tank",), "an industrial storage area"), (("vehicle", "car"), "an area with roads and parking")]
+
+
+def _scene_kind(counts: list[tuple[int, str]]) -> str:
+    nouns = " ".join(noun for _, noun in counts)
+    return next((kind for words, kind in _SCENE_KINDS if any(w in nouns for w in words)), "a remote-sensing scene")
 
 
 def _global(text: str, style: Style) -> dict[str, Any]:
@@ -171,7 +179,8 @@ def _global(text: str, style: Style) -> dict[str, Any]:
         return {"caption": f"An aerial view of {kind}.",
                 "description": f"This aerial image shows {kind} seen from directly above. No single object "
                                f"stands out from the ground cover, which is spread evenly across the image. {ground}"}
-    listed = join_counts(counts)
+    parts = [f"{n} {noun}" for n, noun in counts]
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     return {
         "caption": f"An aerial view of {kind} with {listed}.",
         "description": f"This top-down image shows {kind}. It contains {listed}, laid out along the paved "
@@ -182,13 +191,11 @@ def _global(text: str, style: Style) -> dict[str, Any]:
 def _dialogue(text: str, style: Style) -> dict[str, Any]:
     counts = _counts(text)
     kind = _scene_kind(counts)
-    turns = [{"question": "What does this scene show, and what is it likely used for?",
+    turns = [{"question": _pick(_OPENING_QUESTIONS, text),
               "answer": f"It shows {kind}, seen from directly above. The way the objects are grouped suggests "
                         "the site is in regular use."}]
-    for cat, n in list(counts.items())[:2]:
-        name = readable(cat)
-        noun = name if n == 1 else plural(name)
-        turns.append({"question": f"How many {plural(name)} are there, and where are they?",
+    for n, noun in counts[:2]:
+        turns.append({"question": f"How many {_plural_of(n, noun)} are there, and where are they?",
                       "answer": f"There {'is' if n == 1 else 'are'} {n} {noun} in the image. They stand on the "
                                 "open ground between the other features, where they can be reached easily."})
     turns.append({"question": "What does the arrangement of the objects suggest about how the site is used?",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from rsgpt4v.config import BuildConfig
 from rsgpt4v.language import grid_position
+from rsgpt4v.naming import display
 from rsgpt4v.llm.request import ChatRequest
 from rsgpt4v.prompting.marks import Mark, marks_of
 from rsgpt4v.prompting.models import (
@@ -67,11 +68,16 @@ def _side_lengths(obj: Obj) -> tuple[float, float]:
     return obj.box[2] - obj.box[0], obj.box[3] - obj.box[1]
 
 
-def _tally(objects: Sequence[Obj]) -> str:
+def _tally(objects: Sequence[Obj], source: str | None = None) -> str:
+    """`3 small-vehicle, 1 ship`: in the dataset's spelling, as the local stage's object list has it,
+    or (with `source`) in that source's display names: `3 small vehicles, 1 ship`."""
     counts: dict[str, int] = {}
     for o in objects:
         counts[o.category] = counts.get(o.category, 0) + 1
-    return ", ".join(f"{n} {cat}" for cat, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    if source is None:
+        return ", ".join(f"{n} {cat}" for cat, n in ordered)
+    return ", ".join(display(cat, source).counted(n) for cat, n in ordered)
 
 
 def _context_text(scene: Scene) -> str:
@@ -100,9 +106,10 @@ def _counts_text(scene: Scene, exhaustive: bool) -> str:
     if not exhaustive and scene.objects:
         # Grounding datasets label only the objects their expressions refer to: their tally is no count.
         return "- unknown: only some objects in this image are annotated, so state no exact counts"
-    lines = [f"- {n} {cat}" for cat, n in scene.counts().items()] or ["- no annotated objects"]
+    source = scene.sample.source
+    lines = [f"- {display(cat, source).counted(n)}" for cat, n in scene.counts().items()] or ["- no annotated objects"]
     if scene.context:
-        lines.append(f"(also cut off by the window edge and not counted: {_tally(scene.context)})")
+        lines.append(f"(also cut off by the window edge and not counted: {_tally(scene.context, source)})")
     return "\n".join(lines)
 
 
@@ -219,6 +226,10 @@ class StageRequests:
         """One line per described object for the later stages: what it is, where, how it looks and
         what it stands next to, everything the local stage was asked for, without ids."""
         marks = {m.id: m for m in marks_of(scene.objects)}
+
+        def name(category: str) -> str:
+            return display(category, scene.sample.source).singular
+
         lines = []
         for mark in marks.values():
             note = notes.get(mark.id)
@@ -228,8 +239,8 @@ class StageRequests:
             if mark.obj.truncated:
                 where += ", cut off by the image edge"
             looks = "; ".join(v for v in (note.colour, note.orientation, note.state) if discernible(v))
-            line = f"- {mark.obj.category} ({where}{'; ' + looks if looks else ''}): {note.description}"
-            near = [f"{r.relation} the {marks[r.target_id].obj.category} at the "
+            line = f"- {name(mark.obj.category)} ({where}{'; ' + looks if looks else ''}): {note.description}"
+            near = [f"{r.relation} the {name(marks[r.target_id].obj.category)} at the "
                     f"{position_words(scene, marks[r.target_id].obj)}"
                     for r in note.relations if r.target_id in marks]
             if near:

@@ -16,6 +16,7 @@ from typing import ClassVar, TypeVar
 from xml.parsers.expat import ErrorString
 
 from rsgpt4v.geometry import polygon_area
+from rsgpt4v.naming import display
 from rsgpt4v.schema import Issue, Obj, Point, Sample
 
 _T = TypeVar("_T")
@@ -29,15 +30,31 @@ class Source(ABC):
     """A dataset family on disk.
 
     Subclasses set `name` (the `--source` value), `description` (one line for `rsgpt4v sources`),
-    `vocabulary` (known category names, may be empty) and `task_kind` ("detection", "caption", ...).
+    `vocabulary` (known category names, may be empty), `task_kind` (what the dataset is for, as
+    `rsgpt4v sources` shows it) and what the pipeline, QC and the template tasks act on:
+
+    - `tiled`: large images are cut into windows. Only where annotations speak of objects, not of
+      the whole image (a caption, a question or a scene class would not hold for a window).
+    - `exhaustive_labels`: every object of the dataset's categories is labelled, so the labels'
+      counts are true counts and a category without labels is absent. Not so for a grounding
+      dataset, which labels only the objects its expressions refer to.
+    - `label_tasks`: the template tasks made from the object labels (detection, counting, presence);
+      captions, questions, expressions and scene classes make their own records wherever present.
     """
 
     name: ClassVar[str]
     description: ClassVar[str]
     vocabulary: ClassVar[tuple[str, ...]] = ()
     task_kind: ClassVar[str] = "detection"
+    tiled: ClassVar[bool] = True
+    exhaustive_labels: ClassVar[bool] = True
+    label_tasks: ClassVar[frozenset[str]] = frozenset({"detection", "counting", "presence"})
     # How the offline mock (--dry-run) describes each category: colour ("" for a varied one), shape, state.
     mock_looks: ClassVar[dict[str, tuple[str, str, str]]] = {}
+
+    def mock_names(self) -> dict[str, str]:
+        """What the offline mock calls each category: the display names the records use."""
+        return {c: display(c, self.name).singular for c in self.vocabulary}
 
     def __init__(self, root: Path, split: str | None = None) -> None:
         self.root = Path(root)

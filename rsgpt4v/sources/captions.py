@@ -138,6 +138,9 @@ class _CaptionSource(Source):
     """What the caption adapters share: entries grouped by split, checked and turned into samples."""
 
     task_kind = "caption"
+    tiled = False
+    exhaustive_labels = False
+    label_tasks: frozenset[str] = frozenset()
     vocabulary = ()
     gsd: ClassVar[float | None] = None
     json_names: ClassVar[tuple[str, ...]]

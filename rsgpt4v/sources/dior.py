@@ -274,6 +274,9 @@ class DIORRSVG(Source):
     description = "DIOR-RSVG referring expressions with boxes (visual grounding), global-index split files"
     vocabulary = DIOR_CLASSES
     task_kind = "grounding"
+    tiled = False
+    exhaustive_labels = False
+    label_tasks: frozenset[str] = frozenset()
 
     def __init__(self, root: Path, split: str | None = None) -> None:
         super().__init__(root, split)

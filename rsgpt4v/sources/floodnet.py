@@ -98,6 +98,9 @@ class FloodNetVQA(Source):
     description = "FloodNet Track 2: post-Harvey UAV images with flood condition, yes/no and counting questions"
     vocabulary = ()
     task_kind = "vqa"
+    tiled = False
+    exhaustive_labels = False
+    label_tasks: frozenset[str] = frozenset()
 
     def __init__(self, root: Path, split: str | None = None) -> None:
         super().__init__(root, split)

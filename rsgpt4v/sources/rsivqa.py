@@ -146,6 +146,9 @@ class RSIVQA(Source):
     description = "RSIVQA: image:question?answer files over UCM, Sydney, RSICD, DOTA and HRRSD images"
     vocabulary = ()
     task_kind = "vqa"
+    tiled = False
+    exhaustive_labels = False
+    label_tasks: frozenset[str] = frozenset()
 
     def __init__(self, root: Path, split: str | None = None, images: Mapping[str, Path] | None = None) -> None:
         super().__init__(root, split)

@@ -76,6 +76,9 @@ class _RSVQA(Source):
     gsd: ClassVar[float]
     vocabulary = ()
     task_kind = "vqa"
+    tiled = False
+    exhaustive_labels = False
+    label_tasks: frozenset[str] = frozenset()
 
     def __init__(self, root: Path, split: str | None = None) -> None:
         super().__init__(root, split)

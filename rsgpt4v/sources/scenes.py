@@ -75,6 +75,9 @@ class _SceneFolders(Source):
     """A dataset laid out as one folder of images per scene class."""
 
     task_kind = "classification"
+    tiled = False
+    exhaustive_labels = False
+    label_tasks: frozenset[str] = frozenset()
     title: ClassVar[str]
     example: ClassVar[str]
     gsd: ClassVar[float | None] = None

@@ -192,13 +192,12 @@ def presence_record(scene: Scene, prompts: PromptSet, seed: int, tasks: TasksCon
     return Record(id=rid, task="presence", turns=turns, **_from_labels(base))
 
 
-def annotation_records(scene: Scene, prompts: PromptSet, cfg: BuildConfig, task_kind: str,
+def annotation_records(scene: Scene, prompts: PromptSet, cfg: BuildConfig, label_tasks: frozenset[str],
                        vocabulary: Sequence[str], base: dict) -> list[Record]:
-    """Every template record the scene's annotations support.
-
-    Detection, counting and presence need exhaustive labels, which only detection sources have:
-    a grounding dataset labels just the objects its expressions refer to. `tasks.exclude_difficult`
-    leaves objects marked difficult out of every template record.
+    """Every template record the scene's annotations support; of detection, counting and presence,
+    those in `label_tasks` (they need exhaustive labels: a grounding dataset labels just the objects
+    its expressions refer to). `tasks.exclude_difficult` leaves objects marked difficult out of every
+    template record.
     """
     if not scene.sample.annotated:
         return []
@@ -208,10 +207,10 @@ def annotation_records(scene: Scene, prompts: PromptSet, cfg: BuildConfig, task_
     records = caption_records(scene, prompts, seed, tasks, base) + vqa_records(scene, tasks, base)
     records += referring_records(scene, prompts, seed, cfg.output.max_region_turns, base)
     optional = [classification_record(scene, prompts, seed, tasks, vocabulary, base)]
-    if task_kind == "detection":
-        optional += [
-            detection_record(scene, prompts, seed, cfg.output.max_detection_boxes, base),
-            counting_record(scene, prompts, seed, vocabulary, cfg.qc.absence_exempt, base),
-            presence_record(scene, prompts, seed, tasks, vocabulary, cfg.qc.absence_exempt, base),
-        ]
+    if "detection" in label_tasks:
+        optional.append(detection_record(scene, prompts, seed, cfg.output.max_detection_boxes, base))
+    if "counting" in label_tasks:
+        optional.append(counting_record(scene, prompts, seed, vocabulary, cfg.qc.absence_exempt, base))
+    if "presence" in label_tasks:
+        optional.append(presence_record(scene, prompts, seed, tasks, vocabulary, cfg.qc.absence_exempt, base))
     return records + [r for r in optional if r is not None]
