@@ -13,7 +13,12 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build RS-GPT4V-style instruction data for remote-sensing multimodal LLMs.")
 
-SourceOpt = Annotated[str, typer.Option("--source", "-s", help="Dataset adapter; see `rsgpt4v sources`.")]
+SourceOpt = Annotated[Optional[str], typer.Option("--source", "-s", help="Dataset adapter; see `rsgpt4v sources`.")]
+RecipeOpt = Annotated[Optional[str], typer.Option(help="A recipe YAML file, or a bundled recipe's name (rs-gpt4v, "
+                                                       "detection, all): every source of a mix at once.")]
+DataOpt = Annotated[Optional[Path], typer.Option(help="With --recipe: the folder its relative roots are under.")]
+SkipMissingOpt = Annotated[bool, typer.Option("--skip-missing", help="With --recipe: report a source whose root "
+                                                                     "is missing and build the rest.")]
 RootOpt = Annotated[Optional[Path], typer.Option(help="The dataset folder as downloaded.")]
 SampleOpt = Annotated[bool, typer.Option("--sample", help="Use the small synthetic sample bundled with rsgpt4v.")]
 ModelOpt = Annotated[Optional[str], typer.Option(help="Model name; default from the config.")]
@@ -121,7 +126,7 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
     return k, n
 
 
-def _run(source: str, root: Path | None, sample: bool, split: str | None, options: list[str] | None,
+def _run(source: str | None, root: Path | None, sample: bool, split: str | None, options: list[str] | None,
          config: Path | None, overrides: dict[str, Any], opts: Any, force: bool = False) -> dict:
     """Validate the common inputs, then build (or estimate); errors become one line and exit 2.
     A build holds its output folder (see rsgpt4v.ownership) for as long as it runs."""
@@ -134,6 +139,8 @@ def _run(source: str, root: Path | None, sample: bool, split: str | None, option
     from rsgpt4v.prompting.templates import PromptError
     from rsgpt4v.sources import SourceError, get_source, parse_options, sample_root
 
+    if source is None:
+        raise _fail("give --source NAME (or --recipe FILE|NAME)")
     if sample == (root is not None):
         raise _fail("give exactly one of --root PATH or --sample")
     try:
@@ -158,14 +165,19 @@ def sources() -> None:
 
     for name, cls in sorted(available().items()):
         typer.echo(f"{name:<16} {cls.description}")
+        if cls.split_rule:
+            typer.echo(f"{'':<16}   splits: {cls.split_rule}")
         for option, param in adapter_options(cls).items():
             typer.echo(f"{'':<16}   -O {option}=...  (default {param.default!r})")
 
 
 @app.command()
 def build(
-    source: SourceOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    source: SourceOpt = None,
+    recipe: RecipeOpt = None,
+    data: DataOpt = None,
+    skip_missing: SkipMissingOpt = False,
     root: RootOpt = None,
     sample: SampleOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Offline: the mock model answers, no key needed.")] = False,
@@ -185,6 +197,9 @@ def build(
     shard: Annotated[Optional[str], typer.Option(help="K/N: build only the K-th of N deterministic shards.")] = None,
     batch: Annotated[bool, typer.Option("--batch", help="Use the Batch API (half price): one pass per stage.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="With --batch: poll and run every pass until done.")] = False,
+    batch_engine: Annotated[str, typer.Option(help="With --batch: `api` submits to the provider's Batch API; "
+                                                   "`files` writes OUT/batch/requests/*.jsonl for any batch engine "
+                                                   "(vLLM run-batch, Ray) and stops.")] = "api",
     cache: Annotated[Optional[Path], typer.Option(help="Response cache file; default OUT/cache.sqlite.")] = None,
     refresh: Annotated[bool, typer.Option("--refresh", help="Ignore cached responses (they are overwritten).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Build into a folder that holds another build or other "
@@ -196,6 +211,7 @@ def build(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Build instruction data from a source dataset into OUT/<split>.jsonl, OUT/images/ and OUT/manifest.json."""
+    from rsgpt4v.llm.batch_files import REQUESTS
     from rsgpt4v.llm.client import BACKENDS
     from rsgpt4v.llm.engine import BudgetExceeded, FatalAPIError
     from rsgpt4v.pipeline import BuildOptions
@@ -212,24 +228,98 @@ def build(
         overrides["seed"] = seed
     if save_marked:
         overrides["local"] = {"save_marked": True}
-    if backend == "mock" and batch and not wait:
+    if batch_engine not in ("api", "files"):
+        raise _fail(f"--batch-engine must be api or files, not {batch_engine!r}")
+    files = batch and batch_engine == "files"
+    if backend == "mock" and batch and not wait and not files:
         raise _fail("the mock's batches live only inside one process: use --dry-run --batch --wait "
                     "(or point OPENAI_BASE_URL at `rsgpt4v fake-server`)")
     opts = BuildOptions(out=out, backend=backend, model=model, limit=limit, cache=cache, refresh=refresh,
                         prompts_dir=prompts, prices=prices, shard=_parse_shard(shard), batch=batch,
-                        batch_wait=wait, progress=progress)
+                        batch_wait=wait and not files, batch_files=out / REQUESTS if files else None,
+                        progress=progress)
     try:
         with _one_error_path(cache or out / "cache.sqlite", resume=True):
-            manifest = _run(source, root, sample, split, option, config, overrides, opts, force)
+            if recipe is not None:
+                _recipe_alone(root, sample, split, option)
+                manifest = _run_recipe(recipe, source, data, skip_missing, config, overrides, seed, opts)
+            else:
+                manifest = _run(source, root, sample, split, option, config, overrides, opts, force)
     except BudgetExceeded as exc:
         raise _fail(f"{exc}; raise --max-cost and rerun the same command to continue (nothing paid is lost)",
                     code=1) from None
     except FatalAPIError as exc:
         raise _fail(f"{exc}; the run stopped, rerun the same command to resume", code=1) from None
-    if manifest["status"].startswith("batch_"):
+    if manifest["status"] == "requests_written":
+        _files_summary(manifest, out)
+    elif manifest["status"].startswith("batch_"):
         _batch_summary(manifest, out)
     else:
         _summary(manifest, out)
+    if "recipe" in manifest:
+        _recipe_summary(manifest)
+
+
+def _recipe_alone(root: Path | None, sample: bool, split: str | None, options: list[str] | None) -> None:
+    given = [flag for flag, value in (("--root", root), ("--sample", sample), ("--split", split),
+                                      ("--option", options)) if value]
+    if given:
+        raise _fail(f"{given[0]} belongs to one source: with --recipe, write it in the recipe "
+                    "(root, splits, options of each source)")
+
+
+def _recipe_summary(manifest: dict) -> None:
+    for name, s in manifest["sources"].items():
+        if s["status"] == "missing":
+            typer.echo(f"  {name:<16} not built: {s['reason']}")
+            continue
+        left = ", ".join(f"{n} {reason}" for reason, n in s["left_out"].items())
+        typer.echo(f"  {name:<16} {s['records_written']:>8} records from {s['samples']} images"
+                   + (f" ({left})" if left else ""))
+    leak = manifest["leakage"]
+    dropped = sum(leak["dropped_from_train"].values())
+    typer.echo(f"leakage ({leak['policy']}): {leak['images']} images fingerprinted, {leak['clusters']} clusters of "
+               f"the same picture, {dropped} training images dropped; listed in the manifest under `leakage`")
+
+
+def _run_recipe(name: str, source: str | None, data: Path | None, skip_missing: bool, config: Path | None,
+                overrides: dict[str, Any], seed: int | None, opts: Any) -> dict:
+    """Build (or estimate) every source of a recipe; errors become one line naming the recipe line, exit 2."""
+    from rsgpt4v.config import ConfigError, load_config
+    from rsgpt4v.llm.client import MissingKeyError
+    from rsgpt4v.mix import build_recipe
+    from rsgpt4v.prompting.templates import PromptError
+    from rsgpt4v.recipe import RecipeError, load_recipe
+
+    if source is not None:
+        raise _fail("give --source or --recipe, not both")
+    if data is not None and not data.is_dir():
+        raise _fail(f"--data {data} is not a folder")
+    try:
+        mix = load_recipe(name)
+        base = {**overrides, "seed": mix.seed if seed is None else seed}
+        configs = {"": load_config(config, base)}
+        for entry in mix.sources:
+            own = base if entry.stages is None else {**base, "stages": entry.stages}
+            configs[entry.source] = load_config(config, own)
+        return build_recipe(mix, data, configs, opts, skip_missing)
+    except (ConfigError, RecipeError, PromptError, MissingKeyError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+
+
+def _files_summary(manifest: dict, out: Path) -> None:
+    from rsgpt4v.llm.batch_files import REQUESTS, run_commands
+
+    files = sorted((out / REQUESTS).glob("*.jsonl"))
+    lines = sum(len(f.read_text(encoding="utf-8").splitlines()) for f in files)
+    typer.echo(f"wrote {lines} requests in {len(files)} file(s) under {out / REQUESTS} (OpenAI batch format); "
+               f"{manifest['counts']['windows_waiting_for_batch']} windows wait for them. Run them with any "
+               "OpenAI-compatible batch engine, e.g. vLLM:")
+    for line in run_commands(out, manifest["model"]):
+        typer.echo(f"  {line}")
+    typer.echo("(Ray Data: read the files with ray.data.read_json and map them through a vLLM processor; "
+               "OpenAI/Azure Batch: upload them as they are.) Then rerun this same command: it reads the "
+               "imported answers and writes the next stage's requests, or the dataset when none are left.")
 
 
 def _batch_summary(manifest: dict, out: Path) -> None:
@@ -279,7 +369,10 @@ def _summary(manifest: dict, out: Path) -> None:
 
 @app.command()
 def estimate(
-    source: SourceOpt,
+    source: SourceOpt = None,
+    recipe: RecipeOpt = None,
+    data: DataOpt = None,
+    skip_missing: SkipMissingOpt = False,
     root: RootOpt = None,
     sample: SampleOpt = False,
     model: ModelOpt = None,
@@ -314,7 +407,11 @@ def estimate(
         opts = BuildOptions(out=Path(scratch), backend="mock", model=model, limit=limit, prompts_dir=prompts,
                             prices=prices, estimate=True, every=every, progress=False)
         with _one_error_path():
-            manifest = _run(source, root, sample, split, option, config, overrides, opts)
+            if recipe is not None:
+                _recipe_alone(root, sample, split, option)
+                manifest = _run_recipe(recipe, source, data, skip_missing, config, overrides, None, opts)
+            else:
+                manifest = _run(source, root, sample, split, option, config, overrides, opts)
     reask_rate = manifest["config"]["engine"]["reask_rate"]
     rows, basis = manifest["estimate"], manifest["estimated_from"]
     if json_out:
@@ -544,6 +641,42 @@ def batch_collect(
     still = len([b for b in state.batches if not b.get("collected")])
     typer.echo(f"collected {tally['answers']} answers into {into}; {tally['failed']} failed or expired (resubmitted "
                f"by the next pass), {tally['rejected']} rejected; {still} batch(es) still open")
+
+
+@batch_app.command("import")
+def batch_import(
+    out: Annotated[Path, typer.Argument(help="The build's output folder.")],
+    results: Annotated[list[Path], typer.Argument(help="Result files in the OpenAI batch output format.")],
+    cache: Annotated[Optional[Path], typer.Option(help="Response cache file; default OUT/cache.sqlite.")] = None,
+) -> None:
+    """Read batch results produced by any engine (vLLM run-batch, Ray, OpenAI/Azure Batch) into the cache."""
+    import json
+
+    from rsgpt4v.llm.batch_files import REQUESTS, import_results, request_ids
+    from rsgpt4v.llm.cache import Cache
+
+    if not out.is_dir():
+        raise _fail(f"{out} is not a build output folder")
+    missing = [str(p) for p in results if not p.is_file()]
+    if missing:
+        raise _fail(f"no such result file: {missing[0]}")
+    manifest_path = out / "manifest.json"
+    model = json.loads(manifest_path.read_text(encoding="utf-8")).get("model", "") if manifest_path.is_file() else ""
+    known = request_ids(out / REQUESTS) if (out / REQUESTS).is_dir() else None
+    store = Cache(cache or out / "cache.sqlite")
+    try:
+        tally = import_results(results, store, model, known)
+    finally:
+        store.close()
+    for problem in tally.problems[:20]:
+        typer.echo(problem, err=True)
+    if len(tally.problems) > 20:
+        typer.echo(f"... {len(tally.problems) - 20} more", err=True)
+    unknown = f" ({tally.unknown} answer requests not in {out / REQUESTS})" if tally.unknown else ""
+    typer.echo(f"imported {tally.answers} answers into {cache or out / 'cache.sqlite'}{unknown}; "
+               f"{tally.failed} requests without an answer. Rerun the build command to continue.")
+    if len(tally.problems) > tally.failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ from rsgpt4v.cost import PriceTable
 from rsgpt4v.estimate import EstimatingEngine, cost_table
 from rsgpt4v.imaging import ImageError, open_image, return_freed_images_to_the_os
 from rsgpt4v.llm.batch import BatchQueue, BatchState, collect, submit
+from rsgpt4v.llm.batch_files import write_request_files
 from rsgpt4v.llm.cache import Cache
 from rsgpt4v.llm.client import make_client
 from rsgpt4v.llm.engine import Engine
@@ -63,6 +64,7 @@ class BuildOptions:
     shard: tuple[int, int] | None = None
     batch: bool = False
     batch_wait: bool = False
+    batch_files: Path | None = None
     every: int = 1
     progress: bool = True
 
@@ -229,9 +231,12 @@ class Builder:
             while pending:
                 self._write(await pending.popleft())
             queue = self.engine.batch
-            if queue is not None and queue.lines:
+            b = self.cfg.batch
+            if self.opts.batch_files is not None:
+                if write_request_files(queue, self.opts.batch_files, self.source.name, b.max_lines, b.max_bytes):
+                    status = "requests_written"
+            elif queue is not None and queue.lines:
                 status = "batch_pending"
-                b = self.cfg.batch
                 await submit(self.client, self.batch_state, queue, b.max_lines, b.max_bytes)
         except BaseException:
             status = "stopped"

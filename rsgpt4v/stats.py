@@ -204,9 +204,54 @@ def _manifest(path: Path, bad: _BadLines) -> dict[str, Any] | None:
         "failures": {"count": failures.get("count", 0), "by_reason": dict(sorted(failed.items())),
                      "by_stage": {stage: row.get("failures") or {} for stage, row in sorted(stages.items())}},
         "qc": m.get("qc"),
+        "recipe_targets": _recipe_targets(m),
         "issues": {"skipped": issues.get("skipped", 0), "warnings": issues.get("warnings", 0),
                    "by_reason": issues.get("by_reason") or {}},
     }
+
+
+def _nested(counts: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:
+    nested: dict[str, dict[str, int]] = {}
+    for (outer, inner), n in sorted(counts.items()):
+        nested.setdefault(outer, {})[inner] = n
+    return nested
+
+
+def _recipe_targets(m: dict[str, Any]) -> dict[str, Any] | None:
+    """What a recipe build's manifest says each source was asked for (None for a single-source build)."""
+    sources = m.get("sources")
+    if not isinstance(sources, dict):
+        return None
+    targets = {}
+    for name, section in sorted(sources.items()):
+        if not isinstance(section, dict):
+            continue
+        t = section.get("targets") or {}
+        targets[name] = {"status": section.get("status"), "caps": t.get("caps") or {}, "fraction": t.get("fraction"),
+                         "max_images": t.get("max_images"), "weight": t.get("weight"),
+                         "dropped_for_leakage": section.get("dropped_for_leakage", 0)}
+    return targets
+
+
+def mix_lines(result: dict[str, Any]) -> list[str]:
+    """The mix of a recipe build: records per source and task as found in the data, each one's share,
+    beside the recipe's targets (caps per task; fraction, max images and weight per source)."""
+    targets = (result["manifest"] or {}).get("recipe_targets")
+    if not targets:
+        return []
+    total = result["records"] or 1
+    rows = []
+    for name, t in targets.items():
+        found = result["by_source_task"].get(name, {})
+        label = f"{name} (root missing)" if t["status"] == "missing" else name
+        rows.append([label, sum(found.values()), f"{100 * sum(found.values()) / total:.1f}%", "-",
+                     t["fraction"], t["max_images"], t["weight"], t["dropped_for_leakage"]])
+        for task in sorted(set(found) | set(t["caps"])):
+            n = found.get(task, 0)
+            rows.append([f"  {task}", n, f"{100 * n / total:.1f}%", t["caps"].get(task), "", "", "", ""])
+    return ["mix (records found per source and task, beside the recipe's targets):",
+            *_table(["source / task", "records", "share", "cap", "fraction", "max images", "weight",
+                     "dropped (leakage)"], rows)]
 
 
 def stats(out: Path) -> dict[str, Any]:
@@ -215,6 +260,7 @@ def stats(out: Path) -> dict[str, Any]:
     files = data_files(out)
     tasks: dict[str, _Task] = {}
     by_source: Counter[str] = Counter()
+    by_source_task: Counter[tuple[str, str]] = Counter()
     by_split: Counter[str] = Counter()
     box_formats: Counter[str] = Counter()
     bad = _BadLines()
@@ -226,6 +272,7 @@ def stats(out: Path) -> dict[str, Any]:
                 continue
             tasks.setdefault(_label(rec, "task"), _Task()).add(rec)
             by_source[_label(rec, "source")] += 1
+            by_source_task[(_label(rec, "source"), _label(rec, "task"))] += 1
             # Our builds name each file after its split; other tools' files are grouped by file.
             by_split[_label(rec, "split", path.stem)] += 1
             meta = rec.get("meta")
@@ -242,6 +289,7 @@ def stats(out: Path) -> dict[str, Any]:
         "records": overall.records,
         "by_task": {k: tasks[k].records for k in sorted(tasks)},
         "by_source": dict(sorted(by_source.items())),
+        "by_source_task": _nested(by_source_task),
         "by_split": dict(sorted(by_split.items())),
         "box_formats": dict(sorted(box_formats.items())),
         "tasks": {k: tasks[k].summary() for k in sorted(tasks)},
@@ -340,6 +388,8 @@ def render(result: dict[str, Any]) -> str:
             lines += ["", *_counts(title, result[key])]
     if result["manifest"] is not None:
         lines += ["", *_manifest_lines(result["manifest"])]
+        if mix := mix_lines(result):
+            lines += ["", *mix]
     if result["bad_lines"]["count"]:
         lines += ["", f"bad lines: {result['bad_lines']['count']} (not counted above)"]
     return "\n".join(lines)

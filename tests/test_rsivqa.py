@@ -93,9 +93,9 @@ def test_release_layout(tmp_path: Path) -> None:
     samples, issues = split_out(items)
     assert [(s.split, s.image_id, len(s.qa)) for s in samples] == [
         ("train", "AID_00433", 1), ("train", "AID_airport_1", 1), ("train", "DOTA_P0000", 2),
-        ("train", "HRRSD_00001", 1), ("train", "Sydney_1", 1),
+        ("train", "Sydney_1", 1),
         ("train", "UCM_1", 3), ("train", "UCM_101", 1), ("train", "UCM_10", 1),
-        ("val", "DOTA_P0003", 2)]
+        ("val", "DOTA_P0003", 2), ("val", "HRRSD_00001", 1)]  # split by the file names: opt_val is val
     assert issues == [
         Issue(kind="warning", file="UCM/ucm_res.txt", line=4,
               reason="2 questions with an empty object name dropped (first at line 4)"),
@@ -125,7 +125,7 @@ def test_iteration_is_repeatable_and_split_argument(tmp_path: Path) -> None:
     root = make_root(tmp_path / "RSIVQA")
     ds = RSIVQA(root)
     assert list(ds) == list(ds)
-    assert [s.image_id for s in RSIVQA(root, split="val") if isinstance(s, Sample)] == ["DOTA_P0003"]
+    assert [s.image_id for s in RSIVQA(root, split="val") if isinstance(s, Sample)] == ["DOTA_P0003", "HRRSD_00001"]
     with pytest.raises(SourceError, match=r"no split 'test' .*found: train, val"):
         RSIVQA(root, split="test")
 
@@ -145,10 +145,10 @@ def test_missing_image_folders_give_one_issue_per_file(tmp_path: Path) -> None:
     assert [(i.file, i.reason.split(";")[0]) for i in issues] == [
         ("AID/rsicd_vqa.txt", "image folder AID/images not found"),
         ("DOTA/dota_train_vqa2.txt", "image folder DOTA/images not found"),
-        ("HRRSD/opt_val_vqa.txt", "image folder HRRSD/images not found"),
         ("UCM/ucm_vqa.txt", "image folder UCM/images not found"),
         ("UCM/ucm_res.txt", "image folder UCM/images not found"),
         ("DOTA/dota_val_vqa2.txt", "image folder DOTA/images not found"),
+        ("HRRSD/opt_val_vqa.txt", "image folder HRRSD/images not found"),
     ]
     assert issues[0].reason.endswith("(place or symlink the AID images there)")
 
@@ -156,6 +156,7 @@ def test_missing_image_folders_give_one_issue_per_file(tmp_path: Path) -> None:
 def test_images_option_points_at_source_folders(tmp_path: Path) -> None:
     root = make_root(tmp_path / "RSIVQA", with_images=False)
     (root / "DOTA" / "dota_train_vqa2.txt").unlink()
+    (root / "HRRSD" / "opt_val_vqa.txt").unlink()
     dota = tmp_path / "DOTA-v1.0" / "val" / "images"
     write_image(dota / "P0003.png")
     ds = RSIVQA(root, split="val", images={"DOTA": dota})

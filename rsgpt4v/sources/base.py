@@ -31,7 +31,8 @@ class Source(ABC):
 
     Subclasses set `name` (the `--source` value), `description` (one line for `rsgpt4v sources`),
     `vocabulary` (known category names, may be empty), `task_kind` (what the dataset is for, as
-    `rsgpt4v sources` shows it) and what the pipeline, QC and the template tasks act on:
+    `rsgpt4v sources` shows it), `split_rule` (how the dataset's own files name each sample's split,
+    for `rsgpt4v sources`) and what the pipeline, QC and the template tasks act on:
 
     - `tiled`: large images are cut into windows. Only where annotations speak of objects, not of
       the whole image (a caption, a question or a scene class would not hold for a window).
@@ -44,6 +45,7 @@ class Source(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
+    split_rule: ClassVar[str] = ""
     vocabulary: ClassVar[tuple[str, ...]] = ()
     task_kind: ClassVar[str] = "detection"
     tiled: ClassVar[bool] = True

@@ -282,12 +282,14 @@ class _Karpathy(_CaptionSource):
 class RSICD(_Karpathy):
     name = "rsicd"
     description = "RSICD captions, 10,921 images x 5 sentences (dataset_rsicd.json + RSICD_images/)"
+    split_rule = "each images[] entry's own split field (train, val, test)"
     json_names = ("dataset_rsicd.json",)
 
 
 class UCMCaptions(_Karpathy):
     name = "ucm-captions"
     description = "UCM-Captions, 2,100 UC Merced tiles x 5 sentences (dataset.json + imgs/ or images/)"
+    split_rule = "each images[] entry's own split field (train, val, test)"
     json_names = ("dataset.json", "dataset_ucm.json")
     gsd = 0.3048  # UC Merced tiles: 1 foot per pixel
 
@@ -295,6 +297,7 @@ class UCMCaptions(_Karpathy):
 class SydneyCaptions(_Karpathy):
     name = "sydney-captions"
     description = "Sydney-Captions, 613 images x 5 sentences (dataset.json + imgs/ or images/)"
+    split_rule = "each images[] entry's own split field (train, val, test)"
     json_names = ("dataset.json", "dataset_sydney.json")
     gsd = 0.5
 
@@ -302,12 +305,14 @@ class SydneyCaptions(_Karpathy):
 class RSITMD(_Karpathy):
     name = "rsitmd"
     description = "RSITMD, 4,743 images x 5 fine-grained sentences, train/test (dataset_RSITMD.json + images/)"
+    split_rule = "each images[] entry's own split field (train, test)"
     json_names = ("dataset_RSITMD.json",)
 
 
 class NWPUCaptions(_CaptionSource):
     name = "nwpu-captions"
     description = "NWPU-Captions, 31,500 images in 45 scene classes x 5 sentences (dataset_nwpu.json)"
+    split_rule = "each entry's own split field (train, val, test)"
     json_names = ("dataset_nwpu.json",)
 
     def _entries(self, data: object) -> list[_Entry | Issue]:

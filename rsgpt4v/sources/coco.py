@@ -110,6 +110,8 @@ def _unique(base: str, used: set[str], alternative: str) -> str:
 class COCO(Source):
     name = "coco"
     description = "Any COCO-format detection json (horizontal boxes) with its image folder"
+    split_rule = ("annotations/instances_<name>.json -> train, val, test or trainval when <name> holds that word, "
+                  "else <name>")
     task_kind = "detection"
 
     def __init__(self, root: Path, split: str | None = None, annotations: Path | None = None,

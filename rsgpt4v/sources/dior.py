@@ -151,6 +151,8 @@ def _text_lines(path: Path) -> list[str]:
 class DIOR(Source):
     name = "dior"
     description = "DIOR horizontal boxes (DIOR-R oriented boxes with obb=True), VOC XML layout"
+    split_rule = ("ImageSets/Main/train.txt -> train, val.txt -> val, test.txt -> test (trainval.txt only when "
+                  "asked for or when train/val is missing)")
     vocabulary = DIOR_CLASSES
     task_kind = "detection"
 
@@ -272,6 +274,8 @@ class _Selected:
 class DIORRSVG(Source):
     name = "dior-rsvg"
     description = "DIOR-RSVG referring expressions with boxes (visual grounding), global-index split files"
+    split_rule = ("train.txt, val.txt, test.txt (global object indices) -> train, val, test; an image may be in "
+                  "several splits")
     vocabulary = DIOR_CLASSES
     task_kind = "grounding"
     tiled = False

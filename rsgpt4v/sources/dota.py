@@ -192,6 +192,8 @@ class DOTA(Source):
 
     name = "dota"
     description = "DOTA v1.0/v1.5/v2.0 oriented boxes in aerial images (labelTxt layout)"
+    split_rule = ("train/ -> train, val/ -> val, test/ -> test (unlabelled); a root holding images/ itself is one "
+                  "split named after the folder")
     task_kind = "detection"
     mock_looks = {
         "plane": ("white", "cross-shaped with swept wings", "parked at a stand"),

@@ -148,6 +148,7 @@ def _stem_key(stem: str) -> tuple[int, int, str]:
 class FAIR1M(Source):
     name = "fair1m"
     description = "FAIR1M fine-grained oriented boxes (37 classes) in Gaofen images, labelXmls layout"
+    split_rule = "train/ -> train, validation/ -> val, test/ -> test (unlabelled)"
     vocabulary = FAIR1M_CLASSES
     task_kind = "detection"
 

@@ -96,6 +96,7 @@ def read_questions(path: Path, name: str) -> tuple[_Object | None, Issue | None]
 class FloodNetVQA(Source):
     name = "floodnet-vqa"
     description = "FloodNet Track 2: post-Harvey UAV images with flood condition, yes/no and counting questions"
+    split_rule = "Questions/Training Question.json -> train, Valid Question.json -> val, Test_Question.json -> test"
     vocabulary = ()
     task_kind = "vqa"
     tiled = False

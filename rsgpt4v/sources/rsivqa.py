@@ -13,7 +13,7 @@ holding `RSIVQA/` itself, is accepted too):
     root/AID/rsicd_vqa.txt          RSICD images   00433.jpg, airport_1.jpg    split train
     root/DOTA/dota_train_vqa2.txt   DOTA images    P0000 -> P0000.png          split train
     root/DOTA/dota_val_vqa2.txt     DOTA images    P0003 -> P0003.png          split val
-    root/HRRSD/opt_val_vqa.txt      HRRSD images   00001 -> 00001.jpg          split train
+    root/HRRSD/opt_val_vqa.txt      HRRSD images   00001 -> 00001.jpg          split val
     root/Sydney/sydney_vqa.txt      Sydney-Captions images   1.tif             split train
     root/UCM/ucm_vqa.txt            UCM-Captions images      1.tif             split train
     root/UCM/ucm_res.txt            (the same UCM images)                      split train
@@ -22,8 +22,8 @@ The release has no images and no split files. Place or symlink each source datas
 `images/` folder beside its text files (root/DOTA/images/P0000.png, root/UCM/images/1.tif, ...), or
 pass `images={"DOTA": Path(...), ...}` (keys AID, DOTA, HRRSD, Sydney, UCM). A name is looked up
 as written, else by its stem with any image suffix (the DOTA and HRRSD names have none). The split
-is DOTA's own for its two files and "train" for every other file, since RSIVQA defines none; note
-that the HRRSD file, though named `opt_val`, is read as train too.
+follows the file names: DOTA's two files are its train and val, the HRRSD file (`opt_val`, HRRSD's
+validation images) is val, and every other file is "train", since RSIVQA defines no other split.
 
 A line is `image:question?answer`, split at the first ':' and the last '?', the question keeping
 its '?' (`P0003: how many small vehicles are there in this picture?15`; the space after ':' in the
@@ -73,7 +73,7 @@ FILES = (
     QuestionFile("AID", "rsicd_vqa.txt", "train"),
     QuestionFile("DOTA", "dota_train_vqa2.txt", "train"),
     QuestionFile("DOTA", "dota_val_vqa2.txt", "val"),
-    QuestionFile("HRRSD", "opt_val_vqa.txt", "train"),
+    QuestionFile("HRRSD", "opt_val_vqa.txt", "val"),
     QuestionFile("Sydney", "sydney_vqa.txt", "train"),
     QuestionFile("UCM", "ucm_vqa.txt", "train"),
     QuestionFile("UCM", "ucm_res.txt", "train"),
@@ -144,6 +144,8 @@ class _Image:
 class RSIVQA(Source):
     name = "rsivqa"
     description = "RSIVQA: image:question?answer files over UCM, Sydney, RSICD, DOTA and HRRSD images"
+    split_rule = ("DOTA/dota_train_vqa2.txt -> train; DOTA/dota_val_vqa2.txt and HRRSD/opt_val_vqa.txt -> val; the "
+                  "AID, Sydney and UCM files -> train (RSIVQA defines no other split)")
     vocabulary = ()
     task_kind = "vqa"
     tiled = False

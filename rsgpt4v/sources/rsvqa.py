@@ -223,6 +223,7 @@ def _question(row: dict, images: _Table, answers: _Table, names: dict[str, str])
 class RSVQALR(_RSVQA):
     name = "rsvqa-lr"
     description = "RSVQA-LR: Sentinel-2 tiles (10 m) with presence/count/comparison/rural-urban questions"
+    split_rule = "LR_split_<name>_*.json -> <name> (train, val, test)"
     prefix = "LR"
     gsd = 10.0
 
@@ -230,5 +231,6 @@ class RSVQALR(_RSVQA):
 class RSVQAHR(_RSVQA):
     name = "rsvqa-hr"
     description = "RSVQA-HR: USGS aerial tiles (0.15 m) with presence/count/comparison/area questions"
+    split_rule = "USGS_split_<name>_*.json -> <name> (train, val, test, test_phili)"
     prefix = "USGS"
     gsd = 0.15

@@ -155,6 +155,7 @@ class _SceneFolders(Source):
 class NWPURESISC45(_SceneFolders):
     name = "nwpu-resisc45"
     description = "NWPU-RESISC45 scene classification (45 classes), one folder per class"
+    split_rule = "no official split: every image -> train, unless the root holds train/, val/, test/ class folders"
     title = "NWPU-RESISC45"
     example = "airplane/airplane_001.jpg"
     vocabulary = tuple(readable(c) for c in (
@@ -171,6 +172,7 @@ class NWPURESISC45(_SceneFolders):
 class AID(_SceneFolders):
     name = "aid"
     description = "AID aerial scene classification (30 classes), one folder per class"
+    split_rule = "no official split: every image -> train, unless the root holds train/, val/, test/ class folders"
     title = "AID"
     example = "BaseballField/baseballfield_1.jpg"
     vocabulary = tuple(readable(c) for c in (
@@ -184,6 +186,7 @@ class AID(_SceneFolders):
 class UCMerced(_SceneFolders):
     name = "ucm"
     description = "UC Merced Land Use scene classification (21 classes), Images/<class>/ folders"
+    split_rule = "no official split: every image -> train, unless the root holds train/, val/, test/ class folders"
     title = "UC Merced"
     example = "Images/agricultural/agricultural00.tif"
     gsd = 0.3048  # one foot per pixel, USGS urban area orthoimagery

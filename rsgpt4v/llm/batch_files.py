@@ -1,0 +1,120 @@
+"""Request files for any batch engine, and their results back into the cache.
+
+`build --batch --batch-engine files` writes the requests the cache lacks as OpenAI batch input
+files (`{"custom_id", "method", "url", "body"}` per line, the custom_id being the cache key) and
+stops. Whatever runs them (vLLM's `run-batch`, a Ray Data job, the OpenAI or Azure Batch API
+through their own tools) writes OpenAI batch output lines
+(`{"custom_id", "response": {"status_code", "body"}, "error"}`); `import_results` puts every
+answered line into the cache, after which the same build command continues exactly as after
+`batch collect`: answered requests come from the cache, the next stage's requests are written.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rsgpt4v.llm.batch import BatchQueue, split_request_files
+from rsgpt4v.llm.cache import Cache
+
+REQUESTS = Path("batch") / "requests"
+RESULTS = Path("batch") / "results"
+
+
+def write_request_files(queue: BatchQueue | None, folder: Path, prefix: str, max_lines: int,
+                        max_bytes: int) -> list[Path]:
+    """The queued requests as `<prefix>-NNN.jsonl` files in `folder`, replacing that prefix's files of
+    an earlier pass (their requests are either answered now or queued again)."""
+    for old in folder.glob(f"{prefix}-*.jsonl"):
+        old.unlink()
+    if queue is None or not queue.lines:
+        return []
+    return split_request_files(queue, folder, prefix, max_lines, max_bytes)
+
+
+def run_commands(out: Path, model: str) -> list[str]:
+    """Shell lines that run every request file of OUT with vLLM's OpenAI-compatible batch runner and
+    import the results."""
+    requests, results = out / REQUESTS, out / RESULTS
+    q = shlex.quote
+    return [f"mkdir -p {q(str(results))}",
+            f"for f in {q(str(requests))}/*.jsonl; do vllm run-batch -i \"$f\" "
+            f"-o {q(str(results))}/\"$(basename \"$f\")\" --model {q(model)}; done",
+            f"rsgpt4v batch import {q(str(out))} {q(str(results))}/*.jsonl"]
+
+
+@dataclass
+class ImportTally:
+    """What an import found, by kind; `problems` name FILE:LINE."""
+
+    answers: int = 0
+    failed: int = 0
+    unknown: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def _answer(line: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None, str | None]:
+    """(custom_id, completion body, why there is none) of one output line."""
+    key = line.get("custom_id")
+    if not isinstance(key, str) or not key:
+        return None, None, "no custom_id"
+    response = line.get("response")
+    if not isinstance(response, dict):
+        error = line.get("error") or {}
+        message = error.get("message") if isinstance(error, dict) else error
+        return key, None, f"no response ({message or 'no error given'})"
+    status = response.get("status_code")
+    body = response.get("body")
+    if status != 200 or not isinstance(body, dict):
+        error = (body or {}).get("error") if isinstance(body, dict) else None
+        message = error.get("message") if isinstance(error, dict) else None
+        return key, None, f"status {status}" + (f": {message}" if message else "")
+    if not isinstance(body.get("choices"), list):
+        return key, None, "response body has no choices"
+    return key, body, None
+
+
+def import_results(paths: list[Path], cache: Cache, model: str, known: set[str] | None = None) -> ImportTally:
+    """Every answered line of the OpenAI batch output files `paths` into `cache`; `known` (the custom_ids
+    of the request files, when they are at hand) flags answers to requests this build never wrote."""
+    tally = ImportTally()
+    for path in paths:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            tally.problems.append(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})")
+            continue
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            try:
+                line = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                tally.problems.append(f"{path}:{number}: invalid JSON ({exc.msg})")
+                continue
+            if not isinstance(line, dict):
+                tally.problems.append(f"{path}:{number}: not a JSON object")
+                continue
+            key, body, why = _answer(line)
+            if body is None or key is None:
+                tally.failed += 1
+                tally.problems.append(f"{path}:{number}: {why}; the request is written again on the next pass")
+                continue
+            if known is not None and key not in known:
+                tally.unknown += 1
+            cache.put(key, "batch", str(body.get("model") or model), body)
+            tally.answers += 1
+    return tally
+
+
+def request_ids(folder: Path) -> set[str]:
+    """The custom_ids of the request files in `folder`."""
+    ids: set[str] = set()
+    for path in sorted(folder.glob("*.jsonl")):
+        for raw in path.read_text(encoding="utf-8").splitlines():
+            if raw.strip():
+                ids.add(json.loads(raw)["custom_id"])
+    return ids

@@ -1,0 +1,440 @@
+"""The build a recipe describes: every source of the mix into one dataset, one manifest, one cache.
+
+A layer around the single-source build. First every source is listed and each image fingerprinted
+(`rsgpt4v.identity`): clusters of the same picture across sources and splits go into the manifest
+and the leakage policy decides which training samples no source may use. Then each source is
+built as usual through `Selection`, a view of its adapter that passes only the chosen samples
+(splits, seeded fraction / max_images, leakage), into OUT/parts/<source>/ with its own stages,
+the shared cache and the shared OUT/images/. Last, the parts' split files are interleaved into
+OUT/<split>.jsonl in a seeded order (each next record drawn from a source with probability
+proportional to what that source has left, so every prefix of the file is a fair mix), per-task
+caps and weights applied to training splits, and one manifest with a section per source written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any
+
+from tqdm import tqdm
+
+from rsgpt4v import __version__
+from rsgpt4v.config import BuildConfig
+from rsgpt4v.identity import FingerprintStore, ImageRef, clusters, is_training, leakage_report
+from rsgpt4v.output import dumps, write_atomic
+from rsgpt4v.pipeline import BuildOptions, build
+from rsgpt4v.recipe import Recipe, RecipeError, RecipeSource
+from rsgpt4v.schema import Issue, Sample
+from rsgpt4v.sources import Source, SourceError, get_source, parse_options
+
+log = logging.getLogger("rsgpt4v")
+
+PARTS = "parts"
+
+
+@dataclass
+class Planned:
+    """One recipe entry resolved: its adapter over its root, or why it is left out."""
+
+    entry: RecipeSource
+    root: Path
+    adapter: Source | None = None
+    missing: str | None = None
+
+
+class Selection(Source):
+    """An adapter seen through the recipe: only the samples in `keep` pass; the others are counted
+    by reason. Issues pass unchanged, so the build reports them as for a single source."""
+
+    def __init__(self, inner: Source, keep: set[tuple[str, str, str]], reasons: dict[tuple[str, str, str], str]
+                 ) -> None:
+        self.inner = inner
+        self.root = inner.root
+        self.split = inner.split
+        self.keep = keep
+        self.reasons = reasons
+        self.left_out: Counter[str] = Counter()
+        for attr in Source.__annotations__:  # name, task_kind, mock_looks...: what the adapter class says
+            if attr != "vocabulary":  # read live: an adapter may settle it while reading
+                setattr(self, attr, getattr(inner, attr))
+
+    @property
+    def vocabulary(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.inner.vocabulary
+
+    def __getattr__(self, name: str) -> Any:
+        """Any other attribute the pipeline reads is the adapter's."""
+        return getattr(self.inner, name)
+
+    def __iter__(self) -> Iterator[Sample | Issue]:
+        for item in self.inner:
+            if isinstance(item, Sample):
+                key = (item.source, item.split, item.image_id)
+                if key not in self.keep:
+                    self.left_out[self.reasons.get(key, "not listed when the recipe was planned")] += 1
+                    continue
+            yield item
+
+
+def _option_pairs(options: dict[str, Any]) -> list[str]:
+    pairs = []
+    for key, value in options.items():
+        if isinstance(value, dict):
+            value = ",".join(f"{k}:{v}" for k, v in value.items())
+        elif isinstance(value, bool):
+            value = str(value).lower()
+        pairs.append(f"{key}={value}")
+    return pairs
+
+
+def plan(recipe: Recipe, data: Path | None, skip_missing: bool) -> list[Planned]:
+    """Every entry checked and its adapter opened; RecipeError naming the recipe line of the first
+    problem (an entry whose root is missing is kept as missing with `skip_missing`)."""
+    first_line: dict[str, int] = {}
+    planned = []
+    for entry in recipe.sources:
+        where = recipe.where(entry.line)
+        try:
+            cls = get_source(entry.source)
+        except SourceError as exc:
+            raise RecipeError(f"{where}: {exc}") from None
+        if entry.source in first_line:
+            raise RecipeError(f"{where}: source {entry.source!r} is listed twice (first at line "
+                              f"{first_line[entry.source]}): both would write the record ids {entry.source}/...")
+        first_line[entry.source] = entry.line
+        root = Path(entry.root)
+        if not root.is_absolute():
+            if data is None:
+                raise RecipeError(f"{where}: root {entry.root!r} is relative: give --data DIR")
+            root = data / root
+        if not root.is_dir():
+            if skip_missing:
+                planned.append(Planned(entry, root, missing=f"root {root} is not a folder"))
+                continue
+            raise RecipeError(f"{where}: {entry.source}: root {root} is not a folder "
+                              "(--skip-missing builds the other sources)")
+        try:
+            adapter = cls(root, split=None, **parse_options(cls, _option_pairs(entry.options)))
+        except (SourceError, TypeError) as exc:
+            raise RecipeError(f"{where}: {entry.source}: {exc}") from None
+        planned.append(Planned(entry, root, adapter))
+    return planned
+
+
+def _draw(seed: int, key: tuple[str, str, str]) -> float:
+    """A seeded uniform number in [0, 1) for one sample: the same sample draws the same number."""
+    digest = hashlib.sha256(f"{seed}/{'/'.join(key)}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+@dataclass
+class Choice:
+    """What the planning pass decided: the samples each source builds and the leakage section."""
+
+    keep: dict[str, set[tuple[str, str, str]]] = field(default_factory=dict)
+    reasons: dict[str, dict[tuple[str, str, str], str]] = field(default_factory=dict)
+    leakage: dict[str, Any] = field(default_factory=dict)
+
+
+def choose(recipe: Recipe, planned: list[Planned], store_path: Path, progress: bool) -> Choice:
+    """Fingerprint every image of every source, cluster them, apply the leakage policy, then the
+    splits, fraction and max_images of each entry; RecipeError when the policy is `fail` and a
+    training image of one source is an evaluation image of another."""
+    refs: list[ImageRef] = []  # every sample's image, hashed or not
+    prints, hashed = [], []
+    store = FingerprintStore(store_path)
+    try:
+        samples = (s for p in planned if p.adapter is not None for s in p.adapter if isinstance(s, Sample))
+        for sample in tqdm(samples, desc="  identity", unit="img", disable=not progress, dynamic_ncols=True):
+            ref = ImageRef(sample.source, sample.split, sample.image_id)
+            refs.append(ref)
+            try:
+                prints.append(store.get(sample.image_path))
+                hashed.append(ref)
+            except (OSError, ValueError, SyntaxError):
+                continue  # the build names the unreadable image; it has no identity to compare
+    finally:
+        store.close()
+    found = clusters(hashed, prints, recipe.near_duplicate_bits)
+    section, dropped = leakage_report(found, recipe.leakage)
+    section["images"] = len(hashed)
+    section["unreadable_images"] = len(refs) - len(hashed)  # each is named among its source's issues
+    choice = Choice(leakage=section)
+    if recipe.leakage == "fail":
+        leaks = [c for c in found if c.cross_source_leak]
+        if leaks:
+            a = next(r for r in leaks[0].members if is_training(r.split))
+            b = next(r for r in leaks[0].members if not is_training(r.split) and r.source != a.source)
+            raise RecipeError(f"{recipe.path}: leakage: fail: {len(leaks)} pictures are training images of one "
+                              f"source and evaluation images of another (first: {a.source} {a.split} {a.image_id} "
+                              f"= {b.source} {b.split} {b.image_id}); see `leakage: report`")
+    for p in planned:
+        name = p.entry.source
+        keep: set[tuple[str, str, str]] = set()
+        reasons: dict[tuple[str, str, str], str] = {}
+        drawn = []
+        for ref in refs:
+            if ref.source != name:
+                continue
+            if p.entry.splits is not None and ref.split not in p.entry.splits:
+                reasons[ref.key] = "split not in the recipe"
+            elif ref.key in dropped:
+                reasons[ref.key] = "leakage: evaluation image of another source"
+            elif (u := _draw(recipe.seed, ref.key)) >= p.entry.fraction:
+                reasons[ref.key] = "not drawn (fraction)"
+            else:
+                drawn.append((u, ref.key))
+        drawn.sort()
+        limit = p.entry.max_images if p.entry.max_images is not None else len(drawn)
+        for _, key in drawn[limit:]:
+            reasons[key] = "not drawn (max_images)"
+        keep.update(key for _, key in drawn[:limit])
+        choice.keep[name], choice.reasons[name] = keep, reasons
+    return choice
+
+
+def _link_images(out: Path, part: Path) -> None:
+    """OUT/parts/<source>/images -> OUT/images, so every part writes its images where the records say."""
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    part.mkdir(parents=True, exist_ok=True)
+    link = part / "images"
+    if not link.exists() and not link.is_symlink():
+        link.symlink_to(Path("..") / ".." / "images", target_is_directory=True)
+
+
+@dataclass
+class _Lane:
+    """One source's records of one split while interleaving."""
+
+    entry: RecipeSource
+    file: IO[str]
+    left: int
+
+
+def _copies(weight: float, seed: int, record_id: str) -> int:
+    whole = int(weight)
+    return whole + (1 if _draw(seed, ("weight", record_id, "")) < weight - whole else 0)
+
+
+def interleave(recipe: Recipe, out: Path, manifests: dict[str, dict[str, Any]]) -> dict[tuple[str, str, str], int]:
+    """Write OUT/<split>.jsonl from the parts in the seeded order; caps and weights on training splits.
+    A cap keeps a seeded uniform choice of the task's records (selection sampling: the next record is
+    kept with probability still-wanted / still-to-come), not the first ones in file order.
+    Counts of (source, split, task) written, and of capped records under task `capped:<task>`."""
+    entries = {e.source: e for e in recipe.sources if e.source in manifests}
+    splits = sorted({s for m in manifests.values() for s in m["counts"]["by_split"]})
+    written: Counter[tuple[str, str, str]] = Counter()
+    for split in splits:
+        lanes = []
+        for name, m in manifests.items():
+            n = sum(m["counts"]["by_split"].get(split, {}).values())
+            if n:
+                lanes.append(_Lane(entries[name], open(out / PARTS / name / f"{split}.jsonl", encoding="utf-8"), n))
+        rng = random.Random(f"{recipe.seed}/{split}")
+        caps_rng = random.Random(f"{recipe.seed}/{split}/caps")
+        training = is_training(split)
+        wanted = {(name, task): cap for name in manifests for task, cap in entries[name].caps.items()} if training else {}
+        to_come = Counter({(name, task): n for name, m in manifests.items()
+                           for task, n in m["counts"]["by_split"].get(split, {}).items()})
+        partial = out / f"{split}.jsonl.partial"
+        with open(partial, "w", encoding="utf-8", newline="\n") as dest:
+            while lanes:
+                pick = rng.randrange(sum(lane.left for lane in lanes))
+                lane = lanes[-1]
+                for candidate in lanes:
+                    if pick < candidate.left:
+                        lane = candidate
+                        break
+                    pick -= candidate.left
+                line = lane.file.readline()
+                lane.left -= 1
+                if lane.left == 0:
+                    lane.file.close()
+                    lanes.remove(lane)
+                record = json.loads(line)
+                name, task = lane.entry.source, record["task"]
+                to_come[(name, task)] -= 1
+                if (name, task) in wanted:
+                    if caps_rng.random() * (to_come[(name, task)] + 1) >= wanted[(name, task)]:
+                        written[(name, split, f"capped:{task}")] += 1
+                        continue
+                    wanted[(name, task)] -= 1
+                copies = _copies(lane.entry.weight, recipe.seed, record["id"]) if training else 1
+                for k in range(copies):
+                    dest.write(line if k == 0 else dumps({**record, "id": f"{record['id']}#{k + 1}"}) + "\n")
+                written[(name, split, task)] += copies
+        os.replace(partial, out / f"{split}.jsonl")
+        for name in manifests:
+            (out / PARTS / name / f"{split}.jsonl").unlink(missing_ok=True)
+    return written
+
+
+def _add_usage(total: dict[str, Any], part: dict[str, Any]) -> None:
+    for stage, row in part.items():
+        into = total.setdefault(stage, {})
+        for key, value in row.items():
+            if isinstance(value, dict):
+                bucket = into.setdefault(key, {})
+                for k, v in value.items():
+                    bucket[k] = bucket.get(k, 0) + v
+            else:
+                into[key] = round(into.get(key, 0) + value, 6)
+
+
+def _sum_estimates(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    for m in manifests:
+        for row in m["estimate"]:
+            into = rows.setdefault(row["stage"], {"stage": row["stage"]})
+            for key, value in row.items():
+                if key == "stage":
+                    continue
+                if value is None or (key in into and into[key] is None):
+                    into[key] = None
+                else:
+                    into[key] = round(into.get(key, 0) + value, 4)
+    order = ["local", "global", "dialogue", "total"]
+    return [rows[s] for s in order if s in rows]
+
+
+def _status(manifests: list[dict[str, Any]]) -> str:
+    statuses = {m["status"] for m in manifests}
+    for status in ("stopped", "batch_in_progress", "batch_pending", "requests_written"):
+        if status in statuses:
+            return status
+    return "complete"
+
+
+def unified_manifest(recipe: Recipe, data: Path | None, planned: list[Planned], choice: Choice,
+                     parts: dict[str, tuple[dict[str, Any], Selection]], written: dict[tuple[str, str, str], int],
+                     cfg: BuildConfig, opts: BuildOptions) -> dict[str, Any]:
+    """One manifest for the whole mix: totals as a single build writes them, a section per source with
+    its targets beside what it wrote, the mix table, and the leakage section."""
+    manifests = [m for m, _ in parts.values()]
+    status = _status(manifests) if manifests else "complete"
+    by_split: dict[str, Counter[str]] = defaultdict(Counter)
+    by_task: Counter[str] = Counter()
+    mix: dict[str, dict[str, dict[str, Any]]] = {}
+    for (name, split, task), n in sorted(written.items()):
+        if task.startswith("capped:"):
+            continue
+        by_split[split][task] += n
+        by_task[task] += n
+    usage: dict[str, Any] = {}
+    issues: dict[str, Any] = {"skipped": 0, "warnings": 0, "by_reason": {}, "list": []}
+    failures: dict[str, Any] = {"count": 0, "list": []}
+    sources: dict[str, Any] = {}
+    for p in planned:
+        name = p.entry.source
+        targets = p.entry.model_dump(exclude={"line"})
+        targets.pop("source")
+        section: dict[str, Any] = {"line": p.entry.line, "root": str(p.root), "targets": targets}
+        if p.missing is not None:
+            sources[name] = {**section, "status": "missing", "reason": p.missing}
+            continue
+        m, view = parts[name]
+        mine = {k: v for k, v in written.items() if k[0] == name}
+        tasks = sorted({t.removeprefix("capped:") for (_, _, t) in mine} | set(p.entry.caps))
+        mix[name] = {}
+        for task in tasks:
+            train = sum(n for (_, s, t), n in mine.items() if t == task and is_training(s))
+            every = sum(n for (_, _, t), n in mine.items() if t == task)
+            capped = sum(n for (_, _, t), n in mine.items() if t == f"capped:{task}")
+            mix[name][task] = {"records": every, "train": train, "cap": p.entry.caps.get(task), "capped": capped}
+        c = m["counts"]
+        sources[name] = {**section, "status": m["status"], "samples": c["samples"], "windows": c["windows"],
+                         "records_built": c["records"], "records_written": sum(
+                             n for (_, _, t), n in mine.items() if not t.startswith("capped:")),
+                         "left_out": dict(sorted(view.left_out.items())),
+                         "dropped_for_leakage": choice.leakage["dropped_from_train"].get(name, 0),
+                         "issues": {"skipped": m["issues"]["skipped"], "warnings": m["issues"]["warnings"]},
+                         "failures": m["failures"]["count"],
+                         "usage": {k: m["usage"][k] for k in ("api_calls", "cache_hits", "cost_usd")}}
+        _add_usage(usage, m["usage"]["by_stage"])
+        issues["skipped"] += m["issues"]["skipped"]
+        issues["warnings"] += m["issues"]["warnings"]
+        for reason, n in m["issues"]["by_reason"].items():
+            issues["by_reason"][f"{name}: {reason}"] = n
+        issues["list"] += [{**i, "source": name} for i in m["issues"]["list"]]
+        failures["count"] += m["failures"]["count"]
+        failures["list"] += m["failures"]["list"]
+    issues["by_reason"] = dict(sorted(issues["by_reason"].items()))
+    first = manifests[0] if manifests else {}
+    extra: dict[str, Any] = {}
+    if opts.estimate and manifests:
+        extra["estimate"] = _sum_estimates(manifests)
+        extra["estimated_from"] = {k: sum(m["estimated_from"][k] for m in manifests) for k in ("images", "of")}
+    if opts.shard is not None:
+        extra["shard"] = list(opts.shard)
+    return {
+        **extra,
+        "status": status,
+        "rsgpt4v_version": __version__,
+        "source": f"recipe:{Path(recipe.path).stem}",
+        "root": str(data) if data is not None else None,
+        "model": first.get("model", opts.model or cfg.model.name),
+        "backend": opts.backend,
+        "config": cfg.model_dump(mode="json"),
+        "prompts": first.get("prompts"),
+        "recipe": {"path": recipe.path, "seed": recipe.seed, "leakage": recipe.leakage,
+                   "near_duplicate_bits": recipe.near_duplicate_bits},
+        "sources": sources,
+        "mix": mix,
+        "leakage": choice.leakage,
+        "counts": {"samples": sum(m["counts"]["samples"] for m in manifests),
+                   "windows": sum(m["counts"]["windows"] for m in manifests),
+                   "windows_waiting_for_batch": sum(m["counts"]["windows_waiting_for_batch"] for m in manifests),
+                   "records": sum(by_task.values()), "by_task": dict(sorted(by_task.items())),
+                   "by_split": {s: dict(sorted(t.items())) for s, t in sorted(by_split.items())}},
+        "issues": issues,
+        "failures": failures,
+        "usage": {"by_stage": dict(sorted(usage.items())),
+                  **{k: sum(row.get(k, 0) for row in usage.values())
+                     for k in ("api_calls", "cache_hits", "prompt_tokens", "completion_tokens")},
+                  "cost_usd": round(sum(row.get("cost_usd", 0) for row in usage.values()), 6),
+                  "prices_date": first.get("usage", {}).get("prices_date"),
+                  "priced": first.get("usage", {}).get("priced")},
+    }
+
+
+def build_recipe(recipe: Recipe, data: Path | None, configs: dict[str, BuildConfig], opts: BuildOptions,
+                 skip_missing: bool = False) -> dict[str, Any]:
+    """Run the whole mix (`configs` holds each source's build config; key "" the base one); the manifest.
+
+    Resumable like a single build: finished answers come from the shared cache, so a rerun after a
+    crash, a batch pass or a `batch import` continues where the last one stopped.
+    """
+    out = Path(opts.out)
+    planned = plan(recipe, data, skip_missing)
+    for p in planned:
+        if p.missing is not None:
+            log.warning("%s: %s: %s; skipped (--skip-missing)", recipe.where(p.entry.line), p.entry.source, p.missing)
+    choice = choose(recipe, planned, out / "identity.sqlite", opts.progress)
+    cache = opts.cache or out / "cache.sqlite"
+    parts: dict[str, tuple[dict[str, Any], Selection]] = {}
+    for p in planned:
+        if p.adapter is None:
+            continue
+        name = p.entry.source
+        part = out / PARTS / name
+        if not opts.estimate:
+            _link_images(out, part)
+        view = Selection(p.adapter, choice.keep[name], choice.reasons[name])
+        log.info("building %s (%d images chosen)", name, len(choice.keep[name]))
+        parts[name] = build(view, configs[name], replace(opts, out=part, cache=cache)), view
+    written: dict[tuple[str, str, str], int] = {}
+    if not opts.estimate and parts and _status([m for m, _ in parts.values()]) == "complete":
+        written = interleave(recipe, out, {name: m for name, (m, _) in parts.items()})
+    manifest = unified_manifest(recipe, data, planned, choice, parts, written, configs[""], opts)
+    if not opts.estimate:
+        write_atomic(out / "manifest.json",
+                     (json.dumps(manifest, ensure_ascii=False, sort_keys=True, indent=2) + "\n").encode("utf-8"))
+    return manifest
