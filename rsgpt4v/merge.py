@@ -14,7 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from rsgpt4v.output import dumps, write_atomic
+from rsgpt4v.files import write_atomic
+from rsgpt4v.output import dumps
 from rsgpt4v.records import located, read_records
 
 

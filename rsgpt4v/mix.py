@@ -28,8 +28,9 @@ from tqdm import tqdm
 
 from rsgpt4v import __version__
 from rsgpt4v.config import BuildConfig
+from rsgpt4v.files import write_atomic
 from rsgpt4v.identity import FingerprintStore, ImageRef, clusters, is_training, leakage_report
-from rsgpt4v.output import dumps, write_atomic
+from rsgpt4v.output import dumps
 from rsgpt4v.pipeline import BuildOptions, build
 from rsgpt4v.recipe import Recipe, RecipeError, RecipeSource
 from rsgpt4v.schema import Issue, Sample
@@ -429,7 +430,7 @@ def build_recipe(recipe: Recipe, data: Path | None, configs: dict[str, BuildConf
             _link_images(out, part)
         view = Selection(p.adapter, choice.keep[name], choice.reasons[name])
         log.info("building %s (%d images chosen)", name, len(choice.keep[name]))
-        parts[name] = build(view, configs[name], replace(opts, out=part, cache=cache)), view
+        parts[name] = build(view, configs[name], replace(opts, out=part, cache=cache, within=out)), view
     written: dict[tuple[str, str, str], int] = {}
     if not opts.estimate and parts and _status([m for m, _ in parts.values()]) == "complete":
         written = interleave(recipe, out, {name: m for name, (m, _) in parts.items()})

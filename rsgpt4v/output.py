@@ -15,6 +15,7 @@ from typing import IO, Any
 from PIL import Image
 
 from rsgpt4v.boxtext import fill, flavour
+from rsgpt4v.files import write_atomic
 from rsgpt4v.imaging import encode
 from rsgpt4v.ownership import STATE_DIR
 from rsgpt4v.paths import UnsafePath, check_name, under
@@ -86,13 +87,6 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _holds(path: Path, data: bytes) -> bool:
     """Whether the file at `path` has exactly `data` (sizes first: most changes change the size)."""
     try:
@@ -110,8 +104,9 @@ class DatasetWriter:
     of a changed tiling), listed in OUT/.rsgpt4v/files.json, and never touches a file it did not write.
     """
 
-    def __init__(self, out: Path, image_format: str, discard: bool = False) -> None:
+    def __init__(self, out: Path, image_format: str, discard: bool = False, within: Path | None = None) -> None:
         self.out = Path(out)
+        self.within = Path(within) if within is not None else self.out
         self.image_format = image_format
         self.discard = discard
         if not discard:
@@ -140,7 +135,7 @@ class DatasetWriter:
         _, source_name, split, _ = name.split("/", 3)  # images/<source>/<split>/<image>
         check_name(source_name, "source")
         check_name(split, "split")
-        path = under(self.out, rel)
+        path = under(self.out, rel, self.within)
         if not self.discard:
             data = source.read_bytes() if copy else encode(im, fmt, quality=95)
             if not _holds(path, data):
@@ -154,7 +149,7 @@ class DatasetWriter:
             return
         f = self._files.get(split)
         if f is None:
-            path = under(self.out, f"{check_name(split, 'split')}.jsonl.partial")
+            path = under(self.out, f"{check_name(split, 'split')}.jsonl.partial", self.within)
             f = self._files[split] = open(path, "w", encoding="utf-8", newline="\n")
         f.write(dumps(line) + "\n")
 
@@ -179,7 +174,7 @@ class DatasetWriter:
             earlier = []
         for rel in sorted(set(earlier) - self._produced) if isinstance(earlier, list) else []:
             try:
-                path = under(self.out, rel)
+                path = under(self.out, rel, self.within)
             except (UnsafePath, TypeError):
                 continue  # a hand-edited list does not get to delete anything outside OUT
             path.unlink(missing_ok=True)

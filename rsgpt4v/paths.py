@@ -2,9 +2,9 @@
 
 Every output path is built from parts that come from the data (source and split names) and checked
 twice: each part must be a safe name (letters, digits, `.`, `_`, `-`, not starting with `.`, no
-separators, no NUL), and the joined path must stay under the output folder as written. Adapters
-use `safe_name` to turn an unusable split into an input issue; the dataset writer uses `under` as
-the last guard before anything touches the disk.
+separators, no NUL), and the joined path must stay under the output folder once symlinks are
+resolved. Adapters use `safe_name` to turn an unusable split into an input issue; the dataset
+writer uses `under` as the last guard before anything touches the disk.
 """
 
 from __future__ import annotations
@@ -32,12 +32,15 @@ def check_name(value: str, what: str) -> str:
     return value
 
 
-def under(out: Path, relative: str) -> Path:
-    """`out / relative`, or UnsafePath when that would leave `out` (an absolute path, `..`, a NUL byte).
-
-    The check is on the path as written: a symbolic link inside OUT is someone's deliberate choice
-    (a recipe build links each part's images/ to the shared OUT/images/) and is followed."""
+def under(out: Path, relative: str, within: Path | None = None) -> Path:
+    """`out / relative`, or UnsafePath when that would leave `out` (absolute, `..`), or leave `within`
+    (default `out`) through a symbolic link. A recipe's part folder links its images/ to the whole
+    build's, so its writes may follow that link but no further than the build's own folder."""
     candidate = Path(relative)
     if candidate.is_absolute() or ".." in candidate.parts or "\x00" in relative:
         raise UnsafePath(f"{relative!r} would be written outside {out}")
-    return out / candidate
+    path = out / candidate
+    bound = within or out
+    if not path.resolve().is_relative_to(bound.resolve()):
+        raise UnsafePath(f"{relative!r} would be written outside {bound} (through a symbolic link)")
+    return path

@@ -65,6 +65,7 @@ class BuildOptions:
     batch: bool = False
     batch_wait: bool = False
     batch_files: Path | None = None
+    within: Path | None = None  # every write stays under this folder (default: out); a recipe's parts get its OUT
     every: int = 1
     progress: bool = True
 
@@ -119,7 +120,7 @@ class Builder:
         self.opts = opts
         self.model = opts.model or cfg.model.name
         self.prompts = PromptSet.load(opts.prompts_dir)
-        self.writer = DatasetWriter(opts.out, cfg.output.image_format, discard=opts.estimate)
+        self.writer = DatasetWriter(opts.out, cfg.output.image_format, discard=opts.estimate, within=opts.within)
         self.cache = Cache(Path(":memory:") if opts.estimate else opts.cache or Path(opts.out) / "cache.sqlite")
         self.prices = PriceTable.load(opts.prices)
         self.client = client

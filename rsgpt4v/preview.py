@@ -30,7 +30,7 @@ from urllib.parse import quote
 from PIL import Image
 
 from rsgpt4v.boxtext import FLAVOURS, SPACES, Shape, flavour, parse_shape
-from rsgpt4v.output import write_atomic
+from rsgpt4v.files import write_atomic
 from rsgpt4v.records import located, not_an_object, read_records
 
 _IMAGE_TOKEN = "<image>"

@@ -61,6 +61,17 @@ def test_unsafe_split_reaching_the_writer_is_refused(tmp_path: Path) -> None:
     assert list((tmp_path / "out").iterdir()) == []
 
 
+def test_symlink_inside_out_pointing_away_is_not_followed(tmp_path: Path) -> None:
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (out / "images").mkdir(parents=True)
+    (out / "images" / "dota").symlink_to(elsewhere, target_is_directory=True)
+    writer = DatasetWriter(out, "png")
+    with pytest.raises(UnsafePath, match="symbolic link"):
+        writer.image("images/dota/train/P1__0_0_4_4", Image.new("RGB", (4, 4)), tmp_path / "s.tif", whole=False)
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_safe_names() -> None:
     assert all(safe_name(n) for n in ("train", "val", "test_phili", "trainval", "v1.5", "split-2"))
     assert not any(safe_name(n) for n in ("", ".", "..", "../x", "a/b", "a\\b", "x\x00", ".git", "a b", 3, None))

@@ -20,7 +20,7 @@ import openai
 
 from rsgpt4v.cost import PriceTable
 from rsgpt4v.llm.cache import Cache
-from rsgpt4v.output import write_atomic
+from rsgpt4v.files import write_atomic
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 
