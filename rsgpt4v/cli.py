@@ -168,7 +168,8 @@ def sources() -> None:
         if cls.split_rule:
             typer.echo(f"{'':<16}   splits: {cls.split_rule}")
         for option, param in adapter_options(cls).items():
-            typer.echo(f"{'':<16}   -O {option}=...  (default {param.default!r})")
+            default = "" if param.default is None else f" (default {param.default!r})"
+            typer.echo(f"{'':<16}   -O {option}=...  {cls.options_help[option]}{default}")
 
 
 @app.command()
@@ -228,13 +229,15 @@ def build(
         overrides["seed"] = seed
     if save_marked:
         overrides["local"] = {"save_marked": True}
+    if model is not None:
+        overrides["model"] = {"name": model}
     if batch_engine not in ("api", "files"):
         raise _fail(f"--batch-engine must be api or files, not {batch_engine!r}")
     files = batch and batch_engine == "files"
     if backend == "mock" and batch and not wait and not files:
         raise _fail("the mock's batches live only inside one process: use --dry-run --batch --wait "
                     "(or point OPENAI_BASE_URL at `rsgpt4v fake-server`)")
-    opts = BuildOptions(out=out, backend=backend, model=model, limit=limit, cache=cache, refresh=refresh,
+    opts = BuildOptions(out=out, backend=backend, limit=limit, cache=cache, refresh=refresh,
                         prompts_dir=prompts, prices=prices, shard=_parse_shard(shard), batch=batch,
                         batch_wait=wait and not files, batch_files=out / REQUESTS if files else None,
                         progress=progress)
@@ -407,8 +410,10 @@ def estimate(
             if rate is not None:
                 overrides["engine"] = {"reask_rate": round(rate, 4)}
                 measured = f", measured in {cache}"
+    if model is not None:
+        overrides["model"] = {"name": model}
     with tempfile.TemporaryDirectory() as scratch:
-        opts = BuildOptions(out=Path(scratch), backend="mock", model=model, limit=limit, prompts_dir=prompts,
+        opts = BuildOptions(out=Path(scratch), backend="mock", limit=limit, prompts_dir=prompts,
                             prices=prices, estimate=True, every=every, progress=False)
         with _one_error_path():
             if recipe is not None:

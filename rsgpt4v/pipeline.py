@@ -54,7 +54,6 @@ _LISTED_ISSUES = 10_000
 class BuildOptions:
     out: Path
     backend: str = "openai"
-    model: str | None = None
     limit: int | None = None
     cache: Path | None = None
     refresh: bool = False
@@ -118,7 +117,7 @@ class Builder:
         self.source = source
         self.cfg = cfg
         self.opts = opts
-        self.model = opts.model or cfg.model.name
+        self.model = cfg.model.name
         self.prompts = PromptSet.load(opts.prompts_dir)
         self.writer = DatasetWriter(opts.out, cfg.output.image_format, discard=opts.estimate, within=opts.within)
         self.cache = Cache(Path(":memory:") if opts.estimate else opts.cache or Path(opts.out) / "cache.sqlite")

@@ -169,6 +169,8 @@ def test_openai_backend_sends_data_urls_and_strict_schemas(tmp_path: Path) -> No
     finally:
         server.close()
     assert server.bodies
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"] == manifest["config"]["model"]["name"] == "gpt-4o-mini"   # --model is model.name
     assert {b["response_format"]["json_schema"]["name"] for b in server.bodies} == {
         "LocalResponse", "GlobalResponse", "DialogueResponse"}
     for body in server.bodies:
@@ -240,6 +242,15 @@ def test_sources_lists_dota() -> None:
     result = runner.invoke(app, ["sources"])
     assert result.exit_code == 0
     assert any(line.split()[0] == "dota" and "DOTA" in line for line in result.output.splitlines())
+    assert "-O version=...  1.0, 1.5 or 2.0: which labelTxt-vX folder to read" in result.output
+
+
+def test_every_adapter_option_is_explained() -> None:
+    from rsgpt4v.sources import adapter_options, available
+
+    for name, cls in available().items():
+        for option in adapter_options(cls):
+            assert len(cls.options_help.get(option, "").split()) >= 5, (name, option)
 
 
 def test_adapter_options_pass_through_and_unknown_ones_are_refused(tmp_path: Path) -> None:

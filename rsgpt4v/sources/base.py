@@ -51,6 +51,8 @@ class Source(ABC):
     tiled: ClassVar[bool] = True
     exhaustive_labels: ClassVar[bool] = True
     label_tasks: ClassVar[frozenset[str]] = frozenset({"detection", "counting", "presence"})
+    # One sentence per constructor option (`-O KEY=VALUE`), as `rsgpt4v sources` explains it.
+    options_help: ClassVar[dict[str, str]] = {}
     # How the offline mock (--dry-run) describes each category: colour ("" for a varied one), shape, state.
     mock_looks: ClassVar[dict[str, tuple[str, str, str]]] = {}
 

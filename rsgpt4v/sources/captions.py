@@ -144,6 +144,12 @@ class _CaptionSource(Source):
     vocabulary = ()
     gsd: ClassVar[float | None] = None
     json_names: ClassVar[tuple[str, ...]]
+    options_help = {
+        "annotations": "the captions json to read, relative to the root or absolute (default: the dataset's own "
+                       "file name in the root)",
+        "images": "the folder holding the images, relative to the root or absolute (default: the dataset's own "
+                  "image folder)",
+    }
 
     def __init__(self, root: Path, split: str | None = None, annotations: str | None = None,
                  images: str | None = None) -> None:

@@ -113,6 +113,11 @@ class COCO(Source):
     split_rule = ("annotations/instances_<name>.json -> train, val, test or trainval when <name> holds that word, "
                   "else <name>")
     task_kind = "detection"
+    options_help = {
+        "annotations": "the instances json to read, relative to the root or absolute (default: every "
+                       "annotations/instances_*.json, one split each)",
+        "images": "the folder holding the images the json names (default: a folder named after the split)",
+    }
 
     def __init__(self, root: Path, split: str | None = None, annotations: Path | None = None,
                  images: Path | None = None) -> None:

@@ -155,6 +155,8 @@ class DIOR(Source):
                   "asked for or when train/val is missing)")
     vocabulary = DIOR_CLASSES
     task_kind = "detection"
+    options_help = {"obb": "true reads DIOR-R's oriented boxes (Annotations/Oriented Bounding Boxes/) instead of "
+                           "the horizontal ones"}
 
     def __init__(self, root: Path, split: str | None = None, obb: bool = False) -> None:
         super().__init__(root, split)

@@ -195,6 +195,8 @@ class DOTA(Source):
     split_rule = ("train/ -> train, val/ -> val, test/ -> test (unlabelled); a root holding images/ itself is one "
                   "split named after the folder")
     task_kind = "detection"
+    options_help = {"version": "1.0, 1.5 or 2.0: which labelTxt-vX folder to read and which category list to "
+                               "ask about; auto takes the folder's version, else the smallest that holds every label"}
     mock_looks = {
         "plane": ("white", "cross-shaped with swept wings", "parked at a stand"),
         "helicopter": ("dark green", "compact body with a long tail boom", "parked on a pad"),

@@ -151,6 +151,8 @@ class RSIVQA(Source):
     tiled = False
     exhaustive_labels = False
     label_tasks: frozenset[str] = frozenset()
+    options_help = {"images": "where each subset's images are, as SUBSET:PATH pairs separated by commas "
+                              "(DOTA:/data/DOTA/images,UCM:/data/UCM/Images); default: images/ in each subset's folder"}
 
     def __init__(self, root: Path, split: str | None = None, images: Mapping[str, Path] | None = None) -> None:
         super().__init__(root, split)
