@@ -245,7 +245,7 @@ def build(
         with _one_error_path(cache or out / "cache.sqlite", resume=True):
             if recipe is not None:
                 _recipe_alone(root, sample, split, option)
-                manifest = _run_recipe(recipe, source, data, skip_missing, config, overrides, seed, opts)
+                manifest = _run_recipe(recipe, source, data, skip_missing, config, overrides, seed, opts, force)
             else:
                 manifest = _run(source, root, sample, split, option, config, overrides, opts, force)
     except BudgetExceeded as exc:
@@ -286,11 +286,12 @@ def _recipe_summary(manifest: dict) -> None:
 
 
 def _run_recipe(name: str, source: str | None, data: Path | None, skip_missing: bool, config: Path | None,
-                overrides: dict[str, Any], seed: int | None, opts: Any) -> dict:
+                overrides: dict[str, Any], seed: int | None, opts: Any, force: bool = False) -> dict:
     """Build (or estimate) every source of a recipe; errors become one line naming the recipe line, exit 2."""
     from rsgpt4v.config import ConfigError, load_config
     from rsgpt4v.llm.client import MissingKeyError
     from rsgpt4v.mix import build_recipe
+    from rsgpt4v.ownership import OwnerError, identity, owned
     from rsgpt4v.prompting.templates import PromptError
     from rsgpt4v.recipe import RecipeError, load_recipe
 
@@ -305,8 +306,11 @@ def _run_recipe(name: str, source: str | None, data: Path | None, skip_missing: 
         for entry in mix.sources:
             own = base if entry.stages is None else {**base, "stages": entry.stages}
             configs[entry.source] = load_config(config, own)
-        return build_recipe(mix, data, configs, opts, skip_missing)
-    except (ConfigError, RecipeError, PromptError, MissingKeyError, FileNotFoundError) as exc:
+        if opts.estimate:
+            return build_recipe(mix, data, configs, opts, skip_missing)
+        with owned(opts.out, identity(f"recipe:{name}", data or Path("."), None, None, opts.shard), force):
+            return build_recipe(mix, data, configs, opts, skip_missing)
+    except (ConfigError, RecipeError, PromptError, MissingKeyError, FileNotFoundError, OwnerError) as exc:
         raise _fail(str(exc)) from None
 
 

@@ -172,3 +172,13 @@ def test_a_foreign_jsonl_dropped_into_a_built_folder_is_noticed_and_kept(tmp_pat
     assert "holds files rsgpt4v build did not write (theirs.jsonl)" in result.output
     assert _build(out, "--sample", "--force").exit_code == 0
     assert (out / "theirs.jsonl").read_text() == '{"id": "theirs"}\n'
+
+
+def test_a_recipe_build_takes_the_same_lock(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (tmp_path / "data").mkdir()
+    with owned(out, identity("dota", sample_root("dota"), None, None, None)):
+        result = runner.invoke(app, ["build", "--no-progress", "--dry-run", "--recipe", "detection", "--data",
+                                     str(tmp_path / "data"), "--skip-missing", "--out", str(out)])
+    assert result.exit_code == 2
+    assert "is in use by another build" in result.output
