@@ -176,3 +176,9 @@ def test_prompt_using_an_unknown_variable_is_a_clear_error(tmp_path: Path) -> No
     # Found when the prompts are loaded, before any request is paid for.
     with pytest.raises(PromptError, match=r"global.yaml: user uses \$nonsense"):
         PromptSet.load(tmp_path)
+
+
+def test_a_repair_rounds_attempts_are_counted_on_from_the_last(prompter: StageRequests) -> None:
+    scene = _scene([_obj("plane", 1100, 2100)])
+    request = prompter.local_request(scene, IMAGE, IMAGE, marks_of(scene.objects), [], "the answer is empty", 4)
+    assert "attempt 4 of 6" in request.messages[-1]["content"]

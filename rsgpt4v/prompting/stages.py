@@ -146,8 +146,10 @@ class StageRequests:
             {"role": "user", "content": content},
         ]
         if feedback is not None:
-            retry = self.prompts.render(stage, "retry", attempt=attempt, max_attempts=self.cfg.engine.attempts,
-                                        reason=feedback)
+            # A rerun gives a failed request another engine.attempts tries, numbered on from the last.
+            per_round = self.cfg.engine.attempts
+            last = math.ceil(attempt / per_round) * per_round
+            retry = self.prompts.render(stage, "retry", attempt=attempt, max_attempts=last, reason=feedback)
             messages.append({"role": "user", "content": retry})
         params = {
             "temperature": self.cfg.model.temperature_for(stage),
