@@ -51,14 +51,13 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Any
 
-from PIL import Image
 
 from rsgpt4v.boxtext import SPACES, TASK_TOKENS, RenderError, check_space, fill, flavour, to_placeholders
 from rsgpt4v.output import box_meta, dumps, meta_boxes
-from rsgpt4v.records import located, not_an_object, read_records
+from rsgpt4v.records import finite_box, image_header, image_outside, located, not_an_object, read_records
 from rsgpt4v.schema import RecordBox
 
 FORMATS = ("llava-json", "llava-jsonl", "sharegpt", "hf")
@@ -102,9 +101,9 @@ def _shape_error(obj: Any) -> str | None:
     for key in ("id", "image"):
         if not isinstance(obj.get(key), str) or not obj[key]:
             return f"record of the wrong shape: {key!r} is not a non-empty string"
-    rel = PurePosixPath(obj["image"])
-    if rel.is_absolute() or ".." in rel.parts:
-        return f"record of the wrong shape: image {obj['image']!r} is not a path inside the folder"
+    outside = image_outside(obj["image"])
+    if outside:
+        return f"record of the wrong shape: {outside}"
     conv = obj.get("conversations")
     if (not isinstance(conv, list) or not conv
             or not all(isinstance(t, dict) and t.get("from") in _ROLES and isinstance(t.get("value"), str)
@@ -116,7 +115,7 @@ def _shape_error(obj: Any) -> str | None:
     if meta.get("box_space", "image") not in SPACES:
         return f"record of the wrong shape: meta.box_space is not one of {', '.join(SPACES)}"
     boxes = meta.get("boxes")
-    if not isinstance(boxes, list) or not all(_is_box(b) for b in boxes):
+    if not isinstance(boxes, list) or not all(finite_box(b) for b in boxes):
         return "record of the wrong shape: meta.boxes is not a list of [x1, y1, x2, y2]"
     return None
 
@@ -129,16 +128,10 @@ def _known_format(name: Any) -> bool:
     return True
 
 
-def _is_box(value: Any) -> bool:
-    return (isinstance(value, list) and len(value) == 4
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
-
-
 @lru_cache(maxsize=4096)
 def _header_size(path: Path) -> tuple[int, int]:
-    # Image.open reads only the header; the pixels are never decoded. Bounded, so memory stays flat.
-    with Image.open(path) as im:
-        return im.size
+    # Only the header is read; the pixels are never decoded. Bounded, so memory stays flat.
+    return image_header(path)
 
 
 def _image_size(record: dict[str, Any], image: Path) -> tuple[int, int]:

@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from PIL import Image
 
 from rsgpt4v.boxtext import FLAVOURS, SPACES, Shape, flavour, parse_shape
 from rsgpt4v.files import write_atomic
-from rsgpt4v.records import located, not_an_object, read_records
+from rsgpt4v.records import image_header, image_outside, located, not_an_object, read_records
 
 _IMAGE_TOKEN = "<image>"
 _ROLES = ("human", "gpt")
@@ -161,14 +160,17 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _image_size(path: Path) -> tuple[int, int] | str:
-    """Width and height from the file header, or why the image cannot be shown."""
+def _image_size(folder: Path, image: str) -> tuple[int, int] | str:
+    """Width and height from the file header of a record's image, or why it cannot be shown: missing,
+    unreadable, over the build's pixel limit, or (absolute, or climbing out with `..`) outside the
+    folder, which is never copied into the gallery."""
+    if image_outside(image):
+        return "is outside the data folder"
     try:
-        with Image.open(path) as im:
-            return im.size
+        return image_header(folder / image)
     except FileNotFoundError:
         return "not found"
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except OSError as exc:
         return f"cannot be read ({exc})"
 
 
@@ -249,7 +251,7 @@ def _card_html(item: _Item, images: _Images, missing: list[str]) -> tuple[str, i
     """One record's article, and the number of boxes drawn on its image."""
     rec = item.record
     src = item.file.parent / rec["image"]
-    size = _image_size(src)
+    size = _image_size(item.file.parent, rec["image"])
     if isinstance(size, str):
         missing.append(f"{item.file}:{item.line}: image {rec['image']} {size}")
         boxes = _find_boxes(rec, None)

@@ -14,10 +14,14 @@ the first of them, that a record is a JSON object at all, is worded here.
 from __future__ import annotations
 
 import json
+import math
 import re
+import warnings
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+
+from PIL import Image
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 
@@ -166,3 +170,42 @@ def _not_a_list(text: str) -> Entry:
     except (RecursionError, ValueError) as exc:
         return None, None, _unreadable(exc)
     return None, None, f"not a list: a .json file must hold a list of records, not a JSON {json_type(value)}"
+
+
+# The rules every reader shares with the build: where a record's image may be, how large it may be,
+# what a box is. validate names what export would refuse; preview shows what the build wrote.
+# The build refuses images over image.max_pixels (configs/default.yaml); readers accept what it accepts.
+MAX_PIXELS = 400_000_000
+
+
+def image_outside(image: str) -> str | None:
+    """Why a record's `image` is not a path inside its folder (absolute, or climbing out with `..`), or None."""
+    rel = PurePosixPath(image)
+    if not image or rel.is_absolute() or ".." in rel.parts or "\\" in image or re.match(r"[A-Za-z]:", image):
+        return f"image {image!r} is not a path inside the folder"
+    return None
+
+
+def image_header(path: Path, verify: bool = False) -> tuple[int, int]:
+    """Width and height from the file's header (pixels are not decoded), for images up to the build's
+    pixel limit; OSError says why not (missing, unreadable, over the limit). With `verify`, the
+    file's structure is checked too (still without decoding), in the same single open."""
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                size = im.size
+                if verify:
+                    im.verify()
+                return size
+    except Image.DecompressionBombError:
+        raise OSError(f"more than {MAX_PIXELS:,} pixels, the build's image.max_pixels") from None
+    except (SyntaxError, ValueError) as exc:
+        raise OSError(str(exc)) from None
+
+
+def finite_box(value: Any) -> bool:
+    """[x1, y1, x2, y2] of finite numbers."""
+    return (isinstance(value, list) and len(value) == 4
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))

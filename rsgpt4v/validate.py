@@ -14,17 +14,24 @@ from __future__ import annotations
 import os
 import re
 import sys
-import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
 
 from rsgpt4v.boxtext import FLAVOURS, Flavour, flavour
-from rsgpt4v.records import data_files, json_type, located, not_an_object, read_records
+from rsgpt4v.records import (
+    data_files,
+    finite_box,
+    image_header,
+    image_outside,
+    json_type,
+    located,
+    not_an_object,
+    read_records,
+)
 
 REFUSAL_PHRASES: tuple[str, ...] = (
     "i'm sorry", "i am sorry", "i cannot", "i can't assist", "as an ai", "as a language model",
@@ -86,12 +93,7 @@ def _check_image(path: Path) -> _ImageCheck:
     if not path.is_file():
         return _ImageCheck(("image missing", " not found"))
     try:
-        # Remote-sensing scenes are often bigger than PIL's bomb warning threshold, and legitimately so.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                size = im.size
-                im.verify()
+        size = image_header(path, verify=True)
     except Exception as exc:  # PIL signals a damaged file with many exception types
         return _ImageCheck(("image unreadable", f" ({type(exc).__name__}: {exc})"))
     return _ImageCheck(size=size)
@@ -129,7 +131,10 @@ class _Validator:
             reasons += self._unique(rec["id"], path, line)
         image = rec.get("image") if isinstance(rec.get("image"), str) else None
         size = None
-        if image is not None:
+        outside = image_outside(image) if image is not None else None
+        if outside:
+            reasons.append(f"image outside the folder: {outside}")
+        elif image is not None:
             check = self._image(path, image)
             size = check.size
             if check.problem:
@@ -268,6 +273,8 @@ def _boxes(meta: dict[str, Any], values: list[str], size: tuple[int, int] | None
         reasons.append(f"shape: meta.boxes is a JSON {json_type(boxes)}, not a list")
     elif boxes is not None and len(boxes) != len(found):
         reasons.append(f"box count: {len(found)} {fmt} boxes in the text, {len(boxes)} in meta.boxes")
+    elif boxes is not None and not all(finite_box(b) for b in boxes):
+        reasons.append("box not finite: meta.boxes holds a box that is not four finite numbers")
     return reasons
 
 

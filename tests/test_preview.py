@@ -204,8 +204,9 @@ def test_every_box_format_is_decoded_to_the_same_place(built: Path, tmp_path: Pa
     record = {**base, "conversations": [{"from": "human", "value": f"<image>\nWhat is at {text}?"},
                                         {"from": "gpt", "value": "A plane."}],
               "meta": {**base["meta"], "box_format": fmt, "box_space": space, "boxes": [pixels]}}
+    (tmp_path / "images").symlink_to(built / "images", target_is_directory=True)
     one = tmp_path / "one.jsonl"
-    one.write_text(json.dumps({**record, "image": str(built / base["image"])}) + "\n", encoding="utf-8")
+    one.write_text(json.dumps(record) + "\n", encoding="utf-8")
     report, page, _ = _preview(built, tmp_path / "dest", files=[one])
     assert report.shown == 1
     (box,) = page.records[0]["boxes"]
@@ -303,3 +304,12 @@ def test_page_in_headless_chromium_loads_images_and_draws_boxes(full, tmp_path: 
     with Image.open(shot) as im:
         assert im.size == (1400, 1000)
     assert _longest_vertical_run(shot, BOX_RGB) >= 30
+
+
+def test_images_outside_the_folder_are_not_copied_into_the_gallery(built: Path, tmp_path: Path) -> None:
+    base = _records([built / "train.jsonl"])[0]
+    one = tmp_path / "one.jsonl"
+    one.write_text(json.dumps({**base, "image": str(built / base["image"])}) + "\n", encoding="utf-8")
+    report, page, _ = _preview(built, tmp_path / "dest", files=[one])
+    assert report.missing_images == [f"{one}:1: image {built / base['image']} is outside the data folder"]
+    assert page.records[0]["placeholder"] and not list((tmp_path / "dest").rglob("*.png"))

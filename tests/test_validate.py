@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import rsgpt4v.cli
-import rsgpt4v.validate
+import rsgpt4v.records
 from rsgpt4v.validate import REFUSAL_PHRASES, main_validate, validate
 
 
@@ -175,7 +175,7 @@ def test_damaged_image_is_unreadable_and_each_image_is_opened_once(sample: Path,
         opened.append(str(fp))
         return real_open(fp, *args, **kwargs)
 
-    monkeypatch.setattr(rsgpt4v.validate.Image, "open", counting_open)
+    monkeypatch.setattr(rsgpt4v.records.Image, "open", counting_open)
     assert validate([sample]).count == 0
     assert len(opened) == len(set(opened)) == len(list((sample / "images").rglob("*.png"))) == 7
 
@@ -206,7 +206,7 @@ def test_another_tools_json_list_with_geochat_boxes(tmp_path: Path, capsys) -> N
                                                                  {"from": "gpt", "value": "A field."}]},
         rec("user", "a.png", "{<10><20><30><40>|<0>}", first="user"),
         rec("inverted", "pics/b.png", "{<50><20><30><40>|<0>} and {<1><2><3><4>|<0>}", boxes=2),
-        rec("pixels", str(tmp_path / "pics" / "b.png"), "[10, 5, 60, 30]", fmt="pixel"),
+        rec("pixels", "pics/b.png", "[10, 5, 60, 30]", fmt="pixel"),
         rec("ok", "a.png", "{<10><20><30><40>|<0>} again", boxes=2),
     ]
     path = tmp_path / "other_tool.json"
@@ -274,3 +274,23 @@ def test_missing_path_exits_2(tmp_path: Path, capsys) -> None:
     assert f"{tmp_path / 'nope.jsonl'} does not exist" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError):
         validate([tmp_path / "nope.jsonl"])
+
+
+def test_validate_flags_what_export_refuses_and_reads_what_the_build_writes(tmp_path: Path) -> None:
+    """Image paths outside the folder and boxes that are not numbers are named; an image larger than
+    PIL's default limit but within the build's image.max_pixels is read, not called unreadable."""
+    big = tmp_path / "images" / "big.png"
+    big.parent.mkdir()
+    Image.new("L", (14000, 14000)).save(big)               # 196 Mpx: over PIL's 179 Mpx error threshold
+    base = {"conversations": [{"from": "human", "value": "<image>\nWhere is it?"},
+                              {"from": "gpt", "value": "[0.10, 0.20, 0.30, 0.40]"}],
+            "meta": {"box_format": "llava", "boxes": [[1400.0, 2800.0, 4200.0, 5600.0]]}}
+    lines = [{**base, "id": "big", "image": "images/big.png"},
+             {**base, "id": "abs", "image": str(big)},
+             {**base, "id": "up", "image": "../images/big.png"},
+             {**base, "id": "nan", "image": "images/big.png",
+              "meta": {"box_format": "llava", "boxes": [[float("nan"), 2800.0, 4200.0, 5600.0]]}}]
+    path = tmp_path / "x.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    assert _found(validate([path])) == [(2, "image outside the folder"), (3, "image outside the folder"),
+                                        (4, "box not finite")]
