@@ -13,8 +13,6 @@ caps and weights applied to training splits, and one manifest with a section per
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 import json
 import logging
@@ -407,23 +405,6 @@ def unified_manifest(recipe: Recipe, data: Path | None, planned: list[Planned], 
     }
 
 
-_M_ARENA_MAX = -8  # glibc mallopt parameter
-
-
-def _few_malloc_arenas() -> None:
-    """Each source is built with its own event loop and worker threads, and glibc gives new threads
-    new malloc arenas that keep their freed memory: ten builds in one process grew by 75 MiB at 20,000
-    images. Two arenas serve the worker threads (they only encode images). Elsewhere than glibc this
-    does nothing."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        if libc is not None and hasattr(libc, "mallopt"):
-            libc.mallopt(_M_ARENA_MAX, 2)
-    except OSError:
-        pass
-
-
 def build_recipe(recipe: Recipe, data: Path | None, configs: dict[str, BuildConfig], opts: BuildOptions,
                  skip_missing: bool = False) -> dict[str, Any]:
     """Run the whole mix (`configs` holds each source's build config; key "" the base one); the manifest.
@@ -432,7 +413,6 @@ def build_recipe(recipe: Recipe, data: Path | None, configs: dict[str, BuildConf
     crash, a batch pass or a `batch import` continues where the last one stopped.
     """
     out = Path(opts.out)
-    _few_malloc_arenas()
     planned = plan(recipe, data, skip_missing)
     for p in planned:
         if p.missing is not None:
