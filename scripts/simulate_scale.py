@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts.native_tree import SOURCES, write_tree  # noqa: E402
+from scripts.native_tree import SOURCES  # noqa: E402
 
 
 def run_child(args: list[str]) -> tuple[float, float]:
@@ -41,7 +41,11 @@ def run_child(args: list[str]) -> tuple[float, float]:
 
 def one_size(images: int, scratch: Path) -> dict[str, object]:
     data, out = scratch / f"data{images}", scratch / f"out{images}"
-    write_tree(data, per_source=images // len(SOURCES))
+    # In a child of its own: Linux counts a forked child's pre-exec pages in its peak RSS, so a parent
+    # grown by writing the tree would inflate every build's measured memory.
+    subprocess.run([sys.executable, "-c", f"from scripts.native_tree import write_tree; from pathlib import Path; "
+                    f"write_tree(Path({str(data)!r}), per_source={images // len(SOURCES)})"],
+                   cwd=Path(__file__).resolve().parents[1], check=True)
     build = [sys.executable, "-m", "rsgpt4v", "build", "--recipe", "rs-gpt4v", "--data", str(data),
              "--dry-run", "--no-progress", "--out", str(out)]
     wall, peak = run_child(build)
