@@ -130,6 +130,8 @@ class Builder:
                                  rejected=self.batch_state.rejected if self.batch_state else None)
         self.qc = QualityChecker(cfg.qc, lambda: source.vocabulary, source.exhaustive_labels) if cfg.qc.enabled else None
         self.report = Report()
+        self._root = Path(source.root).resolve()
+        self._linked_splits: set[str] = set()
         self.progress = _Progress(opts.progress)
         self.prompter = HierarchicalPrompter(self.prompts, cfg, self.model, self.engine, self.qc,
                                              exhaustive_labels=source.exhaustive_labels,
@@ -203,6 +205,8 @@ class Builder:
                 if isinstance(item, Issue):
                     self.report.add_issue(item)
                     continue
+                if note := self._linked_out(item):
+                    self.report.add_issue(note)
                 if self.opts.limit is not None and self.report.samples >= self.opts.limit:
                     break
                 self.report.seen += 1
@@ -257,6 +261,17 @@ class Builder:
         manifest = self.manifest(status)
         self.writer.manifest(manifest)
         return manifest
+
+    def _linked_out(self, sample: Sample) -> Issue | None:
+        """One warning per split for images that lie outside --root (reached through a symbolic link,
+        or an adapter option naming another folder): followed, as datasets are often assembled that
+        way, but said. Every adapter's samples pass here, so none can follow a link silently."""
+        if sample.split in self._linked_splits or sample.image_path.is_relative_to(self._root):
+            return None
+        self._linked_splits.add(sample.split)
+        return Issue(kind="warning", file=sample.rel_image,
+                     reason=f"image lies outside --root, at {sample.image_path}; followed (said once for all such "
+                            f"images of split {sample.split})")
 
     def _in_shard(self, item: Sample | Issue) -> bool:
         """Deterministic partition by content, so shards agree whatever order files are listed in;

@@ -129,22 +129,6 @@ def finite_answer(value: object) -> str | None:
     return text or None
 
 
-class LinksOutOfRoot:
-    """One warning for the images reached through a symbolic link that leads out of the root:
-    followed (datasets are often assembled that way), but said."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root.resolve()
-        self.said = False
-
-    def check(self, image: Path, name: str) -> Issue | None:
-        if self.said or image.resolve().is_relative_to(self.root):
-            return None
-        self.said = True
-        return Issue(kind="warning", file=name, reason=f"image is a link to {image.resolve()}, outside --root; "
-                                                       "followed (said once for all such images of the split)")
-
-
 def find_image(folder: Path, name: str) -> Path | None:
     """`folder/name`, or the same stem with another image suffix (copies of UCM and Sydney
     reference `.jpg` where the files are `.tif`, and the reverse)."""

@@ -85,7 +85,6 @@ from rsgpt4v.language import readable
 from rsgpt4v.paths import SAFE_NAME_RULE, safe_name
 from rsgpt4v.schema import Issue, Sample
 from rsgpt4v.sources.base import (
-    LinksOutOfRoot,
     Source,
     SourceError,
     find_image,
@@ -205,12 +204,11 @@ class _CaptionSource(Source):
             if self.split is not None and split != self.split:
                 continue
             seen: dict[str, str] = {}
-            links = LinksOutOfRoot(self.root)
             for entry in self.entries:
                 if isinstance(entry, _Entry) and entry.split == split:
-                    yield from self._check(entry, seen, links)
+                    yield from self._check(entry, seen)
 
-    def _check(self, entry: _Entry, seen: dict[str, str], links: LinksOutOfRoot) -> Iterator[Sample | Issue]:
+    def _check(self, entry: _Entry, seen: dict[str, str]) -> Iterator[Sample | Issue]:
         if not isinstance(entry.filename, str) or not entry.filename.strip():
             yield self._skip(entry, "no filename")
             return
@@ -236,8 +234,6 @@ class _CaptionSource(Source):
         if blank:
             yield self._issue(entry, "warning", f"{blank} of {len(entry.texts)} captions blank or not text; "
                                                 "kept the others")
-        if note := links.check(image, self.relative(image)):
-            yield note
         yield Sample(source=self.name, split=entry.split, image_id=image_id, image_path=image.resolve(),
                      rel_image=self.relative(image), captions=captions, scene_class=entry.scene_class,
                      gsd=self.gsd, provenance={"annotation_file": self.ann_name, **entry.provenance})

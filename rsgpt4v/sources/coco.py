@@ -51,7 +51,6 @@ from pathlib import Path
 from rsgpt4v.schema import Issue, Obj, Sample
 from rsgpt4v.sources.base import (
     MIN_AREA,
-    LinksOutOfRoot,
     Source,
     SourceError,
     find_image,
@@ -246,7 +245,6 @@ class COCO(Source):
     def _images(self, f: _File, rel: str, entries: list, parsed: _Parsed, annotated: bool) -> Iterator[Sample | Issue]:
         seen: set[object] = set()
         used: set[str] = set()
-        links = LinksOutOfRoot(self.root)
         for i, entry in enumerate(entries):
             key = _key(entry.get("id")) if isinstance(entry, dict) else None
             file_name = entry.get("file_name") if isinstance(entry, dict) else None
@@ -263,8 +261,6 @@ class COCO(Source):
                 yield Issue(kind="skip", file=rel, reason=f"{where}: {image}")
                 continue
             image_id = _unique(image.stem, used, f"{image.stem}_{key}")
-            if note := links.check(image, self.relative(image)):
-                yield note
             yield Sample(source=self.name, split=f.split, image_id=image_id, image_path=image.resolve(),
                          rel_image=self.relative(image), objects=tuple(parsed.objects.get(key, ())),
                          annotated=annotated, provenance={"label_file": rel, "coco_image_id": key})

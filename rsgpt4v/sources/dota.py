@@ -51,7 +51,6 @@ from rsgpt4v.schema import Issue, Obj, Sample
 from rsgpt4v.sources.base import (
     IMAGE_SUFFIXES,
     SPLIT_ORDER,
-    LinksOutOfRoot,
     Source,
     SourceError,
     UnknownCategories,
@@ -273,7 +272,6 @@ class DOTA(Source):
         labels = {p.stem: p for p in visible_files(split.labels, (".txt",))} if split.labels else {}
         images: dict[str, Path] = {}
         shadowed: list[Issue] = []
-        links = LinksOutOfRoot(self.root)
         if split.images.is_dir():
             # a stem may exist with several extensions; the earlier suffix in IMAGE_SUFFIXES wins, said
             for p in sorted(visible_files(split.images, IMAGE_SUFFIXES),
@@ -299,8 +297,6 @@ class DOTA(Source):
                             reason=f"no label file for image (looked for {where}/{stem}.txt)")
             else:
                 yield from self._labelled(split, image, label, unknown)
-            if image is not None and (note := links.check(image, self.relative(image))):
-                yield note
 
     def _labelled(self, split: _Split, image: Path, label: Path,
                   unknown: UnknownCategories) -> Iterator[Sample | Issue]:
