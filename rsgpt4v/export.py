@@ -46,7 +46,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ from typing import IO, Any
 
 
 from rsgpt4v.boxtext import SPACES, TASK_TOKENS, RenderError, check_space, fill, flavour, to_placeholders
+from rsgpt4v.files import place_file
 from rsgpt4v.output import box_meta, dumps, meta_boxes
 from rsgpt4v.records import finite_box, image_header, image_outside, located, not_an_object, read_records
 from rsgpt4v.schema import RecordBox
@@ -348,30 +348,6 @@ def _sink(fmt: str, out: Path, dest: Path, split: str) -> tuple[_Sink, Callable[
     return _JsonLines(dest / f"{split}.jsonl"), lambda r: _hf_row(r, r["image"])
 
 
-def _same_file(src: Path, dst: Path) -> bool:
-    try:
-        a, b = src.stat(), dst.stat()
-    except FileNotFoundError:
-        return False
-    # A hard link is the same inode; a copy2 copy keeps size and mtime (rsync's quick check).
-    return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev) or (a.st_size, a.st_mtime_ns) == (b.st_size, b.st_mtime_ns)
-
-
-def _place_image(src: Path, dst: Path) -> bool:
-    """Link or copy `src` to `dst` unless the same file is already there; whether anything was written."""
-    if _same_file(src, dst):
-        return False
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copy2(src, tmp)
-    os.replace(tmp, dst)
-    return True
-
-
 class _EvalFiles:
     """LLaVA model_vqa question and reference-answer files for the test split."""
 
@@ -421,7 +397,7 @@ def _export_split(src: Path, out: Path, dest: Path, fmt: str, target: _Target, r
                 report.problems.append(located(src, lineno, str(exc)))
                 continue
             if link_images and item["image"] != placed:
-                if _place_image(image, dest / item["image"]):
+                if place_file(image, dest / item["image"]):
                     report.images_linked += 1
                 else:
                     report.images_present += 1

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from rsgpt4v.files import write_atomic
+from rsgpt4v.files import place_file, write_atomic
 from rsgpt4v.output import dumps
 from rsgpt4v.records import located, read_records
 
@@ -42,13 +41,8 @@ def _link_tree(src: Path, dst: Path) -> None:
         if not path.is_file():
             continue
         target = dst / path.relative_to(src)
-        if target.exists():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, target)
-        except OSError:
-            shutil.copy2(path, target)
+        if not target.exists():
+            place_file(path, target)
 
 
 def _sum_usage(usages: list[dict[str, Any]]) -> dict[str, Any]:

@@ -18,7 +18,6 @@ import html
 import json
 import os
 import random
-import shutil
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from urllib.parse import quote
 
 
 from rsgpt4v.boxtext import FLAVOURS, SPACES, Shape, flavour, parse_shape
-from rsgpt4v.files import write_atomic
+from rsgpt4v.files import place_file, write_atomic
 from rsgpt4v.records import image_header, image_outside, located, not_an_object, read_records
 
 _IMAGE_TOKEN = "<image>"
@@ -129,7 +128,7 @@ class _Images:
             name = self._free_name(rel)
             self.taken.add(name)
             self.names[key] = name
-            _link_or_copy(key, self.root / name)
+            place_file(key, self.root / name)
         return "images/" + quote(self.names[key])
 
     def _free_name(self, rel: str) -> str:
@@ -146,18 +145,6 @@ class _Images:
             k += 1
             name = f"{stem}-{k}{suffix}"
         return name
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    if dst.exists():
-        if os.path.samefile(src, dst):
-            return
-        dst.unlink()
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def _image_size(folder: Path, image: str) -> tuple[int, int] | str:
