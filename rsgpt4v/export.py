@@ -55,8 +55,8 @@ from typing import IO, Any
 
 
 from rsgpt4v.boxtext import SPACES, TASK_TOKENS, RenderError, check_space, fill, flavour, to_placeholders
-from rsgpt4v.files import place_file
-from rsgpt4v.output import box_meta, dumps, meta_boxes
+from rsgpt4v.files import dumps, jsonl_writer, place_file
+from rsgpt4v.output import box_meta, meta_boxes
 from rsgpt4v.records import finite_box, image_header, image_outside, located, not_an_object, read_records
 from rsgpt4v.schema import RecordBox
 
@@ -270,20 +270,21 @@ class _Sink:
 class _JsonLines(_Sink):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        self._f: IO[str] = open(self.partial, "w", encoding="utf-8", newline="\n")
+        self._w = jsonl_writer(self.partial)
 
     def add(self, row: dict[str, Any]) -> None:
-        self._f.write(dumps(row) + "\n")
+        self._w.write(row)
 
     def _close(self) -> None:
-        self._f.close()
+        self._w.close()
 
 
-class _JsonList(_JsonLines):
+class _JsonList(_Sink):
     """A JSON list written element by element, so a split never has to fit in memory."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
+        self._f: IO[str] = open(self.partial, "w", encoding="utf-8", newline="\n")
         self._f.write("[\n")
         self._first = True
 
@@ -294,7 +295,7 @@ class _JsonList(_JsonLines):
     def _close(self) -> None:
         if not self._f.closed:
             self._f.write("\n]\n")
-        super()._close()
+        self._f.close()
 
 
 class _Parquet(_Sink):

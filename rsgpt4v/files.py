@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
+
+import jsonlines
+
+
+def dumps(obj: Any) -> str:
+    """Canonical JSON for output files: stable key order, UTF-8 text, no spaces to vary."""
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def jsonl_writer(path: Path) -> jsonlines.Writer:
+    """The one JSON Lines writer of every output file (build, export, merge): one canonical line per
+    object, streamed, so output is byte-identical between runs and never held in memory."""
+    return jsonlines.open(path, mode="w", dumps=dumps)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

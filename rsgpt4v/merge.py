@@ -13,8 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from rsgpt4v.files import place_file, write_atomic
-from rsgpt4v.output import dumps
+from rsgpt4v.files import jsonl_writer, place_file, write_atomic
 from rsgpt4v.records import located, read_records
 
 
@@ -71,7 +70,7 @@ def merge(inputs: list[Path], out: Path) -> dict[str, Any]:
     splits = sorted({p.stem for folder in inputs for p in Path(folder).glob("*.jsonl")})
     for split in splits:
         tmp = out / f"{split}.jsonl.partial"
-        with open(tmp, "w", encoding="utf-8", newline="\n") as dst:
+        with jsonl_writer(tmp) as dst:
             for folder in inputs:
                 src = Path(folder) / f"{split}.jsonl"
                 if not src.exists():
@@ -87,7 +86,7 @@ def merge(inputs: list[Path], out: Path) -> dict[str, Any]:
                         continue
                     seen.add(record["id"])
                     by_split.setdefault(split, Counter())[record.get("task", "unknown")] += 1
-                    dst.write(dumps(record) + "\n")
+                    dst.write(record)
         os.replace(tmp, out / f"{split}.jsonl")
     for folder in inputs:
         if (Path(folder) / "images").is_dir():

@@ -28,9 +28,8 @@ from tqdm import tqdm
 
 from rsgpt4v import __version__
 from rsgpt4v.config import BuildConfig
-from rsgpt4v.files import write_atomic
+from rsgpt4v.files import dumps, write_atomic
 from rsgpt4v.identity import FingerprintStore, ImageRef, clusters, is_training, leakage_report
-from rsgpt4v.output import dumps
 from rsgpt4v.pipeline import BuildOptions, build
 from rsgpt4v.recipe import Recipe, RecipeError, RecipeSource
 from rsgpt4v.schema import Issue, Sample

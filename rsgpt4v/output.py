@@ -10,12 +10,13 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+import jsonlines
 from PIL import Image
 
 from rsgpt4v.boxtext import fill, flavour
-from rsgpt4v.files import write_atomic
+from rsgpt4v.files import jsonl_writer, write_atomic
 from rsgpt4v.imaging import encode
 from rsgpt4v.ownership import STATE_DIR
 from rsgpt4v.paths import UnsafePath, check_name, under
@@ -82,11 +83,6 @@ def _corners(box: tuple[float, float, float, float]) -> list[tuple[float, float]
     return [(x1, y1), (x2, y1), (x2, y2), (x1, y2)]
 
 
-def dumps(obj: Any) -> str:
-    """Canonical JSON for output files: stable key order, UTF-8 text, no spaces to vary."""
-    return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-
-
 def _holds(path: Path, data: bytes) -> bool:
     """Whether the file at `path` has exactly `data` (sizes first: most changes change the size)."""
     try:
@@ -111,7 +107,7 @@ class DatasetWriter:
         self.discard = discard
         if not discard:
             self.out.mkdir(parents=True, exist_ok=True)
-        self._files: dict[str, IO[str]] = {}
+        self._files: dict[str, jsonlines.Writer] = {}
         self._produced: set[str] = set()
         self._lock = threading.Lock()
 
@@ -150,8 +146,8 @@ class DatasetWriter:
         f = self._files.get(split)
         if f is None:
             path = under(self.out, f"{check_name(split, 'split')}.jsonl.partial", self.within)
-            f = self._files[split] = open(path, "w", encoding="utf-8", newline="\n")
-        f.write(dumps(line) + "\n")
+            f = self._files[split] = jsonl_writer(path)
+        f.write(line)
 
     def close(self) -> list[str]:
         """Move the finished split files into place and remove what the folder's earlier builds
