@@ -39,7 +39,7 @@ def _obj(category: str, cx: float, cy: float, size: int = 1000) -> Obj:
 
 
 def _where(position: str) -> tuple[float, float]:
-    words = position.split(",")[0].split()
+    words = position.replace(";", ",").split(",")[0].split()
     if words == ["centre"]:
         return 0.5, 0.5
     row, col = (words + ["centre"])[:2] if words[0] in ("top", "middle", "bottom") else ("middle", words[0])
