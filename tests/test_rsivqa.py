@@ -12,7 +12,6 @@ from rsgpt4v.sources import get_source
 from rsgpt4v.sources.base import SourceError
 from rsgpt4v.sources.rsivqa import RSIVQA, parse_line, read_question_file
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real" / "rsivqa" / "RSIVQA"
 
 # each file as the release writes it: LF endings, a final newline
 TEXT = {
@@ -219,23 +218,22 @@ REAL_FILES = {"UCM/ucm_vqa.txt": 2100, "UCM/ucm_res.txt": 2795, "Sydney/sydney_v
               "DOTA/dota_val_vqa2.txt": 4041}
 
 
-def real_root() -> Path:
-    if not all((REAL / name).is_file() for name in REAL_FILES):
-        pytest.skip(f"real RSIVQA files not found at {REAL}")
-    return REAL
+@pytest.fixture
+def real_root(real_dir: Path) -> Path:
+    return real_dir / "rsivqa" / "RSIVQA"
 
 
 @pytest.mark.parametrize(("name", "lines"), list(REAL_FILES.items()))
-def test_real_files_parse_line_for_line(name: str, lines: int) -> None:
-    path = real_root() / name
+def test_real_files_parse_line_for_line(real_root: Path, name: str, lines: int) -> None:
+    path = real_root / name
     non_empty = [ln for ln in path.read_text().split("\n") if ln.strip()]
     triplets, issues = read_question_file(path, name)
     assert len(triplets) + len(issues) == len(non_empty) == lines
     assert issues == []
 
 
-def test_real_file_values() -> None:
-    root = real_root()
+def test_real_file_values(real_root: Path) -> None:
+    root = real_root
     dota, _ = read_question_file(root / "DOTA" / "dota_val_vqa2.txt", "d")
     assert (dota[0].image, dota[0].question, dota[0].answer) == (
         "P0003", "how many small vehicles are there in this picture?", "15")
@@ -249,8 +247,8 @@ def test_real_file_values() -> None:
     assert (sydney[-1].image, sydney[-1].answer) == ("613.tif", "runway")
 
 
-def test_real_files_through_the_adapter(tmp_path: Path) -> None:
-    real = real_root()
+def test_real_files_through_the_adapter(tmp_path: Path, real_root: Path) -> None:
+    real = real_root
     root = tmp_path / "RSIVQA"
     images = set()
     for name in REAL_FILES:
