@@ -169,7 +169,7 @@ def sources() -> None:
             typer.echo(f"{'':<16}   splits: {cls.split_rule}")
         for option, param in adapter_options(cls).items():
             default = "" if param.default is None else f" (default {param.default!r})"
-            typer.echo(f"{'':<16}   -O {option}=...  {cls.options_help[option]}{default}")
+            typer.echo(f"{'':<16}   -O {option}=...  {cls.options_help.get(option, '')}{default}")
 
 
 @app.command()

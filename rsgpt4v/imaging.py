@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import ctypes
-import ctypes.util
 import io
 import logging
 import math
@@ -137,13 +136,12 @@ def return_freed_images_to_the_os() -> None:
     freed: a build over many 12000 x 12000 images then grows by most of an image per image. A fixed
     threshold keeps peak memory at one image's worth. Elsewhere than glibc this does nothing.
     """
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name) if name else None
-        if libc is not None and hasattr(libc, "mallopt"):
-            libc.mallopt(_M_MMAP_THRESHOLD, 4 * 1024 * 1024)
+        process = ctypes.CDLL(None)  # the running program's symbols, the C library's among them
     except OSError:
-        pass
+        return
+    if hasattr(process, "mallopt"):
+        process.mallopt(_M_MMAP_THRESHOLD, 4 * 1024 * 1024)
 
 
 def fit(im: Image.Image, max_side: int) -> tuple[Image.Image, float]:

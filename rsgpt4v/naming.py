@@ -118,12 +118,6 @@ def display(category: str, source: str | None = None) -> DisplayName:
     return _name(readable(category))
 
 
-def listing(counts: dict[str, int], source: str | None = None) -> str:
-    """`14 small vehicles, 5 ships and 1 storage tank`."""
-    parts = [display(category, source).counted(n) for category, n in counts.items()]
-    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1] if parts else ""
-
-
 def is_dataset_spelling(category: str) -> bool:
     """Whether writing the label as it is spelt in the dataset gives it away: hyphens, underscores,
     words run together or CamelCase (`small-vehicle`, `storagetank`, `BaseballField`)."""

@@ -153,6 +153,7 @@ class Builder:
     def _save_marked(self, scene: Scene, chunk: Sequence[Mark], marked: Image.Image) -> None:
         """Keep the marked image a local request sent, for a person to check the marks."""
         first = min(m.id for m in chunk)
+        # Named as a PNG source so the writer keeps it lossless: the marks read as the model saw them.
         self.writer.image(scene.image_name.replace("images/", "marked/", 1) + f"__from{first}", marked,
                           Path("marked.png"), whole=False)
 

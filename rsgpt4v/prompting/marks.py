@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont
 
+from rsgpt4v.geometry import bounding_box
 from rsgpt4v.schema import Box, Obj, Point, Scene
 
 # Distinct, saturated colours that stay visible on both vegetation and concrete.
@@ -60,6 +61,14 @@ def label_font_size(width: int, height: int) -> int:
     return max(12, min(28, round(max(width, height) / 60)))
 
 
+def _centroid(poly: Sequence[Point]) -> Point:
+    return sum(p[0] for p in poly) / len(poly), sum(p[1] for p in poly) / len(poly)
+
+
+def _centre(b: Box) -> Point:
+    return (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+
+
 def _point_box_distance(x: float, y: float, b: Box) -> float:
     dx = max(b[0] - x, 0.0, x - b[2])
     dy = max(b[1] - y, 0.0, y - b[3])
@@ -94,7 +103,7 @@ def _area(b: Box) -> float:
 def label_is_legible(label: Box, own: Box, others: Sequence[Box]) -> tuple[bool, bool]:
     """(nearest: the label's centre is nearer its own box than any other, covers: it covers more than
     MAX_COVER of another box): the two measures the marks are held to."""
-    cx, cy = (label[0] + label[2]) / 2, (label[1] + label[3]) / 2
+    cx, cy = _centre(label)
     mine = _point_box_distance(cx, cy, own)
     nearest = all(mine < _point_box_distance(cx, cy, b) for b in others)
     covers = any(_overlap(label, b) > MAX_COVER * _area(b) for b in others)
@@ -126,12 +135,12 @@ class _Placer:
         """(label box, needs a leader line) in order of preference."""
         b = self.boxes[mid]
         w, h = self.label_sizes[mid]
-        cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+        cx, cy = _centre(b)
         out: list[tuple[Box, bool]] = []
         if b[2] - b[0] >= 2.5 * w and b[3] - b[1] >= 2.5 * h:
             out.append(((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), False))
         poly = self.polygons[mid]
-        px, py = sum(p[0] for p in poly) / len(poly), sum(p[1] for p in poly) / len(poly)
+        px, py = _centroid(poly)
         # Points on a turned object's outline (corners, middles of its sides), to step out from.
         rim = [*poly, *(((a[0] + b2[0]) / 2, (a[1] + b2[1]) / 2) for a, b2 in zip(poly, [*poly[1:], poly[0]]))]
         for step in _LEADER_STEPS:
@@ -155,7 +164,7 @@ class _Placer:
         box_nearest, covers = label_is_legible(label, self.boxes[mid], near.boxes)
         if covers or any(_overlap(label, p) > 0 for p in self.placed.values()):
             return None
-        cx, cy = (label[0] + label[2]) / 2, (label[1] + label[3]) / 2
+        cx, cy = _centre(label)
         mine = _point_polygon_distance(cx, cy, self.polygons[mid])
         if any(_point_polygon_distance(cx, cy, p) <= mine for p in near.polygons):
             return None
@@ -187,9 +196,8 @@ class _Placer:
         if best is None:
             # Nowhere fits every rule: the label goes on the object itself, clamped into the image,
             # which keeps it nearest its own object even if it overlaps a neighbour.
-            poly = self.polygons[mid]
             w, h = self.label_sizes[mid]
-            cx, cy = sum(p[0] for p in poly) / len(poly), sum(p[1] for p in poly) / len(poly)
+            cx, cy = _centroid(self.polygons[mid])
             x = min(max(cx - w / 2, 0.0), self.width - w)
             y = min(max(cy - h / 2, 0.0), self.height - h)
             best = (0.0, (x, y, x + w, y + h), False)
@@ -198,20 +206,16 @@ class _Placer:
 
 
 def _crowding(boxes: dict[int, Box], mid: int, radius: float) -> int:
-    b = boxes[mid]
-    cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+    cx, cy = _centre(boxes[mid])
     return sum(1 for i, o in boxes.items() if i != mid and _point_box_distance(cx, cy, o) < radius)
 
 
-def _colours(boxes: dict[int, Box], labels: dict[int, Box]) -> dict[int, tuple[int, int, int]]:
-    """Greedy colouring: a mark avoids the colours of the marks nearest to it."""
-    def centre(b: Box) -> Point:
-        return (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
-
+def _colours(labels: dict[int, Box]) -> dict[int, tuple[int, int, int]]:
+    """Greedy colouring: a mark avoids the colours of the marks whose labels are nearest its own."""
     chosen: dict[int, int] = {}
-    for mid in sorted(boxes):
-        cx, cy = centre(labels[mid])
-        near = sorted((math.dist((cx, cy), centre(labels[o])), o) for o in chosen)[: len(PALETTE) - 1]
+    for mid in sorted(labels):
+        here = _centre(labels[mid])
+        near = sorted((math.dist(here, _centre(labels[o])), o) for o in chosen)[: len(PALETTE) - 1]
         used = {chosen[o] for _, o in near}
         chosen[mid] = next((c for c in range(len(PALETTE)) if c not in used), mid % len(PALETTE))
     return {mid: PALETTE[c] for mid, c in chosen.items()}
@@ -226,24 +230,21 @@ def place_labels(marks: Sequence[tuple[int, Sequence[Point]]], size: tuple[int, 
     boxes: dict[int, Box] = {}
     label_sizes: dict[int, tuple[float, float]] = {}
     for mid, poly in marks:
-        xs, ys = [p[0] for p in poly], [p[1] for p in poly]
-        boxes[mid] = (min(xs), min(ys), max(xs), max(ys))
+        boxes[mid] = bounding_box(poly)
         left, top, right, bottom = probe.textbbox((0, 0), str(mid), font=font)
         label_sizes[mid] = (right - left + 4.0, bottom - top + 4.0)
-    context_boxes = [(min(p[0] for p in c), min(p[1] for p in c), max(p[0] for p in c), max(p[1] for p in c))
-                     for c in context]
-    placer = _Placer(dict(marks), boxes, size, label_sizes, context_boxes)
+    placer = _Placer(dict(marks), boxes, size, label_sizes, [bounding_box(c) for c in context])
     radius = 3 * max((h for _, h in label_sizes.values()), default=12.0)
     order = sorted(boxes, key=lambda m: (-_crowding(boxes, m, radius), m))
     placed: dict[int, tuple[Box, bool]] = {mid: placer.place(mid) for mid in order}
-    colours = _colours(boxes, {mid: lb for mid, (lb, _) in placed.items()})
+    colours = _colours({mid: lb for mid, (lb, _) in placed.items()})
     result = []
     for mid in sorted(placed):
         label, leader = placed[mid]
         anchor = None
         if leader:
             b = boxes[mid]
-            cx, cy = (label[0] + label[2]) / 2, (label[1] + label[3]) / 2
+            cx, cy = _centre(label)
             anchor = (min(max(cx, b[0]), b[2]), min(max(cy, b[1]), b[3]))
         result.append(PlacedLabel(mid, label, colours[mid], anchor))
     return result
@@ -263,8 +264,7 @@ def draw_marks(im: Image.Image, marks: Sequence[tuple[int, Sequence[Point]]],
     for label in labels:
         x0, y0, x1, y1 = label.box
         if label.anchor is not None:
-            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-            draw.line([(cx, cy), label.anchor], fill=label.colour, width=width)
+            draw.line([_centre(label.box), label.anchor], fill=label.colour, width=width)
         draw.rectangle((x0, y0, x1, y1), fill=(0, 0, 0))
         text = str(label.id)
         left, top, _, _ = draw.textbbox((0, 0), text, font=font)

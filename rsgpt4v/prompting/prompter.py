@@ -88,12 +88,11 @@ class HierarchicalPrompter:
         return answer.parsed
 
     async def _local(self, scene: Scene, clean_im: Image.Image, clean: SentImage, answers: SceneAnswers) -> None:
-        plan = plan_local(marks_of(scene.objects), self.cfg)
+        marks = marks_of(scene.objects)
+        plan = plan_local(marks, self.cfg)
         answers.left_out["summarised"] += len(plan.omitted)
         with_clean = clean if self.cfg.local.send_clean_image else None
         note_qc = self.qc.local(scene) if self.qc else None
-
-        marks = marks_of(scene.objects)
 
         async def one(chunk: list[Mark]) -> None:
             marked = await asyncio.to_thread(self._marked, scene, clean_im, clean.scale, chunk)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from rsgpt4v.config import BuildConfig
 from rsgpt4v.language import grid_position
-from rsgpt4v.naming import display
 from rsgpt4v.llm.request import ChatRequest
+from rsgpt4v.naming import display
 from rsgpt4v.prompting.marks import Mark, marks_of
 from rsgpt4v.prompting.models import (
     DialogueResponse,
@@ -184,18 +184,14 @@ class StageRequests:
                       omitted: Sequence[Mark], feedback: str | None, attempt: int) -> ChatRequest:
         """The local request for `batch`; with `clean`, the unmarked window is sent first, so the
         model can look past the marks."""
-        image = marked
-        object_list = "[\n" + ",\n".join(json.dumps(self.object_entry(scene, m, image)) for m in batch) + "\n]"
-        omitted_counts: dict[str, int] = {}
-        for m in omitted:
-            omitted_counts[m.obj.category] = omitted_counts.get(m.obj.category, 0) + 1
+        object_list = "[\n" + ",\n".join(json.dumps(self.object_entry(scene, m, marked)) for m in batch) + "\n]"
         omitted_text = ""
-        if omitted_counts:
-            named = ", ".join(f"{n} {cat}" for cat, n in sorted(omitted_counts.items(), key=lambda kv: (-kv[1], kv[0])))
-            omitted_text = f"Also in the image but not listed here: {named}. Do not describe them individually."
+        if omitted:
+            omitted_text = (f"Also in the image but not listed here: {_tally([m.obj for m in omitted])}. "
+                            "Do not describe them individually.")
         text = self.prompts.render(
-            "local", "user", image_width=image.width, image_height=image.height,
-            gsd_note=self._gsd_note(scene, image), n_total=len(scene.objects), n_listed=len(batch),
+            "local", "user", image_width=marked.width, image_height=marked.height,
+            gsd_note=self._gsd_note(scene, marked), n_total=len(scene.objects), n_listed=len(batch),
             object_list=object_list, omitted=omitted_text, context=_context_text(scene), hints=_hints_text(scene),
             images_note=IMAGES_NOTE[clean is not None])
         images = [marked] if clean is None else [clean, marked]

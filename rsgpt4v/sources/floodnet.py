@@ -132,7 +132,7 @@ class FloodNetVQA(Source):
         images: dict[str, _Image] = {}
         for key, entry in data.items():
             reason = _check(entry, split.images)
-            answer = _answer(entry.get("Ground_Truth")) if reason is None and labelled else None
+            answer = finite_answer(entry.get("Ground_Truth")) if reason is None and labelled else None
             if reason is None and labelled and answer is None:
                 reason = f"no usable Ground_Truth ({entry.get('Ground_Truth')!r})"
             if reason is not None:
@@ -180,14 +180,4 @@ def _check(entry: object, images: Path) -> str | None:
     question = entry.get("Question")
     if not isinstance(question, str) or not question.strip():
         return "no Question"
-    return None
-
-
-def _answer(value: object) -> str | None:
-    """Ground_Truth as text: counts are JSON numbers; None when there is nothing usable."""
-    return finite_answer(value)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, (str, int, float)) and str(value).strip():
-        return str(value).strip()
     return None
