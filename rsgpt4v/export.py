@@ -53,11 +53,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
 
-
 from rsgpt4v.boxtext import SPACES, TASK_TOKENS, RenderError, check_space, fill, flavour, to_placeholders
 from rsgpt4v.files import dumps, jsonl_writer, place_file
 from rsgpt4v.output import box_meta, meta_boxes
-from rsgpt4v.records import finite_box, image_header, image_outside, located, not_an_object, read_records
+from rsgpt4v.record_model import first_problem
+from rsgpt4v.records import finite_box, image_header, image_outside, located, read_records
 from rsgpt4v.schema import RecordBox
 
 FORMATS = ("llava-json", "llava-jsonl", "sharegpt", "hf")
@@ -95,20 +95,14 @@ class ExportReport:
 
 
 def _shape_error(obj: Any) -> str | None:
-    """The first thing the record lacks for an export, or None."""
-    if not isinstance(obj, dict):
-        return not_an_object(obj)
-    for key in ("id", "image"):
-        if not isinstance(obj.get(key), str) or not obj[key]:
-            return f"record of the wrong shape: {key!r} is not a non-empty string"
+    """The first thing keeping the record from an export, or None: a fault against the record
+    contract, or what an export needs beyond it (an image inside the folder, box text it can parse)."""
+    problem = first_problem(obj)
+    if problem:
+        return problem
     outside = image_outside(obj["image"])
     if outside:
         return f"record of the wrong shape: {outside}"
-    conv = obj.get("conversations")
-    if (not isinstance(conv, list) or not conv
-            or not all(isinstance(t, dict) and t.get("from") in _ROLES and isinstance(t.get("value"), str)
-                       for t in conv)):
-        return "record of the wrong shape: conversations is not a list of human/gpt turns"
     meta = obj.get("meta")
     if not isinstance(meta, dict) or not _known_format(meta.get("box_format")):
         return "record of the wrong shape: meta.box_format is missing or unknown"

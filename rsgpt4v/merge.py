@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rsgpt4v.files import jsonl_writer, place_file, write_atomic
+from rsgpt4v.record_model import first_problem
 from rsgpt4v.records import located, read_records
 
 
@@ -76,8 +77,7 @@ def merge(inputs: list[Path], out: Path) -> dict[str, Any]:
                 if not src.exists():
                     continue
                 for line, record, problem in read_records(src):
-                    if problem is None and not (isinstance(record, dict) and isinstance(record.get("id"), str)):
-                        problem = "shape: not a record with an id"
+                    problem = problem or first_problem(record)
                     if problem is not None:
                         bad.append(located(src, line, problem))
                         continue
@@ -85,7 +85,7 @@ def merge(inputs: list[Path], out: Path) -> dict[str, Any]:
                         duplicates += 1
                         continue
                     seen.add(record["id"])
-                    by_split.setdefault(split, Counter())[record.get("task", "unknown")] += 1
+                    by_split.setdefault(split, Counter())[record.get("task") or "unknown"] += 1
                     dst.write(record)
         os.replace(tmp, out / f"{split}.jsonl")
     for folder in inputs:

@@ -20,6 +20,7 @@ from rsgpt4v.files import jsonl_writer, write_atomic
 from rsgpt4v.imaging import encode
 from rsgpt4v.ownership import STATE_DIR
 from rsgpt4v.paths import UnsafePath, check_name, under
+from rsgpt4v.record_model import IMAGE_TOKEN, record_problems
 from rsgpt4v.schema import Record, RecordBox
 
 # Records a model did not write say so: every record of a build has the same meta keys, so a table
@@ -27,9 +28,16 @@ from rsgpt4v.schema import Record, RecordBox
 _META_DEFAULTS = {"model": None, "prompt_sha": None}
 
 
+class ContractError(Exception):
+    """A rendered record that breaks the output record contract: a bug in the build, never written."""
+
+
 def render(record: Record, box_format: str, width: int, height: int, box_space: str) -> dict[str, Any]:
     """The record as one LLaVA training example for a `width` x `height` image, boxes written in
     `box_format` in the frame of `box_space`.
+
+    Every record is checked against the output record contract (`record_model`) before it is
+    returned, so a fault in rendering stops the build instead of reaching the data.
 
     `meta` records the flavour and frame of the text and, per box in text order, the pixel box, the
     polygon it came from, its category and DOTA-style difficulty, so any flavour can be written again
@@ -41,11 +49,15 @@ def render(record: Record, box_format: str, width: int, height: int, box_space: 
     conversations = []
     for i, turn in enumerate(record.turns):
         question = fill(turn.question, record.boxes, f, frame, False, used)
-        conversations.append({"from": "human", "value": f"<image>\n{question}" if i == 0 else question})
+        conversations.append({"from": "human", "value": f"{IMAGE_TOKEN}\n{question}" if i == 0 else question})
         conversations.append({"from": "gpt", "value": fill(turn.answer, record.boxes, f, frame, True, used)})
     meta = {**_META_DEFAULTS, **box_meta(used, f.name, frame.space), **record.meta}
-    return {"id": record.id, "image": record.image, "conversations": conversations, "task": record.task,
+    line = {"id": record.id, "image": record.image, "conversations": conversations, "task": record.task,
             "source": record.source, "split": record.split, "meta": meta}
+    problems = record_problems(line)
+    if problems:
+        raise ContractError(f"record {record.id!r} breaks the output record contract: {'; '.join(problems)}")
+    return line
 
 
 def box_meta(boxes: list[RecordBox], box_format: str, box_space: str) -> dict[str, Any]:

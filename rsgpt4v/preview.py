@@ -26,13 +26,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-
 from rsgpt4v.boxtext import FLAVOURS, SPACES, Shape, flavour, parse_shape
 from rsgpt4v.files import place_file, write_atomic
-from rsgpt4v.records import image_header, image_outside, located, not_an_object, read_records
-
-_IMAGE_TOKEN = "<image>"
-_ROLES = ("human", "gpt")
+from rsgpt4v.record_model import IMAGE_TOKEN, first_problem
+from rsgpt4v.records import image_header, image_outside, located, read_records
 
 
 class PreviewError(Exception):
@@ -64,16 +61,14 @@ class _Item:
 
 
 def _shape_error(obj: Any) -> str | None:
-    """Why `obj` is not a record the page can show, or None."""
-    if not isinstance(obj, dict):
-        return not_an_object(obj)
-    for key in ("id", "image", "task", "source", "split"):
+    """Why `obj` is not a record the page can show, or None: a fault against the record contract, or
+    what the page needs beyond it (labels to show, box text it can draw)."""
+    problem = first_problem(obj)
+    if problem:
+        return problem
+    for key in ("task", "source", "split"):
         if not isinstance(obj.get(key), str):
             return f"record has no string {key!r}"
-    turns = obj.get("conversations")
-    if not isinstance(turns, list) or not turns or not all(
-            isinstance(t, dict) and t.get("from") in _ROLES and isinstance(t.get("value"), str) for t in turns):
-        return "'conversations' is not a non-empty list of {from: human|gpt, value: text} turns"
     meta = obj.get("meta")
     if not isinstance(meta, dict):
         return "record has no 'meta' object"
@@ -198,7 +193,7 @@ def _text_html(text: str, fmt: str, numbers: list[int]) -> str:
 
 
 def _plain_html(text: str) -> str:
-    return '<span class="token">&lt;image&gt;</span>'.join(_esc(part) for part in text.split(_IMAGE_TOKEN))
+    return '<span class="token">&lt;image&gt;</span>'.join(_esc(part) for part in text.split(IMAGE_TOKEN))
 
 
 def _box_html(box: _Box, w: int, h: int) -> str:

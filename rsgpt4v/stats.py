@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rsgpt4v.records import data_files, located, not_an_object, read_records
+from rsgpt4v.record_model import first_problem
+from rsgpt4v.records import data_files, located, read_records
 
 # Bad lines listed in the result (all are counted): enough to find the fault, bounded for huge files.
 _LISTED_BAD = 100
@@ -158,16 +159,6 @@ class _BadLines:
             self.listed.append({"file": str(file), "line": line, "reason": reason})
 
 
-def _unusable(rec: Any) -> str | None:
-    """Why a record cannot be counted, or None."""
-    if not isinstance(rec, dict):
-        return not_an_object(rec)
-    turns = rec.get("conversations")
-    if not isinstance(turns, list) or not all(isinstance(t, dict) and isinstance(t.get("value"), str) for t in turns):
-        return "shape: 'conversations' is not a list of turns with string values"
-    return None
-
-
 def _label(rec: dict[str, Any], key: str, default: str = _NONE) -> str:
     value = rec.get(key)
     return value if isinstance(value, str) and value else default
@@ -266,7 +257,7 @@ def stats(out: Path) -> dict[str, Any]:
     bad = _BadLines()
     for path in files:
         for line, rec, problem in read_records(path):
-            problem = problem or _unusable(rec)
+            problem = problem or first_problem(rec)
             if problem:
                 bad.add(path, line, problem)
                 continue

@@ -20,24 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from rsgpt4v.boxtext import FLAVOURS, Flavour, flavour
-from rsgpt4v.records import (
-    data_files,
-    finite_box,
-    image_header,
-    image_outside,
-    json_type,
-    located,
-    not_an_object,
-    read_records,
-)
+from rsgpt4v.record_model import check_record
+from rsgpt4v.records import data_files, finite_box, image_header, image_outside, json_type, located, read_records
 
 REFUSAL_PHRASES: tuple[str, ...] = (
     "i'm sorry", "i am sorry", "i cannot", "i can't assist", "as an ai", "as a language model",
     "unable to assist", "i apologize", "the provided annotations", "bounding box coordinates provided",
 )
-IMAGE_TOKEN = "<image>"
 
 
 @dataclass(frozen=True)
@@ -124,9 +114,10 @@ class _Validator:
                 self.add(path, line, reason)
 
     def record(self, path: Path, line: int | None, rec: Any) -> list[str]:
+        verdict = check_record(rec)
+        reasons = verdict.problems
         if not isinstance(rec, dict):
-            return [not_an_object(rec)]
-        reasons = _shape(rec)
+            return reasons
         if isinstance(rec.get("id"), str):
             reasons += self._unique(rec["id"], path, line)
         image = rec.get("image") if isinstance(rec.get("image"), str) else None
@@ -140,17 +131,11 @@ class _Validator:
             if check.problem:
                 kind, detail = check.problem
                 reasons.append(f"{kind}: {image}{detail}")
-        turns = rec.get("conversations")
-        if not _turns_ok(turns):
+        if verdict.turns is None:
             return reasons
-        reasons += _roles(turns)
-        if image is not None:
-            reasons += _image_token(turns)
-        reasons += [f"empty value: turn {i} ({t['from']}) is empty"
-                    for i, t in enumerate(turns, 1) if not t["value"].strip()]
-        reasons += self._refusals(turns)
+        reasons += self._refusals(verdict.turns)
         if isinstance(rec.get("meta"), dict):
-            reasons += _boxes(rec["meta"], [t["value"] for t in turns], size)
+            reasons += _boxes(rec["meta"], [t["value"] for t in verdict.turns], size)
         return reasons
 
     def _unique(self, rid: str, path: Path, line: int | None) -> list[str]:
@@ -176,64 +161,6 @@ class _Validator:
             if m:
                 reasons.append(f"refusal/meta-talk: turn {i} (gpt) says {m.group(0)!r}")
         return reasons
-
-
-def _shape(rec: dict[str, Any]) -> list[str]:
-    reasons = []
-    for key in ("id", "image"):
-        if key not in rec:
-            reasons.append(f"shape: no {key!r}")
-        elif not isinstance(rec[key], str):
-            reasons.append(f"shape: {key!r} is a JSON {json_type(rec[key])}, not a string")
-        elif not rec[key].strip():
-            reasons.append(f"empty value: {key!r} is empty")
-    turns = rec.get("conversations")
-    if not isinstance(turns, list) or not turns:
-        reasons.append("shape: 'conversations' must be a non-empty list" if "conversations" in rec
-                       else "shape: no 'conversations'")
-    else:
-        reasons += [f"shape: turn {i} must be an object with string 'from' and 'value'"
-                    for i, t in enumerate(turns, 1) if not _turn_ok(t)]
-    if "meta" in rec and not isinstance(rec["meta"], dict):
-        reasons.append(f"shape: 'meta' is a JSON {json_type(rec['meta'])}, not an object")
-    return reasons
-
-
-def _turn_ok(turn: Any) -> bool:
-    return isinstance(turn, dict) and isinstance(turn.get("from"), str) and isinstance(turn.get("value"), str)
-
-
-def _turns_ok(turns: Any) -> bool:
-    return isinstance(turns, list) and bool(turns) and all(_turn_ok(t) for t in turns)
-
-
-def _roles(turns: list[dict[str, str]]) -> list[str]:
-    """The first turn out of the human, gpt, human, gpt ... order, or a conversation ending on a question."""
-    for i, t in enumerate(turns):
-        expected = "human" if i % 2 == 0 else "gpt"
-        if t["from"] != expected:
-            return [f"roles: turn {i + 1} is from {t['from']!r}, expected {expected!r}"]
-    if len(turns) % 2:
-        return [f"roles: the last turn ({len(turns)}) is from 'human'; a conversation ends with 'gpt'"]
-    return []
-
-
-def _image_token(turns: list[dict[str, str]]) -> list[str]:
-    """`<image>` once, in the first human turn (a conversation without human turns fails `_roles` instead)."""
-    counts = {i: t["value"].count(IMAGE_TOKEN) for i, t in enumerate(turns, 1) if IMAGE_TOKEN in t["value"]}
-    total = sum(counts.values())
-    if total == 0:
-        return [f"image token: no {IMAGE_TOKEN} though the record has an image"]
-    in_answers = [i for i in counts if turns[i - 1]["from"] == "gpt"]
-    if in_answers:
-        return [f"image token: {IMAGE_TOKEN} in a gpt turn (turn {in_answers[0]})"]
-    if total > 1:
-        return [f"image token: {IMAGE_TOKEN} appears {total} times (turns {', '.join(map(str, counts))})"]
-    first_human = next((i for i, t in enumerate(turns, 1) if t["from"] == "human"), None)
-    (where,) = counts
-    if first_human is not None and where != first_human:
-        return [f"image token: {IMAGE_TOKEN} is in turn {where}, not in the first human turn ({first_human})"]
-    return []
 
 
 def _boxes(meta: dict[str, Any], values: list[str], size: tuple[int, int] | None) -> list[str]:

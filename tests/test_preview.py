@@ -232,7 +232,7 @@ def test_bad_lines_and_missing_images_are_reported_not_fatal(built: Path, plante
     assert report.bad_lines == [
         f"{jsonl}:{first + 3}: not an object: the record is a JSON list",
         f"{jsonl}:{first + 4}: invalid JSON: Unterminated string starting at: column 8",
-        f"{jsonl}:{first + 5}: record has no string 'image'",
+        f"{jsonl}:{first + 5}: shape: no 'image'",
         f"{jsonl}:{first + 6}: invalid JSON: not UTF-8 text (byte 1 of the line)",
     ]
     assert report.missing_images == [f"{jsonl}:{first + 2}: image images/nowhere/gone.png not found"]

@@ -1,0 +1,144 @@
+"""The output record contract: what one line of a dataset is, as the build writes it and every
+reader (validate, export, preview, stats, merge) expects it.
+
+A record is a JSON object with a string `id` and `image`, `conversations` of alternating
+`human`/`gpt` turns (`{"from", "value"}`, non-empty text, starting with `human` and ending with
+`gpt`) whose `<image>` token appears once, in the first human turn (the build writes it at the
+start), and optionally the strings `task`, `source`, `split` and a `meta` object (which the exports
+write as a JSON string holding one; `records.read_records` hands it over decoded). Other tools'
+LLaVA files without task, source, split or meta meet the contract too.
+
+`record_problems` is the one verdict: each problem a one-line reason reading "kind: detail"
+(`not an object`, `shape`, `empty value`, `roles`, `image token`), worded the same for every
+command. What a command needs beyond the contract (image files, box text, image sizes) stays
+with that command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rsgpt4v.records import json_type, not_an_object
+
+IMAGE_TOKEN = "<image>"
+ROLES = ("human", "gpt")
+
+
+class Turn(BaseModel):
+    """One turn of a conversation; `from` is a Python keyword, hence `speaker`."""
+
+    model_config = ConfigDict(strict=True, populate_by_name=True)
+
+    speaker: str = Field(alias="from")
+    value: str
+
+
+class OutputRecord(BaseModel):
+    """One training example; keys beyond these are allowed (other tools add their own)."""
+
+    model_config = ConfigDict(strict=True)
+
+    id: str
+    image: str
+    conversations: list[Turn] = Field(min_length=1)
+    task: str | None = None
+    source: str | None = None
+    split: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What `check_record` found: the reasons, and the conversation when its turns are well formed
+    (each an object with string `from` and `value`), which the commands' own checks then read."""
+
+    problems: list[str]
+    turns: list[dict[str, str]] | None
+
+
+def check_record(record: Any) -> Verdict:
+    """Everything that keeps a parsed record from meeting the contract, one reason each."""
+    if not isinstance(record, dict):
+        return Verdict([not_an_object(record)], None)
+    try:
+        OutputRecord.model_validate(record)
+    except ValidationError as exc:
+        errors = exc.errors()
+    else:
+        errors = []
+    reasons = _shape(errors)
+    reasons += [f"empty value: {key!r} is empty" for key in ("id", "image")
+                if isinstance(record.get(key), str) and not record[key].strip()]
+    if any(e["loc"][0] == "conversations" for e in errors):
+        return Verdict(reasons, None)
+    turns = record["conversations"]
+    reasons += _roles(turns)
+    if isinstance(record.get("image"), str):
+        reasons += _image_token(turns)
+    reasons += [f"empty value: turn {i} ({t['from']}) is empty" for i, t in enumerate(turns, 1) if not t["value"].strip()]
+    return Verdict(reasons, turns)
+
+
+def record_problems(record: Any) -> list[str]:
+    """The contract's reasons against a parsed record; [] when it meets the contract."""
+    return check_record(record).problems
+
+
+def first_problem(record: Any) -> str | None:
+    """The first of `record_problems`, for the commands that skip a record on its first fault."""
+    problems = check_record(record).problems
+    return problems[0] if problems else None
+
+
+def _shape(errors: list[Any]) -> list[str]:
+    """Pydantic's errors as the contract's reasons, one per key and one per broken turn."""
+    reasons: list[str] = []
+    for e in errors:
+        key, rest = e["loc"][0], e["loc"][1:]
+        if key == "conversations" and rest:
+            reason = f"shape: turn {int(rest[0]) + 1} must be an object with string 'from' and 'value'"
+        elif e["type"] == "missing":
+            reason = f"shape: no {key!r}"
+        elif key == "conversations":
+            reason = "shape: 'conversations' must be a non-empty list"
+        elif key == "meta" and isinstance(e["input"], str):
+            reason = "shape: 'meta' is a JSON string that does not hold an object"
+        elif key == "meta":
+            reason = f"shape: 'meta' is a JSON {json_type(e['input'])}, not an object"
+        else:
+            reason = f"shape: {key!r} is a JSON {json_type(e['input'])}, not a string"
+        if reason not in reasons:
+            reasons.append(reason)
+    return reasons
+
+
+def _roles(turns: list[dict[str, str]]) -> list[str]:
+    """The first turn out of the human, gpt, human, gpt ... order, or a conversation ending on a question."""
+    for i, t in enumerate(turns):
+        expected = ROLES[i % 2]
+        if t["from"] != expected:
+            return [f"roles: turn {i + 1} is from {t['from']!r}, expected {expected!r}"]
+    if len(turns) % 2:
+        return [f"roles: the last turn ({len(turns)}) is from 'human'; a conversation ends with 'gpt'"]
+    return []
+
+
+def _image_token(turns: list[dict[str, str]]) -> list[str]:
+    """`<image>` once, in the first human turn (a conversation without human turns fails `_roles` instead)."""
+    counts = {i: t["value"].count(IMAGE_TOKEN) for i, t in enumerate(turns, 1) if IMAGE_TOKEN in t["value"]}
+    total = sum(counts.values())
+    if total == 0:
+        return [f"image token: no {IMAGE_TOKEN} though the record has an image"]
+    in_answers = [i for i in counts if turns[i - 1]["from"] == "gpt"]
+    if in_answers:
+        return [f"image token: {IMAGE_TOKEN} in a gpt turn (turn {in_answers[0]})"]
+    if total > 1:
+        return [f"image token: {IMAGE_TOKEN} appears {total} times (turns {', '.join(map(str, counts))})"]
+    first_human = next((i for i, t in enumerate(turns, 1) if t["from"] == "human"), None)
+    (where,) = counts
+    if first_human is not None and where != first_human:
+        return [f"image token: {IMAGE_TOKEN} is in turn {where}, not in the first human turn ({first_human})"]
+    return []
