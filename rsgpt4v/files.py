@@ -1,14 +1,24 @@
-"""Files written whole: beside their name first, then renamed into place; images linked or copied the same way."""
+"""JSON Lines in and out through `jsonlines` (one canonical writer, one streaming reader); files
+written whole: beside their name first, then renamed into place; images linked or copied the same way.
+
+The reader is the one of every JSONL file the package reads (build output, batch request and
+result files): a line that cannot be read comes as (line, None, reason), with the reason reading
+"kind: detail" (`invalid JSON`, `truncated`), and reading goes on with the next line.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import jsonlines
+
+# (line number, the value or None, why the line could not be read or None)
+Line = tuple[int, Any, str | None]
 
 
 def dumps(obj: Any) -> str:
@@ -20,6 +30,74 @@ def jsonl_writer(path: Path) -> jsonlines.Writer:
     """The one JSON Lines writer of every output file (build, export, merge): one canonical line per
     object, streamed, so output is byte-identical between runs and never held in memory."""
     return jsonlines.open(path, mode="w", dumps=dumps)
+
+
+def loads(line: str) -> Any:
+    """One line's JSON value, read without its line break, so an error at the end of the line points
+    there and not at a line 2."""
+    return json.loads(line.rstrip("\r\n"))
+
+
+class _Lines:
+    """The lines of a binary stream, counted, with the last one kept whole (jsonlines keeps a
+    stripped copy only, and whether it ended in a newline tells a truncated file)."""
+
+    def __init__(self, lines: Iterable[bytes]) -> None:
+        self._lines = iter(lines)
+        self.last = b""
+        self.number = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> bytes:
+        self.last = next(self._lines)
+        self.number += 1
+        return self.last
+
+
+def read_jsonl(lines: Iterable[bytes], skip_blank: bool = False) -> Iterator[Line]:
+    """Every line of JSON Lines given as bytes (a file opened "rb", which splits at "\n" only, so "\r"
+    or U+2028 inside a value does not split a record) as (line number, value, None); a line that
+    cannot be read as (line number, None, reason), and the reading goes on. Blank lines are
+    skipped with `skip_blank`, else reported."""
+    counted = _Lines(lines)
+    reader = jsonlines.Reader(counted, loads=loads)
+    while True:
+        try:
+            value = reader.read(allow_none=True, skip_empty=skip_blank)
+        except EOFError:
+            return
+        except jsonlines.InvalidLineError as exc:
+            yield counted.number, None, _invalid(counted.last, exc.__cause__)
+        except RecursionError as exc:
+            yield counted.number, None, unreadable(exc)
+        else:
+            yield counted.number, value, None
+
+
+def _invalid(raw: bytes, cause: BaseException | None) -> str:
+    if isinstance(cause, UnicodeDecodeError):
+        return f"invalid JSON: not UTF-8 text (byte {cause.start + 1} of the line)"
+    if not raw.strip():
+        return "invalid JSON: blank line"
+    if isinstance(cause, json.JSONDecodeError):
+        if not raw.endswith(b"\n"):
+            return f"truncated: the last line is cut off ({json_detail(cause)})"
+        return f"invalid JSON: {json_detail(cause)}"
+    return unreadable(cause)
+
+
+def json_detail(exc: json.JSONDecodeError) -> str:
+    """Where and why JSON could not be read: "message: column N"."""
+    return f"{exc.msg}: column {exc.colno}"
+
+
+def unreadable(exc: BaseException | None) -> str:
+    """Valid JSON syntax that Python will not read: nesting past the recursion limit, or an integer
+    of more than 4300 digits."""
+    return "invalid JSON: " + ("nested too deeply to read" if isinstance(exc, RecursionError)
+                               else "an integer too long to read")
 
 
 def write_atomic(path: Path, data: bytes) -> None:

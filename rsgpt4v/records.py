@@ -1,4 +1,4 @@
-"""Reading record files: JSONL streamed line by line and LLaVA JSON lists, each record with the line it
+"""Reading record files: JSONL streamed line by line (`files.read_jsonl`) and LLaVA JSON lists, each record with the line it
 starts on and, for a part that cannot be read, the reason.
 
 A record's `meta` may be an object or, as the exports write it (one table schema for `datasets`),
@@ -22,6 +22,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from PIL import Image
+
+from rsgpt4v.files import json_detail, read_jsonl, unreadable
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 
@@ -52,9 +54,7 @@ def read_records(path: Path) -> Iterator[Entry]:
         if path.suffix == ".json":
             entries: Iterator[Entry] = _json_list(f.read())
         else:
-            # Binary lines: a stray byte that is not UTF-8 spoils its line only, and "\r" or U+2028
-            # inside a value does not split a record the way text mode's universal newlines would.
-            entries = (_jsonl_line(n, raw) for n, raw in enumerate(f, start=1))
+            entries = read_jsonl(f)
         for line, record, reason in entries:
             yield line, _meta_object(record), reason
 
@@ -88,24 +88,6 @@ def json_type(value: Any) -> str:
     return names.get(type(value), "null")
 
 
-def _jsonl_line(n: int, raw: bytes) -> Entry:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return n, None, f"invalid JSON: not UTF-8 text (byte {exc.start + 1} of the line)"
-    if not text.strip():
-        return n, None, "invalid JSON: blank line"
-    try:
-        # Without its newline, so an error at the end of the line points there and not at a line 2.
-        return n, json.loads(text.rstrip("\r\n")), None
-    except json.JSONDecodeError as exc:
-        if not raw.endswith(b"\n"):
-            return n, None, f"truncated: the last line is cut off ({_detail(exc)})"
-        return n, None, f"invalid JSON: {_detail(exc)}"
-    except (RecursionError, ValueError) as exc:
-        return n, None, _unreadable(exc)
-
-
 def _json_list(data: bytes) -> Iterator[Entry]:
     try:
         text = data.decode("utf-8")
@@ -125,10 +107,10 @@ def _json_list(data: bytes) -> Iterator[Entry]:
         try:
             value, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            yield exc.lineno, None, _list_error(cut, _detail(exc))
+            yield exc.lineno, None, _list_error(cut, json_detail(exc))
             return
         except (RecursionError, ValueError) as exc:
-            yield text.count("\n", 0, pos) + 1, None, _unreadable(exc)
+            yield text.count("\n", 0, pos) + 1, None, unreadable(exc)
             return
         line += text.count("\n", counted, pos)
         counted = pos
@@ -147,17 +129,6 @@ def _json_list(data: bytes) -> Iterator[Entry]:
         yield text.count("\n", 0, rest) + 1, None, "invalid JSON: extra data after the list"
 
 
-def _unreadable(exc: RecursionError | ValueError) -> str:
-    """Valid JSON syntax that Python will not read: nesting past the recursion limit, or an integer
-    of more than 4300 digits."""
-    return "invalid JSON: " + ("nested too deeply to read" if isinstance(exc, RecursionError)
-                               else "an integer too long to read")
-
-
-def _detail(exc: json.JSONDecodeError) -> str:
-    return f"{exc.msg}: column {exc.colno}"
-
-
 def _list_error(cut: bool, detail: str) -> str:
     return f"truncated: the file ends before the list is closed ({detail})" if cut else f"invalid JSON: {detail}"
 
@@ -166,9 +137,9 @@ def _not_a_list(text: str) -> Entry:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        return exc.lineno, None, f"invalid JSON: {_detail(exc)}"
+        return exc.lineno, None, f"invalid JSON: {json_detail(exc)}"
     except (RecursionError, ValueError) as exc:
-        return None, None, _unreadable(exc)
+        return None, None, unreadable(exc)
     return None, None, f"not a list: a .json file must hold a list of records, not a JSON {json_type(value)}"
 
 

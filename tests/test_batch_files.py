@@ -3,13 +3,17 @@ run-batch (same custom_id, OpenAI batch-output lines) and the dataset must equal
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
+import httpx2
+import openai
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
-from rsgpt4v.llm.batch import BatchQueue
+from rsgpt4v.cost import PriceTable
+from rsgpt4v.llm.batch import BatchQueue, BatchState, collect
 from rsgpt4v.llm.batch_files import import_results, write_request_files
 from rsgpt4v.llm.cache import Cache
 from rsgpt4v.llm.mock import completion_for
@@ -124,9 +128,63 @@ def test_import_keeps_answers_and_names_every_bad_line(tmp_path: Path) -> None:
     assert tally.problems == [
         f"{results}:2: status 500: boom; the request is written again on the next pass",
         f"{results}:3: no response (expired); the request is written again on the next pass",
-        f"{results}:4: invalid JSON (Expecting property name enclosed in double quotes)",
+        f"{results}:4: invalid JSON: Expecting property name enclosed in double quotes: column 2",
         f"{results}:5: no custom_id; the request is written again on the next pass",
     ]
     cache.close()
     code, output = run("batch", "import", str(tmp_path), str(results))
     assert code == 1 and "imported 1 answers" in output
+
+
+def test_import_reads_line_by_line_through_separators_bad_bytes_and_a_cut_last_line(tmp_path: Path) -> None:
+    """A U+2028 or CR inside an answer does not split its line; a line that is not UTF-8 and a last
+    line cut off are named, and the lines around them imported."""
+    def line(key: str, text: str) -> bytes:
+        body = completion_for({"model": "m", "messages": []})
+        body["choices"][0]["message"]["content"] = text
+        record = {"custom_id": key, "response": {"status_code": 200, "body": body}}
+        return json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
+
+    results = tmp_path / "results.jsonl"
+    results.write_bytes(line("a", "one\u2028two") + b'{"custom_id": "\xff"}\n' + line("b", "three")
+                        + line("c", "four")[:30])
+    cache = Cache(tmp_path / "cache.sqlite")
+    tally = import_results([results], cache, "m")
+    assert tally.answers == 2
+    assert cache.get("a")["choices"][0]["message"]["content"] == "one\u2028two"
+    assert cache.get("b")["choices"][0]["message"]["content"] == "three"
+    assert tally.problems == [f"{results}:2: invalid JSON: not UTF-8 text (byte 16 of the line)",
+                              f"{results}:4: truncated: the last line is cut off "
+                              "(Expecting value: column 31)"]
+    cache.close()
+
+
+def test_collect_reads_batch_output_line_by_line_and_counts_a_bad_line_as_failed(tmp_path: Path) -> None:
+    """The Batch API's output file through the same reader: a U+2028 inside an answer does not split
+    its line, and a line that cannot be read is counted failed (its request goes in the next pass)."""
+    def answer(key: str, text: str) -> bytes:
+        body = completion_for({"model": "m", "messages": []})
+        body["choices"][0]["message"]["content"] = text
+        record = {"custom_id": key, "response": {"status_code": 200, "body": body}}
+        return json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
+
+    output = answer("a", "one\u2028two") + b"{oops\n\n" + answer("b", "three")
+    batch = {"id": "batch_1", "object": "batch", "endpoint": "/v1/chat/completions", "completion_window": "24h",
+             "input_file_id": "file_in", "output_file_id": "file_out", "status": "completed", "created_at": 1}
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path.endswith("/files/file_out/content"):
+            return httpx2.Response(200, content=output)
+        assert request.url.path.endswith("/batches/batch_1"), request.url
+        return httpx2.Response(200, json=batch)
+
+    client = openai.AsyncOpenAI(api_key="sk-test", base_url="http://test.invalid/v1", max_retries=0,
+                                http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)))
+    cache = Cache(tmp_path / "cache.sqlite")
+    state = BatchState(tmp_path / "batch", cache.path)
+    state.batches.append({"id": "batch_1", "status": "in_progress", "collected": False, "pass": "pass-001"})
+    tally = asyncio.run(collect(client, state, cache, PriceTable.load(), "gpt-4o"))
+    assert tally == {"answers": 2, "failed": 1, "rejected": 0}
+    assert cache.get("a")["choices"][0]["message"]["content"] == "one\u2028two"
+    assert cache.get("b")["choices"][0]["message"]["content"] == "three"
+    cache.close()

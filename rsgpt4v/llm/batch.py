@@ -10,6 +10,7 @@ next pass; a request the API rejected as invalid (4xx) is remembered and fails i
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import time
 from dataclasses import dataclass, field
@@ -19,8 +20,8 @@ from typing import Any
 import openai
 
 from rsgpt4v.cost import PriceTable
+from rsgpt4v.files import read_jsonl, write_atomic
 from rsgpt4v.llm.cache import Cache
-from rsgpt4v.files import write_atomic
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 
@@ -110,6 +111,14 @@ def split_request_files(queue: BatchQueue, folder: Path, prefix: str, max_lines:
     return files
 
 
+def request_id(path: Path, number: int, line: Any, reason: str | None) -> str:
+    """The custom_id of one line of a request file this package wrote; ValueError naming the line
+    when it has none."""
+    if reason is None and isinstance(line, dict) and isinstance(line.get("custom_id"), str):
+        return line["custom_id"]
+    raise ValueError(f"{path}:{number}: {reason or 'not a request with a custom_id'}")
+
+
 async def submit(client: openai.AsyncOpenAI, state: BatchState, queue: BatchQueue, max_lines: int,
                  max_bytes: int) -> list[dict[str, Any]]:
     """Upload the queued requests and create one batch per request file.
@@ -124,7 +133,7 @@ async def submit(client: openai.AsyncOpenAI, state: BatchState, queue: BatchQueu
     known = {b["id"] for b in state.batches if b.get("id")}
     for path in split_request_files(queue, state.folder / "requests", prefix, max_lines, max_bytes):
         data = path.read_bytes()
-        keys = [json.loads(line)["custom_id"] for line in data.decode("utf-8").splitlines()]
+        keys = [request_id(path, *line) for line in read_jsonl(io.BytesIO(data))]
         stages: dict[str, int] = {}
         for key in keys:
             stages[queue.stages[key]] = stages.get(queue.stages[key], 0) + 1
@@ -210,9 +219,11 @@ async def collect(client: openai.AsyncOpenAI, state: BatchState, cache: Cache, p
             if not entry.get(file_key):
                 continue
             content = await client.files.content(entry[file_key])
-            for line in content.text.splitlines():
-                if line.strip():
-                    _collect_line(json.loads(line), state, cache, prices, model, tally, first)
+            for _, line, reason in read_jsonl(io.BytesIO(content.content), skip_blank=True):
+                if reason is None and isinstance(line, dict) and isinstance(line.get("custom_id"), str):
+                    _collect_line(line, state, cache, prices, model, tally, first)
+                else:
+                    tally["failed"] += 1  # its request is not in the cache, so the next pass asks again
         entry["collected"] = True
         entry["collected_into"] = sorted({*entry.get("collected_into", []), into})
         state.save()

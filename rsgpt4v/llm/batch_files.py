@@ -11,13 +11,13 @@ answered line into the cache, after which the same build command continues exact
 
 from __future__ import annotations
 
-import json
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rsgpt4v.llm.batch import BatchQueue, split_request_files
+from rsgpt4v.files import read_jsonl
+from rsgpt4v.llm.batch import BatchQueue, request_id, split_request_files
 from rsgpt4v.llm.cache import Cache
 
 REQUESTS = Path("batch") / "requests"
@@ -83,38 +83,38 @@ def import_results(paths: list[Path], cache: Cache, model: str, known: set[str] 
     tally = ImportTally()
     for path in paths:
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            tally.problems.append(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})")
+            f = open(path, "rb")
+        except OSError as exc:
+            tally.problems.append(f"{path}: cannot read ({exc.strerror or exc})")
             continue
-        for number, raw in enumerate(lines, start=1):
-            if not raw.strip():
-                continue
-            try:
-                line = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                tally.problems.append(f"{path}:{number}: invalid JSON ({exc.msg})")
-                continue
-            if not isinstance(line, dict):
-                tally.problems.append(f"{path}:{number}: not a JSON object")
-                continue
-            key, body, why = _answer(line)
-            if body is None or key is None:
-                tally.failed += 1
-                tally.problems.append(f"{path}:{number}: {why}; the request is written again on the next pass")
-                continue
-            if known is not None and key not in known:
-                tally.unknown += 1
-            cache.put(key, "batch", str(body.get("model") or model), body)
-            tally.answers += 1
+        with f:
+            for number, line, reason in read_jsonl(f, skip_blank=True):
+                if reason is None and not isinstance(line, dict):
+                    reason = "not a JSON object"
+                if reason is not None:
+                    tally.problems.append(f"{path}:{number}: {reason}")
+                    continue
+                _import_line(path, number, line, cache, model, known, tally)
     return tally
+
+
+def _import_line(path: Path, number: int, line: dict[str, Any], cache: Cache, model: str, known: set[str] | None,
+                 tally: ImportTally) -> None:
+    key, body, why = _answer(line)
+    if body is None or key is None:
+        tally.failed += 1
+        tally.problems.append(f"{path}:{number}: {why}; the request is written again on the next pass")
+        return
+    if known is not None and key not in known:
+        tally.unknown += 1
+    cache.put(key, "batch", str(body.get("model") or model), body)
+    tally.answers += 1
 
 
 def request_ids(folder: Path) -> set[str]:
     """The custom_ids of the request files in `folder`."""
     ids: set[str] = set()
     for path in sorted(folder.glob("*.jsonl")):
-        for raw in path.read_text(encoding="utf-8").splitlines():
-            if raw.strip():
-                ids.add(json.loads(raw)["custom_id"])
+        with open(path, "rb") as f:
+            ids |= {request_id(path, number, line, reason) for number, line, reason in read_jsonl(f, skip_blank=True)}
     return ids
