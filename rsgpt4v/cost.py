@@ -7,14 +7,15 @@ starts with. Unknown models cost None: estimates then show tokens only.
 from __future__ import annotations
 
 import base64
+import datetime
 import io
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from PIL import Image
+from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError,
+                      field_validator)
 
 from rsgpt4v.config import yaml_problem
 from rsgpt4v.imaging import image_tokens, patch_tokens
@@ -27,21 +28,25 @@ class PriceError(Exception):
     """A price table that cannot be read or does not have the shape of configs/prices.yaml."""
 
 
-def _price(value: object) -> float:
-    number = float(value)  # type: ignore[arg-type]
-    if not math.isfinite(number) or number < 0:
-        raise ValueError(f"{value!r} is not a price")
-    return number
+# USD per 1M tokens, or the batch fraction of the live price: a finite number, not negative.
+Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
-@dataclass(frozen=True)
-class ImageRule:
-    formula: str = "tiles"
-    base: int = 85
-    tile: int = 170
-    patch: int = 32
-    cap: int = 1536
-    multiplier: float = 1.0
+class _Entry(BaseModel):
+    # Frozen, and unknown keys refused: a misspelt key would otherwise leave a default in force.
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ImageRule(_Entry):
+    """How a model counts an image's input tokens: OpenAI's 512-pixel tiles (`base` + `tile` per
+    tile) or 32-pixel patches (`patch`, up to `cap`, times `multiplier`)."""
+
+    formula: Literal["tiles", "patches"] = "tiles"
+    base: NonNegativeInt = 85
+    tile: NonNegativeInt = 170
+    patch: PositiveInt = 32
+    cap: PositiveInt = 1536
+    multiplier: PositiveFloat = 1.0
 
     def tokens(self, width: int, height: int, detail: str) -> int:
         if self.formula == "patches":
@@ -49,43 +54,50 @@ class ImageRule:
         return image_tokens(width, height, detail, self.base, self.tile)
 
 
-@dataclass(frozen=True)
-class ModelPrice:
-    input: float
-    output: float
-    image: ImageRule = field(default_factory=ImageRule)
+class ModelPrice(_Entry):
+    """One model's prices and image rule."""
+
+    input: Price
+    output: Price
+    image: ImageRule = Field(default_factory=ImageRule)
 
 
-@dataclass(frozen=True)
-class PriceTable:
+class PriceTable(_Entry):
+    """configs/prices.yaml: the date the prices were copied, the batch discount, the output tokens
+    estimates expect per stage, and the models' prices."""
+
     date: str
-    batch_discount: float
-    expected_output: dict[str, int]
+    batch_discount: Annotated[Price, Field(le=1)]
+    expected_output: dict[str, NonNegativeInt] = Field(alias="expected_output_tokens")
     models: dict[str, ModelPrice]
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _date_text(cls, value: Any) -> Any:
+        # YAML reads an unquoted 2026-11-01 as a date.
+        return str(value) if isinstance(value, datetime.date) else value
 
     @classmethod
     def load(cls, path: Path | None = None) -> PriceTable:
-        """The table in `path` (default configs/prices.yaml), or PriceError naming the file and what is wrong."""
+        """The table in `path` (default configs/prices.yaml), or PriceError naming the file and, in
+        one line, the key at fault and what is wrong with it."""
         path = Path(path) if path is not None else resource_dir("configs") / "prices.yaml"
         try:
-            data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise PriceError(f"{path}: cannot read the price table ({exc.strerror})") from None
         except UnicodeDecodeError as exc:
             raise PriceError(f"{path}: not UTF-8 text (byte {exc.start + 1})") from None
         except yaml.YAMLError as exc:
             raise PriceError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
-        try:
-            models = {str(name): ModelPrice(input=_price(m["input"]), output=_price(m["output"]),
-                                            image=ImageRule(**m.get("image", {})))
-                      for name, m in data["models"].items()}
-            return cls(date=str(data["date"]), batch_discount=_price(data["batch_discount"]),
-                       expected_output={str(k): int(v) for k, v in data["expected_output_tokens"].items()},
-                       models=models)
-        except KeyError as exc:
-            problem = f"no {exc.args[0]!r} entry"
-        except (TypeError, ValueError, AttributeError) as exc:
-            problem = str(exc)
+        if not isinstance(data, dict):
+            problem = ("a mapping of date, batch_discount, expected_output_tokens and models, not "
+                       + ("an empty file" if data is None else f"a YAML {type(data).__name__}"))
+        else:
+            try:
+                return cls.model_validate(data)
+            except ValidationError as exc:
+                problem = _problem(exc)
         raise PriceError(f"{path}: not a price table like configs/prices.yaml ({problem})")
 
     def price(self, model: str) -> ModelPrice | None:
@@ -102,6 +114,15 @@ class PriceTable:
             return None
         usd = (prompt_tokens * price.input + completion_tokens * price.output) / 1_000_000
         return usd * self.batch_discount if batch else usd
+
+
+def _problem(exc: ValidationError) -> str:
+    """The first fault pydantic found, as "key.path: what is wrong" (or "no 'key' entry")."""
+    first = exc.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    where = ".".join(loc[:-1] if first["type"] == "missing" else loc)
+    what = f"no {loc[-1]!r} entry" if first["type"] == "missing" else first["msg"]
+    return f"{where}: {what}" if where else what
 
 
 def prompt_token_parts(body: dict[str, Any], rule: ImageRule) -> tuple[int, int]:

@@ -61,7 +61,7 @@ def test_cache_that_is_a_folder_is_refused_and_left_alone(tmp_path: Path) -> Non
 @pytest.mark.parametrize("text, problem", [
     ("models: [1, 2\n", "not valid YAML"),
     ("date: 2026-01-01\nbatch_discount: 0.5\nexpected_output_tokens: {}\nmodels: {gpt-4o: {input: cheap, output: 1}}\n",
-     "could not convert string to float: 'cheap'"),
+     "models.gpt-4o.input: Input should be a valid number"),
     ("date: 2026-01-01\nmodels: {}\n", "no 'batch_discount' entry"),
     ("- just a list\n", "not a price table"),
 ])
