@@ -115,7 +115,7 @@ class _Validator:
 
     def record(self, path: Path, line: int | None, rec: Any) -> list[str]:
         verdict = check_record(rec)
-        reasons = verdict.problems
+        reasons = list(verdict.problems)
         if not isinstance(rec, dict):
             return reasons
         if isinstance(rec.get("id"), str):
