@@ -2,8 +2,9 @@
 written whole: beside their name first, then renamed into place; images linked or copied the same way.
 
 The reader is the one of every JSONL file the package reads (build output, batch request and
-result files): a line that cannot be read comes as (line, None, reason), with the reason reading
-"kind: detail" (`invalid JSON`, `truncated`), and reading goes on with the next line.
+result files): a line that cannot be read comes as (line, None, problem), the problem a `ReadKind`
+(`invalid JSON`, `truncated`) with a detail, reading "kind: detail", and reading goes on with the
+next line.
 """
 
 from __future__ import annotations
@@ -12,13 +13,35 @@ import json
 import os
 import shutil
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import jsonlines
 
+
+
+class ReadKind(StrEnum):
+    """Why a line of JSON Lines is no value."""
+
+    INVALID_JSON = "invalid JSON"
+    TRUNCATED = "truncated"
+
+
+@dataclass(frozen=True)
+class ReadProblem:
+    """Why a line could not be read; reads "kind: detail"."""
+
+    kind: ReadKind
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
 # (line number, the value or None, why the line could not be read or None)
-Line = tuple[int, Any, str | None]
+Line = tuple[int, Any, ReadProblem | None]
 
 
 def dumps(obj: Any) -> str:
@@ -59,7 +82,7 @@ class _Lines:
 def read_jsonl(lines: Iterable[bytes], skip_blank: bool = False) -> Iterator[Line]:
     """Every line of JSON Lines given as bytes (a file opened "rb", which splits at "\n" only, so "\r"
     or U+2028 inside a value does not split a record) as (line number, value, None); a line that
-    cannot be read as (line number, None, reason), and the reading goes on. Blank lines are
+    cannot be read as (line number, None, problem), and the reading goes on. Blank lines are
     skipped with `skip_blank`, else reported."""
     counted = _Lines(lines)
     reader = jsonlines.Reader(counted, loads=loads)
@@ -71,21 +94,21 @@ def read_jsonl(lines: Iterable[bytes], skip_blank: bool = False) -> Iterator[Lin
         except jsonlines.InvalidLineError as exc:
             yield counted.number, None, _invalid(counted.last, exc.__cause__)
         except RecursionError as exc:
-            yield counted.number, None, unreadable(exc)
+            yield counted.number, None, ReadProblem(ReadKind.INVALID_JSON, unreadable(exc))
         else:
             yield counted.number, value, None
 
 
-def _invalid(raw: bytes, cause: BaseException | None) -> str:
+def _invalid(raw: bytes, cause: BaseException | None) -> ReadProblem:
     if isinstance(cause, UnicodeDecodeError):
-        return f"invalid JSON: not UTF-8 text (byte {cause.start + 1} of the line)"
+        return ReadProblem(ReadKind.INVALID_JSON, f"not UTF-8 text (byte {cause.start + 1} of the line)")
     if not raw.strip():
-        return "invalid JSON: blank line"
+        return ReadProblem(ReadKind.INVALID_JSON, "blank line")
     if isinstance(cause, json.JSONDecodeError):
         if not raw.endswith(b"\n"):
-            return f"truncated: the last line is cut off ({json_detail(cause)})"
-        return f"invalid JSON: {json_detail(cause)}"
-    return unreadable(cause)
+            return ReadProblem(ReadKind.TRUNCATED, f"the last line is cut off ({json_detail(cause)})")
+        return ReadProblem(ReadKind.INVALID_JSON, json_detail(cause))
+    return ReadProblem(ReadKind.INVALID_JSON, unreadable(cause))
 
 
 def json_detail(exc: json.JSONDecodeError) -> str:
@@ -94,10 +117,9 @@ def json_detail(exc: json.JSONDecodeError) -> str:
 
 
 def unreadable(exc: BaseException | None) -> str:
-    """Valid JSON syntax that Python will not read: nesting past the recursion limit, or an integer
-    of more than 4300 digits."""
-    return "invalid JSON: " + ("nested too deeply to read" if isinstance(exc, RecursionError)
-                               else "an integer too long to read")
+    """Why valid JSON syntax is still no value in Python: nesting past the recursion limit, or an
+    integer of more than 4300 digits."""
+    return "nested too deeply to read" if isinstance(exc, RecursionError) else "an integer too long to read"
 
 
 def write_atomic(path: Path, data: bytes) -> None:

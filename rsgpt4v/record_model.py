@@ -8,23 +8,45 @@ start), and optionally the strings `task`, `source`, `split` and a `meta` object
 write as a JSON string holding one; `records.read_records` hands it over decoded). Other tools'
 LLaVA files without task, source, split or meta meet the contract too.
 
-`record_problems` is the one verdict: each problem a one-line reason reading "kind: detail"
-(`not an object`, `shape`, `empty value`, `roles`, `image token`), worded the same for every
-command. What a command needs beyond the contract (image files, box text, image sizes) stays
-with that command.
+`check_record` is the one verdict: each fault a `Fault` of a `Kind` (`not an object`, `shape`,
+`empty value`, `roles`, `image token`) and a detail, reading "kind: detail" in one line, worded the
+same for every command; a command that counts faults counts their kinds, never their text. What a
+command needs beyond the contract (image files, box text, image sizes) stays with that command.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rsgpt4v.records import json_type, not_an_object
+from rsgpt4v.records import json_type
 
 IMAGE_TOKEN = "<image>"
 ROLES = ("human", "gpt")
+
+
+class Kind(StrEnum):
+    """Which part of the contract a record breaks."""
+
+    NOT_AN_OBJECT = "not an object"
+    SHAPE = "shape"
+    EMPTY_VALUE = "empty value"
+    ROLES = "roles"
+    IMAGE_TOKEN = "image token"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One way a record breaks the contract; reads "kind: detail"."""
+
+    kind: Kind
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
 
 
 class Turn(BaseModel):
@@ -52,93 +74,97 @@ class OutputRecord(BaseModel):
 
 @dataclass(frozen=True)
 class Verdict:
-    """What `check_record` found: the reasons, and the conversation when its turns are well formed
+    """What `check_record` found: the faults, and the conversation when its turns are well formed
     (each an object with string `from` and `value`), which the commands' own checks then read."""
 
-    problems: list[str]
+    faults: list[Fault]
     turns: list[dict[str, str]] | None
 
 
 def check_record(record: Any) -> Verdict:
-    """Everything that keeps a parsed record from meeting the contract, one reason each."""
+    """Everything that keeps a parsed record from meeting the contract, one fault each."""
     if not isinstance(record, dict):
-        return Verdict([not_an_object(record)], None)
+        return Verdict([Fault(Kind.NOT_AN_OBJECT, f"the record is a JSON {json_type(record)}")], None)
     try:
         OutputRecord.model_validate(record)
     except ValidationError as exc:
         errors = exc.errors()
     else:
         errors = []
-    reasons = _shape(errors)
-    reasons += [f"empty value: {key!r} is empty" for key in ("id", "image")
-                if isinstance(record.get(key), str) and not record[key].strip()]
+    faults = _shape(errors)
+    faults += [Fault(Kind.EMPTY_VALUE, f"{key!r} is empty") for key in ("id", "image")
+               if isinstance(record.get(key), str) and not record[key].strip()]
     if any(e["loc"][0] == "conversations" for e in errors):
-        return Verdict(reasons, None)
+        return Verdict(faults, None)
     turns = record["conversations"]
-    reasons += _roles(turns)
+    faults += _roles(turns)
     if isinstance(record.get("image"), str):
-        reasons += _image_token(turns)
-    reasons += [f"empty value: turn {i} ({t['from']}) is empty" for i, t in enumerate(turns, 1) if not t["value"].strip()]
-    return Verdict(reasons, turns)
+        faults += _image_token(turns)
+    faults += [Fault(Kind.EMPTY_VALUE, f"turn {i} ({t['from']}) is empty")
+               for i, t in enumerate(turns, 1) if not t["value"].strip()]
+    return Verdict(faults, turns)
 
 
 def record_problems(record: Any) -> list[str]:
-    """The contract's reasons against a parsed record; [] when it meets the contract."""
-    return check_record(record).problems
+    """The contract's faults of a parsed record as "kind: detail" lines; [] when it meets the contract."""
+    return [str(f) for f in check_record(record).faults]
 
 
 def first_problem(record: Any) -> str | None:
     """The first of `record_problems`, for the commands that skip a record on its first fault."""
-    problems = check_record(record).problems
-    return problems[0] if problems else None
+    faults = check_record(record).faults
+    return str(faults[0]) if faults else None
 
 
-def _shape(errors: list[Any]) -> list[str]:
-    """Pydantic's errors as the contract's reasons, one per key and one per broken turn."""
-    reasons: list[str] = []
+def _shape(errors: list[Any]) -> list[Fault]:
+    """Pydantic's errors as the contract's faults, one per key and one per broken turn."""
+    faults: list[Fault] = []
     for e in errors:
         key, rest = e["loc"][0], e["loc"][1:]
         if key == "conversations" and rest:
-            reason = f"shape: turn {int(rest[0]) + 1} must be an object with string 'from' and 'value'"
+            detail = f"turn {int(rest[0]) + 1} must be an object with string 'from' and 'value'"
         elif e["type"] == "missing":
-            reason = f"shape: no {key!r}"
+            detail = f"no {key!r}"
         elif key == "conversations":
-            reason = "shape: 'conversations' must be a non-empty list"
+            detail = "'conversations' must be a non-empty list"
         elif key == "meta" and isinstance(e["input"], str):
-            reason = "shape: 'meta' is a JSON string that does not hold an object"
+            detail = "'meta' is a JSON string that does not hold an object"
         elif key == "meta":
-            reason = f"shape: 'meta' is a JSON {json_type(e['input'])}, not an object"
+            detail = f"'meta' is a JSON {json_type(e['input'])}, not an object"
         else:
-            reason = f"shape: {key!r} is a JSON {json_type(e['input'])}, not a string"
-        if reason not in reasons:
-            reasons.append(reason)
-    return reasons
+            detail = f"{key!r} is a JSON {json_type(e['input'])}, not a string"
+        fault = Fault(Kind.SHAPE, detail)
+        if fault not in faults:
+            faults.append(fault)
+    return faults
 
 
-def _roles(turns: list[dict[str, str]]) -> list[str]:
+def _roles(turns: list[dict[str, str]]) -> list[Fault]:
     """The first turn out of the human, gpt, human, gpt ... order, or a conversation ending on a question."""
     for i, t in enumerate(turns):
         expected = ROLES[i % 2]
         if t["from"] != expected:
-            return [f"roles: turn {i + 1} is from {t['from']!r}, expected {expected!r}"]
+            return [Fault(Kind.ROLES, f"turn {i + 1} is from {t['from']!r}, expected {expected!r}")]
     if len(turns) % 2:
-        return [f"roles: the last turn ({len(turns)}) is from 'human'; a conversation ends with 'gpt'"]
+        return [Fault(Kind.ROLES, f"the last turn ({len(turns)}) is from 'human'; a conversation ends with 'gpt'")]
     return []
 
 
-def _image_token(turns: list[dict[str, str]]) -> list[str]:
+def _image_token(turns: list[dict[str, str]]) -> list[Fault]:
     """`<image>` once, in the first human turn (a conversation without human turns fails `_roles` instead)."""
     counts = {i: t["value"].count(IMAGE_TOKEN) for i, t in enumerate(turns, 1) if IMAGE_TOKEN in t["value"]}
     total = sum(counts.values())
     if total == 0:
-        return [f"image token: no {IMAGE_TOKEN} though the record has an image"]
+        return [Fault(Kind.IMAGE_TOKEN, f"no {IMAGE_TOKEN} though the record has an image")]
     in_answers = [i for i in counts if turns[i - 1]["from"] == "gpt"]
     if in_answers:
-        return [f"image token: {IMAGE_TOKEN} in a gpt turn (turn {in_answers[0]})"]
+        return [Fault(Kind.IMAGE_TOKEN, f"{IMAGE_TOKEN} in a gpt turn (turn {in_answers[0]})")]
     if total > 1:
-        return [f"image token: {IMAGE_TOKEN} appears {total} times (turns {', '.join(map(str, counts))})"]
+        turns_with = ", ".join(map(str, counts))
+        return [Fault(Kind.IMAGE_TOKEN, f"{IMAGE_TOKEN} appears {total} times (turns {turns_with})")]
     first_human = next((i for i, t in enumerate(turns, 1) if t["from"] == "human"), None)
     (where,) = counts
     if first_human is not None and where != first_human:
-        return [f"image token: {IMAGE_TOKEN} is in turn {where}, not in the first human turn ({first_human})"]
+        return [Fault(Kind.IMAGE_TOKEN,
+                      f"{IMAGE_TOKEN} is in turn {where}, not in the first human turn ({first_human})")]
     return []

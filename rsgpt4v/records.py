@@ -1,14 +1,13 @@
-"""Reading record files: JSONL streamed line by line (`files.read_jsonl`) and LLaVA JSON lists, each record with the line it
-starts on and, for a part that cannot be read, the reason.
+"""Reading record files: JSONL streamed line by line (`files.read_jsonl`) and LLaVA JSON lists, each
+record with the line it starts on and, for a part that cannot be read, the reason.
 
 A record's `meta` may be an object or, as the exports write it (one table schema for `datasets`),
 a JSON string holding one: readers get the object either way.
 
-`validate`, `stats`, `preview` and `export` all read through `read_records`, so a bad line is named
+`validate`, `stats`, `preview`, `export` and `merge` all read through `read_records`, so a bad line is named
 the same way everywhere: `located(file, line, reason)` gives `file:line: reason`, where the reason
 reads "kind: detail" (`invalid JSON`, `truncated`, `not a list`, `cannot open`). What makes a
-well-read record usable differs per command and stays with each command's own shape checks; only
-the first of them, that a record is a JSON object at all, is worded here.
+well-read record usable is the record contract (`record_model`) and what each command needs beyond it.
 """
 
 from __future__ import annotations
@@ -54,7 +53,7 @@ def read_records(path: Path) -> Iterator[Entry]:
         if path.suffix == ".json":
             entries: Iterator[Entry] = _json_list(f.read())
         else:
-            entries = read_jsonl(f)
+            entries = ((n, value, str(problem) if problem else None) for n, value, problem in read_jsonl(f))
         for line, record, reason in entries:
             yield line, _meta_object(record), reason
 
@@ -75,11 +74,6 @@ def located(file: Path | str, line: int | None, reason: str) -> str:
     """`file:line: reason`, or `file: reason` when the whole file is at fault."""
     where = f"{file}:{line}" if line is not None else str(file)
     return f"{where}: {reason}"
-
-
-def not_an_object(record: Any) -> str:
-    """The reason every command gives for a record that is not a JSON object."""
-    return f"not an object: the record is a JSON {json_type(record)}"
 
 
 def json_type(value: Any) -> str:
@@ -110,7 +104,7 @@ def _json_list(data: bytes) -> Iterator[Entry]:
             yield exc.lineno, None, _list_error(cut, json_detail(exc))
             return
         except (RecursionError, ValueError) as exc:
-            yield text.count("\n", 0, pos) + 1, None, unreadable(exc)
+            yield text.count("\n", 0, pos) + 1, None, f"invalid JSON: {unreadable(exc)}"
             return
         line += text.count("\n", counted, pos)
         counted = pos
@@ -139,7 +133,7 @@ def _not_a_list(text: str) -> Entry:
     except json.JSONDecodeError as exc:
         return exc.lineno, None, f"invalid JSON: {json_detail(exc)}"
     except (RecursionError, ValueError) as exc:
-        return None, None, unreadable(exc)
+        return None, None, f"invalid JSON: {unreadable(exc)}"
     return None, None, f"not a list: a .json file must hold a list of records, not a JSON {json_type(value)}"
 
 

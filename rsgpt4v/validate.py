@@ -115,7 +115,7 @@ class _Validator:
 
     def record(self, path: Path, line: int | None, rec: Any) -> list[str]:
         verdict = check_record(rec)
-        reasons = list(verdict.problems)
+        reasons = [str(f) for f in verdict.faults]
         if not isinstance(rec, dict):
             return reasons
         if isinstance(rec.get("id"), str):

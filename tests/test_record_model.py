@@ -16,7 +16,7 @@ from rsgpt4v.export import export
 from rsgpt4v.merge import merge
 from rsgpt4v.output import ContractError, render
 from rsgpt4v.preview import preview
-from rsgpt4v.record_model import record_problems
+from rsgpt4v.record_model import Kind, check_record, record_problems
 from rsgpt4v.records import located
 from rsgpt4v.schema import Record, Turn
 from rsgpt4v.stats import stats
@@ -132,6 +132,11 @@ def test_a_record_may_list_every_fault_it_has() -> None:
     assert record_problems(record) == ["shape: 'id' is a JSON number, not a string", "shape: no 'image'",
                                        "shape: turn 2 must be an object with string 'from' and 'value'",
                                        "shape: 'meta' is a JSON string that does not hold an object"]
+    assert check_record(record).turns is None
+    record = {"id": "x", "image": "a.png", "conversations": [{"from": "gpt", "value": "<image>"}]}
+    verdict = check_record(record)
+    assert [f.kind for f in verdict.faults] == [Kind.ROLES, Kind.IMAGE_TOKEN]
+    assert verdict.turns == record["conversations"]
 
 
 def test_other_tools_records_without_task_source_split_or_meta_meet_the_contract() -> None:

@@ -3,12 +3,14 @@ messages from every command that reads records."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 
 from rsgpt4v.export import export, main_export
+from rsgpt4v.files import ReadKind, read_jsonl
 from rsgpt4v.preview import main_preview
 from rsgpt4v.records import data_files, located, read_records
 from rsgpt4v.stats import main_stats
@@ -30,6 +32,21 @@ def test_jsonl_lines_are_read_one_by_one(tmp_path: Path) -> None:
     entries = list(read_records(path))
     assert [(line, record) for line, record, reason in entries if reason is None] == [(1, {"id": "a"}), (5, [1, 2])]
     assert [(line, reason) for line, _, reason in entries if reason is not None] == _BROKEN_REASONS
+
+
+def test_the_jsonl_reader_reads_on_after_every_kind_of_bad_line() -> None:
+    """jsonlines raises for a bad line after consuming it; the reader names it by kind and goes on,
+    including past values Python will not read (too deep, too long an integer) and, with
+    `skip_blank`, without reporting blank lines."""
+    data = _BROKEN_JSONL.replace(b"[1, 2]", b"[" * 100_000 + b"\nnull\n" + b"1" * 5000)
+    entries = list(read_jsonl(io.BytesIO(data)))
+    assert [(n, value) for n, value, problem in entries if problem is None] == [(1, {"id": "a"}), (6, None)]
+    assert [(n, p.kind) for n, _, p in entries if p is not None] == [
+        (2, ReadKind.INVALID_JSON), (3, ReadKind.INVALID_JSON), (4, ReadKind.INVALID_JSON),
+        (5, ReadKind.INVALID_JSON), (7, ReadKind.INVALID_JSON), (8, ReadKind.TRUNCATED)]
+    assert [str(p) for n, _, p in entries if n in (5, 7)] == ["invalid JSON: nested too deeply to read",
+                                                               "invalid JSON: an integer too long to read"]
+    assert [n for n, _, _ in read_jsonl(io.BytesIO(data), skip_blank=True)] == [1, 3, 4, 5, 6, 7, 8]
 
 
 def test_line_separators_inside_values_do_not_split_a_record(tmp_path: Path) -> None:

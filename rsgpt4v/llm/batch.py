@@ -20,7 +20,7 @@ from typing import Any
 import openai
 
 from rsgpt4v.cost import PriceTable
-from rsgpt4v.files import read_jsonl, write_atomic
+from rsgpt4v.files import ReadProblem, read_jsonl, write_atomic
 from rsgpt4v.llm.cache import Cache
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
@@ -111,12 +111,12 @@ def split_request_files(queue: BatchQueue, folder: Path, prefix: str, max_lines:
     return files
 
 
-def request_id(path: Path, number: int, line: Any, reason: str | None) -> str:
+def request_id(path: Path, number: int, line: Any, problem: ReadProblem | None) -> str:
     """The custom_id of one line of a request file this package wrote; ValueError naming the line
     when it has none."""
-    if reason is None and isinstance(line, dict) and isinstance(line.get("custom_id"), str):
+    if problem is None and isinstance(line, dict) and isinstance(line.get("custom_id"), str):
         return line["custom_id"]
-    raise ValueError(f"{path}:{number}: {reason or 'not a request with a custom_id'}")
+    raise ValueError(f"{path}:{number}: {problem or 'not a request with a custom_id'}")
 
 
 async def submit(client: openai.AsyncOpenAI, state: BatchState, queue: BatchQueue, max_lines: int,
@@ -219,8 +219,8 @@ async def collect(client: openai.AsyncOpenAI, state: BatchState, cache: Cache, p
             if not entry.get(file_key):
                 continue
             content = await client.files.content(entry[file_key])
-            for _, line, reason in read_jsonl(io.BytesIO(content.content), skip_blank=True):
-                if reason is None and isinstance(line, dict) and isinstance(line.get("custom_id"), str):
+            for _, line, problem in read_jsonl(io.BytesIO(content.content), skip_blank=True):
+                if problem is None and isinstance(line, dict) and isinstance(line.get("custom_id"), str):
                     _collect_line(line, state, cache, prices, model, tally, first)
                 else:
                     tally["failed"] += 1  # its request is not in the cache, so the next pass asks again

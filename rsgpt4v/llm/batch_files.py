@@ -88,11 +88,9 @@ def import_results(paths: list[Path], cache: Cache, model: str, known: set[str] 
             tally.problems.append(f"{path}: cannot read ({exc.strerror or exc})")
             continue
         with f:
-            for number, line, reason in read_jsonl(f, skip_blank=True):
-                if reason is None and not isinstance(line, dict):
-                    reason = "not a JSON object"
-                if reason is not None:
-                    tally.problems.append(f"{path}:{number}: {reason}")
+            for number, line, problem in read_jsonl(f, skip_blank=True):
+                if problem is not None or not isinstance(line, dict):
+                    tally.problems.append(f"{path}:{number}: {problem or 'not a JSON object'}")
                     continue
                 _import_line(path, number, line, cache, model, known, tally)
     return tally
@@ -116,5 +114,5 @@ def request_ids(folder: Path) -> set[str]:
     ids: set[str] = set()
     for path in sorted(folder.glob("*.jsonl")):
         with open(path, "rb") as f:
-            ids |= {request_id(path, number, line, reason) for number, line, reason in read_jsonl(f, skip_blank=True)}
+            ids |= {request_id(path, *line) for line in read_jsonl(f, skip_blank=True)}
     return ids
