@@ -2,7 +2,7 @@
 written whole: beside their name first, then renamed into place; images linked or copied the same way.
 
 The reader is the one of every JSONL file the package reads (build output, batch request and
-result files): a line that cannot be read comes as (line, None, problem), the problem a `ReadKind`
+result files): a line that cannot be read comes as (line, None, reason), the reason a `ReadKind`
 (`invalid JSON`, `truncated`) with a detail, reading "kind: detail", and reading goes on with the
 next line.
 """
@@ -30,10 +30,11 @@ class ReadKind(StrEnum):
 
 
 @dataclass(frozen=True)
-class ReadProblem:
-    """Why a line could not be read; reads "kind: detail"."""
+class Reason:
+    """Why something read is not what it should be: a `kind` that reports count (an enum's member,
+    never parsed back out of text) and a `detail` for people; reads "kind: detail"."""
 
-    kind: ReadKind
+    kind: StrEnum
     detail: str
 
     def __str__(self) -> str:
@@ -41,7 +42,7 @@ class ReadProblem:
 
 
 # (line number, the value or None, why the line could not be read or None)
-Line = tuple[int, Any, ReadProblem | None]
+Line = tuple[int, Any, Reason | None]
 
 
 def dumps(obj: Any) -> str:
@@ -94,21 +95,21 @@ def read_jsonl(lines: Iterable[bytes], skip_blank: bool = False) -> Iterator[Lin
         except jsonlines.InvalidLineError as exc:
             yield counted.number, None, _invalid(counted.last, exc.__cause__)
         except RecursionError as exc:
-            yield counted.number, None, ReadProblem(ReadKind.INVALID_JSON, unreadable(exc))
+            yield counted.number, None, Reason(ReadKind.INVALID_JSON, unreadable(exc))
         else:
             yield counted.number, value, None
 
 
-def _invalid(raw: bytes, cause: BaseException | None) -> ReadProblem:
+def _invalid(raw: bytes, cause: BaseException | None) -> Reason:
     if isinstance(cause, UnicodeDecodeError):
-        return ReadProblem(ReadKind.INVALID_JSON, f"not UTF-8 text (byte {cause.start + 1} of the line)")
+        return Reason(ReadKind.INVALID_JSON, f"not UTF-8 text (byte {cause.start + 1} of the line)")
     if not raw.strip():
-        return ReadProblem(ReadKind.INVALID_JSON, "blank line")
+        return Reason(ReadKind.INVALID_JSON, "blank line")
     if isinstance(cause, json.JSONDecodeError):
         if not raw.endswith(b"\n"):
-            return ReadProblem(ReadKind.TRUNCATED, f"the last line is cut off ({json_detail(cause)})")
-        return ReadProblem(ReadKind.INVALID_JSON, json_detail(cause))
-    return ReadProblem(ReadKind.INVALID_JSON, unreadable(cause))
+            return Reason(ReadKind.TRUNCATED, f"the last line is cut off ({json_detail(cause)})")
+        return Reason(ReadKind.INVALID_JSON, json_detail(cause))
+    return Reason(ReadKind.INVALID_JSON, unreadable(cause))
 
 
 def json_detail(exc: json.JSONDecodeError) -> str:

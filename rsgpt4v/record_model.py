@@ -8,7 +8,7 @@ start), and optionally the strings `task`, `source`, `split` and a `meta` object
 write as a JSON string holding one; `records.read_records` hands it over decoded). Other tools'
 LLaVA files without task, source, split or meta meet the contract too.
 
-`check_record` is the one verdict: each fault a `Fault` of a `Kind` (`not an object`, `shape`,
+`check_record` is the one verdict: each fault a `Reason` of a `Kind` (`not an object`, `shape`,
 `empty value`, `roles`, `image token`) and a detail, reading "kind: detail" in one line, worded the
 same for every command; a command that counts faults counts their kinds, never their text. What a
 command needs beyond the contract (image files, box text, image sizes) stays with that command.
@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rsgpt4v.files import Reason
 from rsgpt4v.records import json_type
 
 IMAGE_TOKEN = "<image>"
@@ -36,17 +37,6 @@ class Kind(StrEnum):
     EMPTY_VALUE = "empty value"
     ROLES = "roles"
     IMAGE_TOKEN = "image token"
-
-
-@dataclass(frozen=True)
-class Fault:
-    """One way a record breaks the contract; reads "kind: detail"."""
-
-    kind: Kind
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.kind}: {self.detail}"
 
 
 class Turn(BaseModel):
@@ -77,14 +67,14 @@ class Verdict:
     """What `check_record` found: the faults, and the conversation when its turns are well formed
     (each an object with string `from` and `value`), which the commands' own checks then read."""
 
-    faults: list[Fault]
+    faults: list[Reason]
     turns: list[dict[str, str]] | None
 
 
 def check_record(record: Any) -> Verdict:
     """Everything that keeps a parsed record from meeting the contract, one fault each."""
     if not isinstance(record, dict):
-        return Verdict([Fault(Kind.NOT_AN_OBJECT, f"the record is a JSON {json_type(record)}")], None)
+        return Verdict([Reason(Kind.NOT_AN_OBJECT, f"the record is a JSON {json_type(record)}")], None)
     try:
         OutputRecord.model_validate(record)
     except ValidationError as exc:
@@ -92,7 +82,7 @@ def check_record(record: Any) -> Verdict:
     else:
         errors = []
     faults = _shape(errors)
-    faults += [Fault(Kind.EMPTY_VALUE, f"{key!r} is empty") for key in ("id", "image")
+    faults += [Reason(Kind.EMPTY_VALUE, f"{key!r} is empty") for key in ("id", "image")
                if isinstance(record.get(key), str) and not record[key].strip()]
     if any(e["loc"][0] == "conversations" for e in errors):
         return Verdict(faults, None)
@@ -100,7 +90,7 @@ def check_record(record: Any) -> Verdict:
     faults += _roles(turns)
     if isinstance(record.get("image"), str):
         faults += _image_token(turns)
-    faults += [Fault(Kind.EMPTY_VALUE, f"turn {i} ({t['from']}) is empty")
+    faults += [Reason(Kind.EMPTY_VALUE, f"turn {i} ({t['from']}) is empty")
                for i, t in enumerate(turns, 1) if not t["value"].strip()]
     return Verdict(faults, turns)
 
@@ -116,9 +106,9 @@ def first_problem(record: Any) -> str | None:
     return str(faults[0]) if faults else None
 
 
-def _shape(errors: list[Any]) -> list[Fault]:
+def _shape(errors: list[Any]) -> list[Reason]:
     """Pydantic's errors as the contract's faults, one per key and one per broken turn."""
-    faults: list[Fault] = []
+    faults: list[Reason] = []
     for e in errors:
         key, rest = e["loc"][0], e["loc"][1:]
         if key == "conversations" and rest:
@@ -133,38 +123,38 @@ def _shape(errors: list[Any]) -> list[Fault]:
             detail = f"'meta' is a JSON {json_type(e['input'])}, not an object"
         else:
             detail = f"{key!r} is a JSON {json_type(e['input'])}, not a string"
-        fault = Fault(Kind.SHAPE, detail)
+        fault = Reason(Kind.SHAPE, detail)
         if fault not in faults:
             faults.append(fault)
     return faults
 
 
-def _roles(turns: list[dict[str, str]]) -> list[Fault]:
+def _roles(turns: list[dict[str, str]]) -> list[Reason]:
     """The first turn out of the human, gpt, human, gpt ... order, or a conversation ending on a question."""
     for i, t in enumerate(turns):
         expected = ROLES[i % 2]
         if t["from"] != expected:
-            return [Fault(Kind.ROLES, f"turn {i + 1} is from {t['from']!r}, expected {expected!r}")]
+            return [Reason(Kind.ROLES, f"turn {i + 1} is from {t['from']!r}, expected {expected!r}")]
     if len(turns) % 2:
-        return [Fault(Kind.ROLES, f"the last turn ({len(turns)}) is from 'human'; a conversation ends with 'gpt'")]
+        return [Reason(Kind.ROLES, f"the last turn ({len(turns)}) is from 'human'; a conversation ends with 'gpt'")]
     return []
 
 
-def _image_token(turns: list[dict[str, str]]) -> list[Fault]:
+def _image_token(turns: list[dict[str, str]]) -> list[Reason]:
     """`<image>` once, in the first human turn (a conversation without human turns fails `_roles` instead)."""
     counts = {i: t["value"].count(IMAGE_TOKEN) for i, t in enumerate(turns, 1) if IMAGE_TOKEN in t["value"]}
     total = sum(counts.values())
     if total == 0:
-        return [Fault(Kind.IMAGE_TOKEN, f"no {IMAGE_TOKEN} though the record has an image")]
+        return [Reason(Kind.IMAGE_TOKEN, f"no {IMAGE_TOKEN} though the record has an image")]
     in_answers = [i for i in counts if turns[i - 1]["from"] == "gpt"]
     if in_answers:
-        return [Fault(Kind.IMAGE_TOKEN, f"{IMAGE_TOKEN} in a gpt turn (turn {in_answers[0]})")]
+        return [Reason(Kind.IMAGE_TOKEN, f"{IMAGE_TOKEN} in a gpt turn (turn {in_answers[0]})")]
     if total > 1:
         turns_with = ", ".join(map(str, counts))
-        return [Fault(Kind.IMAGE_TOKEN, f"{IMAGE_TOKEN} appears {total} times (turns {turns_with})")]
+        return [Reason(Kind.IMAGE_TOKEN, f"{IMAGE_TOKEN} appears {total} times (turns {turns_with})")]
     first_human = next((i for i, t in enumerate(turns, 1) if t["from"] == "human"), None)
     (where,) = counts
     if first_human is not None and where != first_human:
-        return [Fault(Kind.IMAGE_TOKEN,
+        return [Reason(Kind.IMAGE_TOKEN,
                       f"{IMAGE_TOKEN} is in turn {where}, not in the first human turn ({first_human})")]
     return []

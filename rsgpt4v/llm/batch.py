@@ -20,7 +20,7 @@ from typing import Any
 import openai
 
 from rsgpt4v.cost import PriceTable
-from rsgpt4v.files import ReadProblem, read_jsonl, write_atomic
+from rsgpt4v.files import Reason, read_jsonl, write_atomic
 from rsgpt4v.llm.cache import Cache
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
@@ -111,7 +111,7 @@ def split_request_files(queue: BatchQueue, folder: Path, prefix: str, max_lines:
     return files
 
 
-def request_id(path: Path, number: int, line: Any, problem: ReadProblem | None) -> str:
+def request_id(path: Path, number: int, line: Any, problem: Reason | None) -> str:
     """The custom_id of one line of a request file this package wrote; ValueError naming the line
     when it has none."""
     if problem is None and isinstance(line, dict) and isinstance(line.get("custom_id"), str):
