@@ -26,6 +26,7 @@ from rsgpt4v.config import BuildConfig
 from rsgpt4v.cost import PriceTable
 from rsgpt4v.estimate import EstimatingEngine, cost_table
 from rsgpt4v.imaging import ImageError, open_image, return_freed_images_to_the_os
+from rsgpt4v.issue_codes import IssueCode
 from rsgpt4v.llm.batch import BatchQueue, BatchState, collect, submit
 from rsgpt4v.llm.batch_files import write_request_files
 from rsgpt4v.llm.cache import Cache
@@ -128,7 +129,7 @@ class Builder:
         try:
             image = open_image(sample.image_path, self.cfg.image.max_pixels)
         except ImageError as exc:
-            return [], None, [Issue(kind="skip", file=sample.rel_image, reason=str(exc))]
+            return [], None, [Issue(kind="skip", code=exc.code, file=sample.rel_image, reason=str(exc))]
         objects, issues = clip_to_image(sample, image.width, image.height)
         if not self.source.tiled:
             # Captions, questions and expressions speak of the whole image: a window would break them.
@@ -258,7 +259,7 @@ class Builder:
         if sample.split in self._linked_splits or sample.image_path.is_relative_to(self._root):
             return None
         self._linked_splits.add(sample.split)
-        return Issue(kind="warning", file=sample.rel_image,
+        return Issue(kind="warning", code=IssueCode.IMAGE_OUTSIDE_ROOT, file=sample.rel_image,
                      reason=f"image lies outside --root, at {sample.image_path}; followed (said once for all such "
                             f"images of split {sample.split})")
 

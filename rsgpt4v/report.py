@@ -105,7 +105,7 @@ class Issues(_Section):
             self.skipped += 1
         else:
             self.warnings += 1
-        key = f"{issue.kind}: {issue.reason.split(':')[0].split(' (')[0]}"
+        key = f"{issue.kind}: {issue.code}"
         self.by_reason[key] = self.by_reason.get(key, 0) + 1
         if len(self.listed) < _LISTED_ISSUES:
             self.listed.append(ListedIssue(**issue.model_dump()))

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
+from rsgpt4v.issue_codes import IssueCode
 from rsgpt4v.report import Issues, ReportError, RunReport, StageUsage, Usage
 from rsgpt4v.schema import Issue
 
@@ -65,12 +66,15 @@ def test_a_manifest_of_another_shape_is_named_by_key(tmp_path: Path) -> None:
 
 def test_issue_counts_and_sums() -> None:
     issues = Issues()
-    issues.add(Issue(kind="skip", reason="invalid JSON: Expecting value: column 1", file="a.json", line=3))
-    issues.add(Issue(kind="warning", reason="image lies outside --root", file="b.png"))
+    issues.add(Issue(kind="skip", code=IssueCode.FILE_SYNTAX_ERROR, reason="invalid JSON: Expecting value: column 1",
+                     file="a.json", line=3))
+    issues.add(Issue(kind="warning", code=IssueCode.IMAGE_OUTSIDE_ROOT, reason="image lies outside --root",
+                     file="b.png"))
     assert (issues.skipped, issues.warnings, len(issues.listed)) == (1, 1, 2)
     total = Issues.total({"rsicd": issues, "dior-rsvg": issues})
     assert total.skipped == 2 and {i.source for i in total.listed} == {"rsicd", "dior-rsvg"}
-    assert all(key.split(": ")[0] in ("rsicd", "dior-rsvg") for key in total.by_reason)
+    assert total.by_reason == {"dior-rsvg: skip: file_syntax_error": 1, "dior-rsvg: warning: image_outside_root": 1,
+                               "rsicd: skip: file_syntax_error": 1, "rsicd: warning: image_outside_root": 1}
     local = StageUsage(api_calls=2, prompt_tokens=10, cost_usd=0.1234567)
     local.failures["ids"] += 1
     usage = Usage.of({"local": local}, "2026-01-01", True)
