@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, model_serializer
 
+from rsgpt4v import __version__
 from rsgpt4v.files import write_atomic
 from rsgpt4v.records import located
 from rsgpt4v.schema import Issue
@@ -420,7 +421,10 @@ class RunReport(_Section):
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"])
             more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-            raise ReportError(path, None, f"not a run report: {where}: {err['msg']}{more}") from None
+            written = data.get("rsgpt4v_version")
+            other = f"; written by rsgpt4v {written}, this is {__version__}" \
+                if isinstance(written, str) and written != __version__ else ""
+            raise ReportError(path, None, f"not a run report: {where}: {err['msg']}{more}{other}") from None
 
     @property
     def finished(self) -> bool:
