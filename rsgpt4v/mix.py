@@ -1,10 +1,11 @@
 """The build a recipe describes: every source of the mix into one dataset, one manifest, one cache.
 
 A layer around the single-source build. First every source is listed and each image fingerprinted
-(`rsgpt4v.identity`): clusters of the same picture across sources and splits go into the manifest
-and the leakage policy decides which training samples no source may use. Then each source is
-built as usual through `Selection`, a view of its adapter that passes only the chosen samples
-(splits, seeded fraction / max_images, leakage), into OUT/parts/<source>/ with its own stages,
+(`rsgpt4v.identity`) into the plan of samples on disk (`rsgpt4v.sample_plan`): clusters of the same
+picture across sources and splits go into the manifest and the leakage policy decides which
+training samples no source may use. Then each source is built as usual through `Selection`, a view
+of its adapter that passes only the samples the plan chose (splits, seeded fraction / max_images,
+leakage), into OUT/parts/<source>/ with its own stages,
 the shared cache and the shared OUT/images/. Last, the parts' split files are interleaved into
 OUT/<split>.jsonl in a seeded order (each next record drawn from a source with probability
 proportional to what that source has left, so every prefix of the file is a fair mix), per-task
@@ -20,7 +21,7 @@ import os
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,9 +30,10 @@ from tqdm import tqdm
 from rsgpt4v import __version__
 from rsgpt4v.config import BuildConfig
 from rsgpt4v.files import dumps, write_atomic
-from rsgpt4v.identity import FingerprintStore, ImageRef, clusters, is_training, leakage_report
+from rsgpt4v.identity import Fingerprint, ImageRef, is_training, leakage_report
 from rsgpt4v.pipeline import BuildOptions, build
 from rsgpt4v.recipe import Recipe, RecipeError, RecipeSource
+from rsgpt4v.sample_plan import SamplePlan
 from rsgpt4v.schema import Issue, Sample
 from rsgpt4v.sources import Source, SourceError, get_source, parse_options
 
@@ -51,16 +53,14 @@ class Planned:
 
 
 class Selection(Source):
-    """An adapter seen through the recipe: only the samples in `keep` pass; the others are counted
-    by reason. Issues pass unchanged, so the build reports them as for a single source."""
+    """An adapter seen through the recipe: only the samples the plan chose pass; the others are
+    counted by reason. Issues pass unchanged, so the build reports them as for a single source."""
 
-    def __init__(self, inner: Source, keep: set[tuple[str, str, str]], reasons: dict[tuple[str, str, str], str]
-                 ) -> None:
+    def __init__(self, inner: Source, chosen: SamplePlan) -> None:
         self.inner = inner
         self.root = inner.root
         self.split = inner.split
-        self.keep = keep
-        self.reasons = reasons
+        self.chosen = chosen
         self.left_out: Counter[str] = Counter()
         for attr in Source.__annotations__:  # name, task_kind, mock_looks...: what the adapter class says
             if attr != "vocabulary":  # read live: an adapter may settle it while reading
@@ -77,9 +77,9 @@ class Selection(Source):
     def __iter__(self) -> Iterator[Sample | Issue]:
         for item in self.inner:
             if isinstance(item, Sample):
-                key = (item.source, item.split, item.image_id)
-                if key not in self.keep:
-                    self.left_out[self.reasons.get(key, "not listed when the recipe was planned")] += 1
+                reason = self.chosen.left_out((item.source, item.split, item.image_id))
+                if reason is not None:
+                    self.left_out[reason] += 1
                     continue
             yield item
 
@@ -137,68 +137,49 @@ def _draw(seed: int, key: tuple[str, str, str]) -> float:
 
 @dataclass
 class Choice:
-    """What the planning pass decided: the samples each source builds and the leakage section."""
+    """What the planning pass decided: the plan of every sample (which each source builds) and the
+    manifest's leakage section."""
 
-    keep: dict[str, set[tuple[str, str, str]]] = field(default_factory=dict)
-    reasons: dict[str, dict[tuple[str, str, str], str]] = field(default_factory=dict)
-    leakage: dict[str, Any] = field(default_factory=dict)
+    plan: SamplePlan
+    leakage: dict[str, Any]
 
 
 def choose(recipe: Recipe, planned: list[Planned], store_path: Path, progress: bool) -> Choice:
-    """Fingerprint every image of every source, cluster them, apply the leakage policy, then the
-    splits, fraction and max_images of each entry; RecipeError when the policy is `fail` and a
-    training image of one source is an evaluation image of another."""
-    refs: list[ImageRef] = []  # every sample's image, hashed or not
-    prints, hashed = [], []
-    store = FingerprintStore(store_path)
+    """Fingerprint every image of every source into the plan at `store_path`, cluster them, apply the
+    leakage policy, then the splits, fraction and max_images of each entry; RecipeError when the policy
+    is `fail` and a training image of one source is an evaluation image of another. The caller closes
+    the returned plan."""
+    plan = SamplePlan(store_path)
     try:
         samples = (s for p in planned if p.adapter is not None for s in p.adapter if isinstance(s, Sample))
         for sample in tqdm(samples, desc="  identity", unit="img", disable=not progress, dynamic_ncols=True):
             ref = ImageRef(sample.source, sample.split, sample.image_id)
-            refs.append(ref)
             try:
-                prints.append(store.get(sample.image_path))
-                hashed.append(ref)
+                fp: Fingerprint | None = plan.prints.get(sample.image_path)
             except (OSError, ValueError, SyntaxError):
-                continue  # the build names the unreadable image; it has no identity to compare
-    finally:
-        store.close()
-    found = clusters(hashed, prints, recipe.near_duplicate_bits)
-    section, dropped = leakage_report(found, recipe.leakage)
-    section["images"] = len(hashed)
-    section["unreadable_images"] = len(refs) - len(hashed)  # each is named among its source's issues
-    choice = Choice(leakage=section)
-    if recipe.leakage == "fail":
-        leaks = [c for c in found if c.cross_source_leak]
-        if leaks:
-            a = next(r for r in leaks[0].members if is_training(r.split))
-            b = next(r for r in leaks[0].members if not is_training(r.split) and r.source != a.source)
-            raise RecipeError(f"{recipe.path}: leakage: fail: {len(leaks)} pictures are training images of one "
-                              f"source and evaluation images of another (first: {a.source} {a.split} {a.image_id} "
-                              f"= {b.source} {b.split} {b.image_id}); see `leakage: report`")
-    for p in planned:
-        name = p.entry.source
-        keep: set[tuple[str, str, str]] = set()
-        reasons: dict[tuple[str, str, str], str] = {}
-        drawn = []
-        for ref in refs:
-            if ref.source != name:
-                continue
-            if p.entry.splits is not None and ref.split not in p.entry.splits:
-                reasons[ref.key] = "split not in the recipe"
-            elif ref.key in dropped:
-                reasons[ref.key] = "leakage: evaluation image of another source"
-            elif (u := _draw(recipe.seed, ref.key)) >= p.entry.fraction:
-                reasons[ref.key] = "not drawn (fraction)"
-            else:
-                drawn.append((u, ref.key))
-        drawn.sort()
-        limit = p.entry.max_images if p.entry.max_images is not None else len(drawn)
-        for _, key in drawn[limit:]:
-            reasons[key] = "not drawn (max_images)"
-        keep.update(key for _, key in drawn[:limit])
-        choice.keep[name], choice.reasons[name] = keep, reasons
-    return choice
+                fp = None  # the build names the unreadable image; it has no identity to compare
+            plan.add(ref, fp, _draw(recipe.seed, ref.key))
+        plan.listed()
+        found = plan.clusters(recipe.near_duplicate_bits)
+        section, dropped = leakage_report(found, recipe.leakage)
+        listed, hashed = plan.counts()
+        section["images"] = hashed
+        section["unreadable_images"] = listed - hashed  # each is named among its source's issues
+        if recipe.leakage == "fail":
+            leaks = [c for c in found if c.cross_source_leak]
+            if leaks:
+                a = next(r for r in leaks[0].members if is_training(r.split))
+                b = next(r for r in leaks[0].members if not is_training(r.split) and r.source != a.source)
+                raise RecipeError(f"{recipe.path}: leakage: fail: {len(leaks)} pictures are training images of one "
+                                  f"source and evaluation images of another (first: {a.source} {a.split} "
+                                  f"{a.image_id} = {b.source} {b.split} {b.image_id}); see `leakage: report`")
+        plan.drop(sorted(dropped))
+        for p in planned:
+            plan.decide(p.entry.source, p.entry.splits, p.entry.fraction, p.entry.max_images)
+    except BaseException:
+        plan.close()
+        raise
+    return Choice(plan, section)
 
 
 def _link_images(out: Path, part: Path) -> None:
@@ -420,16 +401,19 @@ def build_recipe(recipe: Recipe, data: Path | None, configs: dict[str, BuildConf
     choice = choose(recipe, planned, out / "identity.sqlite", opts.progress)
     cache = opts.cache or out / "cache.sqlite"
     parts: dict[str, tuple[dict[str, Any], Selection]] = {}
-    for p in planned:
-        if p.adapter is None:
-            continue
-        name = p.entry.source
-        part = out / PARTS / name
-        if not opts.estimate:
-            _link_images(out, part)
-        view = Selection(p.adapter, choice.keep[name], choice.reasons[name])
-        log.info("building %s (%d images chosen)", name, len(choice.keep[name]))
-        parts[name] = build(view, configs[name], replace(opts, out=part, cache=cache, within=out)), view
+    try:
+        for p in planned:
+            if p.adapter is None:
+                continue
+            name = p.entry.source
+            part = out / PARTS / name
+            if not opts.estimate:
+                _link_images(out, part)
+            view = Selection(p.adapter, choice.plan)
+            log.info("building %s (%d images chosen)", name, choice.plan.chosen(name))
+            parts[name] = build(view, configs[name], replace(opts, out=part, cache=cache, within=out)), view
+    finally:
+        choice.plan.close()
     written: dict[tuple[str, str, str], int] = {}
     if not opts.estimate and parts and _status([m for m, _ in parts.values()]) == "complete":
         written = interleave(recipe, out, {name: m for name, (m, _) in parts.items()})
