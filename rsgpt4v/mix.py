@@ -21,7 +21,7 @@ import os
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -44,12 +44,20 @@ PARTS = "parts"
 
 @dataclass
 class Planned:
-    """One recipe entry resolved: its adapter over its root, or why it is left out."""
+    """One recipe entry resolved: its adapter class and options over its root, or why it is left out.
+
+    The adapter is opened anew for each pass over it and let go after, so the mix holds one source's
+    annotations at a time, not all of them."""
 
     entry: RecipeSource
     root: Path
-    adapter: Source | None = None
+    adapter: type[Source] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
     missing: str | None = None
+
+    def open(self) -> Source:
+        assert self.adapter is not None, "a missing source has no adapter"
+        return self.adapter(self.root, split=None, **self.options)
 
 
 class Selection(Source):
@@ -73,6 +81,10 @@ class Selection(Source):
     def __getattr__(self, name: str) -> Any:
         """Any other attribute the pipeline reads is the adapter's."""
         return getattr(self.inner, name)
+
+    def release(self) -> None:
+        """Let the adapter go once its build is done: what stays is `left_out`."""
+        self.inner = None  # type: ignore[assignment]
 
     def __iter__(self) -> Iterator[Sample | Issue]:
         for item in self.inner:
@@ -121,11 +133,13 @@ def plan(recipe: Recipe, data: Path | None, skip_missing: bool) -> list[Planned]
                 continue
             raise RecipeError(f"{where}: {entry.source}: root {root} is not a folder "
                               "(--skip-missing builds the other sources)")
+        resolved = Planned(entry, root, cls)
         try:
-            adapter = cls(root, split=None, **parse_options(cls, _option_pairs(entry.options)))
+            resolved.options = parse_options(cls, _option_pairs(entry.options))
+            resolved.open()  # an adapter checks its root and options when opened: fail before anything is built
         except (SourceError, TypeError) as exc:
             raise RecipeError(f"{where}: {entry.source}: {exc}") from None
-        planned.append(Planned(entry, root, adapter))
+        planned.append(resolved)
     return planned
 
 
@@ -151,7 +165,7 @@ def choose(recipe: Recipe, planned: list[Planned], store_path: Path, progress: b
     the returned plan."""
     plan = SamplePlan(store_path)
     try:
-        samples = (s for p in planned if p.adapter is not None for s in p.adapter if isinstance(s, Sample))
+        samples = (s for p in planned if p.adapter is not None for s in p.open() if isinstance(s, Sample))
         for sample in tqdm(samples, desc="  identity", unit="img", disable=not progress, dynamic_ncols=True):
             ref = ImageRef(sample.source, sample.split, sample.image_id)
             try:
@@ -409,9 +423,10 @@ def build_recipe(recipe: Recipe, data: Path | None, configs: dict[str, BuildConf
             part = out / PARTS / name
             if not opts.estimate:
                 _link_images(out, part)
-            view = Selection(p.adapter, choice.plan)
+            view = Selection(p.open(), choice.plan)
             log.info("building %s (%d images chosen)", name, choice.plan.chosen(name))
             parts[name] = build(view, configs[name], replace(opts, out=part, cache=cache, within=out)), view
+            view.release()
     finally:
         choice.plan.close()
     written: dict[tuple[str, str, str], int] = {}
