@@ -244,6 +244,16 @@ def test_shards_of_a_recipe_partition_it(tree: Path, tmp_path: Path) -> None:
         ids.append({r["id"] for r in records(out)})
     whole, one, two = ids
     assert one and two and not one & two and one | two == whole
+    # merged back, the shards report the recipe as the whole build does: each source's figures added up
+    code, output = run("merge", str(tmp_path / "out12"), str(tmp_path / "out22"), "--out", str(tmp_path / "merged"))
+    assert code == 0, output
+    merged, full = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("merged", "out"))
+    assert merged["mix"] == full["mix"] and merged["leakage"] == full["leakage"] and merged["recipe"] == full["recipe"]
+    for name, section in full["sources"].items():
+        for key in ("samples", "windows", "records_built", "records_written", "dropped_for_leakage", "issues",
+                    "targets", "status"):
+            assert merged["sources"][name][key] == section[key], (name, key)
+    assert merged["issues"]["by_reason"] == full["issues"]["by_reason"]
 
 
 def test_estimate_speaks_recipes(tree: Path) -> None:
@@ -268,13 +278,31 @@ def test_sources_lists_every_adapters_split_mapping() -> None:
     assert rsivqa.strip().startswith("splits:") and "HRRSD/opt_val_vqa.txt -> val" in rsivqa
 
 
-def test_a_recipe_of_one_source_writes_what_the_single_source_build_writes(tmp_path: Path) -> None:
+def coco_growing_vocabulary(root: Path) -> Path:
+    """COCO files whose categories grow from file to file: the adapter's vocabulary is what it has read."""
+    from test_coco import CATEGORIES, make_coco
+
+    make_coco(root)
+    train = json.loads((root / "annotations" / "instances_train2017.json").read_text())
+    train["categories"] = CATEGORIES[:1]
+    train["annotations"] = [a for a in train["annotations"] if a["category_id"] == 3]
+    (root / "annotations" / "instances_train2017.json").write_text(json.dumps(train))
+    val = json.loads((root / "annotations" / "instances_val2017.json").read_text())
+    val["categories"] = CATEGORIES
+    val["annotations"].append({"id": 5, "image_id": 139, "category_id": 17, "bbox": [4, 4, 2, 2], "iscrowd": 0})
+    (root / "annotations" / "instances_val2017.json").write_text(json.dumps(val))
+    return root
+
+
+@pytest.mark.parametrize("source", ["dota", "coco"])
+def test_a_recipe_of_one_source_writes_what_the_single_source_build_writes(tmp_path: Path, source: str) -> None:
     from rsgpt4v.sources import sample_root
 
-    code, output = run("build", "--source", "dota", "--sample", "--dry-run", "--no-progress", "--out",
+    root = sample_root("dota") if source == "dota" else coco_growing_vocabulary(tmp_path / "coco")
+    code, output = run("build", "--source", source, "--root", str(root), "--dry-run", "--no-progress", "--out",
                        str(tmp_path / "single"))
     assert code == 0, output
-    recipe = write_recipe(tmp_path / "one.yaml", f"sources:\n  - {{source: dota, root: '{sample_root('dota')}'}}\n")
+    recipe = write_recipe(tmp_path / "one.yaml", f"sources:\n  - {{source: {source}, root: '{root}'}}\n")
     code, output = run("build", "--recipe", str(recipe), "--dry-run", "--no-progress", "--out", str(tmp_path / "mix"))
     assert code == 0, output
     single = {p.name: p.read_bytes() for p in (tmp_path / "single").glob("*.jsonl")}

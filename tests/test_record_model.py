@@ -108,7 +108,7 @@ def _stats(out: Path, tmp: Path) -> list[str]:
 
 
 def _merge(out: Path, tmp: Path) -> list[str]:
-    return merge([out], tmp / "merged")["bad_lines"]
+    return merge([out], tmp / "merged").bad_lines
 
 
 COMMANDS = {"validate": _validate, "export": _export, "preview": _preview, "stats": _stats, "merge": _merge}
