@@ -53,10 +53,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
 
-from rsgpt4v.boxtext import SPACES, TASK_TOKENS, RenderError, check_space, fill, flavour, to_placeholders
+from rsgpt4v.boxtext import TASK_TOKENS, RenderError, check_space, fill, flavour, to_placeholders
 from rsgpt4v.files import dumps, jsonl_writer, place_file
 from rsgpt4v.output import box_meta, meta_boxes
-from rsgpt4v.record_model import first_problem
+from rsgpt4v.record_model import box_text_fault, first_problem
 from rsgpt4v.records import finite_box, image_header, image_outside, located, read_records
 from rsgpt4v.schema import RecordBox
 
@@ -103,23 +103,13 @@ def _shape_error(obj: Any) -> str | None:
     outside = image_outside(obj["image"])
     if outside:
         return f"record of the wrong shape: {outside}"
-    meta = obj.get("meta")
-    if not isinstance(meta, dict) or not _known_format(meta.get("box_format")):
-        return "record of the wrong shape: meta.box_format is missing or unknown"
-    if meta.get("box_space", "image") not in SPACES:
-        return f"record of the wrong shape: meta.box_space is not one of {', '.join(SPACES)}"
-    boxes = meta.get("boxes")
+    fault = box_text_fault(obj.get("meta"))
+    if fault:
+        return str(fault)
+    boxes = obj["meta"].get("boxes")
     if not isinstance(boxes, list) or not all(finite_box(b) for b in boxes):
         return "record of the wrong shape: meta.boxes is not a list of [x1, y1, x2, y2]"
     return None
-
-
-def _known_format(name: Any) -> bool:
-    try:
-        flavour(name)
-    except ValueError:
-        return False
-    return True
 
 
 @lru_cache(maxsize=4096)

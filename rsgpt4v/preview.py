@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from rsgpt4v.boxtext import FLAVOURS, SPACES, Shape, flavour, parse_shape
+from rsgpt4v.boxtext import Shape, flavour, parse_shape
 from rsgpt4v.files import place_file, write_atomic
-from rsgpt4v.record_model import IMAGE_TOKEN, first_problem
+from rsgpt4v.record_model import IMAGE_TOKEN, box_text_fault, first_problem
 from rsgpt4v.records import image_header, image_outside, located, read_records
 
 
@@ -69,16 +69,8 @@ def _shape_error(obj: Any) -> str | None:
     for key in ("task", "source", "split"):
         if not isinstance(obj.get(key), str):
             return f"record has no string {key!r}"
-    meta = obj.get("meta")
-    if not isinstance(meta, dict):
-        return "record has no 'meta' object"
-    try:
-        flavour(meta.get("box_format"))
-    except ValueError:
-        return f"unknown meta.box_format {meta.get('box_format')!r}; expected one of {', '.join(FLAVOURS)}"
-    if meta.get("box_space", "image") not in SPACES:
-        return f"unknown meta.box_space {meta.get('box_space')!r}; expected one of {', '.join(SPACES)}"
-    return None
+    fault = box_text_fault(obj.get("meta"))
+    return str(fault) if fault else None
 
 
 def _records(files: list[Path], bad: list[str]) -> Iterator[_Item]:

@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rsgpt4v.boxtext import FLAVOURS, SPACES, flavour
 from rsgpt4v.files import Reason
 from rsgpt4v.records import json_type
 
@@ -30,13 +31,14 @@ ROLES = ("human", "gpt")
 
 
 class Kind(StrEnum):
-    """Which part of the contract a record breaks."""
+    """Which part of the contract a record breaks, or (`box format`) why its box text cannot be read."""
 
     NOT_AN_OBJECT = "not an object"
     SHAPE = "shape"
     EMPTY_VALUE = "empty value"
     ROLES = "roles"
     IMAGE_TOKEN = "image token"
+    BOX_FORMAT = "box format"
 
 
 class Turn(BaseModel):
@@ -104,6 +106,23 @@ def first_problem(record: Any) -> str | None:
     """The first of `record_problems`, for the commands that skip a record on its first fault."""
     faults = check_record(record).faults
     return str(faults[0]) if faults else None
+
+
+def box_text_fault(meta: dict[str, Any] | None) -> Reason | None:
+    """Why a record's box text cannot be read, or None: what the commands that read boxes (export,
+    preview, validate) need beyond the contract, a known `meta.box_format` and `meta.box_space`
+    (default `image`)."""
+    fmt = (meta or {}).get("box_format")
+    if fmt is None:
+        return Reason(Kind.BOX_FORMAT, "no meta.box_format: the flavour of the box text is not known")
+    try:
+        flavour(fmt)
+    except ValueError:
+        return Reason(Kind.BOX_FORMAT, f"meta.box_format {fmt!r} is not one of {', '.join(FLAVOURS)}")
+    space = (meta or {}).get("box_space", "image")
+    if space not in SPACES:
+        return Reason(Kind.BOX_FORMAT, f"meta.box_space {space!r} is not one of {', '.join(SPACES)}")
+    return None
 
 
 def _shape(errors: list[Any]) -> list[Reason]:

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rsgpt4v.boxtext import FLAVOURS, Flavour, flavour
-from rsgpt4v.record_model import check_record
+from rsgpt4v.boxtext import Flavour, flavour
+from rsgpt4v.record_model import box_text_fault, check_record
 from rsgpt4v.records import data_files, finite_box, image_header, image_outside, json_type, located, read_records
 
 REFUSAL_PHRASES: tuple[str, ...] = (
@@ -168,10 +168,10 @@ def _boxes(meta: dict[str, Any], values: list[str], size: tuple[int, int] | None
     fmt = meta.get("box_format")
     if fmt is None:
         return []
-    try:
-        f = flavour(fmt)
-    except ValueError:
-        return [f"box format: meta.box_format {fmt!r} is not one of {', '.join(FLAVOURS)}"]
+    fault = box_text_fault(meta)
+    if fault:
+        return [str(fault)]
+    f = flavour(fmt)
     found = [(i, m) for i, v in enumerate(values, 1) for m in f.pattern.finditer(v)]
     if f.limit is not None:
         xmax = ymax = f.limit

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from rsgpt4v.boxtext import FLAVOURS
 from rsgpt4v.export import export
 from rsgpt4v.merge import merge
 from rsgpt4v.output import ContractError, render
@@ -151,3 +152,26 @@ def test_the_build_refuses_to_render_a_record_that_breaks_the_contract() -> None
     with pytest.raises(ContractError, match=r"^record 'dota/val/x/caption' breaks the output record contract: "
                                             r"empty value: turn 2 \(gpt\) is empty$"):
         render(record, "llava", 100, 100, "image")
+
+
+def test_box_text_that_cannot_be_read_is_named_alike_by_the_commands_that_read_boxes(broken_build, tmp_path: Path
+                                                                                      ) -> None:
+    """Beyond the contract, export and preview need the box text's flavour and space; validate asks
+    for them only of a record that names a flavour (other tools' records have no box text)."""
+    out, _ = broken_build
+    folder = tmp_path / "out"
+    folder.mkdir()
+    shutil.copytree(out / "images", folder / "images")
+    good = json.loads((out / "val.jsonl").read_text().splitlines()[0])
+    cases = [({**good, "id": "no-meta", "meta": {}}, "box format: no meta.box_format: the flavour of the box "
+                                                    "text is not known"),
+             ({**good, "id": "pixels", "meta": {**good["meta"], "box_format": "pixels"}},
+              f"box format: meta.box_format 'pixels' is not one of {', '.join(FLAVOURS)}"),
+             ({**good, "id": "padded", "meta": {**good["meta"], "box_space": "padded"}},
+              "box format: meta.box_space 'padded' is not one of square, image")]
+    path = folder / "val.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [good] + [r for r, _ in cases]), encoding="utf-8")
+    expected = [located(path, n, reason) for n, (_, reason) in enumerate(cases, start=2)]
+    assert export(folder, tmp_path / "export", "llava-jsonl").problems == expected
+    assert preview(folder, tmp_path / "preview", n=10).bad_lines == expected
+    assert [str(v) for v in validate([path]).violations] == expected[1:]
