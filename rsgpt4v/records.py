@@ -5,8 +5,9 @@ A record's `meta` may be an object or, as the exports write it (one table schema
 a JSON string holding one: readers get the object either way.
 
 `validate`, `stats`, `preview` and `export` all read through `read_records`, so a bad line is named
-the same way everywhere: `located(file, line, reason)` gives `file:line: reason`, where the reason
-reads "kind: detail" (`invalid JSON`, `truncated`, `not a list`, `cannot open`). What makes a
+the same way everywhere: `located(file, line, reason)` gives `file:line: reason`, where the reason is
+a `ReadProblem` reading "kind: detail" (`invalid JSON`, `truncated`, `not a list`, `cannot open`) whose
+kind is a `ReadKind`, so `validate` counts kinds without reading them back out of the text. What makes a
 well-read record usable differs per command and stays with each command's own shape checks; only
 the first of them, that a record is a JSON object at all, is worded here.
 """
@@ -18,6 +19,8 @@ import math
 import re
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -25,8 +28,30 @@ from PIL import Image
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 
+
+class ReadKind(StrEnum):
+    """What is wrong with a part of a record file that cannot be read as a record."""
+
+    CANNOT_OPEN = "cannot open"
+    INVALID_JSON = "invalid JSON"
+    TRUNCATED = "truncated"
+    NOT_A_LIST = "not a list"
+    NOT_AN_OBJECT = "not an object"
+
+
+@dataclass(frozen=True)
+class ReadProblem:
+    """Why a part of a record file is no record; reads "kind: detail"."""
+
+    kind: ReadKind
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
 # (line the record starts on, the record or None, why it could not be read or None)
-Entry = tuple[int | None, Any, str | None]
+Entry = tuple[int | None, Any, ReadProblem | None]
 
 
 def data_files(path: Path) -> list[Path]:
@@ -46,7 +71,7 @@ def read_records(path: Path) -> Iterator[Entry]:
     try:
         f = open(path, "rb")
     except OSError as exc:
-        yield None, None, f"cannot open: {exc.strerror or exc}"
+        yield None, None, ReadProblem(ReadKind.CANNOT_OPEN, str(exc.strerror or exc))
         return
     with f:
         if path.suffix == ".json":
@@ -71,7 +96,7 @@ def _meta_object(record: Any) -> Any:
     return record
 
 
-def located(file: Path | str, line: int | None, reason: str) -> str:
+def located(file: Path | str, line: int | None, reason: str | ReadProblem) -> str:
     """`file:line: reason`, or `file: reason` when the whole file is at fault."""
     where = f"{file}:{line}" if line is not None else str(file)
     return f"{where}: {reason}"
@@ -79,7 +104,12 @@ def located(file: Path | str, line: int | None, reason: str) -> str:
 
 def not_an_object(record: Any) -> str:
     """The reason every command gives for a record that is not a JSON object."""
-    return f"not an object: the record is a JSON {json_type(record)}"
+    return str(not_an_object_problem(record))
+
+
+def not_an_object_problem(record: Any) -> ReadProblem:
+    """`not_an_object` with its kind, for `validate`, which counts kinds."""
+    return ReadProblem(ReadKind.NOT_AN_OBJECT, f"the record is a JSON {json_type(record)}")
 
 
 def json_type(value: Any) -> str:
@@ -92,16 +122,16 @@ def _jsonl_line(n: int, raw: bytes) -> Entry:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return n, None, f"invalid JSON: not UTF-8 text (byte {exc.start + 1} of the line)"
+        return n, None, ReadProblem(ReadKind.INVALID_JSON, f"not UTF-8 text (byte {exc.start + 1} of the line)")
     if not text.strip():
-        return n, None, "invalid JSON: blank line"
+        return n, None, ReadProblem(ReadKind.INVALID_JSON, "blank line")
     try:
         # Without its newline, so an error at the end of the line points there and not at a line 2.
         return n, json.loads(text.rstrip("\r\n")), None
     except json.JSONDecodeError as exc:
         if not raw.endswith(b"\n"):
-            return n, None, f"truncated: the last line is cut off ({_detail(exc)})"
-        return n, None, f"invalid JSON: {_detail(exc)}"
+            return n, None, ReadProblem(ReadKind.TRUNCATED, f"the last line is cut off ({_detail(exc)})")
+        return n, None, ReadProblem(ReadKind.INVALID_JSON, _detail(exc))
     except (RecursionError, ValueError) as exc:
         return n, None, _unreadable(exc)
 
@@ -110,7 +140,7 @@ def _json_list(data: bytes) -> Iterator[Entry]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        yield None, None, f"invalid JSON: not UTF-8 text (byte {exc.start + 1})"
+        yield None, None, ReadProblem(ReadKind.INVALID_JSON, f"not UTF-8 text (byte {exc.start + 1})")
         return
     pos = _WHITESPACE.match(text).end()
     if not text.startswith("[", pos):
@@ -137,39 +167,43 @@ def _json_list(data: bytes) -> Iterator[Entry]:
         if text.startswith(",", pos):
             pos = _WHITESPACE.match(text, pos + 1).end()
             if text.startswith("]", pos):
-                yield text.count("\n", 0, pos) + 1, None, "invalid JSON: a comma before the closing ']'"
+                yield text.count("\n", 0, pos) + 1, None, ReadProblem(ReadKind.INVALID_JSON,
+                                                                       "a comma before the closing ']'")
                 return
         elif not text.startswith("]", pos):
             yield text.count("\n", 0, pos) + 1, None, _list_error(cut, "expected ',' or ']' after a record")
             return
     rest = _WHITESPACE.match(text, pos + 1).end()
     if rest < len(text):
-        yield text.count("\n", 0, rest) + 1, None, "invalid JSON: extra data after the list"
+        yield text.count("\n", 0, rest) + 1, None, ReadProblem(ReadKind.INVALID_JSON, "extra data after the list")
 
 
-def _unreadable(exc: RecursionError | ValueError) -> str:
+def _unreadable(exc: RecursionError | ValueError) -> ReadProblem:
     """Valid JSON syntax that Python will not read: nesting past the recursion limit, or an integer
     of more than 4300 digits."""
-    return "invalid JSON: " + ("nested too deeply to read" if isinstance(exc, RecursionError)
-                               else "an integer too long to read")
+    return ReadProblem(ReadKind.INVALID_JSON, "nested too deeply to read" if isinstance(exc, RecursionError)
+                       else "an integer too long to read")
 
 
 def _detail(exc: json.JSONDecodeError) -> str:
     return f"{exc.msg}: column {exc.colno}"
 
 
-def _list_error(cut: bool, detail: str) -> str:
-    return f"truncated: the file ends before the list is closed ({detail})" if cut else f"invalid JSON: {detail}"
+def _list_error(cut: bool, detail: str) -> ReadProblem:
+    if cut:
+        return ReadProblem(ReadKind.TRUNCATED, f"the file ends before the list is closed ({detail})")
+    return ReadProblem(ReadKind.INVALID_JSON, detail)
 
 
 def _not_a_list(text: str) -> Entry:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        return exc.lineno, None, f"invalid JSON: {_detail(exc)}"
+        return exc.lineno, None, ReadProblem(ReadKind.INVALID_JSON, _detail(exc))
     except (RecursionError, ValueError) as exc:
         return None, None, _unreadable(exc)
-    return None, None, f"not a list: a .json file must hold a list of records, not a JSON {json_type(value)}"
+    return None, None, ReadProblem(ReadKind.NOT_A_LIST,
+                                   f"a .json file must hold a list of records, not a JSON {json_type(value)}")
 
 
 # The rules every reader shares with the build: where a record's image may be, how large it may be,

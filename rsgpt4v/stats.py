@@ -268,7 +268,7 @@ def stats(out: Path) -> dict[str, Any]:
         for line, rec, problem in read_records(path):
             problem = problem or _unusable(rec)
             if problem:
-                bad.add(path, line, problem)
+                bad.add(path, line, str(problem))
                 continue
             tasks.setdefault(_label(rec, "task"), _Task()).add(rec)
             by_source[_label(rec, "source")] += 1

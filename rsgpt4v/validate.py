@@ -17,8 +17,9 @@ import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 
 from rsgpt4v.boxtext import FLAVOURS, Flavour, flavour
@@ -28,8 +29,9 @@ from rsgpt4v.records import (
     image_header,
     image_outside,
     json_type,
+    ReadKind,
     located,
-    not_an_object,
+    not_an_object_problem,
     read_records,
 )
 
@@ -40,17 +42,46 @@ REFUSAL_PHRASES: tuple[str, ...] = (
 IMAGE_TOKEN = "<image>"
 
 
+class Kind(StrEnum):
+    """What is wrong with a well-read record, as the summary counts it (a record file's unreadable
+    parts count by their `ReadKind`)."""
+
+    SHAPE = "shape"
+    EMPTY_VALUE = "empty value"
+    DUPLICATE_ID = "duplicate id"
+    IMAGE_OUTSIDE = "image outside the folder"
+    IMAGE_MISSING = "image missing"
+    IMAGE_UNREADABLE = "image unreadable"
+    ROLES = "roles"
+    IMAGE_TOKEN = "image token"
+    REFUSAL = "refusal/meta-talk"
+    BOX_FORMAT = "box format"
+    BOX_ON_PADDING = "box on the padding"
+    BOX_OUT_OF_RANGE = "box out of range"
+    BOX_INVERTED = "box inverted"
+    BOX_COUNT = "box count"
+    BOX_NOT_FINITE = "box not finite"
+
+
+class Finding(NamedTuple):
+    """A problem of one record, before it is placed: its kind and what follows the kind."""
+
+    kind: Kind | ReadKind
+    detail: str
+
+
 @dataclass(frozen=True)
 class Violation:
-    """One problem; `reason` reads "kind: detail", and `line` is None when the whole file is at fault."""
+    """One problem; `line` is None when the whole file is at fault. `reason` reads "kind: detail"."""
 
     file: Path
     line: int | None
-    reason: str
+    kind: Kind | ReadKind
+    detail: str
 
     @property
-    def kind(self) -> str:
-        return self.reason.partition(":")[0]
+    def reason(self) -> str:
+        return f"{self.kind}: {self.detail}"
 
     def __str__(self) -> str:
         return located(self.file, self.line, self.reason)
@@ -85,17 +116,17 @@ def _phrase_pattern(phrases: Iterable[str]) -> re.Pattern[str]:
 class _ImageCheck:
     """One image file's verdict: `problem` is (kind, what follows the image's name), `size` its width and height."""
 
-    problem: tuple[str, str] | None = None
+    problem: tuple[Kind, str] | None = None
     size: tuple[int, int] | None = None
 
 
 def _check_image(path: Path) -> _ImageCheck:
     if not path.is_file():
-        return _ImageCheck(("image missing", " not found"))
+        return _ImageCheck((Kind.IMAGE_MISSING, " not found"))
     try:
         size = image_header(path, verify=True)
     except Exception as exc:  # PIL signals a damaged file with many exception types
-        return _ImageCheck(("image unreadable", f" ({type(exc).__name__}: {exc})"))
+        return _ImageCheck((Kind.IMAGE_UNREADABLE, f" ({type(exc).__name__}: {exc})"))
     return _ImageCheck(size=size)
 
 
@@ -109,8 +140,8 @@ class _Validator:
         self.ids: dict[str, tuple[Path, int | None]] = {}  # where each id was first seen
         self.images: dict[str, _ImageCheck] = {}
 
-    def add(self, file: Path, line: int | None, reason: str) -> None:
-        v = Violation(file, line, reason)
+    def add(self, file: Path, line: int | None, finding: Finding) -> None:
+        v = Violation(file, line, finding.kind, finding.detail)
         self.report.by_kind[v.kind] += 1
         if self.max_kept is None or len(self.report.violations) < self.max_kept:
             self.report.violations.append(v)
@@ -119,13 +150,14 @@ class _Validator:
         self.report.files += 1
         for line, record, problem in read_records(path):
             self.report.records += 1
-            reasons = [problem] if problem else self.record(path, line, record)
-            for reason in reasons:
-                self.add(path, line, reason)
+            findings = [Finding(problem.kind, problem.detail)] if problem else self.record(path, line, record)
+            for finding in findings:
+                self.add(path, line, finding)
 
-    def record(self, path: Path, line: int | None, rec: Any) -> list[str]:
+    def record(self, path: Path, line: int | None, rec: Any) -> list[Finding]:
         if not isinstance(rec, dict):
-            return [not_an_object(rec)]
+            problem = not_an_object_problem(rec)
+            return [Finding(problem.kind, problem.detail)]
         reasons = _shape(rec)
         if isinstance(rec.get("id"), str):
             reasons += self._unique(rec["id"], path, line)
@@ -133,30 +165,30 @@ class _Validator:
         size = None
         outside = image_outside(image) if image is not None else None
         if outside:
-            reasons.append(f"image outside the folder: {outside}")
+            reasons.append(Finding(Kind.IMAGE_OUTSIDE, outside))
         elif image is not None:
             check = self._image(path, image)
             size = check.size
             if check.problem:
                 kind, detail = check.problem
-                reasons.append(f"{kind}: {image}{detail}")
+                reasons.append(Finding(kind, f"{image}{detail}"))
         turns = rec.get("conversations")
         if not _turns_ok(turns):
             return reasons
         reasons += _roles(turns)
         if image is not None:
             reasons += _image_token(turns)
-        reasons += [f"empty value: turn {i} ({t['from']}) is empty"
+        reasons += [Finding(Kind.EMPTY_VALUE, f"turn {i} ({t['from']}) is empty")
                     for i, t in enumerate(turns, 1) if not t["value"].strip()]
         reasons += self._refusals(turns)
         if isinstance(rec.get("meta"), dict):
             reasons += _boxes(rec["meta"], [t["value"] for t in turns], size)
         return reasons
 
-    def _unique(self, rid: str, path: Path, line: int | None) -> list[str]:
+    def _unique(self, rid: str, path: Path, line: int | None) -> list[Finding]:
         if rid in self.ids:
             first, first_line = self.ids[rid]
-            return [f"duplicate id: {rid!r} (first at {first}:{first_line})"]
+            return [Finding(Kind.DUPLICATE_ID, f"{rid!r} (first at {first}:{first_line})")]
         self.ids[rid] = (path, line)
         return []
 
@@ -167,35 +199,35 @@ class _Validator:
             self.images[key] = _check_image(Path(key))
         return self.images[key]
 
-    def _refusals(self, turns: list[dict[str, str]]) -> list[str]:
+    def _refusals(self, turns: list[dict[str, str]]) -> list[Finding]:
         reasons = []
         for i, t in enumerate(turns, 1):
             if t["from"] != "gpt":
                 continue
             m = self.refusal.search(t["value"].lower().replace("\u2019", "'"))
             if m:
-                reasons.append(f"refusal/meta-talk: turn {i} (gpt) says {m.group(0)!r}")
+                reasons.append(Finding(Kind.REFUSAL, f"turn {i} (gpt) says {m.group(0)!r}"))
         return reasons
 
 
-def _shape(rec: dict[str, Any]) -> list[str]:
+def _shape(rec: dict[str, Any]) -> list[Finding]:
     reasons = []
     for key in ("id", "image"):
         if key not in rec:
-            reasons.append(f"shape: no {key!r}")
+            reasons.append(Finding(Kind.SHAPE, f"no {key!r}"))
         elif not isinstance(rec[key], str):
-            reasons.append(f"shape: {key!r} is a JSON {json_type(rec[key])}, not a string")
+            reasons.append(Finding(Kind.SHAPE, f"{key!r} is a JSON {json_type(rec[key])}, not a string"))
         elif not rec[key].strip():
-            reasons.append(f"empty value: {key!r} is empty")
+            reasons.append(Finding(Kind.EMPTY_VALUE, f"{key!r} is empty"))
     turns = rec.get("conversations")
     if not isinstance(turns, list) or not turns:
-        reasons.append("shape: 'conversations' must be a non-empty list" if "conversations" in rec
-                       else "shape: no 'conversations'")
+        reasons.append(Finding(Kind.SHAPE, "'conversations' must be a non-empty list" if "conversations" in rec
+                               else "no 'conversations'"))
     else:
-        reasons += [f"shape: turn {i} must be an object with string 'from' and 'value'"
+        reasons += [Finding(Kind.SHAPE, f"turn {i} must be an object with string 'from' and 'value'")
                     for i, t in enumerate(turns, 1) if not _turn_ok(t)]
     if "meta" in rec and not isinstance(rec["meta"], dict):
-        reasons.append(f"shape: 'meta' is a JSON {json_type(rec['meta'])}, not an object")
+        reasons.append(Finding(Kind.SHAPE, f"'meta' is a JSON {json_type(rec['meta'])}, not an object"))
     return reasons
 
 
@@ -207,36 +239,37 @@ def _turns_ok(turns: Any) -> bool:
     return isinstance(turns, list) and bool(turns) and all(_turn_ok(t) for t in turns)
 
 
-def _roles(turns: list[dict[str, str]]) -> list[str]:
+def _roles(turns: list[dict[str, str]]) -> list[Finding]:
     """The first turn out of the human, gpt, human, gpt ... order, or a conversation ending on a question."""
     for i, t in enumerate(turns):
         expected = "human" if i % 2 == 0 else "gpt"
         if t["from"] != expected:
-            return [f"roles: turn {i + 1} is from {t['from']!r}, expected {expected!r}"]
+            return [Finding(Kind.ROLES, f"turn {i + 1} is from {t['from']!r}, expected {expected!r}")]
     if len(turns) % 2:
-        return [f"roles: the last turn ({len(turns)}) is from 'human'; a conversation ends with 'gpt'"]
+        return [Finding(Kind.ROLES, f"the last turn ({len(turns)}) is from 'human'; a conversation ends with 'gpt'")]
     return []
 
 
-def _image_token(turns: list[dict[str, str]]) -> list[str]:
+def _image_token(turns: list[dict[str, str]]) -> list[Finding]:
     """`<image>` once, in the first human turn (a conversation without human turns fails `_roles` instead)."""
     counts = {i: t["value"].count(IMAGE_TOKEN) for i, t in enumerate(turns, 1) if IMAGE_TOKEN in t["value"]}
     total = sum(counts.values())
     if total == 0:
-        return [f"image token: no {IMAGE_TOKEN} though the record has an image"]
+        return [Finding(Kind.IMAGE_TOKEN, f"no {IMAGE_TOKEN} though the record has an image")]
     in_answers = [i for i in counts if turns[i - 1]["from"] == "gpt"]
     if in_answers:
-        return [f"image token: {IMAGE_TOKEN} in a gpt turn (turn {in_answers[0]})"]
+        return [Finding(Kind.IMAGE_TOKEN, f"{IMAGE_TOKEN} in a gpt turn (turn {in_answers[0]})")]
     if total > 1:
-        return [f"image token: {IMAGE_TOKEN} appears {total} times (turns {', '.join(map(str, counts))})"]
+        return [Finding(Kind.IMAGE_TOKEN, f"{IMAGE_TOKEN} appears {total} times (turns {', '.join(map(str, counts))})")]
     first_human = next((i for i, t in enumerate(turns, 1) if t["from"] == "human"), None)
     (where,) = counts
     if first_human is not None and where != first_human:
-        return [f"image token: {IMAGE_TOKEN} is in turn {where}, not in the first human turn ({first_human})"]
+        return [Finding(Kind.IMAGE_TOKEN,
+                        f"{IMAGE_TOKEN} is in turn {where}, not in the first human turn ({first_human})")]
     return []
 
 
-def _boxes(meta: dict[str, Any], values: list[str], size: tuple[int, int] | None) -> list[str]:
+def _boxes(meta: dict[str, Any], values: list[str], size: tuple[int, int] | None) -> list[Finding]:
     """Box strings of `meta.box_format` inside their range and ordered, as many as `meta.boxes`."""
     fmt = meta.get("box_format")
     if fmt is None:
@@ -244,7 +277,7 @@ def _boxes(meta: dict[str, Any], values: list[str], size: tuple[int, int] | None
     try:
         f = flavour(fmt)
     except ValueError:
-        return [f"box format: meta.box_format {fmt!r} is not one of {', '.join(FLAVOURS)}"]
+        return [Finding(Kind.BOX_FORMAT, f"meta.box_format {fmt!r} is not one of {', '.join(FLAVOURS)}")]
     found = [(i, m) for i, v in enumerate(values, 1) for m in f.pattern.finditer(v)]
     if f.limit is not None:
         xmax = ymax = f.limit
@@ -260,21 +293,22 @@ def _boxes(meta: dict[str, Any], values: list[str], size: tuple[int, int] | None
     for turn, m in found:
         x1, y1, x2, y2 = (float(v) for v in m.groups()[:4])
         if image_area is not None and not _inside((x1 + x2) / 2, (y1 + y2) / 2, image_area):
-            reasons.append(f"box on the padding: {m.group(0)} in turn {turn} is centred outside the image on "
-                           f"LLaVA's padded square ({fmt}, box_space square)")
+            reasons.append(Finding(Kind.BOX_ON_PADDING, f"{m.group(0)} in turn {turn} is centred outside the image "
+                                                        f"on LLaVA's padded square ({fmt}, box_space square)"))
         elif min(x1, y1, x2, y2) < 0 or max(x1, x2) > xmax or max(y1, y2) > ymax:
-            reasons.append(f"box out of range: {m.group(0)} in turn {turn} is outside {bounds} ({fmt})")
+            reasons.append(Finding(Kind.BOX_OUT_OF_RANGE, f"{m.group(0)} in turn {turn} is outside {bounds} ({fmt})"))
         elif x1 > x2 or y1 > y2:
-            reasons.append(f"box inverted: {m.group(0)} in turn {turn} has x1 > x2 or y1 > y2")
+            reasons.append(Finding(Kind.BOX_INVERTED, f"{m.group(0)} in turn {turn} has x1 > x2 or y1 > y2"))
         elif f.name == "geochat" and not -90 <= int(m.group(5)) <= 90:
-            reasons.append(f"box out of range: {m.group(0)} in turn {turn} has an angle outside -90..90 (geochat)")
+            reasons.append(Finding(Kind.BOX_OUT_OF_RANGE,
+                                   f"{m.group(0)} in turn {turn} has an angle outside -90..90 (geochat)"))
     boxes = meta.get("boxes")
     if boxes is not None and not isinstance(boxes, list):
-        reasons.append(f"shape: meta.boxes is a JSON {json_type(boxes)}, not a list")
+        reasons.append(Finding(Kind.SHAPE, f"meta.boxes is a JSON {json_type(boxes)}, not a list"))
     elif boxes is not None and len(boxes) != len(found):
-        reasons.append(f"box count: {len(found)} {fmt} boxes in the text, {len(boxes)} in meta.boxes")
+        reasons.append(Finding(Kind.BOX_COUNT, f"{len(found)} {fmt} boxes in the text, {len(boxes)} in meta.boxes"))
     elif boxes is not None and not all(finite_box(b) for b in boxes):
-        reasons.append("box not finite: meta.boxes holds a box that is not four finite numbers")
+        reasons.append(Finding(Kind.BOX_NOT_FINITE, "meta.boxes holds a box that is not four finite numbers"))
     return reasons
 
 
