@@ -189,9 +189,9 @@ def _manifest(path: Path, bad: _BadLines) -> dict[str, Any] | None:
     stages = usage.get("by_stage") or {}
     failures = m.get("failures") or {}
     issues = m.get("issues") or {}
-    # Failure reasons read "kind: detail"; the kind is what there can be many of.
-    failed = Counter(str(f.get("reason", "")).partition(":")[0]
-                     for f in failures.get("list", []) if isinstance(f, dict))
+    # The engine counts each answer it gives up on by kind, per stage; the list's reasons are for reading.
+    by_stage = {stage: row.get("failures") or {} for stage, row in sorted(stages.items())}
+    failed: Counter[str] = sum((Counter(row) for row in by_stage.values()), Counter())
     return {
         "model": m.get("model"), "backend": m.get("backend"), "status": m.get("status"),
         "records": (m.get("counts") or {}).get("records"),
@@ -202,7 +202,7 @@ def _manifest(path: Path, bad: _BadLines) -> dict[str, Any] | None:
                            for stage, row in sorted(stages.items())},
         "batch_usage": (m.get("batch") or {}).get("usage"),
         "failures": {"count": failures.get("count", 0), "by_reason": dict(sorted(failed.items())),
-                     "by_stage": {stage: row.get("failures") or {} for stage, row in sorted(stages.items())}},
+                     "by_stage": by_stage},
         "qc": m.get("qc"),
         "recipe_targets": _recipe_targets(m),
         "issues": {"skipped": issues.get("skipped", 0), "warnings": issues.get("warnings", 0),
