@@ -107,7 +107,10 @@ def _retryable(exc: BaseException) -> bool:
 
 
 def _insufficient_quota(exc: openai.APIStatusError) -> bool:
-    return exc.code == "insufficient_quota" or "insufficient_quota" in str(exc.body or "")
+    """The error's code or type says so; its message is the API's prose and decides nothing."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
+    return "insufficient_quota" in (exc.code, error.get("code"), error.get("type"))
 
 
 def _retry_after(exc: BaseException | None) -> float | None:
