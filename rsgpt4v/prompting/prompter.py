@@ -20,7 +20,7 @@ from PIL import Image
 
 from rsgpt4v.config import BuildConfig
 from rsgpt4v.imaging import data_url, encode, fit
-from rsgpt4v.llm.engine import Engine
+from rsgpt4v.llm.engine import Engine, FailureKind
 from rsgpt4v.llm.request import ChatRequest
 from rsgpt4v.prompting.answers import SceneAnswers
 from rsgpt4v.prompting.local_plan import plan_local, split
@@ -101,16 +101,16 @@ class HierarchicalPrompter:
             others = [m for m in marks if m.id not in listed]
             answer = await self.engine.ask(
                 lambda fb, at: self.requests.local_request(scene, with_clean, marked, chunk, others, fb, at),
-                LocalResponse, check, escalate=frozenset({"length"}))
+                LocalResponse, check, escalate=frozenset({FailureKind.LENGTH}))
             self.on_answer("local")
             if answer.deferred:
                 answers.deferred = True
                 return
-            if answer.kind == "length" and len(chunk) > 1:
+            if answer.kind == FailureKind.LENGTH and len(chunk) > 1:
                 await asyncio.gather(*(one(half) for half in split(chunk)))
                 return
-            if answer.kind == "length":
-                self.engine.record_failure("local", "length")
+            if answer.kind == FailureKind.LENGTH:
+                self.engine.record_failure("local", FailureKind.LENGTH)
             notes = answer.parsed.objects if answer.parsed is not None else self._sound_notes(answer.rejected, chunk,
                                                                                                  note_qc)
             if answer.parsed is None:
@@ -139,7 +139,7 @@ class HierarchicalPrompter:
             answers.notes[note.id] = note.model_copy(update={"relations": kept[: self.cfg.local.max_relations]})
         missing = len(listed - {n.id for n in notes})
         if missing:
-            answers.left_out[reason or "unknown"] += missing
+            answers.left_out[reason or FailureKind.UNKNOWN] += missing
 
     async def _global_and_dialogue(self, scene: Scene, clean: SentImage, answers: SceneAnswers) -> None:
         r = self.requests
