@@ -582,13 +582,24 @@ def _measured_reask_rate(path: Path) -> float | None:
         cache.close()
 
 
-def _batch_context(out: Path):
+def _batch_states(out: Path) -> list[tuple[str, Any]]:
+    """(source, BatchState) of every batch folder of a build that holds batches: OUT/batch of a
+    single-source build, OUT/parts/<source>/batch of each source of a recipe build."""
     from rsgpt4v.llm.batch import BatchState
+    from rsgpt4v.mix import PARTS
+
+    folders = [("", out / "batch")] + [(state.parent.parent.name, state.parent)
+                                       for state in sorted((out / PARTS).glob("*/batch/state.json"))]
+    states = [(name, BatchState(folder)) for name, folder in folders if (folder / "state.json").is_file()]
+    return [(name, state) for name, state in states if state.batches]
+
+
+def _batch_context(out: Path):
     from rsgpt4v.llm.client import MissingKeyError, make_client
     from rsgpt4v.report import ReportError, RunReport
 
-    state = BatchState(out / "batch")
-    if not state.batches:
+    states = _batch_states(out)
+    if not states:
         raise _fail(f"{out} has no batches: submit with `rsgpt4v build --batch ... --out {out}`")
     try:
         manifest = RunReport.read(out / "manifest.json")
@@ -600,7 +611,7 @@ def _batch_context(out: Path):
         client = make_client("openai", manifest.config["model"]["request_timeout_s"])
     except MissingKeyError as exc:
         raise _fail(str(exc)) from None
-    return state, manifest, client
+    return states, manifest, client
 
 
 @contextmanager
@@ -616,21 +627,25 @@ def _batch_errors(out: Path):
 
 
 @batch_app.command("status")
-def batch_status(out: Annotated[Path, typer.Option("--out", "-o", help="The build's output folder.")]) -> None:
+def batch_status(out: Annotated[Path, typer.Option("--out", "-o", help="The build's output folder (of a recipe "
+                                                                      "build: every source's batches).")]) -> None:
     """Show every batch of the build and its progress."""
     import asyncio
 
     from rsgpt4v.llm.batch import refresh
 
     with _batch_errors(out):
-        state, _, client = _batch_context(out)
-        asyncio.run(refresh(client, state))
-    for b in state.batches:
-        counts = b.get("counts") or {}
-        done = f"{counts.get('completed', 0)}/{counts.get('total', b['lines'])} done" if counts else ""
-        stages = ", ".join(f"{n} {s}" for s, n in sorted(b["stages"].items()))
-        typer.echo(f"{b['id']}  {b['pass']}  {b['status']:<12} {'collected' if b.get('collected') else 'open':<10}"
-                   f"{b['lines']:>7} requests ({stages}) {done}")
+        states, _, client = _batch_context(out)
+        for _, state in states:
+            asyncio.run(refresh(client, state))
+    width = max(len(name) for name, _ in states)
+    for name, state in states:
+        for b in state.batches:
+            counts = b.get("counts") or {}
+            done = f"{counts.get('completed', 0)}/{counts.get('total', b['lines'])} done" if counts else ""
+            stages = ", ".join(f"{n} {s}" for s, n in sorted(b["stages"].items()))
+            typer.echo(f"{f'{name:<{width}}  ' if width else ''}{b['id']}  {b['pass']}  {b['status']:<12} "
+                       f"{'collected' if b.get('collected') else 'open':<10}{b['lines']:>7} requests ({stages}) {done}")
 
 
 @batch_app.command("collect")
@@ -639,24 +654,31 @@ def batch_collect(
     cache: Annotated[Optional[Path], typer.Option(help="Cache to collect into; default the one the build uses "
                                                        "(its --cache, else OUT/cache.sqlite).")] = None,
 ) -> None:
-    """Download finished batches into the build's cache (the next `build --batch` pass also does this)."""
+    """Download finished batches into the build's cache (the next `build --batch` pass also does this);
+    of a recipe build, every source's batches."""
     import asyncio
+    from collections import Counter
 
     from rsgpt4v.cost import PriceTable
     from rsgpt4v.llm.batch import collect
     from rsgpt4v.llm.cache import Cache
 
+    tally: Counter[str] = Counter()
+    caches: list[Path] = []
     with _batch_errors(out):
-        state, manifest, client = _batch_context(out)
-        into = cache or (Path(state.cache) if state.cache else out / "cache.sqlite")
-        answers = Cache(into)
-        try:
-            tally = asyncio.run(collect(client, state, answers, PriceTable.load(), manifest.model))
-        finally:
-            answers.close()
-    still = len([b for b in state.batches if not b.get("collected")])
-    typer.echo(f"collected {tally['answers']} answers into {into}; {tally['failed']} failed or expired (resubmitted "
-               f"by the next pass), {tally['rejected']} rejected; {still} batch(es) still open")
+        states, manifest, client = _batch_context(out)
+        prices = PriceTable.load()
+        for _, state in states:
+            into = cache or (Path(state.cache) if state.cache else out / "cache.sqlite")
+            caches += [into] if into not in caches else []
+            answers = Cache(into)
+            try:
+                tally.update(asyncio.run(collect(client, state, answers, prices, manifest.model)))
+            finally:
+                answers.close()
+    still = sum(1 for _, state in states for b in state.batches if not b.get("collected"))
+    typer.echo(f"collected {tally['answers']} answers into {', '.join(map(str, caches))}; {tally['failed']} failed "
+               f"or expired (resubmitted by the next pass), {tally['rejected']} rejected; {still} batch(es) still open")
 
 
 @batch_app.command("import")
@@ -669,6 +691,7 @@ def batch_import(
     from rsgpt4v.llm.batch_files import REQUESTS, import_results, request_ids
     from rsgpt4v.llm.cache import Cache
     from rsgpt4v.report import ReportError, RunReport
+    from rsgpt4v.mix import PARTS
 
     if not out.is_dir():
         raise _fail(f"{out} is not a build output folder")
@@ -680,7 +703,9 @@ def batch_import(
         model = RunReport.read(manifest_path).model if manifest_path.is_file() else ""
     except ReportError as exc:
         raise _fail(str(exc)) from None
-    known = request_ids(out / REQUESTS) if (out / REQUESTS).is_dir() else None
+    # a recipe build's parts write their requests under OUT/parts/<source>/ with the API engine
+    folders = [f for f in [out / REQUESTS, *sorted((out / PARTS).glob(f"*/{REQUESTS.as_posix()}"))] if f.is_dir()]
+    known = set().union(*map(request_ids, folders)) if folders else None
     store = Cache(cache or out / "cache.sqlite")
     try:
         tally = import_results(results, store, model, known)
@@ -690,7 +715,7 @@ def batch_import(
         typer.echo(problem, err=True)
     if len(tally.problems) > 20:
         typer.echo(f"... {len(tally.problems) - 20} more", err=True)
-    unknown = f" ({tally.unknown} answer requests not in {out / REQUESTS})" if tally.unknown else ""
+    unknown = f" ({tally.unknown} answer requests not in the build's request files)" if tally.unknown else ""
     typer.echo(f"imported {tally.answers} answers into {cache or out / 'cache.sqlite'}{unknown}; "
                f"{tally.failed} requests without an answer. Rerun the build command to continue.")
     if len(tally.problems) > tally.failed:

@@ -6,10 +6,7 @@ RSIVQA, DOTA images in RSIVQA, RSITMD overlapping RSICD), often re-encoded or re
 of the file finds byte-identical copies; a 64-bit difference hash (dHash, gradients of a 9x8
 greyscale thumbnail) and a 64-bit average hash (aHash, 8x8 thumbnail against its mean) find copies
 that were resized, re-encoded as JPEG or slightly cropped: two images are near-identical when both
-hashes are at most `bits` apart. Candidates are found by multi-index hashing: cut each hash into
-`bits + 1` slices; two hashes at most `bits` apart agree on at least one slice of each, so only
-images sharing a dHash slice and an aHash slice are compared, one pair of slice positions at a time
-(memory stays linear, and the comparisons about n^2 / 400 at the default 8 bits instead of n^2 / 2).
+hashes are at most `bits` apart (`rsgpt4v.sample_plan` finds such clusters over the whole mix).
 
 Hashes are kept in OUT/identity.sqlite keyed by path, size and modification time, so a rerun
 reads each image again only when it changed.
@@ -77,14 +74,13 @@ def fingerprint(path: Path) -> Fingerprint:
 
 
 class FingerprintStore:
-    """OUT/identity.sqlite: fingerprints by (path, size, mtime), so unchanged images are not read twice."""
+    """The `prints` table of OUT/identity.sqlite: fingerprints by (path, size, mtime), so unchanged
+    images are not read twice. The connection's owner commits."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None)
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
         self._db.execute("CREATE TABLE IF NOT EXISTS prints (path TEXT PRIMARY KEY, size INTEGER, mtime INTEGER, "
                          "sha256 TEXT, dhash TEXT, ahash TEXT)")
-        self._db.execute("BEGIN")
 
     def get(self, path: Path) -> Fingerprint:
         st = path.stat()
@@ -96,33 +92,6 @@ class FingerprintStore:
         self._db.execute("INSERT OR REPLACE INTO prints VALUES (?, ?, ?, ?, ?, ?)",
                          (str(path), st.st_size, st.st_mtime_ns, fp.sha256, f"{fp.dhash:016x}", f"{fp.ahash:016x}"))
         return fp
-
-    def close(self) -> None:
-        self._db.execute("COMMIT")
-        self._db.close()
-
-
-def _slices(bits: int) -> list[tuple[int, int]]:
-    """`bits + 1` (shift, mask) slices covering the 64 bits: two hashes at most `bits` apart agree on one."""
-    n = bits + 1
-    bounds = [round(i * 64 / n) for i in range(n + 1)]
-    return [(lo, (1 << (hi - lo)) - 1) for lo, hi in zip(bounds, bounds[1:])]
-
-
-class _Union:
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
-
-    def find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
-
-    def join(self, i: int, j: int) -> None:
-        a, b = self.find(i), self.find(j)
-        if a != b:
-            self.parent[max(a, b)] = min(a, b)
 
 
 @dataclass
@@ -158,36 +127,6 @@ class Cluster:
             kinds.append("cross_source")
         return {"match": "exact" if self.exact else "near", "kinds": kinds,
                 "members": [r.as_dict() for r in self.members]}
-
-
-def clusters(refs: list[ImageRef], prints: list[Fingerprint], bits: int) -> list[Cluster]:
-    """Groups of two or more refs that show the same picture, in the refs' order."""
-    union = _Union(len(refs))
-    first_of: dict[str, int] = {}
-    for i, fp in enumerate(prints):
-        if fp.sha256 in first_of:
-            union.join(first_of[fp.sha256], i)
-        else:
-            first_of[fp.sha256] = i
-    distinct = list(first_of.values())
-    slices = _slices(bits)
-    for d_shift, d_mask in slices:
-        for a_shift, a_mask in slices:
-            buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
-            for i in distinct:
-                buckets[((prints[i].dhash >> d_shift) & d_mask, (prints[i].ahash >> a_shift) & a_mask)].append(i)
-            for bucket in buckets.values():
-                for x, i in enumerate(bucket):
-                    for j in bucket[x + 1:]:
-                        if (union.find(i) != union.find(j)
-                                and (prints[i].dhash ^ prints[j].dhash).bit_count() <= bits
-                                and (prints[i].ahash ^ prints[j].ahash).bit_count() <= bits):
-                            union.join(i, j)
-    groups: dict[int, list[int]] = defaultdict(list)
-    for i in range(len(refs)):
-        groups[union.find(i)].append(i)
-    return [Cluster([refs[i] for i in members], len({prints[i].sha256 for i in members}) == 1)
-            for members in sorted(groups.values()) if len(members) > 1]
 
 
 def leakage_report(found: Iterable[Cluster], policy: str) -> tuple[dict[str, object], set[tuple[str, str, str]]]:

@@ -1,10 +1,11 @@
 """The build a recipe describes: every source of the mix into one dataset, one manifest, one cache.
 
 A layer around the single-source build. First every source is listed and each image fingerprinted
-(`rsgpt4v.identity`): clusters of the same picture across sources and splits go into the manifest
-and the leakage policy decides which training samples no source may use. Then each source is
-built as usual through `Selection`, a view of its adapter that passes only the chosen samples
-(splits, seeded fraction / max_images, leakage), into OUT/parts/<source>/ with its own stages,
+(`rsgpt4v.identity`) into the plan of samples on disk (`rsgpt4v.sample_plan`): clusters of the same
+picture across sources and splits go into the manifest and the leakage policy decides which
+training samples no source may use. Then each source is built as usual through `Selection`, a view
+of its adapter that passes only the samples the plan chose (splits, seeded fraction / max_images,
+leakage), into OUT/parts/<source>/ with its own stages,
 the shared cache and the shared OUT/images/. Last, the parts' split files are interleaved into
 OUT/<split>.jsonl in a seeded order (each next record drawn from a source with probability
 proportional to what that source has left, so every prefix of the file is a fair mix), per-task
@@ -29,10 +30,11 @@ from tqdm import tqdm
 from rsgpt4v import __version__
 from rsgpt4v.config import BuildConfig
 from rsgpt4v.files import dumps
-from rsgpt4v.identity import FingerprintStore, ImageRef, clusters, is_training, leakage_report
+from rsgpt4v.identity import Fingerprint, ImageRef, is_training, leakage_report
 from rsgpt4v.pipeline import BuildOptions, build
 from rsgpt4v.recipe import Recipe, RecipeError, RecipeSource
 from rsgpt4v.report import (
+    BatchProgress,
     Counts,
     EstimatedFrom,
     EstimateRow,
@@ -47,6 +49,7 @@ from rsgpt4v.report import (
     Usage,
     total_status,
 )
+from rsgpt4v.sample_plan import SamplePlan
 from rsgpt4v.schema import Issue, Sample
 from rsgpt4v.sources import Source, SourceError, get_source, parse_options
 
@@ -57,25 +60,31 @@ PARTS = "parts"
 
 @dataclass
 class Planned:
-    """One recipe entry resolved: its adapter over its root, or why it is left out."""
+    """One recipe entry resolved: its adapter class and options over its root, or why it is left out.
+
+    The adapter is opened anew for each pass over it and let go after, so the mix holds one source's
+    annotations at a time, not all of them."""
 
     entry: RecipeSource
     root: Path
-    adapter: Source | None = None
+    adapter: type[Source] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
     missing: str | None = None
+
+    def open(self) -> Source:
+        assert self.adapter is not None, "a missing source has no adapter"
+        return self.adapter(self.root, split=None, **self.options)
 
 
 class Selection(Source):
-    """An adapter seen through the recipe: only the samples in `keep` pass; the others are counted
-    by reason. Issues pass unchanged, so the build reports them as for a single source."""
+    """An adapter seen through the recipe: only the samples the plan chose pass; the others are
+    counted by reason. Issues pass unchanged, so the build reports them as for a single source."""
 
-    def __init__(self, inner: Source, keep: set[tuple[str, str, str]], reasons: dict[tuple[str, str, str], str]
-                 ) -> None:
+    def __init__(self, inner: Source, chosen: SamplePlan) -> None:
         self.inner = inner
         self.root = inner.root
         self.split = inner.split
-        self.keep = keep
-        self.reasons = reasons
+        self.chosen = chosen
         self.left_out: Counter[str] = Counter()
         for attr in Source.__annotations__:  # name, task_kind, mock_looks...: what the adapter class says
             if attr != "vocabulary":  # read live: an adapter may settle it while reading
@@ -89,12 +98,16 @@ class Selection(Source):
         """Any other attribute the pipeline reads is the adapter's."""
         return getattr(self.inner, name)
 
+    def release(self) -> None:
+        """Let the adapter go once its build is done: what stays is `left_out`."""
+        self.inner = None  # type: ignore[assignment]
+
     def __iter__(self) -> Iterator[Sample | Issue]:
         for item in self.inner:
             if isinstance(item, Sample):
-                key = (item.source, item.split, item.image_id)
-                if key not in self.keep:
-                    self.left_out[self.reasons.get(key, "not listed when the recipe was planned")] += 1
+                reason = self.chosen.left_out((item.source, item.split, item.image_id))
+                if reason is not None:
+                    self.left_out[reason] += 1
                     continue
             yield item
 
@@ -136,11 +149,13 @@ def plan(recipe: Recipe, data: Path | None, skip_missing: bool) -> list[Planned]
                 continue
             raise RecipeError(f"{where}: {entry.source}: root {root} is not a folder "
                               "(--skip-missing builds the other sources)")
+        resolved = Planned(entry, root, cls)
         try:
-            adapter = cls(root, split=None, **parse_options(cls, _option_pairs(entry.options)))
+            resolved.options = parse_options(cls, _option_pairs(entry.options))
+            resolved.open()  # an adapter checks its root and options when opened: fail before anything is built
         except (SourceError, TypeError) as exc:
             raise RecipeError(f"{where}: {entry.source}: {exc}") from None
-        planned.append(Planned(entry, root, adapter))
+        planned.append(resolved)
     return planned
 
 
@@ -152,68 +167,49 @@ def _draw(seed: int, key: tuple[str, str, str]) -> float:
 
 @dataclass
 class Choice:
-    """What the planning pass decided: the samples each source builds and the leakage section."""
+    """What the planning pass decided: the plan of every sample (which each source builds) and the
+    manifest's leakage section."""
 
-    keep: dict[str, set[tuple[str, str, str]]] = field(default_factory=dict)
-    reasons: dict[str, dict[tuple[str, str, str], str]] = field(default_factory=dict)
-    leakage: dict[str, Any] = field(default_factory=dict)
+    plan: SamplePlan
+    leakage: dict[str, Any]
 
 
 def choose(recipe: Recipe, planned: list[Planned], store_path: Path, progress: bool) -> Choice:
-    """Fingerprint every image of every source, cluster them, apply the leakage policy, then the
-    splits, fraction and max_images of each entry; RecipeError when the policy is `fail` and a
-    training image of one source is an evaluation image of another."""
-    refs: list[ImageRef] = []  # every sample's image, hashed or not
-    prints, hashed = [], []
-    store = FingerprintStore(store_path)
+    """Fingerprint every image of every source into the plan at `store_path`, cluster them, apply the
+    leakage policy, then the splits, fraction and max_images of each entry; RecipeError when the policy
+    is `fail` and a training image of one source is an evaluation image of another. The caller closes
+    the returned plan."""
+    plan = SamplePlan(store_path)
     try:
-        samples = (s for p in planned if p.adapter is not None for s in p.adapter if isinstance(s, Sample))
+        samples = (s for p in planned if p.adapter is not None for s in p.open() if isinstance(s, Sample))
         for sample in tqdm(samples, desc="  identity", unit="img", disable=not progress, dynamic_ncols=True):
             ref = ImageRef(sample.source, sample.split, sample.image_id)
-            refs.append(ref)
             try:
-                prints.append(store.get(sample.image_path))
-                hashed.append(ref)
+                fp: Fingerprint | None = plan.prints.get(sample.image_path)
             except (OSError, ValueError, SyntaxError):
-                continue  # the build names the unreadable image; it has no identity to compare
-    finally:
-        store.close()
-    found = clusters(hashed, prints, recipe.near_duplicate_bits)
-    section, dropped = leakage_report(found, recipe.leakage)
-    section["images"] = len(hashed)
-    section["unreadable_images"] = len(refs) - len(hashed)  # each is named among its source's issues
-    choice = Choice(leakage=section)
-    if recipe.leakage == "fail":
-        leaks = [c for c in found if c.cross_source_leak]
-        if leaks:
-            a = next(r for r in leaks[0].members if is_training(r.split))
-            b = next(r for r in leaks[0].members if not is_training(r.split) and r.source != a.source)
-            raise RecipeError(f"{recipe.path}: leakage: fail: {len(leaks)} pictures are training images of one "
-                              f"source and evaluation images of another (first: {a.source} {a.split} {a.image_id} "
-                              f"= {b.source} {b.split} {b.image_id}); see `leakage: report`")
-    for p in planned:
-        name = p.entry.source
-        keep: set[tuple[str, str, str]] = set()
-        reasons: dict[tuple[str, str, str], str] = {}
-        drawn = []
-        for ref in refs:
-            if ref.source != name:
-                continue
-            if p.entry.splits is not None and ref.split not in p.entry.splits:
-                reasons[ref.key] = "split not in the recipe"
-            elif ref.key in dropped:
-                reasons[ref.key] = "leakage: evaluation image of another source"
-            elif (u := _draw(recipe.seed, ref.key)) >= p.entry.fraction:
-                reasons[ref.key] = "not drawn (fraction)"
-            else:
-                drawn.append((u, ref.key))
-        drawn.sort()
-        limit = p.entry.max_images if p.entry.max_images is not None else len(drawn)
-        for _, key in drawn[limit:]:
-            reasons[key] = "not drawn (max_images)"
-        keep.update(key for _, key in drawn[:limit])
-        choice.keep[name], choice.reasons[name] = keep, reasons
-    return choice
+                fp = None  # the build names the unreadable image; it has no identity to compare
+            plan.add(ref, fp, _draw(recipe.seed, ref.key))
+        plan.listed()
+        found = plan.clusters(recipe.near_duplicate_bits)
+        section, dropped = leakage_report(found, recipe.leakage)
+        listed, hashed = plan.counts()
+        section["images"] = hashed
+        section["unreadable_images"] = listed - hashed  # each is named among its source's issues
+        if recipe.leakage == "fail":
+            leaks = [c for c in found if c.cross_source_leak]
+            if leaks:
+                a = next(r for r in leaks[0].members if is_training(r.split))
+                b = next(r for r in leaks[0].members if not is_training(r.split) and r.source != a.source)
+                raise RecipeError(f"{recipe.path}: leakage: fail: {len(leaks)} pictures are training images of one "
+                                  f"source and evaluation images of another (first: {a.source} {a.split} "
+                                  f"{a.image_id} = {b.source} {b.split} {b.image_id}); see `leakage: report`")
+        plan.drop(sorted(dropped))
+        for p in planned:
+            plan.decide(p.entry.source, p.entry.splits, p.entry.fraction, p.entry.max_images)
+    except BaseException:
+        plan.close()
+        raise
+    return Choice(plan, section)
 
 
 def _link_images(out: Path, part: Path) -> None:
@@ -340,7 +336,8 @@ def unified_manifest(recipe: Recipe, data: Path | None, planned: list[Planned], 
                           near_duplicate_bits=recipe.near_duplicate_bits),
         sources=sources, mix=mix, leakage=choice.leakage, counts=counts,
         issues=Issues.total({name: m.issues for name, m in reports.items()}), failures=Failures.total(m.failures for m in reports.values()),
-        usage=Usage.total(m.usage for m in reports.values()), shard=opts.shard)
+        usage=Usage.total(m.usage for m in reports.values()), shard=opts.shard,
+        batch=BatchProgress.total([m.batch for m in reports.values() if m.batch is not None]))
     if opts.estimate and reports:
         report.estimate = EstimateRow.total(m.estimate or [] for m in reports.values())
         report.estimated_from = EstimatedFrom(images=sum(m.estimated_from.images for m in reports.values()
@@ -364,16 +361,20 @@ def build_recipe(recipe: Recipe, data: Path | None, configs: dict[str, BuildConf
     choice = choose(recipe, planned, out / "identity.sqlite", opts.progress)
     cache = opts.cache or out / "cache.sqlite"
     parts: dict[str, tuple[RunReport, Selection]] = {}
-    for p in planned:
-        if p.adapter is None:
-            continue
-        name = p.entry.source
-        part = out / PARTS / name
-        if not opts.estimate:
-            _link_images(out, part)
-        view = Selection(p.adapter, choice.keep[name], choice.reasons[name])
-        log.info("building %s (%d images chosen)", name, len(choice.keep[name]))
-        parts[name] = build(view, configs[name], replace(opts, out=part, cache=cache, within=out)), view
+    try:
+        for p in planned:
+            if p.adapter is None:
+                continue
+            name = p.entry.source
+            part = out / PARTS / name
+            if not opts.estimate:
+                _link_images(out, part)
+            view = Selection(p.open(), choice.plan)
+            log.info("building %s (%d images chosen)", name, choice.plan.chosen(name))
+            parts[name] = build(view, configs[name], replace(opts, out=part, cache=cache, within=out)), view
+            view.release()
+    finally:
+        choice.plan.close()
     written: dict[tuple[str, str, str], int] = {}
     if not opts.estimate and parts and total_status(m.status for m, _ in parts.values()) == "complete":
         written = interleave(recipe, out, {name: m for name, (m, _) in parts.items()})

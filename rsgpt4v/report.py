@@ -276,6 +276,15 @@ class BatchProgress(_Section):
     rejected: int
     usage: BatchUsage
 
+    @classmethod
+    def total(cls, parts: list[BatchProgress]) -> BatchProgress | None:
+        """Every part's batches (a recipe's sources each keep their own); None when no part used batches."""
+        if not parts:
+            return None
+        return cls(queued_this_pass=sum(p.queued_this_pass for p in parts), batches=[b for p in parts for b in p.batches],
+                   rejected=sum(p.rejected for p in parts),
+                   usage=BatchUsage(**{k: sum(getattr(p.usage, k) for p in parts) for k in BatchUsage.model_fields}))
+
 
 class Prompts(_Section):
     folder: str

@@ -1,18 +1,33 @@
-"""Image identity: perceptual hashes survive resizing, JPEG and slight crops; multi-index clustering
-finds exactly the pairs a brute-force comparison finds; the fingerprint store rereads changed files."""
+"""Image identity: perceptual hashes survive resizing, JPEG and slight crops; the sample plan's
+multi-index clustering finds exactly the pairs a brute-force comparison finds; the fingerprint
+store rereads changed files; the plan's decisions."""
 
 from __future__ import annotations
 
 import os
 import random
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from rsgpt4v.identity import Fingerprint, FingerprintStore, ImageRef, clusters, fingerprint, is_training, leakage_report
+from rsgpt4v.identity import (Cluster, Fingerprint, FingerprintStore, ImageRef, fingerprint, is_training,
+                              leakage_report)
+from rsgpt4v.sample_plan import NOT_LISTED, SamplePlan
 from scripts.native_tree import texture
 
 BITS = 8
+
+
+def clusters(tmp_path: Path, refs: list[ImageRef], prints: list[Fingerprint | None], bits: int = BITS
+             ) -> list[Cluster]:
+    plan = SamplePlan(tmp_path / "identity.sqlite")
+    for ref, fp in zip(refs, prints):
+        plan.add(ref, fp, 0.5)
+    plan.listed()
+    found = plan.clusters(bits)
+    plan.close()
+    return found
 
 
 def distance(a: Fingerprint, b: Fingerprint) -> int:
@@ -34,7 +49,7 @@ def test_copies_stay_close_and_other_pictures_far(tmp_path: Path, seed: int) -> 
     assert fingerprint(tmp_path / "a.png").sha256 == a.sha256 != fingerprint(tmp_path / "reencoded.jpg").sha256
 
 
-def test_multi_index_clusters_equal_brute_force() -> None:
+def test_multi_index_clusters_equal_brute_force(tmp_path: Path) -> None:
     rng = random.Random(7)
     prints = []
     for i in range(400):
@@ -45,8 +60,13 @@ def test_multi_index_clusters_equal_brute_force() -> None:
         else:
             prints.append(Fingerprint(f"s{i}", rng.getrandbits(64), rng.getrandbits(64)))
     prints.append(Fingerprint("s0", prints[0].dhash, prints[0].ahash))  # byte-identical copy
+    prints.append(Fingerprint("top", 2**64 - 1, 2**63))  # high bits set: stored as negative SQLite integers
+    prints.append(Fingerprint("top2", 2**64 - 1 - 2**62 - 1, 2**63 + 2**5))
     refs = [ImageRef("src", "train", str(i)) for i in range(len(prints))]
-    found = {frozenset(r.image_id for r in c.members) for c in clusters(refs, prints, BITS)}
+    found_clusters = clusters(tmp_path, refs, prints)
+    assert [min(int(r.image_id) for r in c.members) for c in found_clusters] == sorted(
+        min(int(r.image_id) for r in c.members) for c in found_clusters)  # in listing order
+    found = {frozenset(r.image_id for r in c.members) for c in found_clusters}
     parent = list(range(len(prints)))
 
     def root(i: int) -> int:
@@ -62,14 +82,15 @@ def test_multi_index_clusters_equal_brute_force() -> None:
     for i in range(len(prints)):
         groups.setdefault(root(i), set()).add(str(i))
     assert found == {frozenset(g) for g in groups.values() if len(g) > 1}
-    assert frozenset({"0", str(len(prints) - 1)}) in found
+    assert frozenset({"0", str(len(prints) - 3)}) in found
+    assert frozenset({str(len(prints) - 2), str(len(prints) - 1)}) in found
 
 
-def test_policy_drops_only_training_copies_of_another_sources_evaluation_images() -> None:
+def test_policy_drops_only_training_copies_of_another_sources_evaluation_images(tmp_path: Path) -> None:
     fp = Fingerprint("x", 1, 1)
     refs = [ImageRef("a", "test", "1"), ImageRef("b", "train", "9"),
             ImageRef("a", "train", "1"), ImageRef("c", "trainval", "3")]
-    found = clusters(refs, [fp] * 4, BITS)
+    found = clusters(tmp_path, refs, [fp] * 4)
     section, dropped = leakage_report(found, "drop-from-train")
     assert dropped == {("b", "train", "9"), ("c", "trainval", "3")}
     assert section["dropped_from_train"] == {"b": 1, "c": 1}
@@ -81,23 +102,51 @@ def test_policy_drops_only_training_copies_of_another_sources_evaluation_images(
 def test_store_reuses_fingerprints_until_the_file_changes(tmp_path: Path) -> None:
     path = tmp_path / "a.png"
     texture(1).save(path)
-    store = FingerprintStore(tmp_path / "identity.sqlite")
-    first = store.get(path)
-    store.close()
-    store = FingerprintStore(tmp_path / "identity.sqlite")
+    db = sqlite3.connect(tmp_path / "identity.sqlite")
+    first = FingerprintStore(db).get(path)
+    db.commit()
+    db.close()
+    db = sqlite3.connect(tmp_path / "identity.sqlite")
+    store = FingerprintStore(db)
+    assert db.execute("SELECT COUNT(*) FROM prints").fetchone() == (1,)
     assert store.get(path) == first
     texture(2).save(path)
     os.utime(path, ns=(1, 1))
     assert store.get(path) != first
-    store.close()
+    db.close()
 
 
-def test_exact_duplicates_inside_one_split_are_reported_not_dropped() -> None:
+def test_exact_duplicates_inside_one_split_are_reported_not_dropped(tmp_path: Path) -> None:
     refs = [ImageRef("rsicd", "train", "a"), ImageRef("rsicd", "train", "b"),
-            ImageRef("rsicd", "test", "c")]
-    prints = [Fingerprint("same", 5, 5), Fingerprint("same", 5, 5), Fingerprint("other", ~5 & (2**64 - 1), 9)]
-    (cluster,) = clusters(refs, prints, BITS)
+            ImageRef("rsicd", "test", "c"), ImageRef("rsicd", "test", "unreadable")]
+    prints = [Fingerprint("same", 5, 5), Fingerprint("same", 5, 5), Fingerprint("other", ~5 & (2**64 - 1), 9), None]
+    (cluster,) = clusters(tmp_path, refs, prints)
     section, dropped = leakage_report([cluster], "drop-from-train")
     assert section["list"] == [{"match": "exact", "kinds": ["duplicate_in_split"],
                                 "members": [r.as_dict() for r in refs[:2]]}]
     assert dropped == set()
+
+
+def test_plan_decides_splits_leakage_fraction_and_max_images_in_that_order(tmp_path: Path) -> None:
+    plan = SamplePlan(tmp_path / "identity.sqlite")
+    draws = {"a": 0.9, "b": 0.1, "c": 0.3, "d": 0.2, "e": 0.05, "f": 0.6}
+    for image, draw in draws.items():
+        split = "test" if image == "f" else "train"
+        plan.add(ImageRef("src", split, image), Fingerprint(image, 0, 0) if image != "c" else None, draw)
+    plan.add(ImageRef("other", "train", "a"), None, 0.99)
+    plan.listed()
+    assert plan.counts() == (7, 5)
+    plan.drop([("src", "train", "e"), ("src", "test", "f")])
+    plan.decide("src", ["train"], 0.8, 2)
+    plan.decide("other", None, 1.0, None)
+    reasons = {image: plan.left_out(("src", "test" if image == "f" else "train", image)) for image in draws}
+    assert reasons == {"a": "not drawn (fraction)", "b": None, "c": "not drawn (max_images)", "d": None,
+                       "e": "leakage: evaluation image of another source", "f": "split not in the recipe"}
+    assert plan.left_out(("src", "val", "b")) == NOT_LISTED
+    assert plan.left_out(("other", "train", "a")) is None
+    assert plan.chosen("src") == 2 and plan.chosen("other") == 1
+    plan.close()
+    again = SamplePlan(tmp_path / "identity.sqlite")  # a new run starts from an empty plan
+    again.listed()
+    assert again.counts() == (0, 0)
+    again.close()

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rsgpt4v"
 LAYERS: list[set[str]] = [
     {"resources", "issue_codes", "schema", "report", "language", "imaging", "geometry", "records", "pixel_budget",
      "files", "paths", "ownership", "identity"},
-    {"config", "cost", "naming", "boxtext", "count_claims", "recipe"},
+    {"config", "cost", "naming", "boxtext", "count_claims", "recipe", "sample_plan"},
     {"llm"},
     {"sources", "tiling", "output"},
     {"prompting", "qc", "tasks"},
@@ -25,7 +25,8 @@ LAYERS: list[set[str]] = [
 ]
 # Post-build tools read what a build wrote; they must not reach into how it was made.
 POST_BUILD = {"validate", "stats", "preview", "export", "merge"}
-BUILD_ONLY = {"pipeline", "prompting", "llm", "tasks", "sources", "qc", "tiling", "estimate", "recipe", "mix"}
+BUILD_ONLY = {"pipeline", "prompting", "llm", "tasks", "sources", "qc", "tiling", "estimate", "recipe", "mix",
+              "sample_plan"}
 
 
 def _name(path: Path) -> str:

@@ -278,13 +278,31 @@ def test_sources_lists_every_adapters_split_mapping() -> None:
     assert rsivqa.strip().startswith("splits:") and "HRRSD/opt_val_vqa.txt -> val" in rsivqa
 
 
-def test_a_recipe_of_one_source_writes_what_the_single_source_build_writes(tmp_path: Path) -> None:
+def coco_growing_vocabulary(root: Path) -> Path:
+    """COCO files whose categories grow from file to file: the adapter's vocabulary is what it has read."""
+    from test_coco import CATEGORIES, make_coco
+
+    make_coco(root)
+    train = json.loads((root / "annotations" / "instances_train2017.json").read_text())
+    train["categories"] = CATEGORIES[:1]
+    train["annotations"] = [a for a in train["annotations"] if a["category_id"] == 3]
+    (root / "annotations" / "instances_train2017.json").write_text(json.dumps(train))
+    val = json.loads((root / "annotations" / "instances_val2017.json").read_text())
+    val["categories"] = CATEGORIES
+    val["annotations"].append({"id": 5, "image_id": 139, "category_id": 17, "bbox": [4, 4, 2, 2], "iscrowd": 0})
+    (root / "annotations" / "instances_val2017.json").write_text(json.dumps(val))
+    return root
+
+
+@pytest.mark.parametrize("source", ["dota", "coco"])
+def test_a_recipe_of_one_source_writes_what_the_single_source_build_writes(tmp_path: Path, source: str) -> None:
     from rsgpt4v.sources import sample_root
 
-    code, output = run("build", "--source", "dota", "--sample", "--dry-run", "--no-progress", "--out",
+    root = sample_root("dota") if source == "dota" else coco_growing_vocabulary(tmp_path / "coco")
+    code, output = run("build", "--source", source, "--root", str(root), "--dry-run", "--no-progress", "--out",
                        str(tmp_path / "single"))
     assert code == 0, output
-    recipe = write_recipe(tmp_path / "one.yaml", f"sources:\n  - {{source: dota, root: '{sample_root('dota')}'}}\n")
+    recipe = write_recipe(tmp_path / "one.yaml", f"sources:\n  - {{source: {source}, root: '{root}'}}\n")
     code, output = run("build", "--recipe", str(recipe), "--dry-run", "--no-progress", "--out", str(tmp_path / "mix"))
     assert code == 0, output
     single = {p.name: p.read_bytes() for p in (tmp_path / "single").glob("*.jsonl")}
