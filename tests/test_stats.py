@@ -62,9 +62,9 @@ def test_manifest_usage_failures_and_issues(sample: Path, tmp_path: Path) -> Non
     manifest = _manifest(folder)
     # Counted by the kinds the engine recorded, not by the wording of the listed reasons.
     manifest["failures"] = {"count": 3, "list": [
-        {"scene": "a", "stage": "local", "reason": "the text contains a refusal"},
-        {"scene": "b", "stage": "dialogue", "reason": "qc_count: the text says '3 planes'"},
-        {"scene": "c", "stage": "dialogue", "reason": "a count: 'two ships'"}]}
+        {"scene": "a", "stage": "local", "kind": "qc_refusal", "reason": "the text contains a refusal"},
+        {"scene": "b", "stage": "dialogue", "kind": "qc_count", "reason": "qc_count: the text says '3 planes'"},
+        {"scene": "c", "stage": "dialogue", "kind": "qc_count", "reason": "a count: 'two ships'"}]}
     manifest["usage"]["by_stage"]["dialogue"]["failures"] = {"qc_count": 2}
     manifest["usage"]["by_stage"]["local"]["failures"] = {"qc_refusal": 1}
     manifest["issues"]["by_reason"] = {"skip: file_syntax_error": 2}

@@ -22,7 +22,7 @@ from rsgpt4v.config import BuildConfig
 from rsgpt4v.imaging import data_url, encode, fit
 from rsgpt4v.llm.engine import Engine, FailureKind
 from rsgpt4v.llm.request import ChatRequest
-from rsgpt4v.prompting.answers import SceneAnswers
+from rsgpt4v.prompting.answers import SceneAnswers, StageFailure
 from rsgpt4v.prompting.local_plan import plan_local, split
 from rsgpt4v.prompting.marks import Mark, mark_chunk, marks_of
 from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse, ObjectNote
@@ -84,7 +84,7 @@ class HierarchicalPrompter:
         if answer.deferred:
             answers.deferred = True
         elif answer.parsed is None:
-            answers.failures.append((stage, answer.failure or ""))
+            answers.failures.append(StageFailure(stage, answer.kind or FailureKind.UNKNOWN, answer.failure or ""))
         return answer.parsed
 
     async def _local(self, scene: Scene, clean_im: Image.Image, clean: SentImage, answers: SceneAnswers) -> None:
@@ -114,7 +114,7 @@ class HierarchicalPrompter:
             notes = answer.parsed.objects if answer.parsed is not None else self._sound_notes(answer.rejected, chunk,
                                                                                                  note_qc)
             if answer.parsed is None:
-                answers.failures.append(("local", answer.failure or ""))
+                answers.failures.append(StageFailure("local", answer.kind or FailureKind.UNKNOWN, answer.failure or ""))
             self._keep(notes, chunk, answers, answer.kind or "")
 
         await asyncio.gather(*(one(c) for c in plan.chunks))
