@@ -81,7 +81,7 @@ def _explain(exc: BaseException, cache: Path | None) -> tuple[str, int] | None:
             return f"{where}: {exc.strerror}; choose a folder you can write to", 2
         return f"{where}: {exc.strerror or exc}", 2
     if isinstance(exc, sqlite3.Error):
-        if "full" in str(exc):
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
             return f"{cache}: {exc}; free some space and {_RESUME}", 1
         return f"{cache}: cannot use the response cache ({exc}); give another --cache", 2
     if isinstance(exc, openai.APIConnectionError):

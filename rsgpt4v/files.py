@@ -23,10 +23,12 @@ import jsonlines
 
 
 class ReadKind(StrEnum):
-    """Why a line of JSON Lines is no value."""
+    """Why a JSON Lines line, or part of a JSON file, is no value."""
 
+    CANNOT_OPEN = "cannot open"
     INVALID_JSON = "invalid JSON"
     TRUNCATED = "truncated"
+    NOT_A_LIST = "not a list"
 
 
 @dataclass(frozen=True)

@@ -151,9 +151,9 @@ class Builder:
         if answers.deferred:
             self.counts.windows_waiting_for_batch += 1
             return []
-        for stage, reason in answers.failures:
-            self.failures.add(scene.key, stage, reason)
-            log.warning("%s: %s stage failed: %s", scene.key, stage, reason)
+        for failure in answers.failures:
+            self.failures.add(scene.key, failure.stage, failure.kind, failure.reason)
+            log.warning("%s: %s stage failed: %s", scene.key, failure.stage, failure.reason)
         left_out = self.failures.objects_left_out
         for reason, n in answers.left_out.items():
             left_out[reason] = left_out.get(reason, 0) + n

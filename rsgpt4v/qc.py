@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
+from enum import StrEnum
 from typing import Any
 
 from rsgpt4v.config import QCConfig
@@ -36,6 +37,21 @@ from rsgpt4v.naming import display, is_dataset_spelling, spelling_pattern
 from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse
 from rsgpt4v.record_model import IMAGE_TOKEN
 from rsgpt4v.schema import Problem, Scene
+
+
+class QCKind(StrEnum):
+    """What QC rejects a text for, as `qc.rejected` and the stage failures count it (README: Faithful data)."""
+
+    COUNT = "qc_count"
+    ABSENT_CATEGORY = "qc_absent_category"
+    REFUSAL = "qc_refusal"
+    META_TALK = "qc_meta_talk"
+    DATASET_SPELLING = "qc_dataset_spelling"
+    UNSEEABLE = "qc_unseeable"
+    FORM = "qc_form"
+    REASONING = "qc_reasoning"
+    LENGTH = "qc_length"
+
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
 
@@ -174,22 +190,22 @@ class QualityChecker:
         words = len(text.split())
         label = kind.replace("_", " ")
         if kind in self.cfg.max_words and words > self.cfg.max_words[kind]:
-            return Problem("qc_length", f"the {label} has {words} words; keep it under {self.cfg.max_words[kind]}")
+            return Problem(QCKind.LENGTH, f"the {label} has {words} words; keep it under {self.cfg.max_words[kind]}")
         if words < self.cfg.min_words.get(kind, 1):
-            return Problem("qc_length", f"the {label} is too short ({words} words)")
+            return Problem(QCKind.LENGTH, f"the {label} is too short ({words} words)")
         if m := self._refusal.search(lowered):
-            return Problem("qc_refusal", f"the text contains a refusal or an apology ({m.group(0)!r}); describe "
+            return Problem(QCKind.REFUSAL, f"the text contains a refusal or an apology ({m.group(0)!r}); describe "
                                          "what the image shows instead, and where a detail cannot be made out, "
                                          "say only that")
         if m := self._meta.search(lowered):
-            return Problem("qc_meta_talk", f"the text talks about the input ({m.group(0)!r}); write as someone "
+            return Problem(QCKind.META_TALK, f"the text talks about the input ({m.group(0)!r}); write as someone "
                                            "looking at the image, without mentioning annotations, notes, lists, "
                                            "marks, outlines, labels, ids or numbers given to objects")
         if m := self._unseeable.search(lowered):
-            return Problem("qc_unseeable", f"the text claims what no image shows ({m.group(0)!r}): no names, "
+            return Problem(QCKind.UNSEEABLE, f"the text claims what no image shows ({m.group(0)!r}): no names, "
                                            "dates, seasons or times of day")
         if kind in self.cfg.proper_name_kinds and (m := self._proper_name(plain)):
-            return Problem("qc_unseeable", f"the text names a place, owner, make or operator ({m!r}), which the "
+            return Problem(QCKind.UNSEEABLE, f"the text names a place, owner, make or operator ({m!r}), which the "
                                            "image cannot show")
         if IMAGE_TOKEN in text:
             # The record contract allows the token once, where the build puts it; a model's would stop the build.
@@ -199,10 +215,10 @@ class QualityChecker:
     def _form(self, lowered: str, text: str, kind: str) -> Problem | None:
         openings = self.cfg.description_openings
         if kind == "object_description" and openings and (text.split() or [""])[0] not in openings:
-            return Problem("qc_form", f"the description must be one sentence opening with "
+            return Problem(QCKind.FORM, f"the description must be one sentence opening with "
                                       f"{' or '.join(repr(o) for o in openings)}")
         if kind == "referring_expression" and _ORDINAL.search(lowered) and not _SPATIAL.search(lowered):
-            return Problem("qc_form", "the referring expression picks the object by its order in a list; use "
+            return Problem(QCKind.FORM, "the referring expression picks the object by its order in a list; use "
                                       "its appearance and its place in the image")
         return None
 
@@ -237,7 +253,7 @@ class QualityChecker:
         for category in self._vocabulary():
             if is_dataset_spelling(category) and (m := spelling_pattern(category).search(lowered)):
                 name = display(category, scene.sample.source)
-                return Problem("qc_dataset_spelling", f"the text writes the dataset's label {m.group(0)!r}; write "
+                return Problem(QCKind.DATASET_SPELLING, f"the text writes the dataset's label {m.group(0)!r}; write "
                                                       f"plain words such as {name.plural!r}"
                                                       + (f" or {plural(name.also[0])!r}" if name.also else ""))
         return None
@@ -250,10 +266,10 @@ class QualityChecker:
             found = terms.at(toks, i)
             end = found[1] if found else len(toks)
             if found and i > 0 and toks[i - 1] in {"numbered", "marked", "outlined", "highlighted", "tagged"}:
-                return Problem("qc_meta_talk", f"the text speaks of the marks drawn for the request "
+                return Problem(QCKind.META_TALK, f"the text speaks of the marks drawn for the request "
                                                f"({' '.join(toks[i - 1:end])!r}); describe the object as it is")
             if end < len(toks) and toks[end].isdigit() and (end + 1 == len(toks) or toks[end + 1] not in UNITS):
-                return Problem("qc_meta_talk", f"the text calls an object by a number "
+                return Problem(QCKind.META_TALK, f"the text calls an object by a number "
                                                f"({' '.join(toks[i:end + 1])!r}); name it by its appearance and "
                                                "its place in the image")
         return None
@@ -265,7 +281,7 @@ class QualityChecker:
             reason = wrong(claim, scene)
             if reason:
                 name = display(claim.category, scene.sample.source).plural
-                return Problem("qc_count", f"{claim.quote!r}: the number of {name} {reason}. State a total only as "
+                return Problem(QCKind.COUNT, f"{claim.quote!r}: the number of {name} {reason}. State a total only as "
                                            "labelled; "
                                            "where you see a different number, describe the group without a total "
                                            "('many', 'rows of'), and give a number for a part only when you are "
@@ -288,7 +304,7 @@ class QualityChecker:
             phrase = " ".join(toks[i:end])
             if any(_names(terms, phrase, c) for c in present):
                 continue    # "tank" names a storage tank that is there
-            return Problem("qc_absent_category", f"the text mentions {phrase!r}, but there is no "
+            return Problem(QCKind.ABSENT_CATEGORY, f"the text mentions {phrase!r}, but there is no "
                                                  f"{display(category, scene.sample.source).singular} in this image; "
                                                  "describe only what is there")
         return None
@@ -302,7 +318,7 @@ class QualityChecker:
         if not turns:
             return None
         if self.cfg.open_first_question and (found := self._gives_away(scene, turns[0][0])):
-            return Problem("qc_reasoning", f"question 1 gives its answer away ({found!r}); open with a question "
+            return Problem(QCKind.REASONING, f"question 1 gives its answer away ({found!r}); open with a question "
                                            "that names no kind of object or place, such as what the scene is used for")
         reasoning = 0
         for i, (question, answer) in enumerate(turns, start=1):
@@ -311,12 +327,12 @@ class QualityChecker:
             bare = (len(_sentences(answer)) == 1 and len(answer.split()) <= _BARE_ANSWER_WORDS
                     and (_COUNT_QUESTION.search(q) or _RESTATING.search(a)))
             if bare and not _REASONING.search(q):
-                return Problem("qc_reasoning", f"turn {i} only restates a count or a category; ask why, how, what "
+                return Problem(QCKind.REASONING, f"turn {i} only restates a count or a category; ask why, how, what "
                                                "if or what follows, and answer with the visible evidence")
             reasoning += bool(_REASONING.search(q))
         needed = self.cfg.min_reasoning_share * len(turns)
         if reasoning < needed:
-            return Problem("qc_reasoning", f"only {reasoning} of {len(turns)} questions ask for reasoning; at least "
+            return Problem(QCKind.REASONING, f"only {reasoning} of {len(turns)} questions ask for reasoning; at least "
                                            f"{self.cfg.min_reasoning_share:.0%} must ask why, how, what if or what "
                                            "follows")
         return None

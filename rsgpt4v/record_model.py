@@ -8,7 +8,7 @@ start), and optionally the strings `task`, `source`, `split` and a `meta` object
 write as a JSON string holding one; `records.read_records` hands it over decoded). Other tools'
 LLaVA files without task, source, split or meta meet the contract too.
 
-`check_record` is the one verdict: each fault a `Reason` of a `Kind` (`not an object`, `shape`,
+`check_record` is the one verdict: each fault a `Reason` of a `RecordKind` (`not an object`, `shape`,
 `empty value`, `roles`, `image token`) and a detail, reading "kind: detail" in one line, worded the
 same for every command; a command that counts faults counts their kinds, never their text. What a
 command needs beyond the contract (image files, box text, image sizes) stays with that command.
@@ -30,7 +30,7 @@ IMAGE_TOKEN = "<image>"
 ROLES = ("human", "gpt")
 
 
-class Kind(StrEnum):
+class RecordKind(StrEnum):
     """Which part of the contract a record breaks, or (`box format`) why its box text cannot be read."""
 
     NOT_AN_OBJECT = "not an object"
@@ -76,7 +76,7 @@ class Verdict:
 def check_record(record: Any) -> Verdict:
     """Everything that keeps a parsed record from meeting the contract, one fault each."""
     if not isinstance(record, dict):
-        return Verdict([Reason(Kind.NOT_AN_OBJECT, f"the record is a JSON {json_type(record)}")], None)
+        return Verdict([Reason(RecordKind.NOT_AN_OBJECT, f"the record is a JSON {json_type(record)}")], None)
     try:
         OutputRecord.model_validate(record)
     except ValidationError as exc:
@@ -84,7 +84,7 @@ def check_record(record: Any) -> Verdict:
     else:
         errors = []
     faults = _shape(errors)
-    faults += [Reason(Kind.EMPTY_VALUE, f"{key!r} is empty") for key in ("id", "image")
+    faults += [Reason(RecordKind.EMPTY_VALUE, f"{key!r} is empty") for key in ("id", "image")
                if isinstance(record.get(key), str) and not record[key].strip()]
     if any(e["loc"][0] == "conversations" for e in errors):
         return Verdict(faults, None)
@@ -92,7 +92,7 @@ def check_record(record: Any) -> Verdict:
     faults += _roles(turns)
     if isinstance(record.get("image"), str):
         faults += _image_token(turns)
-    faults += [Reason(Kind.EMPTY_VALUE, f"turn {i} ({t['from']}) is empty")
+    faults += [Reason(RecordKind.EMPTY_VALUE, f"turn {i} ({t['from']}) is empty")
                for i, t in enumerate(turns, 1) if not t["value"].strip()]
     return Verdict(faults, turns)
 
@@ -114,14 +114,14 @@ def box_text_fault(meta: dict[str, Any] | None) -> Reason | None:
     (default `image`)."""
     fmt = (meta or {}).get("box_format")
     if fmt is None:
-        return Reason(Kind.BOX_FORMAT, "no meta.box_format: the flavour of the box text is not known")
+        return Reason(RecordKind.BOX_FORMAT, "no meta.box_format: the flavour of the box text is not known")
     try:
         flavour(fmt)
     except ValueError:
-        return Reason(Kind.BOX_FORMAT, f"meta.box_format {fmt!r} is not one of {', '.join(FLAVOURS)}")
+        return Reason(RecordKind.BOX_FORMAT, f"meta.box_format {fmt!r} is not one of {', '.join(FLAVOURS)}")
     space = (meta or {}).get("box_space", "image")
     if space not in SPACES:
-        return Reason(Kind.BOX_FORMAT, f"meta.box_space {space!r} is not one of {', '.join(SPACES)}")
+        return Reason(RecordKind.BOX_FORMAT, f"meta.box_space {space!r} is not one of {', '.join(SPACES)}")
     return None
 
 
@@ -142,7 +142,7 @@ def _shape(errors: list[Any]) -> list[Reason]:
             detail = f"'meta' is a JSON {json_type(e['input'])}, not an object"
         else:
             detail = f"{key!r} is a JSON {json_type(e['input'])}, not a string"
-        fault = Reason(Kind.SHAPE, detail)
+        fault = Reason(RecordKind.SHAPE, detail)
         if fault not in faults:
             faults.append(fault)
     return faults
@@ -153,9 +153,10 @@ def _roles(turns: list[dict[str, str]]) -> list[Reason]:
     for i, t in enumerate(turns):
         expected = ROLES[i % 2]
         if t["from"] != expected:
-            return [Reason(Kind.ROLES, f"turn {i + 1} is from {t['from']!r}, expected {expected!r}")]
+            return [Reason(RecordKind.ROLES, f"turn {i + 1} is from {t['from']!r}, expected {expected!r}")]
     if len(turns) % 2:
-        return [Reason(Kind.ROLES, f"the last turn ({len(turns)}) is from 'human'; a conversation ends with 'gpt'")]
+        return [Reason(RecordKind.ROLES,
+                       f"the last turn ({len(turns)}) is from 'human'; a conversation ends with 'gpt'")]
     return []
 
 
@@ -164,16 +165,16 @@ def _image_token(turns: list[dict[str, str]]) -> list[Reason]:
     counts = {i: t["value"].count(IMAGE_TOKEN) for i, t in enumerate(turns, 1) if IMAGE_TOKEN in t["value"]}
     total = sum(counts.values())
     if total == 0:
-        return [Reason(Kind.IMAGE_TOKEN, f"no {IMAGE_TOKEN} though the record has an image")]
+        return [Reason(RecordKind.IMAGE_TOKEN, f"no {IMAGE_TOKEN} though the record has an image")]
     in_answers = [i for i in counts if turns[i - 1]["from"] == "gpt"]
     if in_answers:
-        return [Reason(Kind.IMAGE_TOKEN, f"{IMAGE_TOKEN} in a gpt turn (turn {in_answers[0]})")]
+        return [Reason(RecordKind.IMAGE_TOKEN, f"{IMAGE_TOKEN} in a gpt turn (turn {in_answers[0]})")]
     if total > 1:
         turns_with = ", ".join(map(str, counts))
-        return [Reason(Kind.IMAGE_TOKEN, f"{IMAGE_TOKEN} appears {total} times (turns {turns_with})")]
+        return [Reason(RecordKind.IMAGE_TOKEN, f"{IMAGE_TOKEN} appears {total} times (turns {turns_with})")]
     first_human = next((i for i, t in enumerate(turns, 1) if t["from"] == "human"), None)
     (where,) = counts
     if first_human is not None and where != first_human:
-        return [Reason(Kind.IMAGE_TOKEN,
+        return [Reason(RecordKind.IMAGE_TOKEN,
                       f"{IMAGE_TOKEN} is in turn {where}, not in the first human turn ({first_human})")]
     return []

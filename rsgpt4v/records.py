@@ -4,11 +4,12 @@ record with the line it starts on and, for a part that cannot be read, the reaso
 A record's `meta` may be an object or, as the exports write it (one table schema for `datasets`),
 a JSON string holding one: readers get the object either way.
 
-`validate`, `stats`, `preview`, `export` and `merge` all read through `read_records`, so a bad line is named
-the same way everywhere: `located(file, line, reason)` gives `file:line: reason`, where the reason
-reads "kind: detail" (`invalid JSON`, `truncated`, `not a list`, `cannot open`). What makes a
-well-read record usable is the record contract (`record_model`) and what each command needs beyond it.
-"""
+`validate`, `stats`, `preview`, `export` and `merge` all read through `read_records`, so a bad line is
+named the same way everywhere: `located(file, line, reason)` gives `file:line: reason`, where the
+reason is a `files.Reason` reading "kind: detail" whose kind is a `files.ReadKind` (`invalid JSON`,
+`truncated`, `not a list`, `cannot open`), so `validate` counts kinds without reading them back out of
+the text. What makes a well-read record usable is the record contract (`record_model`) and what each
+command needs beyond it."""
 
 from __future__ import annotations
 
@@ -22,12 +23,13 @@ from typing import Any
 
 from PIL import Image
 
-from rsgpt4v.files import json_detail, read_jsonl, unreadable
+from rsgpt4v.files import ReadKind, Reason, json_detail, read_jsonl, unreadable
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 
+
 # (line the record starts on, the record or None, why it could not be read or None)
-Entry = tuple[int | None, Any, str | None]
+Entry = tuple[int | None, Any, Reason | None]
 
 
 def data_files(path: Path) -> list[Path]:
@@ -47,13 +49,13 @@ def read_records(path: Path) -> Iterator[Entry]:
     try:
         f = open(path, "rb")
     except OSError as exc:
-        yield None, None, f"cannot open: {exc.strerror or exc}"
+        yield None, None, Reason(ReadKind.CANNOT_OPEN, str(exc.strerror or exc))
         return
     with f:
         if path.suffix == ".json":
             entries: Iterator[Entry] = _json_list(f.read())
         else:
-            entries = ((n, value, str(problem) if problem else None) for n, value, problem in read_jsonl(f))
+            entries = read_jsonl(f)
         for line, record, reason in entries:
             yield line, _meta_object(record), reason
 
@@ -70,7 +72,7 @@ def _meta_object(record: Any) -> Any:
     return record
 
 
-def located(file: Path | str, line: int | None, reason: str) -> str:
+def located(file: Path | str, line: int | None, reason: str | Reason) -> str:
     """`file:line: reason`, or `file: reason` when the whole file is at fault."""
     where = f"{file}:{line}" if line is not None else str(file)
     return f"{where}: {reason}"
@@ -86,7 +88,7 @@ def _json_list(data: bytes) -> Iterator[Entry]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        yield None, None, f"invalid JSON: not UTF-8 text (byte {exc.start + 1})"
+        yield None, None, Reason(ReadKind.INVALID_JSON, f"not UTF-8 text (byte {exc.start + 1})")
         return
     pos = _WHITESPACE.match(text).end()
     if not text.startswith("[", pos):
@@ -104,7 +106,7 @@ def _json_list(data: bytes) -> Iterator[Entry]:
             yield exc.lineno, None, _list_error(cut, json_detail(exc))
             return
         except (RecursionError, ValueError) as exc:
-            yield text.count("\n", 0, pos) + 1, None, f"invalid JSON: {unreadable(exc)}"
+            yield text.count("\n", 0, pos) + 1, None, Reason(ReadKind.INVALID_JSON, unreadable(exc))
             return
         line += text.count("\n", counted, pos)
         counted = pos
@@ -113,28 +115,32 @@ def _json_list(data: bytes) -> Iterator[Entry]:
         if text.startswith(",", pos):
             pos = _WHITESPACE.match(text, pos + 1).end()
             if text.startswith("]", pos):
-                yield text.count("\n", 0, pos) + 1, None, "invalid JSON: a comma before the closing ']'"
+                yield text.count("\n", 0, pos) + 1, None, Reason(ReadKind.INVALID_JSON,
+                                                                       "a comma before the closing ']'")
                 return
         elif not text.startswith("]", pos):
             yield text.count("\n", 0, pos) + 1, None, _list_error(cut, "expected ',' or ']' after a record")
             return
     rest = _WHITESPACE.match(text, pos + 1).end()
     if rest < len(text):
-        yield text.count("\n", 0, rest) + 1, None, "invalid JSON: extra data after the list"
+        yield text.count("\n", 0, rest) + 1, None, Reason(ReadKind.INVALID_JSON, "extra data after the list")
 
 
-def _list_error(cut: bool, detail: str) -> str:
-    return f"truncated: the file ends before the list is closed ({detail})" if cut else f"invalid JSON: {detail}"
+def _list_error(cut: bool, detail: str) -> Reason:
+    if cut:
+        return Reason(ReadKind.TRUNCATED, f"the file ends before the list is closed ({detail})")
+    return Reason(ReadKind.INVALID_JSON, detail)
 
 
 def _not_a_list(text: str) -> Entry:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        return exc.lineno, None, f"invalid JSON: {json_detail(exc)}"
+        return exc.lineno, None, Reason(ReadKind.INVALID_JSON, json_detail(exc))
     except (RecursionError, ValueError) as exc:
-        return None, None, f"invalid JSON: {unreadable(exc)}"
-    return None, None, f"not a list: a .json file must hold a list of records, not a JSON {json_type(value)}"
+        return None, None, Reason(ReadKind.INVALID_JSON, unreadable(exc))
+    return None, None, Reason(ReadKind.NOT_A_LIST,
+                                   f"a .json file must hold a list of records, not a JSON {json_type(value)}")
 
 
 # The rules every reader shares with the build: where a record's image may be, how large it may be,

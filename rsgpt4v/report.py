@@ -128,10 +128,12 @@ class Issues(_Section):
 
 
 class Failure(_Section):
-    """A stage of one window that ended without a usable answer."""
+    """A stage of one window that ended without a usable answer: `kind` as `usage.by_stage[stage].failures`
+    counts it, `reason` the message."""
 
     scene: str
     stage: str
+    kind: str
     reason: str
 
 
@@ -140,9 +142,9 @@ class Failures(_Section):
     listed: list[Failure] = Field(default_factory=list, alias="list")
     objects_left_out: dict[str, int] = Field(default_factory=dict)
 
-    def add(self, scene: str, stage: str, reason: str) -> None:
+    def add(self, scene: str, stage: str, kind: str, reason: str) -> None:
         self.count += 1
-        self.listed.append(Failure(scene=scene, stage=stage, reason=reason))
+        self.listed.append(Failure(scene=scene, stage=stage, kind=kind, reason=reason))
 
     @classmethod
     def total(cls, parts: Iterable[Failures]) -> Failures:

@@ -172,8 +172,9 @@ def _manifest(path: Path, bad: _BadLines) -> dict[str, Any] | None:
         bad.add(exc.path, exc.line, exc.reason)
         return None
     stages = m.usage.by_stage
-    # Failure reasons read "kind: detail"; the kind is what there can be many of.
-    failed = Counter(f.reason.partition(":")[0] for f in m.failures.listed)
+    # The engine counts each answer it gives up on by kind, per stage; the list's reasons are for reading.
+    by_stage = {stage: dict(sorted(row.failures.items())) for stage, row in sorted(stages.items())}
+    failed: Counter[str] = sum((Counter(row) for row in by_stage.values()), Counter())
     return {
         "model": m.model, "backend": m.backend, "status": m.status, "records": m.counts.records,
         "usage": m.usage.model_dump(include={"api_calls", "cache_hits", "prompt_tokens", "completion_tokens",
@@ -182,8 +183,7 @@ def _manifest(path: Path, bad: _BadLines) -> dict[str, Any] | None:
                                                           "completion_tokens", "cost_usd"})
                            for stage, row in sorted(stages.items())},
         "batch_usage": m.batch.usage.model_dump() if m.batch else None,
-        "failures": {"count": m.failures.count, "by_reason": dict(sorted(failed.items())),
-                     "by_stage": {stage: dict(sorted(row.failures.items())) for stage, row in sorted(stages.items())}},
+        "failures": {"count": m.failures.count, "by_reason": dict(sorted(failed.items())), "by_stage": by_stage},
         "qc": m.qc.model_dump() if m.qc else None,
         "recipe_targets": _recipe_targets(m),
         "issues": {"skipped": m.issues.skipped, "warnings": m.issues.warnings, "by_reason": m.issues.by_reason},
@@ -245,7 +245,7 @@ def stats(out: Path) -> dict[str, Any]:
         for line, rec, problem in read_records(path):
             problem = problem or first_problem(rec)
             if problem:
-                bad.add(path, line, problem)
+                bad.add(path, line, str(problem))
                 continue
             tasks.setdefault(_label(rec, "task"), _Task()).add(rec)
             by_source[_label(rec, "source")] += 1

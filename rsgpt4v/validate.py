@@ -17,11 +17,13 @@ import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from rsgpt4v.boxtext import Flavour, flavour
-from rsgpt4v.record_model import box_text_fault, check_record
+from rsgpt4v.files import ReadKind, Reason
+from rsgpt4v.record_model import RecordKind, box_text_fault, check_record
 from rsgpt4v.records import data_files, finite_box, image_header, image_outside, json_type, located, read_records
 
 REFUSAL_PHRASES: tuple[str, ...] = (
@@ -30,17 +32,35 @@ REFUSAL_PHRASES: tuple[str, ...] = (
 )
 
 
+class Kind(StrEnum):
+    """What `validate` finds wrong with a well-read record beyond the record contract, as the summary
+    counts it (a record file's unreadable parts count by their `ReadKind`, faults against the contract
+    by their `RecordKind`)."""
+
+    DUPLICATE_ID = "duplicate id"
+    IMAGE_OUTSIDE = "image outside the folder"
+    IMAGE_MISSING = "image missing"
+    IMAGE_UNREADABLE = "image unreadable"
+    REFUSAL = "refusal/meta-talk"
+    BOX_ON_PADDING = "box on the padding"
+    BOX_OUT_OF_RANGE = "box out of range"
+    BOX_INVERTED = "box inverted"
+    BOX_COUNT = "box count"
+    BOX_NOT_FINITE = "box not finite"
+
+
 @dataclass(frozen=True)
 class Violation:
-    """One problem; `reason` reads "kind: detail", and `line` is None when the whole file is at fault."""
+    """One problem; `line` is None when the whole file is at fault. `reason` reads "kind: detail"."""
 
     file: Path
     line: int | None
-    reason: str
+    kind: Kind | RecordKind | ReadKind
+    detail: str
 
     @property
-    def kind(self) -> str:
-        return self.reason.partition(":")[0]
+    def reason(self) -> str:
+        return f"{self.kind}: {self.detail}"
 
     def __str__(self) -> str:
         return located(self.file, self.line, self.reason)
@@ -75,17 +95,17 @@ def _phrase_pattern(phrases: Iterable[str]) -> re.Pattern[str]:
 class _ImageCheck:
     """One image file's verdict: `problem` is (kind, what follows the image's name), `size` its width and height."""
 
-    problem: tuple[str, str] | None = None
+    problem: tuple[Kind, str] | None = None
     size: tuple[int, int] | None = None
 
 
 def _check_image(path: Path) -> _ImageCheck:
     if not path.is_file():
-        return _ImageCheck(("image missing", " not found"))
+        return _ImageCheck((Kind.IMAGE_MISSING, " not found"))
     try:
         size = image_header(path, verify=True)
     except Exception as exc:  # PIL signals a damaged file with many exception types
-        return _ImageCheck(("image unreadable", f" ({type(exc).__name__}: {exc})"))
+        return _ImageCheck((Kind.IMAGE_UNREADABLE, f" ({type(exc).__name__}: {exc})"))
     return _ImageCheck(size=size)
 
 
@@ -99,8 +119,8 @@ class _Validator:
         self.ids: dict[str, tuple[Path, int | None]] = {}  # where each id was first seen
         self.images: dict[str, _ImageCheck] = {}
 
-    def add(self, file: Path, line: int | None, reason: str) -> None:
-        v = Violation(file, line, reason)
+    def add(self, file: Path, line: int | None, finding: Reason) -> None:
+        v = Violation(file, line, finding.kind, finding.detail)
         self.report.by_kind[v.kind] += 1
         if self.max_kept is None or len(self.report.violations) < self.max_kept:
             self.report.violations.append(v)
@@ -109,13 +129,13 @@ class _Validator:
         self.report.files += 1
         for line, record, problem in read_records(path):
             self.report.records += 1
-            reasons = [problem] if problem else self.record(path, line, record)
-            for reason in reasons:
-                self.add(path, line, reason)
+            findings = [problem] if problem else self.record(path, line, record)
+            for finding in findings:
+                self.add(path, line, finding)
 
-    def record(self, path: Path, line: int | None, rec: Any) -> list[str]:
+    def record(self, path: Path, line: int | None, rec: Any) -> list[Reason]:
         verdict = check_record(rec)
-        reasons = [str(f) for f in verdict.faults]
+        reasons = list(verdict.faults)
         if not isinstance(rec, dict):
             return reasons
         if isinstance(rec.get("id"), str):
@@ -124,13 +144,13 @@ class _Validator:
         size = None
         outside = image_outside(image) if image is not None else None
         if outside:
-            reasons.append(f"image outside the folder: {outside}")
+            reasons.append(Reason(Kind.IMAGE_OUTSIDE, outside))
         elif image is not None:
             check = self._image(path, image)
             size = check.size
             if check.problem:
                 kind, detail = check.problem
-                reasons.append(f"{kind}: {image}{detail}")
+                reasons.append(Reason(kind, f"{image}{detail}"))
         if verdict.turns is None:
             return reasons
         reasons += self._refusals(verdict.turns)
@@ -138,10 +158,10 @@ class _Validator:
             reasons += _boxes(rec["meta"], [t["value"] for t in verdict.turns], size)
         return reasons
 
-    def _unique(self, rid: str, path: Path, line: int | None) -> list[str]:
+    def _unique(self, rid: str, path: Path, line: int | None) -> list[Reason]:
         if rid in self.ids:
             first, first_line = self.ids[rid]
-            return [f"duplicate id: {rid!r} (first at {first}:{first_line})"]
+            return [Reason(Kind.DUPLICATE_ID, f"{rid!r} (first at {first}:{first_line})")]
         self.ids[rid] = (path, line)
         return []
 
@@ -152,25 +172,25 @@ class _Validator:
             self.images[key] = _check_image(Path(key))
         return self.images[key]
 
-    def _refusals(self, turns: list[dict[str, str]]) -> list[str]:
+    def _refusals(self, turns: list[dict[str, str]]) -> list[Reason]:
         reasons = []
         for i, t in enumerate(turns, 1):
             if t["from"] != "gpt":
                 continue
             m = self.refusal.search(t["value"].lower().replace("\u2019", "'"))
             if m:
-                reasons.append(f"refusal/meta-talk: turn {i} (gpt) says {m.group(0)!r}")
+                reasons.append(Reason(Kind.REFUSAL, f"turn {i} (gpt) says {m.group(0)!r}"))
         return reasons
 
 
-def _boxes(meta: dict[str, Any], values: list[str], size: tuple[int, int] | None) -> list[str]:
+def _boxes(meta: dict[str, Any], values: list[str], size: tuple[int, int] | None) -> list[Reason]:
     """Box strings of `meta.box_format` inside their range and ordered, as many as `meta.boxes`."""
     fmt = meta.get("box_format")
     if fmt is None:
         return []
     fault = box_text_fault(meta)
     if fault:
-        return [str(fault)]
+        return [fault]
     f = flavour(fmt)
     found = [(i, m) for i, v in enumerate(values, 1) for m in f.pattern.finditer(v)]
     if f.limit is not None:
@@ -187,21 +207,22 @@ def _boxes(meta: dict[str, Any], values: list[str], size: tuple[int, int] | None
     for turn, m in found:
         x1, y1, x2, y2 = (float(v) for v in m.groups()[:4])
         if image_area is not None and not _inside((x1 + x2) / 2, (y1 + y2) / 2, image_area):
-            reasons.append(f"box on the padding: {m.group(0)} in turn {turn} is centred outside the image on "
-                           f"LLaVA's padded square ({fmt}, box_space square)")
+            reasons.append(Reason(Kind.BOX_ON_PADDING, f"{m.group(0)} in turn {turn} is centred outside the image "
+                                                        f"on LLaVA's padded square ({fmt}, box_space square)"))
         elif min(x1, y1, x2, y2) < 0 or max(x1, x2) > xmax or max(y1, y2) > ymax:
-            reasons.append(f"box out of range: {m.group(0)} in turn {turn} is outside {bounds} ({fmt})")
+            reasons.append(Reason(Kind.BOX_OUT_OF_RANGE, f"{m.group(0)} in turn {turn} is outside {bounds} ({fmt})"))
         elif x1 > x2 or y1 > y2:
-            reasons.append(f"box inverted: {m.group(0)} in turn {turn} has x1 > x2 or y1 > y2")
+            reasons.append(Reason(Kind.BOX_INVERTED, f"{m.group(0)} in turn {turn} has x1 > x2 or y1 > y2"))
         elif f.name == "geochat" and not -90 <= int(m.group(5)) <= 90:
-            reasons.append(f"box out of range: {m.group(0)} in turn {turn} has an angle outside -90..90 (geochat)")
+            reasons.append(Reason(Kind.BOX_OUT_OF_RANGE,
+                                   f"{m.group(0)} in turn {turn} has an angle outside -90..90 (geochat)"))
     boxes = meta.get("boxes")
     if boxes is not None and not isinstance(boxes, list):
-        reasons.append(f"shape: meta.boxes is a JSON {json_type(boxes)}, not a list")
+        reasons.append(Reason(RecordKind.SHAPE, f"meta.boxes is a JSON {json_type(boxes)}, not a list"))
     elif boxes is not None and len(boxes) != len(found):
-        reasons.append(f"box count: {len(found)} {fmt} boxes in the text, {len(boxes)} in meta.boxes")
+        reasons.append(Reason(Kind.BOX_COUNT, f"{len(found)} {fmt} boxes in the text, {len(boxes)} in meta.boxes"))
     elif boxes is not None and not all(finite_box(b) for b in boxes):
-        reasons.append("box not finite: meta.boxes holds a box that is not four finite numbers")
+        reasons.append(Reason(Kind.BOX_NOT_FINITE, "meta.boxes holds a box that is not four finite numbers"))
     return reasons
 
 

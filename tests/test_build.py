@@ -15,6 +15,7 @@ from rsgpt4v.issue_codes import IssueCode
 from rsgpt4v.llm.mock import completion_for
 from rsgpt4v.schema import Defect
 from rsgpt4v.sources import dota
+from rsgpt4v.stats import stats
 
 runner = CliRunner()
 
@@ -232,6 +233,9 @@ def test_model_that_always_refuses_fails_windows_not_the_run(tmp_path: Path) -> 
     m = json.loads((out / "manifest.json").read_text())
     assert m["failures"]["count"] > 0
     assert m["usage"]["by_stage"]["local"]["failures"] == {"refusal": m["usage"]["by_stage"]["local"]["api_calls"] // 3}
+    assert {f["kind"] for f in m["failures"]["list"]} == {"refusal"}
+    # every listed failure is one the engine counted, so stats' counts by kind add up to the list
+    assert stats(out)["manifest"]["failures"]["by_reason"] == {"refusal": m["failures"]["count"]}
     tasks = {r["task"] for r in _records(out)}
     assert tasks == {"detection", "counting", "presence"}
     assert "sorry" not in json.dumps(_records(out)).lower()

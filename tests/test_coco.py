@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import dry_run, split_out, write_image, write_json
 
+from rsgpt4v.issue_codes import IssueCode
 from rsgpt4v.schema import Issue, Sample
 from rsgpt4v.sources import get_source
 from rsgpt4v.sources.base import SourceError
@@ -112,6 +113,11 @@ def test_coco_bad_entries_become_issues(tmp_path: Path) -> None:
         ("train", "d", ["harbor"]),
     ]
     assert all(i.file == "annotations/instances_train.json" and i.line is None for i in items if isinstance(i, Issue))
+    assert [i.code for i in items if isinstance(i, Issue)] == [
+        IssueCode.DUPLICATE_ID, IssueCode.MALFORMED_ENTRY, IssueCode.BROKEN_REFERENCE, IssueCode.BROKEN_REFERENCE,
+        IssueCode.MALFORMED_ENTRY, IssueCode.DEGENERATE_BOX, IssueCode.DEGENERATE_BOX, IssueCode.DUPLICATE_ID,
+        IssueCode.MALFORMED_ENTRY, IssueCode.DUPLICATE_ID, IssueCode.MALFORMED_ENTRY, IssueCode.PATH_OUTSIDE_FOLDER,
+        IssueCode.IMAGE_MISSING, IssueCode.MALFORMED_ENTRY, IssueCode.MALFORMED_ENTRY]
     d = [i for i in items if isinstance(i, Sample)][-1]
     assert d.rel_image == "images/d.png" and d.provenance["coco_image_id"] == "x4"
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import dry_run, split_out, write_image
 
-from rsgpt4v.schema import Sample
+from rsgpt4v.issue_codes import IssueCode
+from rsgpt4v.schema import Issue, Sample
 from rsgpt4v.sources import get_source
 from rsgpt4v.sources.base import SourceError
 from rsgpt4v.sources.dior import DIOR, DIOR_CLASSES, DIORRSVG, read_split_file
@@ -128,6 +129,10 @@ def test_dior_bad_input_becomes_issues(tmp_path: Path) -> None:
         ("train", "00007"),
         ("skip", train, 9, "malformed image id '00002 1'"),
     ]
+    assert [i.code for i in items if isinstance(i, Issue)] == [
+        IssueCode.DUPLICATE_ID, IssueCode.MALFORMED_ENTRY, IssueCode.ANNOTATION_MISSING, IssueCode.IMAGE_MISSING,
+        IssueCode.FILE_SYNTAX_ERROR, IssueCode.DEGENERATE_BOX, IssueCode.DEGENERATE_BOX, IssueCode.MALFORMED_ENTRY,
+        IssueCode.MALFORMED_ENTRY, IssueCode.UNKNOWN_CATEGORY, IssueCode.MALFORMED_ENTRY]
     kept = [s for s in items if isinstance(s, Sample)][-1]
     assert [o.category for o in kept.objects] == ["spaceship", "ship", "spaceship"]
 
@@ -304,6 +309,10 @@ def test_rsvg_bad_input_becomes_issues(tmp_path: Path) -> None:
         ("val", "00003", "3"),
         ("val", "00010", "11"),
     ]
+    assert [i.code for i in items if isinstance(i, Issue)] == [
+        IssueCode.FILE_SYNTAX_ERROR, IssueCode.MALFORMED_ENTRY, IssueCode.DUPLICATE_ID, IssueCode.BROKEN_REFERENCE,
+        IssueCode.DEGENERATE_BOX, IssueCode.EMPTY_TEXT, IssueCode.PATH_OUTSIDE_FOLDER, IssueCode.IMAGE_MISSING,
+        IssueCode.BROKEN_REFERENCE]
     samples, _ = split_out(items)
     assert [o.description for o in samples[1].objects] == ["The harbor"]
     assert samples[3].objects[0].description == "An expressway service area in the middle"

@@ -75,6 +75,21 @@ def test_401_and_insufficient_quota_stop_the_run(tmp_path, scripted_client) -> N
             _ask(engine)
 
 
+def test_quota_is_read_from_the_error_code_or_type_not_its_message(tmp_path, scripted_client) -> None:
+    by_type = {"error": {"message": "You exceeded your current quota.", "type": "insufficient_quota"}}
+    engine = _engine(scripted_client(Scripted([(429, by_type, {})])), tmp_path)
+    with pytest.raises(FatalAPIError, match="no quota left"):
+        _ask(engine)
+    # A rate limit whose prose happens to name the quota is still a rate limit: waited out and retried.
+    handler = Scripted([
+        (429, {"error": {"message": "not an insufficient_quota case", "code": "rate_limit_exceeded"}},
+         {"retry-after": "0"}),
+        (200, completion({"caption": "An airport."}), {}),
+    ])
+    assert _ask(_engine(scripted_client(handler), tmp_path / "b")).parsed.caption == "An airport."
+    assert len(handler.bodies) == 2
+
+
 def test_400_fails_that_request_only(tmp_path, scripted_client) -> None:
     handler = Scripted([(400, {"error": {"message": "invalid image"}}, {})])
     engine = _engine(scripted_client(handler), tmp_path)

@@ -93,7 +93,9 @@ def test_disk_full_in_the_cache(tmp_path: Path, monkeypatch) -> None:
     from rsgpt4v.llm.cache import Cache
 
     def full(self, *args) -> None:
-        raise sqlite3.OperationalError("database or disk is full")
+        exc = sqlite3.OperationalError("database or disk is full")
+        exc.sqlite_errorcode = sqlite3.SQLITE_FULL  # as sqlite3 sets it; the message decides nothing
+        raise exc
 
     monkeypatch.setattr(Cache, "put", full)
     result = _build(tmp_path, "--out", str(tmp_path / "out"))

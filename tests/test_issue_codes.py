@@ -1,4 +1,5 @@
-"""Input issue codes: one stable name per problem, each made somewhere, each documented in the README."""
+"""Input issue codes: one stable name per problem, each made somewhere, each documented in the README;
+and the kinds failed answers are counted by, one name per problem."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from rsgpt4v.issue_codes import IssueCode
+from rsgpt4v.llm.engine import FailureKind
+from rsgpt4v.prompting.stages import CheckKind
+from rsgpt4v.qc import QCKind
 from rsgpt4v.schema import Defect, Issue
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,3 +57,10 @@ def test_a_defect_becomes_an_issue_where_it_is_found() -> None:
         reason="degenerate box (area 0 px^2 < 1)")
     assert str(defect.issue("skip", "a.json", where="annotations[2]")) == \
         "a.json: annotations[2]: degenerate box (area 0 px^2 < 1)"
+
+
+def test_answer_failure_kinds_name_one_problem_each() -> None:
+    # The engine, the stage checks and QC count into the same per-stage tables: no value may mean two things.
+    values = [k.value for enum in (FailureKind, CheckKind, QCKind) for k in enum]
+    assert len(values) == len(set(values))
+    assert all(re.fullmatch(r"[a-z0-9]+(_[a-z0-9]+)*", v) for v in values), values

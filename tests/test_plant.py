@@ -48,7 +48,9 @@ def test_p1888_keeps_no_false_total(tmp_path: Path, real_dir: Path, sentence: st
     assert records and not _with(records, sentence)
     assert manifest["qc"]["rejected"]["qc_count"]["count"] >= 3            # every stage, every attempt
     assert manifest["qc"]["rejected"]["qc_count"]["example"] == sentence
-    assert {f["stage"] for f in manifest["failures"]["list"]} == {"local", "global"}   # dialogue needs global
+    # dialogue needs global
+    assert {(f["stage"], f["kind"]) for f in manifest["failures"]["list"]} == {("local", "qc_count"),
+                                                                             ("global", "qc_count")}
 
 
 def test_p1888_keeps_a_true_sub_count(tmp_path: Path, real_dir: Path) -> None:

@@ -17,7 +17,7 @@ from rsgpt4v.export import export
 from rsgpt4v.merge import merge
 from rsgpt4v.output import ContractError, render
 from rsgpt4v.preview import preview
-from rsgpt4v.record_model import Kind, check_record, record_problems
+from rsgpt4v.record_model import RecordKind, check_record, record_problems
 from rsgpt4v.records import located
 from rsgpt4v.schema import Record, Turn
 from rsgpt4v.stats import stats
@@ -136,7 +136,7 @@ def test_a_record_may_list_every_fault_it_has() -> None:
     assert check_record(record).turns is None
     record = {"id": "x", "image": "a.png", "conversations": [{"from": "gpt", "value": "<image>"}]}
     verdict = check_record(record)
-    assert [f.kind for f in verdict.faults] == [Kind.ROLES, Kind.IMAGE_TOKEN]
+    assert [f.kind for f in verdict.faults] == [RecordKind.ROLES, RecordKind.IMAGE_TOKEN]
     assert verdict.turns == record["conversations"]
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rsgpt4v.export import export, main_export
-from rsgpt4v.files import ReadKind, read_jsonl
+from rsgpt4v.files import ReadKind, Reason, read_jsonl
 from rsgpt4v.preview import main_preview
 from rsgpt4v.records import data_files, located, read_records
 from rsgpt4v.stats import main_stats
@@ -31,7 +31,13 @@ def test_jsonl_lines_are_read_one_by_one(tmp_path: Path) -> None:
     path.write_bytes(_BROKEN_JSONL)
     entries = list(read_records(path))
     assert [(line, record) for line, record, reason in entries if reason is None] == [(1, {"id": "a"}), (5, [1, 2])]
-    assert [(line, reason) for line, _, reason in entries if reason is not None] == _BROKEN_REASONS
+    assert [(line, str(reason)) for line, _, reason in entries if reason is not None] == _BROKEN_REASONS
+    assert [reason.kind for _, _, reason in entries if reason is not None] == [ReadKind.INVALID_JSON] * 3 + [
+        ReadKind.TRUNCATED]
+
+
+def _shown(entries: list) -> list:
+    return [(line, record, None if reason is None else str(reason)) for line, record, reason in entries]
 
 
 def test_the_jsonl_reader_reads_on_after_every_kind_of_bad_line() -> None:
@@ -73,13 +79,13 @@ def test_json_list_records_come_with_the_line_they_start_on(tmp_path: Path) -> N
 def test_a_json_list_that_cannot_be_read_says_where_and_why(tmp_path: Path, text: bytes, expected: list) -> None:
     path = tmp_path / "x.json"
     path.write_bytes(text)
-    assert list(read_records(path)) == expected
+    assert _shown(list(read_records(path))) == expected
 
 
 def test_a_file_that_cannot_be_opened_is_one_problem_for_the_whole_file(tmp_path: Path) -> None:
     folder = tmp_path / "dir.jsonl"
     folder.mkdir()
-    assert list(read_records(folder)) == [(None, None, "cannot open: Is a directory")]
+    assert list(read_records(folder)) == [(None, None, Reason(ReadKind.CANNOT_OPEN, "Is a directory"))]
     assert located(folder, None, "cannot open: Is a directory") == f"{folder}: cannot open: Is a directory"
     assert located(folder, 3, "truncated: x") == f"{folder}:3: truncated: x"
 

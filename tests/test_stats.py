@@ -60,11 +60,13 @@ def test_manifest_usage_failures_and_issues(sample: Path, tmp_path: Path) -> Non
     folder = tmp_path / "out"
     shutil.copytree(sample, folder, ignore=shutil.ignore_patterns("images", "cache.sqlite"))
     manifest = _manifest(folder)
+    # Counted by the kinds the engine recorded, not by the wording of the listed reasons.
     manifest["failures"] = {"count": 3, "list": [
-        {"scene": "a", "stage": "local", "reason": "qc_refusal: the text contains a refusal"},
-        {"scene": "b", "stage": "dialogue", "reason": "qc_count: the text says '3 planes'"},
-        {"scene": "c", "stage": "dialogue", "reason": "qc_count: the text says 'two ships'"}]}
+        {"scene": "a", "stage": "local", "kind": "qc_refusal", "reason": "the text contains a refusal"},
+        {"scene": "b", "stage": "dialogue", "kind": "qc_count", "reason": "qc_count: the text says '3 planes'"},
+        {"scene": "c", "stage": "dialogue", "kind": "qc_count", "reason": "a count: 'two ships'"}]}
     manifest["usage"]["by_stage"]["dialogue"]["failures"] = {"qc_count": 2}
+    manifest["usage"]["by_stage"]["local"]["failures"] = {"qc_refusal": 1}
     manifest["issues"]["by_reason"] = {"skip: file_syntax_error": 2}
     manifest["issues"]["skipped"] = 2
     (folder / "manifest.json").write_text(json.dumps(manifest))
@@ -76,7 +78,7 @@ def test_manifest_usage_failures_and_issues(sample: Path, tmp_path: Path) -> Non
     assert m["usage_by_stage"]["local"]["completion_tokens"] == local["completion_tokens"]
     assert m["failures"]["count"] == 3
     assert m["failures"]["by_reason"] == {"qc_count": 2, "qc_refusal": 1}
-    assert m["failures"]["by_stage"] == {"dialogue": {"qc_count": 2}, "global": {}, "local": {}}
+    assert m["failures"]["by_stage"] == {"dialogue": {"qc_count": 2}, "global": {}, "local": {"qc_refusal": 1}}
     assert m["issues"] == {"skipped": 2, "warnings": 0, "by_reason": {"skip: file_syntax_error": 2}}
     assert m["qc"] == manifest["qc"] == {"rejected": {}}     # the mock writes text QC keeps
 

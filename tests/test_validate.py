@@ -12,7 +12,9 @@ from PIL import Image
 
 import rsgpt4v.cli
 import rsgpt4v.records
-from rsgpt4v.validate import REFUSAL_PHRASES, main_validate, validate
+from rsgpt4v.files import ReadKind
+from rsgpt4v.record_model import RecordKind
+from rsgpt4v.validate import REFUSAL_PHRASES, Kind, Violation, main_validate, validate
 
 
 @pytest.fixture
@@ -121,12 +123,22 @@ def test_each_damage_is_one_violation_on_its_line(sample: Path, tmp_path: Path, 
     line = _line_of(_lines(sample), task)
     report = validate([path])
     assert _found(report) == [(line, kind) for kind in kinds]
+    assert all(isinstance(k, (Kind, RecordKind)) for k in report.by_kind)
     n = len(_lines(sample))
     assert report.records == n
     assert main_validate([path]) == 1
     captured = capsys.readouterr()
     assert captured.err.startswith(f"{path}:{line}: {kinds[0]}: ")
     assert captured.out == f"checked {n} records in 1 files: 1 violations (1 {kinds[0]})\n"
+
+
+def test_a_violation_kind_is_given_not_read_back_from_its_message(tmp_path: Path) -> None:
+    # Kinds of read problems and of record checks are counted side by side: no name may serve both.
+    names = [{k.value for k in kinds} for kinds in (Kind, RecordKind, ReadKind)]
+    assert sum(map(len, names)) == len(set().union(*names))
+    v = Violation(tmp_path / "a.jsonl", 4, Kind.BOX_COUNT, "2 llava boxes in the text: 1 in meta.boxes")
+    assert v.kind is Kind.BOX_COUNT
+    assert str(v) == f"{tmp_path / 'a.jsonl'}:4: box count: 2 llava boxes in the text: 1 in meta.boxes"
 
 
 def test_duplicate_ids_are_found_within_and_across_files(sample: Path, tmp_path: Path) -> None:
@@ -156,6 +168,7 @@ def test_unreadable_lines_are_named_and_the_rest_is_checked(sample: Path, tmp_pa
     path = _broken_copy(sample, tmp_path, edit)
     report = validate([path])
     assert _found(report) == [(3, "not an object"), (5, "invalid JSON"), (n, "truncated")]
+    assert report.by_kind == {RecordKind.NOT_AN_OBJECT: 1, ReadKind.INVALID_JSON: 1, ReadKind.TRUNCATED: 1}
     assert report.records == n
     assert main_validate([path]) == 1
     captured = capsys.readouterr()

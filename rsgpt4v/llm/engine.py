@@ -14,6 +14,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
 
 import openai
@@ -69,6 +70,20 @@ class Rejection(Protocol):
     def detail(self) -> str: ...
 
 
+class FailureKind(StrEnum):
+    """Why the engine could not use an answer, as the run report counts it; a check that rejects an
+    answer names its own kinds (`Rejection.kind`)."""
+
+    EMPTY = "empty"
+    REFUSAL = "refusal"
+    LENGTH = "length"
+    INVALID_JSON = "invalid_json"
+    SCHEMA = "schema"
+    API_400 = "api_400"
+    TRANSPORT = "transport"
+    UNKNOWN = "unknown"
+
+
 class Unusable(Exception):
     """A response that arrived but cannot be used; `kind` is what the run report counts."""
 
@@ -89,7 +104,10 @@ def _retryable(exc: BaseException) -> bool:
 
 
 def _insufficient_quota(exc: openai.APIStatusError) -> bool:
-    return exc.code == "insufficient_quota" or "insufficient_quota" in str(exc.body or "")
+    """The error's code or type says so; its message is the API's prose and decides nothing."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
+    return "insufficient_quota" in (exc.code, error.get("code"), error.get("type"))
 
 
 def _retry_after(exc: BaseException | None) -> float | None:
@@ -134,26 +152,28 @@ def check_completion(completion: dict[str, Any], model: type[T]) -> T:
     """The parsed response of a raw completion, or Unusable naming what is wrong with it."""
     choices = completion.get("choices") or []
     if not choices:
-        raise Unusable("empty", "the response has no choices")
+        raise Unusable(FailureKind.EMPTY, "the response has no choices")
     choice = choices[0]
     message = choice.get("message") or {}
     if message.get("refusal"):
-        raise Unusable("refusal", f"the model refused: {message['refusal']}")
+        raise Unusable(FailureKind.REFUSAL, f"the model refused: {message['refusal']}")
     if choice.get("finish_reason") == "length":
-        raise Unusable("length", "the answer was cut off at the output token limit")
+        raise Unusable(FailureKind.LENGTH, "the answer was cut off at the output token limit")
     content = message.get("content")
     if not content:
-        raise Unusable("empty", "the answer is empty")
+        raise Unusable(FailureKind.EMPTY, "the answer is empty")
     try:
         data = json.loads(content)
     except json.JSONDecodeError as exc:
-        raise Unusable("invalid_json", f"the answer is not valid JSON ({exc.msg} at char {exc.pos})") from None
+        raise Unusable(FailureKind.INVALID_JSON,
+                       f"the answer is not valid JSON ({exc.msg} at char {exc.pos})") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise Unusable("schema", f"the answer does not match the schema at {where}: {first['msg']}") from None
+        raise Unusable(FailureKind.SCHEMA,
+                       f"the answer does not match the schema at {where}: {first['msg']}") from None
 
 
 class Engine:
@@ -201,7 +221,7 @@ class Engine:
                 return cached
         if self.batch is not None:
             if key in self.rejected:
-                raise Unusable("api_400", f"the Batch API rejected the request ({self.rejected[key]})")
+                raise Unusable(FailureKind.API_400, f"the Batch API rejected the request ({self.rejected[key]})")
             self.batch.add(key, request.stage, body)
             raise Deferred(key)
         shared = self._inflight.get(key)
@@ -288,7 +308,7 @@ class Engine:
         windows that failed on a transient fault and pays only for those.
         """
         feedback: str | None = None
-        failure = Unusable("unknown", "no attempt was made")
+        failure = Unusable(FailureKind.UNKNOWN, "no attempt was made")
         rejected: T | None = None
         first = build(None, 1)
         stage = first.stage
@@ -311,7 +331,7 @@ class Engine:
                 failure = exc
                 break
             except openai.BadRequestError as exc:
-                failure = Unusable("api_400", f"the API rejected the request (400): {exc.message}")
+                failure = Unusable(FailureKind.API_400, f"the API rejected the request (400): {exc.message}")
                 break
             except (openai.APIStatusError, openai.APIConnectionError) as exc:
                 self._transport_failures_in_a_row += 1
@@ -319,7 +339,8 @@ class Engine:
                     # A server that is down would otherwise turn every remaining window into a failure.
                     raise FatalAPIError(f"{self._transport_failures_in_a_row} requests in a row failed after "
                                         f"{self.cfg.transport_attempts} tries each ({exc}): is the server up?") from None
-                failure = Unusable("transport", f"gave up after {self.cfg.transport_attempts} tries: {exc}")
+                failure = Unusable(FailureKind.TRANSPORT,
+                                   f"gave up after {self.cfg.transport_attempts} tries: {exc}")
                 break
             self._transport_failures_in_a_row = 0
             try:

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, ObjectNote
+
+
+class StageFailure(NamedTuple):
+    """A stage that ended without a usable answer: `kind` is what the run report counts (the engine's,
+    a stage check's or QC's), `reason` the message ("kind: detail")."""
+
+    stage: str
+    kind: str
+    reason: str
 
 
 @dataclass
@@ -19,6 +29,6 @@ class SceneAnswers:
     notes: dict[int, ObjectNote] = field(default_factory=dict)
     scene_text: GlobalResponse | None = None
     dialogue: DialogueResponse | None = None
-    failures: list[tuple[str, str]] = field(default_factory=list)
+    failures: list[StageFailure] = field(default_factory=list)
     left_out: Counter[str] = field(default_factory=Counter)
     deferred: bool = False

@@ -20,9 +20,9 @@ from PIL import Image
 
 from rsgpt4v.config import BuildConfig
 from rsgpt4v.imaging import data_url, encode, fit
-from rsgpt4v.llm.engine import Engine
+from rsgpt4v.llm.engine import Engine, FailureKind
 from rsgpt4v.llm.request import ChatRequest
-from rsgpt4v.prompting.answers import SceneAnswers
+from rsgpt4v.prompting.answers import SceneAnswers, StageFailure
 from rsgpt4v.prompting.local_plan import plan_local, split
 from rsgpt4v.prompting.marks import Mark, mark_chunk, marks_of
 from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse, ObjectNote
@@ -84,7 +84,7 @@ class HierarchicalPrompter:
         if answer.deferred:
             answers.deferred = True
         elif answer.parsed is None:
-            answers.failures.append((stage, answer.failure or ""))
+            answers.failures.append(StageFailure(stage, answer.kind or FailureKind.UNKNOWN, answer.failure or ""))
         return answer.parsed
 
     async def _local(self, scene: Scene, clean_im: Image.Image, clean: SentImage, answers: SceneAnswers) -> None:
@@ -101,20 +101,20 @@ class HierarchicalPrompter:
             others = [m for m in marks if m.id not in listed]
             answer = await self.engine.ask(
                 lambda fb, at: self.requests.local_request(scene, with_clean, marked, chunk, others, fb, at),
-                LocalResponse, check, escalate=frozenset({"length"}))
+                LocalResponse, check, escalate=frozenset({FailureKind.LENGTH}))
             self.on_answer("local")
             if answer.deferred:
                 answers.deferred = True
                 return
-            if answer.kind == "length" and len(chunk) > 1:
+            if answer.kind == FailureKind.LENGTH and len(chunk) > 1:
                 await asyncio.gather(*(one(half) for half in split(chunk)))
                 return
-            if answer.kind == "length":
-                self.engine.record_failure("local", "length")
+            if answer.kind == FailureKind.LENGTH:
+                self.engine.record_failure("local", FailureKind.LENGTH)
             notes = answer.parsed.objects if answer.parsed is not None else self._sound_notes(answer.rejected, chunk,
                                                                                                  note_qc)
             if answer.parsed is None:
-                answers.failures.append(("local", answer.failure or ""))
+                answers.failures.append(StageFailure("local", answer.kind or FailureKind.UNKNOWN, answer.failure or ""))
             self._keep(notes, chunk, answers, answer.kind or "")
 
         await asyncio.gather(*(one(c) for c in plan.chunks))
@@ -139,7 +139,7 @@ class HierarchicalPrompter:
             answers.notes[note.id] = note.model_copy(update={"relations": kept[: self.cfg.local.max_relations]})
         missing = len(listed - {n.id for n in notes})
         if missing:
-            answers.left_out[reason or "unknown"] += missing
+            answers.left_out[reason or FailureKind.UNKNOWN] += missing
 
     async def _global_and_dialogue(self, scene: Scene, clean: SentImage, answers: SceneAnswers) -> None:
         r = self.requests

@@ -13,9 +13,11 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from rsgpt4v.config import BuildConfig
 from rsgpt4v.language import grid_position
+from rsgpt4v.llm.engine import FailureKind
 from rsgpt4v.llm.request import ChatRequest
 from rsgpt4v.naming import display
 from rsgpt4v.prompting.marks import Mark, marks_of
@@ -35,6 +37,14 @@ IMAGES_NOTE = {
           "Read appearance from the first; use the second only to find which object has which id.",
 }
 _NOT_DISCERNIBLE = ("not discernible", "not applicable", "not visible", "unknown", "unclear", "n/a")
+
+
+class CheckKind(StrEnum):
+    """What a stage's own answer check rejects (besides an empty text, `FailureKind.EMPTY`)."""
+
+    IDS = "ids"
+    TURNS = "turns"
+    DUPLICATE_QUESTION = "duplicate_question"
 
 
 def discernible(value: str) -> bool:
@@ -216,7 +226,7 @@ class StageRequests:
                 problems.append(f"ids {', '.join(map(str, twice))} were described more than once")
             if empty:
                 problems.append(f"ids {', '.join(map(str, empty))} have an empty description")
-            return Problem("ids", "; ".join(problems)) if problems else None
+            return Problem(CheckKind.IDS, "; ".join(problems)) if problems else None
 
         return check
 
@@ -257,9 +267,9 @@ class StageRequests:
     @staticmethod
     def check_global(resp: GlobalResponse) -> Problem | None:
         if not resp.caption.strip():
-            return Problem("empty", "the caption is empty")
+            return Problem(FailureKind.EMPTY, "the caption is empty")
         if not resp.description.strip():
-            return Problem("empty", "the description is empty")
+            return Problem(FailureKind.EMPTY, "the description is empty")
         return None
 
     def dialogue_request(self, scene: Scene, image: SentImage, notes: dict[int, ObjectNote],
@@ -275,12 +285,12 @@ class StageRequests:
     def check_dialogue(self, resp: DialogueResponse) -> Problem | None:
         d = self.cfg.dialogue
         if not d.min_turns <= len(resp.turns) <= d.max_turns:
-            return Problem("turns", f"the conversation has {len(resp.turns)} turns; it must have "
+            return Problem(CheckKind.TURNS, f"the conversation has {len(resp.turns)} turns; it must have "
                                     f"{d.min_turns} to {d.max_turns}")
         if any(not t.question.strip() or not t.answer.strip() for t in resp.turns):
-            return Problem("empty", "a question or an answer is empty")
+            return Problem(FailureKind.EMPTY, "a question or an answer is empty")
         questions = [" ".join(t.question.lower().split()) for t in resp.turns]
         if len(set(questions)) < len(questions):
-            return Problem("duplicate_question", "the same question is asked twice")
+            return Problem(CheckKind.DUPLICATE_QUESTION, "the same question is asked twice")
         return None
 

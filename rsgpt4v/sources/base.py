@@ -69,7 +69,8 @@ class Source(ABC):
 
     @abstractmethod
     def __iter__(self) -> Iterator[Sample | Issue]:
-        """Samples and issues, in a deterministic order."""
+        """Samples and issues, in a deterministic order; each issue names its `IssueCode`, which the run
+        report counts (a helper that does not know where an entry is returns a `Defect`)."""
 
     def relative(self, path: Path) -> str:
         """`path` relative to the root, with forward slashes, for provenance and messages."""
