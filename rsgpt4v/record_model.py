@@ -10,8 +10,9 @@ LLaVA files without task, source, split or meta meet the contract too.
 
 `check_record` is the one verdict: each fault a `Reason` of a `RecordKind` (`not an object`, `shape`,
 `empty value`, `roles`, `image token`) and a detail, reading "kind: detail" in one line, worded the
-same for every command; a command that counts faults counts their kinds, never their text. What a
-command needs beyond the contract (image files, box text, image sizes) stays with that command.
+same for every command; a command that counts faults counts their kinds, never their text. Beside
+it, `box_text_fault` says whether a record's box text can be read (a known `meta.box_format` and
+`meta.box_space`), for the commands that read boxes; image files and sizes each command checks itself.
 """
 
 from __future__ import annotations
