@@ -45,6 +45,8 @@ class IssueCode(StrEnum):
     MALFORMED_ENTRY = "malformed_entry", \
         "an annotation entry lacks a field or has one of the wrong type or form"
     EMPTY_TEXT = "empty_text", "a caption, question, answer or expression that is missing or blank"
+    IMAGE_TOKEN_IN_TEXT = "image_token_in_text", \
+        "a caption, question, answer or expression holding `<image>`, the token trainers replace with the image; dropped"
     DUPLICATE_ID = "duplicate_id", "an id, key or index that the annotations use twice"
     DUPLICATE_QUESTION = "duplicate_question", "the same question asked again of one image; dropped"
     BROKEN_REFERENCE = "broken_reference", \

@@ -39,6 +39,7 @@ from rsgpt4v.prompting.marks import Mark
 from rsgpt4v.prompting.prompter import HierarchicalPrompter
 from rsgpt4v.prompting.templates import STAGES, PromptSet
 from rsgpt4v.qc import QualityChecker
+from rsgpt4v.record_model import IMAGE_TOKEN
 from rsgpt4v.report import (
     QC,
     BatchProgress,
@@ -197,6 +198,9 @@ class Builder:
                     continue
                 if note := self._linked_out(item):
                     self.issues.add(note)
+                item, note = _without_image_token(item)
+                if note is not None:
+                    self.issues.add(note)
                 if self.opts.limit is not None and self.counts.samples >= self.opts.limit:
                     break
                 self.seen += 1
@@ -299,6 +303,24 @@ class Builder:
                                          rejected=len(self.batch_state.rejected),
                                          usage=BatchUsage(**self.batch_state.usage))
         return report
+
+
+def _without_image_token(sample: Sample) -> tuple[Sample, Issue | None]:
+    """The sample without the texts of its dataset that hold `<image>`, and a warning counting them:
+    the token is the build's to place (once, at the start of a record), and a trainer would put the
+    image again wherever a caption or an answer carried it. Every adapter's samples pass here."""
+    captions = tuple(c for c in sample.captions if IMAGE_TOKEN not in c)
+    qa = tuple(q for q in sample.qa if IMAGE_TOKEN not in q.question and IMAGE_TOKEN not in q.answer)
+    objects = tuple(o.model_copy(update={"description": None}) if o.description and IMAGE_TOKEN in o.description
+                    else o for o in sample.objects)
+    dropped = (len(sample.captions) - len(captions) + len(sample.qa) - len(qa)
+               + sum(a is not b for a, b in zip(objects, sample.objects)))
+    if not dropped:
+        return sample, None
+    return (sample.model_copy(update={"captions": captions, "qa": qa, "objects": objects}),
+            Issue(kind="warning", code=IssueCode.IMAGE_TOKEN_IN_TEXT, file=sample.rel_image,
+                  reason=f"{dropped} text(s) of this image hold {IMAGE_TOKEN}, the token trainers replace with the "
+                         "image; dropped"))
 
 
 def build(source: Source, cfg: BuildConfig, opts: BuildOptions) -> RunReport:

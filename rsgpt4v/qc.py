@@ -13,7 +13,6 @@ attempt drops it. Kinds, all configurable under `qc:`:
 - qc_dataset_spelling: a label as the dataset spells it ("large-vehicles");
 - qc_unseeable: proper names, dates, seasons and times of day, which no image shows;
 - qc_form: a local description that does not open as asked, a referring expression by list order,
-  a text holding the `<image>` token;
 - qc_reasoning: a dialogue whose turns only restate counts or categories, or whose first question
   gives its answer away;
 - qc_length: an empty, too short or runaway text.
@@ -35,7 +34,6 @@ from rsgpt4v.count_claims import UNITS, Terms, read_claims, tokens, wrong
 from rsgpt4v.language import plural, readable
 from rsgpt4v.naming import display, is_dataset_spelling, spelling_pattern
 from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse
-from rsgpt4v.record_model import IMAGE_TOKEN
 from rsgpt4v.schema import Problem, Scene
 
 
@@ -207,9 +205,6 @@ class QualityChecker:
         if kind in self.cfg.proper_name_kinds and (m := self._proper_name(plain)):
             return Problem(QCKind.UNSEEABLE, f"the text names a place, owner, make or operator ({m!r}), which the "
                                            "image cannot show")
-        if IMAGE_TOKEN in text:
-            # The record contract allows the token once, where the build puts it; a model's would stop the build.
-            return Problem("qc_form", f"the text contains {IMAGE_TOKEN}; leave it out")
         return self._form(lowered, text, kind)
 
     def _form(self, lowered: str, text: str, kind: str) -> Problem | None:

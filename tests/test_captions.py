@@ -452,3 +452,21 @@ def test_cli_dry_run(tmp_path: Path, name: str, make, good: int, splits: set[str
     assert records and {r["split"] for r in records} <= splits
     assert manifest["counts"]["samples"] == good
     assert manifest["issues"]["skipped"] == (1 if name == "ucm-captions" else 0)
+
+
+def test_a_caption_holding_the_image_token_is_dropped_and_counted(tmp_path: Path) -> None:
+    root = tmp_path / "RSICD"
+    write_json(root / "dataset_rsicd.json", {"images": [
+        karpathy("airport_1.jpg", 0, "train", [AIRPORT, "an <image> of planes at a terminal ."])]})
+    write_image(root / "RSICD_images" / "airport_1.jpg")
+    _, records, manifest = dry_run("rsicd", root, tmp_path / "out", "--config", str(_no_stages(tmp_path)))
+    captions = [r["conversations"][1]["value"] for r in records if r["task"] == "caption"]
+    assert captions == ["many planes are parked next to a long building in an airport."]
+    assert manifest["issues"]["by_reason"] == {"warning: image_token_in_text": 1}
+    assert manifest["issues"]["list"][0]["file"] == "RSICD_images/airport_1.jpg"
+
+
+def _no_stages(folder: Path) -> Path:
+    config = folder / "template-only.yaml"
+    config.write_text("stages: []\n", encoding="utf-8")
+    return config

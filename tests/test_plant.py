@@ -98,3 +98,16 @@ def test_the_fake_server_command_plants_through_the_cli(tmp_path: Path, real_dir
     records = [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
     assert records and not _with(records, sentence)
     assert json.loads((out / "manifest.json").read_text())["qc"]["rejected"]["qc_count"]["example"] == sentence
+
+
+def test_a_model_writing_the_image_token_is_asked_again_with_qc_off(tmp_path: Path) -> None:
+    config = tmp_path / "noqc.yaml"
+    config.write_text("qc:\n  enabled: false\n", encoding="utf-8")
+    records, manifest = _build(tmp_path, "<image> See above.", "--source", "dota", "--sample", "--config", str(config))
+    assert manifest["status"] == "complete" and records                     # the build goes on
+    for r in records:
+        assert r["conversations"][0]["value"].count("<image>") == 1
+        assert not any("<image>" in t["value"] for t in r["conversations"][1:])
+    assert not any(r["task"] in MODEL_TASKS for r in records)               # every model answer held the token
+    assert {f["kind"] for f in manifest["failures"]["list"]} == {"image_token"}
+    assert manifest["usage"]["by_stage"]["local"]["failures"]["image_token"] > 0

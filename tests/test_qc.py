@@ -58,7 +58,6 @@ def _glob(caption: str, description: str = DESCRIPTION) -> GlobalResponse:
     ("I'm sorry, I can't describe this image.", "qc_refusal"),
     ("The annotations show 4 planes on an apron.", "qc_meta_talk"),
     ("Planes.", "qc_length"),
-    ("<image>\nAn apron with 4 planes and 2 cars beside them.", "qc_form"),  # the token is the build's to place
 ])
 def test_caption_checks(qc: QualityChecker, caption: str, kind: str | None) -> None:
     scene = _scene(plane=4, small_vehicle=2)

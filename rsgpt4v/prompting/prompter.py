@@ -26,7 +26,7 @@ from rsgpt4v.prompting.answers import SceneAnswers, StageFailure
 from rsgpt4v.prompting.local_plan import plan_local, split
 from rsgpt4v.prompting.marks import Mark, mark_chunk, marks_of
 from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse, ObjectNote
-from rsgpt4v.prompting.stages import SentImage, StageRequests
+from rsgpt4v.prompting.stages import SentImage, StageRequests, no_image_token
 from rsgpt4v.prompting.templates import PromptSet
 from rsgpt4v.qc import QualityChecker, both
 from rsgpt4v.schema import Problem, Scene
@@ -74,7 +74,7 @@ class HierarchicalPrompter:
         return self._sent(marked, scale)
 
     def _checked(self, check: Check, qc: Check | None) -> Check:
-        return check if qc is None else both(check, qc)
+        return both(no_image_token, check) if qc is None else both(no_image_token, check, qc)
 
     async def _ask(self, build: Callable[[str | None, int], ChatRequest], model: type[T], check: Check,
                    answers: SceneAnswers, stage: str) -> T | None:
@@ -123,14 +123,16 @@ class HierarchicalPrompter:
     def _sound_notes(rejected: LocalResponse | None, chunk: Sequence[Mark],
                      note_qc: Check | None) -> list[ObjectNote]:
         """From an answer that failed its checks on the last attempt, the notes that pass on their own:
-        a listed id, described once, with a text that passes QC."""
+        a listed id, described once, with a text that passes QC and leaves the image token out."""
         if rejected is None:
             return []
         listed = {m.id for m in chunk}
         seen = [n.id for n in rejected.objects]
-        return [n for n in rejected.objects
-                if n.id in listed and seen.count(n.id) == 1 and n.description.strip()
-                and (note_qc is None or note_qc(LocalResponse(objects=[n])) is None)]
+        alone = [LocalResponse(objects=[n]) for n in rejected.objects]
+        return [one.objects[0] for one in alone
+                if one.objects[0].id in listed and seen.count(one.objects[0].id) == 1
+                and one.objects[0].description.strip() and no_image_token(one) is None
+                and (note_qc is None or note_qc(one) is None)]
 
     def _keep(self, notes: Sequence[ObjectNote], chunk: Sequence[Mark], answers: SceneAnswers, reason: str) -> None:
         listed = {m.id for m in chunk}

@@ -15,11 +15,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from pydantic import BaseModel
+
 from rsgpt4v.config import BuildConfig
 from rsgpt4v.language import grid_position
 from rsgpt4v.llm.engine import FailureKind
 from rsgpt4v.llm.request import ChatRequest
 from rsgpt4v.naming import display
+from rsgpt4v.record_model import IMAGE_TOKEN
 from rsgpt4v.prompting.marks import Mark, marks_of
 from rsgpt4v.prompting.models import (
     DialogueResponse,
@@ -45,6 +48,15 @@ class CheckKind(StrEnum):
     IDS = "ids"
     TURNS = "turns"
     DUPLICATE_QUESTION = "duplicate_question"
+    IMAGE_TOKEN = "image_token"
+
+
+def no_image_token(resp: BaseModel) -> Problem | None:
+    """Every stage's answer: the record contract allows `<image>` once, where the build puts it, so a
+    model text holding it is asked again (QC on or off) rather than stopping the build at render."""
+    if IMAGE_TOKEN in resp.model_dump_json():
+        return Problem(CheckKind.IMAGE_TOKEN, f"the answer contains {IMAGE_TOKEN}; leave it out")
+    return None
 
 
 def discernible(value: str) -> bool:
