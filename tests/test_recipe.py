@@ -165,6 +165,8 @@ def test_report_policy_keeps_and_fail_policy_stops(tree: Path, tmp_path: Path) -
     ("sources:\n  - source: rsicd\n    root: rsicd\n    stages: [local, summary]\n", 4, "sources[0].stages[1]"),
     ("seed: 0\nsources:\n  - source: rsicd\n    root: rsicd\n    colour: red\n", 5, "colour: unknown key"),
     ("sources: [\n", 2, "not valid YAML"),
+    ("sources:\n  - source: rsicd\n    root: rsicd\n    splits: [train, tset]\n", 2,
+     "rsicd: splits: 'tset' is not a split of its data under"),
 ])
 def test_bad_recipe_exits_2_with_one_line_naming_the_recipe_line(tree: Path, tmp_path: Path, text: str, line: int,
                                                                  words: str) -> None:
@@ -174,6 +176,17 @@ def test_bad_recipe_exits_2_with_one_line_naming_the_recipe_line(tree: Path, tmp
     assert code == 2
     assert len(output.strip().splitlines()) == 1
     assert f"{recipe}:{line}:" in output and words in output, output
+
+
+def test_a_cap_on_a_task_the_source_never_writes_is_named(tree: Path, tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "mix.yaml", "sources:\n  - source: rsicd\n    root: rsicd\n    stages: []\n"
+                                                 "    caps: {captoin: 3, caption: 2}\n")
+    code, output = run("build", "--recipe", str(recipe), "--data", str(tree), "--dry-run", "--no-progress",
+                       "--out", str(tmp_path / "out"))
+    assert code == 0, output
+    assert (f"{recipe}:2: rsicd: caps: no 'captoin' record was built (its tasks: caption, classification); "
+            "the cap does nothing") in output
+    assert "'caption'" not in output
 
 
 def test_skip_missing_reports_the_missing_root_and_builds_the_rest(tree: Path, tmp_path: Path) -> None:
