@@ -6,9 +6,12 @@ import logging
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from rsgpt4v.report import RunReport, SourceSection
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build RS-GPT4V-style instruction data for remote-sensing multimodal LLMs.")
@@ -253,14 +256,14 @@ def build(
                     code=1) from None
     except FatalAPIError as exc:
         raise _fail(f"{exc}; the run stopped, rerun the same command to resume", code=1) from None
-    if manifest["status"] == "requests_written":
+    if manifest.status == "requests_written":
         _files_summary(manifest, out)
-    elif manifest["status"].startswith("batch_"):
+    elif manifest.status.startswith("batch_"):
         _batch_summary(manifest, out)
     else:
         _summary(manifest, out)
-    if "recipe" in manifest:
-        _recipe_summary(manifest)
+    if manifest.sources is not None and manifest.leakage is not None:
+        _recipe_summary(manifest.sources, manifest.leakage)
 
 
 def _recipe_alone(root: Path | None, sample: bool, split: str | None, options: list[str] | None) -> None:
@@ -271,22 +274,21 @@ def _recipe_alone(root: Path | None, sample: bool, split: str | None, options: l
                     "(root, splits, options of each source)")
 
 
-def _recipe_summary(manifest: dict) -> None:
-    for name, s in manifest["sources"].items():
-        if s["status"] == "missing":
-            typer.echo(f"  {name:<16} not built: {s['reason']}")
+def _recipe_summary(sources: dict[str, SourceSection], leak: dict[str, Any]) -> None:
+    for name, s in sources.items():
+        if s.status == "missing":
+            typer.echo(f"  {name:<16} not built: {s.reason}")
             continue
-        left = ", ".join(f"{n} {reason}" for reason, n in s["left_out"].items())
-        typer.echo(f"  {name:<16} {s['records_written']:>8} records from {s['samples']} images"
+        left = ", ".join(f"{n} {reason}" for reason, n in (s.left_out or {}).items())
+        typer.echo(f"  {name:<16} {s.records_written:>8} records from {s.samples} images"
                    + (f" ({left})" if left else ""))
-    leak = manifest["leakage"]
     dropped = sum(leak["dropped_from_train"].values())
     typer.echo(f"leakage ({leak['policy']}): {leak['images']} images fingerprinted, {leak['clusters']} clusters of "
                f"the same picture, {dropped} training images dropped; listed in the manifest under `leakage`")
 
 
 def _run_recipe(name: str, source: str | None, data: Path | None, skip_missing: bool, config: Path | None,
-                overrides: dict[str, Any], seed: int | None, opts: Any, force: bool = False) -> dict:
+                overrides: dict[str, Any], seed: int | None, opts: Any, force: bool = False) -> RunReport:
     """Build (or estimate) every source of a recipe; errors become one line naming the recipe line, exit 2."""
     from rsgpt4v.config import ConfigError, load_config
     from rsgpt4v.llm.client import MissingKeyError
@@ -314,25 +316,26 @@ def _run_recipe(name: str, source: str | None, data: Path | None, skip_missing: 
         raise _fail(str(exc)) from None
 
 
-def _files_summary(manifest: dict, out: Path) -> None:
+def _files_summary(manifest: RunReport, out: Path) -> None:
     from rsgpt4v.llm.batch_files import REQUESTS, run_commands
 
     files = sorted((out / REQUESTS).glob("*.jsonl"))
     lines = sum(len(f.read_text(encoding="utf-8").splitlines()) for f in files)
     typer.echo(f"wrote {lines} requests in {len(files)} file(s) under {out / REQUESTS} (OpenAI batch format); "
-               f"{manifest['counts']['windows_waiting_for_batch']} windows wait for them. Run them with any "
+               f"{manifest.counts.windows_waiting_for_batch} windows wait for them. Run them with any "
                "OpenAI-compatible batch engine, e.g. vLLM:")
-    for line in run_commands(out, manifest["model"]):
+    for line in run_commands(out, manifest.model):
         typer.echo(f"  {line}")
     typer.echo("(Ray Data: read the files with ray.data.read_json and map them through a vLLM processor; "
                "OpenAI/Azure Batch: upload them as they are.) Then rerun this same command: it reads the "
                "imported answers and writes the next stage's requests, or the dataset when none are left.")
 
 
-def _batch_summary(manifest: dict, out: Path) -> None:
-    sections = _batch_sections(manifest, out)
-    open_batches = [x for b in sections for x in b["batches"] if not x.get("collected")]
-    if manifest["status"] == "batch_in_progress":
+def _batch_summary(manifest: RunReport, out: Path) -> None:
+    b = manifest.batch
+    assert b is not None, "a batch pass reports its batches"
+    open_batches = [x for x in b.batches if not x.get("collected")]
+    if manifest.status == "batch_in_progress":
         typer.echo(f"{len(open_batches)} batch(es) still in progress; rerun this command when they finish "
                    f"(`rsgpt4v batch status --out {out}` shows them)")
         return
@@ -341,9 +344,8 @@ def _batch_summary(manifest: dict, out: Path) -> None:
         for stage, n in x["stages"].items():
             stages[stage] = stages.get(stage, 0) + n
     named = ", ".join(f"{n} {stage}" for stage, n in sorted(stages.items()))
-    typer.echo(f"submitted {sum(b['queued_this_pass'] for b in sections)} requests ({named}) in "
-               f"{len(open_batches)} batch(es); "
-               f"{manifest['counts']['windows']} windows wait for them. When they finish (within 24 h), rerun "
+    typer.echo(f"submitted {b.queued_this_pass} requests ({named}) in {len(open_batches)} batch(es); "
+               f"{manifest.counts.windows} windows wait for them. When they finish (within 24 h), rerun "
                "this same command: it collects the answers and submits the next stage.")
 
 
@@ -353,28 +355,25 @@ def _usd(value: float | None) -> str:
     return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
 
 
-def _summary(manifest: dict, out: Path) -> None:
-    c, u, i = manifest["counts"], manifest["usage"], manifest["issues"]
-    typer.echo(f"wrote {c['records']} records from {c['samples']} images ({c['windows']} windows) to {out}")
-    for task, n in c["by_task"].items():
+def _summary(manifest: RunReport, out: Path) -> None:
+    c, u, i = manifest.counts, manifest.usage, manifest.issues
+    typer.echo(f"wrote {c.records} records from {c.samples} images ({c.windows} windows) to {out}")
+    for task, n in sorted(c.by_task.items()):
         typer.echo(f"  {task:<22} {n}")
-    cost = f"${u['cost_usd']:,.4f}" if u["priced"] else "not priced (model not in the price table)"
-    typer.echo(f"requests: {u['api_calls']} sent, {u['cache_hits']} from cache; tokens: {u['prompt_tokens']} in, "
-               f"{u['completion_tokens']} out; cost: {cost}")
-    sections = _batch_sections(manifest, out)
-    if sections:
-        bu = {k: sum(b["usage"][k] for b in sections) for k in ("requests", "prompt_tokens", "completion_tokens",
-                                                                 "cost_usd")}
-        typer.echo(f"batch API: {bu['requests']} answers collected over {sum(len(b['batches']) for b in sections)} "
-                   f"batch(es); tokens: {bu['prompt_tokens']} in, {bu['completion_tokens']} out; "
-                   f"cost at batch prices: ${bu['cost_usd']:,.4f}")
-    failures: dict[str, int] = {}
-    for row in u["by_stage"].values():
-        for reason, n in row["failures"].items():
-            failures[reason] = failures.get(reason, 0) + n
+    cost = f"${u.cost_usd:,.4f}" if u.priced else "not priced (model not in the price table)"
+    typer.echo(f"requests: {u.api_calls} sent, {u.cache_hits} from cache; tokens: {u.prompt_tokens} in, "
+               f"{u.completion_tokens} out; cost: {cost}")
+    if manifest.batch is not None:
+        bu = manifest.batch.usage
+        typer.echo(f"batch API: {bu.requests} answers collected over {len(manifest.batch.batches)} "
+                   f"batch(es); tokens: {bu.prompt_tokens} in, {bu.completion_tokens} out; "
+                   f"cost at batch prices: ${bu.cost_usd:,.4f}")
+    from rsgpt4v.report import StageUsage
+
+    failures = StageUsage.total(u.by_stage.values()).failures
     by_reason = ", ".join(f"{n} {r}" for r, n in sorted(failures.items())) or "none"
-    typer.echo(f"input issues: {i['skipped']} skipped, {i['warnings']} warnings; failed stage answers: "
-               f"{manifest['failures']['count']} ({by_reason}); details in {out / 'manifest.json'}")
+    typer.echo(f"input issues: {i.skipped} skipped, {i.warnings} warnings; failed stage answers: "
+               f"{manifest.failures.count} ({by_reason}); details in {out / 'manifest.json'}")
 
 
 @app.command()
@@ -424,16 +423,19 @@ def estimate(
                 manifest = _run_recipe(recipe, source, data, skip_missing, config, overrides, None, opts)
             else:
                 manifest = _run(source, root, sample, split, option, config, overrides, opts)
-    reask_rate = manifest["config"]["engine"]["reask_rate"]
-    rows, basis = manifest["estimate"], manifest["estimated_from"]
+    from rsgpt4v.report import EstimatedFrom
+
+    reask_rate = manifest.config["engine"]["reask_rate"]
+    rows = [r.model_dump() for r in manifest.estimate or []]
+    basis = manifest.estimated_from or EstimatedFrom(images=0, of=0)
     if json_out:
-        typer.echo(json.dumps({"model": manifest["model"], "prices_date": manifest["usage"]["prices_date"],
-                               "images": basis["of"], "images_looked_at": basis["images"], "reask_rate": reask_rate,
-                               "windows_looked_at": manifest["counts"]["windows"], "stages": rows}, indent=2))
+        typer.echo(json.dumps({"model": manifest.model, "prices_date": manifest.usage.prices_date,
+                               "images": basis.of, "images_looked_at": basis.images, "reask_rate": reask_rate,
+                               "windows_looked_at": manifest.counts.windows, "stages": rows}, indent=2))
         return
-    looked = f" (extrapolated from {basis['images']:,})" if basis["images"] != basis["of"] else ""
-    typer.echo(f"{basis['of']:,} images{looked}, {manifest['counts']['windows']:,} windows looked at, model "
-               f"{manifest['model']} (prices of {manifest['usage']['prices_date']}); dollars include "
+    looked = f" (extrapolated from {basis.images:,})" if basis.images != basis.of else ""
+    typer.echo(f"{basis.of:,} images{looked}, {manifest.counts.windows:,} windows looked at, model "
+               f"{manifest.model} (prices of {manifest.usage.prices_date}); dollars include "
                f"{reask_rate:.0%} re-asks{measured}")
     typer.echo(f"{'stage':<10}{'requests':>10}{'re-asks':>9}{'text tok':>14}{'image tok':>14}{'output tok':>14}"
                f"{'live':>12}{'batch':>12}")
@@ -457,12 +459,12 @@ def merge(
             manifest = run_merge(inputs, out)
     except MergeError as exc:
         raise _fail(str(exc)) from None
-    c = manifest["counts"]
-    for problem in manifest["bad_lines"]:
+    c = manifest.counts
+    for problem in manifest.bad_lines or []:
         typer.echo(problem, err=True)
-    typer.echo(f"merged {len(inputs)} folders: {c['records']} records ({c['duplicates_skipped']} duplicate ids "
-               f"skipped, {c['bad_lines']} unreadable lines skipped) into {out}")
-    if c["bad_lines"]:
+    typer.echo(f"merged {len(inputs)} folders: {c.records} records ({c.duplicates_skipped} duplicate ids "
+               f"skipped, {c.bad_lines} unreadable lines skipped) into {out}")
+    if c.bad_lines:
         raise typer.Exit(1)
 
 
@@ -593,34 +595,23 @@ def _batch_states(out: Path) -> list[tuple[str, Any]]:
 
 
 def _batch_context(out: Path):
-    import json
-
     from rsgpt4v.llm.client import MissingKeyError, make_client
+    from rsgpt4v.report import ReportError, RunReport
 
     states = _batch_states(out)
     if not states:
         raise _fail(f"{out} has no batches: submit with `rsgpt4v build --batch ... --out {out}`")
-    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    if manifest.get("backend") == "mock":
+    try:
+        manifest = RunReport.read(out / "manifest.json")
+    except ReportError as exc:
+        raise _fail(str(exc)) from None
+    if manifest.backend == "mock":
         raise _fail("this build used the mock, whose batches lived only inside its own process")
     try:
-        client = make_client("openai", manifest["config"]["model"]["request_timeout_s"])
+        client = make_client("openai", manifest.config["model"]["request_timeout_s"])
     except MissingKeyError as exc:
         raise _fail(str(exc)) from None
     return states, manifest, client
-
-
-def _batch_sections(manifest: dict, out: Path) -> list[dict]:
-    """The `batch` section of a single-source build's manifest, or of each recipe part's manifest."""
-    import json
-
-    from rsgpt4v.mix import PARTS
-
-    if "batch" in manifest:
-        return [manifest["batch"]]
-    parts = [out / PARTS / name / "manifest.json" for name in manifest.get("sources", {})]
-    return [part["batch"] for part in (json.loads(p.read_text(encoding="utf-8")) for p in parts if p.is_file())
-            if "batch" in part]
 
 
 @contextmanager
@@ -682,7 +673,7 @@ def batch_collect(
             caches += [into] if into not in caches else []
             answers = Cache(into)
             try:
-                tally.update(asyncio.run(collect(client, state, answers, prices, manifest["model"])))
+                tally.update(asyncio.run(collect(client, state, answers, prices, manifest.model)))
             finally:
                 answers.close()
     still = sum(1 for _, state in states for b in state.batches if not b.get("collected"))
@@ -697,10 +688,9 @@ def batch_import(
     cache: Annotated[Optional[Path], typer.Option(help="Response cache file; default OUT/cache.sqlite.")] = None,
 ) -> None:
     """Read batch results produced by any engine (vLLM run-batch, Ray, OpenAI/Azure Batch) into the cache."""
-    import json
-
     from rsgpt4v.llm.batch_files import REQUESTS, import_results, request_ids
     from rsgpt4v.llm.cache import Cache
+    from rsgpt4v.report import ReportError, RunReport
     from rsgpt4v.mix import PARTS
 
     if not out.is_dir():
@@ -709,7 +699,10 @@ def batch_import(
     if missing:
         raise _fail(f"no such result file: {missing[0]}")
     manifest_path = out / "manifest.json"
-    model = json.loads(manifest_path.read_text(encoding="utf-8")).get("model", "") if manifest_path.is_file() else ""
+    try:
+        model = RunReport.read(manifest_path).model if manifest_path.is_file() else ""
+    except ReportError as exc:
+        raise _fail(str(exc)) from None
     # a recipe build's parts write their requests under OUT/parts/<source>/ with the API engine
     folders = [f for f in [out / REQUESTS, *sorted((out / PARTS).glob(f"*/{REQUESTS.as_posix()}"))] if f.is_dir()]
     known = set().union(*map(request_ids, folders)) if folders else None

@@ -12,9 +12,16 @@ from pathlib import Path
 
 from PIL import Image
 
+from rsgpt4v.issue_codes import IssueCode
+
 
 class ImageError(Exception):
-    """An image that cannot be used: missing, unreadable, truncated or too large."""
+    """An image that cannot be used: missing, unreadable, truncated or too large; `code` is what the
+    run report counts it as."""
+
+    def __init__(self, code: IssueCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def open_image(path: Path, max_pixels: int) -> Image.Image:
@@ -42,11 +49,12 @@ def open_image(path: Path, max_pixels: int) -> Image.Image:
                 stretched = [_stretch(band) for band in bands[:3]]
                 return Image.merge("RGB", stretched if len(stretched) == 3 else stretched[:1] * 3)
     except FileNotFoundError:
-        raise ImageError("image file is missing") from None
+        raise ImageError(IssueCode.IMAGE_MISSING, "image file is missing") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"image has more than image.max_pixels={max_pixels} pixels") from None
+        raise ImageError(IssueCode.IMAGE_TOO_LARGE,
+                         f"image has more than image.max_pixels={max_pixels} pixels") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"image cannot be decoded ({exc})") from None
+        raise ImageError(IssueCode.IMAGE_UNREADABLE, f"image cannot be decoded ({exc})") from None
 
 
 _HIGH_DEPTH = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
@@ -77,8 +85,8 @@ def _wide_bands(im: Image.Image, path: Path) -> list[Image.Image] | None:
     if rawmode not in _WIDE_RAW:
         return None
     if codec != "raw":
-        raise ImageError(f"compressed 16-bit colour ({rawmode}) cannot be read at full depth; "
-                         "save it uncompressed or as 8-bit")
+        raise ImageError(IssueCode.IMAGE_UNREADABLE, f"compressed 16-bit colour ({rawmode}) cannot be read at full "
+                                                     "depth; save it uncompressed or as 8-bit")
     band_raw, n = _WIDE_RAW[rawmode]
     wide = Image.new("I", (im.width * n, im.height))
     with open(path, "rb") as f:
@@ -98,7 +106,8 @@ def _stretch(band: Image.Image) -> Image.Image:
     band = band.convert("F")
     lo, hi = band.getextrema()
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ImageError("float image with NaN or infinite values (no-data?) cannot be scaled to 8 bits")
+        raise ImageError(IssueCode.IMAGE_UNREADABLE,
+                         "float image with NaN or infinite values (no-data?) cannot be scaled to 8 bits")
     low, high = (_percentile(band, q, lo, hi) for q in _STRETCH_PERCENTILES)
     if high <= low:  # (nearly) one value throughout: place it within the band's full range
         return Image.new("L", band.size, 0 if hi <= lo else round(255 * (low - lo) / (hi - lo)))

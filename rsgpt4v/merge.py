@@ -2,35 +2,36 @@
 
 Records are streamed split by split, in the order the folders are given; a record id seen before is
 skipped and counted, and a line that cannot be read is skipped and named (file:line). Images are hard-linked where the file system allows, else copied. The merged
-manifest sums counts and usage and concatenates issues and failures.
+manifest sums counts and usage and concatenates issues and failures; shards of one recipe keep its
+sections (sources, mix, leakage) with each source's figures added up.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from rsgpt4v.files import jsonl_writer, place_file, write_atomic
+from rsgpt4v.files import jsonl_writer, place_file
 from rsgpt4v.records import located, read_records
+from rsgpt4v.report import QC, Counts, Failures, Issues, MixRow, ReportError, RunReport, SourceSection, Usage
 
 
 class MergeError(Exception):
     """An input folder that is not a finished build; the message names it."""
 
 
-def _manifest(folder: Path) -> dict[str, Any]:
+def _manifest(folder: Path) -> RunReport:
     path = folder / "manifest.json"
+    if not path.is_file():
+        raise MergeError(f"{folder} has no manifest.json: not an rsgpt4v output folder")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MergeError(f"{folder} has no manifest.json: not an rsgpt4v output folder") from None
-    except json.JSONDecodeError as exc:
-        raise MergeError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
-    if manifest.get("status") != "complete":
-        raise MergeError(f"{folder} is a build that did not finish (status {manifest.get('status')!r}): "
+        manifest = RunReport.read(path)
+    except ReportError as exc:
+        raise MergeError(str(exc)) from None
+    if not manifest.finished:
+        raise MergeError(f"{folder} is a build that did not finish (status {manifest.status!r}): "
                          "rerun its build command first")
     return manifest
 
@@ -44,22 +45,7 @@ def _link_tree(src: Path, dst: Path) -> None:
             place_file(path, target)
 
 
-def _sum_usage(usages: list[dict[str, Any]]) -> dict[str, Any]:
-    stages: dict[str, dict[str, Any]] = {}
-    for usage in usages:
-        for stage, row in usage.get("by_stage", {}).items():
-            totals = stages.setdefault(stage, {})
-            for key, value in row.items():
-                if isinstance(value, dict):  # counts by reason
-                    totals[key] = dict(sorted((Counter(totals.get(key, {})) + Counter(value)).items()))
-                else:
-                    totals[key] = totals.get(key, 0) + value
-    by_stage = {stage: dict(sorted(t.items())) for stage, t in sorted(stages.items())}
-    keys = ("api_calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd")
-    return {"by_stage": by_stage, **{k: sum(u.get(k, 0) for u in usages) for k in keys}}
-
-
-def merge(inputs: list[Path], out: Path) -> dict[str, Any]:
+def merge(inputs: list[Path], out: Path) -> RunReport:
     """Merge `inputs` into `out`; the merged manifest."""
     manifests = [_manifest(Path(folder)) for folder in inputs]
     out.mkdir(parents=True, exist_ok=True)
@@ -91,30 +77,37 @@ def merge(inputs: list[Path], out: Path) -> dict[str, Any]:
     for folder in inputs:
         if (Path(folder) / "images").is_dir():
             _link_tree(Path(folder) / "images", out / "images")
-    by_task: Counter[str] = Counter()
-    for counts in by_split.values():
-        by_task.update(counts)
     first = manifests[0]
-    merged = {
-        **{k: first[k] for k in ("rsgpt4v_version", "source", "model", "backend", "config", "prompts") if k in first},
-        "status": "complete",
-        "merged_from": [str(p) for p in inputs],
-        "counts": {"samples": sum(m["counts"]["samples"] for m in manifests),
-                   "windows": sum(m["counts"]["windows"] for m in manifests),
-                   "records": sum(by_task.values()), "duplicates_skipped": duplicates, "bad_lines": len(bad),
-                   "by_task": dict(sorted(by_task.items())),
-                   "by_split": {s: dict(sorted(c.items())) for s, c in sorted(by_split.items())}},
-        "issues": {"skipped": sum(m["issues"]["skipped"] for m in manifests),
-                   "warnings": sum(m["issues"]["warnings"] for m in manifests),
-                   "by_reason": dict(sorted(sum((Counter(m["issues"]["by_reason"]) for m in manifests),
-                                                Counter()).items())),
-                   "list": [i for m in manifests for i in m["issues"]["list"]]},
-        "bad_lines": bad,
-        "failures": {"count": sum(m["failures"]["count"] for m in manifests),
-                     "list": [f for m in manifests for f in m["failures"]["list"]]},
-        "usage": _sum_usage([m["usage"] for m in manifests]),
-    }
-    if any(m.get("config") != first.get("config") for m in manifests):
-        merged["warning"] = "the inputs were built with different configurations"
-    write_atomic(out / "manifest.json", (json.dumps(merged, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    counts = Counts.total(m.counts for m in manifests)
+    for split, tasks in sorted(by_split.items()):
+        for task, n in sorted(tasks.items()):
+            counts.add_record(split, task, n)
+    counts.duplicates_skipped, counts.bad_lines = duplicates, len(bad)
+    merged = first.model_copy(update={
+        "status": "complete", "merged_from": [str(p) for p in inputs], "counts": counts, "bad_lines": bad,
+        "issues": Issues.total({None: m.issues for m in manifests}),
+        "failures": Failures.total(m.failures for m in manifests),
+        "usage": Usage.total(m.usage for m in manifests),
+        "qc": QC.total(m.qc for m in manifests if m.qc is not None),
+        "shard": None, "estimate": None, "estimated_from": None, "batch": None,
+        **_recipe_sections(manifests)})
+    if any(m.config != first.config for m in manifests):
+        merged.warning = "the inputs were built with different configurations"
+    merged.write(out / "manifest.json")
     return merged
+
+
+def _recipe_sections(manifests: list[RunReport]) -> dict[str, Any]:
+    """Shards of one recipe keep its sections, each source's and each mix row's figures added up; any
+    other mix of inputs has no one recipe to speak of."""
+    first = manifests[0]
+    if first.recipe is None or any(m.recipe != first.recipe or m.sources is None or m.mix is None for m in manifests):
+        return {"recipe": None, "sources": None, "mix": None, "leakage": None}
+    sources = {name: SourceSection.total([m.sources[name] for m in manifests if name in m.sources])
+               for name in first.sources or {}}
+    names = sorted({(source, task) for m in manifests for source, rows in (m.mix or {}).items() for task in rows})
+    mix: dict[str, dict[str, MixRow]] = {}
+    for source, task in names:
+        mix.setdefault(source, {})[task] = MixRow.total([m.mix[source][task] for m in manifests
+                                                         if source in m.mix and task in m.mix[source]])
+    return {"sources": sources, "mix": mix}

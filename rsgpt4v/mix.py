@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import random
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,10 +29,26 @@ from tqdm import tqdm
 
 from rsgpt4v import __version__
 from rsgpt4v.config import BuildConfig
-from rsgpt4v.files import dumps, write_atomic
+from rsgpt4v.files import dumps
 from rsgpt4v.identity import Fingerprint, ImageRef, is_training, leakage_report
 from rsgpt4v.pipeline import BuildOptions, build
 from rsgpt4v.recipe import Recipe, RecipeError, RecipeSource
+from rsgpt4v.report import (
+    BatchProgress,
+    Counts,
+    EstimatedFrom,
+    EstimateRow,
+    Failures,
+    Issues,
+    MixRow,
+    RecipeInfo,
+    RunReport,
+    SourceIssues,
+    SourceSection,
+    SourceUsage,
+    Usage,
+    total_status,
+)
 from rsgpt4v.sample_plan import SamplePlan
 from rsgpt4v.schema import Issue, Sample
 from rsgpt4v.sources import Source, SourceError, get_source, parse_options
@@ -225,18 +241,18 @@ def _copies(weight: float, seed: int, record_id: str) -> int:
     return whole + (1 if _draw(seed, ("weight", record_id, "")) < weight - whole else 0)
 
 
-def interleave(recipe: Recipe, out: Path, manifests: dict[str, dict[str, Any]]) -> dict[tuple[str, str, str], int]:
+def interleave(recipe: Recipe, out: Path, manifests: dict[str, RunReport]) -> dict[tuple[str, str, str], int]:
     """Write OUT/<split>.jsonl from the parts in the seeded order; caps and weights on training splits.
     A cap keeps a seeded uniform choice of the task's records (selection sampling: the next record is
     kept with probability still-wanted / still-to-come), not the first ones in file order.
     Counts of (source, split, task) written, and of capped records under task `capped:<task>`."""
     entries = {e.source: e for e in recipe.sources if e.source in manifests}
-    splits = sorted({s for m in manifests.values() for s in m["counts"]["by_split"]})
+    splits = sorted({s for m in manifests.values() for s in m.counts.by_split})
     written: Counter[tuple[str, str, str]] = Counter()
     for split in splits:
         lanes = []
         for name, m in manifests.items():
-            n = sum(m["counts"]["by_split"].get(split, {}).values())
+            n = sum(m.counts.by_split.get(split, {}).values())
             if n:
                 lanes.append(_Lane(entries[name], open(out / PARTS / name / f"{split}.jsonl", encoding="utf-8"), n))
         rng = random.Random(f"{recipe.seed}/{split}")
@@ -244,7 +260,7 @@ def interleave(recipe: Recipe, out: Path, manifests: dict[str, dict[str, Any]]) 
         training = is_training(split)
         wanted = {(name, task): cap for name in manifests for task, cap in entries[name].caps.items()} if training else {}
         to_come = Counter({(name, task): n for name, m in manifests.items()
-                           for task, n in m["counts"]["by_split"].get(split, {}).items()})
+                           for task, n in m.counts.by_split.get(split, {}).items()})
         partial = out / f"{split}.jsonl.partial"
         with open(partial, "w", encoding="utf-8", newline="\n") as dest:
             while lanes:
@@ -278,136 +294,66 @@ def interleave(recipe: Recipe, out: Path, manifests: dict[str, dict[str, Any]]) 
     return written
 
 
-def _add_usage(total: dict[str, Any], part: dict[str, Any]) -> None:
-    for stage, row in part.items():
-        into = total.setdefault(stage, {})
-        for key, value in row.items():
-            if isinstance(value, dict):
-                bucket = into.setdefault(key, {})
-                for k, v in value.items():
-                    bucket[k] = bucket.get(k, 0) + v
-            else:
-                into[key] = round(into.get(key, 0) + value, 6)
-
-
-def _sum_estimates(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    rows: dict[str, dict[str, Any]] = {}
-    for m in manifests:
-        for row in m["estimate"]:
-            into = rows.setdefault(row["stage"], {"stage": row["stage"]})
-            for key, value in row.items():
-                if key == "stage":
-                    continue
-                if value is None or (key in into and into[key] is None):
-                    into[key] = None
-                else:
-                    into[key] = round(into.get(key, 0) + value, 4)
-    order = ["local", "global", "dialogue", "total"]
-    return [rows[s] for s in order if s in rows]
-
-
-def _status(manifests: list[dict[str, Any]]) -> str:
-    statuses = {m["status"] for m in manifests}
-    for status in ("stopped", "batch_in_progress", "batch_pending", "requests_written"):
-        if status in statuses:
-            return status
-    return "complete"
-
-
 def unified_manifest(recipe: Recipe, data: Path | None, planned: list[Planned], choice: Choice,
-                     parts: dict[str, tuple[dict[str, Any], Selection]], written: dict[tuple[str, str, str], int],
-                     cfg: BuildConfig, opts: BuildOptions) -> dict[str, Any]:
+                     parts: dict[str, tuple[RunReport, Selection]], written: dict[tuple[str, str, str], int],
+                     cfg: BuildConfig, opts: BuildOptions) -> RunReport:
     """One manifest for the whole mix: totals as a single build writes them, a section per source with
     its targets beside what it wrote, the mix table, and the leakage section."""
-    manifests = [m for m, _ in parts.values()]
-    status = _status(manifests) if manifests else "complete"
-    by_split: dict[str, Counter[str]] = defaultdict(Counter)
-    by_task: Counter[str] = Counter()
-    mix: dict[str, dict[str, dict[str, Any]]] = {}
+    reports = {name: m for name, (m, _) in parts.items()}
+    counts = Counts.total(m.counts for m in reports.values())
+    mix: dict[str, dict[str, MixRow]] = {}
     for (name, split, task), n in sorted(written.items()):
-        if task.startswith("capped:"):
-            continue
-        by_split[split][task] += n
-        by_task[task] += n
-    usage: dict[str, Any] = {}
-    issues: dict[str, Any] = {"skipped": 0, "warnings": 0, "by_reason": {}, "list": []}
-    failures: dict[str, Any] = {"count": 0, "list": []}
-    sources: dict[str, Any] = {}
+        if not task.startswith("capped:"):
+            counts.add_record(split, task, n)
+    sources: dict[str, SourceSection] = {}
     for p in planned:
         name = p.entry.source
         targets = p.entry.model_dump(exclude={"line"})
         targets.pop("source")
-        section: dict[str, Any] = {"line": p.entry.line, "root": str(p.root), "targets": targets}
+        section = {"line": p.entry.line, "root": str(p.root), "targets": targets}
         if p.missing is not None:
-            sources[name] = {**section, "status": "missing", "reason": p.missing}
+            sources[name] = SourceSection(**section, status="missing", reason=p.missing)
             continue
         m, view = parts[name]
         mine = {k: v for k, v in written.items() if k[0] == name}
         tasks = sorted({t.removeprefix("capped:") for (_, _, t) in mine} | set(p.entry.caps))
         mix[name] = {}
         for task in tasks:
-            train = sum(n for (_, s, t), n in mine.items() if t == task and is_training(s))
-            every = sum(n for (_, _, t), n in mine.items() if t == task)
-            capped = sum(n for (_, _, t), n in mine.items() if t == f"capped:{task}")
-            mix[name][task] = {"records": every, "train": train, "cap": p.entry.caps.get(task), "capped": capped}
-        c = m["counts"]
-        sources[name] = {**section, "status": m["status"], "samples": c["samples"], "windows": c["windows"],
-                         "records_built": c["records"], "records_written": sum(
-                             n for (_, _, t), n in mine.items() if not t.startswith("capped:")),
-                         "left_out": dict(sorted(view.left_out.items())),
-                         "dropped_for_leakage": choice.leakage["dropped_from_train"].get(name, 0),
-                         "issues": {"skipped": m["issues"]["skipped"], "warnings": m["issues"]["warnings"]},
-                         "failures": m["failures"]["count"],
-                         "usage": {k: m["usage"][k] for k in ("api_calls", "cache_hits", "cost_usd")}}
-        _add_usage(usage, m["usage"]["by_stage"])
-        issues["skipped"] += m["issues"]["skipped"]
-        issues["warnings"] += m["issues"]["warnings"]
-        for reason, n in m["issues"]["by_reason"].items():
-            issues["by_reason"][f"{name}: {reason}"] = n
-        issues["list"] += [{**i, "source": name} for i in m["issues"]["list"]]
-        failures["count"] += m["failures"]["count"]
-        failures["list"] += m["failures"]["list"]
-    issues["by_reason"] = dict(sorted(issues["by_reason"].items()))
-    first = manifests[0] if manifests else {}
-    extra: dict[str, Any] = {}
-    if opts.estimate and manifests:
-        extra["estimate"] = _sum_estimates(manifests)
-        extra["estimated_from"] = {k: sum(m["estimated_from"][k] for m in manifests) for k in ("images", "of")}
-    if opts.shard is not None:
-        extra["shard"] = list(opts.shard)
-    return {
-        **extra,
-        "status": status,
-        "rsgpt4v_version": __version__,
-        "source": f"recipe:{Path(recipe.path).stem}",
-        "root": str(data) if data is not None else None,
-        "model": first.get("model", cfg.model.name),
-        "backend": opts.backend,
-        "config": cfg.model_dump(mode="json"),
-        "prompts": first.get("prompts"),
-        "recipe": {"path": recipe.path, "seed": recipe.seed, "leakage": recipe.leakage,
-                   "near_duplicate_bits": recipe.near_duplicate_bits},
-        "sources": sources,
-        "mix": mix,
-        "leakage": choice.leakage,
-        "counts": {"samples": sum(m["counts"]["samples"] for m in manifests),
-                   "windows": sum(m["counts"]["windows"] for m in manifests),
-                   "windows_waiting_for_batch": sum(m["counts"]["windows_waiting_for_batch"] for m in manifests),
-                   "records": sum(by_task.values()), "by_task": dict(sorted(by_task.items())),
-                   "by_split": {s: dict(sorted(t.items())) for s, t in sorted(by_split.items())}},
-        "issues": issues,
-        "failures": failures,
-        "usage": {"by_stage": dict(sorted(usage.items())),
-                  **{k: sum(row.get(k, 0) for row in usage.values())
-                     for k in ("api_calls", "cache_hits", "prompt_tokens", "completion_tokens")},
-                  "cost_usd": round(sum(row.get("cost_usd", 0) for row in usage.values()), 6),
-                  "prices_date": first.get("usage", {}).get("prices_date"),
-                  "priced": first.get("usage", {}).get("priced")},
-    }
+            mix[name][task] = MixRow(
+                records=sum(n for (_, _, t), n in mine.items() if t == task),
+                train=sum(n for (_, s, t), n in mine.items() if t == task and is_training(s)),
+                cap=p.entry.caps.get(task),
+                capped=sum(n for (_, _, t), n in mine.items() if t == f"capped:{task}"))
+        sources[name] = SourceSection(
+            **section, status=m.status, samples=m.counts.samples, windows=m.counts.windows,
+            records_built=m.counts.records,
+            records_written=sum(n for (_, _, t), n in mine.items() if not t.startswith("capped:")),
+            left_out=dict(sorted(view.left_out.items())),
+            dropped_for_leakage=choice.leakage["dropped_from_train"].get(name, 0),
+            issues=SourceIssues(skipped=m.issues.skipped, warnings=m.issues.warnings), failures=m.failures.count,
+            usage=SourceUsage(api_calls=m.usage.api_calls, cache_hits=m.usage.cache_hits, cost_usd=m.usage.cost_usd))
+    first = next(iter(reports.values()), None)
+    report = RunReport(
+        status=total_status(m.status for m in reports.values()), rsgpt4v_version=__version__,
+        source=f"recipe:{Path(recipe.path).stem}", root=str(data) if data is not None else None,
+        model=first.model if first else cfg.model.name, backend=opts.backend, config=cfg.model_dump(mode="json"),
+        prompts=first.prompts if first else None,
+        recipe=RecipeInfo(path=recipe.path, seed=recipe.seed, leakage=recipe.leakage,
+                          near_duplicate_bits=recipe.near_duplicate_bits),
+        sources=sources, mix=mix, leakage=choice.leakage, counts=counts,
+        issues=Issues.total({name: m.issues for name, m in reports.items()}), failures=Failures.total(m.failures for m in reports.values()),
+        usage=Usage.total(m.usage for m in reports.values()), shard=opts.shard,
+        batch=BatchProgress.total([m.batch for m in reports.values() if m.batch is not None]))
+    if opts.estimate and reports:
+        report.estimate = EstimateRow.total(m.estimate or [] for m in reports.values())
+        report.estimated_from = EstimatedFrom(images=sum(m.estimated_from.images for m in reports.values()
+                                                         if m.estimated_from),
+                                              of=sum(m.estimated_from.of for m in reports.values() if m.estimated_from))
+    return report
 
 
 def build_recipe(recipe: Recipe, data: Path | None, configs: dict[str, BuildConfig], opts: BuildOptions,
-                 skip_missing: bool = False) -> dict[str, Any]:
+                 skip_missing: bool = False) -> RunReport:
     """Run the whole mix (`configs` holds each source's build config; key "" the base one); the manifest.
 
     Resumable like a single build: finished answers come from the shared cache, so a rerun after a
@@ -420,7 +366,7 @@ def build_recipe(recipe: Recipe, data: Path | None, configs: dict[str, BuildConf
             log.warning("%s: %s: %s; skipped (--skip-missing)", recipe.where(p.entry.line), p.entry.source, p.missing)
     choice = choose(recipe, planned, out / "identity.sqlite", opts.progress)
     cache = opts.cache or out / "cache.sqlite"
-    parts: dict[str, tuple[dict[str, Any], Selection]] = {}
+    parts: dict[str, tuple[RunReport, Selection]] = {}
     try:
         for p in planned:
             if p.adapter is None:
@@ -436,7 +382,7 @@ def build_recipe(recipe: Recipe, data: Path | None, configs: dict[str, BuildConf
     finally:
         choice.plan.close()
     written: dict[tuple[str, str, str], int] = {}
-    if not opts.estimate and parts and _status([m for m, _ in parts.values()]) == "complete":
+    if not opts.estimate and parts and total_status(m.status for m, _ in parts.values()) == "complete":
         written = interleave(recipe, out, {name: m for name, (m, _) in parts.items()})
         for p in planned:
             tasks = {t.removeprefix("capped:") for (name, _, t) in written if name == p.entry.source}
@@ -445,6 +391,5 @@ def build_recipe(recipe: Recipe, data: Path | None, configs: dict[str, BuildConf
                             recipe.where(p.entry.line), p.entry.source, task, ", ".join(sorted(tasks)) or "none")
     manifest = unified_manifest(recipe, data, planned, choice, parts, written, configs[""], opts)
     if not opts.estimate:
-        write_atomic(out / "manifest.json",
-                     (json.dumps(manifest, ensure_ascii=False, sort_keys=True, indent=2) + "\n").encode("utf-8"))
+        manifest.write(out / "manifest.json")
     return manifest

@@ -20,6 +20,7 @@ from rsgpt4v.files import jsonl_writer, write_atomic
 from rsgpt4v.imaging import encode
 from rsgpt4v.ownership import STATE_DIR
 from rsgpt4v.paths import UnsafePath, check_name, under
+from rsgpt4v.report import RunReport
 from rsgpt4v.schema import Record, RecordBox
 
 # Records a model did not write say so: every record of a build has the same meta keys, so a table
@@ -187,8 +188,6 @@ class DatasetWriter:
             (self.out / f"{split}.jsonl.partial").unlink(missing_ok=True)
         self._files.clear()
 
-    def manifest(self, data: dict[str, Any]) -> None:
-        if self.discard:
-            return
-        write_atomic(self.out / "manifest.json",
-                     (json.dumps(data, ensure_ascii=False, sort_keys=True, indent=2) + "\n").encode("utf-8"))
+    def manifest(self, report: RunReport) -> None:
+        if not self.discard:
+            report.write(self.out / "manifest.json")

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rsgpt4v.report import ReportError, RunReport
+
 STATE_DIR = ".rsgpt4v"
 # What rsgpt4v itself puts in an output folder: anything else there means someone else's data.
 _OURS = {STATE_DIR, "manifest.json", "cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm", "batch", "images",
@@ -90,9 +92,8 @@ def _written(out: Path) -> set[str]:
     except (OSError, ValueError, TypeError):
         pass
     try:
-        splits = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["counts"]["by_split"]
-        return {f"{split}.jsonl" for split in splits}
-    except (OSError, ValueError, TypeError, KeyError):
+        return {f"{split}.jsonl" for split in RunReport.read(out / "manifest.json").counts.by_split}
+    except ReportError:
         return set()
 
 

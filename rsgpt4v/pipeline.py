@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from rsgpt4v.config import BuildConfig
 from rsgpt4v.cost import PriceTable
 from rsgpt4v.estimate import EstimatingEngine, cost_table
 from rsgpt4v.imaging import ImageError, open_image, return_freed_images_to_the_os
+from rsgpt4v.issue_codes import IssueCode
 from rsgpt4v.llm.batch import BatchQueue, BatchState, collect, submit
 from rsgpt4v.llm.batch_files import write_request_files
 from rsgpt4v.llm.cache import Cache
@@ -38,6 +39,20 @@ from rsgpt4v.prompting.marks import Mark
 from rsgpt4v.prompting.prompter import HierarchicalPrompter
 from rsgpt4v.prompting.templates import STAGES, PromptSet
 from rsgpt4v.qc import QualityChecker
+from rsgpt4v.report import (
+    QC,
+    BatchProgress,
+    BatchUsage,
+    Counts,
+    EstimatedFrom,
+    EstimateRow,
+    Failures,
+    Issues,
+    Prompts,
+    RunReport,
+    Status,
+    Usage,
+)
 from rsgpt4v.schema import Issue, Sample, Scene
 from rsgpt4v.sources import Source
 from rsgpt4v.tasks.from_annotations import annotation_records
@@ -45,10 +60,6 @@ from rsgpt4v.tasks.from_model import model_records
 from rsgpt4v.tiling import clip_to_image, make_scenes
 
 log = logging.getLogger("rsgpt4v")
-
-_LOGGED_ISSUES = 50
-_LISTED_ISSUES = 10_000
-
 
 @dataclass
 class BuildOptions:
@@ -67,33 +78,6 @@ class BuildOptions:
     within: Path | None = None  # every write stays under this folder (default: out); a recipe's parts get its OUT
     every: int = 1
     progress: bool = True
-
-
-@dataclass
-class Report:
-    """What the run report (the manifest) counts."""
-
-    seen: int = 0
-    samples: int = 0
-    scenes: int = 0
-    pending: int = 0
-    records: Counter[tuple[str, str]] = field(default_factory=Counter)
-    issues: list[Issue] = field(default_factory=list)
-    issue_counts: Counter[str] = field(default_factory=Counter)
-    issue_kinds: Counter[str] = field(default_factory=Counter)
-    failures: list[dict[str, str]] = field(default_factory=list)
-    objects_left_out: Counter[str] = field(default_factory=Counter)
-
-    def add_issue(self, issue: Issue) -> None:
-        self.issue_kinds[issue.kind] += 1
-        self.issue_counts[f"{issue.kind}: {issue.reason.split(':')[0].split(' (')[0]}"] += 1
-        if len(self.issues) < _LISTED_ISSUES:
-            self.issues.append(issue)
-        if len(self.issues) <= _LOGGED_ISSUES:
-            log.warning("%s %s", "skipped" if issue.kind == "skip" else "warning", issue)
-        elif len(self.issues) == _LOGGED_ISSUES + 1:
-            log.warning("more input issues follow; manifest.json counts them all and lists the first %d",
-                        _LISTED_ISSUES)
 
 
 class _Progress:
@@ -129,7 +113,10 @@ class Builder:
                                  batch=BatchQueue() if opts.batch else None,
                                  rejected=self.batch_state.rejected if self.batch_state else None)
         self.qc = QualityChecker(cfg.qc, lambda: source.vocabulary, source.exhaustive_labels) if cfg.qc.enabled else None
-        self.report = Report()
+        self.counts = Counts()
+        self.issues = Issues()
+        self.failures = Failures()
+        self.seen = 0
         self._root = Path(source.root).resolve()
         self._linked_splits: set[str] = set()
         self.progress = _Progress(opts.progress)
@@ -142,7 +129,7 @@ class Builder:
         try:
             image = open_image(sample.image_path, self.cfg.image.max_pixels)
         except ImageError as exc:
-            return [], None, [Issue(kind="skip", file=sample.rel_image, reason=str(exc))]
+            return [], None, [Issue(kind="skip", code=exc.code, file=sample.rel_image, reason=str(exc))]
         objects, issues = clip_to_image(sample, image.width, image.height)
         if not self.source.tiled:
             # Captions, questions and expressions speak of the whole image: a window would break them.
@@ -162,12 +149,14 @@ class Builder:
                                             whole)
         answers = await self.prompter.answer(scene, window)
         if answers.deferred:
-            self.report.pending += 1
+            self.counts.windows_waiting_for_batch += 1
             return []
         for stage, reason in answers.failures:
-            self.report.failures.append({"scene": scene.key, "stage": stage, "reason": reason})
+            self.failures.add(scene.key, stage, reason)
             log.warning("%s: %s stage failed: %s", scene.key, stage, reason)
-        self.report.objects_left_out.update(answers.left_out)
+        left_out = self.failures.objects_left_out
+        for reason, n in answers.left_out.items():
+            left_out[reason] = left_out.get(reason, 0) + n
         return self._records(scene, rel_image, answers, window.width, window.height)
 
     def _records(self, scene: Scene, rel_image: str, answers: SceneAnswers, width: int, height: int) -> list[dict]:
@@ -188,7 +177,7 @@ class Builder:
     def prompt_sha(self) -> str:
         return "-".join(self.prompts.shas[s] for s in STAGES)
 
-    async def run(self) -> dict[str, Any]:
+    async def run(self) -> RunReport:
         if self.batch_state is not None and self.batch_state.open_batches():
             await collect(self.client, self.batch_state, self.cache, self.prices, self.model)
             if self.batch_state.open_batches():
@@ -198,27 +187,27 @@ class Builder:
         inflight = max(2, self.cfg.engine.concurrency * 2)
         budget = PixelBudget(self.cfg.engine.max_pixels_in_flight)
         pending: deque[asyncio.Task[list[dict[str, Any]]]] = deque()
-        status = "complete"
+        status: Status = "complete"
         try:
             for item in self.source:
                 if not self._in_shard(item):
                     continue
                 if isinstance(item, Issue):
-                    self.report.add_issue(item)
+                    self.issues.add(item)
                     continue
                 if note := self._linked_out(item):
-                    self.report.add_issue(note)
-                if self.opts.limit is not None and self.report.samples >= self.opts.limit:
+                    self.issues.add(note)
+                if self.opts.limit is not None and self.counts.samples >= self.opts.limit:
                     break
-                self.report.seen += 1
-                if (self.report.seen - 1) % self.opts.every:
+                self.seen += 1
+                if (self.seen - 1) % self.opts.every:
                     continue
                 scenes, image, issues = await asyncio.to_thread(self._prepare, item)
                 for issue in issues:
-                    self.report.add_issue(issue)
+                    self.issues.add(issue)
                 if image is None:
                     continue
-                self.report.samples += 1
+                self.counts.samples += 1
                 self.progress.tick("images")
                 for scene in scenes:
                     pixels = scene.width * scene.height
@@ -258,10 +247,10 @@ class Builder:
             manifest = self._finish(status)
         return manifest
 
-    def _finish(self, status: str) -> dict[str, Any]:
-        manifest = self.manifest(status)
-        self.writer.manifest(manifest)
-        return manifest
+    def _finish(self, status: Status) -> RunReport:
+        report = self.manifest(status)
+        self.writer.manifest(report)
+        return report
 
     def _linked_out(self, sample: Sample) -> Issue | None:
         """One warning per split for images that lie outside --root (reached through a symbolic link,
@@ -270,7 +259,7 @@ class Builder:
         if sample.split in self._linked_splits or sample.image_path.is_relative_to(self._root):
             return None
         self._linked_splits.add(sample.split)
-        return Issue(kind="warning", file=sample.rel_image,
+        return Issue(kind="warning", code=IssueCode.IMAGE_OUTSIDE_ROOT, file=sample.rel_image,
                      reason=f"image lies outside --root, at {sample.image_path}; followed (said once for all such "
                             f"images of split {sample.split})")
 
@@ -284,62 +273,35 @@ class Builder:
         return int(hashlib.sha256(name.encode("utf-8")).hexdigest()[:12], 16) % n == k - 1
 
     def _write(self, lines: list[dict[str, Any]]) -> None:
-        self.report.scenes += 1
+        self.counts.windows += 1
         self.progress.tick("windows")
         for line in lines:
             self.writer.write(line["split"], line)
-            self.report.records[(line["split"], line["task"])] += 1
+            self.counts.add_record(line["split"], line["task"])
 
-    def manifest(self, status: str) -> dict[str, Any]:
-        r = self.report
-        by_split: dict[str, dict[str, int]] = {}
-        for (split, task), n in sorted(r.records.items()):
-            by_split.setdefault(split, {})[task] = n
-        by_task: Counter[str] = Counter()
-        for (_, task), n in r.records.items():
-            by_task[task] += n
-        usage = {stage: u.as_dict() for stage, u in sorted(self.engine.usage.items())}
-        extra: dict[str, Any] = {}
+    def manifest(self, status: Status) -> RunReport:
+        report = RunReport(
+            status=status, rsgpt4v_version=__version__, source=self.source.name, root=str(self.source.root),
+            model=self.model, backend=self.opts.backend, config=self.cfg.model_dump(mode="json"),
+            prompts=Prompts(folder=str(self.prompts.folder), sha=self.prompts.shas),
+            counts=self.counts, issues=self.issues, failures=self.failures,
+            qc=QC.model_validate({"rejected": self.qc.report() if self.qc else {}}),
+            usage=Usage.of(self.engine.usage, self.prices.date, self.prices.price(self.model) is not None),
+            shard=self.opts.shard)
         if isinstance(self.engine, EstimatingEngine):
-            scale = self.report.seen / self.report.samples if self.opts.every > 1 and self.report.samples else 1.0
-            extra["estimate"] = cost_table(self.engine.tally, self.prices, self.model, scale)
-            extra["estimated_from"] = {"images": self.report.samples, "of": self.report.seen}
-        if self.opts.shard is not None:
-            extra["shard"] = list(self.opts.shard)
+            scale = self.seen / self.counts.samples if self.opts.every > 1 and self.counts.samples else 1.0
+            report.estimate = [EstimateRow(**row) for row in cost_table(self.engine.tally, self.prices, self.model,
+                                                                        scale)]
+            report.estimated_from = EstimatedFrom(images=self.counts.samples, of=self.seen)
         if self.batch_state is not None:
             queued = self.engine.batch.lines if self.engine.batch else {}
-            extra["batch"] = {"queued_this_pass": len(queued), "batches": self.batch_state.batches,
-                              "rejected": len(self.batch_state.rejected), "usage": self.batch_state.usage}
-        return {
-            **extra,
-            "status": status,
-            "rsgpt4v_version": __version__,
-            "source": self.source.name,
-            "root": str(self.source.root),
-            "model": self.model,
-            "backend": self.opts.backend,
-            "config": self.cfg.model_dump(mode="json"),
-            "prompts": {"folder": str(self.prompts.folder), "sha": dict(sorted(self.prompts.shas.items()))},
-            "counts": {"samples": r.samples, "windows": r.scenes, "windows_waiting_for_batch": r.pending,
-                       "records": sum(r.records.values()),
-                       "by_task": dict(sorted(by_task.items())), "by_split": by_split},
-            "issues": {"skipped": r.issue_kinds["skip"], "warnings": r.issue_kinds["warning"],
-                       "by_reason": dict(sorted(r.issue_counts.items())),
-                       "list": [i.model_dump(exclude_none=True) for i in r.issues]},
-            "failures": {"count": len(r.failures), "list": r.failures,
-                         "objects_left_out": dict(sorted(r.objects_left_out.items()))},
-            "qc": {"rejected": self.qc.report() if self.qc else {}},
-            "usage": {"by_stage": usage,
-                      "api_calls": sum(u["api_calls"] for u in usage.values()),
-                      "cache_hits": sum(u["cache_hits"] for u in usage.values()),
-                      "prompt_tokens": sum(u["prompt_tokens"] for u in usage.values()),
-                      "completion_tokens": sum(u["completion_tokens"] for u in usage.values()),
-                      "cost_usd": round(sum(u["cost_usd"] for u in usage.values()), 6),
-                      "prices_date": self.prices.date, "priced": self.prices.price(self.model) is not None},
-        }
+            report.batch = BatchProgress(queued_this_pass=len(queued), batches=self.batch_state.batches,
+                                         rejected=len(self.batch_state.rejected),
+                                         usage=BatchUsage(**self.batch_state.usage))
+        return report
 
 
-def build(source: Source, cfg: BuildConfig, opts: BuildOptions) -> dict[str, Any]:
+def build(source: Source, cfg: BuildConfig, opts: BuildOptions) -> RunReport:
     """Run a build to the end (or to a fatal API error, which propagates); the manifest.
 
     In batch mode one pass submits what the cache lacks and returns; with `batch_wait` passes are
@@ -347,13 +309,13 @@ def build(source: Source, cfg: BuildConfig, opts: BuildOptions) -> dict[str, Any
     """
     return_freed_images_to_the_os()
 
-    async def passes() -> dict[str, Any]:
+    async def passes() -> RunReport:
         client = make_client(opts.backend, cfg.model.request_timeout_s, source.mock_looks, source.mock_names())
         while True:
-            manifest = await Builder(source, cfg, opts, client).run()
-            if not (opts.batch_wait and manifest["status"].startswith("batch_")):
-                return manifest
-            if manifest["status"] == "batch_in_progress":
+            report = await Builder(source, cfg, opts, client).run()
+            if not (opts.batch_wait and report.status.startswith("batch_")):
+                return report
+            if report.status == "batch_in_progress":
                 log.info("batches still in progress; next check in %.0f s", cfg.batch.poll_s)
                 await asyncio.sleep(cfg.batch.poll_s)
 

@@ -11,6 +11,8 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rsgpt4v.issue_codes import IssueCode
+
 Point = tuple[float, float]
 Box = tuple[float, float, float, float]
 
@@ -59,11 +61,15 @@ class Sample(BaseModel):
 
 
 class Issue(BaseModel):
-    """Something wrong with the input: a skipped sample or line, or a warning about kept data."""
+    """Something wrong with the input: a skipped sample or line, or a warning about kept data.
+
+    `code` is what the run report counts; `reason` is the message a user reads, naming the entry
+    and the offending value."""
 
     model_config = ConfigDict(frozen=True)
 
     kind: Literal["skip", "warning"]
+    code: IssueCode
     reason: str
     file: str | None = None
     line: int | None = None
@@ -75,6 +81,20 @@ class Issue(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.where()}: {self.reason}"
+
+
+class Defect(NamedTuple):
+    """Why an entry cannot be used, from a helper that does not know where the entry is: the code and
+    the detail an `Issue` is made of once it is."""
+
+    code: IssueCode
+    detail: str
+
+    def issue(self, kind: Literal["skip", "warning"], file: str, line: int | None = None,
+              where: str = "") -> Issue:
+        """The Issue at `file` (and `line`), its message `where: detail` (just the detail without `where`)."""
+        return Issue(kind=kind, code=self.code, file=file, line=line,
+                     reason=f"{where}: {self.detail}" if where else self.detail)
 
 
 class Scene(BaseModel):

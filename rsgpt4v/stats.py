@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rsgpt4v.records import data_files, located, not_an_object, read_records
+from rsgpt4v.report import ReportError, RunReport
 
 # Bad lines listed in the result (all are counted): enough to find the fault, bounded for huge files.
 _LISTED_BAD = 100
@@ -175,38 +176,26 @@ def _label(rec: dict[str, Any], key: str, default: str = _NONE) -> str:
 
 def _manifest(path: Path, bad: _BadLines) -> dict[str, Any] | None:
     try:
-        m = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        bad.add(path, exc.lineno, f"invalid JSON: {exc.msg}: column {exc.colno}")
+        m = RunReport.read(path)
+    except ReportError as exc:
+        bad.add(exc.path, exc.line, exc.reason)
         return None
-    except UnicodeDecodeError:
-        bad.add(path, None, "invalid JSON: not UTF-8 text")
-        return None
-    if not isinstance(m, dict):
-        bad.add(path, None, "not an object: the manifest must be a JSON object")
-        return None
-    usage = m.get("usage") or {}
-    stages = usage.get("by_stage") or {}
-    failures = m.get("failures") or {}
-    issues = m.get("issues") or {}
+    stages = m.usage.by_stage
     # Failure reasons read "kind: detail"; the kind is what there can be many of.
-    failed = Counter(str(f.get("reason", "")).partition(":")[0]
-                     for f in failures.get("list", []) if isinstance(f, dict))
+    failed = Counter(f.reason.partition(":")[0] for f in m.failures.listed)
     return {
-        "model": m.get("model"), "backend": m.get("backend"), "status": m.get("status"),
-        "records": (m.get("counts") or {}).get("records"),
-        "usage": {k: usage.get(k) for k in ("api_calls", "cache_hits", "prompt_tokens", "completion_tokens",
-                                            "cost_usd", "priced", "prices_date")},
-        "usage_by_stage": {stage: {k: row.get(k) for k in ("api_calls", "cache_hits", "prompt_tokens",
-                                                           "completion_tokens", "cost_usd")}
+        "model": m.model, "backend": m.backend, "status": m.status, "records": m.counts.records,
+        "usage": m.usage.model_dump(include={"api_calls", "cache_hits", "prompt_tokens", "completion_tokens",
+                                             "cost_usd", "priced", "prices_date"}),
+        "usage_by_stage": {stage: row.model_dump(include={"api_calls", "cache_hits", "prompt_tokens",
+                                                          "completion_tokens", "cost_usd"})
                            for stage, row in sorted(stages.items())},
-        "batch_usage": (m.get("batch") or {}).get("usage"),
-        "failures": {"count": failures.get("count", 0), "by_reason": dict(sorted(failed.items())),
-                     "by_stage": {stage: row.get("failures") or {} for stage, row in sorted(stages.items())}},
-        "qc": m.get("qc"),
+        "batch_usage": m.batch.usage.model_dump() if m.batch else None,
+        "failures": {"count": m.failures.count, "by_reason": dict(sorted(failed.items())),
+                     "by_stage": {stage: dict(sorted(row.failures.items())) for stage, row in sorted(stages.items())}},
+        "qc": m.qc.model_dump() if m.qc else None,
         "recipe_targets": _recipe_targets(m),
-        "issues": {"skipped": issues.get("skipped", 0), "warnings": issues.get("warnings", 0),
-                   "by_reason": issues.get("by_reason") or {}},
+        "issues": {"skipped": m.issues.skipped, "warnings": m.issues.warnings, "by_reason": m.issues.by_reason},
     }
 
 
@@ -217,19 +206,16 @@ def _nested(counts: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:
     return nested
 
 
-def _recipe_targets(m: dict[str, Any]) -> dict[str, Any] | None:
+def _recipe_targets(m: RunReport) -> dict[str, Any] | None:
     """What a recipe build's manifest says each source was asked for (None for a single-source build)."""
-    sources = m.get("sources")
-    if not isinstance(sources, dict):
+    if m.sources is None:
         return None
     targets = {}
-    for name, section in sorted(sources.items()):
-        if not isinstance(section, dict):
-            continue
-        t = section.get("targets") or {}
-        targets[name] = {"status": section.get("status"), "caps": t.get("caps") or {}, "fraction": t.get("fraction"),
+    for name, section in sorted(m.sources.items()):
+        t = section.targets
+        targets[name] = {"status": section.status, "caps": t.get("caps") or {}, "fraction": t.get("fraction"),
                          "max_images": t.get("max_images"), "weight": t.get("weight"),
-                         "dropped_for_leakage": section.get("dropped_for_leakage", 0)}
+                         "dropped_for_leakage": section.dropped_for_leakage or 0}
     return targets
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from rsgpt4v.config import TilingConfig
 from rsgpt4v.geometry import bounding_box, clip_polygon, polygon_area
+from rsgpt4v.issue_codes import IssueCode
 from rsgpt4v.schema import Box, Issue, Obj, Sample, Scene
 
 # An object is "truncated" only when a visible part of it is cut off, not by rounding noise.
@@ -61,13 +62,13 @@ def clip_to_image(sample: Sample, width: int, height: int) -> tuple[list[Obj], l
     for obj in sample.objects:
         inside, fraction = _clip(obj, (0.0, 0.0, float(width), float(height)))
         if inside is None:
-            issues.append(Issue(kind="skip", file=label_file, line=obj.line,
+            issues.append(Issue(kind="skip", code=IssueCode.BOX_OUTSIDE_IMAGE, file=label_file, line=obj.line,
                                 reason=f"{obj.category} lies outside the {width}x{height} image; dropped"))
             continue
         clipped_count += fraction < _FULLY_INSIDE
         kept.append(inside.model_copy(update={"truncated": obj.truncated}))
     if clipped_count:
-        issues.append(Issue(kind="warning", file=label_file,
+        issues.append(Issue(kind="warning", code=IssueCode.BOX_CLIPPED, file=label_file,
                             reason=f"{clipped_count} object(s) extend past the {width}x{height} image; clipped"))
     return kept, issues
 

@@ -11,7 +11,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
+from rsgpt4v.issue_codes import IssueCode
 from rsgpt4v.llm.mock import completion_for
+from rsgpt4v.schema import Defect
+from rsgpt4v.sources import dota
 
 runner = CliRunner()
 
@@ -156,6 +159,21 @@ def test_bad_input_is_skipped_named_and_counted(tmp_path: Path) -> None:
     assert m["counts"]["samples"] == 1
     assert {r["meta"]["source_image"] for r in _records(out)} == {"images/P1.png"}
     assert "labelTxt/P1.txt:4" in result.output
+
+
+def test_issues_are_counted_by_code_whatever_the_message_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _bad_dataset(tmp_path / "bad")
+    assert _build("--source", "dota", "--root", str(root), "--dry-run", "--out", str(tmp_path / "a")).exit_code == 0
+    # The same build with every DOTA object-line message reworded: the counts must not move.
+    monkeypatch.setattr(dota, "_malformed", lambda detail: Defect(IssueCode.MALFORMED_ENTRY, f"bad line ({detail})"))
+    assert _build("--source", "dota", "--root", str(root), "--dry-run", "--out", str(tmp_path / "b")).exit_code == 0
+    a, b = (json.loads((tmp_path / n / "manifest.json").read_text())["issues"] for n in "ab")
+    assert a["by_reason"] == b["by_reason"] == {"skip: image_missing": 1, "skip: image_unreadable": 1,
+                                                "skip: malformed_entry": 1, "warning: unknown_category": 1}
+    assert [i["reason"] for i in a["list"]] != [i["reason"] for i in b["list"]]
+    assert [(i["code"], i["file"]) for i in a["list"]] == [
+        ("malformed_entry", "labelTxt/P1.txt"), ("unknown_category", "labelTxt/P1.txt"),
+        ("image_unreadable", "images/P2.png"), ("image_missing", "labelTxt/P3.txt")]
 
 
 def test_openai_backend_sends_data_urls_and_strict_schemas(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from conftest import dry_run, split_out, write_image
 from PIL import Image
 
 from rsgpt4v.geometry import polygon_area
+from rsgpt4v.issue_codes import IssueCode
 from rsgpt4v.schema import Issue, Sample
 from rsgpt4v.sources import get_source, sample_root
 from rsgpt4v.sources.base import SourceError
@@ -107,7 +108,8 @@ def test_parse_gsd_variants(tmp_path: Path, line: str, gsd: float | None, warnin
     if warning is None:
         assert parsed.issues == ()
     else:
-        assert parsed.issues == (Issue(kind="warning", file="P0003.txt", line=2, reason=warning),)
+        assert parsed.issues == (Issue(kind="warning", code=IssueCode.BAD_GSD, file="P0003.txt", line=2,
+                                       reason=warning),)
 
 
 def test_parse_bom_lf_blank_lines_no_final_newline_and_other_headers(tmp_path: Path) -> None:

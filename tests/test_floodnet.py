@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import dry_run, split_out, write_image
 
+from rsgpt4v.issue_codes import IssueCode
 from rsgpt4v.schema import QA, Issue, Sample
 from rsgpt4v.sources import get_source
 from rsgpt4v.sources.base import SourceError
@@ -59,9 +60,9 @@ def test_native_layout(tmp_path: Path) -> None:
         ("train", "10165", 1, True), ("train", "10168", 3, True), ("train", "10170", 2, True),
         ("val", "10169", 0, False), ("val", "10173", 0, False), ("test", "7606", 0, False)]
     assert issues == [
-        Issue(kind="warning", file="Questions/Valid Question.json",
+        Issue(kind="warning", code=IssueCode.SPLIT_UNLABELLED, file="Questions/Valid Question.json",
               reason="3 questions without Ground_Truth (split has no answers); images kept unannotated"),
-        Issue(kind="warning", file="Questions/Test_Question.json",
+        Issue(kind="warning", code=IssueCode.SPLIT_UNLABELLED, file="Questions/Test_Question.json",
               reason="1 questions without Ground_Truth (split has no answers); images kept unannotated"),
     ]
     s10168, s10170 = samples[1], samples[2]
@@ -138,26 +139,29 @@ def test_bad_entries_become_issues(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "line", "reason"),
+    ("raw", "line", "code", "reason"),
     [
-        ('{\n  "0": {"Image_ID": "1.JPG",}\n}', 2, "invalid JSON: Expecting property name enclosed in double quotes"),
-        ('[{"Image_ID": "1.JPG"}]', None, 'expected an object keyed "0".."N-1"'),
-        (b"\xff\xfe{}", None, "not UTF-8 text (invalid start byte)"),
+        ('{\n  "0": {"Image_ID": "1.JPG",}\n}', 2, IssueCode.FILE_SYNTAX_ERROR,
+         "invalid JSON: Expecting property name enclosed in double quotes"),
+        ('[{"Image_ID": "1.JPG"}]', None, IssueCode.FILE_WRONG_STRUCTURE, 'expected an object keyed "0".."N-1"'),
+        (b"\xff\xfe{}", None, IssueCode.FILE_UNREADABLE, "not UTF-8 text (invalid start byte)"),
     ],
 )
-def test_unreadable_question_file(tmp_path: Path, raw: str | bytes, line: int | None, reason: str) -> None:
+def test_unreadable_question_file(tmp_path: Path, raw: str | bytes, line: int | None, code: IssueCode,
+                                  reason: str) -> None:
     root = make_root(tmp_path / "fn")
     path = root / "Questions" / "Training Question.json"
     path.write_bytes(raw if isinstance(raw, bytes) else raw.encode())
     items = list(FloodNetVQA(root))
-    assert items[0] == Issue(kind="skip", file="Questions/Training Question.json", line=line, reason=reason)
+    assert items[0] == Issue(kind="skip", code=code, file="Questions/Training Question.json", line=line, reason=reason)
     assert [s.split for s in items if isinstance(s, Sample)] == ["val", "val", "test"]
 
 
 def test_missing_image_folder_is_one_issue_per_file(tmp_path: Path) -> None:
     root = tmp_path / "fn"
     question_file(root / "Questions" / "Training Question.json", TRAIN)
-    assert list(FloodNetVQA(root)) == [Issue(kind="skip", file="Questions/Training Question.json",
+    assert list(FloodNetVQA(root)) == [Issue(kind="skip", code=IssueCode.IMAGE_FOLDER_MISSING,
+                                             file="Questions/Training Question.json",
                                              reason="image folder Images/Train_Image not found; 6 questions skipped")]
 
 

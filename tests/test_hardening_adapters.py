@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import dry_run, split_out, write_image
 
+from rsgpt4v.issue_codes import IssueCode
 from rsgpt4v.sources.base import checked_polygon
 from rsgpt4v.sources.dota import DOTA
 from rsgpt4v.sources.floodnet import FloodNetVQA
@@ -31,7 +32,7 @@ def test_huge_coordinates_are_a_named_skip_not_a_nan_that_vanishes(tmp_path: Pat
 
 
 def test_checked_polygon_refuses_what_clipping_would_turn_into_nan() -> None:
-    assert "out of range" in checked_polygon(((0.0, 0.0), (1e308, 0.0), (1e308, 1e308), (0.0, 1e308)))
+    assert checked_polygon(((0.0, 0.0), (1e308, 0.0), (1e308, 1e308), (0.0, 1e308))).code == IssueCode.BAD_COORDINATES
     assert isinstance(checked_polygon(((0.0, 0.0), (10.0, 0.0), (10.0, 10.0), (0.0, 10.0))), tuple)
 
 

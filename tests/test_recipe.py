@@ -257,6 +257,16 @@ def test_shards_of_a_recipe_partition_it(tree: Path, tmp_path: Path) -> None:
         ids.append({r["id"] for r in records(out)})
     whole, one, two = ids
     assert one and two and not one & two and one | two == whole
+    # merged back, the shards report the recipe as the whole build does: each source's figures added up
+    code, output = run("merge", str(tmp_path / "out12"), str(tmp_path / "out22"), "--out", str(tmp_path / "merged"))
+    assert code == 0, output
+    merged, full = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("merged", "out"))
+    assert merged["mix"] == full["mix"] and merged["leakage"] == full["leakage"] and merged["recipe"] == full["recipe"]
+    for name, section in full["sources"].items():
+        for key in ("samples", "windows", "records_built", "records_written", "dropped_for_leakage", "issues",
+                    "targets", "status"):
+            assert merged["sources"][name][key] == section[key], (name, key)
+    assert merged["issues"]["by_reason"] == full["issues"]["by_reason"]
 
 
 def test_estimate_speaks_recipes(tree: Path) -> None:

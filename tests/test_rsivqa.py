@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from conftest import dry_run, split_out, write_image
 
-from rsgpt4v.schema import QA, Issue, Sample
+from rsgpt4v.issue_codes import IssueCode
+from rsgpt4v.schema import QA, Defect, Issue, Sample
 from rsgpt4v.sources import get_source
 from rsgpt4v.sources.base import SourceError
 from rsgpt4v.sources.rsivqa import RSIVQA, parse_line, read_question_file
@@ -60,14 +61,15 @@ def make_root(root: Path, with_images: bool = True) -> Path:
         ("1388.tif:What is the location of the mobile homes in this picture?everywhere \r",
          ("1388.tif", "What is the location of the mobile homes in this picture?", "everywhere")),
         ("1.tif:is it a: test? really?yes", ("1.tif", "is it a: test? really?", "yes")),
-        ("no colon here?yes", "malformed line: no ':' after the image name"),
-        ("1.tif:what is the theme of this picture", "malformed line: no '?' ending the question"),
-        (":what is the theme of this picture?x", "malformed line: empty image name"),
-        ("1.tif: ?x", "malformed line: empty question"),
-        ("1.tif:what is the theme of this picture? ", "malformed line: empty answer"),
+        ("no colon here?yes", Defect(IssueCode.MALFORMED_ENTRY, "malformed line: no ':' after the image name")),
+        ("1.tif:what is the theme of this picture",
+         Defect(IssueCode.MALFORMED_ENTRY, "malformed line: no '?' ending the question")),
+        (":what is the theme of this picture?x", Defect(IssueCode.MALFORMED_ENTRY, "malformed line: empty image name")),
+        ("1.tif: ?x", Defect(IssueCode.EMPTY_TEXT, "malformed line: empty question")),
+        ("1.tif:what is the theme of this picture? ", Defect(IssueCode.EMPTY_TEXT, "malformed line: empty answer")),
     ],
 )
-def test_parse_line(line: str, parsed: tuple[str, str, str] | str) -> None:
+def test_parse_line(line: str, parsed: tuple[str, str, str] | Defect) -> None:
     assert parse_line(line) == parsed
 
 
@@ -77,10 +79,11 @@ def test_read_question_file_lines_crlf_and_blank_lines(tmp_path: Path) -> None:
     triplets, issues = read_question_file(f, "UCM/x.txt")
     assert [(t.line, t.image, t.question, t.answer) for t in triplets] == [(1, "1.tif", "q one?", "a"),
                                                                           (4, "2.tif", "q two?", "b")]
-    assert issues == [Issue(kind="skip", file="UCM/x.txt", line=3,
+    assert issues == [Issue(kind="skip", code=IssueCode.MALFORMED_ENTRY, file="UCM/x.txt", line=3,
                             reason="malformed line: no ':' after the image name")]
     f.write_bytes(b"1.tif:q?\xff\n")
-    assert read_question_file(f, "UCM/x.txt") == ([], [Issue(kind="skip", file="UCM/x.txt",
+    assert read_question_file(f, "UCM/x.txt") == ([], [Issue(kind="skip", code=IssueCode.FILE_UNREADABLE,
+                                                             file="UCM/x.txt",
                                                              reason="not UTF-8 text (invalid start byte)")])
 
 
@@ -96,9 +99,9 @@ def test_release_layout(tmp_path: Path) -> None:
         ("train", "UCM_1", 3), ("train", "UCM_101", 1), ("train", "UCM_10", 1),
         ("val", "DOTA_P0003", 2), ("val", "HRRSD_00001", 1)]  # split by the file names: opt_val is val
     assert issues == [
-        Issue(kind="warning", file="UCM/ucm_res.txt", line=4,
+        Issue(kind="warning", code=IssueCode.EMPTY_TEXT, file="UCM/ucm_res.txt", line=4,
               reason="2 questions with an empty object name dropped (first at line 4)"),
-        Issue(kind="warning", file="UCM/ucm_res.txt", line=1,
+        Issue(kind="warning", code=IssueCode.DUPLICATE_QUESTION, file="UCM/ucm_res.txt", line=1,
               reason="2 questions asked again for the same image dropped, 1 of them with another answer "
                      "(first at line 1)"),
     ]
@@ -267,9 +270,9 @@ def test_real_files_through_the_adapter(tmp_path: Path, real_root: Path) -> None
     assert counts == {("train", "Sydney"): 613, ("train", "UCM"): 2100, ("val", "DOTA"): 458}
     assert sum(len(s.qa) for s in samples) == 4041 + 613 + 2100 + 2795 - 294 - 559
     assert issues == [
-        Issue(kind="warning", file="UCM/ucm_res.txt", line=9,
+        Issue(kind="warning", code=IssueCode.EMPTY_TEXT, file="UCM/ucm_res.txt", line=9,
               reason="294 questions with an empty object name dropped (first at line 9)"),
-        Issue(kind="warning", file="UCM/ucm_res.txt", line=1,
+        Issue(kind="warning", code=IssueCode.DUPLICATE_QUESTION, file="UCM/ucm_res.txt", line=1,
               reason="559 questions asked again for the same image dropped, 52 of them with another answer "
                      "(first at line 1)"),
     ]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import dry_run, split_out, write_image
 
+from rsgpt4v.issue_codes import IssueCode
 from rsgpt4v.schema import QA, Issue, Sample
 from rsgpt4v.sources import get_source
 from rsgpt4v.sources.base import SourceError
@@ -246,24 +247,28 @@ def test_question_of_an_image_of_another_split_is_skipped(tmp_path: Path) -> Non
     questions[-1]["img_id"] = 0  # image 0 is train: inactive in the val images file
     save(root, "val", "questions", questions)
     items = list(RSVQALR(root, split="val"))
-    assert Issue(kind="skip", file="LR_split_val_questions.json",
+    assert Issue(kind="skip", code=IssueCode.BROKEN_REFERENCE, file="LR_split_val_questions.json",
                  reason="questions[5] (id 5): img_id 0 is not an active image of LR_split_val_images.json") in items
     assert [(s.image_id, s.qa) for s in items if isinstance(s, Sample)] == [("2", ())]
 
 
 @pytest.mark.parametrize(
-    ("content", "line", "reason"),
+    ("content", "line", "code", "reason"),
     [
-        ('{"images": [\n{"id": 0,,}]}', 2, "invalid JSON: Expecting property name enclosed in double quotes"),
-        ('[{"id": 0}]', None, 'expected an object {"images": [...]}; split \'train\' skipped'),
-        ('{"img": []}', None, 'expected an object {"images": [...]}; split \'train\' skipped'),
+        ('{"images": [\n{"id": 0,,}]}', 2, IssueCode.FILE_SYNTAX_ERROR,
+         "invalid JSON: Expecting property name enclosed in double quotes"),
+        ('[{"id": 0}]', None, IssueCode.FILE_WRONG_STRUCTURE,
+         'expected an object {"images": [...]}; split \'train\' skipped'),
+        ('{"img": []}', None, IssueCode.FILE_WRONG_STRUCTURE,
+         'expected an object {"images": [...]}; split \'train\' skipped'),
     ],
 )
-def test_unreadable_split_file_skips_the_split(tmp_path: Path, content: str, line: int | None, reason: str) -> None:
+def test_unreadable_split_file_skips_the_split(tmp_path: Path, content: str, line: int | None, code: IssueCode,
+                                               reason: str) -> None:
     root = make_lr(tmp_path / "lr")
     (root / "LR_split_train_images.json").write_text(content)
     items = list(RSVQALR(root))
-    assert items[0] == Issue(kind="skip", file="LR_split_train_images.json", line=line, reason=reason)
+    assert items[0] == Issue(kind="skip", code=code, file="LR_split_train_images.json", line=line, reason=reason)
     assert [s.split for s in items if isinstance(s, Sample)] == ["val", "test"]
 
 
@@ -271,7 +276,7 @@ def test_missing_answers_file_skips_the_split(tmp_path: Path) -> None:
     root = make_lr(tmp_path / "lr")
     (root / "LR_split_test_answers.json").unlink()
     items = list(RSVQALR(root, split="test"))
-    assert items[-1] == Issue(kind="skip", file="LR_split_test_answers.json",
+    assert items[-1] == Issue(kind="skip", code=IssueCode.ANNOTATION_MISSING, file="LR_split_test_answers.json",
                               reason="file missing; split 'test' skipped")
     assert not any(isinstance(i, Sample) for i in items)
 

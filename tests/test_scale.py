@@ -107,11 +107,20 @@ def test_merge_names_unreadable_lines_and_goes_on(tmp_path: Path) -> None:
     assert len((tmp_path / "m" / "val.jsonl").read_text().splitlines()) == len(lines)
 
 
-def test_merge_refuses_an_unfinished_build(tmp_path: Path) -> None:
-    (tmp_path / "half").mkdir()
-    (tmp_path / "half" / "manifest.json").write_text('{"status": "stopped"}')
-    result = runner.invoke(app, ["merge", str(tmp_path / "half"), "--out", str(tmp_path / "m")])
+def test_merge_refuses_an_unfinished_build_and_a_manifest_it_cannot_read(tmp_path: Path) -> None:
+    half = tmp_path / "half"
+    assert _invoke("build", "--no-progress", "--source", "dota", "--sample", "--dry-run", "--out", str(half)).exit_code == 0
+    manifest = json.loads((half / "manifest.json").read_text())
+    (half / "manifest.json").write_text(json.dumps({**manifest, "status": "stopped"}))
+    result = runner.invoke(app, ["merge", str(half), "--out", str(tmp_path / "m")])
     assert result.exit_code == 2 and "did not finish" in result.output
+    manifest["counts"]["records"] = "many"
+    (half / "manifest.json").write_text(json.dumps(manifest))
+    result = runner.invoke(app, ["merge", str(half), "--out", str(tmp_path / "m")])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"error: {half / 'manifest.json'}: not a run report: counts.records: "
+        "Input should be a valid integer, unable to parse string as an integer"]
 
 
 def test_bad_shard_spec_is_a_clear_error(tmp_path: Path) -> None:

@@ -65,7 +65,7 @@ def test_manifest_usage_failures_and_issues(sample: Path, tmp_path: Path) -> Non
         {"scene": "b", "stage": "dialogue", "reason": "qc_count: the text says '3 planes'"},
         {"scene": "c", "stage": "dialogue", "reason": "qc_count: the text says 'two ships'"}]}
     manifest["usage"]["by_stage"]["dialogue"]["failures"] = {"qc_count": 2}
-    manifest["issues"]["by_reason"] = {"skip: invalid JSON": 2}
+    manifest["issues"]["by_reason"] = {"skip: file_syntax_error": 2}
     manifest["issues"]["skipped"] = 2
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
@@ -77,7 +77,7 @@ def test_manifest_usage_failures_and_issues(sample: Path, tmp_path: Path) -> Non
     assert m["failures"]["count"] == 3
     assert m["failures"]["by_reason"] == {"qc_count": 2, "qc_refusal": 1}
     assert m["failures"]["by_stage"] == {"dialogue": {"qc_count": 2}, "global": {}, "local": {}}
-    assert m["issues"] == {"skipped": 2, "warnings": 0, "by_reason": {"skip: invalid JSON": 2}}
+    assert m["issues"] == {"skipped": 2, "warnings": 0, "by_reason": {"skip: file_syntax_error": 2}}
     assert m["qc"] == manifest["qc"] == {"rejected": {}}     # the mock writes text QC keeps
 
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 import openai
@@ -32,6 +31,7 @@ from rsgpt4v.llm.batch import BatchQueue, Deferred
 from rsgpt4v.llm.cache import Cache
 from rsgpt4v.llm.limiter import RateLimiter
 from rsgpt4v.llm.request import ChatRequest, cache_key_of
+from rsgpt4v.report import StageUsage
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -42,24 +42,6 @@ class FatalAPIError(Exception):
 
 class BudgetExceeded(FatalAPIError):
     """The next request could take spending past --max-cost: the run stops before sending it."""
-
-
-@dataclass
-class StageUsage:
-    api_calls: int = 0
-    cache_hits: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    retries: int = 0
-    cost_usd: float = 0.0
-    failures: Counter[str] = field(default_factory=Counter)
-    retry_reasons: Counter[str] = field(default_factory=Counter)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"api_calls": self.api_calls, "cache_hits": self.cache_hits, "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens, "retries": self.retries,
-                "retry_reasons": dict(sorted(self.retry_reasons.items())),
-                "cost_usd": round(self.cost_usd, 6), "failures": dict(sorted(self.failures.items()))}
 
 
 @dataclass(frozen=True)
@@ -242,16 +224,17 @@ class Engine:
         prompt_estimate = estimate_prompt_tokens(body, self._image_rule)
         projected = self._projected_usd(request, prompt_estimate)
         budget = self.cfg.max_cost_usd
-        if budget is not None and self.spent_usd + self._reserved_usd + projected > budget:
-            raise BudgetExceeded(f"stopping before --max-cost {budget:g} USD would be passed "
-                                 f"(spent {self.spent_usd:.4f} USD)")
-        self._reserved_usd += projected
-        try:
-            async with self._slots:
-                tokens = prompt_estimate + request.max_output_tokens
-                completion = await self._send(body, tokens)
-        finally:
-            self._reserved_usd -= projected
+        # Checked once a slot is free, so only requests on their way hold a reservation: requests
+        # waiting for a slot would otherwise stop the run on money that may never be spent.
+        async with self._slots:
+            if budget is not None and self.spent_usd + self._reserved_usd + projected > budget:
+                raise BudgetExceeded(f"stopping before --max-cost {budget:g} USD would be passed "
+                                     f"(spent {self.spent_usd:.4f} USD)")
+            self._reserved_usd += projected
+            try:
+                completion = await self._send(body, prompt_estimate + request.max_output_tokens)
+            finally:
+                self._reserved_usd -= projected
         usage.api_calls += 1
         counted = completion.get("usage") or {}
         usage.prompt_tokens += counted.get("prompt_tokens", 0)

@@ -17,7 +17,8 @@ from xml.parsers.expat import ErrorString
 
 from rsgpt4v.geometry import polygon_area
 from rsgpt4v.naming import display
-from rsgpt4v.schema import Issue, Obj, Point, Sample
+from rsgpt4v.issue_codes import IssueCode
+from rsgpt4v.schema import Defect, Issue, Obj, Point, Sample
 
 _T = TypeVar("_T")
 
@@ -161,16 +162,21 @@ def read_json(path: Path, name: str, object_pairs_hook: Callable[[list[tuple[str
     try:
         return json.loads(path.read_bytes().decode("utf-8-sig"), object_pairs_hook=object_pairs_hook), None
     except OSError as exc:
-        return None, Issue(kind="skip", file=name, reason=f"cannot read file ({exc.strerror})")
+        return None, Issue(kind="skip", code=IssueCode.FILE_UNREADABLE, file=name,
+                           reason=f"cannot read file ({exc.strerror})")
     except UnicodeDecodeError as exc:
-        return None, Issue(kind="skip", file=name, reason=f"not UTF-8 text ({exc.reason})")
+        return None, Issue(kind="skip", code=IssueCode.FILE_UNREADABLE, file=name,
+                           reason=f"not UTF-8 text ({exc.reason})")
     except json.JSONDecodeError as exc:
-        return None, Issue(kind="skip", file=name, line=exc.lineno, reason=f"invalid JSON: {exc.msg}")
+        return None, Issue(kind="skip", code=IssueCode.FILE_SYNTAX_ERROR, file=name, line=exc.lineno,
+                           reason=f"invalid JSON: {exc.msg}")
     except RecursionError:
-        return None, Issue(kind="skip", file=name, reason="invalid JSON: nested too deeply to read")
+        return None, Issue(kind="skip", code=IssueCode.FILE_SYNTAX_ERROR, file=name,
+                           reason="invalid JSON: nested too deeply to read")
     except ValueError:
         # Python refuses integers of more than 4300 digits (CVE-2020-10735): no annotation has one.
-        return None, Issue(kind="skip", file=name, reason="invalid JSON: an integer too long to read")
+        return None, Issue(kind="skip", code=IssueCode.FILE_SYNTAX_ERROR, file=name,
+                           reason="invalid JSON: an integer too long to read")
 
 
 # ---- XML label files (DIOR, FAIR1M) and the checks every detection source makes ----------------
@@ -180,7 +186,8 @@ def read_xml(path: Path, name: str) -> tuple[ET.Element | None, Issue | None]:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        return None, Issue(kind="skip", file=name, reason=f"cannot read file ({exc.strerror})")
+        return None, Issue(kind="skip", code=IssueCode.FILE_UNREADABLE, file=name,
+                           reason=f"cannot read file ({exc.strerror})")
     return parse_xml(data, name)
 
 
@@ -190,23 +197,28 @@ def parse_xml(data: bytes, name: str) -> tuple[ET.Element | None, Issue | None]:
         return ET.fromstring(data), None
     except ET.ParseError as exc:
         line = exc.position[0] if exc.position else None
-        return None, Issue(kind="skip", file=name, line=line, reason=f"invalid XML: {ErrorString(exc.code)}")
+        return None, Issue(kind="skip", code=IssueCode.FILE_SYNTAX_ERROR, file=name, line=line,
+                           reason=f"invalid XML: {ErrorString(exc.code)}")
     except LookupError as exc:  # an <?xml encoding="..."?> Python does not know
-        return None, Issue(kind="skip", file=name, line=1, reason=f"invalid XML: {exc.args[0][:80]}")
+        return None, Issue(kind="skip", code=IssueCode.FILE_SYNTAX_ERROR, file=name, line=1,
+                           reason=f"invalid XML: {exc.args[0][:80]}")
     except RecursionError:
-        return None, Issue(kind="skip", file=name, reason="invalid XML: nested too deeply to read")
+        return None, Issue(kind="skip", code=IssueCode.FILE_SYNTAX_ERROR, file=name,
+                           reason="invalid XML: nested too deeply to read")
 
 
-def number(parent: ET.Element, tag: str) -> float | str:
+def number(parent: ET.Element, tag: str) -> float | Defect:
     """The finite number in `parent/tag`, or why there is none."""
     text = parent.findtext(tag)
     if text is None:
-        return f"no <{tag}>"
+        return Defect(IssueCode.MALFORMED_ENTRY, f"no <{tag}>")
     try:
         value = float(text.strip())
     except ValueError:
-        return f"<{tag}> {text.strip()!r} is not a number"
-    return value if math.isfinite(value) else f"<{tag}> {text.strip()!r} is not finite"
+        return Defect(IssueCode.MALFORMED_ENTRY, f"<{tag}> {text.strip()!r} is not a number")
+    if not math.isfinite(value):
+        return Defect(IssueCode.MALFORMED_ENTRY, f"<{tag}> {text.strip()!r} is not finite")
+    return value
 
 
 def object_label(index: int, obj: ET.Element, name_tag: str = "name") -> str:
@@ -215,14 +227,14 @@ def object_label(index: int, obj: ET.Element, name_tag: str = "name") -> str:
     return f"object {index}" + (f" ({name})" if name else "")
 
 
-def checked_polygon(polygon: tuple[Point, ...], shape: str = "box") -> tuple[Point, ...] | str:
+def checked_polygon(polygon: tuple[Point, ...], shape: str = "box") -> tuple[Point, ...] | Defect:
     """`polygon`, or why it cannot be an object: a coordinate no image could have (it would turn into
     NaN when clipped and vanish), or too small (`shape` names it in the message)."""
     if not all(math.isfinite(v) and abs(v) <= MAX_COORDINATE for point in polygon for v in point):
-        return f"{shape} coordinate out of range (beyond +-{MAX_COORDINATE:g} px)"
+        return Defect(IssueCode.BAD_COORDINATES, f"{shape} coordinate out of range (beyond +-{MAX_COORDINATE:g} px)")
     area = polygon_area(polygon)
     if area < MIN_AREA:
-        return f"degenerate {shape} (area {area:g} px^2 < {MIN_AREA:g})"
+        return Defect(IssueCode.DEGENERATE_BOX, f"degenerate {shape} (area {area:g} px^2 < {MIN_AREA:g})")
     return polygon
 
 
@@ -237,11 +249,11 @@ class UnknownCategories:
         if category in self.known or category in self.seen:
             return None
         self.seen.add(category)
-        return Issue(kind="warning", file=file, line=line,
+        return Issue(kind="warning", code=IssueCode.UNKNOWN_CATEGORY, file=file, line=line,
                      reason=f"unknown category {category!r} (first seen here); kept")
 
 
-def parse_objects(elements: list[ET.Element], parse: Callable[[ET.Element], Obj | str], file: str,
+def parse_objects(elements: list[ET.Element], parse: Callable[[ET.Element], Obj | Defect], file: str,
                   unknown: UnknownCategories, name_tag: str = "name") -> tuple[list[Obj], list[Issue]]:
     """The objects of one XML label file that `parse` accepts, and in file order an Issue for each one it
     skips (named by `object_label`) and each category `unknown` sees for the first time."""
@@ -249,8 +261,8 @@ def parse_objects(elements: list[ET.Element], parse: Callable[[ET.Element], Obj 
     issues: list[Issue] = []
     for index, element in enumerate(elements):
         obj = parse(element)
-        if isinstance(obj, str):
-            issues.append(Issue(kind="skip", file=file, reason=f"{object_label(index, element, name_tag)}: {obj}"))
+        if isinstance(obj, Defect):
+            issues.append(obj.issue("skip", file, where=object_label(index, element, name_tag)))
             continue
         if warning := unknown.check(obj.category, file):
             issues.append(warning)

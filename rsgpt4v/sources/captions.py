@@ -81,6 +81,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from rsgpt4v.issue_codes import IssueCode
 from rsgpt4v.language import readable
 from rsgpt4v.paths import SAFE_NAME_RULE, safe_name
 from rsgpt4v.schema import Issue, Sample
@@ -197,9 +198,10 @@ class _CaptionSource(Source):
             if isinstance(entry, Issue):
                 yield entry
             elif not isinstance(entry.split, str) or not entry.split:
-                yield self._skip(entry, "no split")
+                yield self._skip(entry, IssueCode.MALFORMED_ENTRY, "no split")
             elif not safe_name(entry.split):
-                yield self._skip(entry, f"split {entry.split!r} cannot name an output file ({SAFE_NAME_RULE})")
+                yield self._skip(entry, IssueCode.MALFORMED_ENTRY,
+                                 f"split {entry.split!r} cannot name an output file ({SAFE_NAME_RULE})")
         for split in self._splits():
             if self.split is not None and split != self.split:
                 continue
@@ -210,40 +212,41 @@ class _CaptionSource(Source):
 
     def _check(self, entry: _Entry, seen: dict[str, str]) -> Iterator[Sample | Issue]:
         if not isinstance(entry.filename, str) or not entry.filename.strip():
-            yield self._skip(entry, "no filename")
+            yield self._skip(entry, IssueCode.MALFORMED_ENTRY, "no filename")
             return
         captions, blank = clean_captions(entry.texts)
         if not captions:
-            yield self._skip(entry, "no caption text (sentences missing, empty or without raw)")
+            yield self._skip(entry, IssueCode.EMPTY_TEXT, "no caption text (sentences missing, empty or without raw)")
             return
         wanted = inside_root(entry.folder, entry.filename)
         if wanted is None:
-            yield self._skip(entry, f"filename {entry.filename!r} leaves the dataset root")
+            yield self._skip(entry, IssueCode.PATH_OUTSIDE_FOLDER,
+                             f"filename {entry.filename!r} leaves the dataset root")
             return
         image = find_image(wanted.parent, wanted.name)
         if image is None:
-            yield self._skip(entry, f"image not found (looked for {self.relative(wanted)}, also with other "
-                                    "image suffixes)")
+            yield self._skip(entry, IssueCode.IMAGE_MISSING, f"image not found (looked for {self.relative(wanted)}, "
+                                                             "also with other image suffixes)")
             return
         image_id = entry.id_prefix + image.stem
         if image_id in seen:
-            yield self._skip(entry, f"duplicate image {image_id!r} in split {entry.split!r} "
-                                    f"(first at {seen[image_id]})")
+            yield self._skip(entry, IssueCode.DUPLICATE_IMAGE, f"duplicate image {image_id!r} in split "
+                                                               f"{entry.split!r} (first at {seen[image_id]})")
             return
         seen[image_id] = entry.where
         if blank:
-            yield self._issue(entry, "warning", f"{blank} of {len(entry.texts)} captions blank or not text; "
-                                                "kept the others")
+            yield self._issue(entry, "warning", IssueCode.EMPTY_TEXT,
+                              f"{blank} of {len(entry.texts)} captions blank or not text; kept the others")
         yield Sample(source=self.name, split=entry.split, image_id=image_id, image_path=image.resolve(),
                      rel_image=self.relative(image), captions=captions, scene_class=entry.scene_class,
                      gsd=self.gsd, provenance={"annotation_file": self.ann_name, **entry.provenance})
 
-    def _skip(self, entry: _Entry, reason: str) -> Issue:
-        return self._issue(entry, "skip", reason)
+    def _skip(self, entry: _Entry, code: IssueCode, reason: str) -> Issue:
+        return self._issue(entry, "skip", code, reason)
 
-    def _issue(self, entry: _Entry, kind: Literal["skip", "warning"], reason: str) -> Issue:
+    def _issue(self, entry: _Entry, kind: Literal["skip", "warning"], code: IssueCode, reason: str) -> Issue:
         name = f" (filename {entry.filename!r})" if isinstance(entry.filename, str) else ""
-        return Issue(kind=kind, file=self.ann_name, reason=f"{entry.where}{name}: {reason}")
+        return Issue(kind=kind, code=code, file=self.ann_name, reason=f"{entry.where}{name}: {reason}")
 
 
 class _Karpathy(_CaptionSource):
@@ -262,13 +265,15 @@ class _Karpathy(_CaptionSource):
         folder = self._find_image_dir()
         images = data.get("images") if isinstance(data, dict) else None
         if not isinstance(images, list):
-            return [Issue(kind="skip", file=self.ann_name, reason="expected an object with an 'images' list")]
+            return [Issue(kind="skip", code=IssueCode.FILE_WRONG_STRUCTURE, file=self.ann_name,
+                          reason="expected an object with an 'images' list")]
         return [self._entry(folder, i, item) for i, item in enumerate(images)]
 
     def _entry(self, folder: Path, index: int, item: object) -> _Entry | Issue:
         where = f"images[{index}]"
         if not isinstance(item, dict):
-            return Issue(kind="skip", file=self.ann_name, reason=f"{where}: not an object")
+            return Issue(kind="skip", code=IssueCode.MALFORMED_ENTRY, file=self.ann_name,
+                         reason=f"{where}: not an object")
         sentences = item.get("sentences")
         texts = tuple(s.get("raw") if isinstance(s, dict) else None
                       for s in (sentences if isinstance(sentences, list) else ()))
@@ -319,12 +324,14 @@ class NWPUCaptions(_CaptionSource):
 
     def _entries(self, data: object) -> list[_Entry | Issue]:
         if not isinstance(data, dict):
-            return [Issue(kind="skip", file=self.ann_name, reason="expected an object keyed by class name")]
+            return [Issue(kind="skip", code=IssueCode.FILE_WRONG_STRUCTURE, file=self.ann_name,
+                          reason="expected an object keyed by class name")]
         base = self._find_image_base(list(data))
         entries: list[_Entry | Issue] = []
         for cls, items in data.items():
             if not isinstance(items, list):
-                entries.append(Issue(kind="skip", file=self.ann_name, reason=f"class {cls!r}: not a list of images"))
+                entries.append(Issue(kind="skip", code=IssueCode.FILE_WRONG_STRUCTURE, file=self.ann_name,
+                                     reason=f"class {cls!r}: not a list of images"))
                 continue
             entries.extend(self._entry(base, cls, i, item) for i, item in enumerate(items))
         return entries
@@ -343,9 +350,11 @@ class NWPUCaptions(_CaptionSource):
         where = f"{cls}[{index}]"
         folder = inside_root(base, cls)
         if folder is None:
-            return Issue(kind="skip", file=self.ann_name, reason=f"{where}: class name {cls!r} leaves the dataset root")
+            return Issue(kind="skip", code=IssueCode.PATH_OUTSIDE_FOLDER, file=self.ann_name,
+                         reason=f"{where}: class name {cls!r} leaves the dataset root")
         if not isinstance(item, dict):
-            return Issue(kind="skip", file=self.ann_name, reason=f"{where}: not an object")
+            return Issue(kind="skip", code=IssueCode.MALFORMED_ENTRY, file=self.ann_name,
+                         reason=f"{where}: not an object")
         keys = sorted((int(m.group(1) or 0), k) for k in item if (m := _RAW_KEY.fullmatch(k)))
         filename = item.get("filename")
         provenance: dict[str, str | int] = {"class": cls}

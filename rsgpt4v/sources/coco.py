@@ -48,7 +48,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rsgpt4v.schema import Issue, Obj, Sample
+from rsgpt4v.issue_codes import IssueCode
+from rsgpt4v.schema import Defect, Issue, Obj, Sample
 from rsgpt4v.sources.base import (
     MIN_AREA,
     Source,
@@ -170,7 +171,8 @@ class COCO(Source):
             yield problem
             return
         if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-            yield Issue(kind="skip", file=rel, reason="not a COCO annotation file: no \"images\" list")
+            yield Issue(kind="skip", code=IssueCode.FILE_WRONG_STRUCTURE, file=rel,
+                        reason="not a COCO annotation file: no \"images\" list")
             return
         annotated = "annotations" in data
         parsed = _Parsed()
@@ -182,63 +184,68 @@ class COCO(Source):
         self.vocabulary = tuple(dict.fromkeys((*self.vocabulary, *parsed.categories.values())))
         yield from parsed.issues
         if parsed.crowd:
-            yield Issue(kind="warning", file=rel, reason=f"{parsed.crowd} crowd annotations (iscrowd=1) dropped")
+            yield Issue(kind="warning", code=IssueCode.CROWD_ANNOTATION, file=rel,
+                        reason=f"{parsed.crowd} crowd annotations (iscrowd=1) dropped")
         yield from self._images(f, rel, data["images"], parsed, annotated)
 
     def _categories(self, entries: object, rel: str, parsed: _Parsed) -> None:
         if not isinstance(entries, list):
-            parsed.issues.append(Issue(kind="warning", file=rel, reason="no \"categories\" list"))
+            parsed.issues.append(Issue(kind="warning", code=IssueCode.FILE_WRONG_STRUCTURE, file=rel,
+                                       reason="no \"categories\" list"))
             return
         for i, entry in enumerate(entries):
             key = _key(entry.get("id")) if isinstance(entry, dict) else None
             name = entry.get("name") if isinstance(entry, dict) else None
             if key is None or not isinstance(name, str) or not name.strip():
-                parsed.issues.append(Issue(kind="skip", file=rel,
+                parsed.issues.append(Issue(kind="skip", code=IssueCode.MALFORMED_ENTRY, file=rel,
                                            reason=f"categories[{i}]: needs an int or str id and a name"))
             elif key in parsed.categories:
-                parsed.issues.append(Issue(kind="skip", file=rel,
+                parsed.issues.append(Issue(kind="skip", code=IssueCode.DUPLICATE_ID, file=rel,
                                            reason=f"categories[{i}]: duplicate category id {key!r}"))
             else:
                 parsed.categories[key] = name.strip().lower()
 
     def _annotations(self, entries: object, rel: str, image_ids: set[object], parsed: _Parsed) -> None:
         if not isinstance(entries, list):
-            parsed.issues.append(Issue(kind="skip", file=rel, reason="\"annotations\" is not a list"))
+            parsed.issues.append(Issue(kind="skip", code=IssueCode.FILE_WRONG_STRUCTURE, file=rel,
+                                       reason="\"annotations\" is not a list"))
             return
         seen: set[object] = set()
         for i, entry in enumerate(entries):
             if not isinstance(entry, dict):
-                parsed.issues.append(Issue(kind="skip", file=rel, reason=f"annotations[{i}]: not an object"))
+                parsed.issues.append(Issue(kind="skip", code=IssueCode.MALFORMED_ENTRY, file=rel,
+                                           reason=f"annotations[{i}]: not an object"))
                 continue
             ann_id = _key(entry.get("id"))
             where = f"annotations[{i}]" + (f" (id {ann_id!r})" if ann_id is not None else "")
             if ann_id is not None and ann_id in seen:
-                parsed.issues.append(Issue(kind="skip", file=rel, reason=f"{where}: duplicate annotation id"))
+                parsed.issues.append(Issue(kind="skip", code=IssueCode.DUPLICATE_ID, file=rel,
+                                           reason=f"{where}: duplicate annotation id"))
                 continue
             seen.add(ann_id)
             if entry.get("iscrowd"):
                 parsed.crowd += 1
                 continue
             obj = self._object(entry, image_ids, parsed.categories)
-            if isinstance(obj, str):
-                parsed.issues.append(Issue(kind="skip", file=rel, reason=f"{where}: {obj}"))
+            if isinstance(obj, Defect):
+                parsed.issues.append(obj.issue("skip", rel, where=where))
             else:
                 parsed.objects[_key(entry["image_id"])].append(obj)
 
     @staticmethod
-    def _object(entry: dict, image_ids: set[object], categories: dict[object, str]) -> Obj | str:
+    def _object(entry: dict, image_ids: set[object], categories: dict[object, str]) -> Obj | Defect:
         image_id, category_id = _key(entry.get("image_id")), _key(entry.get("category_id"))
         if image_id is None or image_id not in image_ids:
-            return f"image_id {entry.get('image_id')!r} is not in images"
+            return Defect(IssueCode.BROKEN_REFERENCE, f"image_id {entry.get('image_id')!r} is not in images")
         if category_id is None or category_id not in categories:
-            return f"category_id {entry.get('category_id')!r} is not in categories"
+            return Defect(IssueCode.BROKEN_REFERENCE, f"category_id {entry.get('category_id')!r} is not in categories")
         bbox = entry.get("bbox")
         if (not isinstance(bbox, list) or len(bbox) != 4
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)):
-            return f"malformed bbox {bbox!r}: expected [x, y, width, height]"
+            return Defect(IssueCode.MALFORMED_ENTRY, f"malformed bbox {bbox!r}: expected [x, y, width, height]")
         x, y, w, h = (float(v) for v in bbox)
         if w <= 0 or h <= 0 or w * h < MIN_AREA:
-            return f"degenerate bbox {bbox!r} (width {w:g}, height {h:g})"
+            return Defect(IssueCode.DEGENERATE_BOX, f"degenerate bbox {bbox!r} (width {w:g}, height {h:g})")
         polygon = ((x, y), (x + w, y), (x + w, y + h), (x, y + h))
         return Obj(category=categories[category_id], polygon=polygon, box=(x, y, x + w, y + h))
 
@@ -250,28 +257,30 @@ class COCO(Source):
             file_name = entry.get("file_name") if isinstance(entry, dict) else None
             where = f"images[{i}]" + (f" (file_name {file_name!r})" if isinstance(file_name, str) else "")
             if key is None or not isinstance(file_name, str) or not file_name.strip():
-                yield Issue(kind="skip", file=rel, reason=f"{where}: needs an int or str id and a file_name")
+                yield Issue(kind="skip", code=IssueCode.MALFORMED_ENTRY, file=rel,
+                            reason=f"{where}: needs an int or str id and a file_name")
                 continue
             if key in seen:
-                yield Issue(kind="skip", file=rel, reason=f"{where}: duplicate image id {key!r}")
+                yield Issue(kind="skip", code=IssueCode.DUPLICATE_ID, file=rel,
+                            reason=f"{where}: duplicate image id {key!r}")
                 continue
             seen.add(key)
             image = self._find(f, file_name)
-            if isinstance(image, str):
-                yield Issue(kind="skip", file=rel, reason=f"{where}: {image}")
+            if isinstance(image, Defect):
+                yield image.issue("skip", rel, where=where)
                 continue
             image_id = _unique(image.stem, used, f"{image.stem}_{key}")
             yield Sample(source=self.name, split=f.split, image_id=image_id, image_path=image.resolve(),
                          rel_image=self.relative(image), objects=tuple(parsed.objects.get(key, ())),
                          annotated=annotated, provenance={"label_file": rel, "coco_image_id": key})
 
-    def _find(self, f: _File, file_name: str) -> Path | str:
+    def _find(self, f: _File, file_name: str) -> Path | Defect:
         """The image file, or why there is none."""
         for folder in f.folders:
             target = inside_root(folder, file_name)
             if target is None:
-                return "file_name climbs out of the image folder"
+                return Defect(IssueCode.PATH_OUTSIDE_FOLDER, "file_name climbs out of the image folder")
             if image := find_image(target.parent, target.name):
                 return image
         looked = ", ".join(f"{self.relative(d) if d != self.root else '.'}/" for d in f.folders)
-        return f"image file not found (looked in {looked})"
+        return Defect(IssueCode.IMAGE_MISSING, f"image file not found (looked in {looked})")

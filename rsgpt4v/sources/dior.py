@@ -72,7 +72,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsgpt4v.geometry import bounding_box
-from rsgpt4v.schema import Issue, Obj, Point, Sample
+from rsgpt4v.issue_codes import IssueCode
+from rsgpt4v.schema import Defect, Issue, Obj, Point, Sample
 from rsgpt4v.sources.base import (
     SPLIT_ORDER,
     Source,
@@ -104,13 +105,13 @@ _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _OBJECT_TAG = re.compile(rb"<object[\s>]")
 
 
-def parse_voc_object(obj: ET.Element, oriented: bool = False) -> Obj | str:
+def parse_voc_object(obj: ET.Element, oriented: bool = False) -> Obj | Defect:
     """One VOC `<object>` (a DIOR-R `<robndbox>` when `oriented`), or why it was skipped."""
     name = (obj.findtext("name") or "").strip()
     if not name:
-        return "no <name>"
+        return Defect(IssueCode.MALFORMED_ENTRY, "no <name>")
     polygon = _robndbox(obj) if oriented else _bndbox(obj)
-    if isinstance(polygon, str):
+    if isinstance(polygon, Defect):
         return polygon
     difficult = (obj.findtext("difficult") or "0").strip()
     return Obj(category=name.lower(), polygon=polygon, box=bounding_box(polygon),
@@ -118,25 +119,25 @@ def parse_voc_object(obj: ET.Element, oriented: bool = False) -> Obj | str:
                truncated=(obj.findtext("truncated") or "").strip() == "1")
 
 
-def _bndbox(obj: ET.Element) -> tuple[Point, ...] | str:
+def _bndbox(obj: ET.Element) -> tuple[Point, ...] | Defect:
     box = obj.find("bndbox")
     if box is None:
-        return "no <bndbox>"
+        return Defect(IssueCode.MALFORMED_ENTRY, "no <bndbox>")
     values = [number(box, tag) for tag in ("xmin", "ymin", "xmax", "ymax")]
-    if problems := [v for v in values if isinstance(v, str)]:
+    if problems := [v for v in values if isinstance(v, Defect)]:
         return problems[0]
     x1, y1, x2, y2 = values
     if x2 <= x1 or y2 <= y1:  # a swapped pair is a slip, not a box to repair
-        return f"degenerate box (xmin {x1:g}, ymin {y1:g}, xmax {x2:g}, ymax {y2:g})"
+        return Defect(IssueCode.DEGENERATE_BOX, f"degenerate box (xmin {x1:g}, ymin {y1:g}, xmax {x2:g}, ymax {y2:g})")
     return checked_polygon(((x1, y1), (x2, y1), (x2, y2), (x1, y2)))
 
 
-def _robndbox(obj: ET.Element) -> tuple[Point, ...] | str:
+def _robndbox(obj: ET.Element) -> tuple[Point, ...] | Defect:
     box = obj.find("robndbox")
     if box is None:
-        return "no <robndbox>"
+        return Defect(IssueCode.MALFORMED_ENTRY, "no <robndbox>")
     values = [number(box, f"{axis}_{corner}") for corner in _CORNERS for axis in ("x", "y")]
-    if problems := [v for v in values if isinstance(v, str)]:
+    if problems := [v for v in values if isinstance(v, Defect)]:
         return problems[0]
     return checked_polygon(tuple(zip(values[0::2], values[1::2])))
 
@@ -196,7 +197,7 @@ class DIOR(Source):
         try:
             lines = _text_lines(path)
         except (OSError, UnicodeDecodeError) as exc:
-            yield Issue(kind="skip", file=rel, reason=f"unreadable split file: {exc}")
+            yield Issue(kind="skip", code=IssueCode.FILE_UNREADABLE, file=rel, reason=f"unreadable split file: {exc}")
             return
         seen: dict[str, int] = {}
         for lineno, raw in enumerate(lines, start=1):
@@ -204,9 +205,10 @@ class DIOR(Source):
             if not image_id:
                 continue
             if not _ID.fullmatch(image_id):
-                yield Issue(kind="skip", file=rel, line=lineno, reason=f"malformed image id {image_id!r}")
+                yield Issue(kind="skip", code=IssueCode.MALFORMED_ENTRY, file=rel, line=lineno,
+                            reason=f"malformed image id {image_id!r}")
             elif image_id in seen:
-                yield Issue(kind="skip", file=rel, line=lineno,
+                yield Issue(kind="skip", code=IssueCode.DUPLICATE_ID, file=rel, line=lineno,
                             reason=f"duplicate image id {image_id!r} (first at line {seen[image_id]})")
             else:
                 seen[image_id] = lineno
@@ -216,13 +218,13 @@ class DIOR(Source):
                unknown: UnknownCategories) -> Iterator[Sample | Issue]:
         xml = self.annotations / f"{image_id}.xml"
         if not is_file(xml):
-            yield Issue(kind="skip", file=split_file, line=lineno,
+            yield Issue(kind="skip", code=IssueCode.ANNOTATION_MISSING, file=split_file, line=lineno,
                         reason=f"no annotation file for id {image_id!r} (looked for {self.relative(xml)})")
             return
         image = next((p for d in self.image_dirs if (p := find_image(d, f"{image_id}.jpg"))), None)
         if image is None:
             looked = ", ".join(f"{d}/{image_id}.jpg" for d in _IMAGE_DIRS)
-            yield Issue(kind="skip", file=split_file, line=lineno,
+            yield Issue(kind="skip", code=IssueCode.IMAGE_MISSING, file=split_file, line=lineno,
                         reason=f"no image for id {image_id!r} (looked for {looked})")
             return
         rel = self.relative(xml)
@@ -244,7 +246,8 @@ def read_split_file(path: Path, name: str) -> tuple[dict[int, int], list[Issue]]
     try:
         lines = _text_lines(path)
     except (OSError, UnicodeDecodeError) as exc:
-        return {}, [Issue(kind="skip", file=name, reason=f"unreadable split file: {exc}")]
+        return {}, [Issue(kind="skip", code=IssueCode.FILE_UNREADABLE, file=name,
+                          reason=f"unreadable split file: {exc}")]
     indices: dict[int, int] = {}
     issues: list[Issue] = []
     for lineno, raw in enumerate(lines, start=1):
@@ -252,10 +255,10 @@ def read_split_file(path: Path, name: str) -> tuple[dict[int, int], list[Issue]]
         if not text:
             continue
         if not text.isdigit():
-            issues.append(Issue(kind="skip", file=name, line=lineno,
+            issues.append(Issue(kind="skip", code=IssueCode.MALFORMED_ENTRY, file=name, line=lineno,
                                 reason=f"malformed line: {text!r} is not an object index"))
         elif int(text) in indices:
-            issues.append(Issue(kind="skip", file=name, line=lineno,
+            issues.append(Issue(kind="skip", code=IssueCode.DUPLICATE_ID, file=name, line=lineno,
                                 reason=f"duplicate object index {int(text)} (first at line {indices[int(text)]})"))
         else:
             indices[int(text)] = lineno
@@ -319,7 +322,7 @@ class DIORRSVG(Source):
                 yield from self._sample(split, rel, group, unknown)
             for index, lineno in wanted[split].items():
                 if index >= total:
-                    yield Issue(kind="skip", file=rel, line=lineno,
+                    yield Issue(kind="skip", code=IssueCode.BROKEN_REFERENCE, file=rel, line=lineno,
                                 reason=f"object index {index} out of range (Annotations/ holds {total} objects)")
 
     def _walk(self, wanted: dict[str, dict[int, int]]) -> tuple[dict[str, dict[str, _Selected]], int, list[Issue]]:
@@ -332,7 +335,8 @@ class DIORRSVG(Source):
             try:
                 data = xml.read_bytes()
             except OSError as exc:
-                issues.append(Issue(kind="skip", file=rel, reason=f"cannot read file ({exc.strerror}); "
+                issues.append(Issue(kind="skip", code=IssueCode.FILE_UNREADABLE, file=rel,
+                                    reason=f"cannot read file ({exc.strerror}); "
                                     "the object indices of later files may be shifted"))
                 continue
             root, problem = parse_xml(data, rel)
@@ -360,7 +364,8 @@ class DIORRSVG(Source):
             for index in span:
                 if index in indices:
                     group = selected[split].setdefault(xml.stem, _Selected(xml, ""))
-                    group.issues.append(Issue(kind="skip", file=self.relative(self.split_files[split]),
+                    group.issues.append(Issue(kind="skip", code=IssueCode.BROKEN_REFERENCE,
+                                              file=self.relative(self.split_files[split]),
                                               line=indices[index],
                                               reason=f"object {index} lies in invalid {self.relative(xml)}"))
 
@@ -370,9 +375,9 @@ class DIORRSVG(Source):
         where = f"object {index} ({group.xml.name}, {object_label(position, element)})"
         obj = parse_voc_object(element)
         text = " ".join((element.findtext("description") or "").split())
-        if isinstance(obj, str) or not text:
-            reason = obj if isinstance(obj, str) else "no <description>"
-            group.issues.append(Issue(kind="skip", file=split_file, line=lineno, reason=f"{where}: {reason}"))
+        if isinstance(obj, Defect) or not text:
+            defect = obj if isinstance(obj, Defect) else Defect(IssueCode.EMPTY_TEXT, "no <description>")
+            group.issues.append(defect.issue("skip", split_file, lineno, where))
             return
         group.objects.append(obj.model_copy(update={"description": text}))
         group.indices.append(index)
@@ -387,7 +392,8 @@ class DIORRSVG(Source):
         image = find_image(target.parent, target.name) if target else None
         if image is None:
             looked = f"JPEGImages/{group.filename}" if target else f"<filename> {group.filename!r} outside JPEGImages/"
-            yield Issue(kind="skip", file=rel, reason=f"no image for annotation (looked for {looked})")
+            code = IssueCode.IMAGE_MISSING if target else IssueCode.PATH_OUTSIDE_FOLDER
+            yield Issue(kind="skip", code=code, file=rel, reason=f"no image for annotation (looked for {looked})")
             return
         for obj in group.objects:
             if warning := unknown.check(obj.category, rel):

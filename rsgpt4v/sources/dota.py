@@ -47,7 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rsgpt4v.geometry import bounding_box
-from rsgpt4v.schema import Issue, Obj, Sample
+from rsgpt4v.issue_codes import IssueCode
+from rsgpt4v.schema import Defect, Issue, Obj, Sample
 from rsgpt4v.sources.base import (
     IMAGE_SUFFIXES,
     SPLIT_ORDER,
@@ -122,11 +123,11 @@ def parse_label_file(path: Path, name: str | None = None) -> LabelFile:
             if key == "gsd":
                 gsd, problem = _parse_gsd(value)
                 if problem:
-                    issues.append(Issue(kind="warning", file=name, line=lineno, reason=problem))
+                    issues.append(Issue(kind="warning", code=IssueCode.BAD_GSD, file=name, line=lineno, reason=problem))
             continue
         obj = _parse_object(line, lineno)
-        if isinstance(obj, str):
-            issues.append(Issue(kind="skip", file=name, line=lineno, reason=obj))
+        if isinstance(obj, Defect):
+            issues.append(obj.issue("skip", name, lineno))
         else:
             objects.append(obj)
     return LabelFile(tuple(objects), header, gsd, tuple(issues))
@@ -145,19 +146,19 @@ def _parse_gsd(value: str) -> tuple[float | None, str | None]:
     return gsd, None
 
 
-def _parse_object(line: str, lineno: int) -> Obj | str:
+def _parse_object(line: str, lineno: int) -> Obj | Defect:
     """The object on one line, or why the line was skipped."""
     tokens = line.split()
     if len(tokens) not in (9, 10):
-        return f"malformed object line: expected 8 coordinates, category, difficult; got {len(tokens)} fields"
+        return _malformed(f"expected 8 coordinates, category, difficult; got {len(tokens)} fields")
     coords: list[float] = []
     for tok in tokens[:8]:
         try:
             v = float(tok)
         except ValueError:
-            return f"malformed object line: coordinate {tok!r} is not a number"
+            return _malformed(f"coordinate {tok!r} is not a number")
         if not math.isfinite(v):
-            return f"malformed object line: coordinate {tok!r} is not finite"
+            return _malformed(f"coordinate {tok!r} is not finite")
         coords.append(v)
     difficult = 0
     if len(tokens) == 10:
@@ -166,13 +167,17 @@ def _parse_object(line: str, lineno: int) -> Obj | str:
         except ValueError:
             d = math.nan
         if not d.is_integer():  # v1.5/2.0 writers may print 0.0; 0.5 or "x" is corrupt
-            return f"malformed object line: difficult {tokens[9]!r} is not an integer"
+            return _malformed(f"difficult {tokens[9]!r} is not an integer")
         difficult = int(d)
     polygon = checked_polygon(tuple(zip(coords[0::2], coords[1::2])), shape="polygon")
-    if isinstance(polygon, str):
+    if isinstance(polygon, Defect):
         return polygon
     return Obj(category=tokens[8].lower(), polygon=polygon, box=bounding_box(polygon),
                difficult=difficult, line=lineno)
+
+
+def _malformed(detail: str) -> Defect:
+    return Defect(IssueCode.MALFORMED_ENTRY, f"malformed object line: {detail}")
 
 
 @dataclass(frozen=True)
@@ -278,7 +283,7 @@ class DOTA(Source):
                             key=lambda p: (IMAGE_SUFFIXES.index(p.suffix.lower()), p.name)):
                 kept = images.setdefault(p.stem, p)
                 if kept is not p:
-                    shadowed.append(Issue(kind="warning", file=self.relative(p),
+                    shadowed.append(Issue(kind="warning", code=IssueCode.DUPLICATE_IMAGE, file=self.relative(p),
                                           reason=f"another image has the same name: {kept.name} is used, this one "
                                                  "ignored"))
         yield from shadowed
@@ -287,13 +292,13 @@ class DOTA(Source):
             label, image = labels.get(stem), images.get(stem)
             if image is None:
                 where = self.relative(split.images / stem)
-                yield Issue(kind="skip", file=self.relative(label),
+                yield Issue(kind="skip", code=IssueCode.IMAGE_MISSING, file=self.relative(label),
                             reason=f"no image for label file (looked for {where}.png, .jpg, .tif, .bmp)")
             elif label is None and unlabelled_ok:
                 yield self._sample(split, image, (), None, {}, annotated=False)
             elif label is None:
                 where = self.relative(split.labels or split.images.parent / "labelTxt")
-                yield Issue(kind="skip", file=self.relative(image),
+                yield Issue(kind="skip", code=IssueCode.ANNOTATION_MISSING, file=self.relative(image),
                             reason=f"no label file for image (looked for {where}/{stem}.txt)")
             else:
                 yield from self._labelled(split, image, label, unknown)
@@ -304,7 +309,7 @@ class DOTA(Source):
         try:
             parsed = parse_label_file(label, rel)
         except (OSError, ValueError) as e:
-            yield Issue(kind="skip", file=rel, reason=f"unreadable label file: {e}")
+            yield Issue(kind="skip", code=IssueCode.FILE_UNREADABLE, file=rel, reason=f"unreadable label file: {e}")
             return
         warnings = [w for obj in parsed.objects if (w := unknown.check(obj.category, rel, obj.line))]
         yield from sorted([*parsed.issues, *warnings], key=lambda i: i.line or 0)

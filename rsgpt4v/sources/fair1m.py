@@ -50,7 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rsgpt4v.geometry import bounding_box
-from rsgpt4v.schema import Issue, Obj, Point, Sample
+from rsgpt4v.issue_codes import IssueCode
+from rsgpt4v.schema import Defect, Issue, Obj, Point, Sample
 from rsgpt4v.sources.base import (
     IMAGE_SUFFIXES,
     SPLIT_ORDER,
@@ -92,26 +93,26 @@ class _Split:
     parts: tuple[_Part, ...]
 
 
-def parse_object(element: ET.Element) -> Obj | str:
+def parse_object(element: ET.Element) -> Obj | Defect:
     """One `<object>` of a FAIR1M label file, or why it was skipped."""
     coordinate = (element.findtext("coordinate") or "pixel").strip().lower()
     if coordinate != "pixel":
-        return f"coordinates are {coordinate!r}, not pixels"
+        return Defect(IssueCode.BAD_COORDINATES, f"coordinates are {coordinate!r}, not pixels")
     name = (element.findtext("possibleresult/name") or "").strip()
     if not name:
-        return "no <possibleresult><name>"
+        return Defect(IssueCode.MALFORMED_ENTRY, "no <possibleresult><name>")
     points: list[Point] = []
     for p in element.findall("points/point"):
         point = _point(p.text or "")
         if isinstance(point, str):
-            return point
+            return Defect(IssueCode.MALFORMED_ENTRY, point)
         points.append(point)
     if len(points) > 1 and points[0] == points[-1]:
         points.pop()
     if len(points) < 3:
-        return f"{len(points)} distinct points; a polygon needs at least 3"
+        return Defect(IssueCode.DEGENERATE_BOX, f"{len(points)} distinct points; a polygon needs at least 3")
     polygon = checked_polygon(tuple(points))
-    if isinstance(polygon, str):
+    if isinstance(polygon, Defect):
         return polygon
     return Obj(category=name.lower(), polygon=polygon, box=bounding_box(polygon))
 
@@ -192,13 +193,13 @@ class FAIR1M(Source):
             label, image = labels.get(stem), images.get(stem)
             if image is None:
                 where = self.relative((part.images[0] if part.images else part.folder / "images") / f"{stem}.tif")
-                yield Issue(kind="skip", file=self.relative(label),
+                yield Issue(kind="skip", code=IssueCode.IMAGE_MISSING, file=self.relative(label),
                             reason=f"no image for label file (looked for {where})")
             elif label is None and split.name.startswith("test"):
                 yield self._sample(split, prefix + stem, image, (), {}, annotated=False)
             elif label is None:
                 where = self.relative((part.labels or part.folder / _LABEL_DIRS[0]) / f"{stem}.xml")
-                yield Issue(kind="skip", file=self.relative(image),
+                yield Issue(kind="skip", code=IssueCode.ANNOTATION_MISSING, file=self.relative(image),
                             reason=f"no label file for image (looked for {where})")
             else:
                 yield from self._labelled(split, prefix + stem, image, label, unknown)

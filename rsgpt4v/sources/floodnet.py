@@ -41,7 +41,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rsgpt4v.schema import QA, Issue, Sample
+from rsgpt4v.issue_codes import IssueCode
+from rsgpt4v.schema import QA, Defect, Issue, Sample
 from rsgpt4v.sources.base import Source, SourceError, find_image, finite_answer, inside_root, read_json
 
 SPLITS = (
@@ -89,7 +90,8 @@ def read_questions(path: Path, name: str) -> tuple[_Object | None, Issue | None]
     if problem:
         return None, problem
     if not isinstance(data, _Object):
-        return None, Issue(kind="skip", file=name, reason='expected an object keyed "0".."N-1"')
+        return None, Issue(kind="skip", code=IssueCode.FILE_WRONG_STRUCTURE, file=name,
+                           reason='expected an object keyed "0".."N-1"')
     return data, None
 
 
@@ -127,16 +129,17 @@ class FloodNetVQA(Source):
             yield problem
             return
         for key in data.duplicates:
-            yield Issue(kind="skip", file=rel, reason=f'questions["{key}"]: duplicate key (the first one is kept)')
+            yield Issue(kind="skip", code=IssueCode.DUPLICATE_ID, file=rel,
+                        reason=f'questions["{key}"]: duplicate key (the first one is kept)')
         labelled = any(isinstance(e, dict) and e.get("Ground_Truth") is not None for e in data.values())
         images: dict[str, _Image] = {}
         for key, entry in data.items():
-            reason = _check(entry, split.images)
-            answer = finite_answer(entry.get("Ground_Truth")) if reason is None and labelled else None
-            if reason is None and labelled and answer is None:
-                reason = f"no usable Ground_Truth ({entry.get('Ground_Truth')!r})"
-            if reason is not None:
-                yield Issue(kind="skip", file=rel, reason=f'questions["{key}"]: {reason}')
+            defect = _check(entry, split.images)
+            answer = finite_answer(entry.get("Ground_Truth")) if defect is None and labelled else None
+            if defect is None and labelled and answer is None:
+                defect = Defect(IssueCode.EMPTY_TEXT, f"no usable Ground_Truth ({entry.get('Ground_Truth')!r})")
+            if defect is not None:
+                yield defect.issue("skip", rel, where=f'questions["{key}"]')
                 continue
             image = images.setdefault(entry["Image_ID"].strip(), _Image())
             image.asked += 1
@@ -147,37 +150,39 @@ class FloodNetVQA(Source):
         if not images:
             return
         if not split.images.is_dir():
-            yield Issue(kind="skip", file=rel, reason=f"image folder {self.relative(split.images)} not found; "
-                                                      f"{sum(i.asked for i in images.values())} questions skipped")
+            yield Issue(kind="skip", code=IssueCode.IMAGE_FOLDER_MISSING, file=rel,
+                        reason=f"image folder {self.relative(split.images)} not found; "
+                               f"{sum(i.asked for i in images.values())} questions skipped")
             return
         if not labelled:
             asked = sum(i.asked for i in images.values())
-            yield Issue(kind="warning", file=rel, reason=f"{asked} questions without Ground_Truth (split has no "
-                                                         "answers); images kept unannotated")
+            yield Issue(kind="warning", code=IssueCode.SPLIT_UNLABELLED, file=rel,
+                        reason=f"{asked} questions without Ground_Truth (split has no answers); images kept "
+                               "unannotated")
         for image_name, image in images.items():
             yield self._sample(split, rel, image_name, image, labelled)
 
     def _sample(self, split: _Split, rel: str, image_name: str, image: _Image, labelled: bool) -> Sample | Issue:
         path = find_image(split.images, image_name)
         if path is None:
-            return Issue(kind="skip", file=rel, reason=f"image {image_name!r} not found (expected "
-                                                       f"{self.relative(split.images / image_name)}); "
-                                                       f"its {image.asked} questions skipped")
+            return Issue(kind="skip", code=IssueCode.IMAGE_MISSING, file=rel,
+                         reason=f"image {image_name!r} not found (expected "
+                                f"{self.relative(split.images / image_name)}); its {image.asked} questions skipped")
         provenance: dict[str, str | int] = {"questions_file": rel, "image_name": image_name, "questions": image.asked}
         return Sample(source=self.name, split=split.name, image_id=Path(image_name).stem, image_path=path.resolve(),
                       rel_image=self.relative(path), qa=tuple(image.qa), annotated=labelled, provenance=provenance)
 
 
-def _check(entry: object, images: Path) -> str | None:
+def _check(entry: object, images: Path) -> Defect | None:
     """Why an entry cannot be used, whatever its answer; None when it can."""
     if not isinstance(entry, dict):
-        return "not an object"
+        return Defect(IssueCode.MALFORMED_ENTRY, "not an object")
     name = entry.get("Image_ID")
     if not isinstance(name, str) or not name.strip():
-        return f"Image_ID {name!r} is not a file name"
+        return Defect(IssueCode.MALFORMED_ENTRY, f"Image_ID {name!r} is not a file name")
     if inside_root(images, name.strip()) is None:
-        return f"Image_ID {name!r} climbs out of the image folder"
+        return Defect(IssueCode.PATH_OUTSIDE_FOLDER, f"Image_ID {name!r} climbs out of the image folder")
     question = entry.get("Question")
     if not isinstance(question, str) or not question.strip():
-        return "no Question"
+        return Defect(IssueCode.EMPTY_TEXT, "no Question")
     return None

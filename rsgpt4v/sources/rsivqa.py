@@ -51,7 +51,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rsgpt4v.schema import QA, Issue, Sample
+from rsgpt4v.issue_codes import IssueCode
+from rsgpt4v.schema import QA, Defect, Issue, Sample
 from rsgpt4v.sources.base import (
     IMAGE_SUFFIXES,
     SPLIT_ORDER,
@@ -91,21 +92,21 @@ class Triplet:
     answer: str
 
 
-def parse_line(line: str) -> tuple[str, str, str] | str:
+def parse_line(line: str) -> tuple[str, str, str] | Defect:
     """(image, question with its '?', answer) of one `image:question?answer` line, or why it is malformed."""
     image, colon, rest = line.partition(":")
     if not colon:
-        return "malformed line: no ':' after the image name"
+        return Defect(IssueCode.MALFORMED_ENTRY, "malformed line: no ':' after the image name")
     question, mark, answer = rest.rpartition("?")
     if not mark:
-        return "malformed line: no '?' ending the question"
+        return Defect(IssueCode.MALFORMED_ENTRY, "malformed line: no '?' ending the question")
     image, question, answer = image.strip(), question.strip(), answer.strip()
     if not image:
-        return "malformed line: empty image name"
+        return Defect(IssueCode.MALFORMED_ENTRY, "malformed line: empty image name")
     if not question:
-        return "malformed line: empty question"
+        return Defect(IssueCode.EMPTY_TEXT, "malformed line: empty question")
     if not answer:
-        return "malformed line: empty answer"
+        return Defect(IssueCode.EMPTY_TEXT, "malformed line: empty answer")
     return image, question + "?", answer
 
 
@@ -114,17 +115,19 @@ def read_question_file(path: Path, name: str) -> tuple[list[Triplet], list[Issue
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except OSError as exc:
-        return [], [Issue(kind="skip", file=name, reason=f"cannot read file ({exc.strerror})")]
+        return [], [Issue(kind="skip", code=IssueCode.FILE_UNREADABLE, file=name,
+                          reason=f"cannot read file ({exc.strerror})")]
     except UnicodeDecodeError as exc:
-        return [], [Issue(kind="skip", file=name, reason=f"not UTF-8 text ({exc.reason})")]
+        return [], [Issue(kind="skip", code=IssueCode.FILE_UNREADABLE, file=name,
+                          reason=f"not UTF-8 text ({exc.reason})")]
     triplets: list[Triplet] = []
     issues: list[Issue] = []
     for lineno, raw in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1):
         if not raw.strip():
             continue
         parsed = parse_line(raw)
-        if isinstance(parsed, str):
-            issues.append(Issue(kind="skip", file=name, line=lineno, reason=parsed))
+        if isinstance(parsed, Defect):
+            issues.append(parsed.issue("skip", name, lineno))
         else:
             triplets.append(Triplet(lineno, *parsed))
     return triplets, issues
@@ -185,7 +188,7 @@ class RSIVQA(Source):
         folder = self.image_folder(subset)
         if not folder.is_dir():
             for f in files:
-                yield Issue(kind="skip", file=f"{subset}/{f.name}",
+                yield Issue(kind="skip", code=IssueCode.IMAGE_FOLDER_MISSING, file=f"{subset}/{f.name}",
                             reason=f"image folder {self.relative(folder)} not found; questions of this file "
                                    f"skipped (place or symlink the {subset} images there)")
             return
@@ -201,7 +204,7 @@ class RSIVQA(Source):
         repeated, differing, empty = [], 0, []
         for t in triplets:
             if inside_root(folder, t.image) is None:
-                yield Issue(kind="skip", file=name, line=t.line,
+                yield Issue(kind="skip", code=IssueCode.PATH_OUTSIDE_FOLDER, file=name, line=t.line,
                             reason=f"image name {t.image!r} climbs out of the image folder")
                 continue
             if _EMPTY_SLOT.search(t.question):
@@ -216,10 +219,10 @@ class RSIVQA(Source):
             image.answers[key] = t.answer
             image.qa.append(QA(question=t.question, answer=t.answer))
         if empty:
-            yield Issue(kind="warning", file=name, line=empty[0],
+            yield Issue(kind="warning", code=IssueCode.EMPTY_TEXT, file=name, line=empty[0],
                         reason=f"{len(empty)} questions with an empty object name dropped (first at line {empty[0]})")
         if repeated:
-            yield Issue(kind="warning", file=name, line=repeated[0],
+            yield Issue(kind="warning", code=IssueCode.DUPLICATE_QUESTION, file=name, line=repeated[0],
                         reason=f"{len(repeated)} questions asked again for the same image dropped, {differing} of "
                                f"them with another answer (first at line {repeated[0]})")
 
@@ -227,7 +230,7 @@ class RSIVQA(Source):
         path = find_image(folder, image.name)
         if path is None:
             stem = _strip_suffix(image.name)
-            return Issue(kind="skip", file=image.file, line=image.line,
+            return Issue(kind="skip", code=IssueCode.IMAGE_MISSING, file=image.file, line=image.line,
                          reason=f"image {image.name!r} not found in {self.relative(folder)} (looked for {stem}.png, "
                                 f".jpg, .tif, ...); its {len(image.qa)} questions skipped")
         return Sample(source=self.name, split=split, image_id=image_id, image_path=path.resolve(),

@@ -54,7 +54,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from rsgpt4v.schema import QA, Issue, Sample
+from rsgpt4v.issue_codes import IssueCode
+from rsgpt4v.schema import QA, Defect, Issue, Sample
 from rsgpt4v.sources.base import Source, SourceError, find_image, finite_answer, read_json, split_key
 
 _KINDS = ("images", "questions", "answers")
@@ -118,14 +119,15 @@ class _RSVQA(Source):
             path = self._file(split, kind)
             name = self.relative(path)
             if not path.is_file():
-                yield Issue(kind="skip", file=name, reason=f"file missing; split {split!r} skipped")
+                yield Issue(kind="skip", code=IssueCode.ANNOTATION_MISSING, file=name,
+                            reason=f"file missing; split {split!r} skipped")
                 return
             data, problem = read_json(path, name)
             if problem:
                 yield problem
                 return
             if not isinstance(data, dict) or not isinstance(data.get(kind), list):
-                yield Issue(kind="skip", file=name,
+                yield Issue(kind="skip", code=IssueCode.FILE_WRONG_STRUCTURE, file=name,
                             reason=f'expected an object {{"{kind}": [...]}}; split {split!r} skipped')
                 return
             tables[kind] = _index(data[kind], kind, name)
@@ -136,8 +138,8 @@ class _RSVQA(Source):
         qa: dict[int, list[QA]] = {img_id: [] for img_id in images.rows}
         for qid, (pos, row) in questions.rows.items():
             item = _question(row, images, answers, names)
-            if isinstance(item, str):
-                yield Issue(kind="skip", file=names["questions"], reason=f"questions[{pos}] (id {qid}): {item}")
+            if isinstance(item, Defect):
+                yield item.issue("skip", names["questions"], where=f"questions[{pos}] (id {qid})")
             else:
                 qa[row["img_id"]].append(item)
         for img_id, (pos, row) in images.rows.items():
@@ -147,7 +149,7 @@ class _RSVQA(Source):
         for aid, (pos, row) in answers.rows.items():
             qid = row.get("question_id")
             if qid is not None and not (_is_id(qid) and qid in questions.rows):
-                yield Issue(kind="skip", file=names["answers"],
+                yield Issue(kind="skip", code=IssueCode.BROKEN_REFERENCE, file=names["answers"],
                             reason=f"answers[{pos}] (id {aid}): question_id {qid!r} is not an active question "
                                    f"of {names['questions']}")
 
@@ -156,7 +158,7 @@ class _RSVQA(Source):
         image = find_image(self.images_dir, f"{img_id}.tif")
         if image is None:
             expected = self.relative(self.images_dir / f"{img_id}.tif")
-            return Issue(kind="skip", file=names["images"],
+            return Issue(kind="skip", code=IssueCode.IMAGE_MISSING, file=names["images"],
                          reason=f"images[{pos}] (id {img_id}): image file not found (expected {expected}); "
                                 f"its {len(qa)} questions skipped")
         provenance: dict[str, str | int] = {"images_file": names["images"], "questions_file": names["questions"],
@@ -176,21 +178,24 @@ def _index(rows: list, kind: str, name: str) -> _Table:
     for pos, row in enumerate(rows):
         where = f"{kind}[{pos}]"
         if not isinstance(row, dict):
-            issues.append(Issue(kind="skip", file=name, reason=f"{where}: not an object"))
+            issues.append(Issue(kind="skip", code=IssueCode.MALFORMED_ENTRY, file=name,
+                                reason=f"{where}: not an object"))
             continue
         if row.get("active", True) is False:
             inactive += 1
             continue
         rid = row.get("id")
         if not _is_id(rid):
-            issues.append(Issue(kind="skip", file=name, reason=f"{where}: id {rid!r} is not a non-negative integer"))
+            issues.append(Issue(kind="skip", code=IssueCode.MALFORMED_ENTRY, file=name,
+                                reason=f"{where}: id {rid!r} is not a non-negative integer"))
         elif rid in found:
-            issues.append(Issue(kind="skip", file=name,
+            issues.append(Issue(kind="skip", code=IssueCode.DUPLICATE_ID, file=name,
                                 reason=f"{where} (id {rid}): duplicate id (first at {kind}[{found[rid][0]}])"))
         else:
             found[rid] = (pos, row)
     if inactive:
-        issues.insert(0, Issue(kind="warning", file=name, reason=f"{inactive} inactive {kind} dropped"))
+        issues.insert(0, Issue(kind="warning", code=IssueCode.INACTIVE_ENTRY, file=name,
+                               reason=f"{inactive} inactive {kind} dropped"))
     return _Table(found, tuple(issues))
 
 
@@ -198,24 +203,24 @@ def _is_id(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _question(row: dict, images: _Table, answers: _Table, names: dict[str, str]) -> QA | str:
+def _question(row: dict, images: _Table, answers: _Table, names: dict[str, str]) -> QA | Defect:
     """The QA of one active question row, or why it was skipped."""
     text = row.get("question")
     if not isinstance(text, str) or not text.strip():
-        return "no question text"
+        return Defect(IssueCode.EMPTY_TEXT, "no question text")
     img_id = row.get("img_id")
     if not (_is_id(img_id) and img_id in images.rows):
-        return f"img_id {img_id!r} is not an active image of {names['images']}"
+        return Defect(IssueCode.BROKEN_REFERENCE, f"img_id {img_id!r} is not an active image of {names['images']}")
     ids = row.get("answers_ids")
     if not isinstance(ids, list) or not ids:
-        return "no answers_ids"
+        return Defect(IssueCode.MALFORMED_ENTRY, "no answers_ids")
     aid = ids[0]  # the official loader uses the first answer only; there is one per question
     if not (_is_id(aid) and aid in answers.rows):
-        return f"answer id {aid!r} is not an active answer of {names['answers']}"
+        return Defect(IssueCode.BROKEN_REFERENCE, f"answer id {aid!r} is not an active answer of {names['answers']}")
     raw = answers.rows[aid][1].get("answer")
     answer = finite_answer(raw)
     if answer is None:
-        return f"answer id {aid} has no usable answer ({raw!r})"
+        return Defect(IssueCode.EMPTY_TEXT, f"answer id {aid} has no usable answer ({raw!r})")
     kind = row.get("type")
     return QA(question=text.strip(), answer=answer, kind=kind if isinstance(kind, str) else None)
 

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from rsgpt4v.language import readable
+from rsgpt4v.issue_codes import IssueCode
 from rsgpt4v.schema import Issue, Sample
 from rsgpt4v.sources.base import IMAGE_SUFFIXES, SPLIT_ORDER, Source, SourceError
 
@@ -128,14 +129,16 @@ class _SceneFolders(Source):
         rel = self.relative(class_dir)
         scene = self._scene_class(class_dir.name)
         if _squash(class_dir.name) not in self.known:
-            yield Issue(kind="warning", file=rel, reason=f"class folder {class_dir.name!r} is not one of the "
-                        f"{len(self.known)} {self.title} classes; kept as {scene!r}")
+            yield Issue(kind="warning", code=IssueCode.UNKNOWN_CATEGORY, file=rel,
+                        reason=f"class folder {class_dir.name!r} is not one of the {len(self.known)} {self.title} "
+                               f"classes; kept as {scene!r}")
         entries = sorted(class_dir.iterdir())
         images = [p for p in entries if _is_image(p)]
         if others := len(entries) - len(images):
-            yield Issue(kind="warning", file=rel, reason=f"{others} non-image files ignored")
+            yield Issue(kind="warning", code=IssueCode.NON_IMAGE_FILE, file=rel,
+                        reason=f"{others} non-image files ignored")
         if not images:
-            yield Issue(kind="warning", file=rel, reason="empty class folder: no images")
+            yield Issue(kind="warning", code=IssueCode.EMPTY_FOLDER, file=rel, reason="empty class folder: no images")
         for image in images:
             yield Sample(source=self.name, split=split, image_id=self._image_id(class_dir.name, image, used),
                          image_path=image.resolve(), rel_image=self.relative(image), scene_class=scene,
