@@ -331,3 +331,20 @@ def test_per_source_flags_are_refused_with_a_recipe(tree: Path, tmp_path: Path) 
         assert code == 2 and words in output and len(output.strip().splitlines()) == 1, output
     code, output = run("build", "--dry-run", "--out", str(tmp_path / "out"))
     assert code == 2 and "give --source NAME (or --recipe FILE|NAME)" in output
+
+
+def test_an_unreadable_image_is_counted_named_and_the_rest_builds(tree: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(tree / "rsicd", data / "rsicd")
+    broken = sorted((data / "rsicd" / "RSICD_images").iterdir())[0]
+    broken.write_bytes(b"not a picture")
+    recipe = write_recipe(tmp_path / "mix.yaml", "sources:\n  - {source: rsicd, root: rsicd, stages: []}\n")
+    code, output = run("build", "--recipe", str(recipe), "--data", str(data), "--dry-run", "--no-progress",
+                       "--out", str(tmp_path / "out"))
+    assert code == 0, output
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert (manifest["leakage"]["images"], manifest["leakage"]["unreadable_images"]) == (4, 1)
+    assert manifest["sources"]["rsicd"]["samples"] == 4
+    assert any(broken.name in i["file"] for i in manifest["issues"]["list"])
+    assert {r["image"].rsplit("/", 1)[-1].split("__")[0] for r in records(tmp_path / "out")} == {
+        p.stem for p in (data / "rsicd" / "RSICD_images").iterdir() if p != broken}
