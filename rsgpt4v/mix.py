@@ -190,6 +190,12 @@ def choose(recipe: Recipe, planned: list[Planned], store_path: Path, progress: b
                 fp = None  # the build names the unreadable image; it has no identity to compare
             plan.add(ref, fp, _draw(recipe.seed, ref.key))
         plan.listed()
+        for p in planned:
+            if p.adapter is not None and p.entry.splits is not None:
+                present = plan.splits(p.entry.source)
+                if absent := [s for s in p.entry.splits if s not in present]:
+                    raise RecipeError(f"{recipe.where(p.entry.line)}: {p.entry.source}: splits: {absent[0]!r} is not a "
+                                      f"split of its data under {p.root} (its splits: {', '.join(present) or 'none'})")
         found = plan.clusters(recipe.near_duplicate_bits)
         section, dropped = leakage_report(found, recipe.leakage)
         listed, hashed = plan.counts()
@@ -378,6 +384,11 @@ def build_recipe(recipe: Recipe, data: Path | None, configs: dict[str, BuildConf
     written: dict[tuple[str, str, str], int] = {}
     if not opts.estimate and parts and total_status(m.status for m, _ in parts.values()) == "complete":
         written = interleave(recipe, out, {name: m for name, (m, _) in parts.items()})
+        for p in planned:
+            tasks = {t.removeprefix("capped:") for (name, _, t) in written if name == p.entry.source}
+            for task in sorted(set(p.entry.caps) - tasks):
+                log.warning("%s: %s: caps: no %r record was built (its tasks: %s); the cap does nothing",
+                            recipe.where(p.entry.line), p.entry.source, task, ", ".join(sorted(tasks)) or "none")
     manifest = unified_manifest(recipe, data, planned, choice, parts, written, configs[""], opts)
     if not opts.estimate:
         manifest.write(out / "manifest.json")

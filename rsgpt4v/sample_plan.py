@@ -86,6 +86,11 @@ class SamplePlan:
         self._db.execute("CREATE INDEX samples_key ON samples (source, split, image_id)")
         self._db.execute("CREATE INDEX samples_sha ON samples (sha256)")
 
+    def splits(self, source: str) -> list[str]:
+        """The splits `source` listed samples in."""
+        return [row[0] for row in self._db.execute("SELECT DISTINCT split FROM samples WHERE source = ? ORDER BY split",
+                                                   (source,))]
+
     def counts(self) -> tuple[int, int]:
         """(samples listed, samples whose image was fingerprinted)."""
         return self._db.execute("SELECT COUNT(*), COUNT(sha256) FROM samples").fetchone()

@@ -165,6 +165,8 @@ def test_report_policy_keeps_and_fail_policy_stops(tree: Path, tmp_path: Path) -
     ("sources:\n  - source: rsicd\n    root: rsicd\n    stages: [local, summary]\n", 4, "sources[0].stages[1]"),
     ("seed: 0\nsources:\n  - source: rsicd\n    root: rsicd\n    colour: red\n", 5, "colour: unknown key"),
     ("sources: [\n", 2, "not valid YAML"),
+    ("sources:\n  - source: rsicd\n    root: rsicd\n    splits: [train, tset]\n", 2,
+     "rsicd: splits: 'tset' is not a split of its data under"),
 ])
 def test_bad_recipe_exits_2_with_one_line_naming_the_recipe_line(tree: Path, tmp_path: Path, text: str, line: int,
                                                                  words: str) -> None:
@@ -174,6 +176,17 @@ def test_bad_recipe_exits_2_with_one_line_naming_the_recipe_line(tree: Path, tmp
     assert code == 2
     assert len(output.strip().splitlines()) == 1
     assert f"{recipe}:{line}:" in output and words in output, output
+
+
+def test_a_cap_on_a_task_the_source_never_writes_is_named(tree: Path, tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "mix.yaml", "sources:\n  - source: rsicd\n    root: rsicd\n    stages: []\n"
+                                                 "    caps: {captoin: 3, caption: 2}\n")
+    code, output = run("build", "--recipe", str(recipe), "--data", str(tree), "--dry-run", "--no-progress",
+                       "--out", str(tmp_path / "out"))
+    assert code == 0, output
+    assert (f"{recipe}:2: rsicd: caps: no 'captoin' record was built (its tasks: caption, classification); "
+            "the cap does nothing") in output
+    assert "'caption'" not in output
 
 
 def test_skip_missing_reports_the_missing_root_and_builds_the_rest(tree: Path, tmp_path: Path) -> None:
@@ -318,3 +331,20 @@ def test_per_source_flags_are_refused_with_a_recipe(tree: Path, tmp_path: Path) 
         assert code == 2 and words in output and len(output.strip().splitlines()) == 1, output
     code, output = run("build", "--dry-run", "--out", str(tmp_path / "out"))
     assert code == 2 and "give --source NAME (or --recipe FILE|NAME)" in output
+
+
+def test_an_unreadable_image_is_counted_named_and_the_rest_builds(tree: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(tree / "rsicd", data / "rsicd")
+    broken = sorted((data / "rsicd" / "RSICD_images").iterdir())[0]
+    broken.write_bytes(b"not a picture")
+    recipe = write_recipe(tmp_path / "mix.yaml", "sources:\n  - {source: rsicd, root: rsicd, stages: []}\n")
+    code, output = run("build", "--recipe", str(recipe), "--data", str(data), "--dry-run", "--no-progress",
+                       "--out", str(tmp_path / "out"))
+    assert code == 0, output
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert (manifest["leakage"]["images"], manifest["leakage"]["unreadable_images"]) == (4, 1)
+    assert manifest["sources"]["rsicd"]["samples"] == 4
+    assert any(broken.name in i["file"] for i in manifest["issues"]["list"])
+    assert {r["image"].rsplit("/", 1)[-1].split("__")[0] for r in records(tmp_path / "out")} == {
+        p.stem for p in (data / "rsicd" / "RSICD_images").iterdir() if p != broken}
