@@ -15,7 +15,6 @@ caps and weights applied to training splits, and one manifest with a section per
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import random
@@ -23,16 +22,17 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, BinaryIO
 
 from tqdm import tqdm
 
 from rsgpt4v import __version__
 from rsgpt4v.config import BuildConfig
-from rsgpt4v.files import dumps
+from rsgpt4v.files import Line, jsonl_writer, read_jsonl
 from rsgpt4v.identity import Fingerprint, ImageRef, is_training, leakage_report
 from rsgpt4v.pipeline import BuildOptions, build
 from rsgpt4v.recipe import Recipe, RecipeError, RecipeSource
+from rsgpt4v.records import located
 from rsgpt4v.report import (
     BatchProgress,
     Counts,
@@ -232,8 +232,20 @@ class _Lane:
     """One source's records of one split while interleaving."""
 
     entry: RecipeSource
-    file: IO[str]
+    path: Path
+    file: BinaryIO
+    lines: Iterator[Line]
     left: int
+
+    def next_record(self) -> dict[str, Any]:
+        line, record, problem = next(self.lines)
+        self.left -= 1
+        if self.left == 0:
+            self.file.close()
+        if problem is not None:
+            raise RecipeError(f"{located(self.path, line, problem)}: a record this build wrote cannot be read; "
+                              "rerun the same command to write the part again")
+        return record
 
 
 def _copies(weight: float, seed: int, record_id: str) -> int:
@@ -254,7 +266,9 @@ def interleave(recipe: Recipe, out: Path, manifests: dict[str, RunReport]) -> di
         for name, m in manifests.items():
             n = sum(m.counts.by_split.get(split, {}).values())
             if n:
-                lanes.append(_Lane(entries[name], open(out / PARTS / name / f"{split}.jsonl", encoding="utf-8"), n))
+                path = out / PARTS / name / f"{split}.jsonl"
+                file = open(path, "rb")
+                lanes.append(_Lane(entries[name], path, file, read_jsonl(file), n))
         rng = random.Random(f"{recipe.seed}/{split}")
         caps_rng = random.Random(f"{recipe.seed}/{split}/caps")
         training = is_training(split)
@@ -262,7 +276,7 @@ def interleave(recipe: Recipe, out: Path, manifests: dict[str, RunReport]) -> di
         to_come = Counter({(name, task): n for name, m in manifests.items()
                            for task, n in m.counts.by_split.get(split, {}).items()})
         partial = out / f"{split}.jsonl.partial"
-        with open(partial, "w", encoding="utf-8", newline="\n") as dest:
+        with jsonl_writer(partial) as dest:
             while lanes:
                 pick = rng.randrange(sum(lane.left for lane in lanes))
                 lane = lanes[-1]
@@ -271,12 +285,9 @@ def interleave(recipe: Recipe, out: Path, manifests: dict[str, RunReport]) -> di
                         lane = candidate
                         break
                     pick -= candidate.left
-                line = lane.file.readline()
-                lane.left -= 1
+                record = lane.next_record()
                 if lane.left == 0:
-                    lane.file.close()
                     lanes.remove(lane)
-                record = json.loads(line)
                 name, task = lane.entry.source, record["task"]
                 to_come[(name, task)] -= 1
                 if (name, task) in wanted:
@@ -286,7 +297,7 @@ def interleave(recipe: Recipe, out: Path, manifests: dict[str, RunReport]) -> di
                     wanted[(name, task)] -= 1
                 copies = _copies(lane.entry.weight, recipe.seed, record["id"]) if training else 1
                 for k in range(copies):
-                    dest.write(line if k == 0 else dumps({**record, "id": f"{record['id']}#{k + 1}"}) + "\n")
+                    dest.write(record if k == 0 else {**record, "id": f"{record['id']}#{k + 1}"})
                 written[(name, split, task)] += copies
         os.replace(partial, out / f"{split}.jsonl")
         for name in manifests:
