@@ -24,7 +24,7 @@ from tqdm import tqdm
 from rsgpt4v import __version__
 from rsgpt4v.config import BuildConfig
 from rsgpt4v.cost import PriceTable
-from rsgpt4v.estimate import EstimatingEngine, cost_table
+from rsgpt4v.llm.estimate import EstimatingEngine, cost_table
 from rsgpt4v.imaging import ImageError, open_image, return_freed_images_to_the_os
 from rsgpt4v.issue_codes import IssueCode
 from rsgpt4v.llm.batch import BatchQueue, BatchState, collect, submit

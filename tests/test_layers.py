@@ -19,13 +19,13 @@ LAYERS: list[set[str]] = [
     {"llm"},
     {"sources", "tiling", "output"},
     {"prompting", "qc", "tasks"},
-    {"estimate", "pipeline", "mix"},
+    {"pipeline", "mix"},
     {"validate", "stats", "preview", "export", "merge"},
     {"cli", "__main__", ""},
 ]
 # Post-build tools read what a build wrote; they must not reach into how it was made.
 POST_BUILD = {"validate", "stats", "preview", "export", "merge"}
-BUILD_ONLY = {"pipeline", "prompting", "llm", "tasks", "sources", "qc", "tiling", "estimate", "recipe", "mix",
+BUILD_ONLY = {"pipeline", "prompting", "llm", "tasks", "sources", "qc", "tiling", "recipe", "mix",
               "sample_plan"}
 
 
