@@ -347,12 +347,13 @@ def unified_manifest(recipe: Recipe, data: Path | None, planned: list[Planned], 
     report = RunReport(
         status=total_status(m.status for m in reports.values()), rsgpt4v_version=__version__,
         source=f"recipe:{Path(recipe.path).stem}", root=str(data) if data is not None else None,
-        model=first.model if first else cfg.model.name, backend=opts.backend, config=cfg.model_dump(mode="json"),
+        backend=opts.backend, config=cfg.model_dump(mode="json"),
         prompts=first.prompts if first else None,
         recipe=RecipeInfo(path=recipe.path, seed=recipe.seed, leakage=recipe.leakage,
                           near_duplicate_bits=recipe.near_duplicate_bits),
         sources=sources, mix=mix, leakage=choice.leakage, counts=counts,
-        issues=Issues.total({name: m.issues for name, m in reports.items()}), failures=Failures.total(m.failures for m in reports.values()),
+        issues=Issues.total({name: m.issues for name, m in reports.items()}),
+        failures=Failures.total(m.failures for m in reports.values()),
         usage=Usage.total(m.usage for m in reports.values()), shard=opts.shard,
         batch=BatchProgress.total([m.batch for m in reports.values() if m.batch is not None]))
     if opts.estimate and reports:

@@ -286,7 +286,7 @@ class Builder:
     def manifest(self, status: Status) -> RunReport:
         report = RunReport(
             status=status, rsgpt4v_version=__version__, source=self.source.name, root=str(self.source.root),
-            model=self.model, backend=self.opts.backend, config=self.cfg.model_dump(mode="json"),
+            backend=self.opts.backend, config=self.cfg.model_dump(mode="json"),
             prompts=Prompts(folder=str(self.prompts.folder), sha=self.prompts.shas),
             counts=self.counts, issues=self.issues, failures=self.failures,
             qc=QC.model_validate({"rejected": self.qc.report() if self.qc else {}}),

@@ -377,9 +377,9 @@ class RunReport(_Section):
     rsgpt4v_version: str
     source: str
     root: str | None
-    model: str
     backend: str
-    config: dict[str, Any]
+    config: dict[str, Any] = Field(description="the whole build configuration; the model is config.model.name, "
+                                               "recorded once")
     prompts: Prompts | None
     counts: Counts = Field(default_factory=Counts)
     issues: Issues = Field(default_factory=Issues)
@@ -440,6 +440,10 @@ class RunReport(_Section):
     @property
     def finished(self) -> bool:
         return self.status == "complete"
+
+    @property
+    def model(self) -> str:
+        return str(self.config["model"]["name"])
 
 
 def total_status(statuses: Iterable[Status]) -> Status:

@@ -189,7 +189,7 @@ def test_openai_backend_sends_data_urls_and_strict_schemas(tmp_path: Path) -> No
         server.close()
     assert server.bodies
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["model"] == manifest["config"]["model"]["name"] == "gpt-4o-mini"   # --model is model.name
+    assert manifest["config"]["model"]["name"] == "gpt-4o-mini" and "model" not in manifest   # recorded once
     assert {b["response_format"]["json_schema"]["name"] for b in server.bodies} == {
         "LocalResponse", "GlobalResponse", "DialogueResponse"}
     for body in server.bodies:
