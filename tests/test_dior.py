@@ -377,3 +377,29 @@ def test_real_rsvg_split_files_parse_and_partition_the_objects(real_dir: Path) -
     assert train | val | test == set(range(38320))  # 0-based: test.txt starts with 0, none reaches 38320
     indices, _ = parsed["test"]
     assert list(indices.items())[:3] == [(0, 1), (1, 2), (6, 3)]  # index -> line
+
+
+def test_rsvg_file_changed_between_walk_and_sample(tmp_path: Path) -> None:
+    """The walk keeps where each selected object is, and its XML is parsed again for the sample:
+    a file edited or removed in between is named, never silently dropped."""
+    root = make_rsvg(tmp_path / "DIOR_RSVG")
+    items = iter(DIORRSVG(root))
+    first = next(items)  # the walk is over once the first sample is made
+    assert isinstance(first, Sample) and first.image_id == "00001"
+    ann = root / "Annotations"
+    write_text(ann / "00003.xml", voc("00003.jpg", [hbb_object("ship", (1, 1, 5, 5), "The only ship left")]))
+    (ann / "00010.xml").unlink()
+    rest = [(i.split, i.image_id, s.provenance["object_indices"]) if isinstance(s := i, Sample)
+            else (i.code, i.file, i.line, i.reason) for i in items]
+    gone = "(the file changed during the build)"
+    assert rest == [
+        (IssueCode.BROKEN_REFERENCE, "train.txt", 2, f"object 2 is no longer in Annotations/00003.xml {gone}"),
+        (IssueCode.BROKEN_REFERENCE, "train.txt", 3, f"object 3 is no longer in Annotations/00003.xml {gone}"),
+        (IssueCode.FILE_UNREADABLE, "Annotations/00010.xml", None, "cannot read file (No such file or directory)"),
+        (IssueCode.BROKEN_REFERENCE, "train.txt", 4, f"object 5 is no longer in Annotations/00010.xml {gone}"),
+        ("val", "00003", "1"),
+        (IssueCode.FILE_UNREADABLE, "Annotations/00010.xml", None, "cannot read file (No such file or directory)"),
+        (IssueCode.BROKEN_REFERENCE, "val.txt", 2, f"object 4 is no longer in Annotations/00010.xml {gone}"),
+        (IssueCode.FILE_UNREADABLE, "Annotations/00010.xml", None, "cannot read file (No such file or directory)"),
+        (IssueCode.BROKEN_REFERENCE, "test.txt", 1, f"object 4 is no longer in Annotations/00010.xml {gone}"),
+    ]
