@@ -586,7 +586,7 @@ def _batch_states(out: Path) -> list[tuple[str, Any]]:
     """(source, BatchState) of every batch folder of a build that holds batches: OUT/batch of a
     single-source build, OUT/parts/<source>/batch of each source of a recipe build."""
     from rsgpt4v.llm.batch import BatchState
-    from rsgpt4v.mix import PARTS
+    from rsgpt4v.ownership import PARTS
 
     folders = [("", out / "batch")] + [(state.parent.parent.name, state.parent)
                                        for state in sorted((out / PARTS).glob("*/batch/state.json"))]
@@ -691,7 +691,7 @@ def batch_import(
     from rsgpt4v.llm.batch_files import REQUESTS, import_results, request_ids
     from rsgpt4v.llm.cache import Cache
     from rsgpt4v.report import ReportError, RunReport
-    from rsgpt4v.mix import PARTS
+    from rsgpt4v.ownership import PARTS
 
     if not out.is_dir():
         raise _fail(f"{out} is not a build output folder")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from rsgpt4v.problems import UnreadableYAML, read_yaml, validation_problem
 from rsgpt4v.resources import resource_dir
 
 
@@ -188,27 +188,14 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start + 1}); save the config as UTF-8") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: nested too deeply to be a config") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
+        data = read_yaml(path, "config")
+    except UnreadableYAML as exc:
+        raise ConfigError(str(exc)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must be a mapping of sections")
     return data
-
-
-def yaml_problem(exc: yaml.YAMLError) -> str:
-    """A YAML error as one line: its problem and where (PyYAML spreads them over four)."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> BuildConfig:
@@ -220,7 +207,4 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
     try:
         return BuildConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{path or 'config'}: {where + ': ' if where else ''}{message}") from None
+        raise ConfigError(f"{path or 'config'}: {validation_problem(exc)}") from None

@@ -12,13 +12,12 @@ import io
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from PIL import Image
 from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError,
                       field_validator)
 
-from rsgpt4v.config import yaml_problem
 from rsgpt4v.imaging import image_tokens, patch_tokens
+from rsgpt4v.problems import UnreadableYAML, read_yaml, validation_problem
 from rsgpt4v.resources import resource_dir
 
 _UNREADABLE_IMAGE = (2048, 2048)
@@ -83,13 +82,9 @@ class PriceTable(_Entry):
         one line, the key at fault and what is wrong with it."""
         path = Path(path) if path is not None else resource_dir("configs") / "prices.yaml"
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise PriceError(f"{path}: cannot read the price table ({exc.strerror})") from None
-        except UnicodeDecodeError as exc:
-            raise PriceError(f"{path}: not UTF-8 text (byte {exc.start + 1})") from None
-        except yaml.YAMLError as exc:
-            raise PriceError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
+            data = read_yaml(path, "price table")
+        except UnreadableYAML as exc:
+            raise PriceError(str(exc)) from None
         if not isinstance(data, dict):
             problem = ("a mapping of date, batch_discount, expected_output_tokens and models, not "
                        + ("an empty file" if data is None else f"a YAML {type(data).__name__}"))
@@ -97,7 +92,7 @@ class PriceTable(_Entry):
             try:
                 return cls.model_validate(data)
             except ValidationError as exc:
-                problem = _problem(exc)
+                problem = validation_problem(exc)
         raise PriceError(f"{path}: not a price table like configs/prices.yaml ({problem})")
 
     def price(self, model: str) -> ModelPrice | None:
@@ -114,15 +109,6 @@ class PriceTable(_Entry):
             return None
         usd = (prompt_tokens * price.input + completion_tokens * price.output) / 1_000_000
         return usd * self.batch_discount if batch else usd
-
-
-def _problem(exc: ValidationError) -> str:
-    """The first fault pydantic found, as "key.path: what is wrong" (or "no 'key' entry")."""
-    first = exc.errors()[0]
-    loc = [str(part) for part in first["loc"]]
-    where = ".".join(loc[:-1] if first["type"] == "missing" else loc)
-    what = f"no {loc[-1]!r} entry" if first["type"] == "missing" else first["msg"]
-    return f"{where}: {what}" if where else what
 
 
 def prompt_token_parts(body: dict[str, Any], rule: ImageRule) -> tuple[int, int]:

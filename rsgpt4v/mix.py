@@ -30,6 +30,7 @@ from rsgpt4v import __version__
 from rsgpt4v.config import BuildConfig
 from rsgpt4v.files import Line, jsonl_writer, read_jsonl
 from rsgpt4v.identity import Fingerprint, ImageRef, is_training, leakage_report
+from rsgpt4v.ownership import PARTS
 from rsgpt4v.pipeline import BuildOptions, build
 from rsgpt4v.recipe import Recipe, RecipeError, RecipeSource
 from rsgpt4v.records import located
@@ -54,8 +55,6 @@ from rsgpt4v.schema import Issue, Sample
 from rsgpt4v.sources import Source, SourceError, get_source, parse_options
 
 log = logging.getLogger("rsgpt4v")
-
-PARTS = "parts"
 
 
 @dataclass

@@ -23,6 +23,7 @@ from typing import Any
 from rsgpt4v.report import ReportError, RunReport
 
 STATE_DIR = ".rsgpt4v"
+PARTS = "parts"  # a recipe build's OUT/parts/<source>/, one single-source build each
 # What rsgpt4v itself puts in an output folder: anything else there means someone else's data.
 _OURS = {STATE_DIR, "manifest.json", "cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm", "batch", "images",
          "marked"}

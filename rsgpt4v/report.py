@@ -16,12 +16,13 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, model_serializer
 
 from rsgpt4v import __version__
-from rsgpt4v.files import write_atomic
+from rsgpt4v.files import json_detail, unreadable, write_atomic
+from rsgpt4v.problems import validation_problem
 from rsgpt4v.records import located
 from rsgpt4v.schema import Issue
 
@@ -43,6 +44,17 @@ class ReportError(Exception):
         self.path, self.line, self.reason = path, line, reason
 
 
+class _Sparse(BaseModel):
+    """A model whose absent (None) keys are left out of the file, but for those in `_null_kept`,
+    whose null says something ("no root", "not priced")."""
+
+    _null_kept: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _without_none(self, handler: Any) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None or k in self._null_kept}
+
+
 class _Section(BaseModel):
     # A key the model does not know is a typo in the writer or a manifest of another version: said, not dropped.
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -55,7 +67,7 @@ def _sum(counters: Iterable[dict[str, int]]) -> dict[str, int]:
     return dict(sorted(total.items()))
 
 
-class Counts(_Section):
+class Counts(_Section, _Sparse):
     samples: int = 0
     windows: int = 0
     windows_waiting_for_batch: int = 0
@@ -64,10 +76,6 @@ class Counts(_Section):
     by_split: dict[str, dict[str, int]] = Field(default_factory=dict)
     duplicates_skipped: int | None = Field(default=None, description="merge: records whose id came earlier")
     bad_lines: int | None = Field(default=None, description="merge: lines that could not be read")
-
-    @model_serializer(mode="wrap")
-    def _without_none(self, handler: Any) -> dict[str, Any]:
-        return {k: v for k, v in handler(self).items() if v is not None}
 
     def add_record(self, split: str, task: str, n: int = 1) -> None:
         self.records += n
@@ -83,14 +91,10 @@ class Counts(_Section):
                    windows_waiting_for_batch=sum(p.windows_waiting_for_batch for p in parts))
 
 
-class ListedIssue(Issue):
+class ListedIssue(Issue, _Sparse):
     """An input issue as the manifest lists it; `source` names the recipe source it came from."""
 
     source: str | None = None
-
-    @model_serializer(mode="wrap")
-    def _without_none(self, handler: Any) -> dict[str, Any]:
-        return {k: v for k, v in handler(self).items() if v is not None}
 
 
 class Issues(_Section):
@@ -311,7 +315,7 @@ class SourceUsage(_Section):
     cost_usd: float
 
 
-class SourceSection(_Section):
+class SourceSection(_Section, _Sparse):
     """A recipe source's targets beside what it built and wrote; a missing source says why."""
 
     line: int | None
@@ -329,9 +333,7 @@ class SourceSection(_Section):
     failures: int | None = None
     usage: SourceUsage | None = None
 
-    @model_serializer(mode="wrap")
-    def _without_none(self, handler: Any) -> dict[str, Any]:
-        return {k: v for k, v in handler(self).items() if v is not None or k == "line"}
+    _null_kept = frozenset({"line"})
 
     @classmethod
     def total(cls, parts: list[SourceSection]) -> SourceSection:
@@ -370,7 +372,7 @@ class MixRow(_Section):
                    capped=sum(p.capped for p in parts))
 
 
-class RunReport(_Section):
+class RunReport(_Section, _Sparse):
     """OUT/manifest.json."""
 
     status: Status
@@ -398,9 +400,7 @@ class RunReport(_Section):
     bad_lines: list[str] | None = None
     warning: str | None = None
 
-    @model_serializer(mode="wrap")
-    def _without_absent_sections(self, handler: Any) -> dict[str, Any]:
-        return {k: v for k, v in handler(self).items() if v is not None or k in ("root", "prompts")}
+    _null_kept = frozenset({"root", "prompts"})
 
     def dumps(self) -> bytes:
         return (json.dumps(self.model_dump(mode="json", by_alias=True), ensure_ascii=False, sort_keys=True,
@@ -421,21 +421,19 @@ class RunReport(_Section):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ReportError(path, exc.lineno, f"invalid JSON: {exc.msg}: column {exc.colno}") from None
-        except (RecursionError, ValueError):
-            raise ReportError(path, None, "invalid JSON: nested too deeply or a number too long to read") from None
+            raise ReportError(path, exc.lineno, f"invalid JSON: {json_detail(exc)}") from None
+        except (RecursionError, ValueError) as exc:
+            raise ReportError(path, None, f"invalid JSON: {unreadable(exc)}") from None
         if not isinstance(data, dict):
             raise ReportError(path, None, "not an object: the manifest must be a JSON object")
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
             more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
             written = data.get("rsgpt4v_version")
             other = f"; written by rsgpt4v {written}, this is {__version__}" \
                 if isinstance(written, str) and written != __version__ else ""
-            raise ReportError(path, None, f"not a run report: {where}: {err['msg']}{more}{other}") from None
+            raise ReportError(path, None, f"not a run report: {validation_problem(exc)}{more}{other}") from None
 
     @property
     def finished(self) -> bool:

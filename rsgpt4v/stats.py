@@ -22,7 +22,7 @@ from typing import Any
 
 from rsgpt4v.record_model import first_problem
 from rsgpt4v.records import data_files, located, read_records
-from rsgpt4v.report import ReportError, RunReport
+from rsgpt4v.report import ReportError, RunReport, StageUsage
 
 # Bad lines listed in the result (all are counted): enough to find the fault, bounded for huge files.
 _LISTED_BAD = 100
@@ -174,7 +174,7 @@ def _manifest(path: Path, bad: _BadLines) -> dict[str, Any] | None:
     stages = m.usage.by_stage
     # The engine counts each answer it gives up on by kind, per stage; the list's reasons are for reading.
     by_stage = {stage: dict(sorted(row.failures.items())) for stage, row in sorted(stages.items())}
-    failed: Counter[str] = sum((Counter(row) for row in by_stage.values()), Counter())
+    failed = StageUsage.total(stages.values()).failures
     return {
         "model": m.model, "backend": m.backend, "status": m.status, "records": m.counts.records,
         "usage": m.usage.model_dump(include={"api_calls", "cache_hits", "prompt_tokens", "completion_tokens",

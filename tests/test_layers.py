@@ -13,8 +13,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rsgpt4v"
 
 # Bottom to top. A module is named by its dotted path under rsgpt4v; a folder stands for its modules.
 LAYERS: list[set[str]] = [
-    {"resources", "issue_codes", "schema", "report", "language", "imaging", "geometry", "records", "pixel_budget",
-     "files", "paths", "ownership", "identity"},
+    {"resources", "problems", "issue_codes", "schema", "report", "language", "imaging", "geometry", "records",
+     "pixel_budget", "files", "paths", "ownership", "identity"},
     {"config", "cost", "naming", "boxtext", "count_claims", "recipe", "sample_plan", "record_model"},
     {"llm"},
     {"sources", "tiling", "output"},

@@ -19,7 +19,7 @@ from string import Template
 
 import yaml
 
-from rsgpt4v.config import yaml_problem
+from rsgpt4v.problems import yaml_problem
 from rsgpt4v.resources import resource_dir
 
 STAGES = ("local", "global", "dialogue")
