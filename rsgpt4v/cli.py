@@ -320,7 +320,7 @@ def _files_summary(manifest: RunReport, out: Path) -> None:
     from rsgpt4v.llm.batch_files import REQUESTS, run_commands
 
     files = sorted((out / REQUESTS).glob("*.jsonl"))
-    lines = sum(len(f.read_text(encoding="utf-8").splitlines()) for f in files)
+    lines = sum(f.read_bytes().count(b"\n") for f in files)  # a request line ends at "\n" only
     typer.echo(f"wrote {lines} requests in {len(files)} file(s) under {out / REQUESTS} (OpenAI batch format); "
                f"{manifest.counts.windows_waiting_for_batch} windows wait for them. Run them with any "
                "OpenAI-compatible batch engine, e.g. vLLM:")
