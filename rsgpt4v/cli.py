@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 if TYPE_CHECKING:
-    from rsgpt4v.report import RunReport, SourceSection
+    from rsgpt4v.core.report import RunReport, SourceSection
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build RS-GPT4V-style instruction data for remote-sensing multimodal LLMs.")
@@ -132,13 +132,13 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 def _run(source: str | None, root: Path | None, sample: bool, split: str | None, options: list[str] | None,
          config: Path | None, overrides: dict[str, Any], opts: Any, force: bool = False) -> dict:
     """Validate the common inputs, then build (or estimate); errors become one line and exit 2.
-    A build holds its output folder (see rsgpt4v.ownership) for as long as it runs."""
-    from rsgpt4v.config import ConfigError, load_config
-    from rsgpt4v.cost import PriceError
+    A build holds its output folder (see rsgpt4v.core.ownership) for as long as it runs."""
+    from rsgpt4v.build.pipeline import build
+    from rsgpt4v.core.config import ConfigError, load_config
+    from rsgpt4v.core.ownership import OwnerError, identity, owned
     from rsgpt4v.llm.batch import BatchStateError
     from rsgpt4v.llm.client import MissingKeyError
-    from rsgpt4v.ownership import OwnerError, identity, owned
-    from rsgpt4v.pipeline import build
+    from rsgpt4v.llm.cost import PriceError
     from rsgpt4v.prompting.templates import PromptError
     from rsgpt4v.sources import SourceError, get_source, parse_options, sample_root
 
@@ -215,10 +215,10 @@ def build(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Build instruction data from a source dataset into OUT/<split>.jsonl, OUT/images/ and OUT/manifest.json."""
+    from rsgpt4v.build.pipeline import BuildOptions
     from rsgpt4v.llm.batch_files import REQUESTS
     from rsgpt4v.llm.client import BACKENDS
     from rsgpt4v.llm.engine import BudgetExceeded, FatalAPIError
-    from rsgpt4v.pipeline import BuildOptions
 
     _setup_logging(verbose)
     if dry_run:
@@ -290,12 +290,12 @@ def _recipe_summary(sources: dict[str, SourceSection], leak: dict[str, Any]) -> 
 def _run_recipe(name: str, source: str | None, data: Path | None, skip_missing: bool, config: Path | None,
                 overrides: dict[str, Any], seed: int | None, opts: Any, force: bool = False) -> RunReport:
     """Build (or estimate) every source of a recipe; errors become one line naming the recipe line, exit 2."""
-    from rsgpt4v.config import ConfigError, load_config
+    from rsgpt4v.build.mix import build_recipe
+    from rsgpt4v.build.recipe import RecipeError, load_recipe
+    from rsgpt4v.core.config import ConfigError, load_config
+    from rsgpt4v.core.ownership import OwnerError, identity, owned
     from rsgpt4v.llm.client import MissingKeyError
-    from rsgpt4v.mix import build_recipe
-    from rsgpt4v.ownership import OwnerError, identity, owned
     from rsgpt4v.prompting.templates import PromptError
-    from rsgpt4v.recipe import RecipeError, load_recipe
 
     if source is not None:
         raise _fail("give --source or --recipe, not both")
@@ -368,7 +368,7 @@ def _summary(manifest: RunReport, out: Path) -> None:
         typer.echo(f"batch API: {bu.requests} answers collected over {len(manifest.batch.batches)} "
                    f"batch(es); tokens: {bu.prompt_tokens} in, {bu.completion_tokens} out; "
                    f"cost at batch prices: ${bu.cost_usd:,.4f}")
-    from rsgpt4v.report import StageUsage
+    from rsgpt4v.core.report import StageUsage
 
     failures = StageUsage.total(u.by_stage.values()).failures
     by_reason = ", ".join(f"{n} {r}" for r, n in sorted(failures.items())) or "none"
@@ -401,7 +401,7 @@ def estimate(
     import json
     import tempfile
 
-    from rsgpt4v.pipeline import BuildOptions
+    from rsgpt4v.build.pipeline import BuildOptions
 
     _setup_logging(False)
     overrides: dict[str, Any] = {}
@@ -423,7 +423,7 @@ def estimate(
                 manifest = _run_recipe(recipe, source, data, skip_missing, config, overrides, None, opts)
             else:
                 manifest = _run(source, root, sample, split, option, config, overrides, opts)
-    from rsgpt4v.report import EstimatedFrom
+    from rsgpt4v.core.report import EstimatedFrom
 
     reask_rate = manifest.config["engine"]["reask_rate"]
     rows = [r.model_dump() for r in manifest.estimate or []]
@@ -451,8 +451,8 @@ def merge(
     out: Annotated[Path, typer.Option("--out", "-o", help="Merged output folder.")],
 ) -> None:
     """Join shard outputs and their manifests into one output folder."""
-    from rsgpt4v.merge import MergeError
-    from rsgpt4v.merge import merge as run_merge
+    from rsgpt4v.tools.merge import MergeError
+    from rsgpt4v.tools.merge import merge as run_merge
 
     try:
         with _one_error_path():
@@ -511,7 +511,7 @@ def validate(
     max_shown: Annotated[int, typer.Option(min=1, help="Print at most this many violations.")] = 50,
 ) -> None:
     """Check LLaVA-format data (ours or any tool's): roles, <image>, images, ids, boxes, refusals."""
-    from rsgpt4v.validate import main_validate
+    from rsgpt4v.tools.validate import main_validate
 
     with _one_error_path():
         code = main_validate(paths, max_shown)
@@ -524,7 +524,7 @@ def stats(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Records per task, source and split; turns and answer lengths; tokens, cost and rejections."""
-    from rsgpt4v.stats import main_stats
+    from rsgpt4v.tools.stats import main_stats
 
     with _one_error_path():
         code = main_stats(out, json_out)
@@ -539,7 +539,7 @@ def preview(
     seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
 ) -> None:
     """Write a static HTML gallery: images with their boxes drawn from the records' own text."""
-    from rsgpt4v.preview import main_preview
+    from rsgpt4v.tools.preview import main_preview
 
     with _one_error_path():
         code = main_preview(out, dest, n, seed)
@@ -559,7 +559,7 @@ def export(
         "--task-tokens", help="GeoChat's [refer]/[identify] before questions with boxes (geochat only).")] = False,
 ) -> None:
     """Re-render records for another model family (boxes from the pixel boxes kept; no API calls)."""
-    from rsgpt4v.export import main_export
+    from rsgpt4v.tools.export import main_export
 
     with _one_error_path():
         code = main_export(out, dest, fmt, box_format, box_space, task_tokens)
@@ -585,8 +585,8 @@ def _measured_reask_rate(path: Path) -> float | None:
 def _batch_states(out: Path) -> list[tuple[str, Any]]:
     """(source, BatchState) of every batch folder of a build that holds batches: OUT/batch of a
     single-source build, OUT/parts/<source>/batch of each source of a recipe build."""
+    from rsgpt4v.core.ownership import PARTS
     from rsgpt4v.llm.batch import BatchState
-    from rsgpt4v.ownership import PARTS
 
     folders = [("", out / "batch")] + [(state.parent.parent.name, state.parent)
                                        for state in sorted((out / PARTS).glob("*/batch/state.json"))]
@@ -595,8 +595,8 @@ def _batch_states(out: Path) -> list[tuple[str, Any]]:
 
 
 def _batch_context(out: Path):
+    from rsgpt4v.core.report import ReportError, RunReport
     from rsgpt4v.llm.client import MissingKeyError, make_client
-    from rsgpt4v.report import ReportError, RunReport
 
     states = _batch_states(out)
     if not states:
@@ -659,9 +659,9 @@ def batch_collect(
     import asyncio
     from collections import Counter
 
-    from rsgpt4v.cost import PriceTable
     from rsgpt4v.llm.batch import collect
     from rsgpt4v.llm.cache import Cache
+    from rsgpt4v.llm.cost import PriceTable
 
     tally: Counter[str] = Counter()
     caches: list[Path] = []
@@ -688,10 +688,10 @@ def batch_import(
     cache: Annotated[Optional[Path], typer.Option(help="Response cache file; default OUT/cache.sqlite.")] = None,
 ) -> None:
     """Read batch results produced by any engine (vLLM run-batch, Ray, OpenAI/Azure Batch) into the cache."""
+    from rsgpt4v.core.ownership import PARTS
+    from rsgpt4v.core.report import ReportError, RunReport
     from rsgpt4v.llm.batch_files import REQUESTS, import_results, request_ids
     from rsgpt4v.llm.cache import Cache
-    from rsgpt4v.report import ReportError, RunReport
-    from rsgpt4v.ownership import PARTS
 
     if not out.is_dir():
         raise _fail(f"{out} is not a build output folder")

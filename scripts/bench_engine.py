@@ -23,11 +23,11 @@ import openai
 from PIL import Image, ImageDraw
 from pydantic import BaseModel
 
-from rsgpt4v.config import load_config
-from rsgpt4v.cost import PriceTable
-from rsgpt4v.llm.fakeserver import FakeAPI, FakeServer, Knobs
+from rsgpt4v.core.config import load_config
 from rsgpt4v.llm.cache import Cache
+from rsgpt4v.llm.cost import PriceTable
 from rsgpt4v.llm.engine import Engine
+from rsgpt4v.llm.fakeserver import FakeAPI, FakeServer, Knobs
 from rsgpt4v.llm.request import ChatRequest
 
 

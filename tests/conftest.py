@@ -16,9 +16,9 @@ from PIL import Image
 from typer.testing import CliRunner, Result
 
 from rsgpt4v.cli import app
+from rsgpt4v.core.schema import Issue, Sample
+from rsgpt4v.language.naming import display
 from rsgpt4v.llm.fakeserver import Knobs
-from rsgpt4v.naming import display
-from rsgpt4v.schema import Issue, Sample
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real"
 
@@ -128,7 +128,7 @@ def dry_run(source: str, root: Path, out: Path, *extra: str, tasks: set[str] = f
     """`rsgpt4v build --dry-run --source <source> --root <root> --out <out> <extra>`, which must succeed and
     write records of at least `tasks` that `rsgpt4v validate` passes; the CLI result, the records of
     all *.jsonl files and the manifest."""
-    from rsgpt4v.validate import validate
+    from rsgpt4v.tools.validate import validate
 
     result = CliRunner().invoke(app, ["build", "--no-progress", "--source", source, "--root", str(root),
                                       "--dry-run", "--out", str(out), *extra], catch_exceptions=False)

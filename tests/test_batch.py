@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import dota_knobs
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
-from conftest import dota_knobs
-from rsgpt4v.llm.fakeserver import FakeServer, Knobs
 from rsgpt4v.llm.batch import BatchQueue, split_request_files
+from rsgpt4v.llm.fakeserver import FakeServer, Knobs
 
 runner = CliRunner()
 SAMPLE = ["--source", "dota", "--sample", "--limit", "2", "--no-progress"]

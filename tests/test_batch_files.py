@@ -12,10 +12,10 @@ import openai
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
-from rsgpt4v.cost import PriceTable
 from rsgpt4v.llm.batch import BatchQueue, BatchState, collect
 from rsgpt4v.llm.batch_files import import_results, write_request_files
 from rsgpt4v.llm.cache import Cache
+from rsgpt4v.llm.cost import PriceTable
 from rsgpt4v.llm.mock import completion_for
 from scripts.native_tree import write_tree
 

@@ -11,11 +11,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
-from rsgpt4v.issue_codes import IssueCode
+from rsgpt4v.core.issue_codes import IssueCode
+from rsgpt4v.core.schema import Defect
 from rsgpt4v.llm.mock import completion_for
-from rsgpt4v.schema import Defect
 from rsgpt4v.sources import dota
-from rsgpt4v.stats import stats
+from rsgpt4v.tools.stats import stats
 
 runner = CliRunner()
 
@@ -56,7 +56,7 @@ def test_large_sample_image_is_tiled(sample_build: Path) -> None:
 
 
 def test_boxes_in_text_match_pixel_boxes_in_meta(sample_build: Path) -> None:
-    from rsgpt4v.boxtext import BOX_PATTERNS, parse_box
+    from rsgpt4v.records.boxtext import BOX_PATTERNS, parse_box
 
     checked = 0
     for r in _records(sample_build):
@@ -74,7 +74,7 @@ def test_boxes_in_text_match_pixel_boxes_in_meta(sample_build: Path) -> None:
 
 
 def test_counting_and_detection_agree_with_labels(sample_build: Path) -> None:
-    from rsgpt4v.naming import display
+    from rsgpt4v.language.naming import display
     from rsgpt4v.sources.dota import VOCABULARIES, parse_label_file
 
     label = Path(__file__).resolve().parents[1] / "rsgpt4v/sample_data/dota/train/labelTxt/P9003.txt"

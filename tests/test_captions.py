@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import dry_run, split_out, write_image, write_json
 
-from rsgpt4v.schema import Issue, Sample
+from rsgpt4v.core.schema import Issue, Sample
 from rsgpt4v.sources import get_source
 from rsgpt4v.sources.base import SourceError
 from rsgpt4v.sources.captions import (
@@ -22,7 +22,6 @@ from rsgpt4v.sources.captions import (
     clean_captions,
     scene_from_filename,
 )
-
 
 
 def sentence(raw: str, imgid: int, sentid: int, tokens: list[str] | None = None) -> dict:

@@ -28,8 +28,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
-from rsgpt4v.export import export
-from rsgpt4v.geometry import oriented_rect, rect_corners
+from rsgpt4v.imaging.geometry import oriented_rect, rect_corners
+from rsgpt4v.tools.export import export
 
 SAMPLE_DOTA = Path(__file__).resolve().parents[1] / "rsgpt4v" / "sample_data" / "dota"
 BOX_TASKS = {"detection", "grounding", "region_description"}

@@ -12,10 +12,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
-from rsgpt4v.config import load_config
+from rsgpt4v.core.config import load_config
 from rsgpt4v.llm.mock import completion_for
 from rsgpt4v.prompting.templates import PromptSet
-from rsgpt4v.stats import render, stats
+from rsgpt4v.tools.stats import render, stats
 
 _CATEGORIES = ("plane", "ship", "small-vehicle", "storage-tank", "tennis-court")
 

@@ -11,13 +11,12 @@ import pytest
 from conftest import dry_run, split_out, write_image
 from PIL import Image
 
-from rsgpt4v.geometry import polygon_area
-from rsgpt4v.issue_codes import IssueCode
-from rsgpt4v.schema import Issue, Sample
+from rsgpt4v.core.issue_codes import IssueCode
+from rsgpt4v.core.schema import Issue, Sample
+from rsgpt4v.imaging.geometry import polygon_area
 from rsgpt4v.sources import get_source, sample_root
 from rsgpt4v.sources.base import SourceError
 from rsgpt4v.sources.dota import DOTA, VOCABULARIES, parse_label_file
-
 
 HEADER = ["imagesource:GoogleEarth", "gsd:0.146"]
 SHIP = "1054.0 1028.0 1063.0 1011.0 1111.0 1040.0 1112.0 1062.0 ship 0"

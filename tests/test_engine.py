@@ -9,11 +9,11 @@ import pytest
 from conftest import Scripted, completion
 from pydantic import BaseModel
 
-from rsgpt4v.config import load_config
-from rsgpt4v.cost import PriceTable
+from rsgpt4v.core.config import load_config
+from rsgpt4v.core.schema import Problem
 from rsgpt4v.llm.cache import Cache
+from rsgpt4v.llm.cost import PriceTable
 from rsgpt4v.llm.engine import Engine, FatalAPIError
-from rsgpt4v.schema import Problem
 from rsgpt4v.llm.request import ChatRequest
 
 

@@ -1,4 +1,4 @@
-"""`rsgpt4v.export`: box re-rendering without API calls, the four formats, model_vqa files, bad input."""
+"""`rsgpt4v.tools.export`: box re-rendering without API calls, the four formats, model_vqa files, bad input."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import yaml
 from typer.testing import CliRunner
 
 import rsgpt4v.cli
-from rsgpt4v.export import ExportError, export, main_export
-from rsgpt4v.boxtext import BOX_PATTERNS
+from rsgpt4v.records.boxtext import BOX_PATTERNS
+from rsgpt4v.tools.export import ExportError, export, main_export
 
 SAMPLE_DOTA = Path(rsgpt4v.cli.__file__).parent / "sample_data" / "dota"
 

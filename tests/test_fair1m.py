@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import dry_run, split_out, write_image
 
-from rsgpt4v.schema import Sample
+from rsgpt4v.core.schema import Sample
 from rsgpt4v.sources import get_source
 from rsgpt4v.sources.base import SourceError
 from rsgpt4v.sources.fair1m import FAIR1M, FAIR1M_CLASSES

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import dota_knobs
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
-from conftest import dota_knobs
 from rsgpt4v.llm.fakeserver import FakeServer
 
 runner = CliRunner()

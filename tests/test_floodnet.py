@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import dry_run, split_out, write_image
 
-from rsgpt4v.issue_codes import IssueCode
-from rsgpt4v.schema import QA, Issue, Sample
+from rsgpt4v.core.issue_codes import IssueCode
+from rsgpt4v.core.schema import QA, Issue, Sample
 from rsgpt4v.sources import get_source
 from rsgpt4v.sources.base import SourceError
 from rsgpt4v.sources.floodnet import FloodNetVQA

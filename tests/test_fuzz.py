@@ -27,7 +27,7 @@ from test_rsvqa import make_lr
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
-from rsgpt4v.schema import Issue, Sample
+from rsgpt4v.core.schema import Issue, Sample
 from rsgpt4v.sources import get_source
 from rsgpt4v.sources.base import SourceError
 

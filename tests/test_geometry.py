@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from rsgpt4v.boxtext import FLAVOURS, parse_box, render_box
-from rsgpt4v.geometry import bounding_box, clip_polygon, oriented_rect, polygon_area, rect_corners
+from rsgpt4v.imaging.geometry import bounding_box, clip_polygon, oriented_rect, polygon_area, rect_corners
+from rsgpt4v.records.boxtext import FLAVOURS, parse_box, render_box
 
 
 def test_area_and_bounding_box_of_dota_quad() -> None:

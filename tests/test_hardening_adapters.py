@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import dry_run, split_out, write_image
 
-from rsgpt4v.issue_codes import IssueCode
+from rsgpt4v.core.issue_codes import IssueCode
 from rsgpt4v.sources.base import checked_polygon
 from rsgpt4v.sources.dota import DOTA
 from rsgpt4v.sources.floodnet import FloodNetVQA

@@ -11,8 +11,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
-from rsgpt4v.llm.fakeserver import FakeServer, Knobs
 from rsgpt4v.llm import batch as batch_module
+from rsgpt4v.llm.fakeserver import FakeServer, Knobs
 
 runner = CliRunner()
 SAMPLE = ["--source", "dota", "--sample", "--limit", "2", "--no-progress"]

@@ -36,7 +36,7 @@ def test_out_that_is_a_file(tmp_path: Path) -> None:
 
 
 def test_out_that_cannot_be_written(tmp_path: Path, monkeypatch) -> None:
-    from rsgpt4v import output
+    from rsgpt4v.records import writer as output
 
     def refuse(self, *args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "ro"))
@@ -75,7 +75,7 @@ def test_invalid_prices_file(tmp_path: Path, text: str, problem: str) -> None:
 
 
 def test_disk_full_while_writing_images(tmp_path: Path, monkeypatch) -> None:
-    from rsgpt4v import output
+    from rsgpt4v.records import writer as output
 
     def full(path: Path, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
@@ -105,7 +105,7 @@ def test_disk_full_in_the_cache(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_ctrl_c_says_how_to_resume(tmp_path: Path, monkeypatch) -> None:
-    from rsgpt4v import pipeline
+    from rsgpt4v.build import pipeline
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

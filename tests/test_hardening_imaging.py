@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from rsgpt4v import imaging
-from rsgpt4v.imaging import open_image
+from rsgpt4v.imaging import images as imaging
+from rsgpt4v.imaging.images import open_image
 
 
 @pytest.fixture(autouse=True)

@@ -15,12 +15,12 @@ from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
-from rsgpt4v.config import load_config
-from rsgpt4v.cost import PriceTable
+from rsgpt4v.core.config import load_config
+from rsgpt4v.core.ownership import identity, owned
 from rsgpt4v.llm.cache import Cache
+from rsgpt4v.llm.cost import PriceTable
 from rsgpt4v.llm.engine import Engine
 from rsgpt4v.llm.request import ChatRequest
-from rsgpt4v.ownership import identity, owned
 from rsgpt4v.sources import sample_root
 
 runner = CliRunner()

@@ -11,8 +11,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
-from rsgpt4v.output import DatasetWriter
-from rsgpt4v.paths import UnsafePath, safe_name, under
+from rsgpt4v.core.paths import UnsafePath, safe_name, under
+from rsgpt4v.records.writer import DatasetWriter
 
 runner = CliRunner()
 

@@ -11,9 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from rsgpt4v.identity import (Cluster, Fingerprint, FingerprintStore, ImageRef, fingerprint, is_training,
-                              leakage_report)
-from rsgpt4v.sample_plan import NOT_LISTED, SamplePlan
+from rsgpt4v.build.identity import (
+    Cluster,
+    Fingerprint,
+    FingerprintStore,
+    ImageRef,
+    fingerprint,
+    is_training,
+    leakage_report,
+)
+from rsgpt4v.build.sample_plan import NOT_LISTED, SamplePlan
 from scripts.native_tree import texture
 
 BITS = 8

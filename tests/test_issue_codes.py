@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from rsgpt4v.issue_codes import IssueCode
+from rsgpt4v.core.issue_codes import IssueCode
+from rsgpt4v.core.schema import Defect, Issue
 from rsgpt4v.llm.engine import FailureKind
 from rsgpt4v.prompting.stages import CheckKind
-from rsgpt4v.qc import QCKind
-from rsgpt4v.schema import Defect, Issue
+from rsgpt4v.quality.qc import QCKind
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from rsgpt4v.config import load_config
-from rsgpt4v.geometry import bounding_box
-from rsgpt4v.imaging import fit, open_image
+from rsgpt4v.core.config import load_config
+from rsgpt4v.core.schema import Sample, Scene
+from rsgpt4v.imaging.geometry import bounding_box
+from rsgpt4v.imaging.images import fit, open_image
+from rsgpt4v.imaging.tiling import clip_to_image, make_scenes
 from rsgpt4v.prompting.local_plan import plan_local
 from rsgpt4v.prompting.marks import PALETTE, label_is_legible, mark_chunk, marks_of, place_labels
-from rsgpt4v.schema import Sample, Scene
 from rsgpt4v.sources.dota import DOTA
-from rsgpt4v.tiling import clip_to_image, make_scenes
 
 
 def _scenes(root: Path) -> list[tuple[Scene, Image.Image]]:

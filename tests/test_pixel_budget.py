@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from rsgpt4v.pixel_budget import PixelBudget
+from rsgpt4v.imaging.pixel_budget import PixelBudget
 
 
 def test_acquire_waits_for_room_and_lets_a_large_one_through_alone() -> None:

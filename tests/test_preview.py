@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from rsgpt4v.boxtext import BOX_PATTERNS, render_box
-from rsgpt4v.preview import PreviewReport, main_preview, preview
+from rsgpt4v.records.boxtext import BOX_PATTERNS, render_box
+from rsgpt4v.tools.preview import PreviewReport, main_preview, preview
 
 CHROMIUM = Path("/usr/bin/chromium")
 BOX_RGB = (0xFF, 0x00, 0xD4)  # --box in the page's CSS

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rsgpt4v.cost import ImageRule, PriceError, PriceTable
-from rsgpt4v.resources import resource_dir
+from rsgpt4v.core.resources import resource_dir
+from rsgpt4v.llm.cost import ImageRule, PriceError, PriceTable
 
 BUNDLED = resource_dir("configs") / "prices.yaml"
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from rsgpt4v.config import load_config
-from rsgpt4v.geometry import bounding_box
-from rsgpt4v.naming import display, is_dataset_spelling
-from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse
+from rsgpt4v.core.config import load_config
+from rsgpt4v.core.responses import DialogueResponse, GlobalResponse, LocalResponse
+from rsgpt4v.core.schema import Obj, Sample, Scene
+from rsgpt4v.imaging.geometry import bounding_box
+from rsgpt4v.language.naming import display, is_dataset_spelling
 from rsgpt4v.prompting.templates import PromptError, PromptSet
-from rsgpt4v.qc import QualityChecker
-from rsgpt4v.schema import Obj, Sample, Scene
+from rsgpt4v.quality.qc import QualityChecker
 from rsgpt4v.sources.dior import DIOR_CLASSES
 from rsgpt4v.sources.dota import VOCABULARIES
 from rsgpt4v.sources.fair1m import FAIR1M_CLASSES

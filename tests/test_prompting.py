@@ -8,18 +8,18 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from rsgpt4v.config import ConfigError, load_config
-from rsgpt4v.geometry import bounding_box
-from rsgpt4v.imaging import data_url, encode
+from rsgpt4v.core.config import ConfigError, load_config
+from rsgpt4v.core.responses import DialogueResponse, GlobalResponse, LocalResponse
+from rsgpt4v.core.schema import Obj, Problem, Record, Sample, Scene, Turn
+from rsgpt4v.imaging.geometry import bounding_box
+from rsgpt4v.imaging.images import data_url, encode
 from rsgpt4v.llm.engine import check_completion
 from rsgpt4v.llm.mock import completion_for
-from rsgpt4v.output import render
-from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse
 from rsgpt4v.prompting.local_plan import plan_local
 from rsgpt4v.prompting.marks import marks_of
 from rsgpt4v.prompting.stages import SentImage, StageRequests
 from rsgpt4v.prompting.templates import PromptError, PromptSet
-from rsgpt4v.schema import Obj, Problem, Record, Sample, Scene, Turn
+from rsgpt4v.records.writer import render
 
 IMAGE = SentImage(url=data_url(encode(Image.new("RGB", (512, 512)), "png"), "png"), width=512, height=512, scale=0.5)
 

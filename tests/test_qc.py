@@ -10,12 +10,12 @@ from conftest import LoopbackServer
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
-from rsgpt4v.config import load_config
-from rsgpt4v.geometry import bounding_box
+from rsgpt4v.core.config import load_config
+from rsgpt4v.core.responses import DialogueResponse, GlobalResponse, LocalResponse
+from rsgpt4v.core.schema import Obj, Sample, Scene
+from rsgpt4v.imaging.geometry import bounding_box
 from rsgpt4v.llm.mock import completion_for
-from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse
-from rsgpt4v.qc import QualityChecker
-from rsgpt4v.schema import Obj, Sample, Scene
+from rsgpt4v.quality.qc import QualityChecker
 from rsgpt4v.sources.dota import DOTA, VOCABULARIES
 
 
@@ -146,8 +146,8 @@ def test_a_wrong_count_is_regenerated_with_the_problem_named(tmp_path: Path) -> 
     ("twenty-eleven cars", None), ("1.5 cars", None), ("3rd car", None), ("12m cars", None), ("many cars", None),
 ])
 def test_number_phrases_are_read_in_full(phrase: str, value: tuple | None) -> None:
-    from rsgpt4v.count_claims import tokens
-    from rsgpt4v.language import read_number
+    from rsgpt4v.language.words import read_number
+    from rsgpt4v.quality.count_claims import tokens
     found = read_number(tokens(phrase), 0)
     assert (found[:2] if found else None) == value
 
@@ -175,7 +175,7 @@ def airport() -> Scene:
     """The first window of the bundled P9001: 5 planes (4 in a row at the top, 1 below), 14 cars, 2 trucks."""
     from PIL import Image
 
-    from rsgpt4v.tiling import clip_to_image, make_scenes
+    from rsgpt4v.imaging.tiling import clip_to_image, make_scenes
     source = DOTA(Path(__file__).resolve().parents[1] / "rsgpt4v/sample_data/dota")
     sample = next(s for s in source if isinstance(s, Sample) and s.image_id == "P9001")
     with Image.open(sample.image_path) as im:
@@ -210,7 +210,7 @@ def test_sentences_on_an_airport_window(qc: QualityChecker, airport: Scene, sent
 
 def test_the_stage_checks_run_beside_qc_are_counted_with_an_example() -> None:
     from rsgpt4v.prompting.stages import StageRequests
-    from rsgpt4v.qc import both
+    from rsgpt4v.quality.qc import both
     qc = QualityChecker(load_config().qc, lambda: VOCABULARIES["2.0"], exhaustive_labels=True)
     scene = _scene(plane=4)
     check = both(StageRequests.check_global, qc.scene_text(scene))

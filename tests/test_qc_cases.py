@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from rsgpt4v.config import load_config
-from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse
-from rsgpt4v.qc import QualityChecker
-from rsgpt4v.schema import Sample, Scene
+from rsgpt4v.core.config import load_config
+from rsgpt4v.core.responses import DialogueResponse, GlobalResponse, LocalResponse
+from rsgpt4v.core.schema import Sample, Scene
+from rsgpt4v.imaging.tiling import clip_to_image, make_scenes
+from rsgpt4v.quality.qc import QualityChecker
 from rsgpt4v.sources.dota import DOTA, VOCABULARIES
-from rsgpt4v.tiling import clip_to_image, make_scenes
 
 CAPTION = "A bus depot with long rows of parked school buses and a small car park on the right."
 DESCRIPTION = (

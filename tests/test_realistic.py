@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import LoopbackServer
 from typer.testing import CliRunner
 
-from conftest import LoopbackServer
 from rsgpt4v.cli import app
 from rsgpt4v.llm.mock import Style, completion_for
 from rsgpt4v.llm.request import canonical_json

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from rsgpt4v.build.identity import fingerprint
+from rsgpt4v.build.recipe import RecipeError, load_recipe
 from rsgpt4v.cli import app
-from rsgpt4v.identity import fingerprint
-from rsgpt4v.recipe import RecipeError, load_recipe
 from scripts.native_tree import SOURCES, write_tree
 
 
@@ -55,7 +55,7 @@ def write_recipe(path: Path, text: str) -> Path:
 # ---- the bundled recipe over ten sources ---------------------------------------------------------
 
 def test_rs_gpt4v_builds_all_ten_sources_into_one_dataset(built: Path) -> None:
-    from rsgpt4v.validate import validate
+    from rsgpt4v.tools.validate import validate
 
     recs = records(built)
     assert {r["source"] for r in recs} == set(SOURCES)

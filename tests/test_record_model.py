@@ -12,16 +12,16 @@ from typing import Any
 
 import pytest
 
-from rsgpt4v.boxtext import FLAVOURS
-from rsgpt4v.export import export
-from rsgpt4v.merge import merge
-from rsgpt4v.output import ContractError, render
-from rsgpt4v.preview import preview
-from rsgpt4v.record_model import RecordKind, check_record, record_problems
-from rsgpt4v.records import located
-from rsgpt4v.schema import Record, Turn
-from rsgpt4v.stats import stats
-from rsgpt4v.validate import validate
+from rsgpt4v.core.files import located
+from rsgpt4v.core.schema import Record, Turn
+from rsgpt4v.records.boxtext import FLAVOURS
+from rsgpt4v.records.model import RecordKind, check_record, record_problems
+from rsgpt4v.records.writer import ContractError, render
+from rsgpt4v.tools.export import export
+from rsgpt4v.tools.merge import merge
+from rsgpt4v.tools.preview import preview
+from rsgpt4v.tools.stats import stats
+from rsgpt4v.tools.validate import validate
 
 
 def _turns(r: dict) -> list[dict]:

@@ -1,4 +1,4 @@
-"""`rsgpt4v.records`: JSONL and JSON-list reading with start lines and reasons, and the same bad-line
+"""`rsgpt4v.records.reader`: JSONL and JSON-list reading with start lines and reasons, and the same bad-line
 messages from every command that reads records."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from rsgpt4v.export import export, main_export
-from rsgpt4v.files import ReadKind, Reason, read_jsonl
-from rsgpt4v.preview import main_preview
-from rsgpt4v.records import data_files, located, read_records
-from rsgpt4v.stats import main_stats
-from rsgpt4v.validate import main_validate
+from rsgpt4v.core.files import ReadKind, Reason, located, read_jsonl
+from rsgpt4v.records.reader import data_files, read_records
+from rsgpt4v.tools.export import export, main_export
+from rsgpt4v.tools.preview import main_preview
+from rsgpt4v.tools.stats import main_stats
+from rsgpt4v.tools.validate import main_validate
 
 # Every read-level problem a JSONL file can have, each on its own line, the last one cut off.
 _BROKEN_JSONL = b'{"id": "a"}\n\n\xff\xfe not utf-8\n{"id": \n[1, 2]\n{"id": "cut'

@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
-from rsgpt4v.issue_codes import IssueCode
-from rsgpt4v.report import Issues, ReportError, RunReport, StageUsage, Usage
-from rsgpt4v.schema import Issue
+from rsgpt4v.core.issue_codes import IssueCode
+from rsgpt4v.core.report import Issues, ReportError, RunReport, StageUsage, Usage
+from rsgpt4v.core.schema import Issue
 
 
 def run(*args: str) -> None:

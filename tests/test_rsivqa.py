@@ -7,12 +7,11 @@ from pathlib import Path
 import pytest
 from conftest import dry_run, split_out, write_image
 
-from rsgpt4v.issue_codes import IssueCode
-from rsgpt4v.schema import QA, Defect, Issue, Sample
+from rsgpt4v.core.issue_codes import IssueCode
+from rsgpt4v.core.schema import QA, Defect, Issue, Sample
 from rsgpt4v.sources import get_source
 from rsgpt4v.sources.base import SourceError
 from rsgpt4v.sources.rsivqa import RSIVQA, parse_line, read_question_file
-
 
 # each file as the release writes it: LF endings, a final newline
 TEXT = {

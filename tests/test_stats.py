@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rsgpt4v.stats import main_stats, stats
+from rsgpt4v.tools.stats import main_stats, stats
 
 
 @pytest.fixture

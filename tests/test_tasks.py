@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from rsgpt4v.config import load_config
-from rsgpt4v.geometry import bounding_box
-from rsgpt4v.output import render
+from rsgpt4v.core.config import load_config
+from rsgpt4v.core.schema import QA, Obj, Sample, Scene
+from rsgpt4v.imaging.geometry import bounding_box
 from rsgpt4v.prompting.templates import PromptSet
-from rsgpt4v.schema import QA, Obj, Sample, Scene
+from rsgpt4v.records.writer import render
 from rsgpt4v.tasks.from_annotations import annotation_records
 
 BASE = {"image": "images/x.png", "source": "s", "split": "train", "meta": {}}

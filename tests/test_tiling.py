@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rsgpt4v.config import load_config
-from rsgpt4v.geometry import bounding_box
-from rsgpt4v.schema import Obj, Sample
-from rsgpt4v.tiling import clip_to_image, make_scenes, window_starts, windows
+from rsgpt4v.core.config import load_config
+from rsgpt4v.core.schema import Obj, Sample
+from rsgpt4v.imaging.geometry import bounding_box
+from rsgpt4v.imaging.tiling import clip_to_image, make_scenes, window_starts, windows
 
 
 def _obj(x0: float, y0: float, x1: float, y1: float, cat: str = "plane", line: int = 3) -> Obj:

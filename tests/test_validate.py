@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 import rsgpt4v.cli
-import rsgpt4v.records
-from rsgpt4v.files import ReadKind
-from rsgpt4v.record_model import RecordKind
-from rsgpt4v.validate import REFUSAL_PHRASES, Kind, Violation, main_validate, validate
+import rsgpt4v.records.reader
+from rsgpt4v.core.files import ReadKind
+from rsgpt4v.records.model import RecordKind
+from rsgpt4v.tools.validate import REFUSAL_PHRASES, Kind, Violation, main_validate, validate
 
 
 @pytest.fixture
@@ -188,7 +188,7 @@ def test_damaged_image_is_unreadable_and_each_image_is_opened_once(sample: Path,
         opened.append(str(fp))
         return real_open(fp, *args, **kwargs)
 
-    monkeypatch.setattr(rsgpt4v.records.Image, "open", counting_open)
+    monkeypatch.setattr(rsgpt4v.records.reader.Image, "open", counting_open)
     assert validate([sample]).count == 0
     assert len(opened) == len(set(opened)) == len(list((sample / "images").rglob("*.png"))) == 7
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import openai
 
-from rsgpt4v.cost import PriceTable
-from rsgpt4v.files import Reason, read_jsonl, write_atomic
+from rsgpt4v.core.files import Reason, read_jsonl, write_atomic
 from rsgpt4v.llm.cache import Cache
+from rsgpt4v.llm.cost import PriceTable
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 

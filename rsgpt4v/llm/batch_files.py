@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rsgpt4v.files import read_jsonl
+from rsgpt4v.core.files import read_jsonl
 from rsgpt4v.llm.batch import BatchQueue, request_id, split_request_files
 from rsgpt4v.llm.cache import Cache
 

@@ -26,13 +26,13 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from rsgpt4v.config import EngineConfig
-from rsgpt4v.cost import PriceTable, estimate_prompt_tokens
+from rsgpt4v.core.config import EngineConfig
+from rsgpt4v.core.report import StageUsage
 from rsgpt4v.llm.batch import BatchQueue, Deferred
 from rsgpt4v.llm.cache import Cache
+from rsgpt4v.llm.cost import PriceTable, estimate_prompt_tokens
 from rsgpt4v.llm.limiter import RateLimiter
 from rsgpt4v.llm.request import ChatRequest, cache_key_of
-from rsgpt4v.report import StageUsage
 
 T = TypeVar("T", bound=BaseModel)
 

@@ -13,7 +13,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from rsgpt4v.cost import PriceTable, prompt_token_parts
+from rsgpt4v.llm.cost import PriceTable, prompt_token_parts
 from rsgpt4v.llm.engine import Engine
 from rsgpt4v.llm.mock import completion_for
 from rsgpt4v.llm.request import ChatRequest

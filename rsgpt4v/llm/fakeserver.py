@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx2
 
-from rsgpt4v.cost import ImageRule, estimate_prompt_tokens
+from rsgpt4v.llm.cost import ImageRule, estimate_prompt_tokens
 from rsgpt4v.llm.mock import Looks, Style, completion_for
 
 

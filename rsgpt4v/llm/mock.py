@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rsgpt4v.cost import ImageRule, estimate_prompt_tokens
-from rsgpt4v.language import grid_position, plural, readable
+from rsgpt4v.language.words import grid_position, plural, readable
+from rsgpt4v.llm.cost import ImageRule, estimate_prompt_tokens
 
 _OBJECT_LINE = re.compile(r"^\s*(\{.*\"id\".*\})\s*,?\s*$")
 # "- 14 small vehicles", "- 1 ship": a labelled count in the names the prompt uses.

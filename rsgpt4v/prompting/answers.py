@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, ObjectNote
+from rsgpt4v.core.responses import DialogueResponse, GlobalResponse, ObjectNote
 
 
 class StageFailure(NamedTuple):

@@ -13,8 +13,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rsgpt4v.config import BuildConfig
-from rsgpt4v.geometry import polygon_area
+from rsgpt4v.core.config import BuildConfig
+from rsgpt4v.imaging.geometry import polygon_area
 from rsgpt4v.prompting.marks import Mark
 
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont
 
-from rsgpt4v.geometry import bounding_box
-from rsgpt4v.schema import Box, Obj, Point, Scene
+from rsgpt4v.core.schema import Box, Obj, Point, Scene
+from rsgpt4v.imaging.geometry import bounding_box
 
 # Distinct, saturated colours that stay visible on both vegetation and concrete.
 PALETTE = [(255, 48, 48), (0, 200, 255), (255, 214, 0), (255, 0, 220), (0, 255, 96),

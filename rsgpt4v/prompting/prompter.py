@@ -18,18 +18,18 @@ from typing import TypeVar
 
 from PIL import Image
 
-from rsgpt4v.config import BuildConfig
-from rsgpt4v.imaging import data_url, encode, fit
+from rsgpt4v.core.config import BuildConfig
+from rsgpt4v.core.responses import DialogueResponse, GlobalResponse, LocalResponse, ObjectNote
+from rsgpt4v.core.schema import Problem, Scene
+from rsgpt4v.imaging.images import data_url, encode, fit
 from rsgpt4v.llm.engine import Engine, FailureKind
 from rsgpt4v.llm.request import ChatRequest
 from rsgpt4v.prompting.answers import SceneAnswers, StageFailure
 from rsgpt4v.prompting.local_plan import plan_local, split
 from rsgpt4v.prompting.marks import Mark, mark_chunk, marks_of
-from rsgpt4v.prompting.models import DialogueResponse, GlobalResponse, LocalResponse, ObjectNote
 from rsgpt4v.prompting.stages import SentImage, StageRequests, no_image_token
 from rsgpt4v.prompting.templates import PromptSet
-from rsgpt4v.qc import QualityChecker, both
-from rsgpt4v.schema import Problem, Scene
+from rsgpt4v.quality.qc import QualityChecker, both
 
 T = TypeVar("T")
 Check = Callable[[T], Problem | None]

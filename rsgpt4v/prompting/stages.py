@@ -17,21 +17,21 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
-from rsgpt4v.config import BuildConfig
-from rsgpt4v.language import grid_position
-from rsgpt4v.llm.engine import FailureKind
-from rsgpt4v.llm.request import ChatRequest
-from rsgpt4v.naming import display
-from rsgpt4v.record_model import IMAGE_TOKEN
-from rsgpt4v.prompting.marks import Mark, marks_of
-from rsgpt4v.prompting.models import (
+from rsgpt4v.core.config import BuildConfig
+from rsgpt4v.core.responses import (
     DialogueResponse,
     GlobalResponse,
     LocalResponse,
     ObjectNote,
 )
+from rsgpt4v.core.schema import Obj, Problem, Scene
+from rsgpt4v.language.naming import display
+from rsgpt4v.language.words import grid_position
+from rsgpt4v.llm.engine import FailureKind
+from rsgpt4v.llm.request import ChatRequest
+from rsgpt4v.prompting.marks import Mark, marks_of
 from rsgpt4v.prompting.templates import PromptSet
-from rsgpt4v.schema import Obj, Problem, Scene
+from rsgpt4v.records.model import IMAGE_TOKEN
 
 # How the local request's images are introduced, without (False) and with (True) the clean window.
 IMAGES_NOTE = {

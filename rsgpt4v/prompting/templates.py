@@ -19,8 +19,8 @@ from string import Template
 
 import yaml
 
-from rsgpt4v.problems import yaml_problem
-from rsgpt4v.resources import resource_dir
+from rsgpt4v.core.problems import yaml_problem
+from rsgpt4v.core.resources import resource_dir
 
 STAGES = ("local", "global", "dialogue")
 _STAGE_KEYS = ("system", "user", "retry")

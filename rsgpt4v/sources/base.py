@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import ClassVar, TypeVar
 from xml.parsers.expat import ErrorString
 
-from rsgpt4v.geometry import polygon_area
-from rsgpt4v.naming import display
-from rsgpt4v.issue_codes import IssueCode
-from rsgpt4v.schema import Defect, Issue, Obj, Point, Sample
+from rsgpt4v.core.issue_codes import IssueCode
+from rsgpt4v.core.schema import Defect, Issue, Obj, Point, Sample
+from rsgpt4v.imaging.geometry import polygon_area
+from rsgpt4v.language.naming import display
 
 _T = TypeVar("_T")
 

@@ -66,7 +66,7 @@ when the stem does not already start with it), unique within a split.
 
 Bad data never raises: an unreadable or invalid json file, an entry that is not an object or lacks
 a split or filename, a split that cannot name an output file (`../x`, `/abs`, `a/b`, a NUL byte: see
-rsgpt4v.paths), a filename leaving the root, an entry without caption text, a missing image and
+rsgpt4v.core.paths), a filename leaving the root, an entry without caption text, a missing image and
 a second entry for an image already kept in the same split are skipped with an Issue naming the
 entry (`images[12] (filename 'x.jpg'): ...`); blank sentences next to good ones are a warning.
 Issues about entries that belong to no split come first, then each split's entries in file order.
@@ -81,10 +81,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from rsgpt4v.issue_codes import IssueCode
-from rsgpt4v.language import readable
-from rsgpt4v.paths import SAFE_NAME_RULE, safe_name
-from rsgpt4v.schema import Issue, Sample
+from rsgpt4v.core.issue_codes import IssueCode
+from rsgpt4v.core.paths import SAFE_NAME_RULE, safe_name
+from rsgpt4v.core.schema import Issue, Sample
+from rsgpt4v.language.words import readable
 from rsgpt4v.sources.base import (
     Source,
     SourceError,

@@ -48,8 +48,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rsgpt4v.issue_codes import IssueCode
-from rsgpt4v.schema import Defect, Issue, Obj, Sample
+from rsgpt4v.core.issue_codes import IssueCode
+from rsgpt4v.core.schema import Defect, Issue, Obj, Sample
 from rsgpt4v.sources.base import (
     MIN_AREA,
     Source,

@@ -71,9 +71,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rsgpt4v.geometry import bounding_box
-from rsgpt4v.issue_codes import IssueCode
-from rsgpt4v.schema import Defect, Issue, Obj, Point, Sample
+from rsgpt4v.core.issue_codes import IssueCode
+from rsgpt4v.core.schema import Defect, Issue, Obj, Point, Sample
+from rsgpt4v.imaging.geometry import bounding_box
 from rsgpt4v.sources.base import (
     SPLIT_ORDER,
     Source,

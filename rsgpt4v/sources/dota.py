@@ -46,9 +46,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rsgpt4v.geometry import bounding_box
-from rsgpt4v.issue_codes import IssueCode
-from rsgpt4v.schema import Defect, Issue, Obj, Sample
+from rsgpt4v.core.issue_codes import IssueCode
+from rsgpt4v.core.schema import Defect, Issue, Obj, Sample
+from rsgpt4v.imaging.geometry import bounding_box
 from rsgpt4v.sources.base import (
     IMAGE_SUFFIXES,
     SPLIT_ORDER,

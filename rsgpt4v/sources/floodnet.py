@@ -41,8 +41,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rsgpt4v.issue_codes import IssueCode
-from rsgpt4v.schema import QA, Defect, Issue, Sample
+from rsgpt4v.core.issue_codes import IssueCode
+from rsgpt4v.core.schema import QA, Defect, Issue, Sample
 from rsgpt4v.sources.base import Source, SourceError, find_image, finite_answer, inside_root, read_json
 
 SPLITS = (

@@ -54,8 +54,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from rsgpt4v.issue_codes import IssueCode
-from rsgpt4v.schema import QA, Defect, Issue, Sample
+from rsgpt4v.core.issue_codes import IssueCode
+from rsgpt4v.core.schema import QA, Defect, Issue, Sample
 from rsgpt4v.sources.base import Source, SourceError, find_image, finite_answer, read_json, split_key
 
 _KINDS = ("images", "questions", "answers")

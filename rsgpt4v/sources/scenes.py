@@ -47,9 +47,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-from rsgpt4v.language import readable
-from rsgpt4v.issue_codes import IssueCode
-from rsgpt4v.schema import Issue, Sample
+from rsgpt4v.core.issue_codes import IssueCode
+from rsgpt4v.core.schema import Issue, Sample
+from rsgpt4v.language.words import readable
 from rsgpt4v.sources.base import IMAGE_SUFFIXES, SPLIT_ORDER, Source, SourceError
 
 _NESTING_LIMIT = 2  # wrapper folders below the root: UCMerced_LandUse/Images/

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from rsgpt4v.language import readable
-from rsgpt4v.schema import Obj, RecordBox, Scene
+from rsgpt4v.core.schema import Obj, RecordBox, Scene
+from rsgpt4v.language.words import readable
 
 
 def record_rng(seed: int, record_id: str) -> random.Random:

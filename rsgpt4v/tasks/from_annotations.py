@@ -3,7 +3,7 @@ classification, detection, counting and presence.
 
 Wording comes from the instruction pools in prompts/instructions.yaml, drawn with a per-record
 seeded generator so large datasets do not repeat one sentence. Categories are named by their
-display names (rsgpt4v.naming), the words the model stages use too. Detection, counting and
+display names (rsgpt4v.language.naming), the words the model stages use too. Detection, counting and
 presence answers state the dataset's labels as they are, and say so in `meta.answers_from`.
 """
 
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rsgpt4v.config import BuildConfig, TasksConfig
-from rsgpt4v.language import readable
-from rsgpt4v.naming import display
+from rsgpt4v.core.config import BuildConfig, TasksConfig
+from rsgpt4v.core.schema import Obj, Record, Scene, Turn
+from rsgpt4v.language.naming import display
+from rsgpt4v.language.words import readable
 from rsgpt4v.prompting.templates import PromptSet
-from rsgpt4v.schema import Obj, Record, Scene, Turn
 from rsgpt4v.tasks import record_rng, window_box
 
 _MAX_COUNTING_TURNS = 4

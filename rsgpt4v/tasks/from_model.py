@@ -14,14 +14,14 @@ import random
 import re
 from collections.abc import Sequence
 
-from rsgpt4v.geometry import polygon_area
-from rsgpt4v.naming import display
+from rsgpt4v.core.responses import ObjectNote
+from rsgpt4v.core.schema import Obj, Record, Scene, Turn
+from rsgpt4v.imaging.geometry import polygon_area
+from rsgpt4v.language.naming import display
 from rsgpt4v.prompting.answers import SceneAnswers
 from rsgpt4v.prompting.marks import Mark, marks_of
-from rsgpt4v.prompting.models import ObjectNote
 from rsgpt4v.prompting.stages import discernible
 from rsgpt4v.prompting.templates import PromptSet
-from rsgpt4v.schema import Obj, Record, Scene, Turn
 from rsgpt4v.tasks import record_rng, window_box
 
 # Words of a referring expression that single out an extreme object, and how the extreme is measured

@@ -1,0 +1,344 @@
+"""The build loop: source samples -> scenes -> the hierarchical prompter and template tasks -> records on disk.
+
+Streaming and ordered: samples are read one at a time, at most a bounded number of scenes are in
+flight, and records are written in scene order whatever order the answers arrive in, so output is
+byte-identical between runs and memory does not grow with the dataset. What is asked of the model,
+and in which order, is the prompter's business (`rsgpt4v.prompting.prompter`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import openai
+from PIL import Image
+from tqdm import tqdm
+
+from rsgpt4v import __version__
+from rsgpt4v.core.config import BuildConfig
+from rsgpt4v.llm.cost import PriceTable
+from rsgpt4v.llm.estimate import EstimatingEngine, cost_table
+from rsgpt4v.imaging.images import ImageError, open_image, return_freed_images_to_the_os
+from rsgpt4v.core.issue_codes import IssueCode
+from rsgpt4v.llm.batch import BatchQueue, BatchState, collect, submit
+from rsgpt4v.llm.batch_files import write_request_files
+from rsgpt4v.llm.cache import Cache
+from rsgpt4v.llm.client import make_client
+from rsgpt4v.llm.engine import Engine
+from rsgpt4v.records.writer import DatasetWriter, render
+from rsgpt4v.imaging.pixel_budget import PixelBudget
+from rsgpt4v.prompting.answers import SceneAnswers
+from rsgpt4v.prompting.marks import Mark
+from rsgpt4v.prompting.prompter import HierarchicalPrompter
+from rsgpt4v.prompting.templates import STAGES, PromptSet
+from rsgpt4v.quality.qc import QualityChecker
+from rsgpt4v.records.model import IMAGE_TOKEN
+from rsgpt4v.core.report import (
+    QC,
+    BatchProgress,
+    BatchUsage,
+    Counts,
+    EstimatedFrom,
+    EstimateRow,
+    Failures,
+    Issues,
+    Prompts,
+    RunReport,
+    Status,
+    Usage,
+)
+from rsgpt4v.core.schema import Issue, Sample, Scene
+from rsgpt4v.sources import Source
+from rsgpt4v.tasks.from_annotations import annotation_records
+from rsgpt4v.tasks.from_model import model_records
+from rsgpt4v.imaging.tiling import clip_to_image, make_scenes
+
+log = logging.getLogger("rsgpt4v")
+
+@dataclass
+class BuildOptions:
+    out: Path
+    backend: str = "openai"
+    limit: int | None = None
+    cache: Path | None = None
+    refresh: bool = False
+    prompts_dir: Path | None = None
+    prices: Path | None = None
+    estimate: bool = False
+    shard: tuple[int, int] | None = None
+    batch: bool = False
+    batch_wait: bool = False
+    batch_files: Path | None = None
+    within: Path | None = None  # every write stays under this folder (default: out); a recipe's parts get its OUT
+    every: int = 1
+    progress: bool = True
+
+
+class _Progress:
+    def __init__(self, enabled: bool) -> None:
+        names = ("images", "windows", *STAGES)
+        self.bars = {n: tqdm(desc=f"{n:>9}", unit="", position=i, disable=not enabled, leave=True, dynamic_ncols=True)
+                     for i, n in enumerate(names)}
+
+    def tick(self, name: str) -> None:
+        self.bars[name].update(1)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+class Builder:
+    """One pass of a build over the source; a batch build takes one pass per stage."""
+
+    def __init__(self, source: Source, cfg: BuildConfig, opts: BuildOptions, client: openai.AsyncOpenAI) -> None:
+        self.source = source
+        self.cfg = cfg
+        self.opts = opts
+        self.model = cfg.model.name
+        self.prompts = PromptSet.load(opts.prompts_dir)
+        self.writer = DatasetWriter(opts.out, cfg.output.image_format, discard=opts.estimate, within=opts.within)
+        self.cache = Cache(Path(":memory:") if opts.estimate else opts.cache or Path(opts.out) / "cache.sqlite")
+        self.prices = PriceTable.load(opts.prices)
+        self.client = client
+        self.batch_state = BatchState(Path(opts.out) / "batch", cache=self.cache.path) if opts.batch else None
+        engine_cls = EstimatingEngine if opts.estimate else Engine
+        self.engine = engine_cls(client, self.cache, cfg.engine, self.model, self.prices, refresh=opts.refresh,
+                                 batch=BatchQueue() if opts.batch else None,
+                                 rejected=self.batch_state.rejected if self.batch_state else None)
+        self.qc = QualityChecker(cfg.qc, lambda: source.vocabulary, source.exhaustive_labels) if cfg.qc.enabled else None
+        self.counts = Counts()
+        self.issues = Issues()
+        self.failures = Failures()
+        self.seen = 0
+        self._root = Path(source.root).resolve()
+        self._linked_splits: set[str] = set()
+        self.progress = _Progress(opts.progress)
+        self.prompter = HierarchicalPrompter(self.prompts, cfg, self.model, self.engine, self.qc,
+                                             exhaustive_labels=source.exhaustive_labels,
+                                             on_answer=self.progress.tick,
+                                             on_marked=self._save_marked if cfg.local.save_marked else None)
+
+    def _prepare(self, sample: Sample) -> tuple[list[Scene], Image.Image | None, list[Issue]]:
+        try:
+            image = open_image(sample.image_path, self.cfg.image.max_pixels)
+        except ImageError as exc:
+            return [], None, [Issue(kind="skip", code=exc.code, file=sample.rel_image, reason=str(exc))]
+        objects, issues = clip_to_image(sample, image.width, image.height)
+        if not self.source.tiled:
+            # Captions, questions and expressions speak of the whole image: a window would break them.
+            return [Scene(sample=sample, window=(0, 0, image.width, image.height), objects=tuple(objects))], image, issues
+        return make_scenes(sample, objects, image.width, image.height, self.cfg.tiling), image, issues
+
+
+    def _save_marked(self, scene: Scene, chunk: Sequence[Mark], marked: Image.Image) -> None:
+        """Keep the marked image a local request sent, for a person to check the marks."""
+        first = min(m.id for m in chunk)
+        # Named as a PNG source so the writer keeps it lossless: the marks read as the model saw them.
+        self.writer.image(scene.image_name.replace("images/", "marked/", 1) + f"__from{first}", marked,
+                          Path("marked.png"), whole=False)
+
+    async def _scene(self, scene: Scene, window: Image.Image, whole: bool) -> list[dict[str, Any]]:
+        rel_image = await asyncio.to_thread(self.writer.image, scene.image_name, window, scene.sample.image_path,
+                                            whole)
+        answers = await self.prompter.answer(scene, window)
+        if answers.deferred:
+            self.counts.windows_waiting_for_batch += 1
+            return []
+        for failure in answers.failures:
+            self.failures.add(scene.key, failure.stage, failure.kind, failure.reason)
+            log.warning("%s: %s stage failed: %s", scene.key, failure.stage, failure.reason)
+        left_out = self.failures.objects_left_out
+        for reason, n in answers.left_out.items():
+            left_out[reason] = left_out.get(reason, 0) + n
+        return self._records(scene, rel_image, answers, window.width, window.height)
+
+    def _records(self, scene: Scene, rel_image: str, answers: SceneAnswers, width: int, height: int) -> list[dict]:
+        s = scene.sample
+        t = self.cfg.tiling
+        meta = {"window": list(scene.window), "source_image": s.rel_image, "gsd": s.gsd,
+                "tiling": {"window": t.window, "overlap": t.overlap, "min_visible": t.min_visible}}
+        base = {"image": rel_image, "source": s.source, "split": s.split}
+        llm_meta = {**meta, "model": self.model, "prompt_sha": self.prompt_sha}
+        records = model_records(scene, answers, self.prompts, self.cfg.seed, self.cfg.output.max_region_turns,
+                                self.cfg.local.grounding_max_instances,
+                                {**base, "meta": llm_meta})
+        records += annotation_records(scene, self.prompts, self.cfg, self.source.label_tasks, self.source.vocabulary,
+                                      {**base, "meta": meta})
+        return [render(r, self.cfg.output.box_format, width, height, self.cfg.output.box_space) for r in records]
+
+    @property
+    def prompt_sha(self) -> str:
+        return "-".join(self.prompts.shas[s] for s in STAGES)
+
+    async def run(self) -> RunReport:
+        if self.batch_state is not None and self.batch_state.open_batches():
+            await collect(self.client, self.batch_state, self.cache, self.prices, self.model)
+            if self.batch_state.open_batches():
+                self.progress.close()
+                self.cache.close()
+                return self._finish("batch_in_progress")
+        inflight = max(2, self.cfg.engine.concurrency * 2)
+        budget = PixelBudget(self.cfg.engine.max_pixels_in_flight)
+        pending: deque[asyncio.Task[list[dict[str, Any]]]] = deque()
+        status: Status = "complete"
+        try:
+            for item in self.source:
+                if not self._in_shard(item):
+                    continue
+                if isinstance(item, Issue):
+                    self.issues.add(item)
+                    continue
+                if note := self._linked_out(item):
+                    self.issues.add(note)
+                item, note = _without_image_token(item)
+                if note is not None:
+                    self.issues.add(note)
+                if self.opts.limit is not None and self.counts.samples >= self.opts.limit:
+                    break
+                self.seen += 1
+                if (self.seen - 1) % self.opts.every:
+                    continue
+                scenes, image, issues = await asyncio.to_thread(self._prepare, item)
+                for issue in issues:
+                    self.issues.add(issue)
+                if image is None:
+                    continue
+                self.counts.samples += 1
+                self.progress.tick("images")
+                for scene in scenes:
+                    pixels = scene.width * scene.height
+                    await budget.acquire(pixels)
+                    whole = scene.window == (0, 0, image.width, image.height)
+                    # A scene holds only its own window, so the source image is freed once its
+                    # windows are taken, before the next image is decoded.
+                    window = image if whole else image.crop(scene.window)
+                    task = asyncio.create_task(self._scene(scene, window, whole))
+                    task.add_done_callback(lambda _, n=pixels: budget.release(n))
+                    pending.append(task)
+                    while len(pending) >= inflight:
+                        self._write(await pending.popleft())
+                del image, scenes
+            while pending:
+                self._write(await pending.popleft())
+            queue = self.engine.batch
+            b = self.cfg.batch
+            if self.opts.batch_files is not None:
+                if write_request_files(queue, self.opts.batch_files, self.source.name, b.max_lines, b.max_bytes):
+                    status = "requests_written"
+            elif queue is not None and queue.lines:
+                status = "batch_pending"
+                await submit(self.client, self.batch_state, queue, b.max_lines, b.max_bytes)
+        except BaseException:
+            status = "stopped"
+            for task in pending:
+                task.cancel()
+            raise
+        finally:
+            self.progress.close()
+            if status == "complete":
+                self.writer.close()
+            else:
+                self.writer.abandon()
+            self.cache.close()
+            manifest = self._finish(status)
+        return manifest
+
+    def _finish(self, status: Status) -> RunReport:
+        report = self.manifest(status)
+        self.writer.manifest(report)
+        return report
+
+    def _linked_out(self, sample: Sample) -> Issue | None:
+        """One warning per split for images that lie outside --root (reached through a symbolic link,
+        or an adapter option naming another folder): followed, as datasets are often assembled that
+        way, but said. Every adapter's samples pass here, so none can follow a link silently."""
+        if sample.split in self._linked_splits or sample.image_path.is_relative_to(self._root):
+            return None
+        self._linked_splits.add(sample.split)
+        return Issue(kind="warning", code=IssueCode.IMAGE_OUTSIDE_ROOT, file=sample.rel_image,
+                     reason=f"image lies outside --root, at {sample.image_path}; followed (said once for all such "
+                            f"images of split {sample.split})")
+
+    def _in_shard(self, item: Sample | Issue) -> bool:
+        """Deterministic partition by content, so shards agree whatever order files are listed in;
+        an input issue belongs to the shard its file hashes to, so merged shards count it once."""
+        if self.opts.shard is None:
+            return True
+        k, n = self.opts.shard
+        name = item.where() if isinstance(item, Issue) else f"{item.split}/{item.image_id}"
+        return int(hashlib.sha256(name.encode("utf-8")).hexdigest()[:12], 16) % n == k - 1
+
+    def _write(self, lines: list[dict[str, Any]]) -> None:
+        self.counts.windows += 1
+        self.progress.tick("windows")
+        for line in lines:
+            self.writer.write(line["split"], line)
+            self.counts.add_record(line["split"], line["task"])
+
+    def manifest(self, status: Status) -> RunReport:
+        report = RunReport(
+            status=status, rsgpt4v_version=__version__, source=self.source.name, root=str(self.source.root),
+            backend=self.opts.backend, config=self.cfg.model_dump(mode="json"),
+            prompts=Prompts(folder=str(self.prompts.folder), sha=self.prompts.shas),
+            counts=self.counts, issues=self.issues, failures=self.failures,
+            qc=QC.model_validate({"rejected": self.qc.report() if self.qc else {}}),
+            usage=Usage.of(self.engine.usage, self.prices.date, self.prices.price(self.model) is not None),
+            shard=self.opts.shard)
+        if isinstance(self.engine, EstimatingEngine):
+            scale = self.seen / self.counts.samples if self.opts.every > 1 and self.counts.samples else 1.0
+            report.estimate = [EstimateRow(**row) for row in cost_table(self.engine.tally, self.prices, self.model,
+                                                                        scale)]
+            report.estimated_from = EstimatedFrom(images=self.counts.samples, of=self.seen)
+        if self.batch_state is not None:
+            queued = self.engine.batch.lines if self.engine.batch else {}
+            report.batch = BatchProgress(queued_this_pass=len(queued), batches=self.batch_state.batches,
+                                         rejected=len(self.batch_state.rejected),
+                                         usage=BatchUsage(**self.batch_state.usage))
+        return report
+
+
+def _without_image_token(sample: Sample) -> tuple[Sample, Issue | None]:
+    """The sample without the texts of its dataset that hold `<image>`, and a warning counting them:
+    the token is the build's to place (once, at the start of a record), and a trainer would put the
+    image again wherever a caption or an answer carried it. Every adapter's samples pass here."""
+    captions = tuple(c for c in sample.captions if IMAGE_TOKEN not in c)
+    qa = tuple(q for q in sample.qa if IMAGE_TOKEN not in q.question and IMAGE_TOKEN not in q.answer)
+    objects = tuple(o.model_copy(update={"description": None}) if o.description and IMAGE_TOKEN in o.description
+                    else o for o in sample.objects)
+    dropped = (len(sample.captions) - len(captions) + len(sample.qa) - len(qa)
+               + sum(a is not b for a, b in zip(objects, sample.objects)))
+    if not dropped:
+        return sample, None
+    return (sample.model_copy(update={"captions": captions, "qa": qa, "objects": objects}),
+            Issue(kind="warning", code=IssueCode.IMAGE_TOKEN_IN_TEXT, file=sample.rel_image,
+                  reason=f"{dropped} text(s) of this image hold {IMAGE_TOKEN}, the token trainers replace with the "
+                         "image; dropped"))
+
+
+def build(source: Source, cfg: BuildConfig, opts: BuildOptions) -> RunReport:
+    """Run a build to the end (or to a fatal API error, which propagates); the manifest.
+
+    In batch mode one pass submits what the cache lacks and returns; with `batch_wait` passes are
+    repeated, polling between them, until the build completes.
+    """
+    return_freed_images_to_the_os()
+
+    async def passes() -> RunReport:
+        client = make_client(opts.backend, cfg.model.request_timeout_s, source.mock_looks, source.mock_names())
+        while True:
+            report = await Builder(source, cfg, opts, client).run()
+            if not (opts.batch_wait and report.status.startswith("batch_")):
+                return report
+            if report.status == "batch_in_progress":
+                log.info("batches still in progress; next check in %.0f s", cfg.batch.poll_s)
+                await asyncio.sleep(cfg.batch.poll_s)
+
+    return asyncio.run(passes())

@@ -1,0 +1,177 @@
+"""Pixels: opening images within limits, cropping windows, resizing, encoding."""
+
+from __future__ import annotations
+
+import base64
+import ctypes
+import io
+import logging
+import math
+import warnings
+from pathlib import Path
+
+from PIL import Image
+
+from rsgpt4v.core.issue_codes import IssueCode
+
+
+class ImageError(Exception):
+    """An image that cannot be used: missing, unreadable, truncated or too large; `code` is what the
+    run report counts it as."""
+
+    def __init__(self, code: IssueCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def open_image(path: Path, max_pixels: int) -> Image.Image:
+    """The image fully decoded as RGB, or ImageError saying why not.
+
+    Imagery of more than 8 bits per sample (16-bit PNG and TIFF, 32-bit integer or float TIFF, as
+    satellite products ship) is scaled to 8 bits per band by a percentile stretch: the 2nd
+    percentile becomes 0 and the 98th 255, values beyond are clipped, as remote-sensing viewers
+    (QGIS's cumulative count cut) show them; a plain conversion would saturate them to black and
+    white or keep only the high byte. A warning says so once per kind of image.
+    """
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                bands = _wide_bands(im, path)
+                if bands is None and im.mode not in _HIGH_DEPTH:
+                    im.load()
+                    return im.convert("RGB")
+                if bands is None:
+                    im.load()
+                    bands = [im]
+                _warn_stretch(im.mode if len(bands) == 1 else f"{len(bands)} x 16-bit", path)
+                stretched = [_stretch(band) for band in bands[:3]]
+                return Image.merge("RGB", stretched if len(stretched) == 3 else stretched[:1] * 3)
+    except FileNotFoundError:
+        raise ImageError(IssueCode.IMAGE_MISSING, "image file is missing") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(IssueCode.IMAGE_TOO_LARGE,
+                         f"image has more than image.max_pixels={max_pixels} pixels") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(IssueCode.IMAGE_UNREADABLE, f"image cannot be decoded ({exc})") from None
+
+
+_HIGH_DEPTH = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+_STRETCH_PERCENTILES = (0.02, 0.98)
+# Interleaved 16-bit colour that Pillow would read as 8-bit colour by dropping the low byte:
+# read instead as one 16-bit band `bands` times as wide, and de-interleaved.
+_WIDE_RAW = {"RGB;16L": ("I;16", 3), "RGB;16B": ("I;16B", 3), "RGBA;16L": ("I;16", 4), "RGBA;16B": ("I;16B", 4),
+             "RGB;16N": ("I;16N", 3), "RGBA;16N": ("I;16N", 4)}
+_warned: set[str] = set()
+log = logging.getLogger(__name__)
+
+
+def _warn_stretch(kind: str, path: Path) -> None:
+    if kind not in _warned:
+        _warned.add(kind)
+        log.warning("%s: %s images are scaled to 8 bits by a 2-98 %% percentile stretch per band (said once for "
+                    "all such images)", path, kind)
+
+
+def _wide_bands(im: Image.Image, path: Path) -> list[Image.Image] | None:
+    """The 16-bit bands of uncompressed interleaved 16-bit colour (TIFF), or None for anything else."""
+    if im.mode not in ("RGB", "RGBA") or not im.tile:
+        return None
+    kinds = {(t.codec_name, t.args[0] if t.args else None) for t in im.tile}
+    if len(kinds) != 1:
+        return None
+    codec, rawmode = next(iter(kinds))
+    if rawmode not in _WIDE_RAW:
+        return None
+    if codec != "raw":
+        raise ImageError(IssueCode.IMAGE_UNREADABLE, f"compressed 16-bit colour ({rawmode}) cannot be read at full "
+                                                     "depth; save it uncompressed or as 8-bit")
+    band_raw, n = _WIDE_RAW[rawmode]
+    wide = Image.new("I", (im.width * n, im.height))
+    with open(path, "rb") as f:
+        for tile in im.tile:
+            x0, y0, x1, y1 = tile.extents
+            f.seek(tile.offset)
+            size = ((x1 - x0) * n, y1 - y0)
+            data = f.read(size[0] * size[1] * 2)
+            wide.paste(Image.frombytes("I;16", size, data, "raw", band_raw).convert("I"), (x0 * n, y0))
+    # Band c of pixel x sits at column x * n + c: an affine map picks it (nearest neighbour, pixel centres).
+    return [wide.transform(im.size, Image.Transform.AFFINE, (n, 0, c + 0.5 - n / 2, 0, 1, 0),
+                           resample=Image.Resampling.NEAREST) for c in range(n)]
+
+
+def _stretch(band: Image.Image) -> Image.Image:
+    """A band of more than 8 bits as 8 bits: its 2nd percentile to 0, its 98th to 255, clipped beyond."""
+    band = band.convert("F")
+    lo, hi = band.getextrema()
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ImageError(IssueCode.IMAGE_UNREADABLE,
+                         "float image with NaN or infinite values (no-data?) cannot be scaled to 8 bits")
+    low, high = (_percentile(band, q, lo, hi) for q in _STRETCH_PERCENTILES)
+    if high <= low:  # (nearly) one value throughout: place it within the band's full range
+        return Image.new("L", band.size, 0 if hi <= lo else round(255 * (low - lo) / (hi - lo)))
+    scale = 255.0 / (high - low)
+    return band.point(lambda v: v * scale - low * scale).convert("L")
+
+
+def _percentile(band: Image.Image, q: float, lo: float, hi: float) -> float:
+    """The value below which a fraction `q` of the pixels lie, to 1/256^3 of the range (histograms
+    refined three times, so a few hot pixels do not squash every other value into one bin)."""
+    target = q * band.width * band.height
+    below = 0
+    for _ in range(3):
+        width = (hi - lo) / 256
+        if width <= 0:
+            break
+        hist = band.histogram(extrema=(lo, hi))
+        index = 0
+        for index, count in enumerate(hist):
+            if below + count >= target:
+                break
+            below += count
+        lo, hi = lo + index * width, lo + (index + 1) * width
+    return lo
+
+
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+
+
+def return_freed_images_to_the_os() -> None:
+    """Make large image buffers come from (and go back to) the OS directly.
+
+    glibc raises its mmap threshold each time a large block is freed, after which buffers of
+    decoded images are carved from the heap of the thread that decoded them and stay there when
+    freed: a build over many 12000 x 12000 images then grows by most of an image per image. A fixed
+    threshold keeps peak memory at one image's worth. Elsewhere than glibc this does nothing.
+    """
+    try:
+        process = ctypes.CDLL(None)  # the running program's symbols, the C library's among them
+    except OSError:
+        return
+    if hasattr(process, "mallopt"):
+        process.mallopt(_M_MMAP_THRESHOLD, 4 * 1024 * 1024)
+
+
+def fit(im: Image.Image, max_side: int) -> tuple[Image.Image, float]:
+    """Downscale so the longer side is at most `max_side`; returns the image and the scale used."""
+    scale = min(1.0, max_side / max(im.size))
+    if scale == 1.0:
+        return im, 1.0
+    size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+    return im.resize(size, Image.Resampling.LANCZOS), scale
+
+
+def encode(im: Image.Image, fmt: str, quality: int = 90) -> bytes:
+    """PNG or JPEG bytes; deterministic for the same pixels and settings."""
+    buf = io.BytesIO()
+    if fmt in ("jpeg", "jpg"):
+        im.save(buf, format="JPEG", quality=quality, optimize=True)
+    else:
+        im.save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+def data_url(data: bytes, fmt: str) -> str:
+    mime = "image/jpeg" if fmt in ("jpeg", "jpg") else "image/png"
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"

@@ -1,0 +1,205 @@
+"""Rendering records to the LLaVA conversation format, and writing the dataset folder.
+
+OUT/<split>.jsonl, OUT/images/..., OUT/manifest.json. Every file is written beside its final name
+and renamed into place when complete, so a reader never sees a torn file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import jsonlines
+from PIL import Image
+
+from rsgpt4v.core.files import jsonl_writer, write_atomic
+from rsgpt4v.core.ownership import STATE_DIR
+from rsgpt4v.core.paths import UnsafePath, check_name, under
+from rsgpt4v.core.report import RunReport
+from rsgpt4v.core.schema import Record, RecordBox
+from rsgpt4v.imaging.images import encode
+from rsgpt4v.records.boxtext import fill, flavour
+from rsgpt4v.records.model import IMAGE_TOKEN, record_problems
+
+# Records a model did not write say so: every record of a build has the same meta keys, so a table
+# reader (Hugging Face `datasets`) infers one schema for the whole file.
+_META_DEFAULTS = {"model": None, "prompt_sha": None}
+
+
+class ContractError(Exception):
+    """A rendered record that breaks the output record contract: a bug in the build, never written."""
+
+
+def render(record: Record, box_format: str, width: int, height: int, box_space: str) -> dict[str, Any]:
+    """The record as one LLaVA training example for a `width` x `height` image, boxes written in
+    `box_format` in the frame of `box_space`.
+
+    Every record is checked against the output record contract (`record_model`) before it is
+    returned, so a fault in rendering stops the build instead of reaching the data.
+
+    `meta` records the flavour and frame of the text and, per box in text order, the pixel box, the
+    polygon it came from, its category and DOTA-style difficulty, so any flavour can be written again
+    from `meta` alone (`rsgpt4v export`).
+    """
+    f = flavour(box_format)
+    frame = f.frame(width, height, box_space)
+    used: list[RecordBox] = []
+    conversations = []
+    for i, turn in enumerate(record.turns):
+        question = fill(turn.question, record.boxes, f, frame, False, used)
+        conversations.append({"from": "human", "value": f"{IMAGE_TOKEN}\n{question}" if i == 0 else question})
+        conversations.append({"from": "gpt", "value": fill(turn.answer, record.boxes, f, frame, True, used)})
+    meta = {**_META_DEFAULTS, **box_meta(used, f.name, frame.space), **record.meta}
+    line = {"id": record.id, "image": record.image, "conversations": conversations, "task": record.task,
+            "source": record.source, "split": record.split, "meta": meta}
+    problems = record_problems(line)
+    if problems:
+        raise ContractError(f"record {record.id!r} breaks the output record contract: {'; '.join(problems)}")
+    return line
+
+
+def box_meta(boxes: list[RecordBox], box_format: str, box_space: str) -> dict[str, Any]:
+    """The `meta` keys describing a record's boxes, in text order (lists of one length, empty or not)."""
+    return {"box_format": box_format, "box_space": box_space,
+            "boxes": [list(b.box) for b in boxes],
+            "box_polygons": [[list(p) for p in (b.polygon or _corners(b.box))] for b in boxes],
+            "box_labels": [b.label for b in boxes],
+            "box_difficult": [b.difficult for b in boxes]}
+
+
+def meta_boxes(meta: dict[str, Any]) -> list[RecordBox]:
+    """The boxes `box_meta` wrote, back as RecordBox; ValueError when the lists disagree.
+
+    Records of other tools (or older builds) with only `meta.boxes` get no polygon and the label
+    "object".
+    """
+    boxes = meta.get("boxes")
+    n = len(boxes) if isinstance(boxes, list) else 0
+    labels = meta.get("box_labels", ["object"] * n)
+    polygons = meta.get("box_polygons", [None] * n)
+    difficult = meta.get("box_difficult", [0] * n)
+    for key, values in (("box_labels", labels), ("box_polygons", polygons), ("box_difficult", difficult)):
+        if not isinstance(values, list) or len(values) != n:
+            raise ValueError(f"meta.{key} does not list one entry per box of meta.boxes ({n})")
+    try:
+        return [RecordBox(box=tuple(b), polygon=tuple(tuple(p) for p in poly) if poly else None, label=label,
+                          difficult=d) for b, poly, label, d in zip(boxes, polygons, labels, difficult)]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"meta box data of the wrong shape ({str(exc).splitlines()[0]})") from None
+
+
+def _corners(box: tuple[float, float, float, float]) -> list[tuple[float, float]]:
+    x1, y1, x2, y2 = box
+    return [(x1, y1), (x2, y1), (x2, y2), (x1, y2)]
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether the file at `path` has exactly `data` (sizes first: most changes change the size)."""
+    try:
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except FileNotFoundError:
+        return False
+
+
+class DatasetWriter:
+    """Writes window images and per-split JSONL files under one output folder (or, with `discard`,
+    only pretends to, for estimates).
+
+    It remembers every file it produces; a completed pass (`close`) removes the files an earlier
+    build of this folder produced and this one no longer does (a split not built any more, windows
+    of a changed tiling), listed in OUT/.rsgpt4v/files.json, and never touches a file it did not write.
+    """
+
+    def __init__(self, out: Path, image_format: str, discard: bool = False, within: Path | None = None) -> None:
+        self.out = Path(out)
+        self.within = Path(within) if within is not None else self.out
+        self.image_format = image_format
+        self.discard = discard
+        if not discard:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self._files: dict[str, jsonlines.Writer] = {}
+        self._produced: set[str] = set()
+        self._lock = threading.Lock()
+
+    def image(self, name: str, im: Image.Image, source: Path, whole: bool) -> str:
+        """Write a scene's image unless the file there already holds these exact bytes; its path relative to OUT.
+
+        With format `auto`, a whole JPEG or PNG source image is copied byte for byte (no generation
+        loss, no time spent encoding), and anything else keeps its source's kind of compression.
+        Comparing content rather than existence means a source image edited since the last run gets
+        its window images rewritten, not left stale beside answers about the new pixels.
+        """
+        suffix = source.suffix.lower()
+        copy = self.image_format == "auto" and whole and suffix in (".jpg", ".jpeg", ".png")
+        if copy:
+            fmt = suffix.lstrip(".")
+        elif self.image_format == "auto":
+            fmt = "jpg" if suffix in (".jpg", ".jpeg") else "png"
+        else:
+            fmt = self.image_format
+        rel = f"{name}.{fmt}"
+        _, source_name, split, _ = name.split("/", 3)  # images/<source>/<split>/<image>
+        check_name(source_name, "source")
+        check_name(split, "split")
+        path = under(self.out, rel, self.within)
+        if not self.discard:
+            data = source.read_bytes() if copy else encode(im, fmt, quality=95)
+            if not _holds(path, data):
+                write_atomic(path, data)
+            with self._lock:
+                self._produced.add(rel)
+        return rel
+
+    def write(self, split: str, line: dict[str, Any]) -> None:
+        if self.discard:
+            return
+        f = self._files.get(split)
+        if f is None:
+            path = under(self.out, f"{check_name(split, 'split')}.jsonl.partial", self.within)
+            f = self._files[split] = jsonl_writer(path)
+        f.write(line)
+
+    def close(self) -> list[str]:
+        """Move the finished split files into place and remove what the folder's earlier builds
+        produced and this one does not; the splits written."""
+        for split, f in self._files.items():
+            f.close()
+            os.replace(self.out / f"{split}.jsonl.partial", self.out / f"{split}.jsonl")
+            self._produced.add(f"{split}.jsonl")
+        splits = sorted(self._files)
+        self._files.clear()
+        if not self.discard:
+            self._sweep()
+        return splits
+
+    def _sweep(self) -> None:
+        record = self.out / STATE_DIR / "files.json"
+        try:
+            earlier = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            earlier = []
+        for rel in sorted(set(earlier) - self._produced) if isinstance(earlier, list) else []:
+            try:
+                path = under(self.out, rel, self.within)
+            except (UnsafePath, TypeError):
+                continue  # a hand-edited list does not get to delete anything outside OUT
+            path.unlink(missing_ok=True)
+            for folder in path.parents:
+                if folder == self.out or not folder.is_relative_to(self.out / "images") or any(folder.iterdir()):
+                    break
+                folder.rmdir()
+        write_atomic(record, (json.dumps(sorted(self._produced), indent=0) + "\n").encode("utf-8"))
+
+    def abandon(self) -> None:
+        """Drop the unfinished split files of a pass that did not complete."""
+        for split, f in self._files.items():
+            f.close()
+            (self.out / f"{split}.jsonl.partial").unlink(missing_ok=True)
+        self._files.clear()
+
+    def manifest(self, report: RunReport) -> None:
+        if not self.discard:
+            report.write(self.out / "manifest.json")
