@@ -6,6 +6,7 @@ For the source adapter tests: writers of tiny input files and an end-to-end `rsg
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from rsgpt4v.core.schema import Issue, Sample
 from rsgpt4v.language.naming import display
 from rsgpt4v.llm.fakeserver import Knobs
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real"
+# beside the repository as CI lays it out; RSGPT4V_REAL_FIXTURES points a worktree elsewhere at them
+REAL = Path(os.environ.get("RSGPT4V_REAL_FIXTURES") or Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real")
 
 
 def dota_knobs(**knobs: object) -> Knobs:
