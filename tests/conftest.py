@@ -22,7 +22,8 @@ from rsgpt4v.language.naming import display
 from rsgpt4v.llm.fakeserver import Knobs
 
 # beside the repository as CI lays it out; RSGPT4V_REAL_FIXTURES points a worktree elsewhere at them
-REAL = Path(os.environ.get("RSGPT4V_REAL_FIXTURES") or Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real")
+REAL = Path(os.environ.get("RSGPT4V_REAL_FIXTURES")
+            or Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real")
 
 
 def dota_knobs(**knobs: object) -> Knobs:
