@@ -212,7 +212,8 @@ def build(
         "--save-marked", help="Also write each marked image the local stage sends to OUT/marked/, to check the "
                               "marks (local.save_marked).")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also log what each step does (INFO), not only "
+                                                               "warnings.")] = False,
 ) -> None:
     """Build instruction data from a source dataset into OUT/<split>.jsonl, OUT/images/ and OUT/manifest.json."""
     from rsgpt4v.build.pipeline import BuildOptions
@@ -484,7 +485,7 @@ def fake_server(
     mistakes: Annotated[float, typer.Option(
         min=0, max=1, help="Fraction of answers with a realistic slip: an object left out, talk of the marks, "
                            "a refusal.")] = 0.0,
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the injected faults, expiries and latencies.")] = 0,
     plant: Annotated[Optional[str], typer.Option(
         help="A sentence appended to every free-text field of the answers (descriptions, captions, questions, "
              "answers, referring expressions), to try what QC keeps.")] = None,
@@ -556,7 +557,7 @@ def export(
     box_space: Annotated[Optional[str], typer.Option(
         help="square (LLaVA-1.5/GeoChat padding) or image, for llava and geochat boxes; default: as built.")] = None,
     task_tokens: Annotated[bool, typer.Option(
-        "--task-tokens", help="GeoChat's [refer]/[identify] before questions with boxes (geochat only).")] = False,
+        "--task-tokens", help="GeoChat's \\[refer]/\\[identify] before questions with boxes (geochat only).")] = False,
 ) -> None:
     """Re-render records for another model family (boxes from the pixel boxes kept; no API calls)."""
     from rsgpt4v.tools.export import main_export
@@ -566,7 +567,7 @@ def export(
     raise typer.Exit(code)
 
 
-batch_app = typer.Typer(help="Inspect and collect the Batch API jobs of a `build --batch` output folder.")
+batch_app = typer.Typer(no_args_is_help=True, help="Inspect and collect the Batch API jobs of a `build --batch` output folder.")
 app.add_typer(batch_app, name="batch")
 
 
@@ -731,6 +732,10 @@ def main() -> None:
         sys.exit(130)
     except typer.TyperException as exc:
         message = exc.format_message()
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `rsgpt4v` or `rsgpt4v batch`: its usage
+            if message:  # rich prints the help itself and leaves the message empty
+                typer.echo(message)
+            sys.exit(0)
         if "\n" in message:  # a command group called without its command: its help
             exc.show()
         else:
