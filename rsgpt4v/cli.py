@@ -317,19 +317,52 @@ def _run_recipe(name: str, source: str | None, data: Path | None, skip_missing: 
         raise _fail(str(exc)) from None
 
 
-def _files_summary(manifest: RunReport, out: Path) -> None:
-    from rsgpt4v.llm.batch_files import REQUESTS, run_commands
+def _request_files(out: Path) -> tuple[list[Path], int]:
+    """The request files of a `--batch-engine files` build and the requests they hold."""
+    from rsgpt4v.llm.batch_files import REQUESTS
 
     files = sorted((out / REQUESTS).glob("*.jsonl"))
-    lines = sum(f.read_bytes().count(b"\n") for f in files)  # a request line ends at "\n" only
+    return files, sum(f.read_bytes().count(b"\n") for f in files)  # a request line ends at "\n" only
+
+
+def _how_to_run_files(out: Path, model: str, then: str) -> None:
+    from rsgpt4v.llm.batch_files import run_commands
+
+    for line in run_commands(out, model):
+        typer.echo(f"  {line}")
+    typer.echo("(Ray Data: read the files with ray.data.read_json and map them through a vLLM processor; "
+               f"OpenAI/Azure Batch: upload them as they are.) Then rerun {then}: it reads the "
+               "imported answers and writes the next stage's requests, or the dataset when none are left.")
+
+
+def _files_summary(manifest: RunReport, out: Path) -> None:
+    from rsgpt4v.llm.batch_files import REQUESTS
+
+    files, lines = _request_files(out)
     typer.echo(f"wrote {lines} requests in {len(files)} file(s) under {out / REQUESTS} (OpenAI batch format); "
                f"{manifest.counts.windows_waiting_for_batch} windows wait for them. Run them with any "
                "OpenAI-compatible batch engine, e.g. vLLM:")
-    for line in run_commands(out, manifest.model):
-        typer.echo(f"  {line}")
-    typer.echo("(Ray Data: read the files with ray.data.read_json and map them through a vLLM processor; "
-               "OpenAI/Azure Batch: upload them as they are.) Then rerun this same command: it reads the "
-               "imported answers and writes the next stage's requests, or the dataset when none are left.")
+    _how_to_run_files(out, manifest.model, "this same command")
+
+
+def _files_status(out: Path) -> bool:
+    """`batch status` of a build whose requests went to files: what waits in them and what to run;
+    False when there are none."""
+    from rsgpt4v.core.report import ReportError, RunReport
+    from rsgpt4v.llm.batch_files import REQUESTS
+
+    files, lines = _request_files(out)
+    if not files:
+        return False
+    try:
+        model = RunReport.read(out / "manifest.json").model
+    except ReportError:
+        model = "MODEL"
+    typer.echo(f"{out}: no provider batches; its build (--batch-engine files) wrote {lines} requests in "
+               f"{len(files)} file(s) under {out / REQUESTS} for a batch engine of your own. Run them, "
+               "e.g. with vLLM, and import the answers:")
+    _how_to_run_files(out, model, "the build command")
+    return True
 
 
 def _batch_summary(manifest: RunReport, out: Path) -> None:
@@ -600,6 +633,10 @@ def _batch_context(out: Path):
     from rsgpt4v.llm.client import MissingKeyError, make_client
 
     states = _batch_states(out)
+    if not states and _request_files(out)[0]:
+        raise _fail(f"{out}: its build wrote its requests to files (--batch-engine files) instead of submitting "
+                    f"them; run them and `rsgpt4v batch import` the answers (`rsgpt4v batch status --out {out}` "
+                    "shows how)")
     if not states:
         raise _fail(f"{out} has no batches: submit with `rsgpt4v build --batch ... --out {out}`")
     try:
@@ -635,6 +672,8 @@ def batch_status(out: Annotated[Path, typer.Option("--out", "-o", help="The buil
 
     from rsgpt4v.llm.batch import refresh
 
+    if not _batch_states(out) and _files_status(out):
+        return
     with _batch_errors(out):
         states, _, client = _batch_context(out)
         for _, state in states:
