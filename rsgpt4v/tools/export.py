@@ -57,7 +57,7 @@ from rsgpt4v.core.files import dumps, jsonl_writer, located, place_file
 from rsgpt4v.core.schema import RecordBox
 from rsgpt4v.records.boxtext import TASK_TOKENS, RenderError, check_space, fill, flavour, to_placeholders
 from rsgpt4v.records.model import box_text_fault, first_problem
-from rsgpt4v.records.reader import finite_box, image_header, image_outside, read_records
+from rsgpt4v.records.reader import HF_DATA, finite_box, image_header, image_outside, read_records
 from rsgpt4v.records.writer import box_meta, meta_boxes
 
 FORMATS = ("llava-json", "llava-jsonl", "sharegpt", "hf")
@@ -325,10 +325,10 @@ def _sink(fmt: str, out: Path, dest: Path, split: str) -> tuple[_Sink, Callable[
     if fmt == "sharegpt":
         return _JsonLines(dest / f"{split}.jsonl"), _sharegpt
     if _has("datasets"):
-        return (_Parquet(dest / "data" / f"{split}.parquet", _hf_schema(True), _IMAGE_ROWS),
+        return (_Parquet(dest / HF_DATA / f"{split}.parquet", _hf_schema(True), _IMAGE_ROWS),
                 lambda r: _hf_row(r, {"bytes": (out / r["image"]).read_bytes(), "path": r["image"]}))
     if _has("pyarrow"):
-        return (_Parquet(dest / "data" / f"{split}.parquet", _hf_schema(False), _PARQUET_ROWS),
+        return (_Parquet(dest / HF_DATA / f"{split}.parquet", _hf_schema(False), _PARQUET_ROWS),
                 lambda r: _hf_row(r, r["image"]))
     return _JsonLines(dest / f"{split}.jsonl"), lambda r: _hf_row(r, r["image"])
 
