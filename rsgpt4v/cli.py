@@ -151,7 +151,7 @@ def _run(source: str | None, root: Path | None, sample: bool, split: str | None,
         adapter = get_source(source)
         data_root = sample_root(source) if sample else root
         if not data_root.exists():
-            raise SourceError(f"--root {data_root} does not exist")
+            raise SourceError(f"{data_root}: no such folder; give --root the dataset folder as downloaded")
         reader = adapter(data_root, split=split, **parse_options(adapter, options or []))
         if opts.estimate:
             return build(reader, cfg, opts)
@@ -605,10 +605,12 @@ app.add_typer(batch_app, name="batch")
 
 
 def _measured_reask_rate(path: Path) -> float | None:
-    from rsgpt4v.llm.cache import Cache
+    from rsgpt4v.llm.cache import Cache, is_sqlite_file
 
-    if not path.is_file():
-        raise _fail(f"--cache {path} is not a cache file")
+    # Only read: a file that is no cache is refused, not moved aside as a build's own cache would be.
+    if not is_sqlite_file(path):
+        raise _fail(f"{path}: {'not an SQLite file' if path.is_file() else 'no such file'}; give --cache the "
+                    "cache.sqlite of an earlier build")
     cache = Cache(path)
     try:
         return cache.reask_rate()
@@ -644,7 +646,8 @@ def _batch_context(out: Path):
     except ReportError as exc:
         raise _fail(str(exc)) from None
     if manifest.backend == "mock":
-        raise _fail("this build used the mock, whose batches lived only inside its own process")
+        raise _fail(f"{out / 'manifest.json'}: this build used the mock, whose batches lived only inside its own "
+                    "process; build again with --dry-run --batch --wait")
     try:
         client = make_client("openai", manifest.config["model"]["request_timeout_s"])
     except MissingKeyError as exc:
@@ -734,10 +737,10 @@ def batch_import(
     from rsgpt4v.llm.cache import Cache
 
     if not out.is_dir():
-        raise _fail(f"{out} is not a build output folder")
+        raise _fail(f"{out}: no such folder; give the --out folder of the build that wrote the requests")
     missing = [str(p) for p in results if not p.is_file()]
     if missing:
-        raise _fail(f"no such result file: {missing[0]}")
+        raise _fail(f"{missing[0]}: no such result file; give the files your batch engine wrote")
     manifest_path = out / "manifest.json"
     try:
         model = RunReport.read(manifest_path).model if manifest_path.is_file() else ""

@@ -82,3 +82,49 @@ def test_a_command_group_without_its_command_shows_its_usage(tmp_path: Path, arg
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert "Usage:" in done.stdout and usage in done.stdout and "Commands" in done.stdout
+
+
+@pytest.fixture(scope="module")
+def files_build(tmp_path_factory) -> Path:
+    """A sample build that wrote its first requests to files (--batch-engine files)."""
+    out = tmp_path_factory.mktemp("files") / "out"
+    result = CliRunner().invoke(app, ["build", "-s", "dota", "--sample", "--dry-run", "--no-progress", "--batch",
+                                      "--batch-engine", "files", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+ERRORS = [
+    (["build", "-s", "dota", "--root", "{tmp}/nowhere", "--dry-run", "--out", "{tmp}/o"],
+     "{tmp}/nowhere: no such folder; give --root the dataset folder as downloaded"),
+    (["export", "{tmp}", "--out", "{tmp}/x"],
+     "{tmp}: no <split>.jsonl files in it, not an rsgpt4v output folder; give the --out folder of a build"),
+    (["export", "{sample}", "--out", "{sample}"], "{sample}: the export would overwrite the build it reads; "
+                                                  "give another --out"),
+    (["preview", "{tmp}"], "{tmp}: no *.jsonl files in it, not an rsgpt4v output folder; give the --out folder "
+                           "of a build"),
+    (["stats", "{tmp}"], "{tmp}: no record files in it, not an rsgpt4v output folder; give the --out folder of "
+                         "a build"),
+    (["validate", "{tmp}"], "{tmp}: no record files in it (*.jsonl, *.json, *.parquet, data/*.parquet); give a "
+                            "build or export folder, or the record files themselves"),
+    (["estimate", "-s", "dota", "--sample", "--cache", "{tmp}/notes.txt"],
+     "{tmp}/notes.txt: not an SQLite file; give --cache the cache.sqlite of an earlier build"),
+    (["batch", "import", "{tmp}/nowhere", "{tmp}/notes.txt"],
+     "{tmp}/nowhere: no such folder; give the --out folder of the build that wrote the requests"),
+    (["batch", "import", "{tmp}", "{tmp}/results.jsonl"],
+     "{tmp}/results.jsonl: no such result file; give the files your batch engine wrote"),
+    (["batch", "collect", "--out", "{files}"],
+     "{files}: its build wrote its requests to files (--batch-engine files) instead of submitting them; run them "
+     "and `rsgpt4v batch import` the answers (`rsgpt4v batch status --out {files}` shows how)"),
+]
+
+
+@pytest.mark.parametrize("args, line", ERRORS, ids=[" ".join(a[:2]) for a, _ in ERRORS])
+def test_an_error_names_the_file_what_is_wrong_and_what_to_do(tmp_path: Path, sample_build: Path, files_build: Path,
+                                                              args: list[str], line: str) -> None:
+    (tmp_path / "notes.txt").write_text("my notes\n", encoding="utf-8")
+    where = {"tmp": str(tmp_path), "sample": str(sample_build), "files": str(files_build)}
+    result = CliRunner().invoke(app, [a.format(**where) for a in args], env=WIDE)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: {line.format(**where)}\n"
+    assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "my notes\n"  # read, never moved aside

@@ -256,7 +256,8 @@ def test_main_preview_prints_the_summary_and_exit_code(built: Path, planted, tmp
     assert f"{jsonl}:{len(jsonl.read_bytes().splitlines()) - 3}: not an object: the record is a JSON list\n" \
         in captured.err
     assert main_preview(tmp_path / "empty", tmp_path / "x", n=5, seed=0) == 2
-    assert "holds no *.jsonl files" in capsys.readouterr().err
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'empty'}: no such folder, not an rsgpt4v output "
+                                       "folder; give the --out folder of a build\n")
 
 
 def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:

@@ -23,7 +23,7 @@ def _lines(out: Path) -> list[str]:
 def test_estimate_prices_each_stage_live_and_batch_and_sends_nothing(tmp_path: Path) -> None:
     result = _invoke("estimate", "--source", "dota", "--sample", "--model", "gpt-4o-mini", "--json")
     assert result.exit_code == 0, result.output
-    table = json.loads(result.output)
+    table = json.loads(result.stdout)
     rows = {r["stage"]: r for r in table["stages"]}
     assert set(rows) == {"local", "global", "dialogue", "total"}
     assert table["windows_looked_at"] == rows["global"]["requests"] == 7 and table["images"] == 4
@@ -39,7 +39,7 @@ def test_estimate_prices_each_stage_live_and_batch_and_sends_nothing(tmp_path: P
 
 def test_estimate_from_every_other_image_scales_to_all(tmp_path: Path) -> None:
     result = _invoke("estimate", "--source", "dota", "--sample", "--every", "2", "--json")
-    table = json.loads(result.output)
+    table = json.loads(result.stdout)
     assert (table["images"], table["images_looked_at"]) == (4, 2)
     rows = {r["stage"]: r for r in table["stages"]}
     # images 1 and 3 of the sample are looked at (P9001: 4 windows, P9003: 1), scaled by 4 / 2
@@ -48,7 +48,7 @@ def test_estimate_from_every_other_image_scales_to_all(tmp_path: Path) -> None:
 
 def test_unknown_model_is_estimated_in_tokens_only() -> None:
     result = _invoke("estimate", "--source", "dota", "--sample", "--model", "my-vllm-model", "--json")
-    rows = json.loads(result.output)["stages"]
+    rows = json.loads(result.stdout)["stages"]
     assert rows[-1]["usd_live"] is None and rows[-1]["image_tokens"] > 0
 
 

@@ -452,9 +452,10 @@ def export(out: Path, dest: Path, fmt: str, box_format: str | None = None, box_s
         raise ExportError("--task-tokens are GeoChat's ([refer], [identify]): use them with --box-format geochat")
     splits = sorted(out.glob("*.jsonl")) if out.is_dir() else []
     if not splits:
-        raise ExportError(f"{out} holds no <split>.jsonl files: not an rsgpt4v output folder")
+        raise ExportError(f"{out}: no <split>.jsonl files in it, not an rsgpt4v output folder; give the --out "
+                          "folder of a build")
     if dest.resolve() == out.resolve():
-        raise ExportError("--dest must differ from the build folder: the export would overwrite its input")
+        raise ExportError(f"{dest}: the export would overwrite the build it reads; give another --out")
     dest.mkdir(parents=True, exist_ok=True)
     report = ExportReport(dest=dest, fmt=fmt, box_format=canonical, box_space=space)
     target = _Target(canonical, space, task_tokens)

@@ -277,7 +277,8 @@ def validate(paths: Sequence[Path], extra_phrases: Iterable[str] = (), max_kept:
 
 def main_validate(paths: list[Path], max_shown: int = 50) -> int:
     """The `validate` command: violations as FILE:LINE: reason on stderr, like the other commands'
-    problems, and a summary line on stdout; exit code 0 clean, 1 violations, 2 a path that does not exist or a folder without record files."""
+    problems, and a summary line on stdout; exit code 0 clean, 1 violations, 2 a path that does not exist
+    or a folder without record files."""
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         for p in missing:
