@@ -162,8 +162,12 @@ def _run(source: str | None, root: Path | None, sample: bool, split: str | None,
 
 
 @app.command()
-def sources() -> None:
+def sources(
+    details: Annotated[bool, typer.Option("--details", help="Also each dataset's card facts: homepage, licence as "
+                                                            "its authors state it, version, BibTeX.")] = False,
+) -> None:
     """List the source adapters (the values of --source)."""
+    from rsgpt4v.core.card_facts import CardFacts
     from rsgpt4v.sources import adapter_options, available
 
     for name, cls in sorted(available().items()):
@@ -173,6 +177,9 @@ def sources() -> None:
         for option, param in adapter_options(cls).items():
             default = "" if param.default is None else f" (default {param.default!r})"
             typer.echo(f"{'':<16}   -O {option}=...  {cls.options_help.get(option, '')}{default}")
+        if details:
+            for line in (cls.card or CardFacts.unstated(name)).lines():
+                typer.echo(f"{'':<16}   {line}")
 
 
 @app.command()

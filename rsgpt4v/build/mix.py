@@ -27,6 +27,7 @@ from typing import Any, BinaryIO
 from tqdm import tqdm
 
 from rsgpt4v import __version__
+from rsgpt4v.core.card_facts import CardFacts
 from rsgpt4v.core.config import BuildConfig
 from rsgpt4v.core.files import Line, jsonl_writer, read_jsonl
 from rsgpt4v.build.identity import Fingerprint, ImageRef, is_training, leakage_report
@@ -48,6 +49,7 @@ from rsgpt4v.core.report import (
     SourceSection,
     SourceUsage,
     Usage,
+    total_cards,
     total_status,
 )
 from rsgpt4v.build.sample_plan import SamplePlan
@@ -92,6 +94,9 @@ class Selection(Source):
     @property
     def vocabulary(self) -> tuple[str, ...]:  # type: ignore[override]
         return self.inner.vocabulary
+
+    def card_facts(self) -> CardFacts:
+        return self.inner.card_facts()
 
     def __getattr__(self, name: str) -> Any:
         """Any other attribute the pipeline reads is the adapter's."""
@@ -350,7 +355,7 @@ def unified_manifest(recipe: Recipe, data: Path | None, planned: list[Planned], 
         prompts=first.prompts if first else None,
         recipe=RecipeInfo(path=recipe.path, seed=recipe.seed, leakage=recipe.leakage,
                           near_duplicate_bits=recipe.near_duplicate_bits),
-        sources=sources, mix=mix, leakage=choice.leakage, counts=counts,
+        sources=sources, mix=mix, leakage=choice.leakage, counts=counts, cards=total_cards(reports.values()),
         issues=Issues.total({name: m.issues for name, m in reports.items()}),
         failures=Failures.total(m.failures for m in reports.values()),
         usage=Usage.total(m.usage for m in reports.values()), shard=opts.shard,

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, model_serializer
 
 from rsgpt4v import __version__
+from rsgpt4v.core.card_facts import CardFacts
 from rsgpt4v.core.files import json_detail, located, unreadable, write_atomic
 from rsgpt4v.core.problems import validation_problem
 from rsgpt4v.core.schema import Issue
@@ -395,6 +396,8 @@ class RunReport(_Section, _Sparse):
     sources: dict[str, SourceSection] | None = None
     mix: dict[str, dict[str, MixRow]] | None = None
     leakage: dict[str, Any] | None = None
+    cards: dict[str, CardFacts] | None = Field(default=None, description="each source's dataset card facts "
+                                                                         "(homepage, licence, citation), by name")
     merged_from: list[str] | None = None
     bad_lines: list[str] | None = None
     warning: str | None = None
@@ -441,6 +444,15 @@ class RunReport(_Section, _Sparse):
     @property
     def model(self) -> str:
         return str(self.config["model"]["name"])
+
+
+def total_cards(parts: Iterable[RunReport]) -> dict[str, CardFacts] | None:
+    """The card facts of several parts' sources, by name (the first part to name a source gives its facts)."""
+    cards: dict[str, CardFacts] = {}
+    for part in parts:
+        for name, facts in (part.cards or {}).items():
+            cards.setdefault(name, facts)
+    return dict(sorted(cards.items())) or None
 
 
 def total_status(statuses: Iterable[Status]) -> Status:
