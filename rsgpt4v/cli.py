@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 if TYPE_CHECKING:
-    from rsgpt4v.core.report import RunReport, SourceSection
+    from rsgpt4v.core.report import Leakage, RunReport, SourceSection
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build RS-GPT4V-style instruction data for remote-sensing multimodal LLMs.")
@@ -281,7 +281,7 @@ def _recipe_alone(root: Path | None, sample: bool, split: str | None, options: l
                     "(root, splits, options of each source)")
 
 
-def _recipe_summary(sources: dict[str, SourceSection], leak: dict[str, Any]) -> None:
+def _recipe_summary(sources: dict[str, SourceSection], leak: Leakage) -> None:
     for name, s in sources.items():
         if s.status == "missing":
             typer.echo(f"  {name:<16} not built: {s.reason}")
@@ -289,8 +289,8 @@ def _recipe_summary(sources: dict[str, SourceSection], leak: dict[str, Any]) -> 
         left = ", ".join(f"{n} {reason}" for reason, n in (s.left_out or {}).items())
         typer.echo(f"  {name:<16} {s.records_written:>8} records from {s.samples} images"
                    + (f" ({left})" if left else ""))
-    dropped = sum(leak["dropped_from_train"].values())
-    typer.echo(f"leakage ({leak['policy']}): {leak['images']} images fingerprinted, {leak['clusters']} clusters of "
+    dropped = sum(leak.dropped_from_train.values())
+    typer.echo(f"leakage ({leak.policy}): {leak.images} images fingerprinted, {leak.clusters} clusters of "
                f"the same picture, {dropped} training images dropped; listed in the manifest under `leakage`")
 
 

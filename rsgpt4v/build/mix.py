@@ -187,7 +187,7 @@ def choose(recipe: Recipe, planned: list[Planned], store_path: Path, progress: b
     try:
         samples = (s for p in planned if p.adapter is not None for s in p.open() if isinstance(s, Sample))
         for sample in tqdm(samples, desc="  identity", unit="img", disable=not progress, dynamic_ncols=True):
-            ref = ImageRef(sample.source, sample.split, sample.image_id)
+            ref = ImageRef(sample.source, sample.split, sample.image_id, sample.rel_image)
             try:
                 fp: Fingerprint | None = plan.prints.get(sample.image_path)
             except (OSError, ValueError, SyntaxError):
@@ -211,8 +211,8 @@ def choose(recipe: Recipe, planned: list[Planned], store_path: Path, progress: b
                 a = next(r for r in leaks[0].members if is_training(r.split))
                 b = next(r for r in leaks[0].members if not is_training(r.split) and r.source != a.source)
                 raise RecipeError(f"{recipe.path}: leakage: fail: {len(leaks)} pictures are training images of one "
-                                  f"source and evaluation images of another (first: {a.source} {a.split} "
-                                  f"{a.image_id} = {b.source} {b.split} {b.image_id}); see `leakage: report`")
+                                  f"source and evaluation images of another (first: {a.source} {a.split} {a.path} = "
+                                  f"{b.source} {b.split} {b.path}); see `leakage: report`")
         plan.drop(sorted(dropped))
         for p in planned:
             plan.decide(p.entry.source, p.entry.splits, p.entry.fraction, p.entry.max_images)

@@ -372,6 +372,35 @@ class MixRow(_Section):
                    capped=sum(p.capped for p in parts))
 
 
+class LeakageMember(_Section):
+    """One image of a cluster: the source, its split and id, and its file relative to the source's root."""
+
+    source: str
+    split: str
+    image_id: str
+    path: str
+
+
+class LeakageCluster(_Section):
+    """Images that are the same picture: `exact` (one digest) or `near` (perceptual hashes close)."""
+
+    match: Literal["exact", "near"]
+    kinds: list[str]
+    members: list[LeakageMember]
+
+
+class Leakage(_Section):
+    """A recipe's clusters of the same picture across sources and splits, and what its policy dropped."""
+
+    policy: str
+    clusters: int
+    by_kind: dict[str, int]
+    dropped_from_train: dict[str, int]
+    listed: list[LeakageCluster] = Field(alias="list")
+    images: int
+    unreadable_images: int
+
+
 class RunReport(_Section, _Sparse):
     """OUT/manifest.json."""
 
@@ -395,7 +424,7 @@ class RunReport(_Section, _Sparse):
     recipe: RecipeInfo | None = None
     sources: dict[str, SourceSection] | None = None
     mix: dict[str, dict[str, MixRow]] | None = None
-    leakage: dict[str, Any] | None = None
+    leakage: Leakage | None = None
     cards: dict[str, CardFacts] | None = Field(default=None, description="each source's dataset card facts "
                                                                          "(homepage, licence, citation), by name")
     merged_from: list[str] | None = None
