@@ -564,12 +564,16 @@ def export(
         help="square (LLaVA-1.5/GeoChat padding) or image, for llava and geochat boxes; default: as built.")] = None,
     task_tokens: Annotated[bool, typer.Option(
         "--task-tokens", help="GeoChat's [refer]/[identify] before questions with boxes (geochat only).")] = False,
+    push_to_hub: Annotated[Optional[str], typer.Option(
+        "--push-to-hub", metavar="REPO", help="With --format hf: upload the folder to this Hub dataset (user/name), "
+                                              "created if missing; needs the hub extra and HF_TOKEN.")] = None,
+    private: Annotated[bool, typer.Option("--private", help="With --push-to-hub: create the dataset private.")] = False,
 ) -> None:
     """Re-render records for another model family (boxes from the pixel boxes kept; no API calls)."""
     from rsgpt4v.tools.export import main_export
 
     with _one_error_path():
-        code = main_export(out, dest, fmt, box_format, box_space, task_tokens)
+        code = main_export(out, dest, fmt, box_format, box_space, task_tokens, push_to_hub, private)
     raise typer.Exit(code)
 
 
