@@ -85,7 +85,7 @@ class ShardedParquet:
     take the current one past `max_bytes`. Shards are written under temporary names and named when the
     split is complete (only then is their number known); the split's shards of an earlier export go."""
 
-    def __init__(self, dest: Path, split: str, max_bytes: int = MAX_SHARD_BYTES) -> None:
+    def __init__(self, dest: Path, split: str, max_bytes: int | None = None) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -93,7 +93,7 @@ class ShardedParquet:
         self.folder = dest / "data"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.split = split
-        self.max_bytes = max_bytes
+        self.max_bytes = max_bytes or MAX_SHARD_BYTES
         self.schema = hf_schema()
         self._partials: list[Path] = []
         self._writer: Any = None
