@@ -96,7 +96,7 @@ def test_recipe_export_loads_offline_from_another_folder_with_every_record(mix: 
                                                                            tmp_path: Path) -> None:
     script = ("import datasets, json, sys\n"
               "ds = datasets.load_dataset(sys.argv[1])\n"
-              "print(json.dumps({s: [[r['id'], list(r['image'].size), r['image'].mode] for r in ds[s]] for s in ds}))\n")
+              "print(json.dumps({s: [[r['id'], list(r['image'].size)] for r in ds[s]] for s in ds}))\n")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "home"),
@@ -111,7 +111,7 @@ def test_recipe_export_loads_offline_from_another_folder_with_every_record(mix: 
     assert {r["source"] for rows in built.values() for r in rows} == set(MIX_SOURCES)
     for split, rows in built.items():
         assert [row[0] for row in loaded[split]] == [r["id"] for r in rows]
-        for (_, size, _), record in zip(loaded[split], rows):
+        for (_, size), record in zip(loaded[split], rows):
             with Image.open(mix / record["image"]) as im:
                 assert tuple(size) == im.size  # decoded from the embedded bytes
 
@@ -129,7 +129,7 @@ def test_card_front_matter_parses_and_has_what_the_hub_asks(mix_hf: Path) -> Non
     assert meta["size_categories"] == ["n<1K"] and meta["language"] == ["en"]
     assert meta["source_datasets"] == titles and meta["pretty_name"]
     assert meta["configs"] == [{"config_name": "default", "data_files": [
-        {"split": s, "path": f"data/{s}-*.parquet"} for s in ("test", "train", "val")]}]
+        {"split": s, "path": f"data/{s}-*.parquet"} for s in ("train", "val", "test")]}]
     card = DatasetCard((mix_hf / "README.md").read_text(encoding="utf-8"))  # huggingface_hub reads it back
     assert card.data.license == "other" and card.data.task_categories == meta["task_categories"]
 

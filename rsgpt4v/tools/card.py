@@ -103,32 +103,33 @@ def _made(pub: Publication) -> list[str]:
     if m is None:
         return [*lines, "The build folder held no manifest.json: how the records were made is not known.", ""]
     u = m.usage
+    built_from = f"recipe {m.source.removeprefix('recipe:')}, seed {m.recipe.seed}" if m.recipe else f"source {m.source}"
     cost = (f"${u.cost_usd:,.2f} at the price table of {u.prices_date}" if u.priced
             else f"not priced (the price table of {u.prices_date} has no price for `{m.model}`)")
-    lines += [f"- Built by rsgpt4v {m.rsgpt4v_version} ({'recipe ' + m.source.removeprefix('recipe:') if m.recipe else 'source ' + m.source}), "
-              f"backend `{m.backend}`, model `{m.model}`" + (f", recipe seed {m.recipe.seed}" if m.recipe else "")
-              + f"; this card written on {pub.date} by rsgpt4v {__version__}.",
+    rejected = m.qc.rejected if m.qc else {}
+    kinds = " (" + ", ".join(f"{k} {r.count:,}" for k, r in rejected.items()) + ")" if rejected else ""
+    left_out = (f" ({pub.left_out:,} could not be written in the export's box format and were left out)"
+                if pub.left_out else "")
+    lines += [f"- Built by rsgpt4v {m.rsgpt4v_version} ({built_from}), backend `{m.backend}`, model `{m.model}`; "
+              f"this card written on {pub.date} by rsgpt4v {__version__}.",
               f"- Requests: {u.api_calls:,} sent, {u.cache_hits:,} answered from the cache; {u.prompt_tokens:,} "
               f"prompt and {u.completion_tokens:,} completion tokens; cost {cost}.",
-              f"- Quality control: {sum(r.count for r in (m.qc.rejected.values() if m.qc else [])):,} records rejected"
-              + (" (" + ", ".join(f"{k} {r.count:,}" for k, r in m.qc.rejected.items()) + ")"
-                 if m.qc and m.qc.rejected else "")
-              + f"; {m.failures.count:,} model answers failed and made no record.",
+              f"- Quality control: {sum(r.count for r in rejected.values()):,} records rejected{kinds}; "
+              f"{m.failures.count:,} model answers failed and made no record.",
               f"- Input: {m.counts.samples:,} images read, {m.issues.skipped:,} input entries skipped and "
               f"{m.issues.warnings:,} warnings (listed in the build's manifest.json).",
-              f"- Records: {m.counts.records:,} built, {pub.tally.total:,} exported"
-              + (f" ({pub.left_out:,} could not be written in the export's box format and were left out)"
-                 if pub.left_out else "") + "."]
+              f"- Records: {m.counts.records:,} built, {pub.tally.total:,} exported{left_out}."]
     if m.leakage is not None:
         dropped = sum(m.leakage.dropped_from_train.values())
         lines.append(f"- Leakage guard (`{m.leakage.policy}`): {m.leakage.images:,} images fingerprinted, "
                      f"{m.leakage.clusters:,} clusters of the same picture across sources and splits, {dropped:,} "
                      "training images dropped because another source evaluates on them.")
+    lines.append("")
     if m.prompts is not None:
-        lines += ["", "Prompt files and their digests (the `prompt_sha` in each record's meta names the one used):", "",
-                  *_table(["prompt", "sha256 (first 16 hex)"], [[k, f"`{v}`"] for k, v in sorted(m.prompts.sha.items())])]
-        return lines
-    return [*lines, ""]
+        digests = [[k, f"`{v}`"] for k, v in sorted(m.prompts.sha.items())]
+        lines += ["Prompt files and their digests (the `prompt_sha` in each record's meta names the one used):", "",
+                  *_table(["prompt", "sha256 (first 16 hex)"], digests)]
+    return lines
 
 
 def _licence_row(name: str, f: CardFacts) -> list[object]:
@@ -142,22 +143,22 @@ def _licence_row(name: str, f: CardFacts) -> list[object]:
 
 def _licences(pub: Publication) -> list[str]:
     own = f"`{pub.licence.id}`" + (f" ([{pub.licence.name}]({pub.licence.link}))" if pub.licence.name else "")
+    rows = [_licence_row(n, f) for n, f in pub.facts.items()]
     return ["## Licences", "",
-            f"This card's licence: {own}. The records redistribute "
-            "images and annotations of the datasets below, each under its own terms as its authors state them; "
-            f"[{LICENSE_FILE}]({LICENSE_FILE}) lists them. Whoever publishes or uses this data must respect each.", "",
-            *_table(["source", "licence", "as stated in", "images"], [_licence_row(n, f) for n, f in pub.facts.items()]),
-            _generated_text(pub), ""]
+            f"This card's licence: {own}. The records redistribute images and annotations of the datasets below, "
+            f"each under its own terms as its authors state them; [{LICENSE_FILE}]({LICENSE_FILE}) lists them. "
+            "Whoever publishes or uses this data must respect each.", "",
+            *_table(["source", "licence", "as stated in", "images"], rows), _generated_text(pub), ""]
 
 
 def _generated_text(pub: Publication) -> str:
     if pub.mock:
         return ("The instructions and answers were written by rsgpt4v's offline mock model (`--dry-run`): placeholder "
                 "text, not training data.")
-    if not pub.model_written:
+    if pub.manifest is None or not pub.model_written:
         return "No record text was written by a model: the texts are the sources' own, in template instructions."
-    return (f"Instructions and answers were written by `{pub.manifest.model}`: the terms its provider sets for model "  # type: ignore[union-attr]
-            "outputs apply to them as well.")
+    return (f"Instructions and answers were written by `{pub.manifest.model}`: the terms its provider sets for "
+            "model outputs apply to them as well.")
 
 
 def _limitations(pub: Publication) -> list[str]:
@@ -189,8 +190,8 @@ def _limitations(pub: Publication) -> list[str]:
                      "in its box format; `rsgpt4v export` names them).")
     if not pub.form.parquet:
         items.append("The images are files beside JSON Lines: the Hub's viewer shows no pictures.")
-    items.append("Boxes are normalised as the box format says (`meta.box_format`, `meta.box_space`); a trainer expecting "
-                 "another convention will misplace them.")
+    items.append("Boxes are normalised as the box format says (`meta.box_format`, `meta.box_space`); a trainer "
+                 "expecting another convention will misplace them.")
     return ["## Known limitations", "", *(f"- {item}" for item in items), ""]
 
 

@@ -27,9 +27,10 @@ Formats, one output file per split, written as a stream and renamed into place w
 split (an unlabelled test split has no boxes; some sources have no gsd), and `datasets` infers the
 first split's types for all of them ("Couldn't cast list<double> to null" otherwise).
 
-Except for the hf export's Parquet, which carries each image's bytes, the referenced images are hard-linked (copied across file
-systems) to the same relative path under DEST, so DEST is self-contained; an image already there
-with the same size and modification time, or the same file, is left alone.
+Except for the hf export's Parquet, which carries each image's bytes, the referenced images are
+hard-linked (copied across file systems) to the same relative path under DEST, so DEST is
+self-contained; an image already there with the same size and modification time, or the same file,
+is left alone.
 
 When the build has a split named `test`, DEST/eval/ also gets LLaVA's `model_vqa` evaluation pair:
 `test_questions.jsonl` ({"question_id", "image", "text", "category"}: the record id, its image

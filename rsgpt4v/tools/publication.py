@@ -38,6 +38,12 @@ TASK_CATEGORIES = {
     "detection": "object-detection", "grounding": "object-detection", "classification": "image-classification",
 }
 TAGS = ["remote-sensing", "aerial-imagery", "instruction-tuning", "geospatial", "rsgpt4v"]
+_SPLIT_ORDER = ("train", "validation", "val", "test")
+
+
+def split_order(name: str) -> tuple[int, str]:
+    """Splits as a card lists them: training first, then validation, test, and any other by name."""
+    return (_SPLIT_ORDER.index(name) if name in _SPLIT_ORDER else len(_SPLIT_ORDER), name)
 
 
 @dataclass
@@ -76,7 +82,7 @@ class Tally:
         return sorted({t for _, t, _ in self.rows})
 
     def splits(self) -> list[str]:
-        return sorted({s for _, _, s in self.rows})
+        return sorted({s for _, _, s in self.rows}, key=split_order)
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,7 @@ def gather(dest: Path, form: HfForm, data_files: dict[str, list[Path]], tally: T
     known = (manifest.cards if manifest is not None else None) or {}
     present = tally.sources()
     facts = {name: known.get(name) or CardFacts.unstated(name) for name in present}
+    data_files = {split: data_files[split] for split in sorted(data_files, key=split_order)}
     return Publication(dest=dest, form=form, data_files=data_files, tally=tally, manifest=manifest, facts=facts,
                        unstated=[name for name in present if name not in known], licence=choose_licence(facts),
                        date=publication_date(), repo=repo, left_out=left_out)
