@@ -366,3 +366,25 @@ def test_push_to_hub_is_for_the_hf_format(sample_build: Path, tmp_path: Path) ->
     code, output = run("export", str(sample_build), "--out", str(tmp_path / "x"), "--format", "llava-json",
                        "--push-to-hub", "someone/x")
     assert code == 2 and "--format hf" in output and output.count("\n") == 1
+
+
+def test_judge_verdicts_in_the_records_are_counted_on_the_card(sample_build: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "out"
+    shutil.copytree(sample_build, copy)
+    lines = (copy / "train.jsonl").read_text().splitlines()
+    judged = []
+    for i, line in enumerate(lines):
+        record = json.loads(line)
+        if record["meta"]["model"]:  # model-made records carry the judge's verdict
+            record["meta"]["judge"] = {"model": "gpt-4o-mini", "verdict": "supported" if i % 3 else "not_visible",
+                                       "notes": []}
+            judged.append(record["meta"]["judge"]["verdict"])
+        lines[i] = json.dumps(record)
+    (copy / "train.jsonl").write_text("\n".join(lines) + "\n")
+    export(copy, tmp_path / "hf", "hf")
+    card = (tmp_path / "hf" / "README.md").read_text()
+    counts = Counter(judged)
+    assert (f"- Judge `gpt-4o-mini`: {len(judged)} exported records checked against their image (not_visible "
+            f"{counts['not_visible']}, supported {counts['supported']}).") in card
+    export(sample_build, tmp_path / "plain", "hf")
+    assert "Judge" not in (tmp_path / "plain" / "README.md").read_text()

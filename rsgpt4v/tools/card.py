@@ -119,6 +119,10 @@ def _made(pub: Publication) -> list[str]:
               f"- Input: {m.counts.samples:,} images read, {m.issues.skipped:,} input entries skipped and "
               f"{m.issues.warnings:,} warnings (listed in the build's manifest.json).",
               f"- Records: {m.counts.records:,} built, {pub.tally.total:,} exported{left_out}."]
+    for model in sorted({model for model, _ in pub.tally.verdicts}):
+        verdicts = {v: n for (judge, v), n in sorted(pub.tally.verdicts.items()) if judge == model}
+        lines.append(f"- Judge `{model}`: {sum(verdicts.values()):,} exported records checked against their image ("
+                     + ", ".join(f"{verdict} {n:,}" for verdict, n in verdicts.items()) + ").")
     if m.leakage is not None:
         dropped = sum(m.leakage.dropped_from_train.values())
         lines.append(f"- Leakage guard (`{m.leakage.policy}`): {m.leakage.images:,} images fingerprinted, "

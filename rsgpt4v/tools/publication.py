@@ -49,11 +49,13 @@ def split_order(name: str) -> tuple[int, str]:
 @dataclass
 class Tally:
     """The exported rows, counted as they are written: by source, task and split, each task's answer
-    lengths in words, and the box format and space of the text."""
+    lengths in words, the box format and space of the text, and the verdicts of a judge model on the
+    records it checked (`meta.judge`: its model and verdict)."""
 
     rows: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     answer_words: dict[str, Histogram] = field(default_factory=dict)
     boxes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    verdicts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (judge model, verdict) -> records
 
     def add(self, record: dict[str, Any]) -> None:
         task = record.get("task") or "(none)"
@@ -63,6 +65,9 @@ class Tally:
             if turn["from"] == "gpt":
                 words.add(len(turn["value"].split()))
         self.boxes[(record["meta"]["box_format"], record["meta"].get("box_space", "image"))] += 1
+        judge = record["meta"].get("judge")
+        if isinstance(judge, dict):
+            self.verdicts[(str(judge.get("model")), str(judge.get("verdict")))] += 1
 
     @property
     def total(self) -> int:
