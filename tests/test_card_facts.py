@@ -110,6 +110,20 @@ def test_a_build_writes_its_sources_facts_into_the_manifest(sample_build: Path) 
     assert CardFacts.model_validate(cards["dota"]) == DOTA(sample_root("dota")).card_facts()
 
 
+def test_a_merge_keeps_the_facts_of_every_input(sample_build: Path, tmp_path: Path) -> None:
+    from rsgpt4v.tools.merge import merge
+    from scripts.native_tree import write_tree
+
+    write_tree(tmp_path / "data", per_source=2, plant=False)
+    other = tmp_path / "rsicd"
+    result = CliRunner().invoke(app, ["build", "--source", "rsicd", "--root", str(tmp_path / "data" / "rsicd"),
+                                      "--dry-run", "--no-progress", "--out", str(other)])
+    assert result.exit_code == 0, result.output
+    merged = merge([sample_build, other], tmp_path / "merged")
+    assert merged.cards is not None and list(merged.cards) == ["dota", "rsicd"]
+    assert merged.cards["rsicd"] == available()["rsicd"].card
+
+
 def test_size_buckets_at_their_edges() -> None:
     assert [size_category(n) for n in (0, 999, 1000, 9999, 10_000, 999_999, 1_000_000)] == \
         ["n<1K", "n<1K", "1K<n<10K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M"]

@@ -150,7 +150,8 @@ def test_card_counts_equal_the_records(mix: Path, mix_hf: Path) -> None:
     assert {task: int(row[1]) for task, row in lengths.items()} == dict(answers)
 
 
-def test_card_cites_rsgpt4v_and_every_source_present(mix_hf: Path) -> None:
+def test_card_cites_rsgpt4v_and_every_source_present(mix: Path, mix_hf: Path) -> None:
+    assert list(json.loads((mix / "manifest.json").read_text())["cards"]) == sorted(MIX_SOURCES)
     card = (mix_hf / "README.md").read_text(encoding="utf-8")
     blocks = bibtex_blocks(card)
     assert blocks[0] == RSGPT4V_CITATION
