@@ -389,3 +389,13 @@ def test_judge_verdicts_in_the_records_are_counted_on_the_card(sample_build: Pat
             f"{counts['not_visible']}, supported {counts['supported']}).") in card
     export(sample_build, tmp_path / "plain", "hf")
     assert "Judge" not in (tmp_path / "plain" / "README.md").read_text()
+
+
+def test_a_card_the_hub_would_refuse_is_never_written(sample_build: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import rsgpt4v.tools.card as card
+
+    monkeypatch.setattr(card, "TAGS", [])
+    code, output = run("export", str(sample_build), "--out", str(tmp_path / "hf"), "--format", "hf")
+    assert code == 2 and "front matter would be refused: no tags" in output
+    assert not any((tmp_path / "hf" / name).exists() for name in ("README.md", "LICENSE.md", "figures"))

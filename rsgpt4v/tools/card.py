@@ -254,8 +254,9 @@ def licence_file(pub: Publication) -> str:
 
 def write_card(pub: Publication) -> list[Path]:
     """README.md, LICENSE.md and the two figures under the export folder; the paths written."""
+    texts = {LICENSE_FILE: licence_file(pub), "README.md": readme(pub)}  # CardError before anything is written
     written = [task_mix(pub.tally, pub.dest / TASK_MIX), answer_lengths(pub.tally, pub.dest / ANSWER_LENGTHS)]
-    for name, text in ((LICENSE_FILE, licence_file(pub)), ("README.md", readme(pub))):
+    for name, text in texts.items():
         path = pub.dest / name
         path.write_text(text, encoding="utf-8")
         written.append(path)

@@ -61,6 +61,7 @@ from rsgpt4v.records.model import box_text_fault, first_problem
 from rsgpt4v.records.reader import finite_box, image_header, image_outside, read_records
 from rsgpt4v.records.writer import box_meta, meta_boxes
 from rsgpt4v.core.hub_terms import SPLIT_NAME
+from rsgpt4v.tools.card import CardError
 from rsgpt4v.tools.hf_folder import HfForm, ShardedParquet, hf_form, hf_row
 from rsgpt4v.tools.publication import Tally
 from rsgpt4v.tools.publish import HubError, describe, push_to_hub
@@ -395,8 +396,11 @@ def export(out: Path, dest: Path, fmt: str, box_format: str | None = None, box_s
     for src in splits:
         _export_split(src, out, dest, fmt, target, report)
     if report.form is not None:
-        report.files += describe(out, dest, report.form, report.data_files, report.tally, repo,
-                                 report.bad_lines + report.skipped, report.problems)
+        try:
+            report.files += describe(out, dest, report.form, report.data_files, report.tally, repo,
+                                     report.bad_lines + report.skipped, report.problems)
+        except CardError as exc:
+            raise ExportError(str(exc)) from None
     if fmt == "sharegpt":
         info = dest / "dataset_info.json"
         info.write_text(json.dumps(dataset_info(report), indent=2) + "\n", encoding="utf-8")
