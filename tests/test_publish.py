@@ -399,3 +399,21 @@ def test_a_card_the_hub_would_refuse_is_never_written(sample_build: Path, tmp_pa
     code, output = run("export", str(sample_build), "--out", str(tmp_path / "hf"), "--format", "hf")
     assert code == 2 and "front matter would be refused: no tags" in output
     assert not any((tmp_path / "hf" / name).exists() for name in ("README.md", "LICENSE.md", "figures"))
+
+
+def test_an_image_that_cannot_be_read_into_the_parquet_is_named_and_skipped(sample_build: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    first = json.loads((sample_build / "train.jsonl").read_text().splitlines()[0])["image"]
+    read_bytes = Path.read_bytes
+
+    def refuse(path: Path) -> bytes:
+        if path.as_posix().endswith(first):
+            raise PermissionError(13, "Permission denied")
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    report = export(sample_build, tmp_path / "hf", "hf")
+    unreadable = [r for r in records(sample_build) if r["image"] == first]
+    assert report.skipped == len(unreadable) > 0
+    assert all(f"image {first} cannot be read (Permission denied)" in p for p in report.problems)
+    assert report.tally.total == len(records(sample_build)) - len(unreadable)

@@ -264,6 +264,14 @@ class _JsonList(_Sink):
         self._f.close()
 
 
+def _embedded(out: Path, image: str) -> dict[str, Any]:
+    """The hf Parquet's image cell: the file's own bytes; _Unusable when they cannot be read."""
+    try:
+        return {"bytes": (out / image).read_bytes(), "path": image}
+    except OSError as exc:
+        raise _Unusable(f"image {image} cannot be read ({exc.strerror or exc})") from None
+
+
 def _sink(fmt: str, out: Path, dest: Path, split: str, form: HfForm | None
           ) -> tuple[_Sink | ShardedParquet, Callable[[dict[str, Any]], dict[str, Any]]]:
     """The file(s) a split goes to in `fmt`, and how a record becomes one of its rows."""
@@ -274,8 +282,7 @@ def _sink(fmt: str, out: Path, dest: Path, split: str, form: HfForm | None
     if fmt == "sharegpt":
         return _JsonLines(dest / f"{split}.jsonl"), _sharegpt
     if form is not None and form.parquet:
-        return (ShardedParquet(dest, split),
-                lambda r: hf_row(r, {"bytes": (out / r["image"]).read_bytes(), "path": r["image"]}))
+        return ShardedParquet(dest, split), lambda r: hf_row(r, _embedded(out, r["image"]))
     return _JsonLines(dest / f"{split}.jsonl"), lambda r: hf_row(r, r["image"])
 
 
@@ -323,6 +330,7 @@ def _export_split(src: Path, out: Path, dest: Path, fmt: str, target: _Target, r
                     raise _Unusable(f"image {item['image']} not found")
                 width, height = _image_size(item, image)
                 record = _rebox(item, target, width, height)
+                row = to_row(record)
             except _Unusable as exc:
                 report.skipped += 1
                 report.problems.append(located(src, lineno, str(exc)))
@@ -333,7 +341,7 @@ def _export_split(src: Path, out: Path, dest: Path, fmt: str, target: _Target, r
                 else:
                     report.images_present += 1
                 placed = item["image"]
-            sink.add(to_row(record))
+            sink.add(row)
             if report.form is not None:
                 report.tally.add(record)
             if evals is not None:
