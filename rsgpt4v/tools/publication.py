@@ -100,6 +100,7 @@ class Licence:
 
 
 def choose_licence(facts: dict[str, CardFacts]) -> Licence:
+    """The front matter's licence for these sources (see the module docstring)."""
     ids = {f.license.id for f in facts.values()}
     if ids == {UNKNOWN} or not ids:
         return Licence(UNKNOWN)
