@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from itertools import groupby
 from pathlib import Path
 
-from rsgpt4v.build.identity import Cluster, Fingerprint, FingerprintStore, ImageRef
+from rsgpt4v.builder.identity import Cluster, Fingerprint, FingerprintStore, ImageRef
 
 _SIGN = 1 << 63
 _WORD = (1 << 64) - 1

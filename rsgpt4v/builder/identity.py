@@ -6,7 +6,7 @@ RSIVQA, DOTA images in RSIVQA, RSITMD overlapping RSICD), often re-encoded or re
 of the file finds byte-identical copies; a 64-bit difference hash (dHash, gradients of a 9x8
 greyscale thumbnail) and a 64-bit average hash (aHash, 8x8 thumbnail against its mean) find copies
 that were resized, re-encoded as JPEG or slightly cropped: two images are near-identical when both
-hashes are at most `bits` apart (`rsgpt4v.build.sample_plan` finds such clusters over the whole mix).
+hashes are at most `bits` apart (`rsgpt4v.builder.sample_plan` finds such clusters over the whole mix).
 
 Hashes are kept in OUT/identity.sqlite keyed by path, size and modification time, so a rerun
 reads each image again only when it changed.
