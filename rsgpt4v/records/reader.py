@@ -38,21 +38,26 @@ HF_DATA = "data"
 _PARQUET_ROWS = 256  # rows decoded at a time: an hf export's rows carry their image's bytes
 
 
+# The JSON files a build or an export writes beside its records: the run report, LLaMA-Factory's
+# dataset_info.json of a sharegpt export, the Croissant description of an hf export.
+_NOT_RECORDS = frozenset({"manifest.json", "dataset_info.json", "croissant.json"})
+
+
 def data_files(path: Path) -> list[Path]:
-    """The data files a path stands for: itself, or a folder's JSONL, JSON (but its manifest) and
-    Parquet files, and the Parquet files of an hf export's `data/` folder."""
+    """The data files a path stands for: itself, or a folder's JSONL, JSON (but the metadata files
+    beside them) and Parquet files, and the Parquet files of an hf export's `data/` folder."""
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
     if path.is_file():
         return [path]
-    own = sorted(p for p in path.iterdir() if p.is_file() and p.name != "manifest.json"
+    own = sorted(p for p in path.iterdir() if p.is_file() and p.name not in _NOT_RECORDS
                  and p.suffix in (".jsonl", ".json", ".parquet"))
     return own + sorted((path / HF_DATA).glob("*.parquet"))
 
 
 def image_root(path: Path) -> Path:
     """The folder a data file's image paths are relative to: its own folder, or for an hf export's
-    `data/<split>.parquet` the export folder above `data/`."""
+    `data/<split>-*.parquet` the export folder above `data/`."""
     folder = path.parent
     return folder.parent if path.suffix == ".parquet" and folder.name == HF_DATA else folder
 
