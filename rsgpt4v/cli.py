@@ -685,9 +685,9 @@ def batch_status(out: Annotated[Path, typer.Option("--out", "-o", help="The buil
 
     from rsgpt4v.llm.batch import refresh
 
-    if not _batch_states(out) and _files_status(out):
-        return
     with _batch_errors(out):
+        if not _batch_states(out) and _files_status(out):
+            return
         states, _, client = _batch_context(out)
         for _, state in states:
             asyncio.run(refresh(client, state))
