@@ -267,7 +267,7 @@ def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
         [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
          f"--user-data-dir={profile}", "--virtual-time-budget=2000", *args],
-        capture_output=True, text=True, timeout=60, check=True)
+        capture_output=True, text=True, timeout=600, check=True)  # a hang guard: a loaded machine is slow
 
 
 def _longest_vertical_run(png: Path, rgb: tuple[int, int, int], tol: int = 10) -> int:
