@@ -52,6 +52,7 @@ from rsgpt4v.core.report import (
 )
 from rsgpt4v.build.sample_plan import SamplePlan
 from rsgpt4v.core.schema import Issue, Sample
+from rsgpt4v.imaging.images import ImageError
 from rsgpt4v.sources import Source, SourceError, get_source, parse_options
 
 log = logging.getLogger("rsgpt4v")
@@ -104,7 +105,13 @@ class Selection(Source):
     def __iter__(self) -> Iterator[Sample | Issue]:
         for item in self.inner:
             if isinstance(item, Sample):
-                reason = self.chosen.left_out((item.source, item.split, item.image_id))
+                key = (item.source, item.split, item.image_id)
+                unread = self.chosen.unreadable(key)
+                if unread is not None:
+                    # Named here, once, whether or not the plan would have built it: it was never compared.
+                    yield Issue(kind="skip", code=unread.code, file=item.rel_image, reason=str(unread))
+                    continue
+                reason = self.chosen.left_out(key)
                 if reason is not None:
                     self.left_out[reason] += 1
                     continue
@@ -173,20 +180,20 @@ class Choice:
     leakage: dict[str, Any]
 
 
-def choose(recipe: Recipe, planned: list[Planned], store_path: Path, progress: bool) -> Choice:
-    """Fingerprint every image of every source into the plan at `store_path`, cluster them, apply the
-    leakage policy, then the splits, fraction and max_images of each entry; RecipeError when the policy
-    is `fail` and a training image of one source is an evaluation image of another. The caller closes
-    the returned plan."""
-    plan = SamplePlan(store_path)
+def choose(recipe: Recipe, planned: list[Planned], store_path: Path, max_pixels: int, progress: bool) -> Choice:
+    """Fingerprint every image of every source into the plan at `store_path` (opened as the build opens
+    them, within `max_pixels`), cluster them, apply the leakage policy, then the splits, fraction and
+    max_images of each entry; RecipeError when the policy is `fail` and a training image of one source
+    is an evaluation image of another. The caller closes the returned plan."""
+    plan = SamplePlan(store_path, max_pixels)
     try:
         samples = (s for p in planned if p.adapter is not None for s in p.open() if isinstance(s, Sample))
         for sample in tqdm(samples, desc="  identity", unit="img", disable=not progress, dynamic_ncols=True):
             ref = ImageRef(sample.source, sample.split, sample.image_id)
             try:
-                fp: Fingerprint | None = plan.prints.get(sample.image_path)
-            except (OSError, ValueError, SyntaxError):
-                fp = None  # the build names the unreadable image; it has no identity to compare
+                fp: Fingerprint | ImageError = plan.prints.get(sample.image_path)
+            except ImageError as exc:
+                fp = exc  # no identity to compare: the build names it (see Selection)
             plan.add(ref, fp, _draw(recipe.seed, ref.key))
         plan.listed()
         for p in planned:
@@ -199,7 +206,7 @@ def choose(recipe: Recipe, planned: list[Planned], store_path: Path, progress: b
         section, dropped = leakage_report(found, recipe.leakage)
         listed, hashed = plan.counts()
         section["images"] = hashed
-        section["unreadable_images"] = listed - hashed  # each is named among its source's issues
+        section["unreadable_images"] = listed - hashed  # each is named among its source's input issues
         if recipe.leakage == "fail":
             leaks = [c for c in found if c.cross_source_leak]
             if leaks:
@@ -375,7 +382,7 @@ def build_recipe(recipe: Recipe, data: Path | None, configs: dict[str, BuildConf
     for p in planned:
         if p.missing is not None:
             log.warning("%s: %s: %s; skipped (--skip-missing)", recipe.where(p.entry.line), p.entry.source, p.missing)
-    choice = choose(recipe, planned, out / "identity.sqlite", opts.progress)
+    choice = choose(recipe, planned, out / "identity.sqlite", configs[""].image.max_pixels, opts.progress)
     cache = opts.cache or out / "cache.sqlite"
     parts: dict[str, tuple[RunReport, Selection]] = {}
     try:
