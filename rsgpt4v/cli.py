@@ -462,7 +462,10 @@ def estimate(
 @app.command()
 def merge(
     inputs: Annotated[list[Path], typer.Argument(help="Output folders of finished builds (e.g. shards).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Merged output folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Merged output folder (never an input, nor inside one).")],
+    image_conflict: Annotated[str, typer.Option(
+        help="Two inputs with different images under one path: `fail` (default) or `rename` (the later "
+             "input's image gets its digest in its name, and its records point at it).")] = "fail",
 ) -> None:
     """Join shard outputs and their manifests into one output folder."""
     from rsgpt4v.tools.merge import MergeError
@@ -470,7 +473,7 @@ def merge(
 
     try:
         with _one_error_path():
-            manifest = run_merge(inputs, out)
+            manifest = run_merge(inputs, out, image_conflict)  # type: ignore[arg-type]
     except MergeError as exc:
         raise _fail(str(exc)) from None
     c = manifest.counts
