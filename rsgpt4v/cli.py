@@ -225,7 +225,7 @@ def build(
         "--save-marked", help="Also write each marked image the local stage sends to OUT/marked/, to check the "
                               "marks (local.save_marked).")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step (INFO), not only warnings.")] = False,
 ) -> None:
     """Build instruction data from a source dataset into OUT/<split>.jsonl, OUT/images/ and OUT/manifest.json."""
     from rsgpt4v.build.pipeline import BuildOptions
@@ -507,7 +507,7 @@ def fake_server(
     mistakes: Annotated[float, typer.Option(callback=_finite, 
         min=0, max=1, help="Fraction of answers with a realistic slip: an object left out, talk of the marks, "
                            "a refusal.")] = 0.0,
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the faults and slips drawn.")] = 0,
     plant: Annotated[Optional[str], typer.Option(
         help="A sentence appended to every free-text field of the answers (descriptions, captions, questions, "
              "answers, referring expressions), to try what QC keeps.")] = None,
