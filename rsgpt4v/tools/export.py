@@ -43,6 +43,7 @@ keys our reference answers use. "category" is not read by model_vqa.py; LLaVA's 
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import os
@@ -57,7 +58,7 @@ from rsgpt4v.core.files import dumps, jsonl_writer, located, place_file
 from rsgpt4v.core.schema import RecordBox
 from rsgpt4v.records.boxtext import TASK_TOKENS, RenderError, check_space, fill, flavour, to_placeholders
 from rsgpt4v.records.model import box_text_fault, first_problem
-from rsgpt4v.records.reader import finite_box, image_header, image_outside, read_records
+from rsgpt4v.records.reader import finite_box, finite_number, image_header, image_outside, read_records
 from rsgpt4v.records.writer import box_meta, meta_boxes
 
 FORMATS = ("llava-json", "llava-jsonl", "sharegpt", "hf")
@@ -121,7 +122,7 @@ def _header_size(path: Path) -> tuple[int, int]:
 def _image_size(record: dict[str, Any], image: Path) -> tuple[int, int]:
     """The size of the record's image: from meta.window when present (the builder crops exactly it)."""
     window = record["meta"].get("window")
-    if isinstance(window, list) and len(window) == 4 and all(isinstance(v, (int, float)) for v in window):
+    if isinstance(window, list) and len(window) == 4 and all(finite_number(v) for v in window):
         w, h = window[2] - window[0], window[3] - window[1]
         if w > 0 and h > 0:
             return int(w), int(h)
@@ -356,6 +357,32 @@ class _EvalFiles:
         self.answers.abandon()
 
 
+def _exported(item: dict[str, Any], image: Path, target: _Target) -> dict[str, Any]:
+    """The record as exported; _Unusable naming why it cannot be: its image missing or unreadable
+    (a name too long for the file system among them), or numbers no image frame can hold."""
+    try:
+        if not image.is_file():
+            raise _Unusable(f"image {item['image']} not found")
+        width, height = _image_size(item, image)
+        return _rebox(item, target, width, height)
+    except OSError as exc:
+        raise _Unusable(f"image {item['image'][:80]}{'...' if len(item['image']) > 80 else ''} cannot be read "
+                        f"({exc.strerror or exc})") from None
+    except (ArithmeticError, ValueError) as exc:
+        raise _Unusable(f"numbers out of range in its boxes or window ({exc})") from None
+
+
+def _place(image: Path, dest: Path) -> bool:
+    """The record's image at `dest` (see `place_file`); _Unusable when this one file cannot be placed,
+    OSError when nothing can be written (the disk full, the folder read-only)."""
+    try:
+        return place_file(image, dest)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            raise
+        raise _Unusable(f"image cannot be placed at {str(dest)[:120]} ({exc.strerror or exc})") from None
+
+
 def _export_split(src: Path, out: Path, dest: Path, fmt: str, target: _Target, report: ExportReport) -> None:
     split = src.stem
     sink, to_row = _sink(fmt, out, dest, split)
@@ -373,20 +400,17 @@ def _export_split(src: Path, out: Path, dest: Path, fmt: str, target: _Target, r
                 continue
             image = out / item["image"]
             try:
-                if not image.is_file():
-                    raise _Unusable(f"image {item['image']} not found")
-                width, height = _image_size(item, image)
-                record = _rebox(item, target, width, height)
+                record = _exported(item, image, target)
+                if link_images and item["image"] != placed:
+                    if _place(image, dest / item["image"]):
+                        report.images_linked += 1
+                    else:
+                        report.images_present += 1
+                    placed = item["image"]
             except _Unusable as exc:
                 report.skipped += 1
                 report.problems.append(located(src, lineno, str(exc)))
                 continue
-            if link_images and item["image"] != placed:
-                if place_file(image, dest / item["image"]):
-                    report.images_linked += 1
-                else:
-                    report.images_present += 1
-                placed = item["image"]
             sink.add(to_row(record))
             if evals is not None:
                 evals.add(record)
