@@ -728,20 +728,30 @@ def batch_import(
         raise _fail(str(exc)) from None
     # a recipe build's parts write their requests under OUT/parts/<source>/ with the API engine
     folders = [f for f in [out / REQUESTS, *sorted((out / PARTS).glob(f"*/{REQUESTS.as_posix()}"))] if f.is_dir()]
-    known = set().union(*map(request_ids, folders)) if folders else None
-    store = Cache(cache or out / "cache.sqlite")
-    try:
-        tally = import_results(results, store, model, known)
-    finally:
-        store.close()
-    for problem in tally.problems[:20]:
+    into = cache or out / "cache.sqlite"
+    with _one_error_path(into):
+        known: set[str] | None = None
+        unreadable: list[str] = []
+        for folder in folders:
+            ids, problems = request_ids(folder)
+            known = (known or set()) | ids
+            unreadable += problems
+        store = Cache(into)
+        try:
+            tally = import_results(results, store, model, known)
+        finally:
+            store.close()
+    problems = unreadable + tally.problems
+    for problem in problems[:20]:
         typer.echo(problem, err=True)
-    if len(tally.problems) > 20:
-        typer.echo(f"... {len(tally.problems) - 20} more", err=True)
+    if len(problems) > 20:
+        typer.echo(f"... {len(problems) - 20} more", err=True)
     unknown = f" ({tally.unknown} answer requests not in the build's request files)" if tally.unknown else ""
-    typer.echo(f"imported {tally.answers} answers into {cache or out / 'cache.sqlite'}{unknown}; "
+    again = (f"; {tally.duplicates} already in the cache" if tally.duplicates else "") + \
+        (f"; {tally.conflicts} conflicting with the answer in the cache (kept)" if tally.conflicts else "")
+    typer.echo(f"imported {tally.answers} answers into {into}{unknown}{again}; "
                f"{tally.failed} requests without an answer. Rerun the build command to continue.")
-    if len(tally.problems) > tally.failed:
+    if len(problems) > tally.failed:
         raise typer.Exit(1)
 
 
