@@ -134,6 +134,7 @@ class EngineConfig(_Section):
     max_cost_usd: float | None = Field(default=None, gt=0, le=10**9)
     repair_rounds: int = Field(ge=0, le=100)
     reask_rate: float = Field(ge=0, le=10)
+    claim_lease_s: float = Field(gt=0, le=3_600)
 
     def limits_for(self, model: str) -> RateLimits:
         """The model's own limits where the config names it, else the general ones."""

@@ -250,6 +250,45 @@ class Engine:
             task.exception()  # retrieved here, so a failure nobody waits for any more is not logged as lost
 
     async def _fetch(self, request: ChatRequest, body: dict[str, Any], key: str, usage: StageUsage) -> dict[str, Any]:
+        """The answer to a request that missed the cache: claimed in the cache first, so that another
+        build sharing the cache and needing the same request waits for this answer (and this build for
+        another's) instead of paying twice; the claim is renewed while the request runs."""
+        lease = self.cfg.claim_lease_s
+        while not self.cache.claim(key, lease):
+            answer = await self._answer_of_another(key)
+            if answer is not None:
+                usage.cache_hits += 1
+                return answer
+        keeper = asyncio.ensure_future(self._keep_claim(key, lease))
+        try:
+            answered = None if self.refresh else self.cache.get(key)
+            if answered is not None:  # another build answered it between our look and our claim
+                usage.cache_hits += 1
+                return answered
+            return await self._pay(request, body, key, usage)
+        finally:
+            keeper.cancel()
+            self.cache.release(key)
+
+    async def _answer_of_another(self, key: str) -> dict[str, Any] | None:
+        """Wait while another build holds the claim on `key`; its answer, or None when the claim ended
+        (released after a failure, or lapsed with its holder) without one."""
+        pause = 0.05
+        while True:
+            await asyncio.sleep(pause)
+            pause = min(1.0, pause * 1.5)
+            answer = self.cache.get(key)
+            if answer is not None:
+                return answer
+            if not self.cache.claimed(key):
+                return None
+
+    async def _keep_claim(self, key: str, lease: float) -> None:
+        while True:
+            await asyncio.sleep(lease / 3)
+            self.cache.renew(key, lease)
+
+    async def _pay(self, request: ChatRequest, body: dict[str, Any], key: str, usage: StageUsage) -> dict[str, Any]:
         """Send a request that missed the cache, within budget and limits; cache and count its answer."""
         prompt_estimate = estimate_prompt_tokens(body, self._image_rule)
         projected = self._projected_usd(request, prompt_estimate)
