@@ -116,7 +116,8 @@ def test_cache_that_is_a_folder_is_one_line(tmp_path: Path) -> None:
     out.mkdir()
     result = runner.invoke(app, ["batch", "import", str(out), str(results), "--cache", str(folder)])
     assert result.exit_code == 2
-    assert result.output.strip().splitlines() == [f"error: {folder}: a folder, not a cache file: give --cache a file name"]
+    assert result.output.strip().splitlines() == [
+        f"error: {folder}: a folder, not a cache file: give --cache a file name"]
 
 
 def test_a_cut_line_in_a_request_file_is_named_and_the_import_goes_on(tmp_path: Path) -> None:
