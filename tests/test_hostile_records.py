@@ -94,6 +94,20 @@ def test_a_long_image_name_is_shortened_by_the_build_and_skipped_by_export(tmp_p
     assert sum(len(_records(p)) for p in (tmp_path / "e").glob("*.jsonl")) == len(records) - 1
 
 
+def test_a_full_disk_while_writing_records_names_the_split_file(tmp_path: Path, monkeypatch) -> None:
+    import jsonlines
+
+    def full(self, obj) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(jsonlines.Writer, "write", full)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["build", "--no-progress", "--dry-run", "-s", "dota", "--sample", "--out", str(out)])
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"error: {out}/") and ".jsonl.partial: no space left on the device" in line
+
+
 def test_fitted_names_stay_distinct_and_stable() -> None:
     a, b = fitted("images/s/train/" + "é" * 150 + "1"), fitted("images/s/train/" + "é" * 150 + "2")
     assert a != b and a == fitted("images/s/train/" + "é" * 150 + "1")

@@ -58,10 +58,38 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
+def _named(exc: OSError, path: Path) -> OSError:
+    """The error with the file it is about: a failed write (disk full) comes without one."""
+    if exc.filename is not None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(path))
+
+
+class _Writer(jsonlines.Writer):
+    """jsonlines' writer whose write errors (a full disk) name the file: Python's carry no file name."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(open(path, "w", encoding="utf-8"), dumps=dumps)
+        self._should_close_fp = True
+        self.path = path
+
+    def write(self, obj: Any) -> int:
+        try:
+            return super().write(obj)
+        except OSError as exc:
+            raise _named(exc, self.path) from None
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError as exc:
+            raise _named(exc, self.path) from None
+
+
 def jsonl_writer(path: Path) -> jsonlines.Writer:
     """The one JSON Lines writer of every output file (build, export, merge): one canonical line per
     object, streamed, so output is byte-identical between runs and never held in memory."""
-    return jsonlines.open(path, mode="w", dumps=dumps)
+    return _Writer(path)
 
 
 def loads(line: str) -> Any:
@@ -135,13 +163,6 @@ def _beside(path: Path) -> Path:
     """A temporary name in `path`'s folder: short whatever the final name's length (a name near the
     file system's 255-byte limit plus ".tmp" would not fit), and the same for the same final name."""
     return path.with_name(f".{hashlib.sha256(path.name.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}.tmp")
-
-
-def _named(exc: OSError, path: Path) -> OSError:
-    """The error with the file it is about: a failed write (disk full) comes without one."""
-    if exc.filename is not None:
-        return exc
-    return type(exc)(exc.errno, exc.strerror or str(exc), str(path))
 
 
 def write_atomic(path: Path, data: bytes) -> None:
