@@ -38,7 +38,7 @@ from rsgpt4v.core.issue_codes import IssueCode
 from rsgpt4v.imaging.images import ImageError, open_image
 
 _STRIP_PIXELS = 4_000_000
-_REDUCED = 256  # the side the image is averaged down to before the thumbnails: cheap, and sub-level exact
+_REDUCED = 64  # the side the image is averaged down to before the thumbnails: cheap, and sub-level exact
 _MARGIN = 2.0  # grey levels (of 255) by which two thumbnail values must differ to decide a bit
 _MIN_BITS = 16  # decided bits of 64 each hash needs to tell pictures apart
 COLOUR_TOLERANCE = 32  # mean colours of near-identical images differ by at most this much per channel

@@ -58,8 +58,9 @@ def _check_places(inputs: list[Path], out: Path) -> None:
     for folder in inputs:
         real = folder.resolve()
         if real in seen:
-            raise MergeError(f"{folder} is given twice (as {seen[real]} too): its records, windows and cost would "
-                             "count twice")
+            twice = f"{folder} is given twice" if str(folder) == str(seen[real]) else \
+                f"{seen[real]} and {folder} are the same folder"
+            raise MergeError(f"{twice}: its records, windows and cost would count twice")
         seen[real] = folder
         if target == real or target.is_relative_to(real):
             raise MergeError(f"--out {out} is {'the input' if target == real else 'inside the input'} {folder}: "
