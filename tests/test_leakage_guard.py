@@ -36,7 +36,7 @@ def clusters_of(tmp_path: Path, paths: list[Path], splits: list[tuple[str, str]]
             fp: Fingerprint | ImageError = plan.prints.get(path)
         except ImageError as exc:
             fp = exc
-        plan.add(ImageRef(source, split, path.name), fp, 0.5)
+        plan.add(ImageRef(source, split, path.name, path.name), fp, 0.5)
     plan.listed()
     found = [{r.image_id for r in c.members} for c in plan.clusters(8)]
     plan.close()
@@ -127,7 +127,7 @@ def test_images_the_guard_cannot_read_are_named_and_never_clustered(tmp_path: Pa
             fp: Fingerprint | ImageError = plan.prints.get(path)
         except ImageError as exc:
             fp = exc
-        plan.add(ImageRef(source, split, path.name), fp, 0.5)
+        plan.add(ImageRef(source, split, path.name, path.name), fp, 0.5)
     plan.listed()
     assert plan.clusters(8) == []  # two unreadable images are not "the same picture"
     assert plan.unreadable(("ucm", "test", "cut.png")).code == IssueCode.IMAGE_UNREADABLE

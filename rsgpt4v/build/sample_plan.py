@@ -1,8 +1,8 @@
 """The recipe's plan of every sample, kept in OUT/identity.sqlite so the planning pass holds no
-per-image state in memory: a row per listed sample (source, split, image id, fingerprint, or why
-the image cannot be read, seeded draw, cluster, why it is left out), the clusters of the same
-picture found by SQL over hash slices, and the decisions (leakage drops, splits, fraction,
-max_images) taken as SQL updates. The build asks it, one indexed lookup per sample, whether a
+per-image state in memory: a row per listed sample (source, split, image id, its file relative to the
+source's root, fingerprint or why the image cannot be read, seeded draw, cluster, why it is left
+out), the clusters of the same picture found by SQL over hash slices, and the decisions (leakage
+drops, splits, fraction, max_images) taken as SQL updates. The build asks it, one indexed lookup per sample, whether a
 source builds that sample, and which images the guard could not read (each named as an input issue).
 
 Near-identical images are found by multi-index hashing: cut each 64-bit hash into `bits + 1`
@@ -72,8 +72,8 @@ class SamplePlan:
         self.prints = FingerprintStore(self._db, max_pixels)
         self._db.execute("DROP TABLE IF EXISTS samples")
         self._db.execute("CREATE TABLE samples (seq INTEGER PRIMARY KEY, source TEXT, split TEXT, image_id TEXT, "
-                         "digest TEXT, dhash INTEGER, ahash INTEGER, colour INTEGER, draw REAL, cluster INTEGER, "
-                         "leaked INTEGER DEFAULT 0, reason TEXT, unread_code TEXT, unread TEXT)")
+                         "path TEXT, digest TEXT, dhash INTEGER, ahash INTEGER, colour INTEGER, draw REAL, "
+                         "cluster INTEGER, leaked INTEGER DEFAULT 0, reason TEXT, unread_code TEXT, unread TEXT)")
 
     def add(self, ref: ImageRef, fp: Fingerprint | ImageError | None, draw: float) -> None:
         """One listed sample, in listing order; an ImageError (or None) when its image cannot be read."""
@@ -83,8 +83,9 @@ class SamplePlan:
             prints = (None, None, None, None, str(fp.code), str(fp))
         else:
             prints = (None,) * 6
-        self._db.execute("INSERT INTO samples (source, split, image_id, digest, dhash, ahash, colour, unread_code, "
-                         "unread, draw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*ref.key, *prints, draw))
+        self._db.execute("INSERT INTO samples (source, split, image_id, path, digest, dhash, ahash, colour, "
+                         "unread_code, unread, draw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (*ref.key, ref.path, *prints, draw))
 
     def listed(self) -> None:
         """Every sample added: keep the fingerprints read so far, index the table for the clustering and
@@ -138,12 +139,12 @@ class SamplePlan:
         for rep in sorted(union.parent):
             db.execute("UPDATE samples SET cluster = ? WHERE digest = (SELECT digest FROM samples WHERE seq = ?)",
                        (union.find(rep), rep))
-        rows = db.execute("SELECT cluster, source, split, image_id, digest FROM samples WHERE cluster IS NOT NULL "
-                          "ORDER BY cluster, seq")
+        rows = db.execute("SELECT cluster, source, split, image_id, path, digest FROM samples "
+                          "WHERE cluster IS NOT NULL ORDER BY cluster, seq")
         found = []
         for _, members in groupby(rows, key=lambda row: row[0]):
             listed = list(members)
-            found.append(Cluster([ImageRef(*row[1:4]) for row in listed], len({row[4] for row in listed}) == 1))
+            found.append(Cluster([ImageRef(*row[1:5]) for row in listed], len({row[5] for row in listed}) == 1))
         return found
 
     def drop(self, keys: Iterable[tuple[str, str, str]]) -> None:

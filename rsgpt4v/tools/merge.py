@@ -24,7 +24,18 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from rsgpt4v.core.files import jsonl_writer, located, place_file
-from rsgpt4v.core.report import QC, Counts, Failures, Issues, MixRow, ReportError, RunReport, SourceSection, Usage
+from rsgpt4v.core.report import (
+    QC,
+    Counts,
+    Failures,
+    Issues,
+    MixRow,
+    ReportError,
+    RunReport,
+    SourceSection,
+    Usage,
+    total_cards,
+)
 from rsgpt4v.records.model import first_problem
 from rsgpt4v.records.reader import read_records
 
@@ -198,7 +209,7 @@ def merge(inputs: list[Path], out: Path, image_conflict: ImageConflict = "fail")
         "failures": Failures.total(m.failures for m in manifests),
         "usage": Usage.total(m.usage for m in manifests),
         "qc": QC.total(m.qc for m in manifests if m.qc is not None),
-        "shard": None, "estimate": None, "estimated_from": None, "batch": None,
+        "shard": None, "estimate": None, "estimated_from": None, "batch": None, "cards": total_cards(manifests),
         **_recipe_sections(manifests)})
     if any(m.config != first.config for m in manifests):
         merged.warning = "the inputs were built with different configurations"
