@@ -154,3 +154,16 @@ def test_an_unknown_conflict_rule_is_refused(two, tmp_path: Path) -> None:
     a, b = two
     line = one_error(*merge(str(a), str(b), "--out", str(tmp_path / "m"), "--image-conflict", "newest"))
     assert "--image-conflict must be one of fail, rename" in line
+
+
+@pytest.mark.parametrize("command", ["export", "preview"])
+@pytest.mark.parametrize("where", [".", "sub", "images/x"])
+def test_export_and_preview_never_write_into_the_build_they_read(two, tmp_path: Path, command: str,
+                                                                where: str) -> None:
+    a, _ = two
+    before = snapshot(a)
+    result = runner.invoke(app, [command, str(a), "--out", str(a / where)])
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert "never writes into a folder it reads" in line
+    assert snapshot(a) == before

@@ -35,6 +35,13 @@ def fitted(relative: str) -> str:
     return "/".join(parts)
 
 
+def is_within(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or lies inside it, symbolic links resolved: where a command that reads
+    `folder` must not write (merge, export, preview never write into a folder they read)."""
+    target, inside = Path(path).resolve(), Path(folder).resolve()
+    return target == inside or target.is_relative_to(inside)
+
+
 class UnsafePath(ValueError):
     """A name or path that would write outside the output folder or is not a usable file name."""
 

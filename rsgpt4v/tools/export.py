@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from rsgpt4v.core.files import dumps, jsonl_writer, located, place_file
+from rsgpt4v.core.paths import is_within
 from rsgpt4v.core.schema import RecordBox
 from rsgpt4v.records.boxtext import TASK_TOKENS, RenderError, check_space, fill, flavour, to_placeholders
 from rsgpt4v.records.model import box_text_fault, first_problem
@@ -414,8 +415,9 @@ def export(out: Path, dest: Path, fmt: str, box_format: str | None = None, box_s
     splits = sorted(out.glob("*.jsonl")) if out.is_dir() else []
     if not splits:
         raise ExportError(f"{out} holds no <split>.jsonl files: not an rsgpt4v output folder")
-    if dest.resolve() == out.resolve():
-        raise ExportError("--dest must differ from the build folder: the export would overwrite its input")
+    if is_within(dest, out):
+        raise ExportError(f"--out {dest} is {'the' if dest.resolve() == out.resolve() else 'inside the'} build folder "
+                          f"{out}: export never writes into a folder it reads; choose another --out")
     if fmt != "hf" and repo is not None:
         raise ExportError("--push-to-hub uploads an hf export: use it with --format hf")
     if fmt == "hf" and (bad := next((p for p in splits if not SPLIT_NAME.match(p.stem)), None)):

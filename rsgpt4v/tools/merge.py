@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from rsgpt4v.core.files import jsonl_writer, located, place_file
+from rsgpt4v.core.paths import is_within
 from rsgpt4v.core.report import (
     QC,
     Counts,
@@ -73,10 +74,10 @@ def _check_places(inputs: list[Path], out: Path) -> None:
                 f"{seen[real]} and {folder} are the same folder"
             raise MergeError(f"{twice}: its records, windows and cost would count twice")
         seen[real] = folder
-        if target == real or target.is_relative_to(real):
+        if is_within(target, real):
             raise MergeError(f"--out {out} is {'the input' if target == real else 'inside the input'} {folder}: "
                              "merge never writes into a folder it reads; choose another --out")
-        if real.is_relative_to(target / "images"):
+        if is_within(real, target / "images"):
             raise MergeError(f"the input {folder} lies inside {out / 'images'}, where merge writes images; "
                              "choose another --out")
 
