@@ -5,23 +5,19 @@ line; no completion in the cache, however shaped, can crash a later build."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from pathlib import Path
 
-import httpx2
-import openai
 import pytest
+from conftest import collect_output
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
 from rsgpt4v.core.responses import GlobalResponse
-from rsgpt4v.llm.batch import BatchState, collect
 from rsgpt4v.llm.batch_files import import_results
 from rsgpt4v.llm.cache import Cache
 from rsgpt4v.llm.completion import completion_problem
-from rsgpt4v.llm.cost import PriceTable
 from rsgpt4v.llm.engine import FailureKind, Unusable, check_completion
 from rsgpt4v.llm.mock import completion_for
 
@@ -137,22 +133,9 @@ def test_a_cut_line_in_a_request_file_is_named_and_the_import_goes_on(tmp_path: 
 
 
 def test_collect_does_not_cache_a_body_of_another_shape(tmp_path: Path) -> None:
-    output = (_line("bad", HOSTILE["content a number"]) + "\n" + _line("good", GOOD) + "\n").encode()
-    batch = {"id": "batch_1", "object": "batch", "endpoint": "/v1/chat/completions", "completion_window": "24h",
-             "input_file_id": "file_in", "output_file_id": "file_out", "status": "completed", "created_at": 1}
-
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        if request.url.path.endswith("/files/file_out/content"):
-            return httpx2.Response(200, content=output)
-        return httpx2.Response(200, json=batch)
-
-    client = openai.AsyncOpenAI(api_key="sk-test", base_url="http://test.invalid/v1", max_retries=0,
-                                http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)))
-    cache = Cache(tmp_path / "cache.sqlite")
-    state = BatchState(tmp_path / "batch", cache.path)
-    state.batches.append({"id": "batch_1", "status": "in_progress", "collected": False, "pass": "pass-001"})
-    assert asyncio.run(collect(client, state, cache, PriceTable.load(), "gpt-4o")) == \
-        {"answers": 1, "failed": 1, "rejected": 0}
+    tally, cache = collect_output(tmp_path, (_line("bad", HOSTILE["content a number"]) + "\n" + _line("good", GOOD)
+                                             + "\n").encode())
+    assert tally == {"answers": 1, "failed": 1, "rejected": 0}
     assert cache.get("bad") is None and cache.get("good") == GOOD
     cache.close()
 

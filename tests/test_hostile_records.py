@@ -94,20 +94,6 @@ def test_a_long_image_name_is_shortened_by_the_build_and_skipped_by_export(tmp_p
     assert sum(len(_records(p)) for p in (tmp_path / "e").glob("*.jsonl")) == len(records) - 1
 
 
-def test_a_full_disk_while_writing_records_names_the_split_file(tmp_path: Path, monkeypatch) -> None:
-    import jsonlines
-
-    def full(self, obj) -> int:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(jsonlines.Writer, "write", full)
-    out = tmp_path / "out"
-    result = runner.invoke(app, ["build", "--no-progress", "--dry-run", "-s", "dota", "--sample", "--out", str(out)])
-    assert result.exit_code == 1
-    (line,) = result.output.strip().splitlines()
-    assert line.startswith(f"error: {out}/") and ".jsonl.partial: no space left on the device" in line
-
-
 def test_fitted_names_stay_distinct_and_stable() -> None:
     a, b = fitted("images/s/train/" + "é" * 150 + "1"), fitted("images/s/train/" + "é" * 150 + "2")
     assert a != b and a == fitted("images/s/train/" + "é" * 150 + "1")
@@ -115,7 +101,10 @@ def test_fitted_names_stay_distinct_and_stable() -> None:
     assert fitted("images/s/train/short__0_0_1_1") == "images/s/train/short__0_0_1_1"
 
 
-def test_a_full_disk_while_writing_window_images_names_the_file(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("what", ["window images", "records"])
+def test_a_full_disk_names_the_file_being_written(tmp_path: Path, monkeypatch, what: str) -> None:
+    import jsonlines
+
     real = pathlib.Path.write_bytes
 
     def full(self: Path, data: bytes) -> int:
@@ -123,12 +112,19 @@ def test_a_full_disk_while_writing_window_images_names_the_file(tmp_path: Path, 
             raise OSError(errno.ENOSPC, "No space left on device")  # as a failed write: no file named
         return real(self, data)
 
-    monkeypatch.setattr(pathlib.Path, "write_bytes", full)
+    def full_lines(self, obj) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if what == "records":
+        monkeypatch.setattr(jsonlines.Writer, "write", full_lines)
+    else:
+        monkeypatch.setattr(pathlib.Path, "write_bytes", full)
     out = tmp_path / "out"
     result = runner.invoke(app, ["build", "--no-progress", "--dry-run", "-s", "dota", "--sample", "--out", str(out)])
     assert result.exit_code == 1
     (line,) = result.output.strip().splitlines()
-    assert line.startswith(f"error: {out / 'images' / 'dota'}/") and ".png: no space left on the device" in line
+    where, suffix = (out, ".jsonl.partial") if what == "records" else (out / "images" / "dota", ".png")
+    assert line.startswith(f"error: {where}/") and f"{suffix}: no space left on the device" in line
     assert not [p for p in out.rglob("*") if p.suffix == ".tmp"]
 
 

@@ -29,7 +29,8 @@ def sixteen_bit(seed: int, size: int = 128, low: int = 1000) -> Image.Image:
     return grey.point(lambda v: v * 4 + low).convert("I;16")
 
 
-def clusters_of(tmp_path: Path, paths: list[Path], splits: list[tuple[str, str]]) -> list[set[str]]:
+def planned(tmp_path: Path, paths: list[Path], splits: list[tuple[str, str]]) -> SamplePlan:
+    """A plan of these images, fingerprinted as a recipe does, listed; the caller closes it."""
     plan = SamplePlan(tmp_path / "identity.sqlite", LIMIT)
     for path, (source, split) in zip(paths, splits):
         try:
@@ -38,6 +39,11 @@ def clusters_of(tmp_path: Path, paths: list[Path], splits: list[tuple[str, str]]
             fp = exc
         plan.add(ImageRef(source, split, path.name, path.name), fp, 0.5)
     plan.listed()
+    return plan
+
+
+def clusters_of(tmp_path: Path, paths: list[Path], splits: list[tuple[str, str]]) -> list[set[str]]:
+    plan = planned(tmp_path, paths, splits)
     found = [{r.image_id for r in c.members} for c in plan.clusters(8)]
     plan.close()
     return found
@@ -121,14 +127,7 @@ def test_images_the_guard_cannot_read_are_named_and_never_clustered(tmp_path: Pa
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
     (tmp_path / "cut2.png").write_bytes(data[: len(data) // 2])
     paths = [tmp_path / "ok.png", tmp_path / "cut.png", tmp_path / "cut2.png", tmp_path / "gone.png"]
-    plan = SamplePlan(tmp_path / "identity.sqlite", LIMIT)
-    for path, (source, split) in zip(paths, ACROSS):
-        try:
-            fp: Fingerprint | ImageError = plan.prints.get(path)
-        except ImageError as exc:
-            fp = exc
-        plan.add(ImageRef(source, split, path.name, path.name), fp, 0.5)
-    plan.listed()
+    plan = planned(tmp_path, paths, ACROSS)
     assert plan.clusters(8) == []  # two unreadable images are not "the same picture"
     assert plan.unreadable(("ucm", "test", "cut.png")).code == IssueCode.IMAGE_UNREADABLE
     assert plan.unreadable(("aid", "test", "gone.png")).code == IssueCode.IMAGE_MISSING
