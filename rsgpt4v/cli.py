@@ -142,7 +142,7 @@ def _run(source: str | None, root: Path | None, sample: bool, split: str | None,
          config: Path | None, overrides: dict[str, Any], opts: Any, force: bool = False) -> dict:
     """Validate the common inputs, then build (or estimate); errors become one line and exit 2.
     A build holds its output folder (see rsgpt4v.core.ownership) for as long as it runs."""
-    from rsgpt4v.build.pipeline import build
+    from rsgpt4v.builder.pipeline import build
     from rsgpt4v.core.config import ConfigError, load_config
     from rsgpt4v.core.ownership import OwnerError, identity, owned
     from rsgpt4v.llm.batch import BatchStateError
@@ -235,7 +235,7 @@ def build(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step (INFO), not only warnings.")] = False,
 ) -> None:
     """Build instruction data from a source dataset into OUT/<split>.jsonl, OUT/images/ and OUT/manifest.json."""
-    from rsgpt4v.build.pipeline import BuildOptions
+    from rsgpt4v.builder.pipeline import BuildOptions
     from rsgpt4v.llm.batch_files import REQUESTS
     from rsgpt4v.llm.client import BACKENDS
     from rsgpt4v.llm.engine import BudgetExceeded, FatalAPIError
@@ -311,8 +311,8 @@ def _recipe_summary(sources: dict[str, SourceSection], leak: Leakage) -> None:
 def _run_recipe(name: str, source: str | None, data: Path | None, skip_missing: bool, config: Path | None,
                 overrides: dict[str, Any], seed: int | None, opts: Any, force: bool = False) -> RunReport:
     """Build (or estimate) every source of a recipe; errors become one line naming the recipe line, exit 2."""
-    from rsgpt4v.build.mix import build_recipe
-    from rsgpt4v.build.recipe import RecipeError, load_recipe
+    from rsgpt4v.builder.mix import build_recipe
+    from rsgpt4v.builder.recipe import RecipeError, load_recipe
     from rsgpt4v.core.config import ConfigError, load_config
     from rsgpt4v.core.ownership import OwnerError, identity, owned
     from rsgpt4v.llm.client import MissingKeyError
@@ -422,7 +422,7 @@ def estimate(
     import json
     import tempfile
 
-    from rsgpt4v.build.pipeline import BuildOptions
+    from rsgpt4v.builder.pipeline import BuildOptions
 
     _setup_logging(False)
     overrides: dict[str, Any] = {}

@@ -20,7 +20,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rsgpt4v.build.identity import fingerprint  # noqa: E402
+from rsgpt4v.builder.identity import fingerprint  # noqa: E402
 from rsgpt4v.imaging.images import open_image  # noqa: E402
 from scripts.native_tree import texture  # noqa: E402
 

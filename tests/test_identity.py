@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rsgpt4v.build.identity import (
+from rsgpt4v.builder.identity import (
     Cluster,
     Fingerprint,
     FingerprintStore,
@@ -20,7 +20,7 @@ from rsgpt4v.build.identity import (
     is_training,
     leakage_report,
 )
-from rsgpt4v.build.sample_plan import NOT_LISTED, SamplePlan
+from rsgpt4v.builder.sample_plan import NOT_LISTED, SamplePlan
 from scripts.native_tree import texture
 
 BITS = 8

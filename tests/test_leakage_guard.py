@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from rsgpt4v.build.identity import Fingerprint, ImageRef, fingerprint
-from rsgpt4v.build.sample_plan import SamplePlan
+from rsgpt4v.builder.identity import Fingerprint, ImageRef, fingerprint
+from rsgpt4v.builder.sample_plan import SamplePlan
 from rsgpt4v.cli import app
 from rsgpt4v.core.issue_codes import IssueCode
 from rsgpt4v.imaging.images import ImageError, open_image

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rsgpt4v.build.identity import fingerprint
-from rsgpt4v.build.recipe import RecipeError, load_recipe
+from rsgpt4v.builder.identity import fingerprint
+from rsgpt4v.builder.recipe import RecipeError, load_recipe
 from rsgpt4v.cli import app
 from scripts.native_tree import SOURCES, write_tree
 

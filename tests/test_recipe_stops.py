@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rsgpt4v.build import mix
+from rsgpt4v.builder import mix
 from rsgpt4v.cli import app
 from scripts.native_tree import write_tree
 
@@ -51,7 +51,7 @@ def clean(data: Path, tmp_path_factory) -> dict[str, bytes]:
 
 KILL_IN_INTERLEAVE = textwrap.dedent("""
     import os, sys
-    from rsgpt4v.build import mix
+    from rsgpt4v.builder import mix
     from rsgpt4v.cli import main
 
     real, opened = mix.jsonl_writer, []

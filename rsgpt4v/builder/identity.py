@@ -9,7 +9,7 @@ is not saturated to one grey) and the same RGB conversion as the written windows
 those pixels finds identical copies; a 64-bit difference hash (dHash, gradients of a 9x8 greyscale
 thumbnail) and a 64-bit average hash (aHash, 8x8 thumbnail against its mean) find copies that were
 resized, re-encoded as JPEG or slightly cropped: two images are near-identical when both hashes
-are at most `bits` apart and their mean colours agree (`rsgpt4v.build.sample_plan` finds such
+are at most `bits` apart and their mean colours agree (`rsgpt4v.builder.sample_plan` finds such
 clusters over the whole mix).
 
 A hash says something only where the thumbnail's values differ clearly: a flat tile, or one of

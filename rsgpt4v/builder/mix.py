@@ -1,7 +1,7 @@
 """The build a recipe describes: every source of the mix into one dataset, one manifest, one cache.
 
 A layer around the single-source build. First every source is listed and each image fingerprinted
-(`rsgpt4v.build.identity`) into the plan of samples on disk (`rsgpt4v.build.sample_plan`): clusters of the same
+(`rsgpt4v.builder.identity`) into the plan of samples on disk (`rsgpt4v.builder.sample_plan`): clusters of the same
 picture across sources and splits go into the manifest and the leakage policy decides which
 training samples no source may use. Then each source is built as usual through `Selection`, a view
 of its adapter that passes only the samples the plan chose (splits, seeded fraction / max_images,
@@ -30,10 +30,10 @@ from rsgpt4v import __version__
 from rsgpt4v.core.card_facts import CardFacts
 from rsgpt4v.core.config import BuildConfig
 from rsgpt4v.core.files import Line, jsonl_writer, read_jsonl
-from rsgpt4v.build.identity import Fingerprint, ImageRef, is_training, leakage_report
+from rsgpt4v.builder.identity import Fingerprint, ImageRef, is_training, leakage_report
 from rsgpt4v.core.ownership import PARTS, claim
-from rsgpt4v.build.pipeline import BuildOptions, build
-from rsgpt4v.build.recipe import Recipe, RecipeError, RecipeSource
+from rsgpt4v.builder.pipeline import BuildOptions, build
+from rsgpt4v.builder.recipe import Recipe, RecipeError, RecipeSource
 from rsgpt4v.core.files import located
 from rsgpt4v.core.report import (
     BatchProgress,
@@ -53,7 +53,7 @@ from rsgpt4v.core.report import (
     total_cards,
     total_status,
 )
-from rsgpt4v.build.sample_plan import SamplePlan
+from rsgpt4v.builder.sample_plan import SamplePlan
 from rsgpt4v.core.schema import Issue, Sample
 from rsgpt4v.imaging.images import ImageError
 from rsgpt4v.sources import Source, SourceError, get_source, parse_options

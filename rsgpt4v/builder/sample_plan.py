@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from itertools import groupby
 from pathlib import Path
 
-from rsgpt4v.build.identity import Cluster, Fingerprint, FingerprintStore, ImageRef, colours_agree
+from rsgpt4v.builder.identity import Cluster, Fingerprint, FingerprintStore, ImageRef, colours_agree
 from rsgpt4v.core.issue_codes import IssueCode
 from rsgpt4v.imaging.images import ImageError
 
