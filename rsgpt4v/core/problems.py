@@ -155,7 +155,7 @@ def _distinct(node: yaml.Node) -> int:
     return len(seen)
 
 
-def yaml_problem(exc: yaml.YAMLError) -> tuple[int | None, str]:
+def _yaml_problem(exc: yaml.YAMLError) -> tuple[int | None, str]:
     """A YAML error as (line, one line of problem and column): PyYAML spreads them over four."""
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -182,10 +182,10 @@ def parse_yaml(data: bytes | str, path: Path, what: str) -> tuple[Any, Lines]:
     except RecursionError:
         raise UnreadableYAML(path, None, f"nested too deeply to be a {what}") from None
     except _Refused as exc:
-        line, problem = yaml_problem(exc)
+        line, problem = _yaml_problem(exc)
         raise UnreadableYAML(path, line, problem) from None
     except yaml.YAMLError as exc:
-        line, problem = yaml_problem(exc)
+        line, problem = _yaml_problem(exc)
         raise UnreadableYAML(path, line, f"not valid YAML ({problem})") from None
     finally:
         loader.dispose()
