@@ -22,7 +22,7 @@ class ModelConfig(_Section):
     # Per stage, overriding `temperature`: dialogues gain from variety, object notes from care.
     stage_temperature: dict[Literal["local", "global", "dialogue"], Annotated[float, Field(ge=0, le=2)]] = Field(
         default_factory=dict)
-    max_output_tokens: dict[str, Annotated[int, Field(gt=0)]]
+    max_output_tokens: dict[str, Annotated[int, Field(gt=0, le=1_000_000)]]
     token_limit_param: Literal["max_completion_tokens", "max_tokens"]
     request_timeout_s: float = Field(gt=0, le=86_400)
 
@@ -33,14 +33,14 @@ class ModelConfig(_Section):
 
 class ImageConfig(_Section):
     detail: Literal["low", "high", "auto"]
-    max_side: int = Field(ge=64)
+    max_side: int = Field(ge=64, le=100_000)
     encode: Literal["jpeg", "png"]
     jpeg_quality: int = Field(ge=10, le=100)
     max_pixels: int = Field(gt=0, le=10**11)
 
 
 class TilingConfig(_Section):
-    window: int = Field(ge=64)
+    window: int = Field(ge=64, le=1_000_000)
     overlap: int = Field(ge=0)
     min_visible: float = Field(gt=0, le=1)
     context_visible: float = Field(gt=0, le=1)
@@ -66,8 +66,8 @@ class LocalConfig(_Section):
 
 
 class DialogueConfig(_Section):
-    min_turns: int = Field(ge=1)
-    max_turns: int = Field(ge=1)
+    min_turns: int = Field(ge=1, le=100)
+    max_turns: int = Field(ge=1, le=100)
     include_image: bool
 
     @model_validator(mode="after")
