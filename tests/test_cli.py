@@ -79,8 +79,8 @@ ERRORS = [
      "{tmp}/nowhere: no such folder; give --root the dataset folder as downloaded"),
     (["export", "{tmp}", "--out", "{tmp}/x"],
      "{tmp}: no <split>.jsonl files in it, not an rsgpt4v output folder; give the --out folder of a build"),
-    (["export", "{sample}", "--out", "{sample}"], "{sample}: the export would overwrite the build it reads; "
-                                                  "give another --out"),
+    (["export", "{sample}", "--out", "{sample}"], "--out {sample} is the build folder {sample}: export never "
+                                                  "writes into a folder it reads; choose another --out"),
     (["preview", "{tmp}"], "{tmp}: no *.jsonl files in it, not an rsgpt4v output folder; give the --out folder "
                            "of a build"),
     (["stats", "{tmp}"], "{tmp}: no record files in it, not an rsgpt4v output folder; give the --out folder of "

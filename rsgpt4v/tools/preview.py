@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import quote
 
 from rsgpt4v.core.files import located, place_file, write_atomic
+from rsgpt4v.core.paths import is_within
 from rsgpt4v.records.boxtext import Shape, flavour, parse_shape
 from rsgpt4v.records.model import IMAGE_TOKEN, box_text_fault, first_problem
 from rsgpt4v.records.reader import image_header, image_outside, read_records
@@ -417,6 +418,9 @@ def preview(out: Path, dest: Path, n: int = 200, seed: int = 0, files: list[Path
     if not files:
         raise PreviewError(f"{out}: {'no *.jsonl files in it' if out.is_dir() else 'no such folder'}, not an "
                            "rsgpt4v output folder; give the --out folder of a build")
+    if is_within(dest, out):
+        raise PreviewError(f"--out {dest} is inside the build folder {out}: preview never writes into a folder it "
+                           "reads; choose another --out")
     bad: list[str] = []
     items, total = _sample(files, n, seed, bad)
     images = _Images(dest)
