@@ -255,6 +255,23 @@ def test_square_space_boxes_on_the_padding_are_named(tmp_path: Path) -> None:
     assert _found(validate([path])) == [(2, "box on the padding")]
 
 
+def test_a_turned_geochat_rectangle_may_reach_past_the_frame_but_not_lie_outside(tmp_path: Path) -> None:
+    # GeoChat's unrotated rectangle of a long object turned near an edge runs past 0..100, as written.
+    Image.new("RGB", (100, 100)).save(tmp_path / "a.png")
+
+    def rec(rid: str, box: str) -> dict:
+        return {"id": rid, "image": "a.png", "conversations": [{"from": "human", "value": "<image>\nWhere?"},
+                                                               {"from": "gpt", "value": box}],
+                "meta": {"box_format": "geochat", "box_space": "image", "boxes": [[0, 0, 1, 1]]}}
+
+    path = tmp_path / "x.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [
+        rec("edge", "{<-3><40><24><52>|<62>}"), rec("far", "{<96><40><104><52>|<30>}"),
+        rec("outside", "{<101><40><130><52>|<30>}"), rec("flat", "{<-3><40><24><52>|<0>}")]) + "\n",
+        encoding="utf-8")
+    assert _found(validate([path])) == [(3, "box out of range"), (4, "box out of range")]
+
+
 def test_cut_or_wrong_json_files(tmp_path: Path) -> None:
     good = {"id": "a", "image": "a.png", "conversations": [{"from": "human", "value": "<image>\nHi"},
                                                             {"from": "gpt", "value": "Hello."}]}

@@ -4,7 +4,8 @@ A *flavour* writes one box as the family's trainers and parsers read it, and an 
 one category the way the family names them:
 
 - `llava`     `[0.12, 0.34, 0.56, 0.78]` (0-1, two decimals); several: `[..], [..]`.
-- `geochat`   `{<12><34><56><78>|<θ>}` (0-100, θ in degrees); an answer's:
+- `geochat`   `{<12><34><56><78>|<θ>}` (0-100, θ in degrees; values past 0..100 are written as they
+              are, see `_render_geochat`); an answer's:
               `<p>plane</p> {..}<delim>{..}`, as GeoChat's demo (`extract_substrings`) reads them.
 - `qwen2vl`   `<|box_start|>(123,456),(789,999)<|box_end|>` (bins of [0, 1000)); an answer's:
               `<|object_ref_start|>plane<|object_ref_end|>` followed by its boxes.
@@ -102,7 +103,8 @@ class Flavour:
     parse: Callable[[re.Match[str], Frame], Shape]
     group: Callable[[str, list[str]], str]
     padded: bool  # written in the frame of `box_space` (else always in the image's)
-    limit: float | None  # the largest value a coordinate may take; None: bounded by the image
+    limit: float | None  # the value a coordinate takes at the far side of the frame; None: pixels
+    overhang: bool = False  # a box may reach past 0..limit (GeoChat's unrotated rectangle): only its centre may not
 
     def frame(self, width: int, height: int, space: str) -> Frame:
         return Frame(width, height, space if self.padded else "image")
@@ -175,8 +177,10 @@ def _render_geochat(item: RecordBox, frame: Frame) -> str:
     cx, cy, w, h, theta = _geochat_rect(item, frame)
     u1, v1 = frame.to_unit(cx - w / 2, cy - h / 2)
     u2, v2 = frame.to_unit(cx + w / 2, cy + h / 2)
-    # Whole numbers on 0..100: GeoChat's grid; a long rotated box near a corner may be clamped.
-    grid = [round(_clamp(v, 1.0) * 100) for v in (u1, v1, u2, v2)]
+    # Whole numbers on GeoChat's 0..100 grid, not clamped: the unrotated rectangle of a long object
+    # turned near an edge reaches past it, and GeoChat's parser (`-?\d+`, scaled by the side) reads
+    # such values as they are; clamping would move the decoded object tens of pixels.
+    grid = [round(v * 100) for v in (u1, v1, u2, v2)]
     return "{" + "".join(f"<{g}>" for g in grid) + f"|<{int(theta)}>}}"
 
 
@@ -227,8 +231,8 @@ def _qwen25vl_group(label: str, cores: list[str]) -> str:
 def _flavours() -> dict[str, Flavour]:
     unit_box = rf"\[({_NUM}), ({_NUM}), ({_NUM}), ({_NUM})\]"
     pixel_box = r"\[(\d+), (\d+), (\d+), (\d+)\]"
-    geo = r"\{<(\d+)><(\d+)><(\d+)><(\d+)>\|<(-?\d+)>\}"
-    geo_plain = r"\{<\d+><\d+><\d+><\d+>\|<-?\d+>\}"
+    geo = r"\{<(-?\d+)><(-?\d+)><(-?\d+)><(-?\d+)>\|<(-?\d+)>\}"
+    geo_plain = r"\{<-?\d+><-?\d+><-?\d+><-?\d+>\|<-?\d+>\}"
     geo_group = rf"(?:<p>[^<>]*</p> )?{geo_plain}(?:<delim>{geo_plain})*"
     qwen = r"<\|box_start\|>\((\d+),(\d+)\),\((\d+),(\d+)\)<\|box_end\|>"
     qwen_plain = r"<\|box_start\|>\(\d+,\d+\),\(\d+,\d+\)<\|box_end\|>"
@@ -244,7 +248,7 @@ def _flavours() -> dict[str, Flavour]:
         "llava": Flavour("llava", re.compile(unit_box), runs(unit_plain), _render_llava,
                          lambda m, f: _parse_unit(m, f, 1.0), _comma_group, True, 1.0),
         "geochat": Flavour("geochat", re.compile(geo), runs(geo_group), _render_geochat, _parse_geochat,
-                           _geochat_group, True, 100.0),
+                           _geochat_group, True, 100.0, overhang=True),
         "qwen2vl": Flavour("qwen2vl", re.compile(qwen), runs(qwen_group), _render_qwen2vl, _parse_qwen2vl,
                            _qwen2vl_group, False, 999.0),
         "qwen25vl": Flavour("qwen25vl", re.compile(pixel_box), runs(json_box), _render_pixel, _parse_pixel,
