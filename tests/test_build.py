@@ -32,7 +32,8 @@ def test_sample_dry_run_writes_llava_records_for_every_task(sample_build: Path) 
     records = _records(sample_build)
     assert len(records) >= 10
     tasks = {r["task"] for r in records}
-    assert tasks == {"caption", "detailed_description", "region_description", "region_attributes", "grounding",
+    assert tasks == {"caption", "detailed_description", "grounded_description", "region_description",
+                     "region_attributes", "grounding",
                      "multi_turn_reasoning", "detection", "counting", "presence"}
     assert {r["split"] for r in records} == {"train", "val"}
     for r in records:

@@ -56,14 +56,14 @@ def _found(report) -> list[tuple[int | None, str]]:
 
 def test_sample_build_is_clean(sample: Path, capsys) -> None:
     report = validate([sample / "train.jsonl", sample / "val.jsonl"])
-    assert (report.files, report.records, report.count) == (2, 62, 0)
+    assert (report.files, report.records, report.count) == (2, 69, 0)
     assert main_validate([sample / "train.jsonl", sample / "val.jsonl"]) == 0
-    assert capsys.readouterr() == ("checked 62 records in 2 files: 0 violations\n", "")
+    assert capsys.readouterr() == ("checked 69 records in 2 files: 0 violations\n", "")
 
 
 def test_a_folder_stands_for_its_data_files_but_the_manifest(sample: Path, tmp_path: Path) -> None:
     report = validate([sample])
-    assert (report.files, report.records, report.count) == (2, 62, 0)
+    assert (report.files, report.records, report.count) == (2, 69, 0)
     broken = _broken_copy(sample, tmp_path, _edit_record("caption", lambda r: r.update(id=7)))
     (tmp_path / "manifest.json").write_text("{}", encoding="utf-8")
     report = validate([tmp_path])

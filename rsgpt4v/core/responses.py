@@ -31,7 +31,8 @@ class LocalResponse(BaseModel):
 
 class GlobalResponse(BaseModel):
     caption: str = Field(description="one sentence, at most 25 words")
-    description: str = Field(description="a detailed scene description of 100-200 words")
+    description: str = Field(description="a detailed scene description of 100-200 words; each mention of a noted "
+                                         "object written [words](id)")
 
 
 class DialogueTurn(BaseModel):

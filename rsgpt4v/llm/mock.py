@@ -27,6 +27,8 @@ from rsgpt4v.llm.cost import ImageRule, estimate_prompt_tokens
 _OBJECT_LINE = re.compile(r"^\s*(\{.*\"id\".*\})\s*,?\s*$")
 # "- 14 small vehicles", "- 1 ship": a labelled count in the names the prompt uses.
 _COUNT_LINE = re.compile(r"^- (\d+) ([A-Za-z][\w\- ]*)$")
+# "- [3] plane (top left; white; ...): A white ...": a noted object of the global prompt, with its id.
+_NOTE_LINE = re.compile(r"^- \[(\d+)\] ([^(\[\]]+) \(([^;)]*)")
 
 # Open first questions that give nothing away, varied per request as a real model's are.
 _OPENING_QUESTIONS = ("What does this scene show, and what is it likely used for?",
@@ -170,6 +172,21 @@ def _scene_kind(counts: list[tuple[int, str]]) -> str:
     return next((kind for words, kind in _SCENE_KINDS if any(w in nouns for w in words)), "a remote-sensing scene")
 
 
+def _noted(text: str) -> list[tuple[int, str, str]]:
+    """The global prompt's noted objects: (id, name, position) of lines "- [3] plane (top left; ...): ..."."""
+    return [(int(m.group(1)), m.group(2).strip(), m.group(3).split(",")[0].strip()) for line in text.splitlines()
+            if (m := _NOTE_LINE.match(line.strip()))]
+
+
+def _mentions(text: str) -> str:
+    """A sentence tying the first noted objects to their ids, as the global prompt asks: "[words](id)"."""
+    noted = _noted(text)[:2]
+    if not noted:
+        return ""
+    tied = " and ".join(f"[the {name} at the {where}]({i})" for i, name, where in noted)
+    return f" Among them, {tied} {'are' if len(noted) > 1 else 'is'} easy to make out."
+
+
 def _global(text: str, style: Style) -> dict[str, Any]:
     counts = _counts(text)
     kind = _scene_kind(counts)
@@ -184,7 +201,7 @@ def _global(text: str, style: Style) -> dict[str, Any]:
     return {
         "caption": f"An aerial view of {kind} with {listed}.",
         "description": f"This top-down image shows {kind}. It contains {listed}, laid out along the paved "
-                       f"surfaces. {ground}",
+                       f"surfaces.{_mentions(text)} {ground}",
     }
 
 

@@ -25,6 +25,7 @@ from rsgpt4v.core.responses import (
     ObjectNote,
 )
 from rsgpt4v.core.schema import Obj, Problem, Scene
+from rsgpt4v.language.mentions import plain
 from rsgpt4v.language.naming import display
 from rsgpt4v.language.words import grid_position
 from rsgpt4v.llm.engine import FailureKind
@@ -242,9 +243,10 @@ class StageRequests:
 
         return check
 
-    def _objects_text(self, scene: Scene, notes: dict[int, ObjectNote]) -> str:
+    def _objects_text(self, scene: Scene, notes: dict[int, ObjectNote], ids: bool = False) -> str:
         """One line per described object for the later stages: what it is, where, how it looks and
-        what it stands next to, everything the local stage was asked for, without ids."""
+        what it stands next to, everything the local stage was asked for; with `ids`, each line opens
+        with the object's id in brackets, for the global stage's mentions (`language.mentions`)."""
         marks = {m.id: m for m in marks_of(scene.objects)}
 
         def name(category: str) -> str:
@@ -259,7 +261,8 @@ class StageRequests:
             if mark.obj.truncated:
                 where += ", cut off by the image edge"
             looks = "; ".join(v for v in (note.colour, note.orientation, note.state) if discernible(v))
-            line = f"- {name(mark.obj.category)} ({where}{'; ' + looks if looks else ''}): {note.description}"
+            tag = f"[{mark.id}] " if ids else ""
+            line = f"- {tag}{name(mark.obj.category)} ({where}{'; ' + looks if looks else ''}): {note.description}"
             near = [f"{r.relation} the {name(marks[r.target_id].obj.category)} at the "
                     f"{position_words(scene, marks[r.target_id].obj)}"
                     for r in note.relations if r.target_id in marks]
@@ -273,7 +276,7 @@ class StageRequests:
         text = self.prompts.render(
             "global", "user", image_width=image.width, image_height=image.height,
             gsd_note=self._gsd_note(scene, image), counts=_counts_text(scene, self.exhaustive_labels),
-            objects=self._objects_text(scene, notes), hints=_hints_text(scene))
+            objects=self._objects_text(scene, notes, ids=True), hints=_hints_text(scene))
         return self._request("global", scene, text, [image], feedback, attempt, GlobalResponse)
 
     @staticmethod
@@ -288,7 +291,7 @@ class StageRequests:
                          scene_text: GlobalResponse, feedback: str | None, attempt: int) -> ChatRequest:
         d = self.cfg.dialogue
         text = self.prompts.render(
-            "dialogue", "user", caption=scene_text.caption, description=scene_text.description,
+            "dialogue", "user", caption=scene_text.caption, description=plain(scene_text.description),
             counts=_counts_text(scene, self.exhaustive_labels), objects=self._objects_text(scene, notes),
             hints=_hints_text(scene), min_turns=d.min_turns, max_turns=d.max_turns)
         return self._request("dialogue", scene, text, [image] if d.include_image else [], feedback, attempt,

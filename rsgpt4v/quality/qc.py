@@ -15,7 +15,10 @@ attempt drops it. Kinds, all configurable under `qc:`:
 - qc_form: a local description that does not open as asked, a referring expression by list order,
 - qc_reasoning: a dialogue whose turns only restate counts or categories, or whose first question
   gives its answer away;
-- qc_length: an empty, too short or runaway text.
+- qc_length: an empty, too short or runaway text;
+- qc_mention: a grounded description's mention (`[words](id)`, see `language.mentions`) of an id the
+  window does not have, whose words name another kind than its objects', or written wrong (a stray
+  bracket or id); a caption with a mention.
 Counts and categories are checked only where annotations are exhaustive: annotated samples of
 detection sources. `QualityChecker.report()` counts the rejections by kind with one example each,
 for the run report.
@@ -32,6 +35,7 @@ from typing import Any
 from rsgpt4v.core.config import QCConfig
 from rsgpt4v.core.responses import DialogueResponse, GlobalResponse, LocalResponse
 from rsgpt4v.core.schema import Problem, Scene
+from rsgpt4v.language.mentions import mentions, plain, stray
 from rsgpt4v.language.naming import display, is_dataset_spelling, spelling_pattern
 from rsgpt4v.language.words import plural, readable, sentences
 from rsgpt4v.quality.count_claims import UNITS, Terms, read_claims, tokens, wrong
@@ -49,6 +53,7 @@ class QCKind(StrEnum):
     FORM = "qc_form"
     REASONING = "qc_reasoning"
     LENGTH = "qc_length"
+    MENTION = "qc_mention"
 
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
@@ -165,9 +170,12 @@ class QualityChecker:
         return _SceneCheck(self, scene, check)
 
     def scene_text(self, scene: Scene) -> Callable[[GlobalResponse], Problem | None]:
+        """The caption, and the description as a reader sees it (mentions' ids dropped) with its mentions."""
         def check(resp: GlobalResponse) -> Problem | None:
-            return (self._checked(scene, resp.caption, "caption", "caption: ")
-                    or self._checked(scene, resp.description, "description", "description: "))
+            return (self._mentions(scene, resp.caption, "caption", grounded=False)
+                    or self._checked(scene, resp.caption, "caption", "caption: ")
+                    or self._mentions(scene, resp.description, "description", grounded=True)
+                    or self._checked(scene, plain(resp.description), "description", "description: "))
         return _SceneCheck(self, scene, check)
 
     def dialogue(self, scene: Scene) -> Callable[[DialogueResponse], Problem | None]:
@@ -321,6 +329,32 @@ class QualityChecker:
                                                  f"{display(category, scene.sample.source).singular} in this image; "
                                                  "describe only what is there")
         return None
+
+    def _mentions(self, scene: Scene, text: str, kind: str, grounded: bool) -> Problem | None:
+        """A text's mentions: ids of the window's objects, words that name their kind (if any), well formed."""
+        problem = None
+        found = mentions(text)
+        if (bad := stray(text)) is not None:
+            problem = Problem(QCKind.MENTION, f"{kind}: {bad!r} is not part of a mention; write each mention of a "
+                                              "noted object as [words](id), and no other brackets or ids")
+        elif found and not grounded:
+            problem = Problem(QCKind.MENTION, f"{kind}: the {kind} ties no words to ids; write it in plain words")
+        for mention in found if problem is None else ():
+            if missing := [i for i in mention.ids if not 1 <= i <= len(scene.objects)]:
+                problem = Problem(QCKind.MENTION, f"{kind}: [{mention.phrase}] is tied to id {missing[0]}, which "
+                                                  "no object of this image has; use only the ids of the notes")
+                break
+            kinds = {scene.objects[i - 1].category for i in mention.ids}
+            named = self._kinds(scene, tokens(mention.phrase))
+            if wrong := [c for c in named if c in self._vocabulary() and c not in kinds]:
+                source = scene.sample.source
+                problem = Problem(QCKind.MENTION, f"{kind}: the words [{mention.phrase}] name "
+                                                  f"{display(wrong[0], source).plural}, but their ids are "
+                                                  f"{' and '.join(sorted(display(c, source).plural for c in kinds))}")
+                break
+        if problem is not None:
+            self._count(scene, problem, text)
+        return problem
 
     # ---- dialogues ------------------------------------------------------------------------
 

@@ -1,5 +1,9 @@
-"""Records made from the model's answers: caption, detailed description, region description,
-region attributes, grounding and multi-turn reasoning.
+"""Records made from the model's answers: caption, detailed description, grounded description,
+region description, region attributes, grounding and multi-turn reasoning.
+
+The global stage's description ties its mentions of noted objects to their ids (`[words](3, 4)`,
+see `language.mentions`): the detailed description is its plain text, the grounded description the
+same text with each mention's boxes, the ground-truth boxes of the objects it names.
 
 Every field the local stage is asked for reaches a record: the description a region description,
 colour, heading, state, shape and relations the region-attribute questions (only where the note says
@@ -15,8 +19,9 @@ import re
 from collections.abc import Sequence
 
 from rsgpt4v.core.responses import ObjectNote
-from rsgpt4v.core.schema import Obj, Record, Scene, Turn
+from rsgpt4v.core.schema import Obj, Record, RecordBox, Scene, Turn
 from rsgpt4v.imaging.geometry import polygon_area
+from rsgpt4v.language.mentions import Mention, placed, plain
 from rsgpt4v.language.naming import display
 from rsgpt4v.prompting.answers import SceneAnswers
 from rsgpt4v.prompting.marks import Mark, marks_of
@@ -105,6 +110,30 @@ def _single_turn(scene: Scene, task: str, pool: str, answer: str, prompts: Promp
     return Record(id=rid, task=task, turns=[Turn(question=question, answer=answer)], **base)
 
 
+def _grounded(scene: Scene, description: str, prompts: PromptSet, seed: int, base: dict) -> Record | None:
+    """The description with each mention's boxes (labelled with its words), or None without a mention.
+    A mention of an id the window does not have (QC off) keeps its words only."""
+    boxes: dict[str, RecordBox] = {}
+
+    def write(mention: Mention) -> str:
+        if not all(1 <= i <= len(scene.objects) for i in mention.ids):
+            return mention.phrase
+        names = []
+        for i in mention.ids:
+            name = f"b{len(boxes)}"
+            boxes[name] = window_box(scene, scene.objects[i - 1]).model_copy(update={"label": mention.phrase})
+            names.append(f"<{name}>")
+        return ", ".join(names)
+
+    text = placed(description, write)
+    if not boxes:
+        return None
+    rid = f"{scene.key}/grounded_description"
+    question = prompts.instruction("grounded_description", record_rng(seed, rid))
+    return Record(id=rid, task="grounded_description", turns=[Turn(question=question, answer=text)], boxes=boxes,
+                  **base)
+
+
 def _sentence(value: str) -> str:
     v = value.strip().rstrip(".")
     return v[:1].upper() + v[1:] + "."
@@ -157,7 +186,10 @@ def model_records(scene: Scene, answers: SceneAnswers, prompts: PromptSet, seed:
             records.append(_single_turn(scene, "caption", "caption", answers.scene_text.caption, prompts, seed,
                                         base))
         records.append(_single_turn(scene, "detailed_description", "detailed_description",
-                                    answers.scene_text.description, prompts, seed, base))
+                                    plain(answers.scene_text.description), prompts, seed, base))
+        grounded = _grounded(scene, answers.scene_text.description, prompts, seed, base)
+        if grounded is not None:
+            records.append(grounded)
     described = [(m, answers.notes[m.id]) for m in marks_of(scene.objects) if m.id in answers.notes]
     regions = _varied(scene, described, max_region_turns)
     if regions:
