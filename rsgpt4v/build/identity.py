@@ -35,18 +35,20 @@ class Fingerprint:
 
 @dataclass(frozen=True, slots=True)
 class ImageRef:
-    """One sample's image as a source names it."""
+    """One sample's image as a source names it: its id, and its file relative to the source's root (ids
+    repeat across sources, and a source's file names across its folders)."""
 
     source: str
     split: str
     image_id: str
+    path: str
 
     @property
     def key(self) -> tuple[str, str, str]:
         return self.source, self.split, self.image_id
 
     def as_dict(self) -> dict[str, str]:
-        return {"source": self.source, "split": self.split, "image_id": self.image_id}
+        return {"source": self.source, "split": self.split, "image_id": self.image_id, "path": self.path}
 
 
 def is_training(split: str) -> bool:

@@ -27,6 +27,7 @@ from typing import Any, BinaryIO
 from tqdm import tqdm
 
 from rsgpt4v import __version__
+from rsgpt4v.core.card_facts import CardFacts
 from rsgpt4v.core.config import BuildConfig
 from rsgpt4v.core.files import Line, jsonl_writer, read_jsonl
 from rsgpt4v.build.identity import Fingerprint, ImageRef, is_training, leakage_report
@@ -48,6 +49,7 @@ from rsgpt4v.core.report import (
     SourceSection,
     SourceUsage,
     Usage,
+    total_cards,
     total_status,
 )
 from rsgpt4v.build.sample_plan import SamplePlan
@@ -92,6 +94,9 @@ class Selection(Source):
     @property
     def vocabulary(self) -> tuple[str, ...]:  # type: ignore[override]
         return self.inner.vocabulary
+
+    def card_facts(self) -> CardFacts:
+        return self.inner.card_facts()
 
     def __getattr__(self, name: str) -> Any:
         """Any other attribute the pipeline reads is the adapter's."""
@@ -182,7 +187,7 @@ def choose(recipe: Recipe, planned: list[Planned], store_path: Path, progress: b
     try:
         samples = (s for p in planned if p.adapter is not None for s in p.open() if isinstance(s, Sample))
         for sample in tqdm(samples, desc="  identity", unit="img", disable=not progress, dynamic_ncols=True):
-            ref = ImageRef(sample.source, sample.split, sample.image_id)
+            ref = ImageRef(sample.source, sample.split, sample.image_id, sample.rel_image)
             try:
                 fp: Fingerprint | None = plan.prints.get(sample.image_path)
             except (OSError, ValueError, SyntaxError):
@@ -206,8 +211,8 @@ def choose(recipe: Recipe, planned: list[Planned], store_path: Path, progress: b
                 a = next(r for r in leaks[0].members if is_training(r.split))
                 b = next(r for r in leaks[0].members if not is_training(r.split) and r.source != a.source)
                 raise RecipeError(f"{recipe.path}: leakage: fail: {len(leaks)} pictures are training images of one "
-                                  f"source and evaluation images of another (first: {a.source} {a.split} "
-                                  f"{a.image_id} = {b.source} {b.split} {b.image_id}); see `leakage: report`")
+                                  f"source and evaluation images of another (first: {a.source} {a.split} {a.path} = "
+                                  f"{b.source} {b.split} {b.path}); see `leakage: report`")
         plan.drop(sorted(dropped))
         for p in planned:
             plan.decide(p.entry.source, p.entry.splits, p.entry.fraction, p.entry.max_images)
@@ -350,7 +355,7 @@ def unified_manifest(recipe: Recipe, data: Path | None, planned: list[Planned], 
         prompts=first.prompts if first else None,
         recipe=RecipeInfo(path=recipe.path, seed=recipe.seed, leakage=recipe.leakage,
                           near_duplicate_bits=recipe.near_duplicate_bits),
-        sources=sources, mix=mix, leakage=choice.leakage, counts=counts,
+        sources=sources, mix=mix, leakage=choice.leakage, counts=counts, cards=total_cards(reports.values()),
         issues=Issues.total({name: m.issues for name, m in reports.items()}),
         failures=Failures.total(m.failures for m in reports.values()),
         usage=Usage.total(m.usage for m in reports.values()), shard=opts.shard,
