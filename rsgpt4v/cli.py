@@ -25,6 +25,9 @@ SkipMissingOpt = Annotated[bool, typer.Option("--skip-missing", help="With --rec
 RootOpt = Annotated[Optional[Path], typer.Option(help="The dataset folder as downloaded.")]
 SampleOpt = Annotated[bool, typer.Option("--sample", help="Use the small synthetic sample bundled with rsgpt4v.")]
 ModelOpt = Annotated[Optional[str], typer.Option(help="Model name; default from the config.")]
+JudgeOpt = Annotated[Optional[str], typer.Option(
+    help="A second model that checks every answer against the image after QC (judge.model; a recipe may name "
+         "one). A contradicted answer is asked again once, then dropped. Best not the generating model.")]
 ConfigOpt = Annotated[Optional[Path], typer.Option(help="YAML file overriding configs/default.yaml.")]
 PromptsOpt = Annotated[Optional[Path], typer.Option(help="Folder of prompt files replacing the bundled prompts/.")]
 PricesOpt = Annotated[Optional[Path], typer.Option(help="Price table replacing configs/prices.yaml.")]
@@ -194,6 +197,7 @@ def build(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Offline: the mock model answers, no key needed.")] = False,
     backend: Annotated[str, typer.Option(help="openai (any OpenAI-compatible server via OPENAI_BASE_URL) or mock.")] = "openai",
     model: ModelOpt = None,
+    judge: JudgeOpt = None,
     config: ConfigOpt = None,
     prompts: PromptsOpt = None,
     prices: PricesOpt = None,
@@ -241,6 +245,8 @@ def build(
         overrides["local"] = {"save_marked": True}
     if model is not None:
         overrides["model"] = {"name": model}
+    if judge is not None:
+        overrides["judge"] = {"model": judge}
     if batch_engine not in ("api", "files"):
         raise _fail(f"--batch-engine must be api or files, not {batch_engine!r}")
     files = batch and batch_engine == "files"
@@ -392,6 +398,7 @@ def estimate(
     root: RootOpt = None,
     sample: SampleOpt = False,
     model: ModelOpt = None,
+    judge: JudgeOpt = None,
     config: ConfigOpt = None,
     prompts: PromptsOpt = None,
     prices: PricesOpt = None,
@@ -421,6 +428,8 @@ def estimate(
                 measured = f", measured in {cache}"
     if model is not None:
         overrides["model"] = {"name": model}
+    if judge is not None:
+        overrides["judge"] = {"model": judge}
     with tempfile.TemporaryDirectory() as scratch:
         opts = BuildOptions(out=Path(scratch), backend="mock", limit=limit, prompts_dir=prompts,
                             prices=prices, estimate=True, every=every, progress=False)
@@ -435,14 +444,16 @@ def estimate(
     reask_rate = manifest.config["engine"]["reask_rate"]
     rows = [r.model_dump() for r in manifest.estimate or []]
     basis = manifest.estimated_from or EstimatedFrom(images=0, of=0)
+    judged_by = manifest.config["judge"]["model"]
     if json_out:
-        typer.echo(json.dumps({"model": manifest.model, "prices_date": manifest.usage.prices_date,
+        typer.echo(json.dumps({"model": manifest.model, "judge": judged_by, "prices_date": manifest.usage.prices_date,
                                "images": basis.of, "images_looked_at": basis.images, "reask_rate": reask_rate,
                                "windows_looked_at": manifest.counts.windows, "stages": rows}, indent=2))
         return
     looked = f" (extrapolated from {basis.images:,})" if basis.images != basis.of else ""
+    judging = f", judge {judged_by}" if judged_by else ""
     typer.echo(f"{basis.of:,} images{looked}, {manifest.counts.windows:,} windows looked at, model "
-               f"{manifest.model} (prices of {manifest.usage.prices_date}); dollars include "
+               f"{manifest.model}{judging} (prices of {manifest.usage.prices_date}); dollars include "
                f"{reask_rate:.0%} re-asks{measured}")
     typer.echo(f"{'stage':<10}{'requests':>10}{'re-asks':>9}{'text tok':>14}{'image tok':>14}{'output tok':>14}"
                f"{'live':>12}{'batch':>12}")

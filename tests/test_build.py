@@ -102,7 +102,8 @@ def test_manifest_records_config_prompts_and_usage(sample_build: Path) -> None:
     assert m["status"] == "complete"
     assert m["config"]["tiling"] == {"window": 1024, "overlap": 200, "min_visible": 0.7, "context_visible": 0.2,
                                      "skip_empty": True}
-    assert set(m["prompts"]["sha"]) == {"local", "global", "dialogue", "instructions"}
+    assert set(m["prompts"]["sha"]) == {"local", "global", "dialogue", "judge", "instructions"}
+    assert "judge" not in m and "judge" not in m["usage"]["by_stage"]   # no judge unless asked for
     assert m["usage"]["api_calls"] > 0 and m["usage"]["prompt_tokens"] > 0
     assert m["counts"]["by_task"]["caption"] == m["counts"]["windows"]
     assert m["failures"]["count"] == 0

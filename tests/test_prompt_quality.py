@@ -170,7 +170,7 @@ def test_every_worked_example_is_used_and_the_choice_is_stable() -> None:
 
 
 def test_a_stage_file_with_one_example_in_its_system_text_still_works(tmp_path: Path) -> None:
-    for name in ("local", "global", "dialogue", "instructions"):
+    for name in ("local", "global", "dialogue", "judge", "instructions"):
         (tmp_path / f"{name}.yaml").write_text((PROMPTS.folder / f"{name}.yaml").read_text())
     (tmp_path / "global.yaml").write_text("system: |\n  Rules.\n  Example: one.\nuser: |\n  $counts\nretry: |\n"
                                           "  $reason\n")

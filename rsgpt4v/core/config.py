@@ -110,6 +110,14 @@ class QCConfig(_Section):
         return self
 
 
+class JudgeConfig(_Section):
+    """The judge stage: a second model checks every answer against the image (off without a model)."""
+
+    model: str | None = None
+    temperature: float = Field(ge=0, le=2)
+    max_output_tokens: int = Field(gt=0)
+
+
 class RateLimits(_Section):
     rpm: float | None = Field(default=None, gt=0)
     tpm: float | None = Field(default=None, gt=0)
@@ -159,6 +167,7 @@ class BuildConfig(_Section):
     stages: list[Literal["local", "global", "dialogue"]]
     tasks: TasksConfig
     qc: QCConfig
+    judge: JudgeConfig
     engine: EngineConfig
     batch: BatchConfig
     output: OutputConfig

@@ -1,9 +1,11 @@
-"""Response models of the three LLM stages, sent to the API as strict JSON schemas.
+"""Response models of the three LLM stages and of the judge, sent to the API as strict JSON schemas.
 
 Field descriptions are part of the schema the model sees, so they say what a good value is.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -42,3 +44,15 @@ class DialogueTurn(BaseModel):
 
 class DialogueResponse(BaseModel):
     turns: list[DialogueTurn]
+
+
+class SentenceVerdict(BaseModel):
+    id: int = Field(description="the sentence's number as listed")
+    verdict: Literal["supported", "contradicted", "not_visible"] = Field(
+        description="supported: the image shows it; contradicted: the image or the labelled objects show otherwise; "
+                    "not_visible: it cannot be checked in this image")
+    reason: str = Field(description="for contradicted: what the image shows instead, in a few words; otherwise empty")
+
+
+class JudgeResponse(BaseModel):
+    verdicts: list[SentenceVerdict]

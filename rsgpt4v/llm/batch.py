@@ -245,7 +245,8 @@ def _collect_line(line: dict[str, Any], state: BatchState, cache: Cache, prices:
         state.usage["requests"] += 1
         state.usage["prompt_tokens"] += usage.get("prompt_tokens", 0)
         state.usage["completion_tokens"] += usage.get("completion_tokens", 0)
-        state.usage["cost_usd"] += prices.dollars(model, usage.get("prompt_tokens", 0),
+        # Priced as the model that answered: a judge's answers at the judge's prices.
+        state.usage["cost_usd"] += prices.dollars(body.get("model") or model, usage.get("prompt_tokens", 0),
                                                   usage.get("completion_tokens", 0), batch=True) or 0.0
     elif status is not None and 400 <= status < 500 and status not in (408, 409, 429):
         error = (response.get("body") or {}).get("error") or {}

@@ -1,8 +1,9 @@
-"""Messages and checks of the three stages, from a scene and what earlier stages returned.
+"""Messages and checks of the three stages and of the judge, from a scene and what earlier stages returned.
 
 local:    the clean window and the same window with numbered marks + the listed objects -> notes per id
 global:   the clean window + the notes + per-category counts -> caption and detailed description
 dialogue: the clean window + all of the above -> a multi-turn reasoning conversation
+judge:    the clean window + the counts + the answers' sentences -> a verdict per sentence (another model)
 
 Which objects a local request lists is decided in `local_plan`; the order of the stages in `prompter`.
 """
@@ -21,6 +22,7 @@ from rsgpt4v.core.config import BuildConfig
 from rsgpt4v.core.responses import (
     DialogueResponse,
     GlobalResponse,
+    JudgeResponse,
     LocalResponse,
     ObjectNote,
 )
@@ -31,7 +33,8 @@ from rsgpt4v.language.words import grid_position
 from rsgpt4v.llm.engine import FailureKind
 from rsgpt4v.llm.request import ChatRequest
 from rsgpt4v.prompting.marks import Mark, marks_of
-from rsgpt4v.prompting.templates import PromptSet
+from rsgpt4v.prompting.templates import JUDGE, PromptSet
+from rsgpt4v.quality.judge import Sentence
 from rsgpt4v.records.model import IMAGE_TOKEN
 
 # How the local request's images are introduced, without (False) and with (True) the clean window.
@@ -50,6 +53,7 @@ class CheckKind(StrEnum):
     TURNS = "turns"
     DUPLICATE_QUESTION = "duplicate_question"
     IMAGE_TOKEN = "image_token"
+    VERDICTS = "verdicts"
 
 
 def no_image_token(resp: BaseModel) -> Problem | None:
@@ -159,6 +163,13 @@ class StageRequests:
         self.model = model
         self.exhaustive_labels = exhaustive_labels
 
+    def _generation(self, stage: str) -> tuple[str, float, int]:
+        """The model, temperature and output-token cap of a stage's requests: the judge's own, or the build's."""
+        if stage == JUDGE:
+            judge = self.cfg.judge
+            return judge.model or self.model, judge.temperature, judge.max_output_tokens
+        return self.model, self.cfg.model.temperature_for(stage), self.cfg.model.max_output_tokens.get(stage, 1000)
+
     def _request(self, stage: str, scene: Scene, user_text: str, images: Sequence[SentImage],
                  feedback: str | None, attempt: int, response_model: type) -> ChatRequest:
         content: list[dict] = [{"type": "text", "text": user_text}]
@@ -174,12 +185,9 @@ class StageRequests:
             last = math.ceil(attempt / per_round) * per_round
             retry = self.prompts.render(stage, "retry", attempt=attempt, max_attempts=last, reason=feedback)
             messages.append({"role": "user", "content": retry})
-        params = {
-            "temperature": self.cfg.model.temperature_for(stage),
-            self.cfg.model.token_limit_param: self.cfg.model.max_output_tokens.get(stage, 1000),
-            "seed": self.cfg.seed,
-        }
-        return ChatRequest(stage=stage, model=self.model, messages=messages, response_model=response_model,
+        model, temperature, max_tokens = self._generation(stage)
+        params = {"temperature": temperature, self.cfg.model.token_limit_param: max_tokens, "seed": self.cfg.seed}
+        return ChatRequest(stage=stage, model=model, messages=messages, response_model=response_model,
                            params=params, label=scene.key)
 
     def _gsd_note(self, scene: Scene, image: SentImage) -> str:
@@ -309,3 +317,48 @@ class StageRequests:
             return Problem(CheckKind.DUPLICATE_QUESTION, "the same question is asked twice")
         return None
 
+    def judge_request(self, scene: Scene, image: SentImage, judged: Sequence[Sentence], feedback: str | None,
+                      attempt: int) -> ChatRequest:
+        """The judge's request: the clean window, the labels, the objects local sentences are about, the
+        numbered sentences (already in their shuffled order)."""
+        x0, y0, _, _ = scene.window
+        about = sorted({s.about for s in judged if s.about is not None})
+        objects = []
+        for mark_id in about:
+            obj = scene.objects[mark_id - 1]
+            b = obj.box
+            box = ", ".join(f"{v:.2f}" for v in ((b[0] - x0) / scene.width, (b[1] - y0) / scene.height,
+                                                 (b[2] - x0) / scene.width, (b[3] - y0) / scene.height))
+            objects.append(f"- [{mark_id}] {display(obj.category, scene.sample.source).singular}: box [{box}], "
+                           f"{position_words(scene, obj)}")
+        lines = [f"{s.number}. " + (f"(about object [{s.about}]) " if s.about is not None else "") + s.text
+                 for s in judged]
+        text = self.prompts.render(
+            JUDGE, "user", image_width=image.width, image_height=image.height, gsd_note=self._gsd_note(scene, image),
+            counts=self._judge_counts(scene), objects="\n".join(objects) or "- none", sentences="\n".join(lines))
+        return self._request(JUDGE, scene, text, [image], feedback, attempt, JudgeResponse)
+
+    def _judge_counts(self, scene: Scene) -> str:
+        """The labels as the judge reads them: counts where they are exhaustive, else a word that there are none."""
+        if scene.sample.annotated and self.exhaustive_labels:
+            return _counts_text(scene, True)
+        if scene.sample.annotated and scene.objects:
+            return "- unknown: only some objects of this image are labelled, so judge numbers from the image alone"
+        return "- unknown: the objects of this image are not labelled, so judge numbers from the image alone"
+
+    @staticmethod
+    def check_judge(judged: Sequence[Sentence]) -> Callable[[JudgeResponse], Problem | None]:
+        """A usable verdict list: one verdict for every sentence number, a reason for each contradiction."""
+        numbers = {s.number for s in judged}
+
+        def check(resp: JudgeResponse) -> Problem | None:
+            seen = [v.id for v in resp.verdicts]
+            unexplained = sorted(v.id for v in resp.verdicts if v.verdict == "contradicted" and not v.reason.strip())
+            problems = [f"{what} {', '.join(map(str, ids))}" for what, ids in (
+                ("no verdict for statements", sorted(numbers - set(seen))),
+                ("no statements numbered", sorted(set(seen) - numbers)),
+                ("more than one verdict for statements", sorted({i for i in seen if seen.count(i) > 1})),
+                ("no reason for the contradicted statements", unexplained)) if ids]
+            return Problem(CheckKind.VERDICTS, "; ".join(problems)) if problems else None
+
+        return check

@@ -27,6 +27,7 @@ from rsgpt4v.prompting.answers import SceneAnswers
 from rsgpt4v.prompting.marks import Mark, marks_of
 from rsgpt4v.prompting.stages import discernible
 from rsgpt4v.prompting.templates import PromptSet
+from rsgpt4v.quality.judge import DIALOGUE, GLOBAL, Unit
 from rsgpt4v.tasks import record_rng, window_box
 
 # Words of a referring expression that single out an extreme object, and how the extreme is measured
@@ -177,8 +178,12 @@ def _attribute_turns(scene: Scene, chosen: Sequence[tuple[Mark, ObjectNote]], no
 def model_records(scene: Scene, answers: SceneAnswers, prompts: PromptSet, seed: int, max_region_turns: int,
                   grounding_max_instances: int, base: dict) -> list[Record]:
     """Records from the stages' answers. Where the dataset has ground truth for a task (captions,
-    referring expressions), that ground truth makes the task's records, not the model."""
+    referring expressions), that ground truth makes the task's records, not the model. With a judge,
+    each record's `meta.judge` holds the verdict of the answers it is made of."""
     has_captions = bool(scene.sample.captions)
+    units: dict[str, list[Unit]] = dict.fromkeys(("caption", "detailed_description", "grounded_description"),
+                                                 [GLOBAL])
+    units["multi_turn_reasoning"] = [DIALOGUE]
     has_expressions = any(o.description for o in scene.objects)
     records: list[Record] = []
     if answers.scene_text is not None:
@@ -192,6 +197,7 @@ def model_records(scene: Scene, answers: SceneAnswers, prompts: PromptSet, seed:
             records.append(grounded)
     described = [(m, answers.notes[m.id]) for m in marks_of(scene.objects) if m.id in answers.notes]
     regions = _varied(scene, described, max_region_turns)
+    units["region_description"] = units["region_attributes"] = [Unit("local", m.id) for m, _ in regions]
     if regions:
         rid = f"{scene.key}/region_description"
         rng = record_rng(seed, rid)
@@ -207,6 +213,7 @@ def model_records(scene: Scene, answers: SceneAnswers, prompts: PromptSet, seed:
     targets = [(m, n) for m, n in described if singles_out(scene, m, n, grounding_max_instances)]
     if targets and not has_expressions:
         chosen = _varied(scene, targets, max_region_turns)
+        units["grounding"] = [Unit("local", m.id) for m, _ in chosen]
         rid = f"{scene.key}/grounding"
         rng = record_rng(seed, rid)
         boxes = {f"b{i}": window_box(scene, m.obj) for i, (m, _) in enumerate(chosen)}
@@ -217,4 +224,7 @@ def model_records(scene: Scene, answers: SceneAnswers, prompts: PromptSet, seed:
         turns = [Turn(question=t.question, answer=t.answer) for t in answers.dialogue.turns]
         records.append(Record(id=f"{scene.key}/multi_turn_reasoning", task="multi_turn_reasoning", turns=turns,
                               **base))
+    if answers.judge is not None:
+        for record in records:
+            record.meta = {**record.meta, "judge": answers.judge.record_meta(units[record.task])}
     return records
