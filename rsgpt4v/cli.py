@@ -317,6 +317,8 @@ def _run_recipe(name: str, source: str | None, data: Path | None, skip_missing: 
     try:
         mix = load_recipe(name)
         base = {**overrides, "seed": mix.seed if seed is None else seed}
+        if mix.judge is not None and "judge" not in overrides:
+            base["judge"] = {"model": mix.judge}
         configs = {"": load_config(config, base)}
         for entry in mix.sources:
             own = base if entry.stages is None else {**base, "stages": entry.stages}
@@ -385,6 +387,8 @@ def _summary(manifest: RunReport, out: Path) -> None:
 
     failures = StageUsage.total(u.by_stage.values()).failures
     by_reason = ", ".join(f"{n} {r}" for r, n in sorted(failures.items())) or "none"
+    if manifest.judge is not None:
+        typer.echo(manifest.judge.summary())
     typer.echo(f"input issues: {i.skipped} skipped, {i.warnings} warnings; failed stage answers: "
                f"{manifest.failures.count} ({by_reason}); details in {out / 'manifest.json'}")
 
@@ -446,7 +450,9 @@ def estimate(
     basis = manifest.estimated_from or EstimatedFrom(images=0, of=0)
     judged_by = manifest.config["judge"]["model"]
     if json_out:
-        typer.echo(json.dumps({"model": manifest.model, "judge": judged_by, "prices_date": manifest.usage.prices_date,
+        sent_back = manifest.judge.sent_back if manifest.judge else {}
+        typer.echo(json.dumps({"model": manifest.model, "judge": judged_by, "judge_sent_back": sent_back,
+                               "prices_date": manifest.usage.prices_date,
                                "images": basis.of, "images_looked_at": basis.images, "reask_rate": reask_rate,
                                "windows_looked_at": manifest.counts.windows, "stages": rows}, indent=2))
         return
@@ -502,6 +508,9 @@ def fake_server(
     mistakes: Annotated[float, typer.Option(
         min=0, max=1, help="Fraction of answers with a realistic slip: an object left out, talk of the marks, "
                            "a refusal.")] = 0.0,
+    judge_contradictions: Annotated[float, typer.Option(
+        min=0, max=1, help="Share of judge requests in which the mock contradicts one statement (besides any "
+                           "number that disagrees with the labels).")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the faults and slips drawn.")] = 0,
     plant: Annotated[Optional[str], typer.Option(
         help="A sentence appended to every free-text field of the answers (descriptions, captions, questions, "
@@ -512,7 +521,7 @@ def fake_server(
 
     knobs = Knobs(latency_s=latency, rpm=rpm, tpm=tpm, fail_5xx=fail_5xx, fail_429=fail_429, malformed=malformed,
                   batch_expire=batch_expire, seed=seed, answer_tokens_per_object=answer_tokens_per_object,
-                  mistakes=mistakes, plant=plant)
+                  mistakes=mistakes, plant=plant, judge_contradictions=judge_contradictions)
     server = FakeServer(knobs, port=port)
     typer.echo(f"fake OpenAI API at {server.url}  (export OPENAI_BASE_URL={server.url} OPENAI_API_KEY=fake)")
     try:

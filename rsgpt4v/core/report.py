@@ -260,6 +260,15 @@ class JudgeReport(_Section, _Sparse):
     def add_record(self, verdict: str) -> None:
         self.records[verdict] = self.records.get(verdict, 0) + 1
 
+    def summary(self) -> str:
+        """One line for a person: what the judge said and did."""
+        def listed(counts: dict[str, int]) -> str:
+            return ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())) or "none"
+
+        return (f"judge {self.model}: {self.windows:,} windows, sentences {listed(self.verdicts)}; answers sent back "
+                f"{listed(self.sent_back)}, dropped {listed(self.dropped)}; records {listed(self.records)}"
+                + (f"; {self.unjudged:,} judge requests unanswered" if self.unjudged else ""))
+
     @classmethod
     def total(cls, parts: Iterable[JudgeReport]) -> JudgeReport | None:
         """The judge sections of several parts added up (the first part's model and warning); None without any."""
