@@ -13,10 +13,11 @@ them (most first questions name the main kind of object, a few hold their own an
 fraction `mistakes` of the answers, the slips careful models still make (an object left out, talk
 of the marks, a refusal, a verdict left out).
 
-As a judge it reads the labelled counts and the numbered statements: a statement whose number for
-a labelled kind disagrees with the count is contradicted; otherwise a statement is supported, but
-for a seeded share `judge_contradictions` of the requests one statement is contradicted (so the
-way back to a stage is taken in dry runs) and a few are not visible. It cannot see the image.
+As a judge it reads the labels and the numbered statements, as a judge that cannot see would: a
+statement whose number for a labelled kind disagrees with the count, or that puts its object on a
+side of the image the object list does not, is contradicted; otherwise a statement is supported,
+but for a seeded share `judge_contradictions` of the requests one statement is contradicted (so the
+way back to a stage is taken in dry runs) and a few are not visible.
 """
 
 from __future__ import annotations
@@ -69,7 +70,15 @@ _REALISTIC_OPENINGS = (
     ("What kind of site holds all these {noun}?", "It is {kind} where {noun} are kept."),
 )
 # "3. (about object [12]) A white ship ...": a numbered statement of the judge's prompt.
-_STATEMENT = re.compile(r"^(\d+)\. (?:\(about object \[\d+\]\) )?(.+)$")
+_STATEMENT = re.compile(r"^(\d+)\. (?:\(about object \[(\d+)\]\) )?(.+)$")
+# "- [12] ship: box [0.10, 0.20, 0.15, 0.30], top left": an object of the judge's prompt and where it is.
+_PLACED = re.compile(r"^- \[(\d+)\] [^:]+: box \[[^\]]*\], (.+)$")
+# Words for a side of the image, as (axis, side).
+_SIDE_WORDS = {"top": ("row", "top"), "upper": ("row", "top"), "north": ("row", "top"), "northern": ("row", "top"),
+               "bottom": ("row", "bottom"), "lower": ("row", "bottom"), "south": ("row", "bottom"),
+               "southern": ("row", "bottom"), "left": ("col", "left"), "west": ("col", "left"),
+               "western": ("col", "left"), "right": ("col", "right"), "east": ("col", "right"),
+               "eastern": ("col", "right")}
 # Words that make a number in a statement count a part of a kind, not all of it.
 _PART = re.compile(r"\b(?:of (?:the|them|these|those)|more|other|another|alone|row|rows|group|groups|side by side|"
                    r"each|some|part|half|at least|up to|about|around|nearly|almost|over)\b")
@@ -288,16 +297,33 @@ def _wrong_count(statement: str, counts: list[tuple[int, str]]) -> str | None:
     return None
 
 
+def _wrong_place(statement: str, where: str | None) -> str | None:
+    """Why a statement about an object puts it on the wrong side of the image, or None."""
+    if where is None:
+        return None
+    grid = where.split()
+    place = {"row": grid[0] if len(grid) == 2 else "middle", "col": grid[-1]}
+    for word in re.findall(r"[a-z]+", statement.lower()):
+        if word in _SIDE_WORDS:
+            axis, side = _SIDE_WORDS[word]
+            if place[axis] != side:
+                return f"the object is at the {where} of the image"
+    return None
+
+
 def _judge(text: str, style: Style) -> dict[str, Any]:
     counts = _counts(text)
-    statements = [(int(m.group(1)), m.group(2)) for line in text.split("Statements to judge", 1)[-1].splitlines()
+    head, _, listed = text.partition("Statements to judge")
+    places = {m.group(1): m.group(2).strip() for line in head.splitlines() if (m := _PLACED.match(line.strip()))}
+    statements = [(int(m.group(1)), m.group(2), m.group(3)) for line in listed.splitlines()
                   if (m := _STATEMENT.match(line.strip()))]
     seeded = None
     if statements and _fraction(text, "judge") < style.judge_contradictions:
         seeded = statements[int(_fraction(text, "which") * len(statements))][0]
     verdicts = []
-    for number, statement in statements:
-        reason = _wrong_count(statement, counts) or ("the image shows otherwise" if number == seeded else "")
+    for number, about, statement in statements:
+        reason = (_wrong_count(statement, counts) or _wrong_place(statement, places.get(about or ""))
+                  or ("the image shows otherwise" if number == seeded else ""))
         if reason:
             verdicts.append({"id": number, "verdict": "contradicted", "reason": reason})
         elif _fraction(statement, "unseen") < 0.03:

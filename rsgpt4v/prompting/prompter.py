@@ -24,7 +24,7 @@ from PIL import Image
 from rsgpt4v.core.config import BuildConfig
 from rsgpt4v.core.responses import DialogueResponse, GlobalResponse, JudgeResponse, LocalResponse, ObjectNote
 from rsgpt4v.core.schema import Problem, Scene
-from rsgpt4v.imaging.images import data_url, encode, fit
+from rsgpt4v.imaging.images import fit
 from rsgpt4v.llm.engine import Engine, FailureKind
 from rsgpt4v.llm.request import ChatRequest
 from rsgpt4v.prompting.answers import SceneAnswers, StageFailure
@@ -69,9 +69,7 @@ class HierarchicalPrompter:
         return answers
 
     def _sent(self, im: Image.Image, scale: float) -> SentImage:
-        fmt = self.cfg.image.encode
-        return SentImage(url=data_url(encode(im, fmt, self.cfg.image.jpeg_quality), fmt),
-                         width=im.width, height=im.height, scale=scale)
+        return SentImage.of(im, scale, self.cfg.image)
 
     def _marked(self, scene: Scene, clean: Image.Image, scale: float, chunk: Sequence[Mark]) -> SentImage:
         marked, _, _ = mark_chunk(scene, clean, scale, chunk)

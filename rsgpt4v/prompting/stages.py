@@ -16,9 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from PIL import Image
 from pydantic import BaseModel
 
-from rsgpt4v.core.config import BuildConfig
+from rsgpt4v.core.config import BuildConfig, ImageConfig
 from rsgpt4v.core.responses import (
     DialogueResponse,
     GlobalResponse,
@@ -27,6 +28,7 @@ from rsgpt4v.core.responses import (
     ObjectNote,
 )
 from rsgpt4v.core.schema import Obj, Problem, Scene
+from rsgpt4v.imaging.images import data_url, encode
 from rsgpt4v.language.mentions import plain
 from rsgpt4v.language.naming import display
 from rsgpt4v.language.words import grid_position
@@ -78,6 +80,12 @@ class SentImage:
     width: int
     height: int
     scale: float
+
+    @classmethod
+    def of(cls, im: Image.Image, scale: float, cfg: ImageConfig) -> SentImage:
+        """`im` (already fitted to `cfg.max_side`, `scale` times the source) encoded as the config says."""
+        return cls(url=data_url(encode(im, cfg.encode, cfg.jpeg_quality), cfg.encode), width=im.width,
+                   height=im.height, scale=scale)
 
 
 def position_words(scene: Scene, obj: Obj) -> str:

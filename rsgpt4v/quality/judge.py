@@ -67,8 +67,14 @@ def judged_sentences(notes: Mapping[int, ObjectNote], scene_text: GlobalResponse
     if only is not None:
         wanted = set(only)
         texts = [t for t in texts if t[0] in wanted]
-    random.Random(order_key).shuffle(texts)
-    return [Sentence(i, unit, text, about) for i, (unit, text, about) in enumerate(texts, start=1)]
+    return numbered(texts, order_key)
+
+
+def numbered(texts: Sequence[tuple[Unit, str, int | None]], order_key: str) -> list[Sentence]:
+    """(unit, text, about) in an order seeded by `order_key`, numbered from 1 in that order."""
+    shuffled = list(texts)
+    random.Random(order_key).shuffle(shuffled)
+    return [Sentence(i, unit, text, about) for i, (unit, text, about) in enumerate(shuffled, start=1)]
 
 
 @dataclass
