@@ -71,7 +71,7 @@ def test_invalid_prices_file(tmp_path: Path, text: str, problem: str) -> None:
     result = _build(tmp_path, "--out", str(tmp_path / "out"), "--prices", str(prices))
     assert result.exit_code == 2
     line = _one_line(result)
-    assert line.startswith(f"error: {prices}: ") and problem in line
+    assert line.startswith(f"error: {prices}:") and problem in line
 
 
 def test_disk_full_while_writing_images(tmp_path: Path, monkeypatch) -> None:
@@ -105,7 +105,7 @@ def test_disk_full_in_the_cache(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_ctrl_c_says_how_to_resume(tmp_path: Path, monkeypatch) -> None:
-    from rsgpt4v.build import pipeline
+    from rsgpt4v.builder import pipeline
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rsgpt4v.build.identity import fingerprint
-from rsgpt4v.build.recipe import RecipeError, load_recipe
+from rsgpt4v.builder.identity import fingerprint
+from rsgpt4v.builder.recipe import RecipeError, load_recipe
 from rsgpt4v.cli import app
 from scripts.native_tree import SOURCES, write_tree
 
@@ -127,7 +127,7 @@ def test_planted_duplicates_are_clustered(built: Path) -> None:
 
 def test_no_training_record_shows_an_evaluation_picture_of_another_source(built: Path) -> None:
     recs = records(built)
-    prints = {r["image"]: fingerprint(built / r["image"]) for r in recs}
+    prints = {r["image"]: fingerprint(built / r["image"], 400_000_000) for r in recs}
     evaluation = [(r["source"], prints[r["image"]]) for r in recs if r["split"] != "train"]
     for r in recs:
         if r["split"] != "train":
