@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import LoopbackServer, dota_knobs
+from conftest import dota_knobs, loopback_build
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
@@ -133,22 +133,9 @@ class ScriptedJudge:
         return 200, completion
 
 
-def _build(root: Path, out: Path, model, *extra: str) -> tuple[dict, list[dict], LoopbackServer]:
-    server = LoopbackServer(model)
-    try:
-        result = CliRunner().invoke(app, ["build", "--no-progress", "--source", "dota", "--root", str(root),
-                                          "--backend", "openai", "--out", str(out), *extra],
-                                    env={"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-judge"},
-                                    catch_exceptions=False)
-    finally:
-        server.close()
-    assert result.exit_code == 0, result.output
-    return json.loads((out / "manifest.json").read_text()), _records(out), server
-
-
 def test_a_contradicted_answer_goes_back_once_with_the_reason_then_is_dropped(real_dir: Path, tmp_path: Path) -> None:
     # the mock's dialogue always opens the same way: contradicted twice, it is dropped
-    manifest, records, server = _build(real_dir / "dota_v1.0", tmp_path / "out", ScriptedJudge(("It shows",)),
+    manifest, records, server = loopback_build(real_dir / "dota_v1.0", tmp_path / "out", ScriptedJudge(("It shows",)),
                                        "--judge", "gpt-4o-mini")
     judge_bodies = [b for b in server.bodies if _schema(b) == "JudgeResponse"]
     assert len(judge_bodies) == 2 and all(b["model"] == "gpt-4o-mini" for b in judge_bodies)
@@ -182,7 +169,7 @@ def test_an_answer_corrected_on_the_way_back_is_kept_with_a_note(real_dir: Path,
                 completion["choices"][0]["message"]["content"] = json.dumps({"verdicts": verdicts})
             return status, completion
 
-    manifest, records, _ = _build(real_dir / "dota_v1.0", tmp_path / "out", Once(("laid out along",)),
+    manifest, records, _ = loopback_build(real_dir / "dota_v1.0", tmp_path / "out", Once(("laid out along",)),
                                   "--judge", "gpt-4o-mini")
     assert manifest["judge"]["sent_back"] == {"global": 1} and manifest["judge"]["dropped"] == {}
     described = next(r for r in records if r["task"] == "detailed_description")
@@ -205,6 +192,7 @@ def test_p1888_against_the_fake_server_with_a_judge(real_dir: Path, tmp_path: Pa
     records = _records(out)
     model_made = [r for r in records if r["task"] in MODEL_TASKS]
     assert model_made and all(r["meta"]["judge"]["model"] == "gpt-4o-mini" for r in model_made)
+    assert "grounded_description" in {r["task"] for r in model_made}
     assert {r["meta"]["judge"]["verdict"] for r in model_made} <= {"supported", "not_visible", "unjudged"}
     assert all(r["meta"]["judge"] is None for r in records if r["task"] not in MODEL_TASKS)
     j = manifest["judge"]
