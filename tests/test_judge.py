@@ -135,8 +135,8 @@ class ScriptedJudge:
 
 def test_a_contradicted_answer_goes_back_once_with_the_reason_then_is_dropped(real_dir: Path, tmp_path: Path) -> None:
     # the mock's dialogue always opens the same way: contradicted twice, it is dropped
-    manifest, records, server = loopback_build(real_dir / "dota_v1.0", tmp_path / "out", ScriptedJudge(("It shows",)),
-                                       "--judge", "gpt-4o-mini")
+    manifest, records, server = loopback_build(real_dir / "dota_v1.0", tmp_path / "out",
+                                               ScriptedJudge(("It shows",)), "--judge", "gpt-4o-mini")
     judge_bodies = [b for b in server.bodies if _schema(b) == "JudgeResponse"]
     assert len(judge_bodies) == 2 and all(b["model"] == "gpt-4o-mini" for b in judge_bodies)
     dialogue = [b for b in server.bodies if _schema(b) == "DialogueResponse"]
@@ -170,7 +170,7 @@ def test_an_answer_corrected_on_the_way_back_is_kept_with_a_note(real_dir: Path,
             return status, completion
 
     manifest, records, _ = loopback_build(real_dir / "dota_v1.0", tmp_path / "out", Once(("laid out along",)),
-                                  "--judge", "gpt-4o-mini")
+                                          "--judge", "gpt-4o-mini")
     assert manifest["judge"]["sent_back"] == {"global": 1} and manifest["judge"]["dropped"] == {}
     described = next(r for r in records if r["task"] == "detailed_description")
     assert described["meta"]["judge"]["verdict"] == "supported"
