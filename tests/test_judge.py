@@ -200,6 +200,9 @@ def test_p1888_against_the_fake_server_with_a_judge(real_dir: Path, tmp_path: Pa
     assert sum(j["records"].values()) == len(model_made)
     usage = manifest["usage"]["by_stage"]["judge"]
     assert usage["api_calls"] >= 1 and usage["cost_usd"] > 0
+    # what --max-cost weighs is everything spent, the judge's requests with the stages'
+    spent = manifest["usage"]["cost_usd"]
+    assert spent == pytest.approx(sum(s["cost_usd"] for s in manifest["usage"]["by_stage"].values()), abs=1e-5)
     # priced at gpt-4o-mini's rates: its image rule counts the window at 2833 + 5667 per tile
     assert usage["prompt_tokens"] > 2833 * usage["api_calls"]
     assert "judge gpt-4o-mini:" in result.output
