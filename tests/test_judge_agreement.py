@@ -1,10 +1,11 @@
 """The labelled set for the judge is what it says it is, and `scripts/judge_agreement.py` measures the
 judge on it through the build's own request path; the figures docs/quality.md gives for the mock are
-the ones it prints."""
+the ones it prints; the judge prompt's worked examples are the requests of their real windows."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ from PIL import Image
 from rsgpt4v.core.config import load_config
 from rsgpt4v.core.schema import Sample
 from rsgpt4v.imaging.tiling import clip_to_image, make_scenes
+from rsgpt4v.prompting.stages import SentImage, StageRequests
+from rsgpt4v.prompting.templates import PromptSet
+from rsgpt4v.quality.judge import Sentence, Unit
 from rsgpt4v.sources.dota import DOTA
 from scripts import judge_agreement
 
@@ -52,3 +56,22 @@ def test_the_mock_figures_in_the_docs_are_the_scripts(real_dir: Path, capsys: py
     row = (f"| mock (offline, cannot see) | {every['sentences']} | {every['false']} | {every['tp']} | {every['fp']} | "
            f"{every['fn']} | {judge_agreement._pct(every['precision'])} | {judge_agreement._pct(every['recall'])} |")
     assert row in DOCS.read_text(encoding="utf-8"), row
+
+
+@pytest.mark.parametrize("index, image, source, window", [
+    (0, "dota_v1.0/images/P1888.png", "dota", [0, 0, 712, 557]),
+    (1, "dota_v1.0_tiled/images/P0706.png", "dota", [0, 0, 1024, 1024]),
+    (2, "rsicd/images/stadium_1.jpg", "rsicd", [0, 0, 224, 224])])
+def test_the_judge_prompts_worked_examples_are_real_requests(real_dir: Path, index: int, image: str, source: str,
+                                                            window: list[int]) -> None:
+    """Each worked example's input is what the judge is sent for its real window, object by object."""
+    prompts = PromptSet.load()
+    example = prompts.examples["judge"][index]
+    given = example.split("Input:\n", 1)[1].split("\n\nWhat the example image shows", 1)[0].strip()
+    scene, exhaustive = judge_agreement._scene(real_dir, image, source, window)
+    judged = [Sentence(int(m.group(1)), Unit("label", i), m.group(3), int(m.group(2)) if m.group(2) else None)
+              for i, m in enumerate(re.finditer(r"^(\d+)\. (?:\(about object \[(\d+)\]\) )?(.+)$", given, re.M))]
+    requests = StageRequests(prompts, load_config(), "gpt-4o", exhaustive_labels=exhaustive)
+    sent = SentImage(url="data:image/png;base64,", width=scene.width, height=scene.height, scale=1.0)
+    body = requests.judge_request(scene, sent, judged, None, 1).body()
+    assert body["messages"][1]["content"][0]["text"] == given
