@@ -37,7 +37,7 @@ from rsgpt4v.imaging.pixel_budget import PixelBudget
 from rsgpt4v.prompting.answers import SceneAnswers
 from rsgpt4v.prompting.marks import Mark
 from rsgpt4v.prompting.prompter import HierarchicalPrompter
-from rsgpt4v.prompting.templates import STAGES, PromptSet
+from rsgpt4v.prompting.templates import JUDGE, STAGES, PromptSet
 from rsgpt4v.quality.qc import QualityChecker
 from rsgpt4v.records.model import IMAGE_TOKEN
 from rsgpt4v.core.report import (
@@ -49,6 +49,7 @@ from rsgpt4v.core.report import (
     EstimateRow,
     Failures,
     Issues,
+    JudgeReport,
     Prompts,
     RunReport,
     Status,
@@ -82,8 +83,8 @@ class BuildOptions:
 
 
 class _Progress:
-    def __init__(self, enabled: bool) -> None:
-        names = ("images", "windows", *STAGES)
+    def __init__(self, enabled: bool, judged: bool) -> None:
+        names = ("images", "windows", *STAGES, *((JUDGE,) if judged else ()))
         self.bars = {n: tqdm(desc=f"{n:>9}", unit="", position=i, disable=not enabled, leave=True, dynamic_ncols=True)
                      for i, n in enumerate(names)}
 
@@ -117,10 +118,11 @@ class Builder:
         self.counts = Counts()
         self.issues = Issues()
         self.failures = Failures()
+        self.judge = _judge_report(cfg)
         self.seen = 0
         self._root = Path(source.root).resolve()
         self._linked_splits: set[str] = set()
-        self.progress = _Progress(opts.progress)
+        self.progress = _Progress(opts.progress, self.judge is not None)
         self.prompter = HierarchicalPrompter(self.prompts, cfg, self.model, self.engine, self.qc,
                                              exhaustive_labels=source.exhaustive_labels,
                                              on_answer=self.progress.tick,
@@ -158,6 +160,9 @@ class Builder:
         left_out = self.failures.objects_left_out
         for reason, n in answers.left_out.items():
             left_out[reason] = left_out.get(reason, 0) + n
+        if self.judge is not None and answers.judge is not None:
+            j = answers.judge
+            self.judge.add_window(j.first, j.second, j.re_asked, j.dropped, j.unjudged)
         return self._records(scene, rel_image, answers, window.width, window.height)
 
     def _records(self, scene: Scene, rel_image: str, answers: SceneAnswers, width: int, height: int) -> list[dict]:
@@ -165,6 +170,8 @@ class Builder:
         t = self.cfg.tiling
         meta = {"window": list(scene.window), "source_image": s.rel_image, "gsd": s.gsd,
                 "tiling": {"window": t.window, "overlap": t.overlap, "min_visible": t.min_visible}}
+        if self.judge is not None:
+            meta["judge"] = None  # the judged records say their verdict; every record of the build has the key
         base = {"image": rel_image, "source": s.source, "split": s.split}
         llm_meta = {**meta, "model": self.model, "prompt_sha": self.prompt_sha}
         records = model_records(scene, answers, self.prompts, self.cfg.seed, self.cfg.output.max_region_turns,
@@ -173,6 +180,13 @@ class Builder:
         records += annotation_records(scene, self.prompts, self.cfg, self.source.label_tasks, self.source.vocabulary,
                                       {**base, "meta": meta})
         return [render(r, self.cfg.output.box_format, width, height, self.cfg.output.box_space) for r in records]
+
+    def _models(self) -> dict[str, str]:
+        """The model each stage's requests go to."""
+        models = dict.fromkeys(STAGES, self.model)
+        if self.cfg.judge.model:
+            models[JUDGE] = self.cfg.judge.model
+        return models
 
     @property
     def prompt_sha(self) -> str:
@@ -282,6 +296,8 @@ class Builder:
         for line in lines:
             self.writer.write(line["split"], line)
             self.counts.add_record(line["split"], line["task"])
+            if self.judge is not None and line["meta"].get("judge"):
+                self.judge.add_record(line["meta"]["judge"]["verdict"])
 
     def manifest(self, status: Status) -> RunReport:
         report = RunReport(
@@ -289,13 +305,14 @@ class Builder:
             backend=self.opts.backend, config=self.cfg.model_dump(mode="json"),
             prompts=Prompts(folder=str(self.prompts.folder), sha=self.prompts.shas),
             counts=self.counts, issues=self.issues, failures=self.failures,
-            qc=QC.model_validate({"rejected": self.qc.report() if self.qc else {}}),
-            usage=Usage.of(self.engine.usage, self.prices.date, self.prices.price(self.model) is not None),
+            qc=QC.model_validate({"rejected": self.qc.report() if self.qc else {}}), judge=self.judge,
+            usage=Usage.of(self.engine.usage, self.prices.date,
+                           all(self.prices.price(m) is not None for m in self._models().values())),
             shard=self.opts.shard, cards={self.source.name: self.source.card_facts()})
         if isinstance(self.engine, EstimatingEngine):
             scale = self.seen / self.counts.samples if self.opts.every > 1 and self.counts.samples else 1.0
-            report.estimate = [EstimateRow(**row) for row in cost_table(self.engine.tally, self.prices, self.model,
-                                                                        scale)]
+            report.estimate = [EstimateRow(**row) for row in cost_table(self.engine.tally, self.prices,
+                                                                        self._models(), scale)]
             report.estimated_from = EstimatedFrom(images=self.counts.samples, of=self.seen)
         if self.batch_state is not None:
             queued = self.engine.batch.lines if self.engine.batch else {}
@@ -303,6 +320,19 @@ class Builder:
                                          rejected=len(self.batch_state.rejected),
                                          usage=BatchUsage(**self.batch_state.usage))
         return report
+
+
+def _judge_report(cfg: BuildConfig) -> JudgeReport | None:
+    """The judge's section of the run report, or None without a judge; warns when the judge is the
+    generating model (detectors favour their own outputs: AlignBench, 2025)."""
+    if not cfg.judge.model:
+        return None
+    warning = None
+    if cfg.judge.model == cfg.model.name:
+        warning = (f"the judge model {cfg.judge.model} is the generating model; a model judging its own answers "
+                   "favours them: choose another (judge.model, --judge)")
+        log.warning(warning)
+    return JudgeReport(model=cfg.judge.model, warning=warning)
 
 
 def _without_image_token(sample: Sample) -> tuple[Sample, Issue | None]:

@@ -1,5 +1,9 @@
-"""Records made from the model's answers: caption, detailed description, region description,
-region attributes, grounding and multi-turn reasoning.
+"""Records made from the model's answers: caption, detailed description, grounded description,
+region description, region attributes, grounding and multi-turn reasoning.
+
+The global stage's description ties its mentions of noted objects to their ids (`[words](3, 4)`,
+see `language.mentions`): the detailed description is its plain text, the grounded description the
+same text with each mention's boxes, the ground-truth boxes of the objects it names.
 
 Every field the local stage is asked for reaches a record: the description a region description,
 colour, heading, state, shape and relations the region-attribute questions (only where the note says
@@ -15,13 +19,15 @@ import re
 from collections.abc import Sequence
 
 from rsgpt4v.core.responses import ObjectNote
-from rsgpt4v.core.schema import Obj, Record, Scene, Turn
+from rsgpt4v.core.schema import Obj, Record, RecordBox, Scene, Turn
 from rsgpt4v.imaging.geometry import polygon_area
+from rsgpt4v.language.mentions import Mention, placed, plain
 from rsgpt4v.language.naming import display
 from rsgpt4v.prompting.answers import SceneAnswers
 from rsgpt4v.prompting.marks import Mark, marks_of
 from rsgpt4v.prompting.stages import discernible
 from rsgpt4v.prompting.templates import PromptSet
+from rsgpt4v.quality.judge import DIALOGUE, GLOBAL, Unit
 from rsgpt4v.tasks import record_rng, window_box
 
 # Words of a referring expression that single out an extreme object, and how the extreme is measured
@@ -105,6 +111,30 @@ def _single_turn(scene: Scene, task: str, pool: str, answer: str, prompts: Promp
     return Record(id=rid, task=task, turns=[Turn(question=question, answer=answer)], **base)
 
 
+def _grounded(scene: Scene, description: str, prompts: PromptSet, seed: int, base: dict) -> Record | None:
+    """The description with each mention's boxes (labelled with its words), or None without a mention.
+    A mention of an id the window does not have (QC off) keeps its words only."""
+    boxes: dict[str, RecordBox] = {}
+
+    def write(mention: Mention) -> str:
+        if not all(1 <= i <= len(scene.objects) for i in mention.ids):
+            return mention.phrase
+        names = []
+        for i in mention.ids:
+            name = f"b{len(boxes)}"
+            boxes[name] = window_box(scene, scene.objects[i - 1]).model_copy(update={"label": mention.phrase})
+            names.append(f"<{name}>")
+        return ", ".join(names)
+
+    text = placed(description, write)
+    if not boxes:
+        return None
+    rid = f"{scene.key}/grounded_description"
+    question = prompts.instruction("grounded_description", record_rng(seed, rid))
+    return Record(id=rid, task="grounded_description", turns=[Turn(question=question, answer=text)], boxes=boxes,
+                  **base)
+
+
 def _sentence(value: str) -> str:
     v = value.strip().rstrip(".")
     return v[:1].upper() + v[1:] + "."
@@ -148,8 +178,12 @@ def _attribute_turns(scene: Scene, chosen: Sequence[tuple[Mark, ObjectNote]], no
 def model_records(scene: Scene, answers: SceneAnswers, prompts: PromptSet, seed: int, max_region_turns: int,
                   grounding_max_instances: int, base: dict) -> list[Record]:
     """Records from the stages' answers. Where the dataset has ground truth for a task (captions,
-    referring expressions), that ground truth makes the task's records, not the model."""
+    referring expressions), that ground truth makes the task's records, not the model. With a judge,
+    each record's `meta.judge` holds the verdict of the answers it is made of."""
     has_captions = bool(scene.sample.captions)
+    units: dict[str, list[Unit]] = dict.fromkeys(("caption", "detailed_description", "grounded_description"),
+                                                 [GLOBAL])
+    units["multi_turn_reasoning"] = [DIALOGUE]
     has_expressions = any(o.description for o in scene.objects)
     records: list[Record] = []
     if answers.scene_text is not None:
@@ -157,9 +191,13 @@ def model_records(scene: Scene, answers: SceneAnswers, prompts: PromptSet, seed:
             records.append(_single_turn(scene, "caption", "caption", answers.scene_text.caption, prompts, seed,
                                         base))
         records.append(_single_turn(scene, "detailed_description", "detailed_description",
-                                    answers.scene_text.description, prompts, seed, base))
+                                    plain(answers.scene_text.description), prompts, seed, base))
+        grounded = _grounded(scene, answers.scene_text.description, prompts, seed, base)
+        if grounded is not None:
+            records.append(grounded)
     described = [(m, answers.notes[m.id]) for m in marks_of(scene.objects) if m.id in answers.notes]
     regions = _varied(scene, described, max_region_turns)
+    units["region_description"] = units["region_attributes"] = [Unit("local", m.id) for m, _ in regions]
     if regions:
         rid = f"{scene.key}/region_description"
         rng = record_rng(seed, rid)
@@ -175,6 +213,7 @@ def model_records(scene: Scene, answers: SceneAnswers, prompts: PromptSet, seed:
     targets = [(m, n) for m, n in described if singles_out(scene, m, n, grounding_max_instances)]
     if targets and not has_expressions:
         chosen = _varied(scene, targets, max_region_turns)
+        units["grounding"] = [Unit("local", m.id) for m, _ in chosen]
         rid = f"{scene.key}/grounding"
         rng = record_rng(seed, rid)
         boxes = {f"b{i}": window_box(scene, m.obj) for i, (m, _) in enumerate(chosen)}
@@ -185,4 +224,7 @@ def model_records(scene: Scene, answers: SceneAnswers, prompts: PromptSet, seed:
         turns = [Turn(question=t.question, answer=t.answer) for t in answers.dialogue.turns]
         records.append(Record(id=f"{scene.key}/multi_turn_reasoning", task="multi_turn_reasoning", turns=turns,
                               **base))
+    if answers.judge is not None:
+        for record in records:
+            record.meta = {**record.meta, "judge": answers.judge.record_meta(units[record.task])}
     return records
