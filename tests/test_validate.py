@@ -343,9 +343,9 @@ def test_an_hf_export_folder_is_validated_row_by_row(sample: Path, tmp_path: Pat
     dest = tmp_path / "hf"
     export(sample, dest, "hf")
     report = validate([dest])
-    assert (report.files, report.records, report.count) == (2, 62, 0)
+    assert (report.files, report.records, report.count) == (2, 69, 0)
     assert main_validate([dest]) == 0
-    assert capsys.readouterr().out == "checked 62 records in 2 files: 0 violations\n"
+    assert capsys.readouterr().out == "checked 69 records in 2 files: 0 violations\n"
     (val,) = (dest / "data").glob("val-*.parquet")
     rows = pq.read_table(val).to_pylist()
     rows[1]["image"] = {"bytes": b"not a picture", "path": rows[1]["image"]["path"]}
