@@ -32,6 +32,10 @@ LimitOpt = Annotated[Optional[int], typer.Option(min=1, help="Stop after this ma
 SplitOpt = Annotated[Optional[str], typer.Option(help="Only this split (train, val, test, ...).")]
 OptionOpt = Annotated[Optional[list[str]], typer.Option(
     "--option", "-O", help="Adapter option KEY=VALUE (repeatable); `rsgpt4v sources` lists them.")]
+StrictOpt = Annotated[bool, typer.Option(
+    "--strict", envvar="RSGPT4V_STRICT",
+    help="Stop at the first record that fails after the model answered (exit 2), instead of dropping it with a "
+         "record_failed issue and going on (output.strict; the environment variable RSGPT4V_STRICT=1 too).")]
 
 
 class _TqdmHandler(logging.Handler):
@@ -211,11 +215,12 @@ def build(
     save_marked: Annotated[bool, typer.Option(
         "--save-marked", help="Also write each marked image the local stage sends to OUT/marked/, to check the "
                               "marks (local.save_marked).")] = False,
+    strict: StrictOpt = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step (INFO), not only warnings.")] = False,
 ) -> None:
     """Build instruction data from a source dataset into OUT/<split>.jsonl, OUT/images/ and OUT/manifest.json."""
-    from rsgpt4v.build.pipeline import BuildOptions
+    from rsgpt4v.build.pipeline import BuildOptions, RecordFailed
     from rsgpt4v.llm.batch_files import REQUESTS
     from rsgpt4v.llm.client import BACKENDS
     from rsgpt4v.llm.engine import BudgetExceeded, FatalAPIError
@@ -232,6 +237,8 @@ def build(
         overrides["seed"] = seed
     if save_marked:
         overrides["local"] = {"save_marked": True}
+    if strict:
+        overrides["output"] = {"strict": True}
     if model is not None:
         overrides["model"] = {"name": model}
     if batch_engine not in ("api", "files"):
@@ -256,6 +263,8 @@ def build(
                     code=1) from None
     except FatalAPIError as exc:
         raise _fail(f"{exc}; the run stopped, rerun the same command to resume", code=1) from None
+    except RecordFailed as exc:
+        raise _fail(f"{exc} (--strict: the build stopped at this record)") from None
     if manifest.status == "requests_written":
         _files_summary(manifest, out)
     elif manifest.status.startswith("batch_"):
@@ -264,6 +273,18 @@ def build(
         _summary(manifest, out)
     if manifest.sources is not None and manifest.leakage is not None:
         _recipe_summary(manifest.sources, manifest.leakage)
+    _failed_windows_check(manifest, out)
+
+
+def _failed_windows_check(manifest: RunReport, out: Path) -> None:
+    """Exit 1 when more windows lost a record than `output.max_failed_share` allows: the data is
+    written, but so much of it failed that something is wrong with the build, not with a record."""
+    c = manifest.counts
+    limit = manifest.config["output"]["max_failed_share"]
+    if c.failed_share > limit:
+        raise _fail(f"{c.windows_failed} of {c.windows} windows ({c.failed_share:.1%}) lost records to failures, "
+                    f"more than output.max_failed_share ({limit:.1%}); the record_failed issues in "
+                    f"{out / 'manifest.json'} name them", code=1)
 
 
 def _recipe_alone(root: Path | None, sample: bool, split: str | None, options: list[str] | None) -> None:
@@ -368,12 +389,17 @@ def _summary(manifest: RunReport, out: Path) -> None:
         typer.echo(f"batch API: {bu.requests} answers collected over {len(manifest.batch.batches)} "
                    f"batch(es); tokens: {bu.prompt_tokens} in, {bu.completion_tokens} out; "
                    f"cost at batch prices: ${bu.cost_usd:,.4f}")
+    from rsgpt4v.core.issue_codes import IssueCode
     from rsgpt4v.core.report import StageUsage
 
     failures = StageUsage.total(u.by_stage.values()).failures
     by_reason = ", ".join(f"{n} {r}" for r, n in sorted(failures.items())) or "none"
     typer.echo(f"input issues: {i.skipped} skipped, {i.warnings} warnings; failed stage answers: "
                f"{manifest.failures.count} ({by_reason}); details in {out / 'manifest.json'}")
+    if c.windows_failed:
+        failed = i.by_reason.get(f"skip: {IssueCode.RECORD_FAILED}", 0)
+        typer.echo(f"failed records: {failed} dropped from {c.windows_failed} of {c.windows} windows "
+                   f"({c.failed_share:.2%}); each is a record_failed issue in the manifest")
 
 
 @app.command()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,13 +55,31 @@ from rsgpt4v.core.report import (
     Status,
     Usage,
 )
-from rsgpt4v.core.schema import Issue, Sample, Scene
+from rsgpt4v.core.schema import Issue, Record, Sample, Scene
 from rsgpt4v.sources import Source
-from rsgpt4v.tasks.from_annotations import annotation_records
-from rsgpt4v.tasks.from_model import model_records
+from rsgpt4v.tasks.from_annotations import annotation_tasks
+from rsgpt4v.tasks.from_model import model_tasks
 from rsgpt4v.imaging.tiling import clip_to_image, make_scenes
 
 log = logging.getLogger("rsgpt4v")
+
+# Faults that are no record's own (a full disk, a failed allocation): they stop the build as before.
+_NOT_RECORD_FAULTS = (OSError, MemoryError)
+# A test hook, read here and nowhere else: the record with this id is damaged (its last answer
+# emptied) before it is rendered, so the record contract refuses it as it would a real fault.
+PLANT_BAD_RECORD = "RSGPT4V_PLANT_BAD_RECORD"
+
+
+class RecordFailed(Exception):
+    """A record that failed in a strict build (`output.strict`): the build stops, naming it."""
+
+
+def _planted(record: Record, planted: str | None) -> Record:
+    if record.id != planted:
+        return record
+    last = record.turns[-1].model_copy(update={"answer": ""})
+    return record.model_copy(update={"turns": [*record.turns[:-1], last]})
+
 
 @dataclass
 class BuildOptions:
@@ -118,6 +137,8 @@ class Builder:
         self.issues = Issues()
         self.failures = Failures()
         self.seen = 0
+        self._failed_windows: set[str] = set()
+        self._planted = os.environ.get(PLANT_BAD_RECORD)
         self._root = Path(source.root).resolve()
         self._linked_splits: set[str] = set()
         self.progress = _Progress(opts.progress)
@@ -145,34 +166,65 @@ class Builder:
         self.writer.image(scene.image_name.replace("images/", "marked/", 1) + f"__from{first}", marked,
                           Path("marked.png"), whole=False)
 
-    async def _scene(self, scene: Scene, window: Image.Image, whole: bool) -> list[dict[str, Any]]:
+    async def _scene(self, scene: Scene, window: Image.Image, whole: bool) -> tuple[Scene, list[dict[str, Any]]]:
         rel_image = await asyncio.to_thread(self.writer.image, scene.image_name, window, scene.sample.image_path,
                                             whole)
         answers = await self.prompter.answer(scene, window)
         if answers.deferred:
             self.counts.windows_waiting_for_batch += 1
-            return []
+            return scene, []
         for failure in answers.failures:
             self.failures.add(scene.key, failure.stage, failure.kind, failure.reason)
             log.warning("%s: %s stage failed: %s", scene.key, failure.stage, failure.reason)
         left_out = self.failures.objects_left_out
         for reason, n in answers.left_out.items():
             left_out[reason] = left_out.get(reason, 0) + n
-        return self._records(scene, rel_image, answers, window.width, window.height)
+        return scene, self._records(scene, rel_image, answers, window.width, window.height)
 
     def _records(self, scene: Scene, rel_image: str, answers: SceneAnswers, width: int, height: int) -> list[dict]:
+        """The window's records, built and rendered one task and one record at a time: whatever fails
+        is dropped alone (`_isolate`)."""
         s = scene.sample
         t = self.cfg.tiling
+        out = self.cfg.output
         meta = {"window": list(scene.window), "source_image": s.rel_image, "gsd": s.gsd,
                 "tiling": {"window": t.window, "overlap": t.overlap, "min_visible": t.min_visible}}
         base = {"image": rel_image, "source": s.source, "split": s.split}
         llm_meta = {**meta, "model": self.model, "prompt_sha": self.prompt_sha}
-        records = model_records(scene, answers, self.prompts, self.cfg.seed, self.cfg.output.max_region_turns,
-                                self.cfg.local.grounding_max_instances,
-                                {**base, "meta": llm_meta})
-        records += annotation_records(scene, self.prompts, self.cfg, self.source.label_tasks, self.source.vocabulary,
-                                      {**base, "meta": meta})
-        return [render(r, self.cfg.output.box_format, width, height, self.cfg.output.box_space) for r in records]
+        builds = model_tasks(scene, answers, self.prompts, self.cfg.seed, out.max_region_turns,
+                             self.cfg.local.grounding_max_instances, {**base, "meta": llm_meta})
+        builds += annotation_tasks(scene, self.prompts, self.cfg, self.source.label_tasks, self.source.vocabulary,
+                                   {**base, "meta": meta})
+        lines = []
+        for task, make in builds:
+            try:
+                records = make()
+            except Exception as exc:
+                self._isolate(scene, task, exc)
+                continue
+            for record in records:
+                try:
+                    lines.append(render(_planted(record, self._planted), out.box_format, width, height, out.box_space))
+                except Exception as exc:
+                    self._isolate(scene, record.task, exc)
+        return lines
+
+    def _isolate(self, scene: Scene, task: str, exc: Exception) -> None:
+        """A record (or a task's records) of `scene` that failed after the model answered: with
+        `output.strict` the build stops on it; otherwise it is dropped with an issue naming image,
+        window and task, and the build goes on. A fault that is not the record's own is raised again."""
+        if isinstance(exc, _NOT_RECORD_FAULTS):
+            raise exc
+        x0, y0, x1, y1 = scene.window
+        where = f"window {x0}_{y0}_{x1}_{y1}, task {task}"
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if self.cfg.output.strict:
+            raise RecordFailed(f"{scene.sample.rel_image}: {where}: {message}") from exc
+        log.debug("record failure of %s", scene.key, exc_info=exc)
+        self.issues.add(Issue(kind="skip", code=IssueCode.RECORD_FAILED, file=scene.sample.rel_image,
+                              reason=f"{where}: {message} ({type(exc).__name__}); dropped"))
+        self._failed_windows.add(scene.key)
+        self.counts.windows_failed = len(self._failed_windows)
 
     @property
     def prompt_sha(self) -> str:
@@ -187,7 +239,7 @@ class Builder:
                 return self._finish("batch_in_progress")
         inflight = max(2, self.cfg.engine.concurrency * 2)
         budget = PixelBudget(self.cfg.engine.max_pixels_in_flight)
-        pending: deque[asyncio.Task[list[dict[str, Any]]]] = deque()
+        pending: deque[asyncio.Task[tuple[Scene, list[dict[str, Any]]]]] = deque()
         status: Status = "complete"
         try:
             for item in self.source:
@@ -276,11 +328,16 @@ class Builder:
         name = item.where() if isinstance(item, Issue) else f"{item.split}/{item.image_id}"
         return int(hashlib.sha256(name.encode("utf-8")).hexdigest()[:12], 16) % n == k - 1
 
-    def _write(self, lines: list[dict[str, Any]]) -> None:
+    def _write(self, done: tuple[Scene, list[dict[str, Any]]]) -> None:
+        scene, lines = done
         self.counts.windows += 1
         self.progress.tick("windows")
         for line in lines:
-            self.writer.write(line["split"], line)
+            try:
+                self.writer.write(line["split"], line)
+            except Exception as exc:
+                self._isolate(scene, line["task"], exc)
+                continue
             self.counts.add_record(line["split"], line["task"])
 
     def manifest(self, status: Status) -> RunReport:

@@ -147,6 +147,8 @@ class OutputConfig(_Section):
     box_space: Literal["square", "image"]
     max_detection_boxes: int = Field(ge=1)
     max_region_turns: int = Field(ge=1)
+    strict: bool
+    max_failed_share: float = Field(ge=0, le=1)
 
 
 class BuildConfig(_Section):

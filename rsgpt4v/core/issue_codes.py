@@ -62,3 +62,7 @@ class IssueCode(StrEnum):
     UNKNOWN_CATEGORY = "unknown_category", \
         "a category (or scene class folder) outside the dataset's list; kept, said where first seen"
     BAD_GSD = "bad_gsd", "a ground sample distance that is not a plausible number of metres per pixel; ignored"
+    # Records
+    RECORD_FAILED = "record_failed", \
+        "a record failed after the model answered (task building, rendering, the record contract, writing): " \
+        "dropped, named by image, window and task; the build goes on (`--strict` stops instead)"

@@ -70,6 +70,7 @@ class Counts(_Section, _Sparse):
     samples: int = 0
     windows: int = 0
     windows_waiting_for_batch: int = 0
+    windows_failed: int = Field(default=0, description="windows that lost a record to a record_failed issue")
     records: int = 0
     by_task: dict[str, int] = Field(default_factory=dict)
     by_split: dict[str, dict[str, int]] = Field(default_factory=dict)
@@ -87,7 +88,13 @@ class Counts(_Section, _Sparse):
         """Samples and windows of every part; the records are counted again by whoever writes them."""
         parts = list(parts)
         return cls(samples=sum(p.samples for p in parts), windows=sum(p.windows for p in parts),
-                   windows_waiting_for_batch=sum(p.windows_waiting_for_batch for p in parts))
+                   windows_waiting_for_batch=sum(p.windows_waiting_for_batch for p in parts),
+                   windows_failed=sum(p.windows_failed for p in parts))
+
+    @property
+    def failed_share(self) -> float:
+        """The share of windows that lost a record (0 for a build of no windows)."""
+        return self.windows_failed / self.windows if self.windows else 0.0
 
 
 class ListedIssue(Issue, _Sparse):

@@ -22,7 +22,7 @@ from rsgpt4v.prompting.answers import SceneAnswers
 from rsgpt4v.prompting.marks import Mark, marks_of
 from rsgpt4v.prompting.stages import discernible
 from rsgpt4v.prompting.templates import PromptSet
-from rsgpt4v.tasks import record_rng, window_box
+from rsgpt4v.tasks import TaskBuild, record_rng, window_box
 
 # Words of a referring expression that single out an extreme object, and how the extreme is measured
 # (larger is more extreme). "lowest" is the bottom-most in a north-up image.
@@ -145,44 +145,65 @@ def _attribute_turns(scene: Scene, chosen: Sequence[tuple[Mark, ObjectNote]], no
     return turns, boxes
 
 
-def model_records(scene: Scene, answers: SceneAnswers, prompts: PromptSet, seed: int, max_region_turns: int,
-                  grounding_max_instances: int, base: dict) -> list[Record]:
-    """Records from the stages' answers. Where the dataset has ground truth for a task (captions,
-    referring expressions), that ground truth makes the task's records, not the model."""
+def model_tasks(scene: Scene, answers: SceneAnswers, prompts: PromptSet, seed: int, max_region_turns: int,
+                grounding_max_instances: int, base: dict) -> list[TaskBuild]:
+    """The tasks the stages' answers make, each a builder of its records (see `TaskBuild`). Where the
+    dataset has ground truth for a task (captions, referring expressions), that ground truth makes
+    the task's records, not the model."""
     has_captions = bool(scene.sample.captions)
     has_expressions = any(o.description for o in scene.objects)
-    records: list[Record] = []
-    if answers.scene_text is not None:
+    builds: list[TaskBuild] = []
+    scene_text = answers.scene_text
+    if scene_text is not None:
         if not has_captions:
-            records.append(_single_turn(scene, "caption", "caption", answers.scene_text.caption, prompts, seed,
-                                        base))
-        records.append(_single_turn(scene, "detailed_description", "detailed_description",
-                                    answers.scene_text.description, prompts, seed, base))
+            builds.append(("caption", lambda: [_single_turn(scene, "caption", "caption", scene_text.caption,
+                                                            prompts, seed, base)]))
+        builds.append(("detailed_description", lambda: [_single_turn(
+            scene, "detailed_description", "detailed_description", scene_text.description, prompts, seed, base)]))
     described = [(m, answers.notes[m.id]) for m in marks_of(scene.objects) if m.id in answers.notes]
+    if described:
+        builds.append(("region_description", lambda: _region_records(scene, described, answers.notes, prompts, seed,
+                                                                     max_region_turns, base)))
+    if described and not has_expressions:
+        builds.append(("grounding", lambda: _grounding_records(scene, described, prompts, seed, max_region_turns,
+                                                               grounding_max_instances, base)))
+    dialogue = answers.dialogue
+    if dialogue is not None:
+        turns = [Turn(question=t.question, answer=t.answer) for t in dialogue.turns]
+        builds.append(("multi_turn_reasoning", lambda: [Record(
+            id=f"{scene.key}/multi_turn_reasoning", task="multi_turn_reasoning", turns=turns, **base)]))
+    return builds
+
+
+def _region_records(scene: Scene, described: list[tuple[Mark, ObjectNote]], notes: dict[int, ObjectNote],
+                    prompts: PromptSet, seed: int, max_region_turns: int, base: dict) -> list[Record]:
+    """Region description and, from the same regions, region attributes."""
     regions = _varied(scene, described, max_region_turns)
-    if regions:
-        rid = f"{scene.key}/region_description"
-        rng = record_rng(seed, rid)
-        boxes = {f"b{i}": window_box(scene, m.obj) for i, (m, _) in enumerate(regions)}
-        turns = [Turn(question=prompts.instruction("region_description", rng, box=f"<b{i}>"), answer=n.description)
-                 for i, (_, n) in enumerate(regions)]
-        records.append(Record(id=rid, task="region_description", turns=turns, boxes=boxes, **base))
-        rid = f"{scene.key}/region_attributes"
-        turns, boxes = _attribute_turns(scene, regions, answers.notes, prompts, record_rng(seed, rid),
-                                        max_region_turns)
-        if turns:
-            records.append(Record(id=rid, task="region_attributes", turns=turns, boxes=boxes, **base))
-    targets = [(m, n) for m, n in described if singles_out(scene, m, n, grounding_max_instances)]
-    if targets and not has_expressions:
-        chosen = _varied(scene, targets, max_region_turns)
-        rid = f"{scene.key}/grounding"
-        rng = record_rng(seed, rid)
-        boxes = {f"b{i}": window_box(scene, m.obj) for i, (m, _) in enumerate(chosen)}
-        turns = [Turn(question=prompts.instruction("grounding", rng, expression=n.referring_expression),
-                      answer=f"<b{i}>") for i, (_, n) in enumerate(chosen)]
-        records.append(Record(id=rid, task="grounding", turns=turns, boxes=boxes, **base))
-    if answers.dialogue is not None:
-        turns = [Turn(question=t.question, answer=t.answer) for t in answers.dialogue.turns]
-        records.append(Record(id=f"{scene.key}/multi_turn_reasoning", task="multi_turn_reasoning", turns=turns,
-                              **base))
+    if not regions:
+        return []
+    rid = f"{scene.key}/region_description"
+    rng = record_rng(seed, rid)
+    boxes = {f"b{i}": window_box(scene, m.obj) for i, (m, _) in enumerate(regions)}
+    turns = [Turn(question=prompts.instruction("region_description", rng, box=f"<b{i}>"), answer=n.description)
+             for i, (_, n) in enumerate(regions)]
+    records = [Record(id=rid, task="region_description", turns=turns, boxes=boxes, **base)]
+    rid = f"{scene.key}/region_attributes"
+    turns, boxes = _attribute_turns(scene, regions, notes, prompts, record_rng(seed, rid), max_region_turns)
+    if turns:
+        records.append(Record(id=rid, task="region_attributes", turns=turns, boxes=boxes, **base))
     return records
+
+
+def _grounding_records(scene: Scene, described: list[tuple[Mark, ObjectNote]], prompts: PromptSet, seed: int,
+                       max_region_turns: int, grounding_max_instances: int, base: dict) -> list[Record]:
+    """Grounding from the model's referring expressions of objects they single out."""
+    targets = [(m, n) for m, n in described if singles_out(scene, m, n, grounding_max_instances)]
+    if not targets:
+        return []
+    chosen = _varied(scene, targets, max_region_turns)
+    rid = f"{scene.key}/grounding"
+    rng = record_rng(seed, rid)
+    boxes = {f"b{i}": window_box(scene, m.obj) for i, (m, _) in enumerate(chosen)}
+    turns = [Turn(question=prompts.instruction("grounding", rng, expression=n.referring_expression),
+                  answer=f"<b{i}>") for i, (_, n) in enumerate(chosen)]
+    return [Record(id=rid, task="grounding", turns=turns, boxes=boxes, **base)]
