@@ -417,8 +417,10 @@ def estimate(
     limit: LimitOpt = None,
     split: SplitOpt = None,
     option: OptionOpt = None,
-    every: Annotated[int, typer.Option(min=1, help="Look at every K-th image only and scale up (fast on big "
-                                                   "datasets).")] = 1,
+    sample_images: Annotated[int, typer.Option(
+        min=2, help="Look at a seeded sample of this many images, stratified by size, and extrapolate to all of "
+                    "them with the margin the sample implies (all images when there are no more).")] = 32,
+    exact: Annotated[bool, typer.Option("--exact", help="Look at every image (no sampling, no margin).")] = False,
     cache: Annotated[Optional[Path], typer.Option(help="An earlier build's cache: budget the re-ask rate it "
                                                        "measured instead of engine.reask_rate.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
@@ -442,7 +444,8 @@ def estimate(
         overrides["model"] = {"name": model}
     with tempfile.TemporaryDirectory() as scratch:
         opts = BuildOptions(out=Path(scratch), backend="mock", limit=limit, prompts_dir=prompts,
-                            prices=prices, estimate=True, every=every, progress=False)
+                            prices=prices, estimate=True, progress=False,
+                            sample_images=None if exact else sample_images)
         with _one_error_path():
             if recipe is not None:
                 _recipe_alone(root, sample, split, option)
@@ -456,19 +459,27 @@ def estimate(
     basis = manifest.estimated_from or EstimatedFrom(images=0, of=0)
     if json_out:
         typer.echo(json.dumps({"model": manifest.model, "prices_date": manifest.usage.prices_date,
-                               "images": basis.of, "images_looked_at": basis.images, "reask_rate": reask_rate,
-                               "windows_looked_at": manifest.counts.windows, "stages": rows}, indent=2))
+                               "images": basis.of, "images_looked_at": basis.images, "exact": basis.exact,
+                               "usd_live_margin": basis.usd_live_margin, "tokens_margin": basis.tokens_margin,
+                               "reask_rate": reask_rate, "windows_looked_at": manifest.counts.windows,
+                               "stages": rows}, indent=2))
         return
-    looked = f" (extrapolated from {basis.images:,})" if basis.images != basis.of else ""
-    typer.echo(f"{basis.of:,} images{looked}, {manifest.counts.windows:,} windows looked at, model "
-               f"{manifest.model} (prices of {manifest.usage.prices_date}); dollars include "
-               f"{reask_rate:.0%} re-asks{measured}")
+    if basis.exact is not False:
+        looked = f"{basis.of:,} images, all looked at"
+    else:
+        looked = (f"{basis.of:,} images, extrapolated from a sample of {basis.images:,} (stratified by size, seed "
+                  f"{basis.seed})")
+    typer.echo(f"{looked}, {manifest.counts.windows:,} windows looked at, model {manifest.model} (prices of "
+               f"{manifest.usage.prices_date}); dollars include {reask_rate:.0%} re-asks{measured}")
     typer.echo(f"{'stage':<10}{'requests':>10}{'re-asks':>9}{'text tok':>14}{'image tok':>14}{'output tok':>14}"
                f"{'live':>12}{'batch':>12}")
     for r in rows:
         typer.echo(f"{r['stage']:<10}{r['requests']:>10,}{r['reasks']:>9,}{r['text_tokens']:>14,}"
                    f"{r['image_tokens']:>14,}{r['output_tokens']:>14,}{_usd(r['usd_live']):>12}"
                    f"{_usd(r['usd_batch']):>12}")
+    if basis.exact is False:
+        usd = "" if basis.usd_live_margin is None else f"live dollars +- {_usd(basis.usd_live_margin)}, "
+        typer.echo(f"sampling margin (95 %): {usd}tokens +- {basis.tokens_margin:,}; --exact looks at every image")
 
 
 @app.command()

@@ -25,14 +25,25 @@ from tqdm import tqdm
 from rsgpt4v import __version__
 from rsgpt4v.core.config import BuildConfig
 from rsgpt4v.llm.cost import PriceTable
-from rsgpt4v.llm.estimate import EstimatingEngine, cost_table
-from rsgpt4v.imaging.images import ImageError, open_image, return_freed_images_to_the_os
+from rsgpt4v.llm.estimate import (
+    EstimatingEngine,
+    SamplePlan,
+    Tally,
+    cost_table,
+    extrapolate,
+    snapshot,
+    stratified_sample,
+    tally_delta,
+    weighted_tally,
+)
+from rsgpt4v.imaging.images import ImageError, image_size, return_freed_images_to_the_os, stretch_warning
 from rsgpt4v.core.issue_codes import IssueCode
 from rsgpt4v.llm.batch import BatchQueue, BatchState, collect, submit
 from rsgpt4v.llm.batch_files import write_request_files
 from rsgpt4v.llm.cache import Cache
 from rsgpt4v.llm.client import make_client
 from rsgpt4v.llm.engine import Engine
+from rsgpt4v.build.image_side import ImageSide, ReadyImage, ReadyWindow
 from rsgpt4v.records.writer import DatasetWriter, render
 from rsgpt4v.imaging.pixel_budget import PixelBudget
 from rsgpt4v.prompting.answers import SceneAnswers
@@ -96,7 +107,7 @@ class BuildOptions:
     batch_wait: bool = False
     batch_files: Path | None = None
     within: Path | None = None  # every write stays under this folder (default: out); a recipe's parts get its OUT
-    every: int = 1
+    sample_images: int | None = None  # estimate: images looked at (a stratified sample); None: every one
     progress: bool = True
 
 
@@ -139,6 +150,9 @@ class Builder:
         self.seen = 0
         self._failed_windows: set[str] = set()
         self._planted = os.environ.get(PLANT_BAD_RECORD)
+        self._stretch_said = False
+        self._plan: SamplePlan | None = None
+        self._per_image: dict[int, Tally] = {}
         self._root = Path(source.root).resolve()
         self._linked_splits: set[str] = set()
         self.progress = _Progress(opts.progress)
@@ -147,29 +161,29 @@ class Builder:
                                              on_answer=self.progress.tick,
                                              on_marked=self._save_marked if cfg.local.save_marked else None)
 
-    def _prepare(self, sample: Sample) -> tuple[list[Scene], Image.Image | None, list[Issue]]:
+    def _prepare(self, sample: Sample) -> tuple[list[Scene], tuple[int, int] | None, list[Issue]]:
+        """The sample's scenes, from its image's header alone (the image side decodes it)."""
         try:
-            image = open_image(sample.image_path, self.cfg.image.max_pixels)
+            size = image_size(sample.image_path, self.cfg.image.max_pixels)
         except ImageError as exc:
             return [], None, [Issue(kind="skip", code=exc.code, file=sample.rel_image, reason=str(exc))]
-        objects, issues = clip_to_image(sample, image.width, image.height)
+        width, height = size
+        objects, issues = clip_to_image(sample, width, height)
         if not self.source.tiled:
             # Captions, questions and expressions speak of the whole image: a window would break them.
-            return [Scene(sample=sample, window=(0, 0, image.width, image.height), objects=tuple(objects))], image, issues
-        return make_scenes(sample, objects, image.width, image.height, self.cfg.tiling), image, issues
-
+            return [Scene(sample=sample, window=(0, 0, width, height), objects=tuple(objects))], size, issues
+        return make_scenes(sample, objects, width, height, self.cfg.tiling), size, issues
 
     def _save_marked(self, scene: Scene, chunk: Sequence[Mark], marked: Image.Image) -> None:
         """Keep the marked image a local request sent, for a person to check the marks."""
         first = min(m.id for m in chunk)
         # Named as a PNG source so the writer keeps it lossless: the marks read as the model saw them.
         self.writer.image(scene.image_name.replace("images/", "marked/", 1) + f"__from{first}", marked,
-                          Path("marked.png"), whole=False)
+                          Path("marked.png"))
 
-    async def _scene(self, scene: Scene, window: Image.Image, whole: bool) -> tuple[Scene, list[dict[str, Any]]]:
-        rel_image = await asyncio.to_thread(self.writer.image, scene.image_name, window, scene.sample.image_path,
-                                            whole)
-        answers = await self.prompter.answer(scene, window)
+    async def _scene(self, ready: ReadyWindow) -> tuple[Scene, list[dict[str, Any]]]:
+        scene = ready.scene
+        answers = SceneAnswers() if ready.view is None else await self.prompter.answer(scene, ready.view)
         if answers.deferred:
             self.counts.windows_waiting_for_batch += 1
             return scene, []
@@ -179,7 +193,7 @@ class Builder:
         left_out = self.failures.objects_left_out
         for reason, n in answers.left_out.items():
             left_out[reason] = left_out.get(reason, 0) + n
-        return scene, self._records(scene, rel_image, answers, window.width, window.height)
+        return scene, self._records(scene, ready.rel_image, answers, scene.width, scene.height)
 
     def _records(self, scene: Scene, rel_image: str, answers: SceneAnswers, width: int, height: int) -> list[dict]:
         """The window's records, built and rendered one task and one record at a time: whatever fails
@@ -239,8 +253,11 @@ class Builder:
                 return self._finish("batch_in_progress")
         inflight = max(2, self.cfg.engine.concurrency * 2)
         budget = PixelBudget(self.cfg.engine.max_pixels_in_flight)
+        side = ImageSide(self.cfg, self.writer, budget, estimate=self.opts.estimate)
         pending: deque[asyncio.Task[tuple[Scene, list[dict[str, Any]]]]] = deque()
         status: Status = "complete"
+        submitted = 0
+        self._plan = self._sample_plan() if self.opts.estimate else None
         try:
             for item in self.source:
                 if not self._in_shard(item):
@@ -253,31 +270,24 @@ class Builder:
                 item, note = _without_image_token(item)
                 if note is not None:
                     self.issues.add(note)
-                if self.opts.limit is not None and self.counts.samples >= self.opts.limit:
+                if self.opts.limit is not None and submitted >= self.opts.limit:
                     break
                 self.seen += 1
-                if (self.seen - 1) % self.opts.every:
+                if self._plan is not None and self.seen - 1 not in self._plan.weights:
                     continue
-                scenes, image, issues = await asyncio.to_thread(self._prepare, item)
+                scenes, size, issues = await asyncio.to_thread(self._prepare, item)
                 for issue in issues:
                     self.issues.add(issue)
-                if image is None:
+                if size is None:
                     continue
-                self.counts.samples += 1
-                self.progress.tick("images")
-                for scene in scenes:
-                    pixels = scene.width * scene.height
-                    await budget.acquire(pixels)
-                    whole = scene.window == (0, 0, image.width, image.height)
-                    # A scene holds only its own window, so the source image is freed once its
-                    # windows are taken, before the next image is decoded.
-                    window = image if whole else image.crop(scene.window)
-                    task = asyncio.create_task(self._scene(scene, window, whole))
-                    task.add_done_callback(lambda _, n=pixels: budget.release(n))
-                    pending.append(task)
-                    while len(pending) >= inflight:
-                        self._write(await pending.popleft())
-                del image, scenes
+                submitted += 1
+                await side.submit(item, scenes, size)
+                if self.opts.estimate:
+                    await self._estimate_image(self.seen - 1, await side.take(), pending, inflight, budget)
+                while side.full:
+                    await self._take(await side.take(), pending, inflight, budget)
+            while len(side):
+                await self._take(await side.take(), pending, inflight, budget)
             while pending:
                 self._write(await pending.popleft())
             queue = self.engine.batch
@@ -294,6 +304,7 @@ class Builder:
                 task.cancel()
             raise
         finally:
+            side.close(cancel=status == "stopped")
             self.progress.close()
             if status == "complete":
                 self.writer.close()
@@ -302,6 +313,52 @@ class Builder:
             self.cache.close()
             manifest = self._finish(status)
         return manifest
+
+    async def _take(self, image: ReadyImage, pending: deque[asyncio.Task[tuple[Scene, list[dict[str, Any]]]]],
+                    inflight: int, budget: PixelBudget) -> None:
+        """Start the scenes of an image the image side finished, writing finished scenes in order
+        while more than `inflight` are under way."""
+        sample = image.sample
+        if image.error is not None:
+            self.issues.add(Issue(kind="skip", code=image.error.code, file=sample.rel_image, reason=str(image.error)))
+            return
+        if image.stretched is not None and not self._stretch_said:
+            self._stretch_said = True
+            self.issues.add(Issue(kind="warning", code=IssueCode.IMAGE_STRETCHED, file=sample.rel_image,
+                                  reason=stretch_warning(image.stretched)))
+        self.counts.samples += 1
+        self.counts.images_encoded += image.encoded
+        self.progress.tick("images")
+        for ready in image.windows:
+            task = asyncio.create_task(self._scene(ready))
+            task.add_done_callback(lambda _, n=ready.pixels: budget.release(n))
+            pending.append(task)
+            while len(pending) >= inflight:
+                self._write(await pending.popleft())
+
+    def _sample_plan(self) -> SamplePlan:
+        """Which images an estimate looks at: a pass over the source reading image headers only."""
+        sizes = []
+        for item in self.source:
+            if isinstance(item, Issue) or not self._in_shard(item):
+                continue
+            try:
+                width, height = image_size(item.image_path, self.cfg.image.max_pixels)
+            except ImageError:
+                width = height = 0  # skipped again, with its issue, when the estimate looks at it
+            sizes.append(width * height)
+        return stratified_sample(sizes, self.opts.sample_images, self.cfg.seed)
+
+    async def _estimate_image(self, index: int, image: ReadyImage,
+                              pending: deque[asyncio.Task[tuple[Scene, list[dict[str, Any]]]]], inflight: int,
+                              budget: PixelBudget) -> None:
+        """Price one image alone (its scenes done before the next is started), keeping what it added
+        to the tally for the extrapolation."""
+        before = snapshot(self.engine.tally)
+        await self._take(image, pending, inflight, budget)
+        while pending:
+            self._write(await pending.popleft())
+        self._per_image[index] = tally_delta(self.engine.tally, before)
 
     def _finish(self, status: Status) -> RunReport:
         report = self.manifest(status)
@@ -349,17 +406,31 @@ class Builder:
             qc=QC.model_validate({"rejected": self.qc.report() if self.qc else {}}),
             usage=Usage.of(self.engine.usage, self.prices.date, self.prices.price(self.model) is not None),
             shard=self.opts.shard)
-        if isinstance(self.engine, EstimatingEngine):
-            scale = self.seen / self.counts.samples if self.opts.every > 1 and self.counts.samples else 1.0
-            report.estimate = [EstimateRow(**row) for row in cost_table(self.engine.tally, self.prices, self.model,
-                                                                        scale)]
-            report.estimated_from = EstimatedFrom(images=self.counts.samples, of=self.seen)
+        if isinstance(self.engine, EstimatingEngine) and self._plan is not None:
+            report.estimate, report.estimated_from = self._extrapolated(self._plan)
         if self.batch_state is not None:
             queued = self.engine.batch.lines if self.engine.batch else {}
             report.batch = BatchProgress(queued_this_pass=len(queued), batches=self.batch_state.batches,
                                          rejected=len(self.batch_state.rejected),
                                          usage=BatchUsage(**self.batch_state.usage))
         return report
+
+
+    def _extrapolated(self, plan: SamplePlan) -> tuple[list[EstimateRow], EstimatedFrom]:
+        """The estimate's table for every image from those looked at, and what it was estimated from
+        with the 95 % margins of its total dollars (tokens when the model is not priced)."""
+        tally: Tally = weighted_tally(self._per_image, plan.weights)
+        rows = [EstimateRow(**row) for row in cost_table(tally, self.prices, self.model)]
+        per_image = {i: cost_table(t, self.prices, self.model)[-1] for i, t in self._per_image.items()}
+        priced = bool(rows) and rows[-1].usd_live is not None
+        _, usd_margin = extrapolate(plan, {i: r["usd_live"] or 0.0 for i, r in per_image.items()})
+        _, token_margin = extrapolate(plan, {i: r["text_tokens"] + r["image_tokens"] + r["output_tokens"]
+                                             for i, r in per_image.items()})
+        basis = EstimatedFrom(images=plan.looked_at, of=sum(len(every) for every, _ in plan.strata),
+                              strata=len(plan.strata), exact=plan.exact, seed=self.cfg.seed,
+                              usd_live_margin=round(usd_margin, 4) if priced else None,
+                              tokens_margin=round(token_margin))
+        return rows, basis
 
 
 def _without_image_token(sample: Sample) -> tuple[Sample, Issue | None]:

@@ -36,6 +36,7 @@ class ImageConfig(_Section):
     encode: Literal["jpeg", "png"]
     jpeg_quality: int = Field(ge=10, le=100)
     max_pixels: int = Field(gt=0)
+    workers: int = Field(ge=0)
 
 
 class TilingConfig(_Section):

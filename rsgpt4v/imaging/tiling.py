@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from rsgpt4v.core.config import TilingConfig
 from rsgpt4v.core.issue_codes import IssueCode
-from rsgpt4v.core.schema import Box, Issue, Obj, Sample, Scene
+from rsgpt4v.core.schema import Issue, Obj, Sample, Scene
 from rsgpt4v.imaging.window import FULLY_INSIDE, clip_object
 
 

@@ -21,13 +21,13 @@ from PIL import Image
 from rsgpt4v.core.config import BuildConfig
 from rsgpt4v.core.responses import DialogueResponse, GlobalResponse, LocalResponse, ObjectNote
 from rsgpt4v.core.schema import Problem, Scene
-from rsgpt4v.imaging.images import data_url, encode, fit
+from rsgpt4v.imaging.images import data_url, encode
 from rsgpt4v.llm.engine import Engine, FailureKind
 from rsgpt4v.llm.request import ChatRequest
 from rsgpt4v.prompting.answers import SceneAnswers, StageFailure
 from rsgpt4v.prompting.local_plan import plan_local, split
 from rsgpt4v.prompting.marks import Mark, mark_chunk, marks_of
-from rsgpt4v.prompting.stages import SentImage, StageRequests, no_image_token
+from rsgpt4v.prompting.stages import SentImage, StageRequests, WindowView, no_image_token
 from rsgpt4v.prompting.templates import PromptSet
 from rsgpt4v.quality.qc import QualityChecker, both
 
@@ -50,28 +50,27 @@ class HierarchicalPrompter:
         self.on_answer = on_answer
         self.on_marked = on_marked
 
-    async def answer(self, scene: Scene, window: Image.Image) -> SceneAnswers:
-        """The stages' answers for a scene whose window image (source pixels) is `window`."""
-        clean_im, scale = fit(window, self.cfg.image.max_side)
-        clean = await asyncio.to_thread(self._sent, clean_im, scale)
+    async def answer(self, scene: Scene, view: WindowView) -> SceneAnswers:
+        """The stages' answers for a scene whose window the image side made into `view`."""
         answers = SceneAnswers()
         stages = self.cfg.stages
         if scene.objects and "local" in stages:
-            await self._local(scene, clean_im, clean, answers)
+            await self._local(scene, view, answers)
         if "global" in stages and not answers.deferred:
-            await self._global_and_dialogue(scene, clean, answers)
+            await self._global_and_dialogue(scene, view.clean, answers)
         return answers
 
-    def _sent(self, im: Image.Image, scale: float) -> SentImage:
-        fmt = self.cfg.image.encode
-        return SentImage(url=data_url(encode(im, fmt, self.cfg.image.jpeg_quality), fmt),
-                         width=im.width, height=im.height, scale=scale)
-
-    def _marked(self, scene: Scene, clean: Image.Image, scale: float, chunk: Sequence[Mark]) -> SentImage:
-        marked, _, _ = mark_chunk(scene, clean, scale, chunk)
+    def _marked(self, scene: Scene, view: WindowView, chunk: Sequence[Mark]) -> SentImage:
+        """The clean image with one request's marks, encoded as the clean one was; in an estimate (no
+        pixels) the clean image's placeholder, which has the same size."""
+        if view.pixels is None:
+            return view.clean
+        marked, _, _ = mark_chunk(scene, view.pixels, view.clean.scale, chunk)
         if self.on_marked is not None:
             self.on_marked(scene, chunk, marked)
-        return self._sent(marked, scale)
+        fmt = self.cfg.image.encode
+        return SentImage(url=data_url(encode(marked, fmt, self.cfg.image.jpeg_quality), fmt),
+                         width=marked.width, height=marked.height, scale=view.clean.scale)
 
     def _checked(self, check: Check, qc: Check | None) -> Check:
         return both(no_image_token, check) if qc is None else both(no_image_token, check, qc)
@@ -87,15 +86,15 @@ class HierarchicalPrompter:
             answers.failures.append(StageFailure(stage, answer.kind or FailureKind.UNKNOWN, answer.failure or ""))
         return answer.parsed
 
-    async def _local(self, scene: Scene, clean_im: Image.Image, clean: SentImage, answers: SceneAnswers) -> None:
+    async def _local(self, scene: Scene, view: WindowView, answers: SceneAnswers) -> None:
         marks = marks_of(scene.objects)
         plan = plan_local(marks, self.cfg)
         answers.left_out["summarised"] += len(plan.omitted)
-        with_clean = clean if self.cfg.local.send_clean_image else None
+        with_clean = view.clean if self.cfg.local.send_clean_image else None
         note_qc = self.qc.local(scene) if self.qc else None
 
         async def one(chunk: list[Mark]) -> None:
-            marked = await asyncio.to_thread(self._marked, scene, clean_im, clean.scale, chunk)
+            marked = await asyncio.to_thread(self._marked, scene, view, chunk)
             check = self._checked(self.requests.check_local(chunk), note_qc)
             listed = {m.id for m in chunk}
             others = [m for m in marks if m.id not in listed]

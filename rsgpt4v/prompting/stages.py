@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from PIL import Image
 from pydantic import BaseModel
 
 from rsgpt4v.core.config import BuildConfig
@@ -73,6 +74,16 @@ class SentImage:
     width: int
     height: int
     scale: float
+
+
+@dataclass(frozen=True)
+class WindowView:
+    """A window as the model stages get it from the image side: the clean image sent, and its pixels
+    (fitted like it) for the local stage to draw marks on; None in an estimate, whose images are
+    sized placeholders that nothing is drawn on."""
+
+    clean: SentImage
+    pixels: Image.Image | None
 
 
 def position_words(scene: Scene, obj: Obj) -> str:
