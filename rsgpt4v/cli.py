@@ -215,6 +215,8 @@ def build(
     save_marked: Annotated[bool, typer.Option(
         "--save-marked", help="Also write each marked image the local stage sends to OUT/marked/, to check the "
                               "marks (local.save_marked).")] = False,
+    workers: Annotated[Optional[int], typer.Option(
+        min=1, help="Processes that decode, cut and encode window images (image.workers; default one per core).")] = None,
     strict: StrictOpt = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step (INFO), not only warnings.")] = False,
@@ -239,6 +241,8 @@ def build(
         overrides["local"] = {"save_marked": True}
     if strict:
         overrides["output"] = {"strict": True}
+    if workers is not None:
+        overrides["image"] = {"workers": workers}
     if model is not None:
         overrides["model"] = {"name": model}
     if batch_engine not in ("api", "files"):
