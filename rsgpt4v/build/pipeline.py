@@ -143,7 +143,10 @@ class Builder:
         self.engine = engine_cls(client, self.cache, cfg.engine, self.model, self.prices, refresh=opts.refresh,
                                  batch=BatchQueue() if opts.batch else None,
                                  rejected=self.batch_state.rejected if self.batch_state else None)
-        self.qc = QualityChecker(cfg.qc, lambda: source.vocabulary, source.exhaustive_labels) if cfg.qc.enabled else None
+        # An estimate's answers are the mock's, usable by construction (re-asks are budgeted by rate):
+        # checking them, or making records of them, would only cost time.
+        self.qc = QualityChecker(cfg.qc, lambda: source.vocabulary, source.exhaustive_labels) \
+            if cfg.qc.enabled and not opts.estimate else None
         self.counts = Counts()
         self.issues = Issues()
         self.failures = Failures()
@@ -193,6 +196,8 @@ class Builder:
         left_out = self.failures.objects_left_out
         for reason, n in answers.left_out.items():
             left_out[reason] = left_out.get(reason, 0) + n
+        if self.opts.estimate:
+            return scene, []
         return scene, self._records(scene, ready.rel_image, answers, scene.width, scene.height)
 
     def _records(self, scene: Scene, rel_image: str, answers: SceneAnswers, width: int, height: int) -> list[dict]:
