@@ -258,7 +258,7 @@ def main() -> None:
     config.write_text("stages: []   # template records only: the image side and the records, no model stage\n")
     # Interpreter start-up and imports, the fixed cost of each command, measured alone so the throughput
     # of the window writing itself can be compared too (it is what a build of 100k windows waits on).
-    startup = run([sys.executable, "-c", "import rsgpt4v.cli, rsgpt4v.build.pipeline"])["wall_s"]
+    startup = run([sys.executable, "-c", "import rsgpt4v.cli, rsgpt4v.builder.pipeline"])["wall_s"]
     out = a.work / "rsgpt4v_out"
     build = [sys.executable, "-m", "rsgpt4v", "build", "--source", "dota", "--root", str(folder), "--dry-run",
              "--config", str(config), "--out", str(out), "--no-progress", "--workers", str(a.workers), "--force"]

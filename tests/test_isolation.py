@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rsgpt4v.build.pipeline import PLANT_BAD_RECORD
+from rsgpt4v.builder.pipeline import PLANT_BAD_RECORD
 from rsgpt4v.cli import app
 
 BAD = "dota/train/P9001/376_0_1400_1024/detection"

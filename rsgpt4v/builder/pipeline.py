@@ -43,7 +43,7 @@ from rsgpt4v.llm.batch_files import write_request_files
 from rsgpt4v.llm.cache import Cache
 from rsgpt4v.llm.client import make_client
 from rsgpt4v.llm.engine import Engine
-from rsgpt4v.build.image_side import ImageSide, ReadyImage, ReadyWindow
+from rsgpt4v.builder.image_side import ImageSide, ReadyImage, ReadyWindow
 from rsgpt4v.records.writer import DatasetWriter, render
 from rsgpt4v.imaging.pixel_budget import PixelBudget
 from rsgpt4v.prompting.answers import SceneAnswers
@@ -410,7 +410,7 @@ class Builder:
             counts=self.counts, issues=self.issues, failures=self.failures,
             qc=QC.model_validate({"rejected": self.qc.report() if self.qc else {}}),
             usage=Usage.of(self.engine.usage, self.prices.date, self.prices.price(self.model) is not None),
-            shard=self.opts.shard)
+            shard=self.opts.shard, cards={self.source.name: self.source.card_facts()})
         if isinstance(self.engine, EstimatingEngine) and self._plan is not None:
             report.estimate, report.estimated_from = self._extrapolated(self._plan)
         if self.batch_state is not None:
