@@ -108,7 +108,7 @@ def _current(out: WindowOut, key: str) -> bool:
         return False
 
 
-def _holds(path: Path, data: bytes) -> bool:
+def holds(path: Path, data: bytes) -> bool:
     """Whether the file at `path` has exactly `data` (sizes first: most changes change the size)."""
     try:
         return path.stat().st_size == len(data) and path.read_bytes() == data
@@ -147,7 +147,7 @@ def _write(out: WindowOut, window: Image.Image, source: Path, stretched: str | N
     else:
         fmt = out.path.suffix.lstrip(".") if out.fmt == "copy" else out.fmt
         data = encode(window, fmt, quality=WRITTEN_JPEG_QUALITY)
-    if not _holds(out.path, data):
+    if not holds(out.path, data):
         write_atomic(out.path, data)
     return len(data)
 

@@ -20,7 +20,7 @@ from rsgpt4v.core.ownership import STATE_DIR
 from rsgpt4v.core.paths import UnsafePath, check_name, under
 from rsgpt4v.core.report import RunReport
 from rsgpt4v.core.schema import Record, RecordBox
-from rsgpt4v.imaging.cutter import WRITTEN_JPEG_QUALITY, WindowOut
+from rsgpt4v.imaging.cutter import WRITTEN_JPEG_QUALITY, WindowOut, holds
 from rsgpt4v.imaging.images import encode
 from rsgpt4v.records.boxtext import fill, flavour
 from rsgpt4v.records.model import IMAGE_TOKEN, record_problems
@@ -182,7 +182,7 @@ class DatasetWriter:
         if plan.path is None:
             return f"{name}.{plan.fmt}"
         data = encode(im, plan.fmt, quality=WRITTEN_JPEG_QUALITY)
-        if not (plan.path.is_file() and plan.path.read_bytes() == data):
+        if not holds(plan.path, data):
             write_atomic(plan.path, data)
         with self._lock:
             self._produced.add(self.rel(plan))
