@@ -12,6 +12,7 @@ from conftest import dry_run
 from PIL import Image
 
 from rsgpt4v.imaging.images import png, png_header
+from rsgpt4v.sources import sample_root
 
 
 def _noise(size: tuple[int, int], seed: int) -> Image.Image:
@@ -66,3 +67,14 @@ def test_a_rerun_encodes_nothing_and_a_changed_source_is_written_again(tmp_path:
     _, _, manifest = dry_run("dota", root, out, *args)
     assert manifest["counts"]["images_encoded"] == manifest["counts"]["windows"]
     assert window.read_bytes() != files[window]
+
+
+def test_a_tight_pixel_budget_cuts_an_image_in_parts_and_changes_nothing(tmp_path: Path) -> None:
+    """With room for about three windows, each of the sample's 1024 px windows is its own job (the
+    image decoded again for each) and waits for the scenes before it: the same records."""
+    root = sample_root("dota")
+    _, wide, _ = dry_run("dota", root, tmp_path / "wide")
+    config = tmp_path / "tight.yaml"
+    config.write_text("engine:\n  max_pixels_in_flight: 3000000\n")
+    _, tight, manifest = dry_run("dota", root, tmp_path / "tight", "--config", str(config))
+    assert tight == wide and manifest["counts"]["windows"] == 7

@@ -2,7 +2,7 @@
 worker pool of `rsgpt4v.imaging.cutter`, streamed to the build in sample order.
 
 The build submits a sample's job as soon as its scenes are known (from the image header alone) and
-takes finished images in the order it submitted them, so the model stages start on the first
+takes finished jobs in the order it submitted them, so the model stages start on the first
 image's windows while the pool cuts the next ones. What is held is bounded by the pixel budget
 (`engine.max_pixels_in_flight`): a job holds its decoded image until it is done, and the windows it
 hands to the model stages until their scenes are done. An image whose windows for the model
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from rsgpt4v.core.config import BuildConfig
@@ -39,11 +40,13 @@ class ReadyWindow:
 
 @dataclass
 class ReadyImage:
-    """A sample whose job is done: its windows, or the ImageError that kept it from being cut; the
-    kind of image it was stretched from; how many window files were encoded."""
+    """One job of a sample done (an image's windows, or a part of them): its windows, or the
+    ImageError that kept it from being cut; whether it is the sample's first part; the kind of image
+    it was stretched from; how many window files were encoded."""
 
     sample: Sample
     windows: list[ReadyWindow]
+    first: bool = True
     error: ImageError | None = None
     stretched: str | None = None
     encoded: int = 0
@@ -54,12 +57,18 @@ class _Submitted:
     sample: Sample
     scenes: list[Scene]
     plans: list[WindowOut]
-    futures: list[asyncio.Future[ImageDone]]
+    future: asyncio.Future[ImageDone] | None
+    first: bool
+
+
+# Called by `submit` while the budget has no room: the build takes the oldest job (whose windows
+# then belong to scenes, which give their room back as they finish on their own).
+MakeRoom = Callable[[], Awaitable[None]]
 
 
 class ImageSide:
     """Submits jobs to the pool (or, for an estimate, makes placeholder views) and hands finished
-    images back in submission order."""
+    jobs back in submission order."""
 
     def __init__(self, cfg: BuildConfig, writer: DatasetWriter, budget: PixelBudget, estimate: bool) -> None:
         self.cfg = cfg
@@ -73,31 +82,35 @@ class ImageSide:
 
     @property
     def full(self) -> bool:
-        """Enough images in flight to keep every worker busy while the build takes the oldest."""
+        """Enough jobs in flight to keep every worker busy while the build takes the oldest."""
         return len(self._jobs) > 2 * self.workers
 
     def __len__(self) -> int:
         return len(self._jobs)
 
-    async def submit(self, sample: Sample, scenes: list[Scene], size: tuple[int, int]) -> None:
-        """Start cutting a sample's windows, once the budget has room for its image."""
+    async def submit(self, sample: Sample, scenes: list[Scene], size: tuple[int, int], make_room: MakeRoom) -> None:
+        """Start cutting a sample's windows, each job once the budget has room for it: a job holds its
+        decoded image while the worker does, and its windows for the model stages until their scenes
+        are done. Jobs submitted earlier are taken (`make_room`) before waiting for room, so the wait is
+        only ever for work under way."""
         plans = [self.writer.plan(s.image_name, sample.image_path, s.window, s.window == (0, 0, *size))
                  for s in scenes]
-        futures: list[asyncio.Future[ImageDone]] = []
-        if self._cutter is not None and scenes:
-            view = View(self.cfg.image.max_side, self.cfg.image.encode, self.cfg.image.jpeg_quality) \
-                if self.views else None
-            image_pixels = size[0] * size[1]
-            for part in self._parts(plans):
-                # Held while the worker holds the decoded image; the views' share stays held until
-                # their scenes are done (released by the build, one window at a time).
-                held = image_pixels + sum(self._view_pixels(p) for p in part)
-                await self.budget.acquire(held)
-                job = ImageJob(sample.image_path, self.cfg.image.max_pixels, tuple(part), view)
-                future = asyncio.wrap_future(self._cutter.submit(job))
-                future.add_done_callback(lambda _, n=image_pixels: self.budget.release(n))
-                futures.append(future)
-        self._jobs.append(_Submitted(sample, scenes, plans, futures))
+        if self._cutter is None or not scenes:
+            self._jobs.append(_Submitted(sample, scenes, plans, None, True))
+            return
+        view = View(self.cfg.image.max_side, self.cfg.image.encode, self.cfg.image.jpeg_quality) if self.views else None
+        image_pixels = size[0] * size[1]
+        start = 0
+        for i, part in enumerate(self._parts(plans)):
+            held = image_pixels + sum(self._view_pixels(p) for p in part)
+            while self._jobs and not self.budget.fits(held):
+                await make_room()
+            await self.budget.acquire(held)
+            job = ImageJob(sample.image_path, self.cfg.image.max_pixels, tuple(part), view)
+            future = asyncio.wrap_future(self._cutter.submit(job))
+            future.add_done_callback(lambda _, n=image_pixels: self.budget.release(n))
+            self._jobs.append(_Submitted(sample, scenes[start:start + len(part)], part, future, i == 0))
+            start += len(part)
 
     def _parts(self, plans: list[WindowOut]) -> list[list[WindowOut]]:
         """The windows of one image in jobs whose views fit a quarter of the budget each (all in one
@@ -122,32 +135,30 @@ class ImageSide:
         return w * h
 
     async def take(self) -> ReadyImage:
-        """The oldest submitted image, when its jobs are done."""
+        """The oldest submitted job, when it is done."""
         job = self._jobs.popleft()
-        done: list[WindowDone] = []
-        stretched, encoded = None, 0
-        try:
-            for future in job.futures:
-                result = await future
-                done += result.windows
-                stretched = stretched or result.stretched
-                encoded += result.encoded
-        except ImageError as exc:
-            # No scene will hold these windows: let every part finish, then give their room back.
-            await asyncio.gather(*job.futures, return_exceptions=True)
-            self.budget.release(sum(self._view_pixels(p) for p in job.plans))
-            return ReadyImage(job.sample, [], exc)
+        result = None
+        if job.future is not None:
+            try:
+                result = await job.future
+            except ImageError as exc:
+                # No scene will hold these windows: give their room back.
+                self.budget.release(sum(self._view_pixels(p) for p in job.plans))
+                return ReadyImage(job.sample, [], job.first, exc)
         ready = []
         for i, (scene, plan) in enumerate(zip(job.scenes, job.plans)):
-            if self.estimate:
+            if result is None:
                 rel, view = f"{scene.image_name}.{plan.fmt}", self._placeholder(scene) if self.views else None
+                pixels = 0
             else:
-                w = done[i]
+                w = result.windows[i]
                 self.writer.written(plan, w.key, w.size)
                 rel = self.writer.rel(plan)
                 view = _view(w, self.cfg.image.encode) if w.view is not None else None
-            ready.append(ReadyWindow(scene, rel, view, self._view_pixels(plan) if not self.estimate else 0))
-        return ReadyImage(job.sample, ready, None, stretched, encoded)
+                pixels = self._view_pixels(plan)
+            ready.append(ReadyWindow(scene, rel, view, pixels))
+        return ReadyImage(job.sample, ready, job.first, None, result and result.stretched,
+                          result.encoded if result else 0)
 
     def _placeholder(self, scene: Scene) -> WindowView:
         """An estimate's view: a PNG header of the size the window would be sent at, and no pixels."""

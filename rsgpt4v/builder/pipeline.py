@@ -262,6 +262,10 @@ class Builder:
         pending: deque[asyncio.Task[tuple[Scene, list[dict[str, Any]]]]] = deque()
         status: Status = "complete"
         submitted = 0
+
+        async def take_oldest() -> None:
+            await self._take(await side.take(), pending, inflight, budget)
+
         self._plan = self._sample_plan() if self.opts.estimate else None
         try:
             for item in self.source:
@@ -286,13 +290,13 @@ class Builder:
                 if size is None:
                     continue
                 submitted += 1
-                await side.submit(item, scenes, size)
+                await side.submit(item, scenes, size, take_oldest)
                 if self.opts.estimate:
                     await self._estimate_image(self.seen - 1, await side.take(), pending, inflight, budget)
                 while side.full:
-                    await self._take(await side.take(), pending, inflight, budget)
+                    await take_oldest()
             while len(side):
-                await self._take(await side.take(), pending, inflight, budget)
+                await take_oldest()
             while pending:
                 self._write(await pending.popleft())
             queue = self.engine.batch
@@ -325,15 +329,18 @@ class Builder:
         while more than `inflight` are under way."""
         sample = image.sample
         if image.error is not None:
-            self.issues.add(Issue(kind="skip", code=image.error.code, file=sample.rel_image, reason=str(image.error)))
+            if image.first:  # the parts of one image fail alike: said once
+                self.issues.add(Issue(kind="skip", code=image.error.code, file=sample.rel_image,
+                                      reason=str(image.error)))
             return
         if image.stretched is not None and not self._stretch_said:
             self._stretch_said = True
             self.issues.add(Issue(kind="warning", code=IssueCode.IMAGE_STRETCHED, file=sample.rel_image,
                                   reason=stretch_warning(image.stretched)))
-        self.counts.samples += 1
+        if image.first:
+            self.counts.samples += 1
+            self.progress.tick("images")
         self.counts.images_encoded += image.encoded
-        self.progress.tick("images")
         for ready in image.windows:
             task = asyncio.create_task(self._scene(ready))
             task.add_done_callback(lambda _, n=ready.pixels: budget.release(n))
