@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,6 +167,22 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _outlive_no_build(build: int) -> None:
+    """In a worker: exit when the build process is gone. A build killed outright (SIGKILL) cannot
+    shut its pool down, and idle workers would wait on their job queue forever."""
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(build, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # the pid was reused by another user's process: ours is gone
+                os._exit(1)
+
+    threading.Thread(target=watch, name="build-watch", daemon=True).start()
+
+
 class Cutter:
     """A pool of `workers` processes doing `cut` jobs. Workers start from a small server process
     (forkserver), not from the build's own process with its threads and open files."""
@@ -172,7 +190,8 @@ class Cutter:
     def __init__(self, workers: int) -> None:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["rsgpt4v.imaging.cutter"])
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_outlive_no_build,
+                                         initargs=(os.getpid(),))
 
     def submit(self, job: ImageJob) -> Future[ImageDone]:
         return self._pool.submit(cut, job)
