@@ -85,6 +85,11 @@ class ImageSide:
         """Enough jobs in flight to keep every worker busy while the build takes the oldest."""
         return len(self._jobs) > 2 * self.workers
 
+    @property
+    def ready(self) -> bool:
+        """Whether the oldest job is done: the build takes it at once, so its scenes start."""
+        return bool(self._jobs) and (self._jobs[0].future is None or self._jobs[0].future.done())
+
     def __len__(self) -> int:
         return len(self._jobs)
 

@@ -293,7 +293,7 @@ class Builder:
                 await side.submit(item, scenes, size, take_oldest)
                 if self.opts.estimate:
                     await self._estimate_image(self.seen - 1, await side.take(), pending, inflight, budget)
-                while side.full:
+                while side.full or side.ready:
                     await take_oldest()
             while len(side):
                 await take_oldest()

@@ -19,7 +19,7 @@ import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,9 +185,14 @@ def _outlive_no_build(build: int) -> None:
 
 class Cutter:
     """A pool of `workers` processes doing `cut` jobs. Workers start from a small server process
-    (forkserver), not from the build's own process with its threads and open files."""
+    (forkserver), not from the build's own process with its threads and open files. One worker is a
+    thread of the build process instead: a second process would only add its start-up (decoding
+    and zlib let go of the interpreter while they work)."""
 
     def __init__(self, workers: int) -> None:
+        if workers == 1:
+            self._pool: Executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cutter")
+            return
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["rsgpt4v.imaging.cutter"])
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_outlive_no_build,
