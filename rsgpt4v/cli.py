@@ -25,6 +25,9 @@ SkipMissingOpt = Annotated[bool, typer.Option("--skip-missing", help="With --rec
 RootOpt = Annotated[Optional[Path], typer.Option(help="The dataset folder as downloaded.")]
 SampleOpt = Annotated[bool, typer.Option("--sample", help="Use the small synthetic sample bundled with rsgpt4v.")]
 ModelOpt = Annotated[Optional[str], typer.Option(help="Model name; default from the config.")]
+JudgeOpt = Annotated[Optional[str], typer.Option(
+    help="A second model that checks every answer against the image after QC (judge.model; a recipe may name "
+         "one). A contradicted answer is asked again once, then dropped. Best not the generating model.")]
 ConfigOpt = Annotated[Optional[Path], typer.Option(help="YAML file overriding configs/default.yaml.")]
 PromptsOpt = Annotated[Optional[Path], typer.Option(help="Folder of prompt files replacing the bundled prompts/.")]
 PricesOpt = Annotated[Optional[Path], typer.Option(help="Price table replacing configs/prices.yaml.")]
@@ -208,6 +211,7 @@ def build(
     backend: Annotated[Optional[str], typer.Option(
         help="openai (any OpenAI-compatible server via OPENAI_BASE_URL) or mock; default openai.")] = None,
     model: ModelOpt = None,
+    judge: JudgeOpt = None,
     config: ConfigOpt = None,
     prompts: PromptsOpt = None,
     prices: PricesOpt = None,
@@ -266,6 +270,8 @@ def build(
         overrides["image"] = {"workers": workers}
     if model is not None:
         overrides["model"] = {"name": model}
+    if judge is not None:
+        overrides["judge"] = {"model": judge}
     if batch_engine not in ("api", "files"):
         raise _fail(f"--batch-engine must be api or files, not {batch_engine!r}")
     files = batch and batch_engine == "files"
@@ -350,6 +356,8 @@ def _run_recipe(name: str, source: str | None, data: Path | None, skip_missing: 
     try:
         mix = load_recipe(name)
         base = {**overrides, "seed": mix.seed if seed is None else seed}
+        if mix.judge is not None and "judge" not in overrides:
+            base["judge"] = {"model": mix.judge}
         configs = {"": load_config(config, base)}
         for entry in mix.sources:
             own = base if entry.stages is None else {**base, "stages": entry.stages}
@@ -419,6 +427,8 @@ def _summary(manifest: RunReport, out: Path) -> None:
 
     failures = StageUsage.total(u.by_stage.values()).failures
     by_reason = ", ".join(f"{n} {r}" for r, n in sorted(failures.items())) or "none"
+    if manifest.judge is not None:
+        typer.echo(manifest.judge.summary())
     typer.echo(f"input issues: {i.skipped} skipped, {i.warnings} warnings; failed stage answers: "
                f"{manifest.failures.count} ({by_reason}); details in {out / 'manifest.json'}")
     if c.windows_failed:
@@ -436,6 +446,7 @@ def estimate(
     root: RootOpt = None,
     sample: SampleOpt = False,
     model: ModelOpt = None,
+    judge: JudgeOpt = None,
     config: ConfigOpt = None,
     prompts: PromptsOpt = None,
     prices: PricesOpt = None,
@@ -467,6 +478,8 @@ def estimate(
                 measured = f", measured in {cache}"
     if model is not None:
         overrides["model"] = {"name": model}
+    if judge is not None:
+        overrides["judge"] = {"model": judge}
     with tempfile.TemporaryDirectory() as scratch:
         opts = BuildOptions(out=Path(scratch), backend="mock", limit=limit, prompts_dir=prompts,
                             prices=prices, estimate=True, progress=False,
@@ -482,8 +495,11 @@ def estimate(
     reask_rate = manifest.config["engine"]["reask_rate"]
     rows = [r.model_dump() for r in manifest.estimate or []]
     basis = manifest.estimated_from or EstimatedFrom(images=0, of=0)
+    judged_by = manifest.config["judge"]["model"]
     if json_out:
-        typer.echo(json.dumps({"model": manifest.model, "prices_date": manifest.usage.prices_date,
+        sent_back = manifest.judge.sent_back if manifest.judge else {}
+        typer.echo(json.dumps({"model": manifest.model, "judge": judged_by, "judge_sent_back": sent_back,
+                               "prices_date": manifest.usage.prices_date,
                                "images": basis.of, "images_looked_at": basis.images, "exact": basis.exact,
                                "usd_live_margin": basis.usd_live_margin, "tokens_margin": basis.tokens_margin,
                                "reask_rate": reask_rate, "windows_looked_at": manifest.counts.windows,
@@ -494,8 +510,9 @@ def estimate(
     else:
         looked = (f"{basis.of:,} images, extrapolated from a sample of {basis.images:,} (stratified by size, seed "
                   f"{basis.seed})")
-    typer.echo(f"{looked}, {manifest.counts.windows:,} windows looked at, model {manifest.model} (prices of "
-               f"{manifest.usage.prices_date}); dollars include {reask_rate:.0%} re-asks{measured}")
+    judging = f", judge {judged_by}" if judged_by else ""
+    typer.echo(f"{looked}, {manifest.counts.windows:,} windows looked at, model {manifest.model}{judging} (prices "
+               f"of {manifest.usage.prices_date}); dollars include {reask_rate:.0%} re-asks{measured}")
     typer.echo(f"{'stage':<10}{'requests':>10}{'re-asks':>9}{'text tok':>14}{'image tok':>14}{'output tok':>14}"
                f"{'live':>12}{'batch':>12}")
     for r in rows:
@@ -555,6 +572,9 @@ def fake_server(
     mistakes: Annotated[float, typer.Option(callback=_finite, 
         min=0, max=1, help="Fraction of answers with a realistic slip: an object left out, talk of the marks, "
                            "a refusal.")] = 0.0,
+    judge_contradictions: Annotated[float, typer.Option(
+        min=0, max=1, help="Share of judge requests in which the mock contradicts one statement (besides any "
+                           "number that disagrees with the labels).")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the faults and slips drawn.")] = 0,
     plant: Annotated[Optional[str], typer.Option(
         help="A sentence appended to every free-text field of the answers (descriptions, captions, questions, "
@@ -565,7 +585,7 @@ def fake_server(
 
     knobs = Knobs(latency_s=latency, rpm=rpm, tpm=tpm, fail_5xx=fail_5xx, fail_429=fail_429, malformed=malformed,
                   batch_expire=batch_expire, seed=seed, answer_tokens_per_object=answer_tokens_per_object,
-                  mistakes=mistakes, plant=plant)
+                  mistakes=mistakes, plant=plant, judge_contradictions=judge_contradictions)
     server = FakeServer(knobs, port=port)
     typer.echo(f"fake OpenAI API at {server.url}  (export OPENAI_BASE_URL={server.url} OPENAI_API_KEY=fake)")
     try:

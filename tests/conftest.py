@@ -110,6 +110,23 @@ class LoopbackServer:
         self._httpd.server_close()
 
 
+def loopback_build(root: Path, out: Path, answer: Callable[[dict], tuple[int, dict]], *extra: str
+                   ) -> tuple[dict, list[dict], LoopbackServer]:
+    """`rsgpt4v build --source dota --root <root> --backend openai` against a loopback server answering
+    with `answer`; the manifest, the records and the server (with the bodies it was sent)."""
+    server = LoopbackServer(answer)
+    try:
+        result = CliRunner().invoke(app, ["build", "--no-progress", "--source", "dota", "--root", str(root),
+                                          "--backend", "openai", "--out", str(out), *extra],
+                                    env={"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-loopback"},
+                                    catch_exceptions=False)
+    finally:
+        server.close()
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
+    return json.loads((out / "manifest.json").read_text()), records, server
+
+
 # ---- source adapters -------------------------------------------------------------------------
 
 def write_image(path: Path, size: tuple[int, int] = (8, 8)) -> Path:

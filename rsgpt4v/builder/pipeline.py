@@ -49,7 +49,7 @@ from rsgpt4v.imaging.pixel_budget import PixelBudget
 from rsgpt4v.prompting.answers import SceneAnswers
 from rsgpt4v.prompting.marks import Mark
 from rsgpt4v.prompting.prompter import HierarchicalPrompter
-from rsgpt4v.prompting.templates import STAGES, PromptSet
+from rsgpt4v.prompting.templates import JUDGE, STAGES, PromptSet
 from rsgpt4v.quality.qc import QualityChecker
 from rsgpt4v.records.model import IMAGE_TOKEN
 from rsgpt4v.core.report import (
@@ -61,6 +61,7 @@ from rsgpt4v.core.report import (
     EstimateRow,
     Failures,
     Issues,
+    JudgeReport,
     Prompts,
     RunReport,
     Status,
@@ -112,8 +113,8 @@ class BuildOptions:
 
 
 class _Progress:
-    def __init__(self, enabled: bool) -> None:
-        names = ("images", "windows", *STAGES)
+    def __init__(self, enabled: bool, judged: bool) -> None:
+        names = ("images", "windows", *STAGES, *((JUDGE,) if judged else ()))
         self.bars = {n: tqdm(desc=f"{n:>9}", unit="", position=i, disable=not enabled, leave=True, dynamic_ncols=True)
                      for i, n in enumerate(names)}
 
@@ -150,6 +151,7 @@ class Builder:
         self.counts = Counts()
         self.issues = Issues()
         self.failures = Failures()
+        self.judge = _judge_report(cfg)
         self.seen = 0
         self._failed_windows: set[str] = set()
         self._planted = os.environ.get(PLANT_BAD_RECORD)
@@ -158,7 +160,7 @@ class Builder:
         self._per_image: dict[int, Tally] = {}
         self._root = Path(source.root).resolve()
         self._linked_splits: set[str] = set()
-        self.progress = _Progress(opts.progress)
+        self.progress = _Progress(opts.progress, self.judge is not None)
         self.prompter = HierarchicalPrompter(self.prompts, cfg, self.model, self.engine, self.qc,
                                              exhaustive_labels=source.exhaustive_labels,
                                              on_answer=self.progress.tick,
@@ -196,6 +198,9 @@ class Builder:
         left_out = self.failures.objects_left_out
         for reason, n in answers.left_out.items():
             left_out[reason] = left_out.get(reason, 0) + n
+        if self.judge is not None and answers.judge is not None:
+            j = answers.judge
+            self.judge.add_window(j.first, j.second, j.re_asked, j.dropped, j.unjudged)
         if self.opts.estimate:
             return scene, []
         return scene, self._records(scene, ready.rel_image, answers, scene.width, scene.height)
@@ -208,6 +213,8 @@ class Builder:
         out = self.cfg.output
         meta = {"window": list(scene.window), "source_image": s.rel_image, "gsd": s.gsd,
                 "tiling": {"window": t.window, "overlap": t.overlap, "min_visible": t.min_visible}}
+        if self.judge is not None:
+            meta["judge"] = None  # the judged records say their verdict; every record of the build has the key
         base = {"image": rel_image, "source": s.source, "split": s.split}
         llm_meta = {**meta, "model": self.model, "prompt_sha": self.prompt_sha}
         builds = model_tasks(scene, answers, self.prompts, self.cfg.seed, out.max_region_turns,
@@ -244,6 +251,13 @@ class Builder:
                               reason=f"{where}: {message} ({type(exc).__name__}); dropped"))
         self._failed_windows.add(scene.key)
         self.counts.windows_failed = len(self._failed_windows)
+
+    def _models(self) -> dict[str, str]:
+        """The model each stage's requests go to."""
+        models = dict.fromkeys(STAGES, self.model)
+        if self.cfg.judge.model:
+            models[JUDGE] = self.cfg.judge.model
+        return models
 
     @property
     def prompt_sha(self) -> str:
@@ -408,6 +422,8 @@ class Builder:
                 self._isolate(scene, line["task"], exc)
                 continue
             self.counts.add_record(line["split"], line["task"])
+            if self.judge is not None and line["meta"].get("judge"):
+                self.judge.add_record(line["meta"]["judge"]["verdict"])
 
     def manifest(self, status: Status) -> RunReport:
         report = RunReport(
@@ -415,8 +431,9 @@ class Builder:
             backend=self.opts.backend, config=self.cfg.model_dump(mode="json"),
             prompts=Prompts(folder=str(self.prompts.folder), sha=self.prompts.shas),
             counts=self.counts, issues=self.issues, failures=self.failures,
-            qc=QC.model_validate({"rejected": self.qc.report() if self.qc else {}}),
-            usage=Usage.of(self.engine.usage, self.prices.date, self.prices.price(self.model) is not None),
+            qc=QC.model_validate({"rejected": self.qc.report() if self.qc else {}}), judge=self.judge,
+            usage=Usage.of(self.engine.usage, self.prices.date,
+                           all(self.prices.price(m) is not None for m in self._models().values())),
             shard=self.opts.shard, cards={self.source.name: self.source.card_facts()})
         if isinstance(self.engine, EstimatingEngine) and self._plan is not None:
             report.estimate, report.estimated_from = self._extrapolated(self._plan)
@@ -432,8 +449,8 @@ class Builder:
         """The estimate's table for every image from those looked at, and what it was estimated from
         with the 95 % margins of its total dollars (tokens when the model is not priced)."""
         tally: Tally = weighted_tally(self._per_image, plan.weights)
-        rows = [EstimateRow(**row) for row in cost_table(tally, self.prices, self.model)]
-        per_image = {i: cost_table(t, self.prices, self.model)[-1] for i, t in self._per_image.items()}
+        rows = [EstimateRow(**row) for row in cost_table(tally, self.prices, self._models())]
+        per_image = {i: cost_table(t, self.prices, self._models())[-1] for i, t in self._per_image.items()}
         priced = bool(rows) and rows[-1].usd_live is not None
         _, usd_margin = extrapolate(plan, {i: r["usd_live"] or 0.0 for i, r in per_image.items()})
         _, token_margin = extrapolate(plan, {i: r["text_tokens"] + r["image_tokens"] + r["output_tokens"]
@@ -443,6 +460,19 @@ class Builder:
                               usd_live_margin=round(usd_margin, 4) if priced else None,
                               tokens_margin=round(token_margin))
         return rows, basis
+
+
+def _judge_report(cfg: BuildConfig) -> JudgeReport | None:
+    """The judge's section of the run report, or None without a judge; warns when the judge is the
+    generating model (detectors favour their own outputs: AlignBench, 2025)."""
+    if not cfg.judge.model:
+        return None
+    warning = None
+    if cfg.judge.model == cfg.model.name:
+        warning = (f"the judge model {cfg.judge.model} is the generating model; a model judging its own answers "
+                   "favours them: choose another (judge.model, --judge)")
+        log.warning(warning)
+    return JudgeReport(model=cfg.judge.model, warning=warning)
 
 
 def _without_image_token(sample: Sample) -> tuple[Sample, Issue | None]:

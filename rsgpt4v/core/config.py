@@ -112,6 +112,14 @@ class QCConfig(_Section):
         return self
 
 
+class JudgeConfig(_Section):
+    """The judge stage: a second model checks every answer against the image (off without a model)."""
+
+    model: str | None = None
+    temperature: float = Field(ge=0, le=2)
+    max_output_tokens: int = Field(gt=0, le=1_000_000)
+
+
 # Far above any provider's tier, so a value past them is a typo (or `inf`), not a plan.
 MAX_RPM = 10_000_000
 MAX_TPM = 10**11
@@ -169,6 +177,7 @@ class BuildConfig(_Section):
     stages: list[Literal["local", "global", "dialogue"]]
     tasks: TasksConfig
     qc: QCConfig
+    judge: JudgeConfig
     engine: EngineConfig
     batch: BatchConfig
     output: OutputConfig

@@ -3,7 +3,7 @@
 The build runs as usual, but every request is answered locally by the mock (so later stages see
 realistic inputs) and counted instead of sent: input tokens exactly as the target model's image
 rule and a text estimate give them, output tokens from the typical answer lengths in the price
-table. The dollars include the re-asks that unusable answers cause (`engine.reask_rate` per request, or
+table. Each stage is priced at its own model's prices: the judge's (`--judge`) at the judge's. The dollars include the re-asks that unusable answers cause (`engine.reask_rate` per request, or
 the rate an earlier build's cache measured), counted apart in `reasks`. Nothing is cached and no output is written.
 
 No pixel is decoded or encoded: a request's image tokens need only the window's size, so the build
@@ -40,7 +40,7 @@ class EstimatingEngine(Engine):
     async def complete(self, request: ChatRequest) -> dict[str, Any]:
         body = request.body()
         completion = completion_for(body)
-        text, image = prompt_token_parts(body, self._image_rule)
+        text, image = prompt_token_parts(body, self.image_rule(request.model))
         row = self.tally[request.stage]
         row["requests"] += 1
         # The mock's answers are always usable; real ones are not: budget the re-asks they cause.
@@ -52,27 +52,34 @@ class EstimatingEngine(Engine):
 
     def _expected_output(self, stage: str, completion: dict[str, Any]) -> int:
         expected = self.prices.expected_output
+        answer = json.loads(completion["choices"][0]["message"]["content"])
         if stage == "local":
-            listed = len(json.loads(completion["choices"][0]["message"]["content"])["objects"])
-            return expected["local_base"] + expected["local_per_object"] * listed
+            return expected["local_base"] + expected["local_per_object"] * len(answer["objects"])
+        if stage == "judge":
+            return expected.get("judge_base", 0) + expected.get("judge_per_sentence", 0) * len(answer["verdicts"])
         return expected.get(stage, 0)
 
 
-def cost_table(tally: Tally, prices: PriceTable, model: str) -> list[dict[str, Any]]:
+def cost_table(tally: Tally, prices: PriceTable, models: Mapping[str, str]) -> list[dict[str, Any]]:
     """One row per stage and a total: requests and their tokens, the expected re-asks, and live and
-    batch dollars for both (None when the model is not priced)."""
+    batch dollars for both, each stage at the prices of its model in `models` (None when a model is
+    not priced)."""
     keys = TALLY_KEYS
-    exact = [{"stage": stage, **dict(tally[stage])}
-             for stage in ("local", "global", "dialogue") if stage in tally]
-    exact.append({"stage": "total", **{k: sum(r[k] for r in exact) for k in keys}})
+    exact = [{"stage": stage, **dict(tally[stage])} for stage in ("local", "global", "dialogue", "judge")
+             if stage in tally]
     rows = []
     for row in exact:
         # A re-ask costs about what the request it repeats did.
         share = 1 + row["reasks"] / row["requests"] if row["requests"] else 1
-        live = prices.dollars(model, (row["text_tokens"] + row["image_tokens"]) * share, row["output_tokens"] * share)
+        live = prices.dollars(models[row["stage"]], (row["text_tokens"] + row["image_tokens"]) * share,
+                              row["output_tokens"] * share)
         rows.append({"stage": row["stage"], **{k: round(row[k]) for k in keys},
                      "usd_live": None if live is None else round(live, 4),
                      "usd_batch": None if live is None else round(live * prices.batch_discount, 4)})
+    money = [r["usd_live"] for r in rows]
+    total = None if any(m is None for m in money) else round(sum(money), 4)  # type: ignore[arg-type]
+    rows.append({"stage": "total", **{k: round(sum(r[k] for r in exact)) for k in keys}, "usd_live": total,
+                 "usd_batch": None if total is None else round(total * prices.batch_discount, 4)})
     return rows
 
 

@@ -41,13 +41,14 @@ class Knobs:
     plant: str | None = None
     answer_tokens_per_object: int | None = None
     mistakes: float = 0.0
+    judge_contradictions: float = 0.2
     looks: dict[str, Looks] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
 
     @property
     def style(self) -> Style:
         return Style(tokens_per_object=self.answer_tokens_per_object, mistakes=self.mistakes, looks=self.looks,
-                     names=self.names)
+                     names=self.names, judge_contradictions=self.judge_contradictions)
 
 
 @dataclass

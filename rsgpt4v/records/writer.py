@@ -22,7 +22,7 @@ from rsgpt4v.core.report import RunReport
 from rsgpt4v.core.schema import Record, RecordBox
 from rsgpt4v.imaging.cutter import WRITTEN_JPEG_QUALITY, WindowOut, holds
 from rsgpt4v.imaging.images import encode
-from rsgpt4v.records.boxtext import fill, flavour
+from rsgpt4v.records.boxtext import MENTION_TASKS, fill, flavour
 from rsgpt4v.records.model import IMAGE_TOKEN, record_problems
 
 # Records a model did not write say so: every record of a build has the same meta keys, so a table
@@ -58,17 +58,18 @@ def render(record: Record, box_format: str, width: int, height: int, box_space: 
     returned, so a fault in rendering stops the build instead of reaching the data.
 
     `meta` records the flavour and frame of the text and, per box in text order, the pixel box, the
-    polygon it came from, its category and DOTA-style difficulty, so any flavour can be written again
-    from `meta` alone (`rsgpt4v export`).
+    polygon it came from, its category (in a grounded description: its phrase) and DOTA-style
+    difficulty, so any flavour can be written again from `meta` alone (`rsgpt4v export`).
     """
     f = flavour(box_format)
     frame = f.frame(width, height, box_space)
+    mention = record.task in MENTION_TASKS
     used: list[RecordBox] = []
     conversations = []
     for i, turn in enumerate(record.turns):
         question = fill(turn.question, record.boxes, f, frame, False, used)
         conversations.append({"from": "human", "value": f"{IMAGE_TOKEN}\n{question}" if i == 0 else question})
-        conversations.append({"from": "gpt", "value": fill(turn.answer, record.boxes, f, frame, True, used)})
+        conversations.append({"from": "gpt", "value": fill(turn.answer, record.boxes, f, frame, True, used, mention)})
     meta = {**_META_DEFAULTS, **box_meta(used, f.name, frame.space), **record.meta}
     line = {"id": record.id, "image": record.image, "conversations": conversations, "task": record.task,
             "source": record.source, "split": record.split, "meta": meta}
