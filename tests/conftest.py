@@ -6,6 +6,7 @@ For the source adapter tests: writers of tiny input files and an end-to-end `rsg
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,11 @@ from rsgpt4v.language.naming import display
 from rsgpt4v.llm.fakeserver import Knobs
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real"
+
+# Every build of the suite (in process or in a child process) is strict: a record that fails after
+# the model answered stops the build with exit 2 instead of becoming a record_failed issue, so a bug
+# fails its test. The tests of that isolation remove this for themselves (tests/test_isolation.py).
+os.environ["RSGPT4V_STRICT"] = "1"
 
 
 def dota_knobs(**knobs: object) -> Knobs:
