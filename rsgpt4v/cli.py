@@ -35,6 +35,10 @@ LimitOpt = Annotated[Optional[int], typer.Option(min=1, help="Stop after this ma
 SplitOpt = Annotated[Optional[str], typer.Option(help="Only this split (train, val, test, ...).")]
 OptionOpt = Annotated[Optional[list[str]], typer.Option(
     "--option", "-O", help="Adapter option KEY=VALUE (repeatable); `rsgpt4v sources` lists them.")]
+StrictOpt = Annotated[bool, typer.Option(
+    "--strict", envvar="RSGPT4V_STRICT",
+    help="Stop at the first record that fails after the model answered (exit 2), instead of dropping it with a "
+         "record_failed issue and going on (output.strict; the environment variable RSGPT4V_STRICT=1 too).")]
 
 
 def _finite(value: float | None) -> float | None:
@@ -235,11 +239,14 @@ def build(
     save_marked: Annotated[bool, typer.Option(
         "--save-marked", help="Also write each marked image the local stage sends to OUT/marked/, to check the "
                               "marks (local.save_marked).")] = False,
+    workers: Annotated[Optional[int], typer.Option(
+        min=1, help="Processes that decode, cut and encode window images (image.workers; default one per core).")] = None,
+    strict: StrictOpt = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step (INFO), not only warnings.")] = False,
 ) -> None:
     """Build instruction data from a source dataset into OUT/<split>.jsonl, OUT/images/ and OUT/manifest.json."""
-    from rsgpt4v.builder.pipeline import BuildOptions
+    from rsgpt4v.builder.pipeline import BuildOptions, RecordFailed
     from rsgpt4v.llm.batch_files import REQUESTS
     from rsgpt4v.llm.client import BACKENDS
     from rsgpt4v.llm.engine import BudgetExceeded, FatalAPIError
@@ -257,6 +264,10 @@ def build(
         overrides["seed"] = seed
     if save_marked:
         overrides["local"] = {"save_marked": True}
+    if strict:
+        overrides["output"] = {"strict": True}
+    if workers is not None:
+        overrides["image"] = {"workers": workers}
     if model is not None:
         overrides["model"] = {"name": model}
     if judge is not None:
@@ -283,6 +294,8 @@ def build(
                     code=1) from None
     except FatalAPIError as exc:
         raise _fail(f"{exc}; the run stopped, rerun the same command to resume", code=1) from None
+    except RecordFailed as exc:
+        raise _fail(f"{exc} (--strict: the build stopped at this record)") from None
     if manifest.status == "requests_written":
         _files_summary(manifest, out)
     elif manifest.status.startswith("batch_"):
@@ -291,6 +304,18 @@ def build(
         _summary(manifest, out)
     if manifest.sources is not None and manifest.leakage is not None:
         _recipe_summary(manifest.sources, manifest.leakage)
+    _failed_windows_check(manifest, out)
+
+
+def _failed_windows_check(manifest: RunReport, out: Path) -> None:
+    """Exit 1 when more windows lost a record than `output.max_failed_share` allows: the data is
+    written, but so much of it failed that something is wrong with the build, not with a record."""
+    c = manifest.counts
+    limit = manifest.config["output"]["max_failed_share"]
+    if c.failed_share > limit:
+        raise _fail(f"{c.windows_failed} of {c.windows} windows ({c.failed_share:.1%}) lost records to failures, "
+                    f"more than output.max_failed_share ({limit:.1%}); the record_failed issues in "
+                    f"{out / 'manifest.json'} name them", code=1)
 
 
 def _recipe_alone(root: Path | None, sample: bool, split: str | None, options: list[str] | None) -> None:
@@ -430,6 +455,7 @@ def _summary(manifest: RunReport, out: Path) -> None:
         typer.echo(f"batch API: {bu.requests} answers collected over {len(manifest.batch.batches)} "
                    f"batch(es); tokens: {bu.prompt_tokens} in, {bu.completion_tokens} out; "
                    f"cost at batch prices: ${bu.cost_usd:,.4f}")
+    from rsgpt4v.core.issue_codes import IssueCode
     from rsgpt4v.core.report import StageUsage
 
     failures = StageUsage.total(u.by_stage.values()).failures
@@ -438,6 +464,10 @@ def _summary(manifest: RunReport, out: Path) -> None:
         typer.echo(manifest.judge.summary())
     typer.echo(f"input issues: {i.skipped} skipped, {i.warnings} warnings; failed stage answers: "
                f"{manifest.failures.count} ({by_reason}); details in {out / 'manifest.json'}")
+    if c.windows_failed:
+        failed = i.by_reason.get(f"skip: {IssueCode.RECORD_FAILED}", 0)
+        typer.echo(f"failed records: {failed} dropped from {c.windows_failed} of {c.windows} windows "
+                   f"({c.failed_share:.2%}); each is a record_failed issue in the manifest")
 
 
 @app.command()
@@ -456,8 +486,10 @@ def estimate(
     limit: LimitOpt = None,
     split: SplitOpt = None,
     option: OptionOpt = None,
-    every: Annotated[int, typer.Option(min=1, help="Look at every K-th image only and scale up (fast on big "
-                                                   "datasets).")] = 1,
+    sample_images: Annotated[int, typer.Option(
+        min=2, help="Look at a seeded sample of this many images, stratified by size, and extrapolate to all of "
+                    "them with the margin the sample implies (all images when there are no more).")] = 32,
+    exact: Annotated[bool, typer.Option("--exact", help="Look at every image (no sampling, no margin).")] = False,
     cache: Annotated[Optional[Path], typer.Option(help="An earlier build's cache: budget the re-ask rate it "
                                                        "measured instead of engine.reask_rate.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
@@ -483,7 +515,8 @@ def estimate(
         overrides["judge"] = {"model": judge}
     with tempfile.TemporaryDirectory() as scratch:
         opts = BuildOptions(out=Path(scratch), backend="mock", limit=limit, prompts_dir=prompts,
-                            prices=prices, estimate=True, every=every, progress=False)
+                            prices=prices, estimate=True, progress=False,
+                            sample_images=None if exact else sample_images)
         with _one_error_path():
             if recipe is not None:
                 _recipe_alone(root, sample, split, option)
@@ -500,20 +533,28 @@ def estimate(
         sent_back = manifest.judge.sent_back if manifest.judge else {}
         typer.echo(json.dumps({"model": manifest.model, "judge": judged_by, "judge_sent_back": sent_back,
                                "prices_date": manifest.usage.prices_date,
-                               "images": basis.of, "images_looked_at": basis.images, "reask_rate": reask_rate,
-                               "windows_looked_at": manifest.counts.windows, "stages": rows}, indent=2))
+                               "images": basis.of, "images_looked_at": basis.images, "exact": basis.exact,
+                               "usd_live_margin": basis.usd_live_margin, "tokens_margin": basis.tokens_margin,
+                               "reask_rate": reask_rate, "windows_looked_at": manifest.counts.windows,
+                               "stages": rows}, indent=2))
         return
-    looked = f" (extrapolated from {basis.images:,})" if basis.images != basis.of else ""
+    if basis.exact is not False:
+        looked = f"{basis.of:,} images, all looked at"
+    else:
+        looked = (f"{basis.of:,} images, extrapolated from a sample of {basis.images:,} (stratified by size, seed "
+                  f"{basis.seed})")
     judging = f", judge {judged_by}" if judged_by else ""
-    typer.echo(f"{basis.of:,} images{looked}, {manifest.counts.windows:,} windows looked at, model "
-               f"{manifest.model}{judging} (prices of {manifest.usage.prices_date}); dollars include "
-               f"{reask_rate:.0%} re-asks{measured}")
+    typer.echo(f"{looked}, {manifest.counts.windows:,} windows looked at, model {manifest.model}{judging} (prices "
+               f"of {manifest.usage.prices_date}); dollars include {reask_rate:.0%} re-asks{measured}")
     typer.echo(f"{'stage':<10}{'requests':>10}{'re-asks':>9}{'text tok':>14}{'image tok':>14}{'output tok':>14}"
                f"{'live':>12}{'batch':>12}")
     for r in rows:
         typer.echo(f"{r['stage']:<10}{r['requests']:>10,}{r['reasks']:>9,}{r['text_tokens']:>14,}"
                    f"{r['image_tokens']:>14,}{r['output_tokens']:>14,}{_usd(r['usd_live']):>12}"
                    f"{_usd(r['usd_batch']):>12}")
+    if basis.exact is False:
+        usd = "" if basis.usd_live_margin is None else f"live dollars +- {_usd(basis.usd_live_margin)}, "
+        typer.echo(f"sampling margin (95 %): {usd}tokens +- {basis.tokens_margin:,}; --exact looks at every image")
 
 
 @app.command()

@@ -25,6 +25,11 @@ from rsgpt4v.llm.fakeserver import Knobs
 REAL = Path(os.environ.get("RSGPT4V_REAL_FIXTURES")
             or Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real")
 
+# Every build of the suite (in process or in a child process) is strict: a record that fails after
+# the model answered stops the build with exit 2 instead of becoming a record_failed issue, so a bug
+# fails its test. The tests of that isolation remove this for themselves (tests/test_isolation.py).
+os.environ["RSGPT4V_STRICT"] = "1"
+
 
 def dota_knobs(**knobs: object) -> Knobs:
     """Fake-server knobs whose mock describes DOTA objects as a dry run of a DOTA build does."""

@@ -174,9 +174,10 @@ def test_issues_are_counted_by_code_whatever_the_message_says(tmp_path: Path, mo
     assert a["by_reason"] == b["by_reason"] == {"skip: image_missing": 1, "skip: image_unreadable": 1,
                                                 "skip: malformed_entry": 1, "warning: unknown_category": 1}
     assert [i["reason"] for i in a["list"]] != [i["reason"] for i in b["list"]]
+    # A damaged image is found when the image side decodes it, after later images are listed.
     assert [(i["code"], i["file"]) for i in a["list"]] == [
         ("malformed_entry", "labelTxt/P1.txt"), ("unknown_category", "labelTxt/P1.txt"),
-        ("image_unreadable", "images/P2.png"), ("image_missing", "labelTxt/P3.txt")]
+        ("image_missing", "labelTxt/P3.txt"), ("image_unreadable", "images/P2.png")]
 
 
 def test_openai_backend_sends_data_urls_and_strict_schemas(tmp_path: Path) -> None:

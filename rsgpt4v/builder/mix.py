@@ -380,9 +380,7 @@ def unified_manifest(recipe: Recipe, data: Path | None, planned: list[Planned], 
         batch=BatchProgress.total([m.batch for m in reports.values() if m.batch is not None]))
     if opts.estimate and reports:
         report.estimate = EstimateRow.total(m.estimate or [] for m in reports.values())
-        report.estimated_from = EstimatedFrom(images=sum(m.estimated_from.images for m in reports.values()
-                                                         if m.estimated_from),
-                                              of=sum(m.estimated_from.of for m in reports.values() if m.estimated_from))
+        report.estimated_from = EstimatedFrom.total(m.estimated_from for m in reports.values() if m.estimated_from)
     return report
 
 

@@ -37,6 +37,7 @@ class ImageConfig(_Section):
     encode: Literal["jpeg", "png"]
     jpeg_quality: int = Field(ge=10, le=100)
     max_pixels: int = Field(gt=0, le=10**11)
+    workers: int = Field(ge=0, le=1024)
 
 
 class TilingConfig(_Section):
@@ -162,6 +163,8 @@ class OutputConfig(_Section):
     box_space: Literal["square", "image"]
     max_detection_boxes: int = Field(ge=1)
     max_region_turns: int = Field(ge=1)
+    strict: bool
+    max_failed_share: float = Field(ge=0, le=1)
 
 
 class BuildConfig(_Section):

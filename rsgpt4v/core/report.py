@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -71,6 +72,8 @@ class Counts(_Section, _Sparse):
     samples: int = 0
     windows: int = 0
     windows_waiting_for_batch: int = 0
+    windows_failed: int = Field(default=0, description="windows that lost a record to a record_failed issue")
+    images_encoded: int = Field(default=0, description="window image files encoded (those found current are not)")
     records: int = 0
     by_task: dict[str, int] = Field(default_factory=dict)
     by_split: dict[str, dict[str, int]] = Field(default_factory=dict)
@@ -88,7 +91,14 @@ class Counts(_Section, _Sparse):
         """Samples and windows of every part; the records are counted again by whoever writes them."""
         parts = list(parts)
         return cls(samples=sum(p.samples for p in parts), windows=sum(p.windows for p in parts),
-                   windows_waiting_for_batch=sum(p.windows_waiting_for_batch for p in parts))
+                   windows_waiting_for_batch=sum(p.windows_waiting_for_batch for p in parts),
+                   windows_failed=sum(p.windows_failed for p in parts),
+                   images_encoded=sum(p.images_encoded for p in parts))
+
+    @property
+    def failed_share(self) -> float:
+        """The share of windows that lost a record (0 for a build of no windows)."""
+        return self.windows_failed / self.windows if self.windows else 0.0
 
 
 class ListedIssue(Issue, _Sparse):
@@ -310,9 +320,27 @@ class EstimateRow(_Section):
                 for s in order if s in rows]
 
 
-class EstimatedFrom(_Section):
+class EstimatedFrom(_Section, _Sparse):
+    """The images an estimate looked at, of how many, and the 95 % margins of its totals that
+    sampling implies (0 when it looked at every image)."""
+
     images: int
     of: int
+    strata: int | None = None
+    exact: bool | None = None
+    seed: int | None = None
+    usd_live_margin: float | None = None
+    tokens_margin: int | None = None
+
+    @classmethod
+    def total(cls, parts: Iterable[EstimatedFrom]) -> EstimatedFrom:
+        """Several sources' estimates together: independent samples, so their margins add in quadrature."""
+        parts = list(parts)
+        usd = [p.usd_live_margin for p in parts]
+        return cls(images=sum(p.images for p in parts), of=sum(p.of for p in parts),
+                   exact=all(p.exact is not False for p in parts),
+                   usd_live_margin=None if not parts or None in usd else round(math.sqrt(sum(u * u for u in usd)), 4),
+                   tokens_margin=round(math.sqrt(sum((p.tokens_margin or 0) ** 2 for p in parts))))
 
 
 class BatchUsage(_Section):

@@ -24,13 +24,12 @@ from PIL import Image
 from rsgpt4v.core.config import BuildConfig
 from rsgpt4v.core.responses import DialogueResponse, GlobalResponse, JudgeResponse, LocalResponse, ObjectNote
 from rsgpt4v.core.schema import Problem, Scene
-from rsgpt4v.imaging.images import fit
 from rsgpt4v.llm.engine import Engine, FailureKind
 from rsgpt4v.llm.request import ChatRequest
 from rsgpt4v.prompting.answers import SceneAnswers, StageFailure
 from rsgpt4v.prompting.local_plan import plan_local, split
 from rsgpt4v.prompting.marks import Mark, mark_chunk, marks_of
-from rsgpt4v.prompting.stages import SentImage, StageRequests, no_image_token
+from rsgpt4v.prompting.stages import SentImage, StageRequests, WindowView, no_image_token
 from rsgpt4v.prompting.templates import JUDGE, PromptSet
 from rsgpt4v.quality.judge import DIALOGUE, GLOBAL, JudgeOutcome, Round, Sentence, Unit, feedback, judged_sentences
 from rsgpt4v.quality.qc import QualityChecker, both
@@ -54,28 +53,27 @@ class HierarchicalPrompter:
         self.on_answer = on_answer
         self.on_marked = on_marked
 
-    async def answer(self, scene: Scene, window: Image.Image) -> SceneAnswers:
-        """The stages' answers for a scene whose window image (source pixels) is `window`."""
-        clean_im, scale = fit(window, self.cfg.image.max_side)
-        clean = await asyncio.to_thread(self._sent, clean_im, scale)
+    async def answer(self, scene: Scene, view: WindowView) -> SceneAnswers:
+        """The stages' answers for a scene whose window the image side made into `view`."""
         answers = SceneAnswers()
         stages = self.cfg.stages
         if scene.objects and "local" in stages:
-            await self._local(scene, clean_im, clean, answers)
+            await self._local(scene, view, answers)
         if "global" in stages and not answers.deferred:
-            await self._global_and_dialogue(scene, clean, answers)
+            await self._global_and_dialogue(scene, view.clean, answers)
         if self.cfg.judge.model and not answers.deferred:
-            await self._judged(scene, clean_im, clean, answers)
+            await self._judged(scene, view, answers)
         return answers
 
-    def _sent(self, im: Image.Image, scale: float) -> SentImage:
-        return SentImage.of(im, scale, self.cfg.image)
-
-    def _marked(self, scene: Scene, clean: Image.Image, scale: float, chunk: Sequence[Mark]) -> SentImage:
-        marked, _, _ = mark_chunk(scene, clean, scale, chunk)
+    def _marked(self, scene: Scene, view: WindowView, chunk: Sequence[Mark]) -> SentImage:
+        """The clean image with one request's marks, encoded as the clean one was; in an estimate (no
+        pixels) the clean image's placeholder, which has the same size."""
+        if view.pixels is None:
+            return view.clean
+        marked, _, _ = mark_chunk(scene, view.pixels, view.clean.scale, chunk)
         if self.on_marked is not None:
             self.on_marked(scene, chunk, marked)
-        return self._sent(marked, scale)
+        return SentImage.of(marked, view.clean.scale, self.cfg.image)
 
     def _checked(self, check: Check, qc: Check | None) -> Check:
         return both(no_image_token, check) if qc is None else both(no_image_token, check, qc)
@@ -91,15 +89,15 @@ class HierarchicalPrompter:
             answers.failures.append(StageFailure(stage, answer.kind or FailureKind.UNKNOWN, answer.failure or ""))
         return answer.parsed
 
-    async def _local(self, scene: Scene, clean_im: Image.Image, clean: SentImage, answers: SceneAnswers) -> None:
+    async def _local(self, scene: Scene, view: WindowView, answers: SceneAnswers) -> None:
         marks = marks_of(scene.objects)
         plan = plan_local(marks, self.cfg)
         answers.left_out["summarised"] += len(plan.omitted)
-        with_clean = clean if self.cfg.local.send_clean_image else None
+        with_clean = view.clean if self.cfg.local.send_clean_image else None
         note_qc = self.qc.local(scene) if self.qc else None
 
         async def one(chunk: list[Mark]) -> None:
-            marked = await asyncio.to_thread(self._marked, scene, clean_im, clean.scale, chunk)
+            marked = await asyncio.to_thread(self._marked, scene, view, chunk)
             check = self._checked(self.requests.check_local(chunk), note_qc)
             listed = {m.id for m in chunk}
             others = [m for m in marks if m.id not in listed]
@@ -168,8 +166,9 @@ class HierarchicalPrompter:
 
     # ---- the judge -------------------------------------------------------------------------------
 
-    async def _judged(self, scene: Scene, clean_im: Image.Image, clean: SentImage, answers: SceneAnswers) -> None:
+    async def _judged(self, scene: Scene, view: WindowView, answers: SceneAnswers) -> None:
         """The judge's verdicts on every answer of the window; contradicted answers go back once."""
+        clean = view.clean
         outcome = JudgeOutcome(str(self.cfg.judge.model))
         first = await self._verdicts(scene, clean, answers, None)
         if first is None:
@@ -188,7 +187,7 @@ class HierarchicalPrompter:
         outcome.settle(units - set(wrong), round_)
         for unit in wrong:
             outcome.sent_back(unit, round_)
-        revised = await self._send_back(scene, clean_im, clean, answers, wrong, round_)
+        revised = await self._send_back(scene, view, answers, wrong, round_)
         if answers.deferred:
             return
         for unit in sorted(set(wrong) - revised):
@@ -222,11 +221,12 @@ class HierarchicalPrompter:
             return None
         return judged, None if reply is None else Round.read(judged, reply)
 
-    async def _send_back(self, scene: Scene, clean_im: Image.Image, clean: SentImage, answers: SceneAnswers,
-                         wrong: Sequence[Unit], round_: Round) -> set[Unit]:
+    async def _send_back(self, scene: Scene, view: WindowView, answers: SceneAnswers, wrong: Sequence[Unit],
+                         round_: Round) -> set[Unit]:
         """Each contradicted answer asked again of its stage, told what was wrong; the units answered anew.
         Local requests first, then global, then dialogue, each built from what the one before left."""
         r = self.requests
+        clean = view.clean
         revised: set[Unit] = set()
         by_chunk: dict[tuple[int, ...], list[Unit]] = {}
         for unit in (u for u in wrong if u.stage == "local"):
@@ -235,10 +235,10 @@ class HierarchicalPrompter:
         async def local(units: list[Unit]) -> None:
             chunk = answers.chunks[units[0].key]
             told = feedback(round_, units)
-            marked = await asyncio.to_thread(self._marked, scene, clean_im, clean.scale, chunk)
+            marked = await asyncio.to_thread(self._marked, scene, view, chunk)
             listed = {m.id for m in chunk}
             others = [m for m in marks_of(scene.objects) if m.id not in listed]
-            with_clean = clean if self.cfg.local.send_clean_image else None
+            with_clean = view.clean if self.cfg.local.send_clean_image else None
             check = self._checked(r.check_local(chunk), self.qc.local(scene) if self.qc else None)
             reply = await self._ask(
                 lambda fb, at: r.local_request(scene, with_clean, marked, chunk, others, fb or told, at),

@@ -88,6 +88,16 @@ class SentImage:
                    height=im.height, scale=scale)
 
 
+@dataclass(frozen=True)
+class WindowView:
+    """A window as the model stages get it from the image side: the clean image sent, and its pixels
+    (fitted like it) for the local stage to draw marks on; None in an estimate, whose images are
+    sized placeholders that nothing is drawn on."""
+
+    clean: SentImage
+    pixels: Image.Image | None
+
+
 def position_words(scene: Scene, obj: Obj) -> str:
     """Where an object sits in the window, in a 3x3 grid: 'top left', 'centre', 'bottom centre'."""
     x0, y0, _, _ = scene.window

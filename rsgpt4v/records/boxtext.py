@@ -42,6 +42,7 @@ from dataclasses import dataclass
 
 from rsgpt4v.core.schema import Box, RecordBox
 from rsgpt4v.imaging.geometry import Rect, bounding_box, oriented_rect, rect_corners
+from rsgpt4v.imaging.window import OutsideWindow, on_window
 
 SPACES = ("square", "image")
 ALIASES = {"qwen": "qwen2vl"}
@@ -122,13 +123,12 @@ class Flavour:
 
 
 def _check(item: RecordBox, frame: Frame) -> Box:
-    x1, y1, x2, y2 = item.box
-    if not all(math.isfinite(v) for v in item.box) or x2 < x1 or y2 < y1:
-        raise RenderError(f"box {list(item.box)} is not x1 <= x2, y1 <= y2")
-    slack = 1.0  # a clipped polygon may round a hair past the edge
-    if x1 < -slack or y1 < -slack or x2 > frame.width + slack or y2 > frame.height + slack:
-        raise RenderError(f"box {list(item.box)} lies outside the {frame.width}x{frame.height} image")
-    return x1, y1, x2, y2
+    """The box on its image by `rsgpt4v.imaging.window`'s rule (float noise at an edge put on it);
+    RenderError for one that is not."""
+    try:
+        return on_window(item.box, frame.width, frame.height)
+    except OutsideWindow as exc:
+        raise RenderError(str(exc)) from None
 
 
 def _unit_box(item: RecordBox, frame: Frame) -> tuple[float, float, float, float]:
@@ -176,11 +176,10 @@ def _phrase_first(phrase: str, cores: list[str]) -> str:
 
 def _geochat_rect(item: RecordBox, frame: Frame) -> Rect:
     """The box's rectangle with a whole-degree angle in [0, 90)."""
-    _check(item, frame)
+    x1, y1, x2, y2 = _check(item, frame)
     if item.polygon:
         cx, cy, w, h, theta = oriented_rect(item.polygon)
     else:
-        x1, y1, x2, y2 = item.box
         cx, cy, w, h, theta = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1, 0.0
     theta = float(round(theta))
     if theta >= 90:

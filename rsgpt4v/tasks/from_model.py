@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rsgpt4v.core.responses import ObjectNote
 from rsgpt4v.core.schema import Obj, Record, RecordBox, Scene, Turn
@@ -28,7 +28,7 @@ from rsgpt4v.prompting.marks import Mark, marks_of
 from rsgpt4v.prompting.stages import discernible
 from rsgpt4v.prompting.templates import PromptSet
 from rsgpt4v.quality.judge import DIALOGUE, GLOBAL, Unit
-from rsgpt4v.tasks import record_rng, window_box
+from rsgpt4v.tasks import TaskBuild, record_rng, window_box
 
 # Words of a referring expression that single out an extreme object, and how the extreme is measured
 # (larger is more extreme). "lowest" is the bottom-most in a north-up image.
@@ -175,56 +175,82 @@ def _attribute_turns(scene: Scene, chosen: Sequence[tuple[Mark, ObjectNote]], no
     return turns, boxes
 
 
-def model_records(scene: Scene, answers: SceneAnswers, prompts: PromptSet, seed: int, max_region_turns: int,
-                  grounding_max_instances: int, base: dict) -> list[Record]:
-    """Records from the stages' answers. Where the dataset has ground truth for a task (captions,
-    referring expressions), that ground truth makes the task's records, not the model. With a judge,
-    each record's `meta.judge` holds the verdict of the answers it is made of."""
+def model_tasks(scene: Scene, answers: SceneAnswers, prompts: PromptSet, seed: int, max_region_turns: int,
+                grounding_max_instances: int, base: dict) -> list[TaskBuild]:
+    """The tasks the stages' answers make, each a builder of its records (see `TaskBuild`). Where the
+    dataset has ground truth for a task (captions, referring expressions), that ground truth makes
+    the task's records, not the model. With a judge, each record's `meta.judge` holds the verdict of
+    the answers it is made of."""
     has_captions = bool(scene.sample.captions)
-    units: dict[str, list[Unit]] = dict.fromkeys(("caption", "detailed_description", "grounded_description"),
-                                                 [GLOBAL])
-    units["multi_turn_reasoning"] = [DIALOGUE]
     has_expressions = any(o.description for o in scene.objects)
-    records: list[Record] = []
-    if answers.scene_text is not None:
+    builds: list[TaskBuild] = []
+
+    def judged(records: list[Record], units: list[Unit]) -> list[Record]:
+        if answers.judge is not None:
+            for record in records:
+                record.meta = {**record.meta, "judge": answers.judge.record_meta(units)}
+        return records
+
+    scene_text = answers.scene_text
+    if scene_text is not None:
         if not has_captions:
-            records.append(_single_turn(scene, "caption", "caption", answers.scene_text.caption, prompts, seed,
-                                        base))
-        records.append(_single_turn(scene, "detailed_description", "detailed_description",
-                                    plain(answers.scene_text.description), prompts, seed, base))
-        grounded = _grounded(scene, answers.scene_text.description, prompts, seed, base)
-        if grounded is not None:
-            records.append(grounded)
+            builds.append(("caption", lambda: judged([_single_turn(scene, "caption", "caption", scene_text.caption,
+                                                                   prompts, seed, base)], [GLOBAL])))
+        builds.append(("detailed_description", lambda: judged([_single_turn(
+            scene, "detailed_description", "detailed_description", plain(scene_text.description), prompts, seed,
+            base)], [GLOBAL])))
+        builds.append(("grounded_description", lambda: judged(
+            [r for r in [_grounded(scene, scene_text.description, prompts, seed, base)] if r is not None],
+            [GLOBAL])))
     described = [(m, answers.notes[m.id]) for m in marks_of(scene.objects) if m.id in answers.notes]
+    if described:
+        builds.append(("region_description", lambda: _region_records(scene, described, answers.notes, prompts, seed,
+                                                                     max_region_turns, base, judged)))
+    if described and not has_expressions:
+        builds.append(("grounding", lambda: _grounding_records(scene, described, prompts, seed, max_region_turns,
+                                                               grounding_max_instances, base, judged)))
+    dialogue = answers.dialogue
+    if dialogue is not None:
+        turns = [Turn(question=t.question, answer=t.answer) for t in dialogue.turns]
+        builds.append(("multi_turn_reasoning", lambda: judged([Record(
+            id=f"{scene.key}/multi_turn_reasoning", task="multi_turn_reasoning", turns=turns, **base)], [DIALOGUE])))
+    return builds
+
+
+Judged = Callable[[list[Record], list[Unit]], list[Record]]
+
+
+def _region_records(scene: Scene, described: list[tuple[Mark, ObjectNote]], notes: dict[int, ObjectNote],
+                    prompts: PromptSet, seed: int, max_region_turns: int, base: dict, judged: Judged) -> list[Record]:
+    """Region description and, from the same regions, region attributes."""
     regions = _varied(scene, described, max_region_turns)
-    units["region_description"] = units["region_attributes"] = [Unit("local", m.id) for m, _ in regions]
-    if regions:
-        rid = f"{scene.key}/region_description"
-        rng = record_rng(seed, rid)
-        boxes = {f"b{i}": window_box(scene, m.obj) for i, (m, _) in enumerate(regions)}
-        turns = [Turn(question=prompts.instruction("region_description", rng, box=f"<b{i}>"), answer=n.description)
-                 for i, (_, n) in enumerate(regions)]
-        records.append(Record(id=rid, task="region_description", turns=turns, boxes=boxes, **base))
-        rid = f"{scene.key}/region_attributes"
-        turns, boxes = _attribute_turns(scene, regions, answers.notes, prompts, record_rng(seed, rid),
-                                        max_region_turns)
-        if turns:
-            records.append(Record(id=rid, task="region_attributes", turns=turns, boxes=boxes, **base))
+    if not regions:
+        return []
+    rid = f"{scene.key}/region_description"
+    rng = record_rng(seed, rid)
+    boxes = {f"b{i}": window_box(scene, m.obj) for i, (m, _) in enumerate(regions)}
+    turns = [Turn(question=prompts.instruction("region_description", rng, box=f"<b{i}>"), answer=n.description)
+             for i, (_, n) in enumerate(regions)]
+    records = [Record(id=rid, task="region_description", turns=turns, boxes=boxes, **base)]
+    rid = f"{scene.key}/region_attributes"
+    turns, boxes = _attribute_turns(scene, regions, notes, prompts, record_rng(seed, rid), max_region_turns)
+    if turns:
+        records.append(Record(id=rid, task="region_attributes", turns=turns, boxes=boxes, **base))
+    return judged(records, [Unit("local", m.id) for m, _ in regions])
+
+
+def _grounding_records(scene: Scene, described: list[tuple[Mark, ObjectNote]], prompts: PromptSet, seed: int,
+                       max_region_turns: int, grounding_max_instances: int, base: dict,
+                       judged: Judged) -> list[Record]:
+    """Grounding from the model's referring expressions of objects they single out."""
     targets = [(m, n) for m, n in described if singles_out(scene, m, n, grounding_max_instances)]
-    if targets and not has_expressions:
-        chosen = _varied(scene, targets, max_region_turns)
-        units["grounding"] = [Unit("local", m.id) for m, _ in chosen]
-        rid = f"{scene.key}/grounding"
-        rng = record_rng(seed, rid)
-        boxes = {f"b{i}": window_box(scene, m.obj) for i, (m, _) in enumerate(chosen)}
-        turns = [Turn(question=prompts.instruction("grounding", rng, expression=n.referring_expression),
-                      answer=f"<b{i}>") for i, (_, n) in enumerate(chosen)]
-        records.append(Record(id=rid, task="grounding", turns=turns, boxes=boxes, **base))
-    if answers.dialogue is not None:
-        turns = [Turn(question=t.question, answer=t.answer) for t in answers.dialogue.turns]
-        records.append(Record(id=f"{scene.key}/multi_turn_reasoning", task="multi_turn_reasoning", turns=turns,
-                              **base))
-    if answers.judge is not None:
-        for record in records:
-            record.meta = {**record.meta, "judge": answers.judge.record_meta(units[record.task])}
-    return records
+    if not targets:
+        return []
+    chosen = _varied(scene, targets, max_region_turns)
+    rid = f"{scene.key}/grounding"
+    rng = record_rng(seed, rid)
+    boxes = {f"b{i}": window_box(scene, m.obj) for i, (m, _) in enumerate(chosen)}
+    turns = [Turn(question=prompts.instruction("grounding", rng, expression=n.referring_expression),
+                  answer=f"<b{i}>") for i, (_, n) in enumerate(chosen)]
+    return judged([Record(id=rid, task="grounding", turns=turns, boxes=boxes, **base)],
+                  [Unit("local", m.id) for m, _ in chosen])
