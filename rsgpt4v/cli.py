@@ -167,7 +167,7 @@ def _run(source: str | None, root: Path | None, sample: bool, split: str | None,
         adapter = get_source(source)
         data_root = sample_root(source) if sample else root
         if not data_root.exists():
-            raise SourceError(f"--root {data_root} does not exist")
+            raise SourceError(f"{data_root}: no such folder; give --root the dataset folder as downloaded")
         reader = adapter(data_root, split=split, **parse_options(adapter, options or []))
         if opts.estimate:
             return build(reader, cfg, opts)
@@ -370,19 +370,52 @@ def _run_recipe(name: str, source: str | None, data: Path | None, skip_missing: 
         raise _fail(str(exc)) from None
 
 
-def _files_summary(manifest: RunReport, out: Path) -> None:
-    from rsgpt4v.llm.batch_files import REQUESTS, run_commands
+def _request_files(out: Path) -> tuple[list[Path], int]:
+    """The request files of a `--batch-engine files` build and the requests they hold."""
+    from rsgpt4v.llm.batch_files import REQUESTS
 
     files = sorted((out / REQUESTS).glob("*.jsonl"))
-    lines = sum(f.read_bytes().count(b"\n") for f in files)  # a request line ends at "\n" only
+    return files, sum(f.read_bytes().count(b"\n") for f in files)  # a request line ends at "\n" only
+
+
+def _how_to_run_files(out: Path, model: str, then: str) -> None:
+    from rsgpt4v.llm.batch_files import run_commands
+
+    for line in run_commands(out, model):
+        typer.echo(f"  {line}")
+    typer.echo("(Ray Data: read the files with ray.data.read_json and map them through a vLLM processor; "
+               f"OpenAI/Azure Batch: upload them as they are.) Then rerun {then}: it reads the "
+               "imported answers and writes the next stage's requests, or the dataset when none are left.")
+
+
+def _files_summary(manifest: RunReport, out: Path) -> None:
+    from rsgpt4v.llm.batch_files import REQUESTS
+
+    files, lines = _request_files(out)
     typer.echo(f"wrote {lines} requests in {len(files)} file(s) under {out / REQUESTS} (OpenAI batch format); "
                f"{manifest.counts.windows_waiting_for_batch} windows wait for them. Run them with any "
                "OpenAI-compatible batch engine, e.g. vLLM:")
-    for line in run_commands(out, manifest.model):
-        typer.echo(f"  {line}")
-    typer.echo("(Ray Data: read the files with ray.data.read_json and map them through a vLLM processor; "
-               "OpenAI/Azure Batch: upload them as they are.) Then rerun this same command: it reads the "
-               "imported answers and writes the next stage's requests, or the dataset when none are left.")
+    _how_to_run_files(out, manifest.model, "this same command")
+
+
+def _files_status(out: Path) -> bool:
+    """`batch status` of a build whose requests went to files: what waits in them and what to run;
+    False when there are none."""
+    from rsgpt4v.core.report import ReportError, RunReport
+    from rsgpt4v.llm.batch_files import REQUESTS
+
+    files, lines = _request_files(out)
+    if not files:
+        return False
+    try:
+        model = RunReport.read(out / "manifest.json").model
+    except ReportError:
+        model = "MODEL"
+    typer.echo(f"{out}: no provider batches; its build (--batch-engine files) wrote {lines} requests in "
+               f"{len(files)} file(s) under {out / REQUESTS} for a batch engine of your own. Run them, "
+               "e.g. with vLLM, and import the answers:")
+    _how_to_run_files(out, model, "the build command")
+    return True
 
 
 def _batch_summary(manifest: RunReport, out: Path) -> None:
@@ -647,7 +680,7 @@ def export(
     box_space: Annotated[Optional[str], typer.Option(
         help="square (LLaVA-1.5/GeoChat padding) or image, for llava and geochat boxes; default: as built.")] = None,
     task_tokens: Annotated[bool, typer.Option(
-        "--task-tokens", help="GeoChat's [refer]/[identify] before questions with boxes (geochat only).")] = False,
+        "--task-tokens", help="GeoChat's \\[refer]/\\[identify] before questions with boxes (geochat only).")] = False,
     push_to_hub: Annotated[Optional[str], typer.Option(
         "--push-to-hub", metavar="REPO", help="With --format hf: upload the folder to this Hub dataset (user/name), "
                                               "created if missing; needs the hub extra and HF_TOKEN.")] = None,
@@ -661,15 +694,17 @@ def export(
     raise typer.Exit(code)
 
 
-batch_app = typer.Typer(help="Inspect and collect the Batch API jobs of a `build --batch` output folder.")
+batch_app = typer.Typer(no_args_is_help=True, help="Inspect and collect the Batch API jobs of a `build --batch` output folder.")
 app.add_typer(batch_app, name="batch")
 
 
 def _measured_reask_rate(path: Path) -> float | None:
-    from rsgpt4v.llm.cache import Cache
+    from rsgpt4v.llm.cache import Cache, is_sqlite_file
 
-    if not path.is_file():
-        raise _fail(f"--cache {path} is not a cache file")
+    # Only read: a file that is no cache is refused, not moved aside as a build's own cache would be.
+    if not is_sqlite_file(path):
+        raise _fail(f"{path}: {'not an SQLite file' if path.is_file() else 'no such file'}; give --cache the "
+                    "cache.sqlite of an earlier build")
     cache = Cache(path)
     try:
         return cache.reask_rate()
@@ -694,6 +729,10 @@ def _batch_context(out: Path):
     from rsgpt4v.llm.client import MissingKeyError, make_client
 
     states = _batch_states(out)
+    if not states and _request_files(out)[0]:
+        raise _fail(f"{out}: its build wrote its requests to files (--batch-engine files) instead of submitting "
+                    f"them; run them and `rsgpt4v batch import` the answers (`rsgpt4v batch status --out {out}` "
+                    "shows how)")
     if not states:
         raise _fail(f"{out} has no batches: submit with `rsgpt4v build --batch ... --out {out}`")
     try:
@@ -701,7 +740,8 @@ def _batch_context(out: Path):
     except ReportError as exc:
         raise _fail(str(exc)) from None
     if manifest.backend == "mock":
-        raise _fail("this build used the mock, whose batches lived only inside its own process")
+        raise _fail(f"{out / 'manifest.json'}: this build used the mock, whose batches lived only inside its own "
+                    "process; build again with --dry-run --batch --wait")
     try:
         client = make_client("openai", manifest.config["model"]["request_timeout_s"])
     except MissingKeyError as exc:
@@ -730,6 +770,8 @@ def batch_status(out: Annotated[Path, typer.Option("--out", "-o", help="The buil
     from rsgpt4v.llm.batch import refresh
 
     with _batch_errors(out):
+        if not _batch_states(out) and _files_status(out):
+            return
         states, _, client = _batch_context(out)
         for _, state in states:
             asyncio.run(refresh(client, state))
@@ -789,10 +831,10 @@ def batch_import(
     from rsgpt4v.llm.cache import Cache
 
     if not out.is_dir():
-        raise _fail(f"{out} is not a build output folder")
+        raise _fail(f"{out}: no such folder; give the --out folder of the build that wrote the requests")
     missing = [str(p) for p in results if not p.is_file()]
     if missing:
-        raise _fail(f"no such result file: {missing[0]}")
+        raise _fail(f"{missing[0]}: no such result file; give the files your batch engine wrote")
     manifest_path = out / "manifest.json"
     try:
         model = RunReport.read(manifest_path).model if manifest_path.is_file() else ""
@@ -836,6 +878,10 @@ def main() -> None:
         sys.exit(130)
     except typer.TyperException as exc:
         message = exc.format_message()
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `rsgpt4v` or `rsgpt4v batch`: its usage
+            if message:  # rich prints the help itself and leaves the message empty
+                typer.echo(message)
+            sys.exit(0)
         if "\n" in message:  # a command group called without its command: its help
             exc.show()
         else:

@@ -34,8 +34,13 @@ def commands() -> Iterator[tuple[str, Any]]:
     yield from walk(typer.main.get_command(cli.app), [])
 
 
+def shown(text: str) -> str:
+    """A help text as rich shows it (`\\[` escapes a bracket from its markup), on one line."""
+    return " ".join(text.replace("\\[", "[").split())
+
+
 def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
+    return shown(text).replace("|", "\\|")
 
 
 def _usage(name: str, command: Any) -> str:

@@ -21,7 +21,9 @@ from rsgpt4v.core.schema import Issue, Sample
 from rsgpt4v.language.naming import display
 from rsgpt4v.llm.fakeserver import Knobs
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real"
+# beside the repository as CI lays it out; RSGPT4V_REAL_FIXTURES points a worktree elsewhere at them
+REAL = Path(os.environ.get("RSGPT4V_REAL_FIXTURES")
+            or Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real")
 
 # Every build of the suite (in process or in a child process) is strict: a record that fails after
 # the model answered stops the build with exit 2 instead of becoming a record_failed issue, so a bug

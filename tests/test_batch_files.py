@@ -68,6 +68,13 @@ def test_files_engine_then_import_equals_a_live_build(tmp_path: Path) -> None:
         assert status == "requests_written" and "vllm run-batch -i" in output and "batch import" in output
         requests = sorted((out / "batch" / "requests").glob("*.jsonl"))
         assert requests and not (out / "train.jsonl").exists()
+        waiting = sum(len(f.read_text(encoding="utf-8").splitlines()) for f in requests)
+        code, output = run("batch", "status", "--out", str(out))
+        assert code == 0, output
+        assert f"wrote {waiting} requests in {len(requests)} file(s)" in output
+        assert "vllm run-batch -i" in output and f"rsgpt4v batch import {out}" in output
+        code, output = run("batch", "collect", "--out", str(out))
+        assert code == 2 and "--batch-engine files" in output and "batch import" in output
         results = [out / "batch" / "results" / f"pass{len(passes)}-{f.name}" for f in requests]
         passes.append(sum(vllm_run_batch(f, r) for f, r in zip(requests, results)))
         code, output = run("batch", "import", str(out), *map(str, results))

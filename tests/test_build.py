@@ -254,7 +254,8 @@ def test_missing_key_is_one_clear_line(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args, message", [
     (["--source", "nope", "--sample"], "unknown source 'nope'"),
-    (["--source", "dota", "--root", "/does/not/exist"], "does not exist"),
+    (["--source", "dota", "--root", "/does/not/exist"],
+     "/does/not/exist: no such folder; give --root the dataset folder as downloaded"),
     (["--source", "dota"], "exactly one of --root PATH or --sample"),
 ])
 def test_bad_arguments_exit_2(tmp_path: Path, args: list[str], message: str) -> None:

@@ -84,21 +84,25 @@ def test_parse_bad_lines_are_skipped_with_their_line_numbers(tmp_path: Path) -> 
     assert str(parsed.issues[7]).startswith("train/labelTxt/P0002.txt:11: degenerate polygon")
 
 
+UNKNOWN = "the ground sample distance is unknown; the prompts give sizes in pixels only"
+
+
 @pytest.mark.parametrize(
-    ("line", "gsd", "warning"),
+    ("line", "gsd", "code", "warning"),
     [
-        ("gsd:1", 1.0, None),
-        ("gsd:0.146", 0.146, None),
-        ("gsd:null", None, None),
-        ("gsd:None", None, None),
-        ("gsd:", None, None),
-        ("gsd:1.34e-06", None, "gsd 1.34e-06 is not a plausible metres-per-pixel value; ignored"),
-        ("gsd:500", None, "gsd 500 is not a plausible metres-per-pixel value; ignored"),
-        ("gsd:-0.5", None, "gsd -0.5 is not a plausible metres-per-pixel value; ignored"),
-        ("gsd:0.3m", None, "gsd '0.3m' is not a number; ignored"),
+        ("gsd:1", 1.0, None, None),
+        ("gsd:0.146", 0.146, None, None),
+        ("gsd:null", None, IssueCode.GSD_UNKNOWN, f"gsd 'null': {UNKNOWN}"),
+        ("gsd:None", None, IssueCode.GSD_UNKNOWN, f"gsd 'None': {UNKNOWN}"),
+        ("gsd:", None, IssueCode.GSD_UNKNOWN, f"gsd '': {UNKNOWN}"),
+        ("gsd:1.34e-06", None, IssueCode.BAD_GSD, "gsd 1.34e-06 is not a plausible metres-per-pixel value; ignored"),
+        ("gsd:500", None, IssueCode.BAD_GSD, "gsd 500 is not a plausible metres-per-pixel value; ignored"),
+        ("gsd:-0.5", None, IssueCode.BAD_GSD, "gsd -0.5 is not a plausible metres-per-pixel value; ignored"),
+        ("gsd:0.3m", None, IssueCode.BAD_GSD, "gsd '0.3m' is not a number; ignored"),
     ],
 )
-def test_parse_gsd_variants(tmp_path: Path, line: str, gsd: float | None, warning: str | None) -> None:
+def test_parse_gsd_variants(tmp_path: Path, line: str, gsd: float | None, code: IssueCode | None,
+                            warning: str | None) -> None:
     f = write_label(tmp_path / "P0003.txt", ["imagesource:GF", line, CAR])
     parsed = parse_label_file(f, "P0003.txt")
     assert parsed.gsd == gsd
@@ -107,8 +111,7 @@ def test_parse_gsd_variants(tmp_path: Path, line: str, gsd: float | None, warnin
     if warning is None:
         assert parsed.issues == ()
     else:
-        assert parsed.issues == (Issue(kind="warning", code=IssueCode.BAD_GSD, file="P0003.txt", line=2,
-                                       reason=warning),)
+        assert parsed.issues == (Issue(kind="warning", code=code, file="P0003.txt", line=2, reason=warning),)
 
 
 def test_parse_bom_lf_blank_lines_no_final_newline_and_other_headers(tmp_path: Path) -> None:
@@ -163,6 +166,7 @@ def test_split_folders_order_pairing_and_issues(tmp_path: Path) -> None:
         ("warning", "train/labelTxt/P0001.txt", 4),
         ("train", "P0001", 3),
         ("skip", "train/labelTxt/P0002.txt", None),
+        ("warning", "train/labelTxt/P0003.txt", 1),
         ("warning", "train/labelTxt/P0003.txt", 3),
         ("train", "P0003", 2),
         ("skip", "train/images/P0004.png", None),
@@ -177,6 +181,7 @@ def test_split_folders_order_pairing_and_issues(tmp_path: Path) -> None:
     # 'foo' is reported once, at its first occurrence, though it recurs (as 'Foo') in P0003
     assert warnings == [
         ("train/labelTxt/P0001.txt", 4, "unknown category 'foo' (first seen here); kept"),
+        ("train/labelTxt/P0003.txt", 1, f"gsd 'null': {UNKNOWN}"),
         ("train/labelTxt/P0003.txt", 3, "unknown category 'bar' (first seen here); kept"),
         ("val/labelTxt/P0100.txt", 1, "gsd 1.34e-06 is not a plausible metres-per-pixel value; ignored"),
     ]
@@ -411,7 +416,9 @@ def test_bundled_sample() -> None:
     root = sample_root("dota")
     source = DOTA(root)
     samples, issues = split_out(list(source))
-    assert issues == []
+    # the sample shows a label file of unknown gsd, as DOTA's GF/JL images often are
+    assert issues == [Issue(kind="warning", code=IssueCode.GSD_UNKNOWN, file="train/labelTxt/P9003.txt", line=2,
+                            reason=f"gsd 'null': {UNKNOWN}")]
     assert [(s.split, s.image_id) for s in samples] == [
         ("train", "P9001"), ("train", "P9002"), ("train", "P9003"), ("val", "P9004")]
     by_id = {s.image_id: s for s in samples}

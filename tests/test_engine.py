@@ -178,12 +178,16 @@ def test_max_cost_stops_before_the_request_that_would_pass_it(tmp_path, scripted
     assert len(handler.bodies) == 1
 
 
-def test_429_pauses_the_limiter(tmp_path, scripted_client) -> None:
-    handler = Scripted([(429, {"error": {"message": "slow", "code": "rate_limit_exceeded"}}, {"retry-after": "0"}),
+@pytest.mark.parametrize("told, pause", [({"retry-after": "0"}, 0.0), ({"retry-after-ms": "0"}, 0.0), ({}, 1.0)])
+def test_429_pauses_the_limiter_as_long_as_the_server_says(tmp_path, scripted_client, monkeypatch, told: dict,
+                                                           pause: float) -> None:
+    handler = Scripted([(429, {"error": {"message": "slow", "code": "rate_limit_exceeded"}}, told),
                         (200, completion({"caption": "ok"}), {"x-ratelimit-remaining-requests": "5"})])
     engine = _engine(scripted_client(handler), tmp_path)
+    pauses: list[float] = []
+    monkeypatch.setattr(engine.limiter, "pause", pauses.append)  # the pause asked for, not waited out
     assert _ask(engine).parsed == Caption(caption="ok")
-    assert engine.limiter.throttled == 1
+    assert pauses == [pause]
 
 
 def test_a_server_that_stays_down_stops_the_run(tmp_path, scripted_client) -> None:

@@ -139,7 +139,8 @@ def test_model_vqa_files_for_the_test_split(built_with_test: Path, tmp_path: Pat
     ids = [r["id"] for r in test_records]
     assert [q["question_id"] for q in questions] == [a["question_id"] for a in answers] == ids
     for q, a, r in zip(questions, answers, test_records):
-        assert set(q) == {"question_id", "image", "text", "category"} and set(a) == {"question_id", "text"}
+        assert set(q) == set(a) == {"question_id", "image", "text", "category"}
+        assert (a["image"], a["category"]) == (q["image"], q["category"])
         assert q["text"] == r["conversations"][0]["value"].removeprefix("<image>\n")
         assert "<image>" not in q["text"]
         assert q["category"] == r["task"]

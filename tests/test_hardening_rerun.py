@@ -114,10 +114,10 @@ def test_estimate_budgets_the_reask_rate_an_earlier_cache_measured(tmp_path: Pat
     cache.close()
     assert rate is not None and rate > 0
     plain = json.loads(runner.invoke(app, ["estimate", "--source", "dota", "--sample", "--json", "--config",
-                                           str(_config(tmp_path, "engine: {reask_rate: 0}\n"))]).output)
+                                           str(_config(tmp_path, "engine: {reask_rate: 0}\n"))]).stdout)
     measured = json.loads(runner.invoke(app, ["estimate", "--source", "dota", "--sample", "--json", "--cache",
-                                              str(out / "cache.sqlite")]).output)
-    default = json.loads(runner.invoke(app, ["estimate", "--source", "dota", "--sample", "--json"]).output)
+                                              str(out / "cache.sqlite")]).stdout)
+    default = json.loads(runner.invoke(app, ["estimate", "--source", "dota", "--sample", "--json"]).stdout)
     assert measured["reask_rate"] == round(rate, 4) and default["reask_rate"] == 0.1 and plain["reask_rate"] == 0
     total = {name: t["stages"][-1] for name, t in (("plain", plain), ("measured", measured), ("default", default))}
     assert total["plain"]["reasks"] == 0 and total["plain"]["requests"] == total["measured"]["requests"]

@@ -213,7 +213,7 @@ def test_estimate_prices_the_judge_at_its_own_model(tmp_path: Path) -> None:
         result = CliRunner().invoke(app, ["estimate", "--source", "dota", "--sample", "--json", *extra],
                                     catch_exceptions=False)
         assert result.exit_code == 0, result.output
-        return json.loads(result.output)
+        return json.loads(result.stdout)
 
     without = {r["stage"]: r for r in estimate()["stages"]}
     mini = estimate("--judge", "gpt-4o-mini")

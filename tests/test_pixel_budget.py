@@ -13,13 +13,13 @@ def test_acquire_waits_for_room_and_lets_a_large_one_through_alone() -> None:
         events: list[str] = []
         await budget.acquire(60)
         waiter = asyncio.create_task(budget.acquire(50))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # one step of the event loop: the task runs until it waits
         events.append(f"waiting {not waiter.done()} in use {budget.in_use}")
         budget.release(60)
         await waiter
         events.append(f"admitted, in use {budget.in_use}")
         big = asyncio.create_task(budget.acquire(500))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # one step of the event loop: the task runs until it waits
         events.append(f"big waits {not big.done()}")
         budget.release(50)
         await big

@@ -23,7 +23,7 @@ def _lines(out: Path) -> list[str]:
 def test_estimate_prices_each_stage_live_and_batch_and_sends_nothing(tmp_path: Path) -> None:
     result = _invoke("estimate", "--source", "dota", "--sample", "--model", "gpt-4o-mini", "--json")
     assert result.exit_code == 0, result.output
-    table = json.loads(result.output)
+    table = json.loads(result.stdout)
     rows = {r["stage"]: r for r in table["stages"]}
     assert set(rows) == {"local", "global", "dialogue", "total"}
     assert table["windows_looked_at"] == rows["global"]["requests"] == 7 and table["images"] == 4
@@ -38,10 +38,10 @@ def test_estimate_prices_each_stage_live_and_batch_and_sends_nothing(tmp_path: P
 
 
 def test_estimate_from_a_sample_scales_to_all_with_its_margin(tmp_path: Path) -> None:
-    exact = json.loads(_invoke("estimate", "--source", "dota", "--sample", "--exact", "--json").output)
+    exact = json.loads(_invoke("estimate", "--source", "dota", "--sample", "--exact", "--json").stdout)
     assert (exact["images"], exact["images_looked_at"], exact["exact"]) == (4, 4, True)
     result = _invoke("estimate", "--source", "dota", "--sample", "--sample-images", "2", "--json")
-    table = json.loads(result.output)
+    table = json.loads(result.stdout)
     assert (table["images"], table["images_looked_at"], table["exact"]) == (4, 2, False)
     rows = {r["stage"]: r for r in table["stages"]}
     # Two of the four images (one stratum), each standing for two: every window looked at counts twice.
@@ -54,7 +54,7 @@ def test_estimate_from_a_sample_scales_to_all_with_its_margin(tmp_path: Path) ->
 
 def test_unknown_model_is_estimated_in_tokens_only() -> None:
     result = _invoke("estimate", "--source", "dota", "--sample", "--model", "my-vllm-model", "--json")
-    rows = json.loads(result.output)["stages"]
+    rows = json.loads(result.stdout)["stages"]
     assert rows[-1]["usd_live"] is None and rows[-1]["image_tokens"] > 0
 
 

@@ -69,6 +69,7 @@ def test_manifest_usage_failures_and_issues(sample: Path, tmp_path: Path) -> Non
     manifest["usage"]["by_stage"]["local"]["failures"] = {"qc_refusal": 1}
     manifest["issues"]["by_reason"] = {"skip: file_syntax_error": 2}
     manifest["issues"]["skipped"] = 2
+    manifest["issues"]["warnings"] = 0
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
     m = stats(folder)["manifest"]

@@ -324,3 +324,35 @@ def test_validate_flags_what_export_refuses_and_reads_what_the_build_writes(tmp_
     path.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
     assert _found(validate([path])) == [(2, "image outside the folder"), (3, "image outside the folder"),
                                         (4, "box not finite")]
+
+
+def test_an_empty_folder_is_an_error_not_a_clean_pass(tmp_path: Path, capsys) -> None:
+    (tmp_path / "notes.txt").write_text("not records", encoding="utf-8")
+    assert main_validate([tmp_path]) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path}: no record files in it (*.jsonl, *.json, *.parquet, "
+                                       "data/*.parquet); give a build or export folder, or the record files "
+                                       "themselves\n")
+
+
+def test_an_hf_export_folder_is_validated_row_by_row(sample: Path, tmp_path: Path, capsys) -> None:
+    """Its data/<split>-*.parquet rows are records; an image that carries its bytes is decoded from them."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    pytest.importorskip("datasets")
+    from rsgpt4v.tools.export import export
+
+    dest = tmp_path / "hf"
+    export(sample, dest, "hf")
+    report = validate([dest])
+    assert (report.files, report.records, report.count) == (2, 69, 0)
+    assert main_validate([dest]) == 0
+    assert capsys.readouterr().out == "checked 69 records in 2 files: 0 violations\n"
+    (val,) = (dest / "data").glob("val-*.parquet")
+    rows = pq.read_table(val).to_pylist()
+    rows[1]["image"] = {"bytes": b"not a picture", "path": rows[1]["image"]["path"]}
+    boxless = next(n for n, row in enumerate(rows) if not json.loads(row["meta"])["boxes"] and n != 1)
+    rows[boxless]["conversations"] = rows[boxless]["conversations"][:1]
+    pq.write_table(pq.read_table(val).from_pylist(rows, schema=pq.read_schema(val)), val)
+    assert sorted(_found(validate([dest]))) == sorted([(2, "image unreadable"), (boxless + 1, "roles")])
+    val.write_bytes(b"PAR1 not really")
+    ((line, kind),) = _found(validate([val]))
+    assert (line, kind) == (None, ReadKind.INVALID_PARQUET)

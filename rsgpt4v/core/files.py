@@ -29,6 +29,7 @@ class ReadKind(StrEnum):
     INVALID_JSON = "invalid JSON"
     TRUNCATED = "truncated"
     NOT_A_LIST = "not a list"
+    INVALID_PARQUET = "invalid Parquet"
 
 
 @dataclass(frozen=True)

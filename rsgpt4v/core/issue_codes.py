@@ -65,6 +65,8 @@ class IssueCode(StrEnum):
     UNKNOWN_CATEGORY = "unknown_category", \
         "a category (or scene class folder) outside the dataset's list; kept, said where first seen"
     BAD_GSD = "bad_gsd", "a ground sample distance that is not a plausible number of metres per pixel; ignored"
+    GSD_UNKNOWN = "gsd_unknown", \
+        "a label file says its ground sample distance is unknown (`gsd:null`); sizes in the prompts stay in pixels"
     # Records
     RECORD_FAILED = "record_failed", \
         "a record failed after the model answered (task building, rendering, the record contract, writing): " \

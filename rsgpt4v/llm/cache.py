@@ -47,6 +47,18 @@ CREATE TABLE IF NOT EXISTS claims (
 """
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def is_sqlite_file(path: Path) -> bool:
+    """Whether `path` is a file that starts as every SQLite database does."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(_SQLITE_HEADER)) == _SQLITE_HEADER
+    except OSError:
+        return False
+
+
 class Cache:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

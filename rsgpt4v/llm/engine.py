@@ -341,7 +341,8 @@ class Engine:
                         raw = await self.client.chat.completions.with_raw_response.create(**body)
                     except openai.RateLimitError as exc:
                         if not _insufficient_quota(exc):
-                            limiter.pause(_retry_after(exc) or 1.0)
+                            told = _retry_after(exc)  # "retry-after: 0" is a wait of none, not a missing one
+                            limiter.pause(1.0 if told is None else told)
                         raise
                     limiter.observe(raw.headers)
                     return raw.parse().model_dump(mode="json", exclude_none=False)

@@ -1,5 +1,6 @@
-"""Reading record files: JSONL streamed line by line (`files.read_jsonl`) and LLaVA JSON lists, each
-record with the line it starts on and, for a part that cannot be read, the reason.
+"""Reading record files: JSONL streamed line by line (`files.read_jsonl`), LLaVA JSON lists and the
+Parquet splits of an hf export (rows numbered as lines), each record with the line it starts on and,
+for a part that cannot be read, the reason.
 
 A record's `meta` may be an object or, as the exports write it (one table schema for `datasets`),
 a JSON string holding one: readers get the object either way.
@@ -7,7 +8,7 @@ a JSON string holding one: readers get the object either way.
 `validate`, `stats`, `preview`, `export` and `merge` all read through `read_records`, so a bad line is
 named the same way everywhere: `located(file, line, reason)` gives `file:line: reason`, where the
 reason is a `files.Reason` reading "kind: detail" whose kind is a `files.ReadKind` (`invalid JSON`,
-`truncated`, `not a list`, `cannot open`), so `validate` counts kinds without reading them back out of
+`truncated`, `not a list`, `cannot open`, `invalid Parquet`), so `validate` counts kinds without reading them back out of
 the text. What makes a well-read record usable is the record contract (`record_model`) and what each
 command needs beyond it."""
 
@@ -19,7 +20,7 @@ import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 from PIL import Image
 
@@ -32,14 +33,33 @@ _WHITESPACE = re.compile(r"[ \t\n\r]*")
 Entry = tuple[int | None, Any, Reason | None]
 
 
+# Where an hf export (`rsgpt4v export --format hf`) keeps its splits, under the export folder.
+HF_DATA = "data"
+_PARQUET_ROWS = 256  # rows decoded at a time: an hf export's rows carry their image's bytes
+
+
+# The JSON files a build or an export writes beside its records: the run report, LLaMA-Factory's
+# dataset_info.json of a sharegpt export, the Croissant description of an hf export.
+_NOT_RECORDS = frozenset({"manifest.json", "dataset_info.json", "croissant.json"})
+
+
 def data_files(path: Path) -> list[Path]:
-    """The data files a path stands for: itself, or a folder's JSONL and JSON files but its manifest."""
+    """The data files a path stands for: itself, or a folder's JSONL, JSON (but the metadata files
+    beside them) and Parquet files, and the Parquet files of an hf export's `data/` folder."""
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
     if path.is_file():
         return [path]
-    return sorted(p for p in path.iterdir()
-                  if p.is_file() and p.suffix in (".jsonl", ".json") and p.name != "manifest.json")
+    own = sorted(p for p in path.iterdir() if p.is_file() and p.name not in _NOT_RECORDS
+                 and p.suffix in (".jsonl", ".json", ".parquet"))
+    return own + sorted((path / HF_DATA).glob("*.parquet"))
+
+
+def image_root(path: Path) -> Path:
+    """The folder a data file's image paths are relative to: its own folder, or for an hf export's
+    `data/<split>-*.parquet` the export folder above `data/`."""
+    folder = path.parent
+    return folder.parent if path.suffix == ".parquet" and folder.name == HF_DATA else folder
 
 
 def read_records(path: Path) -> Iterator[Entry]:
@@ -52,8 +72,10 @@ def read_records(path: Path) -> Iterator[Entry]:
         yield None, None, Reason(ReadKind.CANNOT_OPEN, str(exc.strerror or exc))
         return
     with f:
-        if path.suffix == ".json":
-            entries: Iterator[Entry] = _json_list(f.read())
+        if path.suffix == ".parquet":
+            entries: Iterator[Entry] = _parquet_rows(f)
+        elif path.suffix == ".json":
+            entries = _json_list(f.read())
         else:
             entries = read_jsonl(f)
         for line, record, reason in entries:
@@ -70,6 +92,24 @@ def _meta_object(record: Any) -> Any:
         if isinstance(meta, dict):
             return {**record, "meta": meta}
     return record
+
+
+def _parquet_rows(f: IO[bytes]) -> Iterator[Entry]:
+    """The rows of a Parquet file (an hf export's split), numbered from 1 as lines are."""
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:
+        yield None, None, Reason(ReadKind.CANNOT_OPEN, "reading Parquet needs pyarrow: pip install 'rsgpt4v[hf]'")
+        return
+    row = 0
+    try:
+        for batch in pyarrow.parquet.ParquetFile(f).iter_batches(batch_size=_PARQUET_ROWS):
+            for record in batch.to_pylist():
+                row += 1
+                yield row, record, None
+    except (OSError, pyarrow.ArrowException) as exc:
+        yield (row + 1 if row else None), None, Reason(ReadKind.INVALID_PARQUET, str(exc))
 
 
 def json_type(value: Any) -> str:
@@ -151,7 +191,7 @@ def image_outside(image: str) -> str | None:
     return None
 
 
-def image_header(path: Path, verify: bool = False) -> tuple[int, int]:
+def image_header(path: Path | IO[bytes], verify: bool = False) -> tuple[int, int]:
     """Width and height from the file's header (pixels are not decoded), for images up to the build's
     pixel limit; OSError says why not (missing, unreadable, over the limit). With `verify`, the
     file's structure is checked too (still without decoding), in the same single open."""

@@ -34,7 +34,7 @@ difficult 0. UTF-8 (with or without BOM, latin-1 fallback), CRLF or LF.
 Bad data never raises: a label file without image, an image without label file (outside test
 splits), an unreadable file and a malformed or zero-area object line are skipped with an Issue; an
 unknown category is kept with one warning per run; a gsd outside 0.01-100 m/px is kept in the
-provenance only. Polygons are not clipped to the image here: the adapter never opens images.
+provenance only, and it and `gsd:null` (no gsd known) are one warning per label file. Polygons are not clipped to the image here: the adapter never opens images.
 Images without labels (test splits) become samples with `annotated=False`.
 """
 
@@ -167,7 +167,7 @@ def parse_label_file(path: Path, name: str | None = None) -> LabelFile:
             if key == "gsd":
                 gsd, problem = _parse_gsd(value)
                 if problem:
-                    issues.append(Issue(kind="warning", code=IssueCode.BAD_GSD, file=name, line=lineno, reason=problem))
+                    issues.append(Issue(kind="warning", code=problem[0], file=name, line=lineno, reason=problem[1]))
             continue
         obj = _parse_object(line, lineno)
         if isinstance(obj, Defect):
@@ -177,16 +177,18 @@ def parse_label_file(path: Path, name: str | None = None) -> LabelFile:
     return LabelFile(tuple(objects), header, gsd, tuple(issues))
 
 
-def _parse_gsd(value: str) -> tuple[float | None, str | None]:
-    """The gsd as metres per pixel, or None with the reason when it is set but unusable."""
+def _parse_gsd(value: str) -> tuple[float | None, tuple[IssueCode, str] | None]:
+    """The gsd as metres per pixel, or None with the code and reason of a warning when it is unknown
+    (`gsd:null`) or unusable."""
     if value.lower() in ("", "null", "none"):
-        return None, None
+        return None, (IssueCode.GSD_UNKNOWN, f"gsd {value!r}: the ground sample distance is unknown; the prompts "
+                                             "give sizes in pixels only")
     try:
         gsd = float(value)
     except ValueError:
-        return None, f"gsd {value!r} is not a number; ignored"
+        return None, (IssueCode.BAD_GSD, f"gsd {value!r} is not a number; ignored")
     if not _GSD_RANGE[0] <= gsd <= _GSD_RANGE[1]:  # also false for NaN
-        return None, f"gsd {value} is not a plausible metres-per-pixel value; ignored"
+        return None, (IssueCode.BAD_GSD, f"gsd {value} is not a plausible metres-per-pixel value; ignored")
     return gsd, None
 
 

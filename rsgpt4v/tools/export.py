@@ -35,12 +35,14 @@ is left alone.
 When the build has a split named `test`, DEST/eval/ also gets LLaVA's `model_vqa` evaluation pair:
 `test_questions.jsonl` ({"question_id", "image", "text", "category"}: the record id, its image
 relative to DEST, the first human turn without the `<image>\\n` prefix, the task) and
-`test_answers.jsonl` ({"question_id", "text"}: the first gpt answer). Verified against
-haotian-liu/LLaVA llava/eval/model_vqa.py: it reads each question line's "question_id", "image"
-(joined to --image-folder, so pass DEST) and "text", and prepends `<image>\\n` itself (hence the
-prefix is removed); it writes answers keyed "question_id" with the model's reply in "text", the
-keys our reference answers use. "category" is not read by model_vqa.py; LLaVA's GPT-review scripts
-(llava/eval/eval_gpt_review*.py) read it from the same question lines.
+`test_answers.jsonl` ({"question_id", "image", "text", "category"}: the first gpt answer in
+"text", beside its question's image and task, so a reference answer can be scored, or grouped by
+image or task, without the question file). Verified against haotian-liu/LLaVA
+llava/eval/model_vqa.py: it reads each question line's "question_id", "image" (joined to
+--image-folder, so pass DEST) and "text", and prepends `<image>\\n` itself (hence the prefix is
+removed); it writes answers keyed "question_id" with the model's reply in "text", the keys a scorer
+pairs our reference answers by. "category" is not read by model_vqa.py; LLaVA's GPT-review scripts
+(llava/eval/eval_gpt_review*.py) read it from the question lines.
 """
 
 from __future__ import annotations
@@ -314,7 +316,8 @@ class _EvalFiles:
         answer = next((t["value"] for t in conv if t["from"] == "gpt"), "")
         self.questions.add({"question_id": record["id"], "image": record["image"],
                             "text": question.removeprefix(_IMAGE_PREFIX), "category": record.get("task")})
-        self.answers.add({"question_id": record["id"], "text": answer})
+        self.answers.add({"question_id": record["id"], "image": record["image"], "text": answer,
+                          "category": record.get("task")})
 
     def finish(self) -> list[Path]:
         return [*self.questions.finish(), *self.answers.finish()]
@@ -427,7 +430,8 @@ def export(out: Path, dest: Path, fmt: str, box_format: str | None = None, box_s
         raise ExportError("--task-tokens are GeoChat's ([refer], [identify]): use them with --box-format geochat")
     splits = sorted(out.glob("*.jsonl")) if out.is_dir() else []
     if not splits:
-        raise ExportError(f"{out} holds no <split>.jsonl files: not an rsgpt4v output folder")
+        raise ExportError(f"{out}: no <split>.jsonl files in it, not an rsgpt4v output folder; give the --out "
+                          "folder of a build")
     if is_within(dest, out):
         raise ExportError(f"--out {dest} is {'the' if dest.resolve() == out.resolve() else 'inside the'} build folder "
                           f"{out}: export never writes into a folder it reads; choose another --out")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rsgpt4v.core.files import dumps
+from rsgpt4v.records.reader import HF_DATA
 
 INSTALL = 'pip install "rsgpt4v[hf]"'
 MAX_SHARD_BYTES = 500 * 10**6
@@ -71,7 +72,7 @@ def hf_schema() -> Any:
 
 def shard_glob(split: str) -> str:
     """The card's `configs` path of a split's shards, relative to DEST."""
-    return f"data/{split}-*.parquet"
+    return f"{HF_DATA}/{split}-*.parquet"
 
 
 def _row_bytes(row: dict[str, Any]) -> int:
@@ -90,7 +91,7 @@ class ShardedParquet:
         import pyarrow.parquet as pq
 
         self._pa, self._pq = pa, pq
-        self.folder = dest / "data"
+        self.folder = dest / HF_DATA
         self.folder.mkdir(parents=True, exist_ok=True)
         self.split = split
         self.max_bytes = max_bytes or MAX_SHARD_BYTES

@@ -416,7 +416,8 @@ def preview(out: Path, dest: Path, n: int = 200, seed: int = 0, files: list[Path
     out, dest = Path(out), Path(dest)
     files = [Path(f) for f in files] if files is not None else sorted(out.glob("*.jsonl"))
     if not files:
-        raise PreviewError(f"{out} holds no *.jsonl files: not an rsgpt4v output folder")
+        raise PreviewError(f"{out}: {'no *.jsonl files in it' if out.is_dir() else 'no such folder'}, not an "
+                           "rsgpt4v output folder; give the --out folder of a build")
     if is_within(dest, out):
         raise PreviewError(f"--out {dest} is inside the build folder {out}: preview never writes into a folder it "
                            "reads; choose another --out")

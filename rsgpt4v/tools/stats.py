@@ -378,10 +378,14 @@ def render(result: dict[str, Any]) -> str:
 
 def main_stats(out: Path, as_json: bool) -> int:
     """The `stats` command: the report (or JSON) on stdout, bad lines as FILE:LINE: reason on stderr;
-    exit code 0, 1 when a line could not be read, 2 when `out` does not exist."""
+    exit code 0, 1 when a line could not be read, 2 when `out` does not exist or holds no records."""
     out = Path(out)
     if not out.exists():
         print(f"error: {out} does not exist", file=sys.stderr)
+        return 2
+    if not data_files(out):
+        print(f"error: {out}: no record files in it, not an rsgpt4v output folder; give the --out folder of a build",
+              file=sys.stderr)
         return 2
     result = stats(out)
     bad = result["bad_lines"]

@@ -1,8 +1,10 @@
 """Check LLaVA-format training data before it goes to a trainer: ours or any other tool's.
 
-A file is JSONL (one record per line, read line by line, so size does not matter) or, when its
-name ends in `.json`, a JSON list of records; a folder stands for its `*.jsonl` and `*.json` files
-except `manifest.json`. Every problem a trainer or a reviewer would trip on becomes a `Violation`
+A file is JSONL (one record per line, read line by line, so size does not matter), a JSON list of
+records when its name ends in `.json`, or an hf export's Parquet split (`rsgpt4v export --format hf`:
+its rows are checked as records, an `image` that carries its bytes by decoding them); a folder stands
+for its `*.jsonl`, `*.json` (but `manifest.json`) and `*.parquet` files and those of its `data/`
+folder, and a folder holding none of them is an error, not a clean pass. Every problem a trainer or a reviewer would trip on becomes a `Violation`
 named by file and line: unreadable lines, records of the wrong shape, roles out of order, a
 misplaced `<image>` token, missing or damaged images, duplicate ids, boxes outside their format's
 range (or, in `box_space: square`, on the padding around the image) or not matching `meta.boxes`,
@@ -11,6 +13,8 @@ empty values, and refusals or talk about the input in answers.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import re
 import sys
@@ -25,7 +29,8 @@ from rsgpt4v.core.files import ReadKind, Reason, located
 from rsgpt4v.imaging.window import inside
 from rsgpt4v.records.boxtext import Flavour, flavour
 from rsgpt4v.records.model import RecordKind, box_text_fault, check_record
-from rsgpt4v.records.reader import data_files, finite_box, image_header, image_outside, json_type, read_records
+from rsgpt4v.records.reader import (data_files, finite_box, image_header, image_outside, image_root, json_type,
+                                    read_records)
 
 REFUSAL_PHRASES: tuple[str, ...] = (
     "i'm sorry", "i am sorry", "i cannot", "i can't assist", "as an ai", "as a language model",
@@ -100,8 +105,11 @@ class _ImageCheck:
     size: tuple[int, int] | None = None
 
 
-def _check_image(path: Path) -> _ImageCheck:
-    if not path.is_file():
+def _check_image(path: Path | bytes) -> _ImageCheck:
+    """An image file, or the bytes an hf export's row carries."""
+    if isinstance(path, bytes):
+        path = io.BytesIO(path)
+    elif not path.is_file():
         return _ImageCheck((Kind.IMAGE_MISSING, " not found"))
     try:
         size = image_header(path, verify=True)
@@ -135,6 +143,11 @@ class _Validator:
                 self.add(path, line, finding)
 
     def record(self, path: Path, line: int | None, rec: Any) -> list[Reason]:
+        embedded = None
+        if isinstance(rec, dict) and isinstance(rec.get("image"), dict):
+            # an hf export's `Image` feature: {"bytes", "path"}, the bytes standing for the file
+            embedded = rec["image"].get("bytes")
+            rec = {**rec, "image": rec["image"].get("path")}
         verdict = check_record(rec)
         reasons = list(verdict.faults)
         if not isinstance(rec, dict):
@@ -147,7 +160,7 @@ class _Validator:
         if outside:
             reasons.append(Reason(Kind.IMAGE_OUTSIDE, outside))
         elif image is not None:
-            check = self._image(path, image)
+            check = self._image(path, image, embedded)
             size = check.size
             if check.problem:
                 kind, detail = check.problem
@@ -166,9 +179,14 @@ class _Validator:
         self.ids[rid] = (path, line)
         return []
 
-    def _image(self, path: Path, image: str) -> _ImageCheck:
+    def _image(self, path: Path, image: str, embedded: bytes | None = None) -> _ImageCheck:
+        if embedded is not None:
+            key = hashlib.blake2b(embedded, digest_size=16).hexdigest()
+            if key not in self.images:
+                self.images[key] = _check_image(embedded)
+            return self.images[key]
         # String paths, not Path objects: this runs once per record. An absolute `image` replaces the folder.
-        key = os.path.normpath(os.path.join(os.path.abspath(path.parent), image))
+        key = os.path.normpath(os.path.join(os.path.abspath(image_root(path)), image))
         if key not in self.images:
             self.images[key] = _check_image(Path(key))
         return self.images[key]
@@ -265,11 +283,17 @@ def validate(paths: Sequence[Path], extra_phrases: Iterable[str] = (), max_kept:
 
 def main_validate(paths: list[Path], max_shown: int = 50) -> int:
     """The `validate` command: violations as FILE:LINE: reason on stderr, like the other commands'
-    problems, and a summary line on stdout; exit code 0 clean, 1 violations, 2 a path that does not exist."""
+    problems, and a summary line on stdout; exit code 0 clean, 1 violations, 2 a path that does not exist
+    or a folder without record files."""
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         for p in missing:
             print(f"error: {p} does not exist", file=sys.stderr)
+        return 2
+    empty = [p for p in paths if Path(p).is_dir() and not data_files(Path(p))]
+    if empty:
+        print(f"error: {empty[0]}: no record files in it (*.jsonl, *.json, *.parquet, data/*.parquet); give a "
+              "build or export folder, or the record files themselves", file=sys.stderr)
         return 2
     report = validate(paths, max_kept=max_shown)
     for v in report.violations:
