@@ -1,6 +1,6 @@
 """Issue 19: builds sharing one `--cache` pay each request once. A request is claimed in the cache
-before it is sent; a second build that needs it waits for the answer; a claim whose holder died
-lapses with its lease and the request is taken over."""
+before it is sent; a second build that needs it waits for the answer; a claim whose holder died is
+taken over: at once when it ran on this machine, else when its lease lapses."""
 
 from __future__ import annotations
 
@@ -73,12 +73,22 @@ def test_a_waiting_engine_takes_the_answer_of_the_holder(tmp_path: Path, scripte
     assert handler.bodies == [] and engine.usage["global"].cache_hits == 1 and engine.usage["global"].api_calls == 0
 
 
-def test_a_dead_holders_claim_lapses_and_the_request_is_sent(tmp_path: Path, scripted_client) -> None:
+def test_a_killed_builds_claims_on_this_machine_are_taken_over_at_once(tmp_path: Path) -> None:
+    """kill -9, then the same command again: the rerun does not wait out the dead build's leases."""
     key = _request().cache_key()
     died = subprocess.run([sys.executable, "-c", "import os, sys; from rsgpt4v.llm.cache import Cache; "
-                           f"Cache(sys.argv[1]).claim({key!r}, 1.0); os._exit(9)", str(tmp_path / "c.sqlite")],
+                           f"Cache(sys.argv[1]).claim({key!r}, 3600); os._exit(9)", str(tmp_path / "c.sqlite")],
                           cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert died.returncode == 9
+    rerun = Cache(tmp_path / "c.sqlite")
+    assert not rerun.claimed(key) and rerun.claim(key, 60)
+
+
+def test_a_claim_held_on_another_machine_lapses_and_the_request_is_sent(tmp_path: Path, scripted_client) -> None:
+    key = _request().cache_key()
+    other = Cache(tmp_path / "c.sqlite")
+    other.holder = "another-host:1:0123456789ab"  # its process cannot be looked at from here
+    assert other.claim(key, 1.0)
     handler = Scripted([(200, completion({"caption": "mine"}), {})])
     cfg = load_config(overrides={"engine": {"claim_lease_s": 1.0}}).engine
     engine = Engine(scripted_client(handler), Cache(tmp_path / "c.sqlite"), cfg, "gpt-4o", PriceTable.load())

@@ -9,8 +9,9 @@ moved aside and rebuilt rather than trusted.
 Several builds may share one cache file at once (two recipes, shards, a retry beside a first run).
 Before sending a request a build claims it: a row in `claims` with the holder and a lease that the
 holder renews while the request is on its way. Another build that needs the same request finds the
-claim and waits for the answer instead of paying for it again; a claim whose holder died (killed,
-the machine lost) expires with its lease and the next build that needs the request takes it over.
+claim and waits for the answer instead of paying for it again. A claim whose holder died is taken
+over: at once when the holder ran on this machine and its process is gone (a build killed and run
+again), else when its lease expires (another machine lost).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import errno
 import json
 import logging
 import os
+import socket
 import sqlite3
 import time
 import uuid
@@ -62,7 +64,8 @@ def is_sqlite_file(path: Path) -> bool:
 class Cache:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.holder = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"  # this process's name on its claims
+        # This process's name on its claims: the host and pid tell a later build whether it is gone.
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.is_dir():
             raise IsADirectoryError(errno.EISDIR, "a folder, not a cache file: give --cache a file name",
@@ -76,6 +79,7 @@ class Cache:
             log.warning("cache %s is not a readable SQLite cache (%s); moved to %s and rebuilt", self.path, exc, aside)
             self.path.replace(aside)
             self._db = self._open()
+        self._drop_dead_claims()
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None)
@@ -114,6 +118,11 @@ class Cache:
             (key, self.holder, now + lease_s, now, self.holder))
         return taken.rowcount == 1
 
+    def _drop_dead_claims(self) -> None:
+        """Forget the claims of processes of this machine that no longer run."""
+        dead = [h for (h,) in self._db.execute("SELECT DISTINCT holder FROM claims") if _gone(h)]
+        self._db.executemany("DELETE FROM claims WHERE holder = ?", [(h,) for h in dead])
+
     def renew(self, key: str, lease_s: float) -> None:
         """Extend our claim on `key` (a request still on its way)."""
         self._db.execute("UPDATE claims SET expires = ? WHERE key = ? AND holder = ?",
@@ -142,3 +151,19 @@ class Cache:
         except sqlite3.Error:
             pass  # the claims lapse on their own; closing must not fail on a full disk
         self._db.close()
+
+
+def _gone(holder: str) -> bool:
+    """Whether a claim's holder ran on this machine and its process has ended (a pid reused since
+    only makes the claim wait for its lease)."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
