@@ -29,7 +29,7 @@ from rsgpt4v.core.files import write_atomic
 from rsgpt4v.imaging.images import decode, encode, fit, stretch_kind
 
 # Changes whenever what a window file holds for the same pixels and settings changes (the PNG writer).
-ENCODER = "png-sub-deflate1-rle/jpeg-q95-optimized"
+ENCODER = "png-sub-zlibng1-rle/jpeg-q95-optimized"
 WRITTEN_JPEG_QUALITY = 95
 
 
