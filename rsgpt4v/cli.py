@@ -27,6 +27,10 @@ SampleOpt = Annotated[bool, typer.Option("--sample", help="Use the small synthet
 ModelOpt = Annotated[Optional[str], typer.Option(help="Model name; default from the config.")]
 ConfigOpt = Annotated[Optional[Path], typer.Option(help="YAML file overriding configs/default.yaml.")]
 PromptsOpt = Annotated[Optional[Path], typer.Option(help="Folder of prompt files replacing the bundled prompts/.")]
+ProfileOpt = Annotated[Optional[str], typer.Option(
+    "--backend-profile", help="What the server accepts: openai, azure, vllm, sglang, ollama, llamacpp, lmstudio, "
+                              "generic, or a file from `rsgpt4v doctor --save` (model.profile). Default: start as "
+                              "OpenAI and switch off what the server refuses.")]
 PricesOpt = Annotated[Optional[Path], typer.Option(help="Price table replacing configs/prices.yaml.")]
 LimitOpt = Annotated[Optional[int], typer.Option(min=1, help="Stop after this many images.")]
 SplitOpt = Annotated[Optional[str], typer.Option(help="Only this split (train, val, test, ...).")]
@@ -139,6 +143,7 @@ def _run(source: str | None, root: Path | None, sample: bool, split: str | None,
     from rsgpt4v.llm.batch import BatchStateError
     from rsgpt4v.llm.client import MissingKeyError
     from rsgpt4v.llm.cost import PriceError
+    from rsgpt4v.llm.profile import ProfileError
     from rsgpt4v.prompting.templates import PromptError
     from rsgpt4v.sources import SourceError, get_source, parse_options, sample_root
 
@@ -157,7 +162,8 @@ def _run(source: str | None, root: Path | None, sample: bool, split: str | None,
             return build(reader, cfg, opts)
         with owned(opts.out, identity(source, data_root, split, options, opts.shard), force):
             return build(reader, cfg, opts)
-    except (ConfigError, SourceError, PromptError, PriceError, MissingKeyError, OwnerError, BatchStateError) as exc:
+    except (ConfigError, SourceError, PromptError, PriceError, MissingKeyError, OwnerError, BatchStateError,
+            ProfileError) as exc:
         raise _fail(str(exc)) from None
 
 
@@ -187,6 +193,7 @@ def build(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Offline: the mock model answers, no key needed.")] = False,
     backend: Annotated[str, typer.Option(help="openai (any OpenAI-compatible server via OPENAI_BASE_URL) or mock.")] = "openai",
     model: ModelOpt = None,
+    backend_profile: ProfileOpt = None,
     config: ConfigOpt = None,
     prompts: PromptsOpt = None,
     prices: PricesOpt = None,
@@ -232,8 +239,7 @@ def build(
         overrides["seed"] = seed
     if save_marked:
         overrides["local"] = {"save_marked": True}
-    if model is not None:
-        overrides["model"] = {"name": model}
+    overrides.update(_model_overrides(model, backend_profile))
     if batch_engine not in ("api", "files"):
         raise _fail(f"--batch-engine must be api or files, not {batch_engine!r}")
     files = batch and batch_engine == "files"
@@ -266,6 +272,12 @@ def build(
         _recipe_summary(manifest.sources, manifest.leakage)
 
 
+def _model_overrides(model: str | None, profile: str | None) -> dict[str, Any]:
+    """--model and --backend-profile as overrides of the config's model section."""
+    section = {k: v for k, v in (("name", model), ("profile", profile)) if v is not None}
+    return {"model": section} if section else {}
+
+
 def _recipe_alone(root: Path | None, sample: bool, split: str | None, options: list[str] | None) -> None:
     given = [flag for flag, value in (("--root", root), ("--sample", sample), ("--split", split),
                                       ("--option", options)) if value]
@@ -295,6 +307,7 @@ def _run_recipe(name: str, source: str | None, data: Path | None, skip_missing: 
     from rsgpt4v.core.config import ConfigError, load_config
     from rsgpt4v.core.ownership import OwnerError, identity, owned
     from rsgpt4v.llm.client import MissingKeyError
+    from rsgpt4v.llm.profile import ProfileError
     from rsgpt4v.prompting.templates import PromptError
 
     if source is not None:
@@ -312,7 +325,8 @@ def _run_recipe(name: str, source: str | None, data: Path | None, skip_missing: 
             return build_recipe(mix, data, configs, opts, skip_missing)
         with owned(opts.out, identity(f"recipe:{name}", data or Path("."), None, None, opts.shard), force):
             return build_recipe(mix, data, configs, opts, skip_missing)
-    except (ConfigError, RecipeError, PromptError, MissingKeyError, FileNotFoundError, OwnerError) as exc:
+    except (ConfigError, RecipeError, PromptError, MissingKeyError, FileNotFoundError, OwnerError,
+            ProfileError) as exc:
         raise _fail(str(exc)) from None
 
 
@@ -385,6 +399,7 @@ def estimate(
     root: RootOpt = None,
     sample: SampleOpt = False,
     model: ModelOpt = None,
+    backend_profile: ProfileOpt = None,
     config: ConfigOpt = None,
     prompts: PromptsOpt = None,
     prices: PricesOpt = None,
@@ -412,8 +427,7 @@ def estimate(
             if rate is not None:
                 overrides["engine"] = {"reask_rate": round(rate, 4)}
                 measured = f", measured in {cache}"
-    if model is not None:
-        overrides["model"] = {"name": model}
+    overrides.update(_model_overrides(model, backend_profile))
     with tempfile.TemporaryDirectory() as scratch:
         opts = BuildOptions(out=Path(scratch), backend="mock", limit=limit, prompts_dir=prompts,
                             prices=prices, estimate=True, every=every, progress=False)

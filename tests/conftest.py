@@ -17,18 +17,8 @@ from typer.testing import CliRunner, Result
 
 from rsgpt4v.cli import app
 from rsgpt4v.core.schema import Issue, Sample
-from rsgpt4v.language.naming import display
-from rsgpt4v.llm.fakeserver import Knobs
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real"
-
-
-def dota_knobs(**knobs: object) -> Knobs:
-    """Fake-server knobs whose mock describes DOTA objects as a dry run of a DOTA build does."""
-    from rsgpt4v.sources.dota import DOTA, VOCABULARIES
-
-    names = {c: display(c, "dota").singular for c in VOCABULARIES["2.0"]}
-    return Knobs(looks=DOTA.mock_looks, names=names, **knobs)
 
 
 @pytest.fixture

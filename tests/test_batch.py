@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import dota_knobs
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
@@ -32,7 +31,7 @@ def test_batch_passes_stage_by_stage_give_the_live_result(tmp_path: Path, live_r
     out = tmp_path / "batch"
     config = tmp_path / "small-files.yaml"
     config.write_text("batch: {max_lines: 3}\n")
-    with FakeServer(dota_knobs()) as server:
+    with FakeServer(Knobs()) as server:
         env = {"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-batch-secret"}
         args = ["build", *SAMPLE, "--batch", "--config", str(config), "--out", str(out)]
         first = _invoke(args, env)
@@ -61,7 +60,7 @@ def test_batch_passes_stage_by_stage_give_the_live_result(tmp_path: Path, live_r
 
 def test_expired_requests_are_resubmitted_until_done(tmp_path: Path, live_reference: Path) -> None:
     out = tmp_path / "expiring"
-    with FakeServer(dota_knobs(batch_expire=0.4, seed=3)) as server:
+    with FakeServer(Knobs(batch_expire=0.4, seed=3)) as server:
         env = {"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "x"}
         args = ["build", *SAMPLE, "--batch", "--out", str(out)]
         for _ in range(30):

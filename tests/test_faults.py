@@ -12,11 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import dota_knobs
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
-from rsgpt4v.llm.fakeserver import FakeServer
+from rsgpt4v.llm.fakeserver import FakeServer, Knobs
 
 runner = CliRunner()
 SAMPLE = ["--source", "dota", "--sample", "--no-progress"]
@@ -37,7 +36,7 @@ def _fast_retries(tmp_path: Path) -> Path:
 
 def test_5xx_429_and_malformed_answers_still_give_the_complete_dataset(tmp_path: Path, reference: Path) -> None:
     out = tmp_path / "flaky"
-    with FakeServer(dota_knobs(fail_5xx=0.2, fail_429=0.1, malformed=0.05, seed=7)) as server:
+    with FakeServer(Knobs(fail_5xx=0.2, fail_429=0.1, malformed=0.05, seed=7)) as server:
         env = {"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-flaky"}
         result = runner.invoke(app, ["build", *SAMPLE, "--config", str(_fast_retries(tmp_path)), "--out", str(out)],
                                env=env, catch_exceptions=False)
@@ -59,7 +58,7 @@ def _build_cmd(out: Path, config: Path) -> list[str]:
 def test_kill_minus_nine_then_rerun_is_identical_and_pays_only_the_rest(tmp_path: Path, reference: Path) -> None:
     out = tmp_path / "killed"
     config = _fast_retries(tmp_path)
-    with FakeServer(dota_knobs(latency_s=0.15)) as server:
+    with FakeServer(Knobs(latency_s=0.15)) as server:
         env = {**os.environ, "OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "x"}
         proc = subprocess.Popen(_build_cmd(out, config), env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)

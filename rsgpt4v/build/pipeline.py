@@ -32,6 +32,7 @@ from rsgpt4v.llm.batch_files import write_request_files
 from rsgpt4v.llm.cache import Cache
 from rsgpt4v.llm.client import make_client
 from rsgpt4v.llm.engine import Engine
+from rsgpt4v.llm.refusals import AdaptiveProfile, adaptive
 from rsgpt4v.records.writer import DatasetWriter, render
 from rsgpt4v.imaging.pixel_budget import PixelBudget
 from rsgpt4v.prompting.answers import SceneAnswers
@@ -51,6 +52,7 @@ from rsgpt4v.core.report import (
     Issues,
     Prompts,
     RunReport,
+    ServerSection,
     Status,
     Usage,
 )
@@ -98,7 +100,8 @@ class _Progress:
 class Builder:
     """One pass of a build over the source; a batch build takes one pass per stage."""
 
-    def __init__(self, source: Source, cfg: BuildConfig, opts: BuildOptions, client: openai.AsyncOpenAI) -> None:
+    def __init__(self, source: Source, cfg: BuildConfig, opts: BuildOptions, client: openai.AsyncOpenAI,
+                 server: AdaptiveProfile | None = None) -> None:
         self.source = source
         self.cfg = cfg
         self.opts = opts
@@ -112,7 +115,8 @@ class Builder:
         engine_cls = EstimatingEngine if opts.estimate else Engine
         self.engine = engine_cls(client, self.cache, cfg.engine, self.model, self.prices, refresh=opts.refresh,
                                  batch=BatchQueue() if opts.batch else None,
-                                 rejected=self.batch_state.rejected if self.batch_state else None)
+                                 rejected=self.batch_state.rejected if self.batch_state else None,
+                                 server=server or adaptive(cfg.model.profile))
         self.qc = QualityChecker(cfg.qc, lambda: source.vocabulary, source.exhaustive_labels) if cfg.qc.enabled else None
         self.counts = Counts()
         self.issues = Issues()
@@ -287,10 +291,13 @@ class Builder:
         report = RunReport(
             status=status, rsgpt4v_version=__version__, source=self.source.name, root=str(self.source.root),
             backend=self.opts.backend, config=self.cfg.model_dump(mode="json"),
+            server=ServerSection(profile=self.engine.server.profile.name, given=self.engine.server.given,
+                                 settings=self.engine.server.profile.settings(),
+                                 switched=list(self.engine.server.switches)),
             prompts=Prompts(folder=str(self.prompts.folder), sha=self.prompts.shas),
             counts=self.counts, issues=self.issues, failures=self.failures,
             qc=QC.model_validate({"rejected": self.qc.report() if self.qc else {}}),
-            usage=Usage.of(self.engine.usage, self.prices.date, self.prices.price(self.model) is not None),
+            usage=Usage.of(self.engine.usage, self.prices.date, self.prices.priced(self.model)),
             shard=self.opts.shard)
         if isinstance(self.engine, EstimatingEngine):
             scale = self.seen / self.counts.samples if self.opts.every > 1 and self.counts.samples else 1.0
@@ -332,7 +339,7 @@ def build(source: Source, cfg: BuildConfig, opts: BuildOptions) -> RunReport:
     return_freed_images_to_the_os()
 
     async def passes() -> RunReport:
-        client = make_client(opts.backend, cfg.model.request_timeout_s, source.mock_looks, source.mock_names())
+        client = make_client(opts.backend, cfg.model.request_timeout_s, offline=opts.batch_files is not None)
         while True:
             report = await Builder(source, cfg, opts, client).run()
             if not (opts.batch_wait and report.status.startswith("batch_")):

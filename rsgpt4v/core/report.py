@@ -291,6 +291,40 @@ class BatchProgress(_Section):
                    usage=BatchUsage(**{k: sum(getattr(p.usage, k) for p in parts) for k in BatchUsage.model_fields}))
 
 
+class BackendSwitch(_Section):
+    """A request feature the server refused, switched off for the rest of the run."""
+
+    feature: str
+    setting: str
+    before: Any
+    after: Any
+    because: str = Field(description="the server's refusal: status and message")
+
+
+class ServerSection(_Section):
+    """How requests were shaped for the server: the backend profile, given or found out (`auto`:
+    none given, OpenAI's settings until the server refused one), and what its refusals switched off."""
+
+    profile: str
+    given: bool
+    settings: dict[str, Any] = Field(description="the settings in force at the end of the run")
+    switched: list[BackendSwitch] = Field(default_factory=list)
+
+    @classmethod
+    def total(cls, parts: list[ServerSection]) -> ServerSection | None:
+        """A recipe's sources share one server: the first part's profile, every switch once, the
+        settings of the part that switched most."""
+        if not parts:
+            return None
+        seen: dict[tuple[str, str], BackendSwitch] = {}
+        for part in parts:
+            for switch in part.switched:
+                seen.setdefault((switch.setting, str(switch.after)), switch)
+        last = max(parts, key=lambda p: len(p.switched))
+        return cls(profile=parts[0].profile, given=parts[0].given, settings=last.settings,
+                   switched=list(seen.values()))
+
+
 class Prompts(_Section):
     folder: str
     sha: dict[str, str]
@@ -379,6 +413,7 @@ class RunReport(_Section, _Sparse):
     source: str
     root: str | None
     backend: str
+    server: ServerSection | None = None
     config: dict[str, Any] = Field(description="the whole build configuration; the model is config.model.name, "
                                                "recorded once")
     prompts: Prompts | None

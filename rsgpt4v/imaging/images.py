@@ -162,6 +162,15 @@ def fit(im: Image.Image, max_side: int) -> tuple[Image.Image, float]:
     return im.resize(size, Image.Resampling.LANCZOS), scale
 
 
+def side_by_side(left: Image.Image, right: Image.Image, gap: int = 16) -> Image.Image:
+    """`left` and `right` in one image, `gap` white pixels apart (for a server that takes one image per
+    request: the clean window beside the marked one)."""
+    canvas = Image.new("RGB", (left.width + gap + right.width, max(left.height, right.height)), (255, 255, 255))
+    canvas.paste(left.convert("RGB"), (0, 0))
+    canvas.paste(right.convert("RGB"), (left.width + gap, 0))
+    return canvas
+
+
 def encode(im: Image.Image, fmt: str, quality: int = 90) -> bytes:
     """PNG or JPEG bytes; deterministic for the same pixels and settings."""
     buf = io.BytesIO()

@@ -31,7 +31,10 @@ from rsgpt4v.core.report import StageUsage
 from rsgpt4v.llm.batch import BatchQueue, Deferred
 from rsgpt4v.llm.cache import Cache
 from rsgpt4v.llm.cost import PriceTable, estimate_prompt_tokens
+from rsgpt4v.llm.json_text import NoJSONValue, first_json_value
 from rsgpt4v.llm.limiter import RateLimiter
+from rsgpt4v.llm.profile import BackendProfile
+from rsgpt4v.llm.refusals import AdaptiveProfile, FeatureRefused, refusal_of
 from rsgpt4v.llm.request import ChatRequest, cache_key_of
 
 T = TypeVar("T", bound=BaseModel)
@@ -96,6 +99,10 @@ class Unusable(Exception):
 def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIConnectionError):
         return True
+    if refusal_of(exc) is not None:
+        # A chat template's refusal comes back as a 500 from llama.cpp and SGLang: sending the same
+        # request again gets the same answer.
+        return False
     if isinstance(exc, openai.APIStatusError):
         if exc.status_code == 429:
             return not _insufficient_quota(exc)
@@ -160,20 +167,32 @@ def check_completion(completion: dict[str, Any], model: type[T]) -> T:
     if choice.get("finish_reason") == "length":
         raise Unusable(FailureKind.LENGTH, "the answer was cut off at the output token limit")
     content = message.get("content")
-    if not content:
+    if not content or not isinstance(content, str):
         raise Unusable(FailureKind.EMPTY, "the answer is empty")
     try:
-        data = json.loads(content)
-    except json.JSONDecodeError as exc:
-        raise Unusable(FailureKind.INVALID_JSON,
-                       f"the answer is not valid JSON ({exc.msg} at char {exc.pos})") from None
+        data = first_json_value(content)
+    except NoJSONValue as exc:
+        raise Unusable(FailureKind.INVALID_JSON, str(exc)) from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise Unusable(FailureKind.SCHEMA,
-                       f"the answer does not match the schema at {where}: {first['msg']}") from None
+        raise Unusable(FailureKind.SCHEMA, f"the answer does not match the schema: {schema_errors(exc)}") from None
+
+
+def schema_errors(exc: ValidationError, shown: int = 3) -> str:
+    """The validation errors as the retry message quotes them: where, what, and the value found."""
+    quoted = []
+    for error in exc.errors()[:shown]:
+        where = ".".join(str(p) for p in error["loc"]) or "the top level"
+        found = "" if error["type"] == "missing" else f" (found {_short(error.get('input'))})"
+        quoted.append(f"{where}: {error['msg']}{found}")
+    more = exc.error_count() - shown
+    return "; ".join(quoted) + (f"; and {more} more" if more > 0 else "")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class Engine:
@@ -181,8 +200,9 @@ class Engine:
 
     def __init__(self, client: openai.AsyncOpenAI, cache: Cache, cfg: EngineConfig, model: str,
                  prices: PriceTable, refresh: bool = False, batch: BatchQueue | None = None,
-                 rejected: dict[str, str] | None = None) -> None:
+                 rejected: dict[str, str] | None = None, server: AdaptiveProfile | None = None) -> None:
         self.client = client
+        self.server = server or AdaptiveProfile(BackendProfile(name="auto"), given=False)
         self.batch = batch
         self.rejected = rejected or {}
         self.cache = cache
@@ -193,7 +213,7 @@ class Engine:
         self.usage: dict[str, StageUsage] = {}
         limits = cfg.limits_for(model)
         self.limiter = RateLimiter(limits.rpm, limits.tpm)
-        self._image_rule = prices.image_rule(model)
+        self._image_rule = self.server.profile.image_rule or prices.image_rule(model)
         self._slots = asyncio.Semaphore(cfg.concurrency)
         self._reserved_usd = 0.0
         self._transport_failures_in_a_row = 0
@@ -210,20 +230,46 @@ class Engine:
         return self.usage.setdefault(stage, StageUsage())
 
     async def complete(self, request: ChatRequest) -> dict[str, Any]:
-        """The raw completion for a request: from the cache, or from the API (then cached)."""
+        """The raw completion for a request: from the cache, or from the API (then cached).
+
+        The request is shaped by the backend profile in force; when the server refuses a feature of
+        it, the profile adapts (or the run stops, see `AdaptiveProfile`) and the request is shaped and
+        sent again: a refused request was not paid for, so this costs no attempt.
+        """
         usage = self.stage_usage(request.stage)
-        body = request.body()
-        key = cache_key_of(body)
-        if not self.refresh:
-            cached = self.cache.get(key)
-            if cached is not None:
-                usage.cache_hits += 1
-                return cached
-        if self.batch is not None:
-            if key in self.rejected:
-                raise Unusable(FailureKind.API_400, f"the Batch API rejected the request ({self.rejected[key]})")
-            self.batch.add(key, request.stage, body)
-            raise Deferred(key)
+        while True:
+            profile = self.server.profile
+            body = await self._body(request, profile)
+            key = cache_key_of(body)
+            if not self.refresh:
+                cached = self.cache.get(key)
+                if cached is not None:
+                    usage.cache_hits += 1
+                    return cached
+            if self.batch is not None:
+                if key in self.rejected:
+                    raise Unusable(FailureKind.API_400, f"the Batch API rejected the request ({self.rejected[key]})")
+                self.batch.add(key, request.stage, body)
+                raise Deferred(key)
+            try:
+                return await self._once(request, body, key, usage)
+            except openai.APIStatusError as exc:
+                refusal = refusal_of(exc)
+                if refusal is None:
+                    raise
+                try:
+                    self.server.adapt(refusal, body, profile)
+                except FeatureRefused as stop:
+                    raise FatalAPIError(str(stop)) from None
+
+    @staticmethod
+    async def _body(request: ChatRequest, profile: BackendProfile) -> dict[str, Any]:
+        if request.images > profile.images_per_request:
+            # Its one-image form is drawn and encoded on first use: off the event loop.
+            return await asyncio.to_thread(request.body, profile)
+        return request.body(profile)
+
+    async def _once(self, request: ChatRequest, body: dict[str, Any], key: str, usage: StageUsage) -> dict[str, Any]:
         shared = self._inflight.get(key)
         if shared is not None:
             # The same request is already on its way (two windows asking the very same thing): one answer

@@ -28,7 +28,7 @@ class EstimatingEngine(Engine):
                                                                       "image_tokens": 0, "output_tokens": 0})
 
     async def complete(self, request: ChatRequest) -> dict[str, Any]:
-        body = request.body()
+        body = request.body(self.server.profile)
         completion = completion_for(body)
         text, image = prompt_token_parts(body, self._image_rule)
         row = self.tally[request.stage]

@@ -23,8 +23,8 @@ from typing import Any
 
 import httpx2
 
-from rsgpt4v.llm.cost import ImageRule, estimate_prompt_tokens
-from rsgpt4v.llm.mock import Looks, Style, completion_for
+from rsgpt4v.llm.cost import DEFAULT_IMAGE_RULE, estimate_prompt_tokens
+from rsgpt4v.llm.mock import Style, completion_for
 
 
 @dataclass
@@ -41,13 +41,10 @@ class Knobs:
     plant: str | None = None
     answer_tokens_per_object: int | None = None
     mistakes: float = 0.0
-    looks: dict[str, Looks] = field(default_factory=dict)
-    names: dict[str, str] = field(default_factory=dict)
 
     @property
     def style(self) -> Style:
-        return Style(tokens_per_object=self.answer_tokens_per_object, mistakes=self.mistakes, looks=self.looks,
-                     names=self.names)
+        return Style(tokens_per_object=self.answer_tokens_per_object, mistakes=self.mistakes)
 
 
 @dataclass
@@ -141,7 +138,7 @@ def _error(status: int, message: str, code: str, kind: str = "invalid_request_er
 
 def chat(state: _State, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
     """One chat completion, subject to limits and injected faults: status, body, headers."""
-    tokens = estimate_prompt_tokens(body, ImageRule()) + int(body.get("max_completion_tokens")
+    tokens = estimate_prompt_tokens(body, DEFAULT_IMAGE_RULE) + int(body.get("max_completion_tokens")
                                                              or body.get("max_tokens") or 0)
     with state.lock:
         state.stats.requests += 1

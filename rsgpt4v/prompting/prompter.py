@@ -13,6 +13,7 @@ its stage and QC. Nothing here knows about files or record formats.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -21,7 +22,7 @@ from PIL import Image
 from rsgpt4v.core.config import BuildConfig
 from rsgpt4v.core.responses import DialogueResponse, GlobalResponse, LocalResponse, ObjectNote
 from rsgpt4v.core.schema import Problem, Scene
-from rsgpt4v.imaging.images import data_url, encode, fit
+from rsgpt4v.imaging.images import data_url, encode, fit, side_by_side
 from rsgpt4v.llm.engine import Engine, FailureKind
 from rsgpt4v.llm.request import ChatRequest
 from rsgpt4v.prompting.answers import SceneAnswers, StageFailure
@@ -67,11 +68,19 @@ class HierarchicalPrompter:
         return SentImage(url=data_url(encode(im, fmt, self.cfg.image.jpeg_quality), fmt),
                          width=im.width, height=im.height, scale=scale)
 
-    def _marked(self, scene: Scene, clean: Image.Image, scale: float, chunk: Sequence[Mark]) -> SentImage:
+    def _marked(self, scene: Scene, clean: Image.Image, scale: float,
+                chunk: Sequence[Mark]) -> tuple[SentImage, Callable[[], SentImage]]:
+        """The marked window as sent, and (for a server that takes one image per request) the clean and
+        the marked window side by side: drawn again on first use rather than kept, since most servers
+        never ask for it."""
         marked, _, _ = mark_chunk(scene, clean, scale, chunk)
         if self.on_marked is not None:
             self.on_marked(scene, chunk, marked)
-        return self._sent(marked, scale)
+
+        def both() -> SentImage:
+            return self._sent(side_by_side(clean, mark_chunk(scene, clean, scale, chunk)[0]), scale)
+
+        return self._sent(marked, scale), functools.cache(both)
 
     def _checked(self, check: Check, qc: Check | None) -> Check:
         return both(no_image_token, check) if qc is None else both(no_image_token, check, qc)
@@ -95,12 +104,13 @@ class HierarchicalPrompter:
         note_qc = self.qc.local(scene) if self.qc else None
 
         async def one(chunk: list[Mark]) -> None:
-            marked = await asyncio.to_thread(self._marked, scene, clean_im, clean.scale, chunk)
+            marked, both_windows = await asyncio.to_thread(self._marked, scene, clean_im, clean.scale, chunk)
             check = self._checked(self.requests.check_local(chunk), note_qc)
             listed = {m.id for m in chunk}
             others = [m for m in marks if m.id not in listed]
             answer = await self.engine.ask(
-                lambda fb, at: self.requests.local_request(scene, with_clean, marked, chunk, others, fb, at),
+                lambda fb, at: self.requests.local_request(scene, with_clean, marked, chunk, others, fb, at,
+                                                           both_windows),
                 LocalResponse, check, escalate=frozenset({FailureKind.LENGTH}))
             self.on_answer("local")
             if answer.deferred:

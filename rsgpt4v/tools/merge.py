@@ -14,7 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from rsgpt4v.core.files import jsonl_writer, located, place_file
-from rsgpt4v.core.report import QC, Counts, Failures, Issues, MixRow, ReportError, RunReport, SourceSection, Usage
+from rsgpt4v.core.report import (
+    QC,
+    Counts,
+    Failures,
+    Issues,
+    MixRow,
+    ReportError,
+    RunReport,
+    ServerSection,
+    SourceSection,
+    Usage,
+)
 from rsgpt4v.records.model import first_problem
 from rsgpt4v.records.reader import read_records
 
@@ -89,6 +100,7 @@ def merge(inputs: list[Path], out: Path) -> RunReport:
         "failures": Failures.total(m.failures for m in manifests),
         "usage": Usage.total(m.usage for m in manifests),
         "qc": QC.total(m.qc for m in manifests if m.qc is not None),
+        "server": ServerSection.total([m.server for m in manifests if m.server is not None]),
         "shard": None, "estimate": None, "estimated_from": None, "batch": None,
         **_recipe_sections(manifests)})
     if any(m.config != first.config for m in manifests):
