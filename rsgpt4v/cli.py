@@ -225,7 +225,8 @@ def build(
     from rsgpt4v.build.pipeline import BuildOptions
     from rsgpt4v.llm.batch_files import REQUESTS
     from rsgpt4v.llm.client import BACKENDS
-    from rsgpt4v.llm.engine import BudgetExceeded, FatalAPIError
+    from rsgpt4v.llm.doctor import DoctorError
+    from rsgpt4v.llm.engine import BudgetExceeded, FatalAPIError, ProfileRefused
 
     _setup_logging(verbose)
     if dry_run:
@@ -260,6 +261,10 @@ def build(
     except BudgetExceeded as exc:
         raise _fail(f"{exc}; raise --max-cost and rerun the same command to continue (nothing paid is lost)",
                     code=1) from None
+    except ProfileRefused as exc:
+        raise _fail(f"{exc}; nothing was paid for the refused requests", code=1) from None
+    except DoctorError as exc:
+        raise _fail(f"probing the server before the batch: {exc}", code=1) from None
     except FatalAPIError as exc:
         raise _fail(f"{exc}; the run stopped, rerun the same command to resume", code=1) from None
     if manifest.status == "requests_written":
@@ -388,6 +393,16 @@ def _summary(manifest: RunReport, out: Path) -> None:
     by_reason = ", ".join(f"{n} {r}" for r, n in sorted(failures.items())) or "none"
     typer.echo(f"input issues: {i.skipped} skipped, {i.warnings} warnings; failed stage answers: "
                f"{manifest.failures.count} ({by_reason}); details in {out / 'manifest.json'}")
+    _switches(manifest)
+
+
+def _switches(manifest: RunReport) -> None:
+    """What the server refused and the run switched off (`server` in the manifest)."""
+    if manifest.server is None or not manifest.server.switched:
+        return
+    switched = ", ".join(f"{s.setting} {s.before} -> {s.after}" for s in manifest.server.switched)
+    typer.echo(f"the server refused features; switched for this run: {switched} (manifest.json `server` says why; "
+               "`rsgpt4v doctor --save FILE` writes a profile that asks for none of them)")
 
 
 @app.command()
@@ -502,21 +517,89 @@ def fake_server(
     plant: Annotated[Optional[str], typer.Option(
         help="A sentence appended to every free-text field of the answers (descriptions, captions, questions, "
              "answers, referring expressions), to try what QC keeps.")] = None,
+    emulate: Annotated[str, typer.Option(
+        help="Refuse and answer as this server does (its error words and envelope): openai, azure, vllm, sglang, "
+             "ollama, llamacpp, lmstudio.")] = "openai",
+    no_json_schema: Annotated[bool, typer.Option(
+        "--no-json-schema", help="Refuse response_format json_schema, as builds without it do (Ollama before "
+                                 "0.5.0 ignores it instead).")] = False,
+    no_json_object: Annotated[bool, typer.Option("--no-json-object", help="Refuse response_format json_object.")
+                              ] = False,
+    prose: Annotated[bool, typer.Option(
+        "--prose", help="Wrap every answer in prose and a ```json fence, as a model without constrained "
+                        "decoding writes.")] = False,
+    max_images: Annotated[Optional[int], typer.Option(
+        min=0, help="Refuse requests with more images than this (vLLM started with --limit-mm-per-prompt).")] = None,
+    strict_roles: Annotated[bool, typer.Option(
+        "--strict-roles", help="Refuse a system message and two messages of one role in a row, as Gemma's and "
+                               "Mistral's chat templates do (llama.cpp folds the system message in).")] = False,
 ) -> None:
     """Serve an OpenAI-compatible fake API (chat, files, batches) on loopback; Ctrl-C stops it."""
     from rsgpt4v.llm.fakeserver import FakeServer, Knobs
+    from rsgpt4v.llm.personas import PERSONAS, Quirks
 
+    if emulate not in PERSONAS:
+        raise _fail(f"--emulate must be one of {', '.join(PERSONAS)}, not {emulate!r}")
+    quirks = Quirks(no_json_schema=no_json_schema, no_json_object=no_json_object, prose=prose, max_images=max_images,
+                    strict_roles=strict_roles)
     knobs = Knobs(latency_s=latency, rpm=rpm, tpm=tpm, fail_5xx=fail_5xx, fail_429=fail_429, malformed=malformed,
                   batch_expire=batch_expire, seed=seed, answer_tokens_per_object=answer_tokens_per_object,
-                  mistakes=mistakes, plant=plant)
+                  mistakes=mistakes, plant=plant, emulate=emulate, quirks=quirks)
     server = FakeServer(knobs, port=port)
-    typer.echo(f"fake OpenAI API at {server.url}  (export OPENAI_BASE_URL={server.url} OPENAI_API_KEY=fake)")
+    typer.echo(f"fake {emulate} API at {server.url}  (export OPENAI_BASE_URL={server.url} OPENAI_API_KEY=fake)")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+
+
+@app.command()
+def doctor(
+    model: ModelOpt = None,
+    config: ConfigOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Probe the offline mock instead of a server.")] = False,
+    save: Annotated[Optional[Path], typer.Option(help="Write the profile that fits the server to this YAML file "
+                                                     "(for --backend-profile or model.profile).")] = None,
+) -> None:
+    """Probe the server at OPENAI_BASE_URL with a handful of tiny requests: what it accepts, the backend
+    profile that fits it."""
+    import asyncio
+
+    from rsgpt4v.core.config import ConfigError, load_config
+    from rsgpt4v.llm.client import MissingKeyError, make_client
+    from rsgpt4v.llm.doctor import DoctorError, diagnose, matching
+    from rsgpt4v.llm.profile import profile_yaml
+
+    try:
+        cfg = load_config(config, _model_overrides(model, None))
+        client = make_client("mock" if dry_run else "openai", cfg.model.request_timeout_s)
+    except (ConfigError, MissingKeyError) as exc:
+        raise _fail(str(exc)) from None
+    where = "the offline mock" if dry_run else str(client.base_url)
+    typer.echo(f"probing {where} with model {cfg.model.name}:")
+    try:
+        with _one_error_path():
+            probes, profile = asyncio.run(diagnose(client, cfg.model.name))
+    except DoctorError as exc:
+        raise _fail(str(exc), code=1) from None
+    for p in probes:
+        typer.echo(f"  {p.name:<30} {'accepted' if p.accepted else 'refused'}{f'  ({p.detail})' if p.detail else ''}")
+    same, closest, differs = matching(profile)
+    settings = ", ".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in profile.settings().items())
+    if same:
+        others = f" (the same settings as {', '.join(same[1:])})" if len(same) > 1 else ""
+        typer.echo(f"profile: {settings}\nmatches the bundled profile {same[0]}{others}: "
+                   f"--backend-profile {same[0]}")
+    else:
+        typer.echo(f"profile: {settings}\nno bundled profile matches; the closest, {closest}, differs in "
+                   f"{', '.join(differs)}" + ("" if save else "; --save FILE writes this one"))
+    if save is not None:
+        with _one_error_path():
+            save.write_text(profile_yaml(profile, f"Backend profile found by `rsgpt4v doctor` at {where} for "
+                                                  f"{cfg.model.name}."), encoding="utf-8")
+        typer.echo(f"wrote {save}: build with --backend-profile {save}")
 
 
 @app.command()

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
 from rsgpt4v.llm.batch import BatchQueue, split_request_files
+from rsgpt4v.llm.doctor import PROBES
 from rsgpt4v.llm.fakeserver import FakeServer, Knobs
 
 runner = CliRunner()
@@ -48,7 +49,10 @@ def test_batch_passes_stage_by_stage_give_the_live_result(tmp_path: Path, live_r
         assert "submitted 5 requests (5 global)" in passes[0]
         assert "submitted 5 requests (5 dialogue)" in passes[1]
         assert "wrote" in passes[2] and "0 sent, 18 from cache" in passes[2]
-        assert server.stats.batch_lines == 18 and server.stats.completed == 18
+        # 18 answers by batch; live, only the probe of what the server accepts, once, before the first pass
+        probes = 1 + len(PROBES)
+        assert server.stats.batch_lines == 18 and server.stats.completed == 18 + probes
+        assert json.loads((out / "batch" / "state.json").read_text())["server"]["why"] == {}
     assert (out / "train.jsonl").read_bytes() == (live_reference / "train.jsonl").read_bytes()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["batch"]["usage"]["requests"] == 18

@@ -32,6 +32,7 @@ from rsgpt4v.llm.batch_files import write_request_files
 from rsgpt4v.llm.cache import Cache
 from rsgpt4v.llm.client import make_client
 from rsgpt4v.llm.engine import Engine
+from rsgpt4v.llm.doctor import diagnose, reasons
 from rsgpt4v.llm.refusals import AdaptiveProfile, adaptive
 from rsgpt4v.records.writer import DatasetWriter, render
 from rsgpt4v.imaging.pixel_budget import PixelBudget
@@ -330,6 +331,17 @@ def _without_image_token(sample: Sample) -> tuple[Sample, Issue | None]:
                          "image; dropped"))
 
 
+async def _probe_once(client: openai.AsyncOpenAI, model: str, server: AdaptiveProfile, state: BatchState) -> None:
+    """A batch meets the server only when it runs, where a refused feature would fail every window:
+    with no profile given, a few tiny live requests find what the server accepts before the first
+    pass, and the batch state keeps it for the later ones."""
+    if state.server is None:
+        probes, found = await diagnose(client, model)
+        state.server = {"settings": found.settings(), "why": reasons(probes)}
+        state.save()
+    server.adopt(server.profile.model_copy(update=state.server["settings"]), state.server["why"])
+
+
 def build(source: Source, cfg: BuildConfig, opts: BuildOptions) -> RunReport:
     """Run a build to the end (or to a fatal API error, which propagates); the manifest.
 
@@ -340,8 +352,11 @@ def build(source: Source, cfg: BuildConfig, opts: BuildOptions) -> RunReport:
 
     async def passes() -> RunReport:
         client = make_client(opts.backend, cfg.model.request_timeout_s, offline=opts.batch_files is not None)
+        server = adaptive(cfg.model.profile)
+        if not server.given and opts.batch and opts.batch_files is None and not opts.estimate:
+            await _probe_once(client, cfg.model.name, server, BatchState(Path(opts.out) / "batch"))
         while True:
-            report = await Builder(source, cfg, opts, client).run()
+            report = await Builder(source, cfg, opts, client, server).run()
             if not (opts.batch_wait and report.status.startswith("batch_")):
                 return report
             if report.status == "batch_in_progress":

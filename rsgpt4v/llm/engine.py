@@ -44,6 +44,10 @@ class FatalAPIError(Exception):
     """An API answer that no retry can fix (bad key, no quota, unknown model): the run stops."""
 
 
+class ProfileRefused(FatalAPIError):
+    """The server refuses what the backend profile given asks for: the run stops, naming the setting."""
+
+
 class BudgetExceeded(FatalAPIError):
     """The next request could take spending past --max-cost: the run stops before sending it."""
 
@@ -260,7 +264,7 @@ class Engine:
                 try:
                     self.server.adapt(refusal, body, profile)
                 except FeatureRefused as stop:
-                    raise FatalAPIError(str(stop)) from None
+                    raise ProfileRefused(str(stop)) from None
 
     @staticmethod
     async def _body(request: ChatRequest, profile: BackendProfile) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rsgpt4v.core.problems import UnreadableYAML, read_yaml, validation_problem
@@ -157,8 +158,6 @@ def load_profile(name_or_path: str | Path) -> BackendProfile:
 
 def profile_yaml(profile: BackendProfile, comment: str = "") -> str:
     """A profile as the YAML file `load_profile` reads (what `doctor --save` writes)."""
-    import yaml
-
     data = profile.model_dump(mode="json", exclude_none=True, exclude={"name"})
     head = "".join(f"# {line}\n" for line in comment.splitlines())
     return head + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

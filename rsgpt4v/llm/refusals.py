@@ -58,7 +58,8 @@ _PATTERNS: list[tuple[Feature, re.Pattern[str]]] = [(feature, re.compile(pattern
                               r"'response_format' of type '\w+' is not supported|"
                               r"response_format value as json_schema is enabled only|"
                               r"failed to deserialize.*response_format|response_format.*missing field|"
-                              r"grammar is not supported|json_schema.*not supported|json_object.*not supported"),
+                              r"grammar is not supported|json_schema.*not supported|json_object.*not supported|"
+                              r"response_format\.type\s+input should be"),
     (Feature.IMAGES, r"at most \d+ image\(s\) may be provided|you set image=\d+|image count \d+ exceeds limit|"
                      r"only supports one image|single image per message|image input is not supported|"
                      r"model does not support images|does not support (image|vision|multimodal)"),
@@ -70,17 +71,17 @@ _LIMIT = re.compile(r"at most (\d+) image|exceeds limit (\d+)|image=(\d+)", re.I
 
 
 def error_message(exc: openai.APIStatusError) -> str:
-    """The server's own words: `error.message` (OpenAI, vLLM, Ollama, llama.cpp), `error` as a string
-    (LM Studio, TGI) or `message` (older vLLM, SGLang), else the client's rendering."""
+    """The server's own words. The client keeps the body's `error` member when there is one: an object
+    with a `message` (OpenAI, vLLM, Ollama, llama.cpp) or a bare string (LM Studio, TGI); older vLLM and
+    SGLang send the flat object with its `message`; a body that is not JSON stays text."""
     body = exc.body
     if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return error["message"]
-        if isinstance(error, str):
-            return error
-        if isinstance(body.get("message"), str):
-            return body["message"]
+        for found in (body.get("message"), (body.get("error") or {}).get("message")
+                      if isinstance(body.get("error"), dict) else body.get("error")):
+            if isinstance(found, str) and found:
+                return found
+    if isinstance(body, str) and body.strip():
+        return body
     return exc.message
 
 
@@ -158,6 +159,18 @@ class AdaptiveProfile:
             self.profile = self.profile.model_copy(update={setting: value})
             self.switches.append(BackendSwitch(feature=refusal.feature, setting=setting, before=before, after=value,
                                                because=refusal.quoted()))
+
+    def adopt(self, found: BackendProfile, why: dict[str, str]) -> None:
+        """Take the settings a probe found (`llm/doctor.py`) before any request is sent, each change
+        recorded with the probe's outcome (`why`, by setting)."""
+        with self._lock:
+            for setting, after in found.settings().items():
+                before = getattr(self.profile, setting)
+                # a build sends at most two images: 10 allowed and 2 allowed are the same to it
+                if (min(before, 2) if setting == "images_per_request" else before) != after:
+                    self.switches.append(BackendSwitch(feature=setting, setting=setting, before=before, after=after,
+                                                       because=why.get(setting, "probe")))
+            self.profile = self.profile.model_copy(update=found.settings())
 
     def _fix(self, refusal: Refusal, body: dict[str, Any]) -> tuple[str, Any]:
         """The setting and value that avoid the refusal; FeatureRefused when none does."""
