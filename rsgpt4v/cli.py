@@ -348,6 +348,13 @@ def _files_summary(manifest: RunReport, out: Path) -> None:
     typer.echo("(Ray Data: read the files with ray.data.read_json and map them through a vLLM processor; "
                "OpenAI/Azure Batch: upload them as they are.) Then rerun this same command: it reads the "
                "imported answers and writes the next stage's requests, or the dataset when none are left.")
+    typer.echo(_passes_left(manifest))
+
+
+def _passes_left(manifest: RunReport) -> str:
+    n = manifest.batch.passes_left if manifest.batch is not None else 0
+    return (f"at most {n} pass{'es' if n != 1 else ''} of requests remain, this one included (later stages, "
+            "retries of unusable answers, splits of cut-off ones); then one more run writes the dataset")
 
 
 def _batch_summary(manifest: RunReport, out: Path) -> None:
@@ -366,6 +373,7 @@ def _batch_summary(manifest: RunReport, out: Path) -> None:
     typer.echo(f"submitted {b.queued_this_pass} requests ({named}) in {len(open_batches)} batch(es); "
                f"{manifest.counts.windows} windows wait for them. When they finish (within 24 h), rerun "
                "this same command: it collects the answers and submits the next stage.")
+    typer.echo(_passes_left(manifest))
 
 
 def _usd(value: float | None) -> str:
@@ -787,7 +795,15 @@ def batch_import(
     """Read batch results produced by any engine (vLLM run-batch, Ray, OpenAI/Azure Batch) into the cache."""
     from rsgpt4v.core.ownership import PARTS
     from rsgpt4v.core.report import ReportError, RunReport
-    from rsgpt4v.llm.batch_files import REQUESTS, import_results, request_ids
+    from rsgpt4v.llm.batch_files import (
+        IMPORTED,
+        REQUESTS,
+        already_imported,
+        digest,
+        import_results,
+        record_imported,
+        request_ids,
+    )
     from rsgpt4v.llm.cache import Cache
 
     if not out.is_dir():
@@ -803,11 +819,21 @@ def batch_import(
     # a recipe build's parts write their requests under OUT/parts/<source>/ with the API engine
     folders = [f for f in [out / REQUESTS, *sorted((out / PARTS).glob(f"*/{REQUESTS.as_posix()}"))] if f.is_dir()]
     known = set().union(*map(request_ids, folders)) if folders else None
-    store = Cache(cache or out / "cache.sqlite")
-    try:
-        tally = import_results(results, store, model, known)
-    finally:
-        store.close()
+    into = cache or out / "cache.sqlite"
+    with _one_error_path(into):
+        done = already_imported(out / IMPORTED, into)
+        new = {digest(p): p for p in results}
+        skipped = [p for sha, p in new.items() if sha in done]
+        new = {sha: p for sha, p in new.items() if sha not in done}
+        store = Cache(into)
+        try:
+            tally = import_results(list(new.values()), store, model, known)
+        finally:
+            store.close()
+        record_imported(out / IMPORTED, into, new)
+    if skipped:
+        typer.echo(f"skipped {len(skipped)} result file(s) imported before: {', '.join(map(str, skipped[:5]))}"
+                   + (" ..." if len(skipped) > 5 else ""))
     for problem in tally.problems[:20]:
         typer.echo(problem, err=True)
     if len(tally.problems) > 20:

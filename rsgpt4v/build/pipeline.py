@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from rsgpt4v.records.model import IMAGE_TOKEN
 from rsgpt4v.core.report import (
     QC,
     BatchProgress,
+    ReportError,
     BatchUsage,
     Counts,
     EstimatedFrom,
@@ -117,7 +119,7 @@ class Builder:
         self.engine = engine_cls(client, self.cache, cfg.engine, self.model, self.prices, refresh=opts.refresh,
                                  batch=BatchQueue() if opts.batch else None,
                                  rejected=self.batch_state.rejected if self.batch_state else None,
-                                 server=server or adaptive(cfg.model.profile))
+                                 server=server or adaptive(cfg.model.profile), run=self._batch_run())
         self.qc = QualityChecker(cfg.qc, lambda: source.vocabulary, source.exhaustive_labels) if cfg.qc.enabled else None
         self.counts = Counts()
         self.issues = Issues()
@@ -130,6 +132,23 @@ class Builder:
                                              exhaustive_labels=source.exhaustive_labels,
                                              on_answer=self.progress.tick,
                                              on_marked=self._save_marked if cfg.local.save_marked else None)
+
+    def _batch_run(self) -> str | None:
+        """A batch build's run id: its passes are one run, so an answer that failed in an earlier pass is
+        not given repair rounds by the next; a rerun after the build completed is a new run. Of a
+        recipe, the whole build's (a source done early is rebuilt by the passes the others need)."""
+        state = self.batch_state
+        if state is None:
+            return None
+        previous = Path(self.opts.within or self.opts.out) / "manifest.json"
+        try:
+            finished = not previous.is_file() or RunReport.read(previous).finished
+        except ReportError:
+            finished = True
+        if state.run is None or finished:
+            state.run = uuid.uuid4().hex
+            state.save()
+        return state.run
 
     def _prepare(self, sample: Sample) -> tuple[list[Scene], Image.Image | None, list[Issue]]:
         try:
@@ -307,7 +326,8 @@ class Builder:
             report.estimated_from = EstimatedFrom(images=self.counts.samples, of=self.seen)
         if self.batch_state is not None:
             queued = self.engine.batch.lines if self.engine.batch else {}
-            report.batch = BatchProgress(queued_this_pass=len(queued), batches=self.batch_state.batches,
+            report.batch = BatchProgress(queued_this_pass=len(queued), passes_left=self.engine.passes_left,
+                                         batches=self.batch_state.batches,
                                          rejected=len(self.batch_state.rejected),
                                          usage=BatchUsage(**self.batch_state.usage))
         return report

@@ -277,6 +277,8 @@ class BatchProgress(_Section):
     """A Batch API build's progress: what this pass queued, the batches and what they cost."""
 
     queued_this_pass: int
+    passes_left: int = Field(default=0, description="the most passes of requests still to come, this one's "
+                                                    "included: later stages, retries, splits")
     batches: list[dict[str, Any]]
     rejected: int
     usage: BatchUsage
@@ -286,7 +288,8 @@ class BatchProgress(_Section):
         """Every part's batches (a recipe's sources each keep their own); None when no part used batches."""
         if not parts:
             return None
-        return cls(queued_this_pass=sum(p.queued_this_pass for p in parts), batches=[b for p in parts for b in p.batches],
+        return cls(queued_this_pass=sum(p.queued_this_pass for p in parts),
+                   passes_left=max(p.passes_left for p in parts), batches=[b for p in parts for b in p.batches],
                    rejected=sum(p.rejected for p in parts),
                    usage=BatchUsage(**{k: sum(getattr(p.usage, k) for p in parts) for k in BatchUsage.model_fields}))
 

@@ -7,16 +7,20 @@ through their own tools) writes OpenAI batch output lines
 (`{"custom_id", "response": {"status_code", "body"}, "error"}`); `import_results` puts every
 answered line into the cache, after which the same build command continues exactly as after
 `batch collect`: answered requests come from the cache, the next stage's requests are written.
+A result file imported once is skipped by later imports (OUT/batch/imported.json), so the loop's
+`batch import OUT results/*.jsonl` may name every pass's results each time.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rsgpt4v.core.files import read_jsonl
+from rsgpt4v.core.files import read_jsonl, write_atomic
 from rsgpt4v.llm.batch import BatchQueue, request_id, split_request_files
 from rsgpt4v.llm.cache import Cache
 
@@ -116,3 +120,41 @@ def request_ids(folder: Path) -> set[str]:
         with open(path, "rb") as f:
             ids |= {request_id(path, *line) for line in read_jsonl(f, skip_blank=True)}
     return ids
+
+
+IMPORTED = Path("batch") / "imported.json"
+
+
+def digest(path: Path) -> str:
+    """A result file's SHA-256: a file imported once is known by its content, whatever its name."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def already_imported(ledger: Path, cache: Path) -> dict[str, str]:
+    """The result files imported into `cache` before, by digest (OUT/batch/imported.json), so the
+    loop's `batch import OUT results/*.jsonl` reads only the new ones."""
+    try:
+        entries = json.loads(ledger.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(entries, list):
+        return {}
+    into = str(cache.resolve())
+    return {e["sha256"]: e["file"] for e in entries
+            if isinstance(e, dict) and e.get("cache") == into and isinstance(e.get("sha256"), str)}
+
+
+def record_imported(ledger: Path, cache: Path, files: dict[str, Path]) -> None:
+    """Add the files just imported (by digest) to the ledger."""
+    try:
+        entries = json.loads(ledger.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        entries = []
+    entries = entries if isinstance(entries, list) else []
+    entries += [{"sha256": sha, "file": str(path), "cache": str(cache.resolve())} for sha, path in files.items()]
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(ledger, (json.dumps(entries, indent=1) + "\n").encode("utf-8"))

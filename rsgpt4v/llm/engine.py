@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -204,8 +205,14 @@ class Engine:
 
     def __init__(self, client: openai.AsyncOpenAI, cache: Cache, cfg: EngineConfig, model: str,
                  prices: PriceTable, refresh: bool = False, batch: BatchQueue | None = None,
-                 rejected: dict[str, str] | None = None, server: AdaptiveProfile | None = None) -> None:
+                 rejected: dict[str, str] | None = None, server: AdaptiveProfile | None = None,
+                 run: str | None = None) -> None:
         self.client = client
+        # Which run this is: a failed verdict of an earlier run gets `repair_rounds` more tries, one of
+        # this run does not. A batch build's passes are one run (its id is kept in the batch state).
+        self.run = run or uuid.uuid4().hex
+        # In batch mode: the most passes the requests deferred so far may still take, theirs included.
+        self.passes_left = 0
         self.server = server or AdaptiveProfile(BackendProfile(name="auto"), given=False)
         self.batch = batch
         self.rejected = rejected or {}
@@ -342,7 +349,7 @@ class Engine:
 
     async def ask(self, build: Callable[[str | None, int], ChatRequest], response_model: type[T],
                   check: Callable[[T], Rejection | None] | None = None,
-                  escalate: frozenset[str] = frozenset()) -> Answer[T]:
+                  escalate: frozenset[str] = frozenset(), after: int = 0) -> Answer[T]:
         """Ask until a usable answer or the attempts run out.
 
         `build(feedback, attempt)` makes the request; from the second attempt on, `feedback` names
@@ -356,6 +363,9 @@ class Engine:
         where the verdict was a failure it then gives the request `engine.attempts` more tries,
         numbered on from the last (on up to `engine.repair_rounds` later runs), so a rerun repairs
         windows that failed on a transient fault and pays only for those.
+
+        In batch mode a request whose answer is not in the cache is deferred; `after` is how many
+        passes may follow its answer at most (later stages, splits), for `passes_left`.
         """
         feedback: str | None = None
         failure = Unusable(FailureKind.UNKNOWN, "no attempt was made")
@@ -376,6 +386,7 @@ class Engine:
             try:
                 completion = await self.complete(request)
             except Deferred:
+                self.passes_left = max(self.passes_left, limit - attempt + 1 + after)
                 return Answer(None, deferred=True)
             except Unusable as exc:
                 failure = exc
@@ -398,7 +409,7 @@ class Engine:
                 problem = check(parsed) if check is not None else None
                 if problem is None:
                     self.cache.put_verdict(verdict_key, stage, {"ok": True, "attempts": attempt, "rounds": rounds,
-                                                                "history": history})
+                                                                "history": history, "run": self.run})
                     return Answer(parsed)
                 failure = Unusable(problem.kind, problem.detail)
                 rejected = parsed
@@ -412,7 +423,7 @@ class Engine:
         else:
             # Every attempt gave an answer and none was usable: the verdict a later run may revisit.
             self.cache.put_verdict(verdict_key, stage, {"ok": False, "attempts": attempt, "rounds": rounds,
-                                                        "history": history})
+                                                        "history": history, "run": self.run})
         self.record_failure(stage, failure.kind)
         return Answer(None, f"{failure.kind}: {failure.detail}", kind=failure.kind, rejected=rejected)
 
@@ -427,6 +438,6 @@ class Engine:
         attempts, rounds = int(previous["attempts"]), int(previous.get("rounds", 1))
         if previous["ok"]:
             return max(attempts, self.cfg.attempts), rounds
-        if rounds <= self.cfg.repair_rounds:
+        if previous.get("run") != self.run and rounds <= self.cfg.repair_rounds:
             return attempts + self.cfg.attempts, rounds + 1
         return attempts, rounds

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -29,7 +30,7 @@ from rsgpt4v.prompting.answers import SceneAnswers, StageFailure
 from rsgpt4v.prompting.local_plan import plan_local, split
 from rsgpt4v.prompting.marks import Mark, mark_chunk, marks_of
 from rsgpt4v.prompting.stages import SentImage, StageRequests, no_image_token
-from rsgpt4v.prompting.templates import PromptSet
+from rsgpt4v.prompting.templates import STAGES, PromptSet
 from rsgpt4v.quality.qc import QualityChecker, both
 
 T = TypeVar("T")
@@ -85,10 +86,17 @@ class HierarchicalPrompter:
     def _checked(self, check: Check, qc: Check | None) -> Check:
         return both(no_image_token, check) if qc is None else both(no_image_token, check, qc)
 
+    def _passes_after(self, stage: str, listed: int = 1) -> int:
+        """The most batch passes that may follow a request's answer: a local request's splits (each
+        half asked anew) and every later stage's attempts."""
+        splits = math.ceil(math.log2(listed)) if stage == "local" and listed > 1 else 0
+        later = [s for s in STAGES[STAGES.index(stage) + 1:] if s in self.cfg.stages]
+        return self.cfg.engine.attempts * (splits + len(later))
+
     async def _ask(self, build: Callable[[str | None, int], ChatRequest], model: type[T], check: Check,
                    answers: SceneAnswers, stage: str) -> T | None:
         """One stage's answer, or None with the scene marked deferred (batch) or the failure noted."""
-        answer = await self.engine.ask(build, model, check)
+        answer = await self.engine.ask(build, model, check, after=self._passes_after(stage))
         self.on_answer(stage)
         if answer.deferred:
             answers.deferred = True
@@ -111,7 +119,8 @@ class HierarchicalPrompter:
             answer = await self.engine.ask(
                 lambda fb, at: self.requests.local_request(scene, with_clean, marked, chunk, others, fb, at,
                                                            both_windows),
-                LocalResponse, check, escalate=frozenset({FailureKind.LENGTH}))
+                LocalResponse, check, escalate=frozenset({FailureKind.LENGTH}),
+                after=self._passes_after("local", len(chunk)))
             self.on_answer("local")
             if answer.deferred:
                 answers.deferred = True
