@@ -433,9 +433,13 @@ def estimate(
                                                    "datasets).")] = 1,
     cache: Annotated[Optional[Path], typer.Option(help="An earlier build's cache: budget the re-ask rate it "
                                                        "measured instead of engine.reask_rate.")] = None,
+    tokens_per_second: Annotated[Optional[float], typer.Option(
+        min=0.001, help="Your server's measured throughput, input and output tokens together: adds the hours "
+                        "the build takes on it.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
 ) -> None:
-    """Requests, image and text tokens and dollars per stage, live and batch, before anything is sent."""
+    """Requests, image and text tokens and dollars per stage, live and batch (or hours on your own server),
+    before anything is sent."""
     import json
     import tempfile
 
@@ -461,25 +465,48 @@ def estimate(
             else:
                 manifest = _run(source, root, sample, split, option, config, overrides, opts)
     from rsgpt4v.core.report import EstimatedFrom
+    from rsgpt4v.llm.estimate import hours
 
     reask_rate = manifest.config["engine"]["reask_rate"]
     rows = [r.model_dump() for r in manifest.estimate or []]
+    if tokens_per_second is not None:
+        for r in rows:
+            r["hours"] = round(hours(r, tokens_per_second), 2)
     basis = manifest.estimated_from or EstimatedFrom(images=0, of=0)
+    rule = _image_rule(manifest, prices)
     if json_out:
         typer.echo(json.dumps({"model": manifest.model, "prices_date": manifest.usage.prices_date,
+                               "priced": manifest.usage.priced, "image_rule": rule,
+                               "tokens_per_second": tokens_per_second,
                                "images": basis.of, "images_looked_at": basis.images, "reask_rate": reask_rate,
                                "windows_looked_at": manifest.counts.windows, "stages": rows}, indent=2))
         return
     looked = f" (extrapolated from {basis.images:,})" if basis.images != basis.of else ""
+    priced = manifest.usage.priced
+    money = (f"prices of {manifest.usage.prices_date}" if priced
+             else "not priced: a model you serve yourself is counted in tokens" + ("" if tokens_per_second else
+                                                                                   "; --tokens-per-second adds hours"))
     typer.echo(f"{basis.of:,} images{looked}, {manifest.counts.windows:,} windows looked at, model "
-               f"{manifest.model} (prices of {manifest.usage.prices_date}); dollars include "
-               f"{reask_rate:.0%} re-asks{measured}")
+               f"{manifest.model} ({money}); image tokens by the {rule} rule; "
+               f"{'dollars' if priced else 'totals'} include {reask_rate:.0%} re-asks{measured}")
     typer.echo(f"{'stage':<10}{'requests':>10}{'re-asks':>9}{'text tok':>14}{'image tok':>14}{'output tok':>14}"
-               f"{'live':>12}{'batch':>12}")
+               + (f"{'live':>12}{'batch':>12}" if priced else "") + (f"{'hours':>10}" if tokens_per_second else ""))
     for r in rows:
         typer.echo(f"{r['stage']:<10}{r['requests']:>10,}{r['reasks']:>9,}{r['text_tokens']:>14,}"
-                   f"{r['image_tokens']:>14,}{r['output_tokens']:>14,}{_usd(r['usd_live']):>12}"
-                   f"{_usd(r['usd_batch']):>12}")
+                   f"{r['image_tokens']:>14,}{r['output_tokens']:>14,}"
+                   + (f"{_usd(r['usd_live']):>12}{_usd(r['usd_batch']):>12}" if priced else "")
+                   + (f"{r['hours']:>10,.2f}" if tokens_per_second else ""))
+
+
+def _image_rule(manifest: RunReport, prices: Path | None) -> str:
+    """How the estimate counted image tokens: the profile's rule, else the model family's."""
+    from rsgpt4v.llm.cost import PriceTable
+    from rsgpt4v.llm.profile import load_profile
+
+    name = manifest.config["model"].get("profile")
+    rule = (load_profile(name).image_rule if name else None) or PriceTable.load(prices).image_rule(manifest.model)
+    knobs = ", ".join(f"{k} {v}" for k, v in rule.model_dump(exclude={"formula"}).items())
+    return f"{rule.formula} ({knobs})"
 
 
 @app.command()

@@ -1,10 +1,13 @@
 """`rsgpt4v estimate`: requests, tokens and dollars per stage, before anything is sent.
 
 The build runs as usual, but every request is answered locally by the mock (so later stages see
-realistic inputs) and counted instead of sent: input tokens exactly as the target model's image
-rule and a text estimate give them, output tokens from the typical answer lengths in the price
+realistic inputs) and counted instead of sent, shaped by the backend profile as a build would send
+it: input tokens exactly as the target model's image rule (its family's, in the price table, or the
+profile's) and a text estimate give them, output tokens from the typical answer lengths in the price
 table. The dollars include the re-asks that unusable answers cause (`engine.reask_rate` per request, or
-the rate an earlier build's cache measured), counted apart in `reasks`. Nothing is cached and no output is written.
+the rate an earlier build's cache measured), counted apart in `reasks`; a model you serve yourself has
+no price, and its hours follow from the server's measured throughput. Nothing is cached and no output
+is written.
 """
 
 from __future__ import annotations
@@ -46,6 +49,14 @@ class EstimatingEngine(Engine):
             listed = len(json.loads(completion["choices"][0]["message"]["content"])["objects"])
             return expected["local_base"] + expected["local_per_object"] * listed
         return expected.get(stage, 0)
+
+
+def hours(row: dict[str, Any], tokens_per_second: float) -> float:
+    """Hours a server that processes `tokens_per_second` (input and output together, as measured on
+    it) takes for a row's requests and their re-asks."""
+    share = 1 + row["reasks"] / row["requests"] if row["requests"] else 1
+    tokens = (row["text_tokens"] + row["image_tokens"] + row["output_tokens"]) * share
+    return tokens / tokens_per_second / 3600
 
 
 def cost_table(tally: dict[str, dict[str, float]], prices: PriceTable, model: str,
