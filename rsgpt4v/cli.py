@@ -849,9 +849,14 @@ def batch_import(
     into = cache or out / "cache.sqlite"
     with _one_error_path(into):
         done = already_imported(out / IMPORTED, into)
-        new = {digest(p): p for p in results}
-        skipped = [p for sha, p in new.items() if sha in done]
-        new = {sha: p for sha, p in new.items() if sha not in done}
+        new: dict[str, Path] = {}
+        skipped = []
+        for path in results:
+            sha = digest(path)
+            if sha in done or sha in new:
+                skipped.append(path)
+            else:
+                new[sha] = path
         store = Cache(into)
         try:
             tally = import_results(list(new.values()), store, model, known)

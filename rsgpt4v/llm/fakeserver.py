@@ -17,6 +17,7 @@ import email.policy
 import itertools
 import json
 import random
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -367,6 +368,11 @@ class FakeServer(ThreadingHTTPServer):
     @property
     def stats(self) -> Stats:
         return self.api.state.stats
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hangs up mid-answer (a build stopping, its requests cancelled) is no error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def __enter__(self) -> FakeServer:
         threading.Thread(target=self.serve_forever, daemon=True).start()
