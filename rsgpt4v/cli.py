@@ -387,7 +387,7 @@ def _summary(manifest: RunReport, out: Path) -> None:
     typer.echo(f"wrote {c.records} records from {c.samples} images ({c.windows} windows) to {out}")
     for task, n in sorted(c.by_task.items()):
         typer.echo(f"  {task:<22} {n}")
-    cost = f"${u.cost_usd:,.4f}" if u.priced else "not priced (model not in the price table)"
+    cost = f"${u.cost_usd:,.4f}" if u.priced else "not priced (the price table has no price for this model)"
     typer.echo(f"requests: {u.api_calls} sent, {u.cache_hits} from cache; tokens: {u.prompt_tokens} in, "
                f"{u.completion_tokens} out; cost: {cost}")
     if manifest.batch is not None:
@@ -404,11 +404,16 @@ def _summary(manifest: RunReport, out: Path) -> None:
     _switches(manifest)
 
 
+def _value(setting: object) -> str:
+    """A profile setting as its YAML file writes it (true, not True)."""
+    return str(setting).lower() if isinstance(setting, bool) else str(setting)
+
+
 def _switches(manifest: RunReport) -> None:
     """What the server refused and the run switched off (`server` in the manifest)."""
     if manifest.server is None or not manifest.server.switched:
         return
-    switched = ", ".join(f"{s.setting} {s.before} -> {s.after}" for s in manifest.server.switched)
+    switched = ", ".join(f"{s.setting} {_value(s.before)} -> {_value(s.after)}" for s in manifest.server.switched)
     typer.echo(f"the server refused features; switched for this run: {switched} (manifest.json `server` says why; "
                "`rsgpt4v doctor --save FILE` writes a profile that asks for none of them)")
 
@@ -622,7 +627,7 @@ def doctor(
     for p in probes:
         typer.echo(f"  {p.name:<30} {'accepted' if p.accepted else 'refused'}{f'  ({p.detail})' if p.detail else ''}")
     same, closest, differs = matching(profile)
-    settings = ", ".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in profile.settings().items())
+    settings = ", ".join(f"{k}: {_value(v)}" for k, v in profile.settings().items())
     if same:
         others = f" (the same settings as {', '.join(same[1:])})" if len(same) > 1 else ""
         typer.echo(f"profile: {settings}\nmatches the bundled profile {same[0]}{others}: "
