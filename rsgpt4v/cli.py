@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 if TYPE_CHECKING:
-    from rsgpt4v.core.report import RunReport, SourceSection
+    from rsgpt4v.core.report import Leakage, RunReport, SourceSection
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build RS-GPT4V-style instruction data for remote-sensing multimodal LLMs.")
@@ -137,7 +137,7 @@ def _run(source: str | None, root: Path | None, sample: bool, split: str | None,
          config: Path | None, overrides: dict[str, Any], opts: Any, force: bool = False) -> dict:
     """Validate the common inputs, then build (or estimate); errors become one line and exit 2.
     A build holds its output folder (see rsgpt4v.core.ownership) for as long as it runs."""
-    from rsgpt4v.build.pipeline import build
+    from rsgpt4v.builder.pipeline import build
     from rsgpt4v.core.config import ConfigError, load_config
     from rsgpt4v.core.ownership import OwnerError, identity, owned
     from rsgpt4v.llm.batch import BatchStateError
@@ -168,8 +168,12 @@ def _run(source: str | None, root: Path | None, sample: bool, split: str | None,
 
 
 @app.command()
-def sources() -> None:
+def sources(
+    details: Annotated[bool, typer.Option("--details", help="Also each dataset's card facts: homepage, licence as "
+                                                            "its authors state it, version, BibTeX.")] = False,
+) -> None:
     """List the source adapters (the values of --source)."""
+    from rsgpt4v.core.card_facts import CardFacts
     from rsgpt4v.sources import adapter_options, available
 
     for name, cls in sorted(available().items()):
@@ -179,6 +183,9 @@ def sources() -> None:
         for option, param in adapter_options(cls).items():
             default = "" if param.default is None else f" (default {param.default!r})"
             typer.echo(f"{'':<16}   -O {option}=...  {cls.options_help.get(option, '')}{default}")
+        if details:
+            for line in (cls.card or CardFacts.unstated(name)).lines():
+                typer.echo(f"{'':<16}   {line}")
 
 
 @app.command()
@@ -219,10 +226,10 @@ def build(
         "--save-marked", help="Also write each marked image the local stage sends to OUT/marked/, to check the "
                               "marks (local.save_marked).")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step (INFO), not only warnings.")] = False,
 ) -> None:
     """Build instruction data from a source dataset into OUT/<split>.jsonl, OUT/images/ and OUT/manifest.json."""
-    from rsgpt4v.build.pipeline import BuildOptions
+    from rsgpt4v.builder.pipeline import BuildOptions
     from rsgpt4v.llm.batch_files import REQUESTS
     from rsgpt4v.llm.client import BACKENDS
     from rsgpt4v.llm.doctor import DoctorError
@@ -291,7 +298,7 @@ def _recipe_alone(root: Path | None, sample: bool, split: str | None, options: l
                     "(root, splits, options of each source)")
 
 
-def _recipe_summary(sources: dict[str, SourceSection], leak: dict[str, Any]) -> None:
+def _recipe_summary(sources: dict[str, SourceSection], leak: Leakage) -> None:
     for name, s in sources.items():
         if s.status == "missing":
             typer.echo(f"  {name:<16} not built: {s.reason}")
@@ -299,16 +306,16 @@ def _recipe_summary(sources: dict[str, SourceSection], leak: dict[str, Any]) -> 
         left = ", ".join(f"{n} {reason}" for reason, n in (s.left_out or {}).items())
         typer.echo(f"  {name:<16} {s.records_written:>8} records from {s.samples} images"
                    + (f" ({left})" if left else ""))
-    dropped = sum(leak["dropped_from_train"].values())
-    typer.echo(f"leakage ({leak['policy']}): {leak['images']} images fingerprinted, {leak['clusters']} clusters of "
+    dropped = sum(leak.dropped_from_train.values())
+    typer.echo(f"leakage ({leak.policy}): {leak.images} images fingerprinted, {leak.clusters} clusters of "
                f"the same picture, {dropped} training images dropped; listed in the manifest under `leakage`")
 
 
 def _run_recipe(name: str, source: str | None, data: Path | None, skip_missing: bool, config: Path | None,
                 overrides: dict[str, Any], seed: int | None, opts: Any, force: bool = False) -> RunReport:
     """Build (or estimate) every source of a recipe; errors become one line naming the recipe line, exit 2."""
-    from rsgpt4v.build.mix import build_recipe
-    from rsgpt4v.build.recipe import RecipeError, load_recipe
+    from rsgpt4v.builder.mix import build_recipe
+    from rsgpt4v.builder.recipe import RecipeError, load_recipe
     from rsgpt4v.core.config import ConfigError, load_config
     from rsgpt4v.core.ownership import OwnerError, identity, owned
     from rsgpt4v.llm.client import MissingKeyError
@@ -448,7 +455,7 @@ def estimate(
     import json
     import tempfile
 
-    from rsgpt4v.build.pipeline import BuildOptions
+    from rsgpt4v.builder.pipeline import BuildOptions
 
     _setup_logging(False)
     overrides: dict[str, Any] = {}
@@ -553,7 +560,7 @@ def fake_server(
     mistakes: Annotated[float, typer.Option(
         min=0, max=1, help="Fraction of answers with a realistic slip: an object left out, talk of the marks, "
                            "a refusal.")] = 0.0,
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the faults and slips drawn.")] = 0,
     plant: Annotated[Optional[str], typer.Option(
         help="A sentence appended to every free-text field of the answers (descriptions, captions, questions, "
              "answers, referring expressions), to try what QC keeps.")] = None,
@@ -694,12 +701,16 @@ def export(
         help="square (LLaVA-1.5/GeoChat padding) or image, for llava and geochat boxes; default: as built.")] = None,
     task_tokens: Annotated[bool, typer.Option(
         "--task-tokens", help="GeoChat's [refer]/[identify] before questions with boxes (geochat only).")] = False,
+    push_to_hub: Annotated[Optional[str], typer.Option(
+        "--push-to-hub", metavar="REPO", help="With --format hf: upload the folder to this Hub dataset (user/name), "
+                                              "created if missing; needs the hub extra and HF_TOKEN.")] = None,
+    private: Annotated[bool, typer.Option("--private", help="With --push-to-hub: create the dataset private.")] = False,
 ) -> None:
     """Re-render records for another model family (boxes from the pixel boxes kept; no API calls)."""
     from rsgpt4v.tools.export import main_export
 
     with _one_error_path():
-        code = main_export(out, dest, fmt, box_format, box_space, task_tokens)
+        code = main_export(out, dest, fmt, box_format, box_space, task_tokens, push_to_hub, private)
     raise typer.Exit(code)
 
 

@@ -348,7 +348,7 @@ def test_datasets_loads_the_json_exports_with_one_schema(with_test: Path, tmp_pa
     dest = tmp_path / "x"
     report = export(with_test, dest, fmt)
     assert report.records["test"] > 0
-    files = {split: str(path) for split, path in report.data_files.items()}
+    files = {split: [str(p) for p in paths] for split, paths in report.data_files.items()}
     ds = datasets.load_dataset("json", data_files=files, cache_dir=str(tmp_path / "cache"))
     assert {s: ds[s].num_rows for s in ds} == {s: len(_lines(with_test / f"{s}.jsonl")) for s in report.records}
     features = [ds[s].features for s in ds]

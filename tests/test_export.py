@@ -108,36 +108,23 @@ def test_sharegpt_roles_and_image_token(built: Path, tmp_path: Path) -> None:
 
 
 def test_hf_folder_card_maps_splits_to_files_that_read_back(built: Path, tmp_path: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
     dest = tmp_path / "hf"
     export(built, dest, "hf", "geochat")
     card = (dest / "README.md").read_text(encoding="utf-8")
     assert card.startswith("---\n")
     front = yaml.safe_load(card.split("---\n")[1])
-    files = {f["split"]: dest / f["path"] for f in front["configs"][0]["data_files"]}
+    files = {f["split"]: sorted(dest.glob(f["path"])) for f in front["configs"][0]["data_files"]}
     assert set(files) == {"train", "val"}
-    for split, path in files.items():
-        if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            rows = pq.read_table(path).to_pylist()
-        else:
-            rows = _lines(path)
+    for split, paths in files.items():
+        assert [p.name for p in paths] == [f"{split}-00000-of-00001.parquet"]
+        rows = pq.read_table(paths[0]).to_pylist()
         assert [r["id"] for r in rows] == [r["id"] for r in _lines(built / f"{split}.jsonl")]
+        assert rows[0]["conversations"][0]["from"] == "human"
         assert all(json.loads(r["meta"])["box_format"] == "geochat" for r in rows)
-        for r in rows:
-            if isinstance(r["image"], dict):  # datasets installed: the image's own bytes, as an Image feature
-                assert r["image"]["bytes"] == (built / r["image"]["path"]).read_bytes()
-            else:
-                assert (dest / r["image"]).is_file()
-
-
-def test_hf_writes_parquet_when_pyarrow_is_installed(built: Path, tmp_path: Path) -> None:
-    pq = pytest.importorskip("pyarrow.parquet")
-    export(built, tmp_path / "hf", "hf", "qwen")
-    table = pq.read_table(tmp_path / "hf" / "data" / "train.parquet")
-    rows = table.to_pylist()
-    assert [r["id"] for r in rows] == [r["id"] for r in _lines(built / "train.jsonl")]
-    assert rows[0]["conversations"][0]["from"] == "human"
+        for r in rows:  # the image's own bytes, with its path under the build folder
+            assert r["image"]["bytes"] == (built / r["image"]["path"]).read_bytes()
+    assert not (dest / "images").exists()
 
 
 def test_model_vqa_files_for_the_test_split(built_with_test: Path, tmp_path: Path) -> None:

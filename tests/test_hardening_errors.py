@@ -105,7 +105,7 @@ def test_disk_full_in_the_cache(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_ctrl_c_says_how_to_resume(tmp_path: Path, monkeypatch) -> None:
-    from rsgpt4v.build import pipeline
+    from rsgpt4v.builder import pipeline
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rsgpt4v.build.identity import (
+from rsgpt4v.builder.identity import (
     Cluster,
     Fingerprint,
     FingerprintStore,
@@ -20,7 +20,7 @@ from rsgpt4v.build.identity import (
     is_training,
     leakage_report,
 )
-from rsgpt4v.build.sample_plan import NOT_LISTED, SamplePlan
+from rsgpt4v.builder.sample_plan import NOT_LISTED, SamplePlan
 from scripts.native_tree import texture
 
 BITS = 8
@@ -69,7 +69,7 @@ def test_multi_index_clusters_equal_brute_force(tmp_path: Path) -> None:
     prints.append(Fingerprint("s0", prints[0].dhash, prints[0].ahash))  # byte-identical copy
     prints.append(Fingerprint("top", 2**64 - 1, 2**63))  # high bits set: stored as negative SQLite integers
     prints.append(Fingerprint("top2", 2**64 - 1 - 2**62 - 1, 2**63 + 2**5))
-    refs = [ImageRef("src", "train", str(i)) for i in range(len(prints))]
+    refs = [ImageRef("src", "train", str(i), f"images/{i}.png") for i in range(len(prints))]
     found_clusters = clusters(tmp_path, refs, prints)
     assert [min(int(r.image_id) for r in c.members) for c in found_clusters] == sorted(
         min(int(r.image_id) for r in c.members) for c in found_clusters)  # in listing order
@@ -95,11 +95,13 @@ def test_multi_index_clusters_equal_brute_force(tmp_path: Path) -> None:
 
 def test_policy_drops_only_training_copies_of_another_sources_evaluation_images(tmp_path: Path) -> None:
     fp = Fingerprint("x", 1, 1)
-    refs = [ImageRef("a", "test", "1"), ImageRef("b", "train", "9"),
-            ImageRef("a", "train", "1"), ImageRef("c", "trainval", "3")]
+    refs = [ImageRef("a", "test", "1", "test/images/1.png"), ImageRef("b", "train", "9", "imgs/9.jpg"),
+            ImageRef("a", "train", "1", "train/images/1.png"), ImageRef("c", "trainval", "3", "3.tif")]
     found = clusters(tmp_path, refs, [fp] * 4)
     section, dropped = leakage_report(found, "drop-from-train")
     assert dropped == {("b", "train", "9"), ("c", "trainval", "3")}
+    # members named by source and file, so same-named images of two sources or folders stay apart
+    assert [(m["source"], m["path"]) for m in section["list"][0]["members"]] == [(r.source, r.path) for r in refs]
     assert section["dropped_from_train"] == {"b": 1, "c": 1}
     assert set(section["list"][0]["kinds"]) == {"cross_source_leak", "within_source_overlap", "cross_source"}
     assert leakage_report(found, "report")[1] == set()
@@ -124,8 +126,8 @@ def test_store_reuses_fingerprints_until_the_file_changes(tmp_path: Path) -> Non
 
 
 def test_exact_duplicates_inside_one_split_are_reported_not_dropped(tmp_path: Path) -> None:
-    refs = [ImageRef("rsicd", "train", "a"), ImageRef("rsicd", "train", "b"),
-            ImageRef("rsicd", "test", "c"), ImageRef("rsicd", "test", "unreadable")]
+    refs = [ImageRef("rsicd", "train", "a", "a.png"), ImageRef("rsicd", "train", "b", "b.png"),
+            ImageRef("rsicd", "test", "c", "c.png"), ImageRef("rsicd", "test", "unreadable", "unreadable.png")]
     prints = [Fingerprint("same", 5, 5), Fingerprint("same", 5, 5), Fingerprint("other", ~5 & (2**64 - 1), 9), None]
     (cluster,) = clusters(tmp_path, refs, prints)
     section, dropped = leakage_report([cluster], "drop-from-train")
@@ -139,8 +141,9 @@ def test_plan_decides_splits_leakage_fraction_and_max_images_in_that_order(tmp_p
     draws = {"a": 0.9, "b": 0.1, "c": 0.3, "d": 0.2, "e": 0.05, "f": 0.6}
     for image, draw in draws.items():
         split = "test" if image == "f" else "train"
-        plan.add(ImageRef("src", split, image), Fingerprint(image, 0, 0) if image != "c" else None, draw)
-    plan.add(ImageRef("other", "train", "a"), None, 0.99)
+        fp = Fingerprint(image, 0, 0) if image != "c" else None
+        plan.add(ImageRef("src", split, image, f"{split}/{image}.png"), fp, draw)
+    plan.add(ImageRef("other", "train", "a", "a.png"), None, 0.99)
     plan.listed()
     assert plan.counts() == (7, 5)
     plan.drop([("src", "train", "e"), ("src", "test", "f")])

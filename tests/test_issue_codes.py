@@ -1,4 +1,4 @@
-"""Input issue codes: one stable name per problem, each made somewhere, each documented in the README;
+"""Input issue codes: one stable name per problem, each made somewhere, each documented in docs/output.md;
 and the kinds failed answers are counted by, one name per problem."""
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ def test_every_code_is_made_somewhere() -> None:
     assert unused == []
 
 
-def test_the_readme_table_lists_every_code_with_its_meaning() -> None:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+def test_the_docs_table_lists_every_code_with_its_meaning() -> None:
+    readme = (REPO / "docs" / "output.md").read_text(encoding="utf-8")
     table = readme.split("| code | meaning |\n| --- | --- |\n", 1)[1].split("\n\n", 1)[0]
     rows = re.findall(r"^\| `([a-z_]+)` \| (.+) \|$", table, flags=re.M)
     assert rows == [(c.value, c.meaning) for c in IssueCode]

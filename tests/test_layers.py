@@ -19,12 +19,12 @@ LAYERS: list[set[str]] = [
     {"records", "quality", "llm", "sources"},
     {"prompting"},
     {"tasks"},
-    {"build"},
+    {"builder"},
     {"tools"},
     {"cli", "__main__", ""},
 ]
 # Post-build tools read what a build wrote; they must not reach into how it was made.
-BUILD_ONLY = {"build", "prompting", "llm", "tasks", "sources", "quality"}
+BUILD_ONLY = {"builder", "prompting", "llm", "tasks", "sources", "quality"}
 # What a model server needs to know: no dataset names, records or images.
 LLM_MAY_IMPORT = {"core", "language.words", "llm"}
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rsgpt4v.build.identity import fingerprint
-from rsgpt4v.build.recipe import RecipeError, load_recipe
+from rsgpt4v.builder.identity import fingerprint
+from rsgpt4v.builder.recipe import RecipeError, load_recipe
 from rsgpt4v.cli import app
 from scripts.native_tree import SOURCES, write_tree
 
@@ -118,6 +118,10 @@ def test_planted_duplicates_are_clustered(built: Path) -> None:
     assert {p.how for p in tree.plants} == {"identical", "resized", "cropped", "jpeg"}
     within = frozenset({("dior-rsvg", "train", "00001"), ("dior-rsvg", "test", "00001")})
     assert found[within]["kinds"] == ["within_source_overlap"]
+    # each member is named by its source and its file relative to that source's root
+    for cluster in leakage["list"]:
+        for m in cluster["members"]:
+            assert (tree.root / m["source"] / m["path"]).is_file(), m
     assert leakage["dropped_from_train"] == {p.copy_source: 1 for p in tree.plants}
 
 
@@ -150,7 +154,7 @@ def test_report_policy_keeps_and_fail_policy_stops(tree: Path, tmp_path: Path) -
     code, output = run("build", "--recipe", str(fail), "--data", str(tree), "--dry-run", "--no-progress",
                        "--out", str(tmp_path / "f"))
     assert code == 2
-    assert "rsivqa train UCM_4 = ucm-captions val 4" in output and len(output.strip().splitlines()) == 1
+    assert "rsivqa train UCM/images/4.tif = ucm-captions val imgs/4.tif" in output and len(output.strip().splitlines()) == 1
 
 
 # ---- bad recipes ---------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, model_serializer
 
 from rsgpt4v import __version__
+from rsgpt4v.core.card_facts import CardFacts
 from rsgpt4v.core.files import json_detail, located, unreadable, write_atomic
 from rsgpt4v.core.problems import validation_problem
 from rsgpt4v.core.schema import Issue
@@ -408,6 +409,35 @@ class MixRow(_Section):
                    capped=sum(p.capped for p in parts))
 
 
+class LeakageMember(_Section):
+    """One image of a cluster: the source, its split and id, and its file relative to the source's root."""
+
+    source: str
+    split: str
+    image_id: str
+    path: str
+
+
+class LeakageCluster(_Section):
+    """Images that are the same picture: `exact` (one digest) or `near` (perceptual hashes close)."""
+
+    match: Literal["exact", "near"]
+    kinds: list[str]
+    members: list[LeakageMember]
+
+
+class Leakage(_Section):
+    """A recipe's clusters of the same picture across sources and splits, and what its policy dropped."""
+
+    policy: str
+    clusters: int
+    by_kind: dict[str, int]
+    dropped_from_train: dict[str, int]
+    listed: list[LeakageCluster] = Field(alias="list")
+    images: int
+    unreadable_images: int
+
+
 class RunReport(_Section, _Sparse):
     """OUT/manifest.json."""
 
@@ -432,7 +462,9 @@ class RunReport(_Section, _Sparse):
     recipe: RecipeInfo | None = None
     sources: dict[str, SourceSection] | None = None
     mix: dict[str, dict[str, MixRow]] | None = None
-    leakage: dict[str, Any] | None = None
+    leakage: Leakage | None = None
+    cards: dict[str, CardFacts] | None = Field(default=None, description="each source's dataset card facts "
+                                                                         "(homepage, licence, citation), by name")
     merged_from: list[str] | None = None
     bad_lines: list[str] | None = None
     warning: str | None = None
@@ -479,6 +511,15 @@ class RunReport(_Section, _Sparse):
     @property
     def model(self) -> str:
         return str(self.config["model"]["name"])
+
+
+def total_cards(parts: Iterable[RunReport]) -> dict[str, CardFacts] | None:
+    """The card facts of several parts' sources, by name (the first part to name a source gives its facts)."""
+    cards: dict[str, CardFacts] = {}
+    for part in parts:
+        for name, facts in (part.cards or {}).items():
+            cards.setdefault(name, facts)
+    return dict(sorted(cards.items())) or None
 
 
 def total_status(statuses: Iterable[Status]) -> Status:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import ClassVar, TypeVar
 from xml.parsers.expat import ErrorString
 
+from rsgpt4v.core.card_facts import CardFacts
 from rsgpt4v.core.issue_codes import IssueCode
 from rsgpt4v.core.schema import Defect, Issue, Obj, Point, Sample
 from rsgpt4v.imaging.geometry import polygon_area
@@ -41,6 +42,10 @@ class Source(ABC):
       dataset, which labels only the objects its expressions refer to.
     - `label_tasks`: the template tasks made from the object labels (detection, counting, presence);
       captions, questions, expressions and scene classes make their own records wherever present.
+
+    `card` holds the dataset's card facts (homepage, citation, licence as its authors state it,
+    version), which a build writes into its manifest for the dataset card; an adapter whose facts
+    depend on its options (a version, a variant) refines them in `card_facts`.
     """
 
     name: ClassVar[str]
@@ -53,6 +58,12 @@ class Source(ABC):
     label_tasks: ClassVar[frozenset[str]] = frozenset({"detection", "counting", "presence"})
     # One sentence per constructor option (`-O KEY=VALUE`), as `rsgpt4v sources` explains it.
     options_help: ClassVar[dict[str, str]] = {}
+    card: ClassVar[CardFacts | None] = None
+
+    def card_facts(self) -> CardFacts:
+        """The dataset card facts of the data this adapter reads; a plugin without `card` claims nothing."""
+        return self.card or CardFacts.unstated(self.name)
+
     def __init__(self, root: Path, split: str | None = None) -> None:
         self.root = Path(root)
         self.split = split

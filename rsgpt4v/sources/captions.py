@@ -11,7 +11,8 @@ References:
     Sensing Image Retrieval", IEEE TGRS 2022. https://github.com/xiaoyuan1996/AMFMN
     NWPU-Captions: Q. Cheng et al., "NWPU-Captions Dataset and MLCA-Net for Remote Sensing Image
     Captioning", IEEE TGRS 2022. https://github.com/HaiyanHuang98/NWPU-Captions
-    Licence of the data: academic use.
+    Homepages, licences and citations as the authors state them: each class's `card` (none of the
+    five states a licence).
 
 On-disk layout assumed, RSICD / UCM-Captions / Sydney-Captions / RSITMD (Karpathy-style json):
 
@@ -81,6 +82,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from rsgpt4v.core.card_facts import UNKNOWN, CardFacts, License
 from rsgpt4v.core.issue_codes import IssueCode
 from rsgpt4v.core.paths import SAFE_NAME_RULE, safe_name
 from rsgpt4v.core.schema import Issue, Sample
@@ -286,11 +288,87 @@ class _Karpathy(_CaptionSource):
                       scene_class=scene_from_filename(filename) if isinstance(filename, str) else None)
 
 
+def _unstated(where: str) -> License:
+    return License(id=UNKNOWN, name=UNKNOWN, stated_in=where)
+
+
+_RSICD_HOME = "https://github.com/201528014227051/RSICD_optimal"
+_QU_2016 = """@inproceedings{qu2016deep,
+  title={Deep semantic understanding of high resolution remote sensing image},
+  author={Qu, Bo and Li, Xuelong and Tao, Dacheng and Lu, Xiaoqiang},
+  booktitle={2016 International Conference on Computer, Information and Telecommunication Systems (CITS)},
+  pages={1--5},
+  year={2016},
+  doi={10.1109/CITS.2016.7546397}
+}"""
+_QU_2016_FROM = ("put together from the paper's reference entries (IEEE document 7546397); the authors publish no "
+                 "BibTeX")
+_RSICD_UNSTATED = _unstated(f"{_RSICD_HOME} (where RSICD, UCM-Captions and Sydney-Captions are published) has no "
+                            "LICENSE file and its README states no licence")
+
+RSICD_CARD = CardFacts(
+    title="RSICD", homepage=_RSICD_HOME, license=_RSICD_UNSTATED,
+    citation="""@article{lu2017exploring,
+  title={Exploring Models and Data for Remote Sensing Image Caption Generation},
+  author={Lu, Xiaoqiang and Wang, Binqiang and Zheng, Xiangtao and Li, Xuelong},
+  journal={IEEE Transactions on Geoscience and Remote Sensing},
+  volume = {56},
+  number = {4},
+  pages = {2183-2195},
+  year = {2018},
+  doi={10.1109/TGRS.2017.2776321}
+}""",
+    citation_from=f"the README of {_RSICD_HOME}, re-indented, with the year it lacks (TGRS 56(4), 2018)",
+)
+UCM_CAPTIONS_CARD = CardFacts(
+    title="UCM-Captions", homepage=_RSICD_HOME, license=_RSICD_UNSTATED, citation=_QU_2016,
+    citation_from=_QU_2016_FROM,
+    images="UC Merced Land Use images (http://weegee.vision.ucmerced.edu/datasets/landuse.html), USGS imagery that "
+           "page calls public domain",
+)
+SYDNEY_CAPTIONS_CARD = CardFacts(
+    title="Sydney-Captions", homepage=_RSICD_HOME, license=_RSICD_UNSTATED, citation=_QU_2016,
+    citation_from=_QU_2016_FROM,
+    images="the Sydney scene images of F. Zhang, B. Du and L. Zhang (IEEE TGRS 2015, IEEE document 6910306)",
+)
+RSITMD_CARD = CardFacts(
+    title="RSITMD", homepage="https://github.com/xiaoyuan1996/AMFMN",
+    license=_unstated("github.com/xiaoyuan1996/AMFMN (folder RSITMD/) states no licence for the data; the README's "
+                      "npm licence badge is a template's and names another project"),
+    citation="""@article{yuan2022exploring,
+  author={Yuan, Zhiqiang and others},
+  title={Exploring a Fine-Grained Multiscale Method for Cross-Modal Remote Sensing Image Retrieval},
+  journal={IEEE Transactions on Geoscience and Remote Sensing},
+  year={2022}, volume={60}, pages={1--19},
+  doi={10.1109/TGRS.2021.3078451}
+}""",
+    citation_from="put together from the citation text of the AMFMN and RSITMD READMEs (title, journal, DOI) and an "
+                  "IEEE export (volume, pages); the full author list was not seen",
+    version="2021.10.28 (the README: four samples updated to correct blank sentences)",
+)
+NWPU_CAPTIONS_CARD = CardFacts(
+    title="NWPU-Captions", homepage="https://github.com/HaiyanHuang98/NWPU-Captions",
+    license=_unstated("github.com/HaiyanHuang98/NWPU-Captions states no licence (its README is a title only)"),
+    citation="""@article{cheng2022nwpucaptions,
+  author={Cheng, Qimin and Huang, Haiyan and Xu, Yuan and Zhou, Yuzhuo and Li, Huanying and Wang, Zhongyuan},
+  title={NWPU-Captions Dataset and MLCA-Net for Remote Sensing Image Captioning},
+  journal={IEEE Transactions on Geoscience and Remote Sensing},
+  year={2022}, volume={60}, pages={1--19},
+  url={https://ieeexplore.ieee.org/document/9866055}
+}""",
+    citation_from="put together from the paper's IEEE page (document 9866055); the authors publish no BibTeX and "
+                  "the DOI was not checked",
+    images="NWPU-RESISC45's images, which its authors release under CC BY-NC 4.0 "
+           "(https://gcheng-nwpu.github.io/#Datasets)",
+)
+
+
 class RSICD(_Karpathy):
     name = "rsicd"
     description = "RSICD captions, 10,921 images x 5 sentences (dataset_rsicd.json + RSICD_images/)"
     split_rule = "each images[] entry's own split field (train, val, test)"
     json_names = ("dataset_rsicd.json",)
+    card = RSICD_CARD
 
 
 class UCMCaptions(_Karpathy):
@@ -298,6 +376,7 @@ class UCMCaptions(_Karpathy):
     description = "UCM-Captions, 2,100 UC Merced tiles x 5 sentences (dataset.json + imgs/ or images/)"
     split_rule = "each images[] entry's own split field (train, val, test)"
     json_names = ("dataset.json", "dataset_ucm.json")
+    card = UCM_CAPTIONS_CARD
     gsd = 0.3048  # UC Merced tiles: 1 foot per pixel
 
 
@@ -306,6 +385,7 @@ class SydneyCaptions(_Karpathy):
     description = "Sydney-Captions, 613 images x 5 sentences (dataset.json + imgs/ or images/)"
     split_rule = "each images[] entry's own split field (train, val, test)"
     json_names = ("dataset.json", "dataset_sydney.json")
+    card = SYDNEY_CAPTIONS_CARD
     gsd = 0.5
 
 
@@ -314,6 +394,7 @@ class RSITMD(_Karpathy):
     description = "RSITMD, 4,743 images x 5 fine-grained sentences, train/test (dataset_RSITMD.json + images/)"
     split_rule = "each images[] entry's own split field (train, test)"
     json_names = ("dataset_RSITMD.json",)
+    card = RSITMD_CARD
 
 
 class NWPUCaptions(_CaptionSource):
@@ -321,6 +402,7 @@ class NWPUCaptions(_CaptionSource):
     description = "NWPU-Captions, 31,500 images in 45 scene classes x 5 sentences (dataset_nwpu.json)"
     split_rule = "each entry's own split field (train, val, test)"
     json_names = ("dataset_nwpu.json",)
+    card = NWPU_CAPTIONS_CARD
 
     def _entries(self, data: object) -> list[_Entry | Issue]:
         if not isinstance(data, dict):

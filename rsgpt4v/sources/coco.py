@@ -48,6 +48,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rsgpt4v.core.card_facts import UNKNOWN, CardFacts, License
 from rsgpt4v.core.issue_codes import IssueCode
 from rsgpt4v.core.schema import Defect, Issue, Obj, Sample
 from rsgpt4v.sources.base import (
@@ -107,12 +108,25 @@ def _unique(base: str, used: set[str], alternative: str) -> str:
     return name
 
 
+# The adapter reads any dataset in COCO format: its facts are that dataset's, which only the user knows.
+CARD = CardFacts(
+    title="COCO-format dataset",
+    homepage="",
+    license=License(id=UNKNOWN, name=UNKNOWN,
+                    stated_in="the coco adapter reads any dataset exported in COCO format: its licence is the one its "
+                              "authors state, which whoever publishes the export must find and give"),
+    citation="",
+    citation_from="the coco adapter reads any dataset in COCO format: cite the dataset that was converted",
+)
+
+
 class COCO(Source):
     name = "coco"
     description = "Any COCO-format detection json (horizontal boxes) with its image folder"
     split_rule = ("annotations/instances_<name>.json -> train, val, test or trainval when <name> holds that word, "
                   "else <name>")
     task_kind = "detection"
+    card = CARD
     options_help = {
         "annotations": "the instances json to read, relative to the root or absolute (default: every "
                        "annotations/instances_*.json, one split each)",

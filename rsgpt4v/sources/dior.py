@@ -7,7 +7,7 @@ References:
     (DIOR-R, the oriented boxes).
     Y. Zhan, Z. Xiong, Y. Yuan, "RSVG: Exploring Data and Model for Visual Grounding on Remote
     Sensing Data", IEEE TGRS 2023 (DIOR-RSVG). Official code: https://github.com/ZhanYang-nwpu/RSVG-pytorch
-    Licence of the data: academic use.
+    Homepages, licences and citations as the authors state them: `DIOR_CARD`, `RSVG_CARD` below.
 
 DIOR (`--source dior`, detection). On-disk layout assumed:
 
@@ -71,6 +71,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rsgpt4v.core.card_facts import UNKNOWN, CardFacts, License
 from rsgpt4v.core.issue_codes import IssueCode
 from rsgpt4v.core.schema import Defect, Issue, Obj, Point, Sample
 from rsgpt4v.imaging.geometry import bounding_box
@@ -149,6 +150,41 @@ def _text_lines(path: Path) -> list[str]:
 
 # ---- DIOR ----------------------------------------------------------------------------------------
 
+_DIOR_LICENSE = License(
+    id="cc-by-nc-4.0", name="CC BY-NC 4.0", link="https://creativecommons.org/licenses/by-nc/4.0/",
+    stated_in='https://gcheng-nwpu.github.io/#Datasets: "Both of the two datasets [DIOR, DIOR-R] are freely available '
+              'under the CC BY-NC 4.0 license agreement"')
+
+DIOR_CARD = CardFacts(
+    title="DIOR",
+    homepage="https://gcheng-nwpu.github.io/#Datasets",
+    license=_DIOR_LICENSE,
+    citation="""@article{LI2020296,
+    title = {Object detection in optical remote sensing images: A survey and a new benchmark},
+    journal = {ISPRS Journal of Photogrammetry and Remote Sensing},
+    volume = {159},
+    pages = {296-307},
+    year = {2020},
+    issn = {0924-2716},
+    doi = {https://doi.org/10.1016/j.isprsjprs.2019.11.023},
+    url = {https://www.sciencedirect.com/science/article/pii/S0924271619302825},
+    author = {Ke Li and Gang Wan and Gong Cheng and Liqiu Meng and Junwei Han}
+}""",
+    citation_from="the authors' page cites the paper in text; BibTeX as open-mmlab/mmrotate publishes it "
+                  "(tools/data/dior/README.md), with the closing brace it lacks there",
+    version="DIOR (horizontal boxes); DIOR-R (oriented boxes) with -O obb=true",
+)
+
+_DIOR_R_CITATION = """@ARTICLE{9795321,
+  author={Cheng, Gong and Wang, Jiabao and Li, Ke and Xie, Xingxing and Lang, Chunbo and Yao, Yanqing and Han, Junwei},
+  journal={IEEE Transactions on Geoscience and Remote Sensing},
+  title={Anchor-Free Oriented Proposal Generator for Object Detection},
+  year={2022},
+  volume={60},
+  number={},
+  pages={1-11},
+  doi={10.1109/TGRS.2022.3183022}}"""
+
 class DIOR(Source):
     name = "dior"
     description = "DIOR horizontal boxes (DIOR-R oriented boxes with obb=True), VOC XML layout"
@@ -158,6 +194,15 @@ class DIOR(Source):
     task_kind = "detection"
     options_help = {"obb": "true reads DIOR-R's oriented boxes (Annotations/Oriented Bounding Boxes/) instead of "
                            "the horizontal ones"}
+    card = DIOR_CARD
+
+    def card_facts(self) -> CardFacts:
+        if not self.obb:
+            return DIOR_CARD.model_copy(update={"version": "DIOR (horizontal boxes)"})
+        return DIOR_CARD.model_copy(update={
+            "title": "DIOR-R", "version": "DIOR-R (oriented boxes)",
+            "citation": f"{DIOR_CARD.citation}\n\n{_DIOR_R_CITATION}",
+            "citation_from": f"{DIOR_CARD.citation_from}; DIOR-R: the IEEE export of document 9795321"})
 
     def __init__(self, root: Path, split: str | None = None, obb: bool = False) -> None:
         super().__init__(root, split)
@@ -282,6 +327,27 @@ class _Selected:
     picks: list[_Pick | Issue] = field(default_factory=list)  # in walk order, with the skipped ones
 
 
+RSVG_CARD = CardFacts(
+    title="DIOR-RSVG",
+    homepage="https://github.com/ZhanYang-nwpu/RSVG-pytorch",
+    license=License(id=UNKNOWN, name=UNKNOWN,
+                    stated_in="github.com/ZhanYang-nwpu/RSVG-pytorch (where the data is published) has no LICENSE file "
+                              "and its README states no licence"),
+    citation="""@ARTICLE{10056343,
+  author={Zhan, Yang and Xiong, Zhitong and Yuan, Yuan},
+  journal={IEEE Transactions on Geoscience and Remote Sensing},
+  title={RSVG: Exploring Data and Models for Visual Grounding on Remote Sensing Data},
+  year={2023},
+  volume={61},
+  number={},
+  pages={1-13},
+  doi={10.1109/TGRS.2023.3250471}
+  }""",
+    citation_from="verbatim from the README of github.com/ZhanYang-nwpu/RSVG-pytorch",
+    images="DIOR's images, which its authors release under CC BY-NC 4.0 (https://gcheng-nwpu.github.io/#Datasets)",
+)
+
+
 class DIORRSVG(Source):
     name = "dior-rsvg"
     description = "DIOR-RSVG referring expressions with boxes (visual grounding), global-index split files"
@@ -292,6 +358,7 @@ class DIORRSVG(Source):
     tiled = False
     exhaustive_labels = False
     label_tasks: frozenset[str] = frozenset()
+    card = RSVG_CARD
 
     def __init__(self, root: Path, split: str | None = None) -> None:
         super().__init__(root, split)

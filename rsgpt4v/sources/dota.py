@@ -5,7 +5,7 @@ References:
     J. Ding et al., "Object Detection in Aerial Images: A Large-Scale Benchmark and Challenges",
     IEEE TPAMI 2021 (DOTA v2.0).
     Devkit and label format: https://github.com/CAPTAIN-WHU/DOTA_devkit
-    Licence of the data: academic use only.
+    Homepage, licence and citation as the authors state them: `CARD` below.
 
 On-disk layout assumed (one of):
 
@@ -46,6 +46,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from rsgpt4v.core.card_facts import CardFacts, License
 from rsgpt4v.core.issue_codes import IssueCode
 from rsgpt4v.core.schema import Defect, Issue, Obj, Sample
 from rsgpt4v.imaging.geometry import bounding_box
@@ -69,6 +70,48 @@ _V15 = (*_V10, "container-crane")
 _V20 = (*_V15, "airport", "helipad")
 VOCABULARIES = {"1.0": _V10, "1.5": _V15, "2.0": _V20}
 VERSIONS = ("auto", *VOCABULARIES)
+
+# The site's three BibTeX blocks, verbatim (Ding_2019_CVPR separates its authors with commas, as there).
+_CITATION = """@ARTICLE{9560031,
+  author={Ding, Jian and Xue, Nan and Xia, Gui-Song and Bai, Xiang and Yang, Wen and Yang, Michael and Belongie, Serge and Luo, Jiebo and Datcu, Mihai and Pelillo, Marcello and Zhang, Liangpei},
+  journal={IEEE Transactions on Pattern Analysis and Machine Intelligence},
+  title={Object Detection in Aerial Images: A Large-Scale Benchmark and Challenges},
+  year={2021},
+  volume={},
+  number={},
+  pages={1-1},
+  doi={10.1109/TPAMI.2021.3117983}}
+
+@InProceedings{Xia_2018_CVPR,
+author = {Xia, Gui-Song and Bai, Xiang and Ding, Jian and Zhu, Zhen and Belongie, Serge and Luo, Jiebo and Datcu, Mihai and Pelillo, Marcello and Zhang, Liangpei},
+title = {DOTA: A Large-Scale Dataset for Object Detection in Aerial Images},
+booktitle = {The IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
+month = {June},
+year = {2018}
+}
+
+@InProceedings{Ding_2019_CVPR,
+author = {Jian Ding, Nan Xue, Yang Long, Gui-Song Xia, Qikai Lu},
+title = {Learning RoI Transformer for Detecting Oriented Objects in Aerial Images},
+booktitle = {The IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
+month = {June},
+year = {2019}
+}"""
+
+CARD = CardFacts(
+    title="DOTA",
+    homepage="https://captain-whu.github.io/DOTA/",
+    license=License(
+        id="other", name="DOTA terms: academic use only", link="https://captain-whu.github.io/DOTA/dataset.html",
+        stated_in='https://captain-whu.github.io/DOTA/dataset.html: "All images and their associated annotations in '
+                  'DOTA can be used for academic purposes only, but any commercial use is prohibited."'),
+    citation=_CITATION,
+    citation_from='verbatim from https://captain-whu.github.io/DOTA/ ("If you make use of the DOTA dataset, please '
+                  'cite our following paper")',
+    version="v1.0, v1.5 or v2.0 (-O version=)",
+    images='many are Google Earth images: "Use of the Google Earth images must respect the Google Earth terms of use" '
+           "(https://www.google.com/permissions/geoguidelines.html), the DOTA page says",
+)
 
 _HEADER = re.compile(r"([A-Za-z][A-Za-z0-9 _-]*):(.*)")
 _GSD_RANGE = (0.01, 100.0)  # metres per pixel; anything outside is a unit or export error
@@ -202,6 +245,8 @@ class DOTA(Source):
     options_help = {"version": "1.0, 1.5 or 2.0: which labelTxt-vX folder to read and which category list to "
                                "ask about; auto takes the folder's version, else the smallest that holds every label"}
 
+    card = CARD
+
     def __init__(self, root: Path, split: str | None = None, version: str = "auto") -> None:
         super().__init__(root, split)
         if version not in VERSIONS:
@@ -209,7 +254,11 @@ class DOTA(Source):
         self.version = version
         self._folder_versions: set[str] = set()
         self.splits = self._find_splits()
-        self.vocabulary = VOCABULARIES[self._resolved_version()]
+        self.resolved_version = self._resolved_version()
+        self.vocabulary = VOCABULARIES[self.resolved_version]
+
+    def card_facts(self) -> CardFacts:
+        return CARD.model_copy(update={"version": f"v{self.resolved_version}"})
 
     def _resolved_version(self) -> str:
         if self.version != "auto":

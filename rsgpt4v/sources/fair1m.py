@@ -4,7 +4,7 @@ References:
     X. Sun et al., "FAIR1M: A Benchmark Dataset for Fine-grained Object Recognition in
     High-Resolution Remote Sensing Imagery", ISPRS J. Photogramm. Remote Sens. 184, 2022.
     Benchmark page: https://www.gaofen-challenge.com/benchmark
-    Licence of the data: CC BY-NC-SA 3.0, academic use.
+    Homepage, licence and citation: `CARD` below (the licence is known only second-hand).
 
 On-disk layout assumed (one of):
 
@@ -49,6 +49,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from rsgpt4v.core.card_facts import CardFacts, License
 from rsgpt4v.core.issue_codes import IssueCode
 from rsgpt4v.core.schema import Defect, Issue, Obj, Point, Sample
 from rsgpt4v.imaging.geometry import bounding_box
@@ -146,12 +147,37 @@ def _stem_key(stem: str) -> tuple[int, int, str]:
     return (0, int(stem), stem) if stem.isdigit() else (1, 0, stem)
 
 
+CARD = CardFacts(
+    title="FAIR1M",
+    homepage="https://www.gaofen-challenge.com/benchmark",
+    license=License(
+        id="cc-by-nc-sa-3.0", name="CC BY-NC-SA 3.0", link="https://creativecommons.org/licenses/by-nc-sa/3.0/",
+        stated_in="second-hand: torchgeo's table of dataset licences gives CC-BY-NC-SA-3.0, and torchgeo issue #2582 "
+                  "quotes the benchmark page asking users to agree to a Creative Commons licence; the page itself "
+                  "was not read",
+        second_hand=True),
+    citation="""@article{sun2022fair1m,
+  title={FAIR1M: A benchmark dataset for fine-grained object recognition in high-resolution remote sensing imagery},
+  author={Sun, Xian and Wang, Peijin and Yan, Zhiyuan and Xu, Feng and Wang, Ruiping and Diao, Wenhui and Chen, Jin and Li, Jihao and Feng, Yingchao and Xu, Tao and Weinmann, Martin and Hinz, Stefan and Wang, Cheng and Fu, Kun},
+  journal={ISPRS Journal of Photogrammetry and Remote Sensing},
+  volume={184},
+  pages={116--130},
+  year={2022},
+  doi={10.1016/j.isprsjprs.2021.12.004}
+}""",
+    citation_from="put together from the paper's reference entries (ISPRS J. 184:116-130, 2022) and torchgeo's DOI; "
+                  "the authors publish no BibTeX",
+    version="FAIR1M-1.0 or FAIR1M-2.0 (the adapter reads both alike and does not tell them apart)",
+)
+
+
 class FAIR1M(Source):
     name = "fair1m"
     description = "FAIR1M fine-grained oriented boxes (37 classes) in Gaofen images, labelXmls layout"
     split_rule = "train/ -> train, validation/ -> val, test/ -> test (unlabelled)"
     vocabulary = FAIR1M_CLASSES
     task_kind = "detection"
+    card = CARD
 
     def __init__(self, root: Path, split: str | None = None) -> None:
         super().__init__(root, split)

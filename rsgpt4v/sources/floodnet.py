@@ -4,7 +4,7 @@ References:
     M. Rahnemoonfar, T. Chowdhury, A. Sarkar, D. Varshney, M. Yari and R. Murphy, "FloodNet: A High
     Resolution Aerial Imagery Dataset for Post Flood Scene Understanding", IEEE Access 9, 2021.
     Data: https://github.com/BinaLab/FloodNet-Challenge-EARTHVISION2021 (Track 2: VQA)
-    Licence of the data: see the challenge page (research use).
+    Homepage, licence and citation as the authors state them: `CARD` below.
 
 On-disk layout assumed (the Track 2 download, e.g. "FloodNet Challenge - Track 2/", is the root):
 
@@ -41,6 +41,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rsgpt4v.core.card_facts import UNKNOWN, CardFacts, License
 from rsgpt4v.core.issue_codes import IssueCode
 from rsgpt4v.core.schema import QA, Defect, Issue, Sample
 from rsgpt4v.sources.base import Source, SourceError, find_image, finite_answer, inside_root, read_json
@@ -95,10 +96,42 @@ def read_questions(path: Path, name: str) -> tuple[_Object | None, Issue | None]
     return data, None
 
 
+CARD = CardFacts(
+    title="FloodNet (Track 2, VQA)",
+    homepage="https://github.com/BinaLab/FloodNet-Challenge-EARTHVISION2021",
+    license=License(id=UNKNOWN, name=UNKNOWN,
+                    stated_in="the README of github.com/BinaLab/FloodNet-Challenge-EARTHVISION2021 (Track 2, the "
+                              "questions) states no licence"),
+    citation="""@ARTICLE{9460988,
+  author={Rahnemoonfar, Maryam and Chowdhury, Tashnim and Sarkar, Argho and Varshney, Debvrat and Yari, Masoud and Murphy, Robin Roberson},
+  journal={IEEE Access},
+  title={FloodNet: A High Resolution Aerial Imagery Dataset for Post Flood Scene Understanding},
+  year={2021},
+  volume={9},
+  number={},
+  pages={89644-89654},
+  doi={10.1109/ACCESS.2021.3090981}
+  }
+
+@article{rahnemoonfar2020floodnet,
+  title={FloodNet: A High Resolution Aerial Imagery Dataset for Post Flood Scene Understanding},
+  author={Rahnemoonfar, Maryam and Chowdhury, Tashnim and Sarkar, Argho and Varshney, Debvrat and Yari, Masoud and Murphy, Robin},
+  journal={arXiv preprint arXiv:2012.02951},
+  year={2020}
+}""",
+    citation_from='verbatim from the README of github.com/BinaLab/FloodNet-Supervised_v1.0 ("Please cite our paper '
+                  'when using the dataset")',
+    version="EARTHVISION 2021 challenge, Track 2",
+    images="the FloodNet UAV images, which the same authors release in FloodNet-Supervised_v1.0 under the Community "
+           "Data License Agreement - Permissive 1.0 (https://cdla.io/permissive-1-0/)",
+)
+
+
 class FloodNetVQA(Source):
     name = "floodnet-vqa"
     description = "FloodNet Track 2: post-Harvey UAV images with flood condition, yes/no and counting questions"
     split_rule = "Questions/Training Question.json -> train, Valid Question.json -> val, Test_Question.json -> test"
+    card = CARD
     vocabulary = ()
     task_kind = "vqa"
     tiled = False

@@ -6,6 +6,7 @@ References:
     Data: https://github.com/spectralpublic/RSIVQA (question files only; no licence file)
     The images belong to the source datasets and their licences: UC Merced (via UCM-Captions
     numbering), Sydney (Sydney-Captions numbering), RSICD (in the AID folder), DOTA, HRRSD.
+    Homepage, licence and citation as the authors state them: `CARD` below.
 
 On-disk layout assumed (the release's `RSIVQA/` folder is the root; a clone of the repository,
 holding `RSIVQA/` itself, is accepted too):
@@ -51,6 +52,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rsgpt4v.core.card_facts import UNKNOWN, CardFacts, License
 from rsgpt4v.core.issue_codes import IssueCode
 from rsgpt4v.core.schema import QA, Defect, Issue, Sample
 from rsgpt4v.sources.base import (
@@ -144,11 +146,32 @@ class _Image:
     answers: dict[str, str] = field(default_factory=dict)  # normalised question -> the answer kept
 
 
+CARD = CardFacts(
+    title="RSIVQA",
+    homepage="https://github.com/spectralpublic/RSIVQA",
+    license=License(id=UNKNOWN, name=UNKNOWN,
+                    stated_in="github.com/spectralpublic/RSIVQA has no LICENSE file and its README states no licence"),
+    citation="""@article{
+9444570,
+author = {Zheng, Xiangtao and Wang, Binqiang and Du, Xingqian and Lu, Xiaoqiang},
+doi = {10.1109/TGRS.2021.3079918},
+issn = {0196-2892},
+journal = {IEEE Transactions on Geoscience and Remote Sensing},
+title = {{Mutual Attention Inception Network for Remote Sensing Visual Question Answering}},
+year = {2021}
+}""",
+    citation_from="verbatim from the README of github.com/spectralpublic/RSIVQA (trailing spaces removed)",
+    version="111,693 triplets (the README: 559 added in the current version)",
+    images="the images of UC Merced, Sydney, AID (as RSICD holds them), DOTA and HRRSD, each under its own terms",
+)
+
+
 class RSIVQA(Source):
     name = "rsivqa"
     description = "RSIVQA: image:question?answer files over UCM, Sydney, RSICD, DOTA and HRRSD images"
     split_rule = ("DOTA/dota_train_vqa2.txt -> train; DOTA/dota_val_vqa2.txt and HRRSD/opt_val_vqa.txt -> val; the "
                   "AID, Sydney and UCM files -> train (RSIVQA defines no other split)")
+    card = CARD
     vocabulary = ()
     task_kind = "vqa"
     tiled = False

@@ -4,7 +4,7 @@ References:
     S. Lobry, D. Marcos, J. Murray and D. Tuia, "RSVQA: Visual Question Answering for Remote Sensing
     Data", IEEE TGRS 58(12), 2020.
     Data: https://rsvqa.sylvainlobry.com (Zenodo downloads); code: https://github.com/syvlo/RSVQA
-    Licence of the data: see the download page (research use).
+    Homepage, licence (known only second-hand) and citation: `LR_CARD`, `HR_CARD` below.
 
 On-disk layout assumed (the Zenodo downloads unpacked into one folder, the `--root`):
 
@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from rsgpt4v.core.card_facts import CardFacts, License
 from rsgpt4v.core.issue_codes import IssueCode
 from rsgpt4v.core.schema import QA, Defect, Issue, Sample
 from rsgpt4v.sources.base import Source, SourceError, find_image, finite_answer, read_json, split_key
@@ -225,12 +226,43 @@ def _question(row: dict, images: _Table, answers: _Table, names: dict[str, str])
     return QA(question=text.strip(), answer=answer, kind=kind if isinstance(kind, str) else None)
 
 
+def _card(title: str, record: str) -> CardFacts:
+    return CardFacts(
+        title=title, homepage="https://rsvqa.sylvainlobry.com",
+        license=License(
+            id="cc-by-4.0", name="CC BY 4.0", link=f"https://zenodo.org/records/{record}",
+            stated_in=f"second-hand: several public repositories give the Zenodo record {record} as CC BY 4.0; the "
+                      "record itself was not read (the code repository syvlo/RSVQA is GPL-3.0, which covers the code, "
+                      "not the data)",
+            second_hand=True),
+        citation="""@article{Lobry_2020,
+   title={RSVQA: Visual Question Answering for Remote Sensing Data},
+   volume={58},
+   ISSN={1558-0644},
+   url={http://dx.doi.org/10.1109/TGRS.2020.2988782},
+   DOI={10.1109/tgrs.2020.2988782},
+   number={12},
+   journal={IEEE Transactions on Geoscience and Remote Sensing},
+   publisher={Institute of Electrical and Electronics Engineers (IEEE)},
+   author={Lobry, Sylvain and Marcos, Diego and Murray, Jesse and Tuia, Devis},
+   year={2020},
+   month=dec, pages={8555-8566} }""",
+        citation_from="the Crossref export of the paper the authors cite in the README of syvlo/RSVQA (as "
+                      "google-research/big_vision uses it); the authors give the citation as text only",
+    )
+
+
+LR_CARD = _card("RSVQA-LR", "6344334")
+HR_CARD = _card("RSVQA-HR", "6344367")
+
+
 class RSVQALR(_RSVQA):
     name = "rsvqa-lr"
     description = "RSVQA-LR: Sentinel-2 tiles (10 m) with presence/count/comparison/rural-urban questions"
     split_rule = "LR_split_<name>_*.json -> <name> (train, val, test)"
     prefix = "LR"
     gsd = 10.0
+    card = LR_CARD
 
 
 class RSVQAHR(_RSVQA):
@@ -239,3 +271,4 @@ class RSVQAHR(_RSVQA):
     split_rule = "USGS_split_<name>_*.json -> <name> (train, val, test, test_phili)"
     prefix = "USGS"
     gsd = 0.15
+    card = HR_CARD

@@ -7,7 +7,7 @@ References:
     Classification", IEEE TGRS 55(7), 2017.
     Y. Yang, S. Newsam, "Bag-of-Visual-Words and Spatial Extensions for Land-Use Classification",
     ACM SIGSPATIAL GIS 2010 (UC Merced Land Use).
-    Licences: research use (NWPU-RESISC45, AID); UC Merced images are USGS public domain.
+    Homepages, licences and citations as the authors state them: each class's `card`.
 
 On-disk layouts assumed (from /work/shared/SOURCE-FORMATS.md and public loaders' class lists):
 
@@ -47,6 +47,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
+from rsgpt4v.core.card_facts import UNKNOWN, CardFacts, License
 from rsgpt4v.core.issue_codes import IssueCode
 from rsgpt4v.core.schema import Issue, Sample
 from rsgpt4v.language.words import readable
@@ -155,11 +156,71 @@ class _SceneFolders(Source):
         return image_id
 
 
+RESISC45_CARD = CardFacts(
+    title="NWPU-RESISC45",
+    homepage="https://gcheng-nwpu.github.io/#Datasets",
+    license=License(id="cc-by-nc-4.0", name="CC BY-NC 4.0", link="https://creativecommons.org/licenses/by-nc/4.0/",
+                    stated_in='https://gcheng-nwpu.github.io/#Datasets: "This dataset is freely available under the '
+                              'CC BY-NC 4.0 license agreement."'),
+    citation="""@article{Cheng_2017,
+   title={Remote Sensing Image Scene Classification: Benchmark and State of the Art},
+   volume={105},
+   ISSN={1558-2256},
+   url={http://dx.doi.org/10.1109/JPROC.2017.2675998},
+   DOI={10.1109/jproc.2017.2675998},
+   number={10},
+   journal={Proceedings of the IEEE},
+   publisher={Institute of Electrical and Electronics Engineers (IEEE)},
+   author={Cheng, Gong and Han, Junwei and Lu, Xiaoqiang},
+   year={2017},
+   month={Oct},
+   pages={1865-1883}
+}""",
+    citation_from="the Crossref export of the paper the authors cite in text on their page (as tensorflow/datasets' "
+                  "resisc45 uses it)",
+)
+AID_CARD = CardFacts(
+    title="AID",
+    homepage="https://captain-whu.github.io/AID/",
+    license=License(id=UNKNOWN, name=UNKNOWN, stated_in="https://captain-whu.github.io/AID/ states no licence"),
+    citation="""@article{xia2017aid,
+  title={AID: A Benchmark Data Set for Performance Evaluation of Aerial Scene Classification},
+  author={Xia, Gui-Song and Hu, Jingwen and Hu, Fan and Shi, Baoguang and Bai, Xiang and Zhong, Yanfei and Zhang, Liangpei},
+  journal={IEEE Transactions on Geoscience and Remote Sensing},
+  volume={55}, number={7}, pages={3965--3981}, year={2017},
+  doi={10.1109/TGRS.2017.2685945}
+}""",
+    citation_from="put together from the citation text on the authors' page (authors, journal, volume, pages) and "
+                  "the DOI in the paper's reference entries; the authors publish no BibTeX",
+)
+UCM_CARD = CardFacts(
+    title="UC Merced Land Use",
+    homepage="http://weegee.vision.ucmerced.edu/datasets/landuse.html",
+    license=License(id=UNKNOWN, name=UNKNOWN,
+                    stated_in='second-hand: the page, as tensorflow/datasets and others reproduce it, names no '
+                              'licence; it says the dataset is "meant for research purposes" and calls the imagery '
+                              '"public domain" (USGS National Map Urban Area Imagery); the page itself was not read',
+                    second_hand=True),
+    citation="""@inproceedings{yang2010bag,
+  title={Bag-of-visual-words and spatial extensions for land-use classification},
+  author={Yang, Yi and Newsam, Shawn},
+  booktitle={Proceedings of the 18th SIGSPATIAL International Conference on Advances in Geographic Information Systems},
+  pages={270--279},
+  year={2010},
+  doi={10.1145/1869790.1869829}
+}""",
+    citation_from="put together from the citation text on the authors' page (as reproduced by tensorflow/datasets) "
+                  "with pages and DOI from public copies; the authors publish no BibTeX",
+    images="USGS National Map Urban Area Imagery, which the page calls public domain",
+)
+
+
 class NWPURESISC45(_SceneFolders):
     name = "nwpu-resisc45"
     description = "NWPU-RESISC45 scene classification (45 classes), one folder per class"
     split_rule = "no official split: every image -> train, unless the root holds train/, val/, test/ class folders"
     title = "NWPU-RESISC45"
+    card = RESISC45_CARD
     example = "airplane/airplane_001.jpg"
     vocabulary = tuple(readable(c) for c in (
         "airplane", "airport", "baseball_diamond", "basketball_court", "beach", "bridge", "chaparral",
@@ -177,6 +238,7 @@ class AID(_SceneFolders):
     description = "AID aerial scene classification (30 classes), one folder per class"
     split_rule = "no official split: every image -> train, unless the root holds train/, val/, test/ class folders"
     title = "AID"
+    card = AID_CARD
     example = "BaseballField/baseballfield_1.jpg"
     vocabulary = tuple(readable(c) for c in (
         "Airport", "BareLand", "BaseballField", "Beach", "Bridge", "Center", "Church", "Commercial",
@@ -191,6 +253,7 @@ class UCMerced(_SceneFolders):
     description = "UC Merced Land Use scene classification (21 classes), Images/<class>/ folders"
     split_rule = "no official split: every image -> train, unless the root holds train/, val/, test/ class folders"
     title = "UC Merced"
+    card = UCM_CARD
     example = "Images/agricultural/agricultural00.tif"
     gsd = 0.3048  # one foot per pixel, USGS urban area orthoimagery
     vocabulary = (

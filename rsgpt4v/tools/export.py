@@ -17,18 +17,20 @@ Formats, one output file per split, written as a stream and renamed into place w
                  DEST/dataset_info.json with one LLaMA-Factory entry per split (`dataset_info`),
                  checked against LLaMA-Factory's parser.py (entry keys), converter.py (sharegpt roles,
                  images joined to `media_dir`) and hparams (`media_dir` defaults to `dataset_dir`).
-- `hf`           a folder `datasets.load_dataset` reads: DEST/data/<split>.parquet, with `image` an
-                 `Image` feature holding the image's bytes when `datasets` is installed (the `hf`
-                 extra), a path when only pyarrow is; else DEST/<split>.jsonl. DEST/README.md
-                 carries the dataset card's YAML `configs:` block mapping splits to those files.
+- `hf`           a folder `datasets.load_dataset` reads and the Hub shows: Parquet shards with the
+                 images embedded when pyarrow is installed (the `hf` extra), else JSON Lines with
+                 image paths (`rsgpt4v.tools.hf_folder` says which and why); the dataset card
+                 (README.md, LICENSE.md, figures/; `rsgpt4v.tools.card`) and croissant.json
+                 (`rsgpt4v.tools.croissant`), from the rows written and the build's manifest.
 
 `meta` is a JSON string in every format: its keys and value types vary with the source and the
 split (an unlabelled test split has no boxes; some sources have no gsd), and `datasets` infers the
 first split's types for all of them ("Couldn't cast list<double> to null" otherwise).
 
-Except for the hf export with `datasets`, the referenced images are hard-linked (copied across file
-systems) to the same relative path under DEST, so DEST is self-contained; an image already there
-with the same size and modification time, or the same file, is left alone.
+Except for the hf export's Parquet, which carries each image's bytes, the referenced images are
+hard-linked (copied across file systems) to the same relative path under DEST, so DEST is
+self-contained; an image already there with the same size and modification time, or the same file,
+is left alone.
 
 When the build has a split named `test`, DEST/eval/ also gets LLaVA's `model_vqa` evaluation pair:
 `test_questions.jsonl` ({"question_id", "image", "text", "category"}: the record id, its image
@@ -43,7 +45,6 @@ keys our reference answers use. "category" is not read by model_vqa.py; LLaVA's 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -59,12 +60,15 @@ from rsgpt4v.records.boxtext import TASK_TOKENS, RenderError, check_space, fill,
 from rsgpt4v.records.model import box_text_fault, first_problem
 from rsgpt4v.records.reader import finite_box, image_header, image_outside, read_records
 from rsgpt4v.records.writer import box_meta, meta_boxes
+from rsgpt4v.core.hub_terms import SPLIT_NAME
+from rsgpt4v.tools.card import CardError
+from rsgpt4v.tools.hf_folder import HfForm, ShardedParquet, hf_form, hf_row
+from rsgpt4v.tools.publication import Tally
+from rsgpt4v.tools.publish import HubError, describe, push_to_hub
 
 FORMATS = ("llava-json", "llava-jsonl", "sharegpt", "hf")
 _ROLES = {"human": "user", "gpt": "assistant"}
 _IMAGE_PREFIX = "<image>\n"
-_PARQUET_ROWS = 1000  # rows per parquet row group: bounds memory, keeps files readable in pieces
-_IMAGE_ROWS = 64  # the same, for rows that carry their image's bytes
 DATASET_INFO_PREFIX = "rsgpt4v"
 
 
@@ -85,7 +89,9 @@ class ExportReport:
     box_format: str | None
     box_space: str | None = None
     records: dict[str, int] = field(default_factory=dict)  # split -> records written
-    data_files: dict[str, Path] = field(default_factory=dict)  # split -> the file holding it
+    data_files: dict[str, list[Path]] = field(default_factory=dict)  # split -> the files holding it
+    form: HfForm | None = None  # hf: the form its data files take, and why
+    tally: Tally = field(default_factory=Tally)  # hf: the rows written, counted for the dataset card
     files: list[Path] = field(default_factory=list)  # every file written, in writing order
     images_linked: int = 0  # images linked or copied to DEST
     images_present: int = 0  # images found already in place
@@ -203,30 +209,6 @@ def _sharegpt(record: dict[str, Any]) -> dict[str, Any]:
     return {"id": record["id"], "images": [record["image"]], "messages": messages}
 
 
-def _hf_row(record: dict[str, Any], image: Any) -> dict[str, Any]:
-    conversations = [{"from": t["from"], "value": t["value"]} for t in record["conversations"]]
-    return {"id": record["id"], "image": image, "conversations": conversations,
-            "task": record.get("task"), "source": record.get("source"), "split": record.get("split"),
-            "meta": dumps(record["meta"])}
-
-
-def _hf_schema(embed: bool) -> Any:
-    """The hf export's one table schema; with `datasets`, its features ride along in the schema's
-    metadata, so `load_dataset` gives `image` as an `Image` feature holding the image's own bytes."""
-    if embed:
-        import datasets
-
-        turn = {"from": datasets.Value("string"), "value": datasets.Value("string")}
-        text = datasets.Value("string")
-        return datasets.Features({"id": text, "image": datasets.Image(), "conversations": [turn], "task": text,
-                                  "source": text, "split": text, "meta": text}).arrow_schema
-    import pyarrow as pa
-
-    turn = pa.struct([("from", pa.string()), ("value", pa.string())])
-    return pa.schema([("id", pa.string()), ("image", pa.string()), ("conversations", pa.list_(turn)),
-                      ("task", pa.string()), ("source", pa.string()), ("split", pa.string()), ("meta", pa.string())])
-
-
 class _Sink:
     """One output file, written beside its final name and renamed into place by `finish`."""
 
@@ -241,10 +223,10 @@ class _Sink:
     def _close(self) -> None:
         raise NotImplementedError
 
-    def finish(self) -> Path:
+    def finish(self) -> list[Path]:
         self._close()
         os.replace(self.partial, self.path)
-        return self.path
+        return [self.path]
 
     def abandon(self) -> None:
         self._close()
@@ -282,55 +264,26 @@ class _JsonList(_Sink):
         self._f.close()
 
 
-class _Parquet(_Sink):
-    """Parquet in row groups of `rows` rows, with one fixed schema (meta is a JSON string)."""
-
-    def __init__(self, path: Path, schema: Any, rows: int) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        super().__init__(path)
-        self._pa = pa
-        self._schema = schema
-        self._group = rows
-        self._writer = pq.ParquetWriter(self.partial, self._schema)
-        self._rows: list[dict[str, Any]] = []
-
-    def add(self, row: dict[str, Any]) -> None:
-        self._rows.append(row)
-        if len(self._rows) >= self._group:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._rows:
-            self._writer.write_table(self._pa.Table.from_pylist(self._rows, schema=self._schema))
-            self._rows = []
-
-    def _close(self) -> None:
-        if self._writer.is_open:
-            self._flush()
-            self._writer.close()
+def _embedded(out: Path, image: str) -> dict[str, Any]:
+    """The hf Parquet's image cell: the file's own bytes; _Unusable when they cannot be read."""
+    try:
+        return {"bytes": (out / image).read_bytes(), "path": image}
+    except OSError as exc:
+        raise _Unusable(f"image {image} cannot be read ({exc.strerror or exc})") from None
 
 
-def _has(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
-
-
-def _sink(fmt: str, out: Path, dest: Path, split: str) -> tuple[_Sink, Callable[[dict[str, Any]], dict[str, Any]]]:
-    """The file a split goes to in `fmt`, and how a record becomes one of its rows."""
+def _sink(fmt: str, out: Path, dest: Path, split: str, form: HfForm | None
+          ) -> tuple[_Sink | ShardedParquet, Callable[[dict[str, Any]], dict[str, Any]]]:
+    """The file(s) a split goes to in `fmt`, and how a record becomes one of its rows."""
     if fmt == "llava-json":
         return _JsonList(dest / f"{split}.json"), _llava
     if fmt == "llava-jsonl":
         return _JsonLines(dest / f"{split}.jsonl"), _llava
     if fmt == "sharegpt":
         return _JsonLines(dest / f"{split}.jsonl"), _sharegpt
-    if _has("datasets"):
-        return (_Parquet(dest / "data" / f"{split}.parquet", _hf_schema(True), _IMAGE_ROWS),
-                lambda r: _hf_row(r, {"bytes": (out / r["image"]).read_bytes(), "path": r["image"]}))
-    if _has("pyarrow"):
-        return (_Parquet(dest / "data" / f"{split}.parquet", _hf_schema(False), _PARQUET_ROWS),
-                lambda r: _hf_row(r, r["image"]))
-    return _JsonLines(dest / f"{split}.jsonl"), lambda r: _hf_row(r, r["image"])
+    if form is not None and form.parquet:
+        return ShardedParquet(dest, split), lambda r: hf_row(r, _embedded(out, r["image"]))
+    return _JsonLines(dest / f"{split}.jsonl"), lambda r: hf_row(r, r["image"])
 
 
 class _EvalFiles:
@@ -349,7 +302,7 @@ class _EvalFiles:
         self.answers.add({"question_id": record["id"], "text": answer})
 
     def finish(self) -> list[Path]:
-        return [self.questions.finish(), self.answers.finish()]
+        return [*self.questions.finish(), *self.answers.finish()]
 
     def abandon(self) -> None:
         self.questions.abandon()
@@ -358,9 +311,9 @@ class _EvalFiles:
 
 def _export_split(src: Path, out: Path, dest: Path, fmt: str, target: _Target, report: ExportReport) -> None:
     split = src.stem
-    sink, to_row = _sink(fmt, out, dest, split)
-    # The hf export with `datasets` carries each image's bytes in its rows: no image files needed.
-    link_images = not (fmt == "hf" and _has("datasets"))
+    sink, to_row = _sink(fmt, out, dest, split, report.form)
+    # The hf export's Parquet carries each image's bytes in its rows: no image files needed.
+    link_images = not (report.form is not None and report.form.parquet)
     evals = _EvalFiles(dest) if split == "test" else None
     written = 0
     placed = None  # a window's records are consecutive: its image is placed once, not once per task
@@ -377,6 +330,7 @@ def _export_split(src: Path, out: Path, dest: Path, fmt: str, target: _Target, r
                     raise _Unusable(f"image {item['image']} not found")
                 width, height = _image_size(item, image)
                 record = _rebox(item, target, width, height)
+                row = to_row(record)
             except _Unusable as exc:
                 report.skipped += 1
                 report.problems.append(located(src, lineno, str(exc)))
@@ -387,7 +341,9 @@ def _export_split(src: Path, out: Path, dest: Path, fmt: str, target: _Target, r
                 else:
                     report.images_present += 1
                 placed = item["image"]
-            sink.add(to_row(record))
+            sink.add(row)
+            if report.form is not None:
+                report.tally.add(record)
             if evals is not None:
                 evals.add(record)
             written += 1
@@ -397,27 +353,10 @@ def _export_split(src: Path, out: Path, dest: Path, fmt: str, target: _Target, r
             evals.abandon()
         raise
     report.data_files[split] = sink.finish()
-    report.files.append(report.data_files[split])
+    report.files.extend(report.data_files[split])
     if evals is not None:
         report.files.extend(evals.finish())
     report.records[split] = written
-
-
-def _dataset_card(report: ExportReport) -> str:
-    """README.md whose YAML front matter tells `datasets` which file holds which split."""
-    lines = ["---", "configs:", "- config_name: default", "  data_files:"]
-    for split, path in report.data_files.items():
-        lines += [f"  - split: {split}", f"    path: {path.relative_to(report.dest).as_posix()}"]
-    image = ("an `Image` holding the image's bytes" if _has("datasets")
-             else "a path relative to this folder, under `images/`")
-    lines += ["---", "", "# RS-GPT4V-style instruction data", "",
-              f"Exported by `rsgpt4v export`. One row per (image window, task): `id`, `image` ({image}),",
-              "`conversations` (alternating `human`/`gpt` turns, `<image>` at the start of the first one), `task`,",
-              "`source`, `split`, and `meta` (a JSON string: the box format and box space of the text, here",
-              f"`{report.box_format or 'as built'}` and `{report.box_space or 'as built'}`, the pixel boxes in text",
-              "order with their polygons, categories and difficulty, and provenance).", "",
-              "```python", "import datasets", "", "ds = datasets.load_dataset(\"path/to/this/folder\")", "```", ""]
-    return "\n".join(lines)
 
 
 def dataset_info(report: ExportReport) -> dict[str, Any]:
@@ -428,14 +367,15 @@ def dataset_info(report: ExportReport) -> dict[str, Any]:
     """
     entry = {"formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"},
              "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}}
-    return {f"{DATASET_INFO_PREFIX}_{split}": {"file_name": path.relative_to(report.dest).as_posix(), **entry}
-            for split, path in report.data_files.items()}
+    return {f"{DATASET_INFO_PREFIX}_{split}": {"file_name": paths[0].relative_to(report.dest).as_posix(), **entry}
+            for split, paths in report.data_files.items()}
 
 
 def export(out: Path, dest: Path, fmt: str, box_format: str | None = None, box_space: str | None = None,
-           task_tokens: bool = False) -> ExportReport:
+           task_tokens: bool = False, repo: str | None = None) -> ExportReport:
     """Export the build folder `out` to `dest` in `fmt`, boxes written again in `box_format` and
-    `box_space` (None: as each record was built), with GeoChat's task tokens when `task_tokens`.
+    `box_space` (None: as each record was built), with GeoChat's task tokens when `task_tokens`; an hf
+    export's card names the Hub dataset `repo` when it is to be pushed there.
     Raises ExportError when the export cannot start."""
     out, dest = Path(out), Path(dest)
     if fmt not in FORMATS:
@@ -452,15 +392,23 @@ def export(out: Path, dest: Path, fmt: str, box_format: str | None = None, box_s
         raise ExportError(f"{out} holds no <split>.jsonl files: not an rsgpt4v output folder")
     if dest.resolve() == out.resolve():
         raise ExportError("--dest must differ from the build folder: the export would overwrite its input")
+    if fmt != "hf" and repo is not None:
+        raise ExportError("--push-to-hub uploads an hf export: use it with --format hf")
+    if fmt == "hf" and (bad := next((p for p in splits if not SPLIT_NAME.match(p.stem)), None)):
+        raise ExportError(f"{bad}: split name {bad.stem!r} is not letters, digits and _, which `datasets` "
+                          "requires of a split; rename the file")
     dest.mkdir(parents=True, exist_ok=True)
-    report = ExportReport(dest=dest, fmt=fmt, box_format=canonical, box_space=space)
+    report = ExportReport(dest=dest, fmt=fmt, box_format=canonical, box_space=space,
+                          form=hf_form() if fmt == "hf" else None)
     target = _Target(canonical, space, task_tokens)
     for src in splits:
         _export_split(src, out, dest, fmt, target, report)
-    if fmt == "hf":
-        card = dest / "README.md"
-        card.write_text(_dataset_card(report), encoding="utf-8")
-        report.files.append(card)
+    if report.form is not None:
+        try:
+            report.files += describe(out, dest, report.form, report.data_files, report.tally, repo,
+                                     report.bad_lines + report.skipped, report.problems)
+        except CardError as exc:
+            raise ExportError(str(exc)) from None
     if fmt == "sharegpt":
         info = dest / "dataset_info.json"
         info.write_text(json.dumps(dataset_info(report), indent=2) + "\n", encoding="utf-8")
@@ -469,11 +417,11 @@ def export(out: Path, dest: Path, fmt: str, box_format: str | None = None, box_s
 
 
 def main_export(out: Path, dest: Path, fmt: str, box_format: str | None, box_space: str | None = None,
-                task_tokens: bool = False) -> int:
-    """Run an export and print its summary; 0 when every line was exported, 1 when some were not,
-    2 when the export could not start."""
+                task_tokens: bool = False, push_to: str | None = None, private: bool = False) -> int:
+    """Run an export (and its upload to the Hub dataset `push_to`) and print its summary; 0 when every
+    line was exported, 1 when some were not, 2 when the export could not start or the upload failed."""
     try:
-        report = export(out, dest, fmt, box_format, box_space, task_tokens)
+        report = export(out, dest, fmt, box_format, box_space, task_tokens, push_to)
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -482,9 +430,17 @@ def main_export(out: Path, dest: Path, fmt: str, box_format: str | None, box_spa
     per_split = ", ".join(f"{split} {n}" for split, n in report.records.items())
     boxes = f"{report.box_format or 'built'} boxes in {report.box_space or 'built'} space"
     print(f"exported {sum(report.records.values())} records ({per_split}) as {fmt} with {boxes} to {dest}")
+    if report.form is not None:
+        print(f"form: {report.form.why}")
     print(f"images: {report.images_linked} linked or copied, {report.images_present} already in place")
     for path in report.files:
         print(f"  {path}")
+    if push_to is not None:
+        try:
+            print(f"pushed to https://huggingface.co/datasets/{push_to}: {push_to_hub(dest, push_to, private)}")
+        except HubError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if report.bad_lines or report.skipped:
         print(f"not exported: {report.bad_lines} bad lines, {report.skipped} records skipped (listed above)")
         return 1

@@ -25,6 +25,7 @@ from rsgpt4v.core.report import (
     ServerSection,
     SourceSection,
     Usage,
+    total_cards,
 )
 from rsgpt4v.records.model import first_problem
 from rsgpt4v.records.reader import read_records
@@ -100,8 +101,10 @@ def merge(inputs: list[Path], out: Path) -> RunReport:
         "failures": Failures.total(m.failures for m in manifests),
         "usage": Usage.total(m.usage for m in manifests),
         "qc": QC.total(m.qc for m in manifests if m.qc is not None),
-        "server": ServerSection.total([m.server for m in manifests if m.server is not None]),
-        "shard": None, "estimate": None, "estimated_from": None, "batch": None,
+    ServerSection,
+    SourceSection,
+    Usage,
+    total_cards,
         **_recipe_sections(manifests)})
     if any(m.config != first.config for m in manifests):
         merged.warning = "the inputs were built with different configurations"

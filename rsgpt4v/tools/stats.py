@@ -81,7 +81,7 @@ class _Diversity:
 
 
 @dataclass
-class _Histogram:
+class Histogram:
     """Non-negative integers counted by value."""
 
     counts: Counter[int] = field(default_factory=Counter)
@@ -89,7 +89,7 @@ class _Histogram:
     def add(self, value: int) -> None:
         self.counts[value] += 1
 
-    def merge(self, other: _Histogram) -> None:
+    def merge(self, other: Histogram) -> None:
         self.counts.update(other.counts)
 
     @property
@@ -117,9 +117,9 @@ class _Histogram:
 @dataclass
 class _Task:
     records: int = 0
-    turns: _Histogram = field(default_factory=_Histogram)
-    words: _Histogram = field(default_factory=_Histogram)
-    boxes: _Histogram = field(default_factory=_Histogram)
+    turns: Histogram = field(default_factory=Histogram)
+    words: Histogram = field(default_factory=Histogram)
+    boxes: Histogram = field(default_factory=Histogram)
     diversity: _Diversity = field(default_factory=_Diversity)
 
     def add(self, rec: dict[str, Any]) -> None:

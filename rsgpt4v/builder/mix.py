@@ -1,7 +1,7 @@
 """The build a recipe describes: every source of the mix into one dataset, one manifest, one cache.
 
 A layer around the single-source build. First every source is listed and each image fingerprinted
-(`rsgpt4v.build.identity`) into the plan of samples on disk (`rsgpt4v.build.sample_plan`): clusters of the same
+(`rsgpt4v.builder.identity`) into the plan of samples on disk (`rsgpt4v.builder.sample_plan`): clusters of the same
 picture across sources and splits go into the manifest and the leakage policy decides which
 training samples no source may use. Then each source is built as usual through `Selection`, a view
 of its adapter that passes only the samples the plan chose (splits, seeded fraction / max_images,
@@ -27,12 +27,13 @@ from typing import Any, BinaryIO
 from tqdm import tqdm
 
 from rsgpt4v import __version__
+from rsgpt4v.core.card_facts import CardFacts
 from rsgpt4v.core.config import BuildConfig
 from rsgpt4v.core.files import Line, jsonl_writer, read_jsonl
-from rsgpt4v.build.identity import Fingerprint, ImageRef, is_training, leakage_report
+from rsgpt4v.builder.identity import Fingerprint, ImageRef, is_training, leakage_report
 from rsgpt4v.core.ownership import PARTS
-from rsgpt4v.build.pipeline import BuildOptions, build
-from rsgpt4v.build.recipe import Recipe, RecipeError, RecipeSource
+from rsgpt4v.builder.pipeline import BuildOptions, build
+from rsgpt4v.builder.recipe import Recipe, RecipeError, RecipeSource
 from rsgpt4v.core.files import located
 from rsgpt4v.core.report import (
     BatchProgress,
@@ -49,9 +50,10 @@ from rsgpt4v.core.report import (
     SourceSection,
     SourceUsage,
     Usage,
+    total_cards,
     total_status,
 )
-from rsgpt4v.build.sample_plan import SamplePlan
+from rsgpt4v.builder.sample_plan import SamplePlan
 from rsgpt4v.core.schema import Issue, Sample
 from rsgpt4v.sources import Source, SourceError, get_source, parse_options
 
@@ -93,6 +95,9 @@ class Selection(Source):
     @property
     def vocabulary(self) -> tuple[str, ...]:  # type: ignore[override]
         return self.inner.vocabulary
+
+    def card_facts(self) -> CardFacts:
+        return self.inner.card_facts()
 
     def __getattr__(self, name: str) -> Any:
         """Any other attribute the pipeline reads is the adapter's."""
@@ -183,7 +188,7 @@ def choose(recipe: Recipe, planned: list[Planned], store_path: Path, progress: b
     try:
         samples = (s for p in planned if p.adapter is not None for s in p.open() if isinstance(s, Sample))
         for sample in tqdm(samples, desc="  identity", unit="img", disable=not progress, dynamic_ncols=True):
-            ref = ImageRef(sample.source, sample.split, sample.image_id)
+            ref = ImageRef(sample.source, sample.split, sample.image_id, sample.rel_image)
             try:
                 fp: Fingerprint | None = plan.prints.get(sample.image_path)
             except (OSError, ValueError, SyntaxError):
@@ -207,8 +212,8 @@ def choose(recipe: Recipe, planned: list[Planned], store_path: Path, progress: b
                 a = next(r for r in leaks[0].members if is_training(r.split))
                 b = next(r for r in leaks[0].members if not is_training(r.split) and r.source != a.source)
                 raise RecipeError(f"{recipe.path}: leakage: fail: {len(leaks)} pictures are training images of one "
-                                  f"source and evaluation images of another (first: {a.source} {a.split} "
-                                  f"{a.image_id} = {b.source} {b.split} {b.image_id}); see `leakage: report`")
+                                  f"source and evaluation images of another (first: {a.source} {a.split} {a.path} = "
+                                  f"{b.source} {b.split} {b.path}); see `leakage: report`")
         plan.drop(sorted(dropped))
         for p in planned:
             plan.decide(p.entry.source, p.entry.splits, p.entry.fraction, p.entry.max_images)
@@ -352,7 +357,7 @@ def unified_manifest(recipe: Recipe, data: Path | None, planned: list[Planned], 
         prompts=first.prompts if first else None,
         recipe=RecipeInfo(path=recipe.path, seed=recipe.seed, leakage=recipe.leakage,
                           near_duplicate_bits=recipe.near_duplicate_bits),
-        sources=sources, mix=mix, leakage=choice.leakage, counts=counts,
+        sources=sources, mix=mix, leakage=choice.leakage, counts=counts, cards=total_cards(reports.values()),
         issues=Issues.total({name: m.issues for name, m in reports.items()}),
         failures=Failures.total(m.failures for m in reports.values()),
         usage=Usage.total(m.usage for m in reports.values()), shard=opts.shard,

@@ -318,7 +318,7 @@ class Builder:
             counts=self.counts, issues=self.issues, failures=self.failures,
             qc=QC.model_validate({"rejected": self.qc.report() if self.qc else {}}),
             usage=Usage.of(self.engine.usage, self.prices.date, self.prices.priced(self.model)),
-            shard=self.opts.shard)
+            shard=self.opts.shard, cards={self.source.name: self.source.card_facts()})
         if isinstance(self.engine, EstimatingEngine):
             scale = self.seen / self.counts.samples if self.opts.every > 1 and self.counts.samples else 1.0
             report.estimate = [EstimateRow(**row) for row in cost_table(self.engine.tally, self.prices, self.model,

@@ -1,5 +1,6 @@
 """The recipe's plan of every sample, kept in OUT/identity.sqlite so the planning pass holds no
-per-image state in memory: a row per listed sample (source, split, image id, fingerprint or none
+per-image state in memory: a row per listed sample (source, split, image id, its file relative to the
+source's root, fingerprint or none
 when the image is unreadable, seeded draw, cluster, why it is left out), the clusters of the same
 picture found by SQL over hash slices, and the decisions (leakage drops, splits, fraction,
 max_images) taken as SQL updates. The build asks it, one indexed lookup per sample, whether a
@@ -20,7 +21,7 @@ from collections.abc import Iterable
 from itertools import groupby
 from pathlib import Path
 
-from rsgpt4v.build.identity import Cluster, Fingerprint, FingerprintStore, ImageRef
+from rsgpt4v.builder.identity import Cluster, Fingerprint, FingerprintStore, ImageRef
 
 _SIGN = 1 << 63
 _WORD = (1 << 64) - 1
@@ -68,15 +69,15 @@ class SamplePlan:
         self._db.execute("BEGIN")
         self.prints = FingerprintStore(self._db)
         self._db.execute("DROP TABLE IF EXISTS samples")
-        self._db.execute("CREATE TABLE samples (seq INTEGER PRIMARY KEY, source TEXT, split TEXT, image_id TEXT, "
+        self._db.execute("CREATE TABLE samples (seq INTEGER PRIMARY KEY, source TEXT, split TEXT, image_id TEXT, path TEXT, "
                          "sha256 TEXT, dhash INTEGER, ahash INTEGER, draw REAL, cluster INTEGER, "
                          "leaked INTEGER DEFAULT 0, reason TEXT)")
 
     def add(self, ref: ImageRef, fp: Fingerprint | None, draw: float) -> None:
         """One listed sample, in listing order; `fp` None when its image cannot be read."""
         prints = (fp.sha256, _signed(fp.dhash), _signed(fp.ahash)) if fp is not None else (None, None, None)
-        self._db.execute("INSERT INTO samples (source, split, image_id, sha256, dhash, ahash, draw) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?)", (*ref.key, *prints, draw))
+        self._db.execute("INSERT INTO samples (source, split, image_id, path, sha256, dhash, ahash, draw) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (*ref.key, ref.path, *prints, draw))
 
     def listed(self) -> None:
         """Every sample added: keep the fingerprints read so far, index the table for the clustering and
@@ -128,12 +129,12 @@ class SamplePlan:
         for rep in sorted(union.parent):
             db.execute("UPDATE samples SET cluster = ? WHERE sha256 = (SELECT sha256 FROM samples WHERE seq = ?)",
                        (union.find(rep), rep))
-        rows = db.execute("SELECT cluster, source, split, image_id, sha256 FROM samples WHERE cluster IS NOT NULL "
-                          "ORDER BY cluster, seq")
+        rows = db.execute("SELECT cluster, source, split, image_id, path, sha256 FROM samples "
+                          "WHERE cluster IS NOT NULL ORDER BY cluster, seq")
         found = []
         for _, members in groupby(rows, key=lambda row: row[0]):
             listed = list(members)
-            found.append(Cluster([ImageRef(*row[1:4]) for row in listed], len({row[4] for row in listed}) == 1))
+            found.append(Cluster([ImageRef(*row[1:5]) for row in listed], len({row[5] for row in listed}) == 1))
         return found
 
     def drop(self, keys: Iterable[tuple[str, str, str]]) -> None:

@@ -6,7 +6,7 @@ RSIVQA, DOTA images in RSIVQA, RSITMD overlapping RSICD), often re-encoded or re
 of the file finds byte-identical copies; a 64-bit difference hash (dHash, gradients of a 9x8
 greyscale thumbnail) and a 64-bit average hash (aHash, 8x8 thumbnail against its mean) find copies
 that were resized, re-encoded as JPEG or slightly cropped: two images are near-identical when both
-hashes are at most `bits` apart (`rsgpt4v.build.sample_plan` finds such clusters over the whole mix).
+hashes are at most `bits` apart (`rsgpt4v.builder.sample_plan` finds such clusters over the whole mix).
 
 Hashes are kept in OUT/identity.sqlite keyed by path, size and modification time, so a rerun
 reads each image again only when it changed.
@@ -35,18 +35,20 @@ class Fingerprint:
 
 @dataclass(frozen=True, slots=True)
 class ImageRef:
-    """One sample's image as a source names it."""
+    """One sample's image as a source names it: its id, and its file relative to the source's root (ids
+    repeat across sources, and a source's file names across its folders)."""
 
     source: str
     split: str
     image_id: str
+    path: str
 
     @property
     def key(self) -> tuple[str, str, str]:
         return self.source, self.split, self.image_id
 
     def as_dict(self) -> dict[str, str]:
-        return {"source": self.source, "split": self.split, "image_id": self.image_id}
+        return {"source": self.source, "split": self.split, "image_id": self.image_id, "path": self.path}
 
 
 def is_training(split: str) -> bool:
