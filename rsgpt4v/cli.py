@@ -838,11 +838,11 @@ def batch_import(
     """Read batch results produced by any engine (vLLM run-batch, Ray, OpenAI/Azure Batch) into the cache."""
     from rsgpt4v.core.ownership import PARTS
     from rsgpt4v.core.report import ReportError, RunReport
+    from rsgpt4v.core.files import file_sha256
     from rsgpt4v.llm.batch_files import (
         IMPORTED,
         REQUESTS,
         already_imported,
-        digest,
         import_results,
         record_imported,
         request_ids,
@@ -868,7 +868,7 @@ def batch_import(
         new: dict[str, Path] = {}
         skipped = []
         for path in results:
-            sha = digest(path)
+            sha = file_sha256(path)
             if sha in done or sha in new:
                 skipped.append(path)
             else:

@@ -9,6 +9,7 @@ next line.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -128,6 +129,15 @@ def unreadable(exc: BaseException | None) -> str:
     """Why valid JSON syntax is still no value in Python: nesting past the recursion limit, or an
     integer of more than 4300 digits."""
     return "nested too deeply to read" if isinstance(exc, RecursionError) else "an integer too long to read"
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_atomic(path: Path, data: bytes) -> None:

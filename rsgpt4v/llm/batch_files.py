@@ -13,7 +13,6 @@ A result file imported once is skipped by later imports (OUT/batch/imported.json
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
 from dataclasses import dataclass, field
@@ -125,18 +124,10 @@ def request_ids(folder: Path) -> set[str]:
 IMPORTED = Path("batch") / "imported.json"
 
 
-def digest(path: Path) -> str:
-    """A result file's SHA-256: a file imported once is known by its content, whatever its name."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def already_imported(ledger: Path, cache: Path) -> dict[str, str]:
-    """The result files imported into `cache` before, by digest (OUT/batch/imported.json), so the
-    loop's `batch import OUT results/*.jsonl` reads only the new ones."""
+    """The result files imported into `cache` before, by the SHA-256 of their content, whatever their
+    name (OUT/batch/imported.json), so the loop's `batch import OUT results/*.jsonl` reads only the
+    new ones."""
     try:
         entries = json.loads(ledger.read_text(encoding="utf-8"))
     except (OSError, ValueError):

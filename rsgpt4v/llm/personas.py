@@ -33,6 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rsgpt4v.llm.profile import count_images
+
 Reply = tuple[int, dict[str, Any]]
 # The chat templates' own words (section 8): Gemma 1/2 refuse a system role; Gemma, Mistral and
 # Mixtral templates raise this when two messages of one role follow each other.
@@ -158,11 +160,6 @@ PERSONAS: dict[str, Persona] = {p.name: p for p in [
 ]}
 
 
-def _images(body: dict[str, Any]) -> int:
-    return sum(1 for m in body.get("messages", []) if isinstance(m.get("content"), list)
-               for p in m["content"] if p.get("type") == "image_url")
-
-
 def _refused(persona: Persona, quirks: Quirks, body: dict[str, Any]) -> tuple[str, int] | None:
     """Which refusal the request meets, and the image limit where that is it."""
     kind = (body.get("response_format") or {}).get("type")
@@ -170,7 +167,7 @@ def _refused(persona: Persona, quirks: Quirks, body: dict[str, Any]) -> tuple[st
         return "json_schema", 0
     if kind == "json_object" and (quirks.no_json_object or persona.refuses_json_object):
         return "json_object", 0
-    if quirks.max_images is not None and _images(body) > quirks.max_images:
+    if quirks.max_images is not None and count_images(body.get("messages", [])) > quirks.max_images:
         return "images", quirks.max_images
     if quirks.strict_roles:
         roles = [m.get("role") for m in body.get("messages", [])]
@@ -189,7 +186,7 @@ def refusal(persona: Persona, quirks: Quirks, body: dict[str, Any]) -> Reply | N
         return None
     what, limit = found
     status, text = persona.says.get(what, _OPENAI_SAYS[what])
-    text = text.replace("{limit}", str(limit)).replace("{count}", str(_images(body)))
+    text = text.replace("{limit}", str(limit)).replace("{count}", str(count_images(body.get("messages", []))))
     return persona.error(status, text, persona.param.get(what))
 
 

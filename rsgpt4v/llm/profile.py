@@ -90,6 +90,12 @@ class BackendProfile(BaseModel):
         return body
 
 
+def count_images(messages: list[dict[str, Any]]) -> int:
+    """The images a request's messages carry."""
+    return sum(1 for m in messages if isinstance(m.get("content"), list)
+               for part in m["content"] if part.get("type") == "image_url")
+
+
 def schema_note(name: str, schema: dict[str, Any]) -> str:
     """The instructions' last paragraph when the server does not enforce the schema itself."""
     return (f"Answer with one JSON object and nothing else: no text before or after it. It must follow this "

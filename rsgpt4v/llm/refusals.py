@@ -35,7 +35,7 @@ from typing import Any
 import openai
 
 from rsgpt4v.core.report import BackendSwitch
-from rsgpt4v.llm.profile import STRUCTURED_OUTPUTS, BackendProfile, bundled_profiles, load_profile
+from rsgpt4v.llm.profile import STRUCTURED_OUTPUTS, BackendProfile, bundled_profiles, count_images, load_profile
 
 AUTO = "auto"
 
@@ -121,11 +121,6 @@ def _roles(body: dict[str, Any]) -> list[str]:
     return [m["role"] for m in body.get("messages", [])]
 
 
-def _images(body: dict[str, Any]) -> int:
-    return sum(1 for m in body.get("messages", []) if isinstance(m["content"], list)
-               for p in m["content"] if p.get("type") == "image_url")
-
-
 class AdaptiveProfile:
     """The profile every request is shaped by, changed (or the run stopped) by a server's refusals.
 
@@ -183,7 +178,7 @@ class AdaptiveProfile:
             if lower is not None and STRUCTURED_OUTPUTS.index(lower) > level:
                 return "structured_output", lower
         elif refusal.feature is Feature.IMAGES:
-            sent = _images(body)
+            sent = count_images(body.get("messages", []))
             allowed = refusal.limit if refusal.limit is not None else sent - 1
             if 1 <= allowed < sent:
                 return "images_per_request", allowed

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from rsgpt4v.llm.profile import CANONICAL_TOKEN_PARAM, BackendProfile
+from rsgpt4v.llm.profile import CANONICAL_TOKEN_PARAM, BackendProfile, count_images
 
 CANONICAL = BackendProfile(name="canonical")
 
@@ -89,8 +89,7 @@ class ChatRequest:
 
     @property
     def images(self) -> int:
-        return sum(1 for m in self.messages if isinstance(m["content"], list)
-                   for part in m["content"] if part.get("type") == "image_url")
+        return count_images(self.messages)
 
     def fitted(self, profile: BackendProfile) -> ChatRequest:
         """This request, or its one-image form when it carries more images than the server takes."""

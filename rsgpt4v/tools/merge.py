@@ -101,10 +101,8 @@ def merge(inputs: list[Path], out: Path) -> RunReport:
         "failures": Failures.total(m.failures for m in manifests),
         "usage": Usage.total(m.usage for m in manifests),
         "qc": QC.total(m.qc for m in manifests if m.qc is not None),
-    ServerSection,
-    SourceSection,
-    Usage,
-    total_cards,
+        "server": ServerSection.total([m.server for m in manifests if m.server is not None]),
+        "shard": None, "estimate": None, "estimated_from": None, "batch": None, "cards": total_cards(manifests),
         **_recipe_sections(manifests)})
     if any(m.config != first.config for m in manifests):
         merged.warning = "the inputs were built with different configurations"
