@@ -1,10 +1,12 @@
 """How many input tokens a model counts for one image, by the rule its maker documents.
 
-OpenAI's rules are from its vision pricing guide; the open models' from the image processors their
-servers run (vLLM and SGLang use the Hugging Face processors), as collected in the notes of issue 20:
-Qwen2-VL/2.5-VL `smart_resize` (transformers `image_processing_qwen2_vl.py`), InternVL's dynamic
-448-pixel tiles (`vllm/model_executor/models/internvl.py`), LLaVA-OneVision's anyres grid
-(transformers `processing_llava_onevision.py::_get_unpadded_features`). Counts are of the image's own
+OpenAI's rules are from its vision pricing guide (and billed counts reported on its community
+forum); the open models' from the image processors their servers run (vLLM and SGLang use the
+Hugging Face processors): Qwen2-VL/2.5-VL `smart_resize` (transformers
+`models/qwen2_vl/image_processing_qwen2_vl.py`, with the checkpoints' preprocessor_config.json),
+InternVL's `dynamic_preprocess` 448-pixel tiles (the model cards' code;
+`vllm/model_executor/models/internvl.py`), LLaVA-OneVision's anyres grid (transformers
+`models/llava_onevision/processing_llava_onevision.py::_get_unpadded_features`). Counts are of the image's own
 tokens, without the one or two marker tokens around it.
 """
 

@@ -5,22 +5,35 @@
 meets: an older build without json_schema, a model that wraps its JSON in prose and fences, a server
 started to take one image per prompt, a chat template (Gemma's, Mistral's) that takes no system
 message and wants roles to alternate. Each persona refuses in its own server's words, status and
-error envelope, as its source code or its issue tracker shows them; the references are those of
-issue 20's notes (/work/notes/issue20/FINDINGS.md), section by section:
+error envelope, as its source code or its issue tracker shows them:
 
-- openai (section 7): 400 `{"error": {"message", "type": "invalid_request_error", "param", "code"}}`.
-- azure (7): OpenAI's envelope; Azure's own errors `{"error": {"code": "BadRequest", "message"}}`.
-- vllm (1): 400 `{"error": {"message", "type": "BadRequestError", "param", "code": 400}}`
-  (vllm/entrypoints/utils.py::create_error_response, since v0.10.1); chat-template errors re-raised
-  with their text twice (serving_chat's `f"{e} {e.__cause__}"`, seen in opensecret issue 120).
-- sglang (2): the flat `{"object": "error", "message", "type", "param", "code"}`
-  (serving_base.py); template errors become 500 "Internal server error: ...".
-- ollama (3): 400 `{"error": {"message", "type": "invalid_request_error", "param": null, "code": null}}`
-  (openai/openai.go); reads max_tokens only; json_schema ignored before v0.5.0.
-- llamacpp (4): `{"error": {"code", "message", "type"}}` with the code as HTTP status
-  (tools/server/server-common.cpp); a system message is folded into the first user turn (minja's
-  polyfill); alternation errors are 500 "Jinja Exception: ...".
-- lmstudio (5): 400 `{"error": "<message>"}` (a bare string); json_object refused always.
+- openai: 400 `{"error": {"message", "type": "invalid_request_error", "param", "code"}}`; json_schema on
+  a model without structured outputs: "Invalid parameter: 'response_format' of type 'json_schema' is
+  not supported with this model..." (quoted in several projects' issues, for gpt-4 and
+  gpt-4o-audio-preview).
+- azure: OpenAI's envelope; Azure's own errors `{"error": {"code": "BadRequest", "message"}}`, e.g.
+  "response_format value as json_schema is enabled only for api versions 2024-08-01-preview and later".
+- vllm: 400 `{"error": {"message", "type": "BadRequestError", "param", "code": 400}}`
+  (vllm-project/vllm `vllm/entrypoints/utils.py::create_error_response`, since v0.10.1, PR 22099);
+  chat-template errors re-raised with their text twice (`f"{e} {e.__cause__}"` in serving_chat, seen
+  in OpenSecretCloud/opensecret issue 120); before json_schema joined its ResponseFormat literal
+  (vllm issue 7656) a pydantic 400.
+- sglang: the flat `{"object": "error", "message", "type", "param", "code"}`
+  (sgl-project/sglang `python/sglang/srt/entrypoints/openai/serving_base.py`); template errors become
+  500 "Internal server error: ..."; "Image count 3 exceeds limit 2 per request."
+  (`tokenizer_manager.py::_validate_mm_limits`).
+- ollama: 400 `{"error": {"message", "type": "invalid_request_error", "param": null, "code": null}}`
+  (ollama/ollama `openai/openai.go`); reads max_tokens only; json_schema ignored before v0.5.0 (PR
+  7900); "this model only supports one image while more than one image requested" as a 500
+  (`server/prompt.go`).
+- llamacpp: `{"error": {"code", "message", "type"}}` with the code as HTTP status (ggml-org/llama.cpp
+  `tools/server/server-common.cpp`); builds before json_schema support answered 500 'response_format
+  type must be one of "text" or "json_object", but got: json_schema' (llama.cpp issue 9522); a system
+  message is folded into the first user turn (minja's `polyfill_system_role`); alternation errors are
+  500 "... Jinja Exception: ..." (nextai-translator issue 34).
+- lmstudio: 400 `{"error": "<message>"}`, a bare string; json_object refused always ("'response_format.type'
+  must be 'json_schema' or 'text'", lmstudio-bug-tracker issues 169, 189 and 307); jinja errors
+  "Error rendering prompt with jinja template: ..." (lmstudio-bug-tracker issue 842).
 
 Where a server has no documented words for a quirk (an image limit on OpenAI or llama.cpp, for
 instance) the persona uses vLLM's, and the code says so.
@@ -36,11 +49,12 @@ from typing import Any
 from rsgpt4v.llm.profile import count_images
 
 Reply = tuple[int, dict[str, Any]]
-# The chat templates' own words (section 8): Gemma 1/2 refuse a system role; Gemma, Mistral and
-# Mixtral templates raise this when two messages of one role follow each other.
+# The chat templates' own words (google/gemma-2-9b-it and gemma-3 tokenizer_config.json, the Mistral
+# and Mixtral templates): Gemma 1/2 refuse a system role; Gemma, Mistral and Mixtral templates raise
+# the second when two messages of one role follow each other.
 SYSTEM_REFUSED = "System role not supported"
 ALTERNATE = "Conversation roles must alternate user/assistant/user/assistant/..."
-# vLLM v0.8+ (vllm/multimodal/processing/context.py::validate_num_items), section 1.3.
+# vLLM v0.8+ (vllm/multimodal/processing/context.py::BaseProcessingInfo.validate_num_items).
 VLLM_IMAGES = "At most {limit} image(s) may be provided in one prompt."
 # vLLM before json_schema joined its ResponseFormat literal (issue vllm#7656): pydantic's 400.
 PYDANTIC_FORMAT = ("1 validation error for ChatCompletionRequest\nresponse_format.type\n  Input should be 'text' "

@@ -1,8 +1,8 @@
 """A server's refusal of a request feature, recognised from its error, and the profile that avoids it.
 
 OpenAI-compatible servers refuse what they cannot do with an error whose words, status and envelope
-differ by server; the patterns below are those their sources and issue trackers show (issue 20's
-notes, section 11). A refusal names one feature:
+differ by server; the patterns below are those their sources and issue trackers show (the
+references are in `llm/personas.py`, which speaks as each server). A refusal names one feature:
 
 - `response_format`: json_schema (llama.cpp before its schema support: 'response_format type must be
   one of "text" or "json_object", but got: json_schema'; OpenAI's older models: "'response_format' of
