@@ -38,6 +38,15 @@ OptionOpt = Annotated[Optional[list[str]], typer.Option(
     "--option", "-O", help="Adapter option KEY=VALUE (repeatable); `rsgpt4v sources` lists them.")]
 
 
+def _finite(value: float | None) -> float | None:
+    """A float flag's value, refused when it is not a finite number (`inf`, `nan`: typer takes both)."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
 class _TqdmHandler(logging.Handler):
     """Log lines that do not tear the progress bars."""
 
@@ -198,7 +207,8 @@ def build(
     root: RootOpt = None,
     sample: SampleOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Offline: the mock model answers, no key needed.")] = False,
-    backend: Annotated[str, typer.Option(help="openai (any OpenAI-compatible server via OPENAI_BASE_URL) or mock.")] = "openai",
+    backend: Annotated[Optional[str], typer.Option(
+        help="openai (any OpenAI-compatible server via OPENAI_BASE_URL) or mock; default openai.")] = None,
     model: ModelOpt = None,
     backend_profile: ProfileOpt = None,
     config: ConfigOpt = None,
@@ -209,9 +219,12 @@ def build(
     option: OptionOpt = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for instruction wording and sampling.")] = None,
     concurrency: Annotated[Optional[int], typer.Option(min=1, help="Requests in flight.")] = None,
-    rpm: Annotated[Optional[float], typer.Option(min=1, help="Requests per minute to stay under.")] = None,
-    tpm: Annotated[Optional[float], typer.Option(min=1, help="Tokens per minute to stay under.")] = None,
-    max_cost: Annotated[Optional[float], typer.Option(min=0, help="Stop before spending more than this (USD).")] = None,
+    rpm: Annotated[Optional[float], typer.Option(
+        callback=_finite, min=1, help="Requests per minute to stay under.")] = None,
+    tpm: Annotated[Optional[float], typer.Option(
+        callback=_finite, min=1, help="Tokens per minute to stay under.")] = None,
+    max_cost: Annotated[Optional[float], typer.Option(
+        callback=_finite, min=0, help="Stop before spending more than this (USD).")] = None,
     shard: Annotated[Optional[str], typer.Option(help="K/N: build only the K-th of N deterministic shards.")] = None,
     batch: Annotated[bool, typer.Option("--batch", help="Use the Batch API (half price): one pass per stage.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="With --batch: poll and run every pass until done.")] = False,
@@ -236,10 +249,11 @@ def build(
     from rsgpt4v.llm.engine import BudgetExceeded, FatalAPIError, ProfileRefused
 
     _setup_logging(verbose)
-    if dry_run:
-        backend = "mock"
-    if backend not in BACKENDS:
+    if backend is not None and backend not in BACKENDS:
         raise _fail(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if dry_run and backend not in (None, "mock"):
+        raise _fail(f"--dry-run answers with the mock backend: drop --backend {backend}, or --dry-run")
+    backend = "mock" if dry_run else backend or "openai"
     engine = {k: v for k, v in {"concurrency": concurrency, "rpm": rpm, "tpm": tpm, "max_cost_usd": max_cost}.items()
               if v is not None}
     overrides: dict[str, Any] = {"engine": engine}
@@ -524,7 +538,10 @@ def _image_rule(manifest: RunReport, prices: Path | None) -> str:
 @app.command()
 def merge(
     inputs: Annotated[list[Path], typer.Argument(help="Output folders of finished builds (e.g. shards).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Merged output folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Merged output folder (never an input, nor inside one).")],
+    image_conflict: Annotated[str, typer.Option(
+        help="Two inputs with different images under one path: `fail` (default) or `rename` (the later "
+             "input's image gets its digest in its name, and its records point at it).")] = "fail",
 ) -> None:
     """Join shard outputs and their manifests into one output folder."""
     from rsgpt4v.tools.merge import MergeError
@@ -532,7 +549,7 @@ def merge(
 
     try:
         with _one_error_path():
-            manifest = run_merge(inputs, out)
+            manifest = run_merge(inputs, out, image_conflict)  # type: ignore[arg-type]
     except MergeError as exc:
         raise _fail(str(exc)) from None
     c = manifest.counts
@@ -547,17 +564,23 @@ def merge(
 @app.command("fake-server")
 def fake_server(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 8089,
-    latency: Annotated[float, typer.Option(min=0, help="Mean seconds per completion.")] = 0.0,
-    rpm: Annotated[Optional[float], typer.Option(min=1, help="Requests per minute, enforced per second.")] = None,
-    tpm: Annotated[Optional[float], typer.Option(min=1, help="Tokens per minute, enforced per second.")] = None,
-    fail_5xx: Annotated[float, typer.Option(min=0, max=1, help="Fraction of requests answered 503.")] = 0.0,
-    fail_429: Annotated[float, typer.Option(min=0, max=1, help="Fraction of requests answered 429.")] = 0.0,
-    malformed: Annotated[float, typer.Option(min=0, max=1, help="Fraction of answers with broken JSON.")] = 0.0,
-    batch_expire: Annotated[float, typer.Option(min=0, max=1, help="Fraction of batch requests that expire.")] = 0.0,
+    latency: Annotated[float, typer.Option(callback=_finite, min=0, help="Mean seconds per completion.")] = 0.0,
+    rpm: Annotated[Optional[float], typer.Option(
+        callback=_finite, min=1, help="Requests per minute, enforced per second.")] = None,
+    tpm: Annotated[Optional[float], typer.Option(
+        callback=_finite, min=1, help="Tokens per minute, enforced per second.")] = None,
+    fail_5xx: Annotated[float, typer.Option(
+        callback=_finite, min=0, max=1, help="Fraction of requests answered 503.")] = 0.0,
+    fail_429: Annotated[float, typer.Option(
+        callback=_finite, min=0, max=1, help="Fraction of requests answered 429.")] = 0.0,
+    malformed: Annotated[float, typer.Option(
+        callback=_finite, min=0, max=1, help="Fraction of answers with broken JSON.")] = 0.0,
+    batch_expire: Annotated[float, typer.Option(
+        callback=_finite, min=0, max=1, help="Fraction of batch requests that expire.")] = 0.0,
     answer_tokens_per_object: Annotated[Optional[int], typer.Option(
         min=1, help="Write local answers of this many output tokens per object, as a careful model does "
                     "(about 160), cut at the request's token limit like the real API.")] = None,
-    mistakes: Annotated[float, typer.Option(
+    mistakes: Annotated[float, typer.Option(callback=_finite, 
         min=0, max=1, help="Fraction of answers with a realistic slip: an object left out, talk of the marks, "
                            "a refusal.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the faults and slips drawn.")] = 0,
@@ -861,9 +884,14 @@ def batch_import(
         raise _fail(str(exc)) from None
     # a recipe build's parts write their requests under OUT/parts/<source>/ with the API engine
     folders = [f for f in [out / REQUESTS, *sorted((out / PARTS).glob(f"*/{REQUESTS.as_posix()}"))] if f.is_dir()]
-    known = set().union(*map(request_ids, folders)) if folders else None
     into = cache or out / "cache.sqlite"
     with _one_error_path(into):
+        known: set[str] | None = None
+        unreadable: list[str] = []
+        for folder in folders:
+            ids, problems = request_ids(folder)
+            known = (known or set()) | ids
+            unreadable += problems
         done = already_imported(out / IMPORTED, into)
         new: dict[str, Path] = {}
         skipped = []
@@ -882,14 +910,17 @@ def batch_import(
     if skipped:
         typer.echo(f"skipped {len(skipped)} result file(s) imported before: {', '.join(map(str, skipped[:5]))}"
                    + (" ..." if len(skipped) > 5 else ""))
-    for problem in tally.problems[:20]:
+    problems = unreadable + tally.problems
+    for problem in problems[:20]:
         typer.echo(problem, err=True)
-    if len(tally.problems) > 20:
-        typer.echo(f"... {len(tally.problems) - 20} more", err=True)
+    if len(problems) > 20:
+        typer.echo(f"... {len(problems) - 20} more", err=True)
     unknown = f" ({tally.unknown} answer requests not in the build's request files)" if tally.unknown else ""
-    typer.echo(f"imported {tally.answers} answers into {cache or out / 'cache.sqlite'}{unknown}; "
+    again = (f"; {tally.duplicates} already in the cache" if tally.duplicates else "") + \
+        (f"; {tally.conflicts} conflicting with the answer in the cache (kept)" if tally.conflicts else "")
+    typer.echo(f"imported {tally.answers} answers into {into}{unknown}{again}; "
                f"{tally.failed} requests without an answer. Rerun the build command to continue.")
-    if len(tally.problems) > tally.failed:
+    if len(problems) > tally.failed:
         raise typer.Exit(1)
 
 

@@ -139,3 +139,29 @@ def sample_build(tmp_path_factory) -> Path:
                                       "--out", str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return out
+
+
+def collect_output(tmp_path: Path, output: bytes) -> tuple[dict[str, int], object]:
+    """`collect` of one finished Batch API batch whose output file holds `output`, into a fresh cache
+    under `tmp_path`: its tally and the (open) cache."""
+    import asyncio
+
+    from rsgpt4v.llm.batch import BatchState, collect
+    from rsgpt4v.llm.cache import Cache
+    from rsgpt4v.llm.cost import PriceTable
+
+    batch = {"id": "batch_1", "object": "batch", "endpoint": "/v1/chat/completions", "completion_window": "24h",
+             "input_file_id": "file_in", "output_file_id": "file_out", "status": "completed", "created_at": 1}
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path.endswith("/files/file_out/content"):
+            return httpx2.Response(200, content=output)
+        assert request.url.path.endswith("/batches/batch_1"), request.url
+        return httpx2.Response(200, json=batch)
+
+    client = openai.AsyncOpenAI(api_key="sk-test", base_url="http://test.invalid/v1", max_retries=0,
+                                http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)))
+    cache = Cache(tmp_path / "cache.sqlite")
+    state = BatchState(tmp_path / "batch", cache.path)
+    state.batches.append({"id": "batch_1", "status": "in_progress", "collected": False, "pass": "pass-001"})
+    return asyncio.run(collect(client, state, cache, PriceTable.load(), "gpt-4o")), cache

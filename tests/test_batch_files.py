@@ -3,19 +3,16 @@ run-batch (same custom_id, OpenAI batch-output lines) and the dataset must equal
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
-import httpx2
-import openai
+from conftest import collect_output
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
-from rsgpt4v.llm.batch import BatchQueue, BatchState, collect
+from rsgpt4v.llm.batch import BatchQueue
 from rsgpt4v.llm.batch_files import import_results, write_request_files
 from rsgpt4v.llm.cache import Cache
-from rsgpt4v.llm.cost import PriceTable
 from rsgpt4v.llm.mock import completion_for
 from scripts.native_tree import write_tree
 
@@ -132,8 +129,8 @@ def test_import_keeps_answers_and_names_every_bad_line(tmp_path: Path) -> None:
         f"{results}:5: no custom_id; the request is written again on the next pass",
     ]
     cache.close()
-    code, output = run("batch", "import", str(tmp_path), str(results))
-    assert code == 1 and "imported 1 answers" in output
+    code, output = run("batch", "import", str(tmp_path), str(results))  # the same file again, into the same cache
+    assert code == 1 and "imported 0 answers" in output and "1 already in the cache" in output
 
 
 def test_import_reads_line_by_line_through_separators_bad_bytes_and_a_cut_last_line(tmp_path: Path) -> None:
@@ -168,22 +165,7 @@ def test_collect_reads_batch_output_line_by_line_and_counts_a_bad_line_as_failed
         record = {"custom_id": key, "response": {"status_code": 200, "body": body}}
         return json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
 
-    output = answer("a", "one\u2028two") + b"{oops\n\n" + answer("b", "three")
-    batch = {"id": "batch_1", "object": "batch", "endpoint": "/v1/chat/completions", "completion_window": "24h",
-             "input_file_id": "file_in", "output_file_id": "file_out", "status": "completed", "created_at": 1}
-
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        if request.url.path.endswith("/files/file_out/content"):
-            return httpx2.Response(200, content=output)
-        assert request.url.path.endswith("/batches/batch_1"), request.url
-        return httpx2.Response(200, json=batch)
-
-    client = openai.AsyncOpenAI(api_key="sk-test", base_url="http://test.invalid/v1", max_retries=0,
-                                http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)))
-    cache = Cache(tmp_path / "cache.sqlite")
-    state = BatchState(tmp_path / "batch", cache.path)
-    state.batches.append({"id": "batch_1", "status": "in_progress", "collected": False, "pass": "pass-001"})
-    tally = asyncio.run(collect(client, state, cache, PriceTable.load(), "gpt-4o"))
+    tally, cache = collect_output(tmp_path, answer("a", "one\u2028two") + b"{oops\n\n" + answer("b", "three"))
     assert tally == {"answers": 2, "failed": 1, "rejected": 0}
     assert cache.get("a")["choices"][0]["message"]["content"] == "one\u2028two"
     assert cache.get("b")["choices"][0]["message"]["content"] == "three"

@@ -212,7 +212,7 @@ def test_export_refuses_what_it_cannot_do(built: Path, tmp_path: Path, capsys) -
         export(built, tmp_path / "x", "coco", None)
     with pytest.raises(ExportError, match="unknown box format"):
         export(built, tmp_path / "x", "hf", "yolo")
-    with pytest.raises(ExportError, match="must differ"):
+    with pytest.raises(ExportError, match="export never writes into a folder it reads"):
         export(built, built, "llava-jsonl", None)
     assert main_export(tmp_path / "missing", tmp_path / "x", "hf", None) == 2
     assert "no <split>.jsonl" in capsys.readouterr().err

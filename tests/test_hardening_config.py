@@ -46,7 +46,7 @@ def test_invalid_yaml_is_one_line_with_its_position(tmp_path: Path) -> None:
     result = _build(tmp_path, "--dry-run", "--config", str(config))
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        f"error: {config}: not valid YAML (expected ',' or ']', but got '<stream end>' at line 4, column 1)"]
+        f"error: {config}:4: not valid YAML (expected ',' or ']', but got '<stream end>', column 1)"]
 
 
 def test_non_utf8_config_is_one_line(tmp_path: Path) -> None:

@@ -71,7 +71,7 @@ def test_invalid_prices_file(tmp_path: Path, text: str, problem: str) -> None:
     result = _build(tmp_path, "--out", str(tmp_path / "out"), "--prices", str(prices))
     assert result.exit_code == 2
     line = _one_line(result)
-    assert line.startswith(f"error: {prices}: ") and problem in line
+    assert line.startswith(f"error: {prices}:") and problem in line
 
 
 def test_disk_full_while_writing_images(tmp_path: Path, monkeypatch) -> None:

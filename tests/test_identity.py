@@ -24,11 +24,12 @@ from rsgpt4v.builder.sample_plan import NOT_LISTED, SamplePlan
 from scripts.native_tree import texture
 
 BITS = 8
+MAX_PIXELS = 400_000_000
 
 
 def clusters(tmp_path: Path, refs: list[ImageRef], prints: list[Fingerprint | None], bits: int = BITS
              ) -> list[Cluster]:
-    plan = SamplePlan(tmp_path / "identity.sqlite")
+    plan = SamplePlan(tmp_path / "identity.sqlite", MAX_PIXELS)
     for ref, fp in zip(refs, prints):
         plan.add(ref, fp, 0.5)
     plan.listed()
@@ -49,11 +50,12 @@ def test_copies_stay_close_and_other_pictures_far(tmp_path: Path, seed: int) -> 
     im.save(tmp_path / "reencoded.jpg", quality=60)
     im.crop((3, 3, 125, 125)).save(tmp_path / "cropped.png")
     texture(seed + 500, 128).save(tmp_path / "other.png")
-    a = fingerprint(tmp_path / "a.png")
+    a = fingerprint(tmp_path / "a.png", MAX_PIXELS)
     for name in ("resized.png", "reencoded.jpg", "cropped.png"):
-        assert distance(a, fingerprint(tmp_path / name)) <= BITS, name
-    assert distance(a, fingerprint(tmp_path / "other.png")) > BITS
-    assert fingerprint(tmp_path / "a.png").sha256 == a.sha256 != fingerprint(tmp_path / "reencoded.jpg").sha256
+        assert distance(a, fingerprint(tmp_path / name, MAX_PIXELS)) <= BITS, name
+    assert distance(a, fingerprint(tmp_path / "other.png", MAX_PIXELS)) > BITS
+    again = fingerprint(tmp_path / "a.png", MAX_PIXELS)
+    assert again.digest == a.digest != fingerprint(tmp_path / "reencoded.jpg", MAX_PIXELS).digest
 
 
 def test_multi_index_clusters_equal_brute_force(tmp_path: Path) -> None:
@@ -83,7 +85,7 @@ def test_multi_index_clusters_equal_brute_force(tmp_path: Path) -> None:
 
     for i in range(len(prints)):
         for j in range(i + 1, len(prints)):
-            if prints[i].sha256 == prints[j].sha256 or distance(prints[i], prints[j]) <= BITS:
+            if prints[i].digest == prints[j].digest or distance(prints[i], prints[j]) <= BITS:
                 parent[root(j)] = root(i)
     groups: dict[int, set[str]] = {}
     for i in range(len(prints)):
@@ -112,12 +114,12 @@ def test_store_reuses_fingerprints_until_the_file_changes(tmp_path: Path) -> Non
     path = tmp_path / "a.png"
     texture(1).save(path)
     db = sqlite3.connect(tmp_path / "identity.sqlite")
-    first = FingerprintStore(db).get(path)
+    first = FingerprintStore(db, MAX_PIXELS).get(path)
     db.commit()
     db.close()
     db = sqlite3.connect(tmp_path / "identity.sqlite")
-    store = FingerprintStore(db)
-    assert db.execute("SELECT COUNT(*) FROM prints").fetchone() == (1,)
+    store = FingerprintStore(db, MAX_PIXELS)
+    assert db.execute("SELECT COUNT(*) FROM fingerprints").fetchone() == (1,)
     assert store.get(path) == first
     texture(2).save(path)
     os.utime(path, ns=(1, 1))
@@ -137,7 +139,7 @@ def test_exact_duplicates_inside_one_split_are_reported_not_dropped(tmp_path: Pa
 
 
 def test_plan_decides_splits_leakage_fraction_and_max_images_in_that_order(tmp_path: Path) -> None:
-    plan = SamplePlan(tmp_path / "identity.sqlite")
+    plan = SamplePlan(tmp_path / "identity.sqlite", MAX_PIXELS)
     draws = {"a": 0.9, "b": 0.1, "c": 0.3, "d": 0.2, "e": 0.05, "f": 0.6}
     for image, draw in draws.items():
         split = "test" if image == "f" else "train"
@@ -156,7 +158,7 @@ def test_plan_decides_splits_leakage_fraction_and_max_images_in_that_order(tmp_p
     assert plan.left_out(("other", "train", "a")) is None
     assert plan.chosen("src") == 2 and plan.chosen("other") == 1
     plan.close()
-    again = SamplePlan(tmp_path / "identity.sqlite")  # a new run starts from an empty plan
+    again = SamplePlan(tmp_path / "identity.sqlite", MAX_PIXELS)  # a new run starts from an empty plan
     again.listed()
     assert again.counts() == (0, 0)
     again.close()

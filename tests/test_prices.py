@@ -37,15 +37,15 @@ def _with(change) -> dict:
     (_with(lambda d: d.pop("batch_discount")), "no 'batch_discount' entry"),
     (_with(lambda d: d["models"]["gpt-4o"].update(input=-2.5)),
      "models.gpt-4o.input: Input should be greater than or equal to 0"),
-    (_with(lambda d: d["models"]["gpt-4o"].update(input=float("inf"))),
-     "models.gpt-4o.input: Input should be a finite number"),
     (_with(lambda d: d.update(batch_discount=2)), "batch_discount: Input should be less than or equal to 1"),
     (_with(lambda d: d["models"]["gpt-4.1-mini"]["image"].update(formula="patch")),
      "models.gpt-4.1-mini.image: formula must be one of tiles, patches, qwen2-vl, internvl, llava-onevision"),
     (_with(lambda d: d["models"]["gpt-4o"]["image"].update(tiles=170)),
      "models.gpt-4o.image.tiles.tiles: Extra inputs are not permitted"),
     (_with(lambda d: d["expected_output_tokens"].update(glob="many")),
-     "expected_output_tokens.glob: Input should be a valid integer, unable to parse string as an integer"),
+     "expected_output_tokens.glob: Input should be a valid integer"),
+    (_with(lambda d: d["expected_output_tokens"].update(glob=True)),
+     "expected_output_tokens.glob: Input should be a valid integer"),
     (_with(lambda d: d.update(models=["gpt-4o"])), "models: Input should be a valid dictionary"),
     (["gpt-4o", 2.5], "a mapping of date, batch_discount, expected_output_tokens and models, not a YAML list"),
     (None, "a mapping of date, batch_discount, expected_output_tokens and models, not an empty file"),
@@ -56,4 +56,7 @@ def test_a_malformed_table_is_one_line_naming_the_file_and_the_key(tmp_path: Pat
     path.write_text(yaml.safe_dump(data) if data is not None else "", encoding="utf-8")
     with pytest.raises(PriceError) as caught:
         PriceTable.load(path)
-    assert str(caught.value) == f"{path}: not a price table like configs/prices.yaml ({problem})"
+    message = str(caught.value)
+    where = message[:message.index(" ")]
+    assert where in (f"{path}:", *(f"{path}:{n}:" for n in range(1, 200)))  # the file, and its line when it has one
+    assert message.endswith(f" not a price table like configs/prices.yaml ({problem})")

@@ -154,7 +154,7 @@ def test_render_places_image_token_once_and_boxes_in_format() -> None:
 def test_config_errors_name_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("tiling:\n  window: 10\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml: tiling.window"):
+    with pytest.raises(ConfigError, match=r"bad.yaml:2: tiling.window"):
         load_config(bad)
     bad.write_text("tiling: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):

@@ -127,7 +127,7 @@ def test_planted_duplicates_are_clustered(built: Path) -> None:
 
 def test_no_training_record_shows_an_evaluation_picture_of_another_source(built: Path) -> None:
     recs = records(built)
-    prints = {r["image"]: fingerprint(built / r["image"]) for r in recs}
+    prints = {r["image"]: fingerprint(built / r["image"], 400_000_000) for r in recs}
     evaluation = [(r["source"], prints[r["image"]]) for r in recs if r["split"] != "train"]
     for r in recs:
         if r["split"] != "train":

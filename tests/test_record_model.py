@@ -78,7 +78,7 @@ def broken_build(sample_build: Path, tmp_path_factory) -> tuple[Path, dict[int, 
     out = tmp_path_factory.mktemp("broken") / "out"
     out.mkdir()
     shutil.copytree(sample_build / "images", out / "images")
-    shutil.copy(sample_build / "manifest.json", out / "manifest.json")
+    manifest = json.loads((sample_build / "manifest.json").read_text(encoding="utf-8"))
     good = next(json.loads(line) for line in (sample_build / "val.jsonl").read_text().splitlines()
                 if json.loads(line)["task"] == "counting")
     as_string = {**copy.deepcopy(good), "id": "meta-as-string", "meta": json.dumps(good["meta"])}
@@ -89,6 +89,10 @@ def broken_build(sample_build: Path, tmp_path_factory) -> tuple[Path, dict[int, 
         lines.append(changed if isinstance(changed, list) else record)
         expected[n] = reason
     (out / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    # the manifest counts what the folder holds, as the build's own would
+    manifest["counts"].update(records=len(lines), by_task={"counting": len(lines)},
+                              by_split={"val": {"counting": len(lines)}})
+    (out / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     return out, expected
 
 

@@ -31,7 +31,7 @@ from rsgpt4v.core.card_facts import CardFacts
 from rsgpt4v.core.config import BuildConfig
 from rsgpt4v.core.files import Line, jsonl_writer, read_jsonl
 from rsgpt4v.builder.identity import Fingerprint, ImageRef, is_training, leakage_report
-from rsgpt4v.core.ownership import PARTS
+from rsgpt4v.core.ownership import PARTS, claim
 from rsgpt4v.builder.pipeline import BuildOptions, build
 from rsgpt4v.builder.recipe import Recipe, RecipeError, RecipeSource
 from rsgpt4v.core.files import located
@@ -44,6 +44,7 @@ from rsgpt4v.core.report import (
     Issues,
     MixRow,
     RecipeInfo,
+    ReportError,
     RunReport,
     SourceIssues,
     ServerSection,
@@ -55,6 +56,7 @@ from rsgpt4v.core.report import (
 )
 from rsgpt4v.builder.sample_plan import SamplePlan
 from rsgpt4v.core.schema import Issue, Sample
+from rsgpt4v.imaging.images import ImageError
 from rsgpt4v.sources import Source, SourceError, get_source, parse_options
 
 log = logging.getLogger("rsgpt4v")
@@ -110,7 +112,13 @@ class Selection(Source):
     def __iter__(self) -> Iterator[Sample | Issue]:
         for item in self.inner:
             if isinstance(item, Sample):
-                reason = self.chosen.left_out((item.source, item.split, item.image_id))
+                key = (item.source, item.split, item.image_id)
+                unread = self.chosen.unreadable(key)
+                if unread is not None:
+                    # Named here, once, whether or not the plan would have built it: it was never compared.
+                    yield Issue(kind="skip", code=unread.code, file=item.rel_image, reason=str(unread))
+                    continue
+                reason = self.chosen.left_out(key)
                 if reason is not None:
                     self.left_out[reason] += 1
                     continue
@@ -179,20 +187,20 @@ class Choice:
     leakage: dict[str, Any]
 
 
-def choose(recipe: Recipe, planned: list[Planned], store_path: Path, progress: bool) -> Choice:
-    """Fingerprint every image of every source into the plan at `store_path`, cluster them, apply the
-    leakage policy, then the splits, fraction and max_images of each entry; RecipeError when the policy
-    is `fail` and a training image of one source is an evaluation image of another. The caller closes
-    the returned plan."""
-    plan = SamplePlan(store_path)
+def choose(recipe: Recipe, planned: list[Planned], store_path: Path, max_pixels: int, progress: bool) -> Choice:
+    """Fingerprint every image of every source into the plan at `store_path` (opened as the build opens
+    them, within `max_pixels`), cluster them, apply the leakage policy, then the splits, fraction and
+    max_images of each entry; RecipeError when the policy is `fail` and a training image of one source
+    is an evaluation image of another. The caller closes the returned plan."""
+    plan = SamplePlan(store_path, max_pixels)
     try:
         samples = (s for p in planned if p.adapter is not None for s in p.open() if isinstance(s, Sample))
         for sample in tqdm(samples, desc="  identity", unit="img", disable=not progress, dynamic_ncols=True):
             ref = ImageRef(sample.source, sample.split, sample.image_id, sample.rel_image)
             try:
-                fp: Fingerprint | None = plan.prints.get(sample.image_path)
-            except (OSError, ValueError, SyntaxError):
-                fp = None  # the build names the unreadable image; it has no identity to compare
+                fp: Fingerprint | ImageError = plan.prints.get(sample.image_path)
+            except ImageError as exc:
+                fp = exc  # no identity to compare: the build names it (see Selection)
             plan.add(ref, fp, _draw(recipe.seed, ref.key))
         plan.listed()
         for p in planned:
@@ -205,7 +213,7 @@ def choose(recipe: Recipe, planned: list[Planned], store_path: Path, progress: b
         section, dropped = leakage_report(found, recipe.leakage)
         listed, hashed = plan.counts()
         section["images"] = hashed
-        section["unreadable_images"] = listed - hashed  # each is named among its source's issues
+        section["unreadable_images"] = listed - hashed  # each is named among its source's input issues
         if recipe.leakage == "fail":
             leaks = [c for c in found if c.cross_source_leak]
             if leaks:
@@ -265,6 +273,7 @@ def interleave(recipe: Recipe, out: Path, manifests: dict[str, RunReport]) -> di
     Counts of (source, split, task) written, and of capped records under task `capped:<task>`."""
     entries = {e.source: e for e in recipe.sources if e.source in manifests}
     splits = sorted({s for m in manifests.values() for s in m.counts.by_split})
+    claim(out, [f"{split}.jsonl" for split in splits])  # so a rerun after a kill in here knows them for ours
     written: Counter[tuple[str, str, str]] = Counter()
     for split in splits:
         lanes = []
@@ -310,11 +319,13 @@ def interleave(recipe: Recipe, out: Path, manifests: dict[str, RunReport]) -> di
     return written
 
 
-def unified_manifest(recipe: Recipe, data: Path | None, planned: list[Planned], choice: Choice,
-                     parts: dict[str, tuple[RunReport, Selection]], written: dict[tuple[str, str, str], int],
-                     cfg: BuildConfig, opts: BuildOptions) -> RunReport:
+def unified_manifest(recipe: Recipe, data: Path | None, planned: list[Planned], choice: Choice | None,
+                     parts: dict[str, tuple[RunReport, Selection | None]], written: dict[tuple[str, str, str], int],
+                     cfg: BuildConfig, opts: BuildOptions, stopped: bool = False) -> RunReport:
     """One manifest for the whole mix: totals as a single build writes them, a section per source with
-    its targets beside what it wrote, the mix table, and the leakage section."""
+    its targets beside what it wrote, the mix table, and the leakage section. A `stopped` build (an
+    interrupt, a crash) says so, with what its parts had done; a source it did not reach is `stopped`
+    with that reason, and no leakage section when it stopped while planning."""
     reports = {name: m for name, (m, _) in parts.items()}
     counts = Counts.total(m.counts for m in reports.values())
     mix: dict[str, dict[str, MixRow]] = {}
@@ -330,6 +341,9 @@ def unified_manifest(recipe: Recipe, data: Path | None, planned: list[Planned], 
         if p.missing is not None:
             sources[name] = SourceSection(**section, status="missing", reason=p.missing)
             continue
+        if name not in parts:
+            sources[name] = SourceSection(**section, status="stopped", reason="the build stopped before this source")
+            continue
         m, view = parts[name]
         mine = {k: v for k, v in written.items() if k[0] == name}
         tasks = sorted({t.removeprefix("capped:") for (_, _, t) in mine} | set(p.entry.caps))
@@ -344,20 +358,22 @@ def unified_manifest(recipe: Recipe, data: Path | None, planned: list[Planned], 
             **section, status=m.status, samples=m.counts.samples, windows=m.counts.windows,
             records_built=m.counts.records,
             records_written=sum(n for (_, _, t), n in mine.items() if not t.startswith("capped:")),
-            left_out=dict(sorted(view.left_out.items())),
-            dropped_for_leakage=choice.leakage["dropped_from_train"].get(name, 0),
+            left_out=dict(sorted(view.left_out.items())) if view is not None else None,
+            dropped_for_leakage=choice.leakage["dropped_from_train"].get(name, 0) if choice is not None else None,
             issues=SourceIssues(skipped=m.issues.skipped, warnings=m.issues.warnings), failures=m.failures.count,
             usage=SourceUsage(api_calls=m.usage.api_calls, cache_hits=m.usage.cache_hits, cost_usd=m.usage.cost_usd))
     first = next(iter(reports.values()), None)
     report = RunReport(
-        status=total_status(m.status for m in reports.values()), rsgpt4v_version=__version__,
+        status="stopped" if stopped else total_status(m.status for m in reports.values()),
+        rsgpt4v_version=__version__,
         source=f"recipe:{Path(recipe.path).stem}", root=str(data) if data is not None else None,
         backend=opts.backend, config=cfg.model_dump(mode="json"),
         server=ServerSection.total([m.server for m in reports.values() if m.server is not None]),
         prompts=first.prompts if first else None,
         recipe=RecipeInfo(path=recipe.path, seed=recipe.seed, leakage=recipe.leakage,
                           near_duplicate_bits=recipe.near_duplicate_bits),
-        sources=sources, mix=mix, leakage=choice.leakage, counts=counts, cards=total_cards(reports.values()),
+        sources=sources, mix=mix, leakage=choice.leakage if choice is not None else None, counts=counts,
+        cards=total_cards(reports.values()),
         issues=Issues.total({name: m.issues for name, m in reports.items()}),
         failures=Failures.total(m.failures for m in reports.values()),
         usage=Usage.total(m.usage for m in reports.values()), shard=opts.shard,
@@ -382,32 +398,54 @@ def build_recipe(recipe: Recipe, data: Path | None, configs: dict[str, BuildConf
     for p in planned:
         if p.missing is not None:
             log.warning("%s: %s: %s; skipped (--skip-missing)", recipe.where(p.entry.line), p.entry.source, p.missing)
-    choice = choose(recipe, planned, out / "identity.sqlite", opts.progress)
     cache = opts.cache or out / "cache.sqlite"
-    parts: dict[str, tuple[RunReport, Selection]] = {}
-    try:
-        for p in planned:
-            if p.adapter is None:
-                continue
-            name = p.entry.source
-            part = out / PARTS / name
-            if not opts.estimate:
-                _link_images(out, part)
-            view = Selection(p.open(), choice.plan)
-            log.info("building %s (%d images chosen)", name, choice.plan.chosen(name))
-            parts[name] = build(view, configs[name], replace(opts, out=part, cache=cache, within=out)), view
-            view.release()
-    finally:
-        choice.plan.close()
+    choice: Choice | None = None
+    parts: dict[str, tuple[RunReport, Selection | None]] = {}
     written: dict[tuple[str, str, str], int] = {}
-    if not opts.estimate and parts and total_status(m.status for m, _ in parts.values()) == "complete":
-        written = interleave(recipe, out, {name: m for name, (m, _) in parts.items()})
-        for p in planned:
-            tasks = {t.removeprefix("capped:") for (name, _, t) in written if name == p.entry.source}
-            for task in sorted(set(p.entry.caps) - tasks):
-                log.warning("%s: %s: caps: no %r record was built (its tasks: %s); the cap does nothing",
-                            recipe.where(p.entry.line), p.entry.source, task, ", ".join(sorted(tasks)) or "none")
+    building: str | None = None
+    try:
+        choice = choose(recipe, planned, out / "identity.sqlite", configs[""].image.max_pixels, opts.progress)
+        try:
+            for p in planned:
+                if p.adapter is None:
+                    continue
+                building = p.entry.source
+                part = out / PARTS / building
+                if not opts.estimate:
+                    _link_images(out, part)
+                view = Selection(p.open(), choice.plan)
+                log.info("building %s (%d images chosen)", building, choice.plan.chosen(building))
+                parts[building] = build(view, configs[building], replace(opts, out=part, cache=cache, within=out)), view
+                view.release()
+                building = None
+        finally:
+            choice.plan.close()
+        if not opts.estimate and parts and total_status(m.status for m, _ in parts.values()) == "complete":
+            written = interleave(recipe, out, {name: m for name, (m, _) in parts.items()})
+            for p in planned:
+                tasks = {t.removeprefix("capped:") for (name, _, t) in written if name == p.entry.source}
+                for task in sorted(set(p.entry.caps) - tasks):
+                    log.warning("%s: %s: caps: no %r record was built (its tasks: %s); the cap does nothing",
+                                recipe.where(p.entry.line), p.entry.source, task, ", ".join(sorted(tasks)) or "none")
+    except BaseException:
+        if not opts.estimate:
+            # As a single-source build does: the manifest says the build stopped and what it had done.
+            if building is not None and (stopped := _part_report(out / PARTS / building)) is not None:
+                parts[building] = stopped, None
+            unified_manifest(recipe, data, planned, choice, parts, {}, configs[""], opts, stopped=True).write(
+                out / "manifest.json")
+        raise
     manifest = unified_manifest(recipe, data, planned, choice, parts, written, configs[""], opts)
     if not opts.estimate:
         manifest.write(out / "manifest.json")
     return manifest
+
+
+def _part_report(part: Path) -> RunReport | None:
+    """The manifest a part's build wrote as it stopped; None when there is none of this run (a part
+    stopped before its build began leaves an earlier, finished one)."""
+    try:
+        report = RunReport.read(part / "manifest.json")
+    except ReportError:
+        return None
+    return report if report.status != "complete" else None

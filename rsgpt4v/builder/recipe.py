@@ -8,52 +8,52 @@ A recipe is named by a path or by the name of a bundled one (`configs/recipes/<n
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rsgpt4v.core.problems import UnreadableYAML, line_of, read_yaml
 from rsgpt4v.core.resources import resource_dir
 
 Stage = Literal["local", "global", "dialogue"]
 LeakagePolicy = Literal["drop-from-train", "report", "fail"]
+# Bounds far past any real mix and far below what hurts: a weight of 1e12 would write a training
+# file of terabytes, a cap or image count past a billion is a typo.
+MAX_WEIGHT = 100
+MAX_COUNT = 10**9
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 
 
 class RecipeError(Exception):
     """A recipe that cannot be read or used; the message starts with FILE:LINE."""
 
 
-class RecipeSource(BaseModel):
-    """One source of the mix."""
+class _Strict(BaseModel):
+    # strict: `true` is not a count, nor "3" a weight; finite numbers only.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-    model_config = ConfigDict(extra="forbid")
+
+class RecipeSource(_Strict):
+    """One source of the mix."""
 
     source: str = Field(description="an adapter name from `rsgpt4v sources`")
     root: str = Field(description="folder under --data, or an absolute path")
     options: dict[str, Any] = Field(default_factory=dict, description="the adapter's -O options")
     stages: list[Stage] | None = Field(default=None, description="LLM stages; default the config's; [] = none")
     splits: list[str] | None = Field(default=None, description="only these splits; default all")
-    caps: dict[str, int] = Field(default_factory=dict, description="at most this many records per task")
+    caps: dict[str, Count] = Field(default_factory=dict, description="at most this many records per task")
     fraction: float = Field(default=1.0, gt=0, le=1, description="seeded share of the images to use")
-    max_images: int | None = Field(default=None, ge=1, description="at most this many images, seeded choice")
-    weight: float = Field(default=1.0, ge=0, description="training records are repeated (or thinned) by this")
+    max_images: int | None = Field(default=None, ge=1, le=MAX_COUNT,
+                                   description="at most this many images, seeded choice")
+    weight: float = Field(default=1.0, ge=0, le=MAX_WEIGHT,
+                          description="training records are repeated (or thinned) by this")
     line: int = Field(default=0, exclude=True)
 
-    @field_validator("caps")
-    @classmethod
-    def _caps_not_negative(cls, caps: dict[str, int]) -> dict[str, int]:
-        for task, n in caps.items():
-            if n < 0:
-                raise ValueError(f"cap of {task!r} must be 0 or more, not {n}")
-        return caps
 
-
-class Recipe(BaseModel):
+class Recipe(_Strict):
     """A whole mix: sources in order, the seed of its order and sampling, the leakage policy."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, lt=2**63)
     leakage: LeakagePolicy = "drop-from-train"
     near_duplicate_bits: int = Field(default=8, ge=0, le=16,
                                      description="perceptual hashes this many bits apart are the same image")
@@ -64,36 +64,21 @@ class Recipe(BaseModel):
         return f"{self.path}:{line}"
 
 
-def _lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
-    """Line (1-based) of every value in the composed YAML, keyed by its path of keys and indices."""
-    out[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            name = key.value if isinstance(key, yaml.ScalarNode) else str(key.value)
-            _lines(value, (*path, name), out)
-            out[(*path, name)] = key.start_mark.line + 1  # a key's own line, where its value may start below
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _lines(item, (*path, i), out)
-
-
-def _line_of(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int:
-    for end in range(len(loc), -1, -1):
-        if loc[:end] in lines:
-            return lines[loc[:end]]
-    return 1
+_EXPECTED = {"int_type": "a whole number", "int_parsing": "a whole number", "int_from_float": "a whole number",
+             "float_type": "a number", "float_parsing": "a number", "finite_number": "a finite number",
+             "string_type": "text", "list_type": "a list", "dict_type": "a mapping", "bool_type": "true or false"}
 
 
 def _message(error: dict[str, Any]) -> str:
     kind = error["type"]
     got = error.get("input")
-    if kind.startswith("int_"):
-        return f"expected a whole number, got {got!r}"
-    if kind.startswith("float_"):
-        return f"expected a number, got {got!r}"
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}, got {got!r}"
     if kind == "extra_forbidden":
         return "unknown key"
     if kind == "literal_error":
+        return f"{error['msg'].lower()}, got {got!r}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         return f"{error['msg'].lower()}, got {got!r}"
     return error["msg"].removeprefix("Value error, ")
 
@@ -119,29 +104,21 @@ def find_recipe(name: str) -> Path:
 
 
 def load_recipe(name: str) -> Recipe:
-    """The recipe at `name` (a path or a bundled name), validated; RecipeError naming FILE:LINE."""
+    """The recipe at `name` (a path or a bundled name), read by the strict loader and validated;
+    RecipeError naming FILE:LINE."""
     path = find_recipe(name)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RecipeError(f"{path}: cannot read recipe ({exc.strerror})") from None
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise RecipeError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
-    if not isinstance(data, dict) or node is None:
+        data, lines = read_yaml(path, "recipe")
+    except UnreadableYAML as exc:
+        raise RecipeError(str(exc) if exc.line is not None else f"{path}:1: {exc.reason}") from None
+    if not isinstance(data, dict):
         raise RecipeError(f"{path}:1: a recipe is a mapping with a `sources:` list")
-    lines: dict[tuple[Any, ...], int] = {}
-    _lines(node, (), lines)
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = tuple(first["loc"])
-        raise RecipeError(f"{path}:{_line_of(lines, loc)}: {_dotted(loc)}: {_message(first)}") from None
+        raise RecipeError(f"{path}:{line_of(lines, loc) or 1}: {_dotted(loc)}: {_message(first)}") from None
     recipe.path = str(path)
     for i, entry in enumerate(recipe.sources):
         entry.line = lines[("sources", i)]

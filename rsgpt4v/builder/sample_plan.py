@@ -1,17 +1,17 @@
 """The recipe's plan of every sample, kept in OUT/identity.sqlite so the planning pass holds no
 per-image state in memory: a row per listed sample (source, split, image id, its file relative to the
-source's root, fingerprint or none
-when the image is unreadable, seeded draw, cluster, why it is left out), the clusters of the same
-picture found by SQL over hash slices, and the decisions (leakage drops, splits, fraction,
-max_images) taken as SQL updates. The build asks it, one indexed lookup per sample, whether a
-source builds that sample.
+source's root, fingerprint or why the image cannot be read, seeded draw, cluster, why it is left
+out), the clusters of the same picture found by SQL over hash slices, and the decisions (leakage
+drops, splits, fraction, max_images) taken as SQL updates. The build asks it, one indexed lookup per sample, whether a
+source builds that sample, and which images the guard could not read (each named as an input issue).
 
 Near-identical images are found by multi-index hashing: cut each 64-bit hash into `bits + 1`
 slices; two hashes at most `bits` apart agree on at least one slice of each, so only images sharing
 a dHash slice and an aHash slice are compared. For each pair of slice positions the images are
 streamed in the order of that pair's slice values and each run of equal values compared pair by
 pair: one representative per distinct digest, about n^2 / 400 comparisons at the default 8 bits
-instead of n^2 / 2, and memory for one run at a time plus the images that match.
+instead of n^2 / 2, and memory for one run at a time plus the images that match. Images without a
+perceptual hash (too little information in it) are matched by their digest only.
 """
 
 from __future__ import annotations
@@ -21,16 +21,18 @@ from collections.abc import Iterable
 from itertools import groupby
 from pathlib import Path
 
-from rsgpt4v.builder.identity import Cluster, Fingerprint, FingerprintStore, ImageRef
+from rsgpt4v.builder.identity import Cluster, Fingerprint, FingerprintStore, ImageRef, colours_agree
+from rsgpt4v.core.issue_codes import IssueCode
+from rsgpt4v.imaging.images import ImageError
 
 _SIGN = 1 << 63
 _WORD = (1 << 64) - 1
 NOT_LISTED = "not listed when the recipe was planned"
 
 
-def _signed(value: int) -> int:
+def _signed(value: int | None) -> int | None:
     """A 64-bit hash as SQLite's signed INTEGER."""
-    return value - (1 << 64) if value >= _SIGN else value
+    return value - (1 << 64) if value is not None and value >= _SIGN else value
 
 
 def _slices(bits: int) -> list[tuple[int, int]]:
@@ -63,21 +65,27 @@ class SamplePlan:
     """OUT/identity.sqlite opened for one planning pass: its fingerprint cache (`prints`) and the
     table of this run's samples, rebuilt on every run."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_pixels: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("BEGIN")
-        self.prints = FingerprintStore(self._db)
+        self.prints = FingerprintStore(self._db, max_pixels)
         self._db.execute("DROP TABLE IF EXISTS samples")
-        self._db.execute("CREATE TABLE samples (seq INTEGER PRIMARY KEY, source TEXT, split TEXT, image_id TEXT, path TEXT, "
-                         "sha256 TEXT, dhash INTEGER, ahash INTEGER, draw REAL, cluster INTEGER, "
-                         "leaked INTEGER DEFAULT 0, reason TEXT)")
+        self._db.execute("CREATE TABLE samples (seq INTEGER PRIMARY KEY, source TEXT, split TEXT, image_id TEXT, "
+                         "path TEXT, digest TEXT, dhash INTEGER, ahash INTEGER, colour INTEGER, draw REAL, "
+                         "cluster INTEGER, leaked INTEGER DEFAULT 0, reason TEXT, unread_code TEXT, unread TEXT)")
 
-    def add(self, ref: ImageRef, fp: Fingerprint | None, draw: float) -> None:
-        """One listed sample, in listing order; `fp` None when its image cannot be read."""
-        prints = (fp.sha256, _signed(fp.dhash), _signed(fp.ahash)) if fp is not None else (None, None, None)
-        self._db.execute("INSERT INTO samples (source, split, image_id, path, sha256, dhash, ahash, draw) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (*ref.key, ref.path, *prints, draw))
+    def add(self, ref: ImageRef, fp: Fingerprint | ImageError | None, draw: float) -> None:
+        """One listed sample, in listing order; an ImageError (or None) when its image cannot be read."""
+        if isinstance(fp, Fingerprint):
+            prints = (fp.digest, _signed(fp.dhash), _signed(fp.ahash), fp.colour, None, None)
+        elif isinstance(fp, ImageError):
+            prints = (None, None, None, None, str(fp.code), str(fp))
+        else:
+            prints = (None,) * 6
+        self._db.execute("INSERT INTO samples (source, split, image_id, path, digest, dhash, ahash, colour, "
+                         "unread_code, unread, draw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (*ref.key, ref.path, *prints, draw))
 
     def listed(self) -> None:
         """Every sample added: keep the fingerprints read so far, index the table for the clustering and
@@ -85,7 +93,7 @@ class SamplePlan:
         self._db.execute("COMMIT")
         self._db.execute("BEGIN")
         self._db.execute("CREATE INDEX samples_key ON samples (source, split, image_id)")
-        self._db.execute("CREATE INDEX samples_sha ON samples (sha256)")
+        self._db.execute("CREATE INDEX samples_digest ON samples (digest)")
 
     def splits(self, source: str) -> list[str]:
         """The splits `source` listed samples in."""
@@ -94,42 +102,44 @@ class SamplePlan:
 
     def counts(self) -> tuple[int, int]:
         """(samples listed, samples whose image was fingerprinted)."""
-        return self._db.execute("SELECT COUNT(*), COUNT(sha256) FROM samples").fetchone()
+        return self._db.execute("SELECT COUNT(*), COUNT(digest) FROM samples").fetchone()
 
     def _near_matches(self, bits: int) -> _Union:
-        """The distinct digests' representatives joined when both hashes are at most `bits` apart."""
+        """The distinct digests' representatives joined when both hashes are at most `bits` apart and
+        their mean colours agree; images without a perceptual hash take no part."""
         self._db.execute("DROP TABLE IF EXISTS temp.reps")
-        self._db.execute("CREATE TEMP TABLE reps AS SELECT MIN(seq) AS rep, dhash, ahash FROM samples "
-                         "WHERE sha256 IS NOT NULL GROUP BY sha256")
+        self._db.execute("CREATE TEMP TABLE reps AS SELECT MIN(seq) AS rep, dhash, ahash, colour FROM samples "
+                         "WHERE digest IS NOT NULL AND dhash IS NOT NULL GROUP BY digest")
         union = _Union()
         slices = _slices(bits)
         for d_shift, d_mask in slices:
             for a_shift, a_mask in slices:
-                rows = self._db.execute("SELECT (dhash >> ?) & ?, (ahash >> ?) & ?, rep, dhash, ahash "
+                rows = self._db.execute("SELECT (dhash >> ?) & ?, (ahash >> ?) & ?, rep, dhash, ahash, colour "
                                         "FROM temp.reps ORDER BY 1, 2, 3", (d_shift, d_mask, a_shift, a_mask))
                 for _, run in groupby(rows, key=lambda row: (row[0], row[1])):
-                    bucket = [(rep, dh & _WORD, ah & _WORD) for _, _, rep, dh, ah in run]
-                    for x, (i, di, ai) in enumerate(bucket):
-                        for j, dj, aj in bucket[x + 1:]:
+                    bucket = [(rep, dh & _WORD, ah & _WORD, c) for _, _, rep, dh, ah, c in run]
+                    for x, (i, di, ai, ci) in enumerate(bucket):
+                        for j, dj, aj, cj in bucket[x + 1:]:
                             if ((di ^ dj).bit_count() <= bits and (ai ^ aj).bit_count() <= bits
-                                    and union.find(i) != union.find(j)):
+                                    and colours_agree(ci, cj) and union.find(i) != union.find(j)):
                                 union.join(i, j)
         self._db.execute("DROP TABLE temp.reps")
         return union
 
     def clusters(self, bits: int) -> list[Cluster]:
         """Groups of two or more samples that show the same picture (the same digest, or hashes at most
-        `bits` apart), ordered by their first sample in listing order, members in listing order."""
+        `bits` apart and colours that agree), ordered by their first sample in listing order, members
+        in listing order. A sample whose image could not be read is in none."""
         db = self._db
         db.execute("UPDATE samples SET cluster = NULL")
         db.execute("UPDATE samples SET cluster = (SELECT MIN(seq) FROM samples AS same "
-                   "WHERE same.sha256 = samples.sha256) "
-                   "WHERE sha256 IN (SELECT sha256 FROM samples GROUP BY sha256 HAVING COUNT(*) > 1)")
+                   "WHERE same.digest = samples.digest) "
+                   "WHERE digest IN (SELECT digest FROM samples GROUP BY digest HAVING COUNT(*) > 1)")
         union = self._near_matches(bits)
         for rep in sorted(union.parent):
-            db.execute("UPDATE samples SET cluster = ? WHERE sha256 = (SELECT sha256 FROM samples WHERE seq = ?)",
+            db.execute("UPDATE samples SET cluster = ? WHERE digest = (SELECT digest FROM samples WHERE seq = ?)",
                        (union.find(rep), rep))
-        rows = db.execute("SELECT cluster, source, split, image_id, path, sha256 FROM samples "
+        rows = db.execute("SELECT cluster, source, split, image_id, path, digest FROM samples "
                           "WHERE cluster IS NOT NULL ORDER BY cluster, seq")
         found = []
         for _, members in groupby(rows, key=lambda row: row[0]):
@@ -157,6 +167,12 @@ class SamplePlan:
             db.execute("UPDATE samples SET reason = 'not drawn (max_images)' WHERE seq IN (SELECT seq FROM samples "
                        "WHERE source = ? AND reason IS NULL ORDER BY draw, split, image_id LIMIT -1 OFFSET ?)",
                        (source, max_images))
+
+    def unreadable(self, key: tuple[str, str, str]) -> ImageError | None:
+        """Why the guard could not read the sample's image, or None."""
+        row = self._db.execute("SELECT unread_code, unread FROM samples WHERE source = ? AND split = ? AND "
+                               "image_id = ? AND unread IS NOT NULL LIMIT 1", key).fetchone()
+        return None if row is None else ImageError(IssueCode(row[0]), row[1])
 
     def chosen(self, source: str) -> int:
         """Distinct samples `source` builds."""

@@ -7,12 +7,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rsgpt4v.core.problems import UnreadableYAML, read_yaml, validation_problem
+from rsgpt4v.core.problems import Lines, UnreadableYAML, line_of, read_yaml, validation_problem
 from rsgpt4v.core.resources import resource_dir
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: `true` is no number and `"5"` no integer; no infinities: a rate, cost or size of inf is a mistake.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class ModelConfig(_Section):
@@ -21,11 +22,11 @@ class ModelConfig(_Section):
     # Per stage, overriding `temperature`: dialogues gain from variety, object notes from care.
     stage_temperature: dict[Literal["local", "global", "dialogue"], Annotated[float, Field(ge=0, le=2)]] = Field(
         default_factory=dict)
-    max_output_tokens: dict[str, Annotated[int, Field(gt=0)]]
+    max_output_tokens: dict[str, Annotated[int, Field(gt=0, le=1_000_000)]]
     # A bundled backend profile's name (configs/backends/) or a profile file; None: start from OpenAI's
     # and switch off what the server refuses (rsgpt4v/llm/profile.py).
     profile: str | None = None
-    request_timeout_s: float = Field(gt=0)
+    request_timeout_s: float = Field(gt=0, le=86_400)
 
     def temperature_for(self, stage: str) -> float:
         """The stage's own temperature where the config gives one, else the general one."""
@@ -34,14 +35,14 @@ class ModelConfig(_Section):
 
 class ImageConfig(_Section):
     detail: Literal["low", "high", "auto"]
-    max_side: int = Field(ge=64)
+    max_side: int = Field(ge=64, le=100_000)
     encode: Literal["jpeg", "png"]
     jpeg_quality: int = Field(ge=10, le=100)
-    max_pixels: int = Field(gt=0)
+    max_pixels: int = Field(gt=0, le=10**11)
 
 
 class TilingConfig(_Section):
-    window: int = Field(ge=64)
+    window: int = Field(ge=64, le=1_000_000)
     overlap: int = Field(ge=0)
     min_visible: float = Field(gt=0, le=1)
     context_visible: float = Field(gt=0, le=1)
@@ -68,8 +69,8 @@ class LocalConfig(_Section):
 
 
 class DialogueConfig(_Section):
-    min_turns: int = Field(ge=1)
-    max_turns: int = Field(ge=1)
+    min_turns: int = Field(ge=1, le=100)
+    max_turns: int = Field(ge=1, le=100)
     include_image: bool
 
     @model_validator(mode="after")
@@ -113,24 +114,30 @@ class QCConfig(_Section):
         return self
 
 
+# Far above any provider's tier, so a value past them is a typo (or `inf`), not a plan.
+MAX_RPM = 10_000_000
+MAX_TPM = 10**11
+
+
 class RateLimits(_Section):
-    rpm: float | None = Field(default=None, gt=0)
-    tpm: float | None = Field(default=None, gt=0)
+    rpm: float | None = Field(default=None, gt=0, le=MAX_RPM)
+    tpm: float | None = Field(default=None, gt=0, le=MAX_TPM)
 
 
 class EngineConfig(_Section):
-    concurrency: int = Field(ge=1)
-    rpm: float | None = Field(default=None, gt=0)
-    tpm: float | None = Field(default=None, gt=0)
+    concurrency: int = Field(ge=1, le=100_000)
+    rpm: float | None = Field(default=None, gt=0, le=MAX_RPM)
+    tpm: float | None = Field(default=None, gt=0, le=MAX_TPM)
     limits: dict[str, RateLimits] = Field(default_factory=dict)
-    attempts: int = Field(ge=1)
-    transport_attempts: int = Field(ge=1)
-    backoff_s: float = Field(gt=0)
+    attempts: int = Field(ge=1, le=100)
+    transport_attempts: int = Field(ge=1, le=100)
+    backoff_s: float = Field(gt=0, le=3_600)
     stop_after_transport_failures: int = Field(ge=1)
-    max_pixels_in_flight: int = Field(gt=0)
-    max_cost_usd: float | None = Field(default=None, gt=0)
-    repair_rounds: int = Field(ge=0)
+    max_pixels_in_flight: int = Field(gt=0, le=10**12)
+    max_cost_usd: float | None = Field(default=None, gt=0, le=10**9)
+    repair_rounds: int = Field(ge=0, le=100)
     reask_rate: float = Field(ge=0, le=10)
+    claim_lease_s: float = Field(gt=0, le=3_600)
 
     def limits_for(self, model: str) -> RateLimits:
         """The model's own limits where the config names it, else the general ones."""
@@ -141,7 +148,7 @@ class EngineConfig(_Section):
 class BatchConfig(_Section):
     max_lines: int = Field(ge=1, le=50_000)
     max_bytes: int = Field(ge=1_000, le=200_000_000)
-    poll_s: float = Field(ge=0)
+    poll_s: float = Field(ge=0, le=86_400)
 
 
 class OutputConfig(_Section):
@@ -153,7 +160,7 @@ class OutputConfig(_Section):
 
 
 class BuildConfig(_Section):
-    seed: int
+    seed: int = Field(ge=-(2**63), lt=2**63)
     model: ModelConfig
     image: ImageConfig
     tiling: TilingConfig
@@ -189,25 +196,43 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path) -> tuple[dict[str, Any], Lines]:
     try:
-        data = read_yaml(path, "config")
+        data, lines = read_yaml(path, "config")
     except UnreadableYAML as exc:
         raise ConfigError(str(exc)) from None
     if data is None:
-        return {}
+        return {}, {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config file must be a mapping of sections")
-    return data
+        raise ConfigError(f"{path}:1: a config file must be a mapping of sections")
+    return data, lines
+
+
+def _holds(data: dict[str, Any], loc: tuple[Any, ...]) -> bool:
+    for part in loc:
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
 
 
 def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> BuildConfig:
-    """Defaults, then the user's file, then `overrides` (nested dict, e.g. from CLI flags)."""
-    data = _read_yaml(resource_dir("configs") / "default.yaml")
+    """Defaults, then the user's file, then `overrides` (nested dict, e.g. from CLI flags); ConfigError
+    names the file and line of the first fault, or the command line when an override is at fault."""
+    default = resource_dir("configs") / "default.yaml"
+    data, lines = _read_yaml(default)
+    where: tuple[Path, Lines] = (default, lines)
     if path is not None:
-        data = _merge(data, _read_yaml(Path(path)))
+        own, lines = _read_yaml(Path(path))
+        data, where = _merge(data, own), (Path(path), lines)
     data = _merge(data, overrides or {})
     try:
         return BuildConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{path or 'config'}: {validation_problem(exc)}") from None
+        loc = tuple(exc.errors()[0]["loc"])
+        if _holds(overrides or {}, loc[:-1] if exc.errors()[0]["type"] == "missing" else loc):
+            raise ConfigError(f"command line: {validation_problem(exc)}") from None
+        file, lines = where
+        line = line_of(lines, loc)
+        raise ConfigError(f"{file}:{line}: {validation_problem(exc)}" if line is not None
+                          else f"{file}: {validation_problem(exc)}") from None

@@ -58,10 +58,38 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
+def _named(exc: OSError, path: Path) -> OSError:
+    """The error with the file it is about: a failed write (disk full) comes without one."""
+    if exc.filename is not None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(path))
+
+
+class _Writer(jsonlines.Writer):
+    """jsonlines' writer whose write errors (a full disk) name the file: Python's carry no file name."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(open(path, "w", encoding="utf-8"), dumps=dumps)
+        self._should_close_fp = True
+        self.path = path
+
+    def write(self, obj: Any) -> int:
+        try:
+            return super().write(obj)
+        except OSError as exc:
+            raise _named(exc, self.path) from None
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError as exc:
+            raise _named(exc, self.path) from None
+
+
 def jsonl_writer(path: Path) -> jsonlines.Writer:
     """The one JSON Lines writer of every output file (build, export, merge): one canonical line per
     object, streamed, so output is byte-identical between runs and never held in memory."""
-    return jsonlines.open(path, mode="w", dumps=dumps)
+    return _Writer(path)
 
 
 def loads(line: str) -> Any:
@@ -140,10 +168,21 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _beside(path: Path) -> Path:
+    """A temporary name in `path`'s folder: short whatever the final name's length (a name near the
+    file system's 255-byte limit plus ".tmp" would not fit), and the same for the same final name."""
+    return path.with_name(f".{hashlib.sha256(path.name.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}.tmp")
+
+
 def write_atomic(path: Path, data: bytes) -> None:
+    """`data` at `path`, written beside it and renamed into place; an OSError names `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
+    tmp = _beside(path)
+    try:
+        tmp.write_bytes(data)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _named(exc, path) from None
     os.replace(tmp, path)
 
 
@@ -159,15 +198,20 @@ def _same_file(src: Path, dst: Path) -> bool:
 def place_file(src: Path, dst: Path) -> bool:
     """`src` at `dst` as a hard link (a copy across file systems) unless the same file is already
     there; whether anything was written. Used wherever output images are gathered (export, merge,
-    preview), so every folder they make stands alone."""
+    preview), so every folder they make stands alone: a symbolic link is placed as the file it points at."""
+    src = Path(os.path.realpath(src))
     if _same_file(src, dst):
         return False
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
+    tmp = _beside(dst)
     tmp.unlink(missing_ok=True)
     try:
         os.link(src, tmp)
     except OSError:
-        shutil.copy2(src, tmp)
+        try:
+            shutil.copy2(src, tmp)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise _named(exc, dst) from None
     os.replace(tmp, dst)
     return True

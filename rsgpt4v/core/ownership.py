@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rsgpt4v.core.files import write_atomic
 from rsgpt4v.core.report import ReportError, RunReport
 
 STATE_DIR = ".rsgpt4v"
@@ -82,6 +83,19 @@ def _check(out: Path, wanted: dict[str, Any]) -> None:
     if differences:
         raise OwnerError(f"{out} holds another build ({'; '.join(differences)}); choose another --out, "
                          "or pass --force to replace it")
+
+
+def claim(out: Path, names: list[str]) -> None:
+    """List `names` (paths relative to OUT) in OUT/.rsgpt4v/files.json as this build's before they are
+    written, so a rerun after a kill half-way through writing them knows them for its own."""
+    path = out / STATE_DIR / "files.json"
+    try:
+        listed = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        listed = []
+    mine = {name for name in listed if isinstance(name, str)} if isinstance(listed, list) else set()
+    if not set(names) <= mine:
+        write_atomic(path, (json.dumps(sorted(mine | set(names)), indent=0) + "\n").encode("utf-8"))
 
 
 def _written(out: Path) -> set[str]:

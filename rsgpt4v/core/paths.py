@@ -9,11 +9,37 @@ writer uses `under` as the last guard before anything touches the disk.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
 _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 SAFE_NAME_RULE = "1-100 letters, digits, '.', '_' or '-', not starting with '.'"
+
+
+# File systems allow 255 bytes a name; the writers add an extension and suffixes (`__from3.png`).
+MAX_NAME_BYTES = 200
+
+
+def fitted(relative: str) -> str:
+    """`relative` with each of its parts that is too long for a file name shortened: its first
+    characters, `~`, and a digest of the whole part, so two long names stay two names and a rerun
+    gives the same one."""
+    parts = []
+    for part in relative.split("/"):
+        raw = part.encode("utf-8", "surrogateescape")
+        if len(raw) > MAX_NAME_BYTES:
+            head = raw[:MAX_NAME_BYTES - 40].decode("utf-8", "ignore")
+            part = f"{head}~{hashlib.sha256(raw).hexdigest()[:16]}"
+        parts.append(part)
+    return "/".join(parts)
+
+
+def is_within(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or lies inside it, symbolic links resolved: where a command that reads
+    `folder` must not write (merge, export, preview never write into a folder they read)."""
+    target, inside = Path(path).resolve(), Path(folder).resolve()
+    return target == inside or target.is_relative_to(inside)
 
 
 class UnsafePath(ValueError):

@@ -12,6 +12,7 @@ from typing import Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rsgpt4v.core.issue_codes import IssueCode
+from rsgpt4v.core.paths import fitted
 
 Point = tuple[float, float]
 Box = tuple[float, float, float, float]
@@ -124,10 +125,11 @@ class Scene(BaseModel):
 
     @property
     def image_name(self) -> str:
-        """Relative path of the window image under OUT/ (extension added by the writer)."""
+        """Relative path of the window image under OUT/ (extension added by the writer); a name too long
+        for a file system is shortened (`paths.fitted`)."""
         x0, y0, x1, y1 = self.window
         s = self.sample
-        return f"images/{s.source}/{s.split}/{s.image_id}__{x0}_{y0}_{x1}_{y1}"
+        return fitted(f"images/{s.source}/{s.split}/{s.image_id}__{x0}_{y0}_{x1}_{y1}")
 
     def counts(self) -> dict[str, int]:
         """Objects per category, most frequent first, ties by name."""

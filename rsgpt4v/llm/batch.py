@@ -21,6 +21,7 @@ import openai
 
 from rsgpt4v.core.files import Reason, read_jsonl, write_atomic
 from rsgpt4v.llm.cache import Cache
+from rsgpt4v.llm.completion import completion_problem, token_counts
 from rsgpt4v.llm.cost import PriceTable
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
@@ -238,24 +239,25 @@ async def collect(client: openai.AsyncOpenAI, state: BatchState, cache: Cache, p
 def _collect_line(line: dict[str, Any], state: BatchState, cache: Cache, prices: PriceTable, model: str,
                   tally: dict[str, int], count_usage: bool) -> None:
     key = line["custom_id"]
-    response = line.get("response") or {}
+    response = line.get("response") if isinstance(line.get("response"), dict) else {}
     status = response.get("status_code")
-    if status == 200:
-        body = response["body"]
-        cache.put(key, "batch", body.get("model", model), body)
+    body = response.get("body")
+    if status == 200 and completion_problem(body) is None:
+        cache.put(key, "batch", body.get("model") or model, body)
         tally["answers"] += 1
         if not count_usage:
             return
-        usage = body.get("usage") or {}
+        counted = token_counts(body)
         state.usage["requests"] += 1
-        state.usage["prompt_tokens"] += usage.get("prompt_tokens", 0)
-        state.usage["completion_tokens"] += usage.get("completion_tokens", 0)
-        state.usage["cost_usd"] += prices.dollars(model, usage.get("prompt_tokens", 0),
-                                                  usage.get("completion_tokens", 0), batch=True) or 0.0
-    elif status is not None and 400 <= status < 500 and status not in (408, 409, 429):
-        error = (response.get("body") or {}).get("error") or {}
-        state.rejected[key] = f"{status}: {error.get('message', 'rejected')}"
+        state.usage["prompt_tokens"] += counted.prompt_tokens
+        state.usage["completion_tokens"] += counted.completion_tokens
+        state.usage["cost_usd"] += prices.dollars(model, counted.prompt_tokens, counted.completion_tokens,
+                                                  batch=True) or 0.0
+    elif isinstance(status, int) and 400 <= status < 500 and status not in (408, 409, 429):
+        error = body.get("error") if isinstance(body, dict) else None
+        message = error.get("message") if isinstance(error, dict) else None
+        state.rejected[key] = f"{status}: {message or 'rejected'}"
         tally["rejected"] += 1
     else:
-        tally["failed"] += 1
+        tally["failed"] += 1  # not an answer (or not one the build can read): asked again next pass
 

@@ -22,6 +22,7 @@ from typing import Any
 from rsgpt4v.core.files import read_jsonl, write_atomic
 from rsgpt4v.llm.batch import BatchQueue, request_id, split_request_files
 from rsgpt4v.llm.cache import Cache
+from rsgpt4v.llm.completion import completion_problem
 
 REQUESTS = Path("batch") / "requests"
 RESULTS = Path("batch") / "results"
@@ -56,11 +57,14 @@ class ImportTally:
     answers: int = 0
     failed: int = 0
     unknown: int = 0
+    duplicates: int = 0  # answers already in the cache, the same (a line given twice, a file imported again)
+    conflicts: int = 0  # answers that differ from the one already in the cache, which is kept
     problems: list[str] = field(default_factory=list)
 
 
 def _answer(line: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None, str | None]:
-    """(custom_id, completion body, why there is none) of one output line."""
+    """(custom_id, completion body, why there is none) of one output line; a body of another shape
+    than a live answer's (`choices: [null]`, a number for content) is none."""
     key = line.get("custom_id")
     if not isinstance(key, str) or not key:
         return None, None, "no custom_id"
@@ -75,14 +79,17 @@ def _answer(line: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None, st
         error = (body or {}).get("error") if isinstance(body, dict) else None
         message = error.get("message") if isinstance(error, dict) else None
         return key, None, f"status {status}" + (f": {message}" if message else "")
-    if not isinstance(body.get("choices"), list):
-        return key, None, "response body has no choices"
+    problem = completion_problem(body)
+    if problem is not None:
+        return key, None, problem
     return key, body, None
 
 
 def import_results(paths: list[Path], cache: Cache, model: str, known: set[str] | None = None) -> ImportTally:
     """Every answered line of the OpenAI batch output files `paths` into `cache`; `known` (the custom_ids
-    of the request files, when they are at hand) flags answers to requests this build never wrote."""
+    of the request files, when they are at hand) flags answers to requests this build never wrote.
+    An answer already in the cache is kept: the same again is counted a duplicate, another one a
+    conflict, named."""
     tally = ImportTally()
     for path in paths:
         try:
@@ -106,19 +113,38 @@ def _import_line(path: Path, number: int, line: dict[str, Any], cache: Cache, mo
         tally.failed += 1
         tally.problems.append(f"{path}:{number}: {why}; the request is written again on the next pass")
         return
+    earlier = cache.get(key)
+    if earlier is not None:
+        if _canonical(earlier) == _canonical(body):
+            tally.duplicates += 1
+        else:
+            tally.conflicts += 1
+            tally.problems.append(f"{path}:{number}: another answer to {key[:16]}... is already in the cache; the "
+                                  "first one is kept")
+        return
     if known is not None and key not in known:
         tally.unknown += 1
     cache.put(key, "batch", str(body.get("model") or model), body)
     tally.answers += 1
 
 
-def request_ids(folder: Path) -> set[str]:
-    """The custom_ids of the request files in `folder`."""
+def _canonical(body: Any) -> str:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+def request_ids(folder: Path) -> tuple[set[str], list[str]]:
+    """The custom_ids of the request files in `folder`, and a FILE:LINE problem for each line that has
+    none (a line cut short): the import goes on without it."""
     ids: set[str] = set()
+    problems: list[str] = []
     for path in sorted(folder.glob("*.jsonl")):
         with open(path, "rb") as f:
-            ids |= {request_id(path, *line) for line in read_jsonl(f, skip_blank=True)}
-    return ids
+            for line in read_jsonl(f, skip_blank=True):
+                try:
+                    ids.add(request_id(path, *line))
+                except ValueError as exc:
+                    problems.append(f"{exc}; an answer to it counts among those not in the request files")
+    return ids, problems
 
 
 IMPORTED = Path("batch") / "imported.json"

@@ -5,6 +5,12 @@ single call and writes byte-identical output. Beside them, the verdict of each r
 or not after how many attempts, and why each failed) lets a rerun give failed requests more tries
 and lets `estimate` measure how often requests are asked again. A file that is not a readable cache is reported,
 moved aside and rebuilt rather than trusted.
+
+Several builds may share one cache file at once (two recipes, shards, a retry beside a first run).
+Before sending a request a build claims it: a row in `claims` with the holder and a lease that the
+holder renews while the request is on its way. Another build that needs the same request finds the
+claim and waits for the answer instead of paying for it again; a claim whose holder died (killed,
+the machine lost) expires with its lease and the next build that needs the request takes it over.
 """
 
 from __future__ import annotations
@@ -12,7 +18,10 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import sqlite3
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +39,18 @@ CREATE TABLE IF NOT EXISTS verdicts (
     stage TEXT NOT NULL,
     verdict TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires REAL NOT NULL
+);
 """
 
 
 class Cache:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.holder = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"  # this process's name on its claims
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.is_dir():
             raise IsADirectoryError(errno.EISDIR, "a folder, not a cache file: give --cache a file name",
@@ -77,6 +92,31 @@ class Cache:
         self._db.execute("INSERT OR REPLACE INTO verdicts (key, stage, verdict) VALUES (?, ?, ?)",
                          (key, stage, json.dumps(verdict, sort_keys=True)))
 
+    def claim(self, key: str, lease_s: float) -> bool:
+        """Take the request `key` for `lease_s` seconds: True when it is ours (free, expired, or ours
+        already), False while another holder's lease runs."""
+        now = time.time()
+        taken = self._db.execute(
+            "INSERT INTO claims (key, holder, expires) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+            "holder = excluded.holder, expires = excluded.expires WHERE claims.expires < ? OR claims.holder = ?",
+            (key, self.holder, now + lease_s, now, self.holder))
+        return taken.rowcount == 1
+
+    def renew(self, key: str, lease_s: float) -> None:
+        """Extend our claim on `key` (a request still on its way)."""
+        self._db.execute("UPDATE claims SET expires = ? WHERE key = ? AND holder = ?",
+                         (time.time() + lease_s, key, self.holder))
+
+    def release(self, key: str) -> None:
+        """Give up our claim on `key`: answered, or failed (then the next build that needs it asks)."""
+        self._db.execute("DELETE FROM claims WHERE key = ? AND holder = ?", (key, self.holder))
+
+    def claimed(self, key: str) -> bool:
+        """Whether another holder's lease on `key` still runs."""
+        row = self._db.execute("SELECT 1 FROM claims WHERE key = ? AND holder != ? AND expires >= ?",
+                               (key, self.holder, time.time())).fetchone()
+        return row is not None
+
     def reask_rate(self) -> float | None:
         """Attempts beyond the first per request asked, as measured by the builds this cache served;
         None when it has seen none."""
@@ -85,4 +125,8 @@ class Cache:
         return (attempts - asks) / asks if asks else None
 
     def close(self) -> None:
+        try:
+            self._db.execute("DELETE FROM claims WHERE holder = ?", (self.holder,))
+        except sqlite3.Error:
+            pass  # the claims lapse on their own; closing must not fail on a full disk
         self._db.close()

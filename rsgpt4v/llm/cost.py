@@ -28,7 +28,7 @@ from pydantic import (
     field_validator,
 )
 
-from rsgpt4v.core.problems import UnreadableYAML, read_yaml, validation_problem
+from rsgpt4v.core.problems import UnreadableYAML, read_yaml, validation_line, validation_problem
 from rsgpt4v.core.resources import resource_dir
 from rsgpt4v.llm.image_tokens import (
     image_tokens,
@@ -51,7 +51,7 @@ Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 class _Entry(BaseModel):
     # Frozen, and unknown keys refused: a misspelt key would otherwise leave a default in force.
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class TileRule(_Entry):
@@ -166,7 +166,7 @@ class PriceTable(_Entry):
         one line, the key at fault and what is wrong with it."""
         path = Path(path) if path is not None else resource_dir("configs") / "prices.yaml"
         try:
-            data = read_yaml(path, "price table")
+            data, lines = read_yaml(path, "price table")
         except UnreadableYAML as exc:
             raise PriceError(str(exc)) from None
         if not isinstance(data, dict):
@@ -176,7 +176,9 @@ class PriceTable(_Entry):
             try:
                 return cls.model_validate(data)
             except ValidationError as exc:
-                problem = validation_problem(exc)
+                line = validation_line(exc, lines)
+                raise PriceError(f"{path}{f':{line}' if line else ''}: not a price table like configs/prices.yaml "
+                                 f"({validation_problem(exc)})") from None
         raise PriceError(f"{path}: not a price table like configs/prices.yaml ({problem})")
 
     def price(self, model: str) -> ModelPrice | None:

@@ -31,6 +31,7 @@ from rsgpt4v.core.config import EngineConfig
 from rsgpt4v.core.report import StageUsage
 from rsgpt4v.llm.batch import BatchQueue, Deferred
 from rsgpt4v.llm.cache import Cache
+from rsgpt4v.llm.completion import completion_problem, token_counts
 from rsgpt4v.llm.cost import PriceTable, estimate_prompt_tokens
 from rsgpt4v.llm.json_text import NoJSONValue, first_json_value
 from rsgpt4v.llm.limiter import RateLimiter
@@ -82,6 +83,7 @@ class FailureKind(StrEnum):
     """Why the engine could not use an answer, as the run report counts it; a check that rejects an
     answer names its own kinds (`Rejection.kind`)."""
 
+    MALFORMED = "malformed"  # not a chat completion at all (`choices: [null]`, content a number)
     EMPTY = "empty"
     REFUSAL = "refusal"
     LENGTH = "length"
@@ -160,13 +162,16 @@ def _fatal(exc: openai.APIStatusError) -> FatalAPIError | None:
     return None
 
 
-def check_completion(completion: dict[str, Any], model: type[T]) -> T:
-    """The parsed response of a raw completion, or Unusable naming what is wrong with it."""
-    choices = completion.get("choices") or []
-    if not choices:
+def check_completion(completion: Any, model: type[T]) -> T:
+    """The parsed response of a raw completion (live, from a batch or the cache), or Unusable naming
+    what is wrong with it; never another exception, whatever the completion holds."""
+    if isinstance(completion, dict) and not completion.get("choices"):
         raise Unusable(FailureKind.EMPTY, "the response has no choices")
-    choice = choices[0]
-    message = choice.get("message") or {}
+    problem = completion_problem(completion)
+    if problem is not None:
+        raise Unusable(FailureKind.MALFORMED, problem)
+    choice = completion["choices"][0]
+    message = choice["message"]
     if message.get("refusal"):
         raise Unusable(FailureKind.REFUSAL, f"the model refused: {message['refusal']}")
     if choice.get("finish_reason") == "length":
@@ -180,6 +185,8 @@ def check_completion(completion: dict[str, Any], model: type[T]) -> T:
         raise Unusable(FailureKind.INVALID_JSON, str(exc)) from None
     try:
         return model.model_validate(data)
+    except RecursionError:
+        raise Unusable(FailureKind.SCHEMA, "the answer is nested too deeply to check") from None
     except ValidationError as exc:
         raise Unusable(FailureKind.SCHEMA, f"the answer does not match the schema: {schema_errors(exc)}") from None
 
@@ -196,7 +203,10 @@ def schema_errors(exc: ValidationError, shown: int = 3) -> str:
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except (ValueError, RecursionError):
+        return "a value too deep to quote"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -297,6 +307,45 @@ class Engine:
             task.exception()  # retrieved here, so a failure nobody waits for any more is not logged as lost
 
     async def _fetch(self, request: ChatRequest, body: dict[str, Any], key: str, usage: StageUsage) -> dict[str, Any]:
+        """The answer to a request that missed the cache: claimed in the cache first, so that another
+        build sharing the cache and needing the same request waits for this answer (and this build for
+        another's) instead of paying twice; the claim is renewed while the request runs."""
+        lease = self.cfg.claim_lease_s
+        while not self.cache.claim(key, lease):
+            answer = await self._answer_of_another(key)
+            if answer is not None:
+                usage.cache_hits += 1
+                return answer
+        keeper = asyncio.ensure_future(self._keep_claim(key, lease))
+        try:
+            answered = None if self.refresh else self.cache.get(key)
+            if answered is not None:  # another build answered it between our look and our claim
+                usage.cache_hits += 1
+                return answered
+            return await self._pay(request, body, key, usage)
+        finally:
+            keeper.cancel()
+            self.cache.release(key)
+
+    async def _answer_of_another(self, key: str) -> dict[str, Any] | None:
+        """Wait while another build holds the claim on `key`; its answer, or None when the claim ended
+        (released after a failure, or lapsed with its holder) without one."""
+        pause = 0.05
+        while True:
+            await asyncio.sleep(pause)
+            pause = min(1.0, pause * 1.5)
+            answer = self.cache.get(key)
+            if answer is not None:
+                return answer
+            if not self.cache.claimed(key):
+                return None
+
+    async def _keep_claim(self, key: str, lease: float) -> None:
+        while True:
+            await asyncio.sleep(lease / 3)
+            self.cache.renew(key, lease)
+
+    async def _pay(self, request: ChatRequest, body: dict[str, Any], key: str, usage: StageUsage) -> dict[str, Any]:
         """Send a request that missed the cache, within budget and limits; cache and count its answer."""
         prompt_estimate = estimate_prompt_tokens(body, self._image_rule)
         projected = self._projected_usd(request, prompt_estimate)
@@ -313,11 +362,10 @@ class Engine:
             finally:
                 self._reserved_usd -= projected
         usage.api_calls += 1
-        counted = completion.get("usage") or {}
-        usage.prompt_tokens += counted.get("prompt_tokens", 0)
-        usage.completion_tokens += counted.get("completion_tokens", 0)
-        usage.cost_usd += self.prices.dollars(request.model, counted.get("prompt_tokens", 0),
-                                              counted.get("completion_tokens", 0)) or 0.0
+        counted = token_counts(completion)
+        usage.prompt_tokens += counted.prompt_tokens
+        usage.completion_tokens += counted.completion_tokens
+        usage.cost_usd += self.prices.dollars(request.model, counted.prompt_tokens, counted.completion_tokens) or 0.0
         self.cache.put(key, request.stage, request.model, completion)
         return completion
 

@@ -42,6 +42,8 @@ def first_json_value(text: str, opening: str = "{") -> Any:
             first_error = first_error or f"{exc.msg} at char {exc.pos}"
             start = _next_opening(text, end + 1, opening)
             continue
+        except (ValueError, RecursionError):
+            raise NoJSONValue("the answer's JSON is nested too deeply or holds an integer too long to read") from None
         if stop == end + 1:
             return value
         start = _next_opening(text, start + 1, opening)

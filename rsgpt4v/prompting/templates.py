@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
-import yaml
-
-from rsgpt4v.core.problems import yaml_problem
+from rsgpt4v.core.problems import UnreadableYAML, parse_yaml
 from rsgpt4v.core.resources import resource_dir
 
 STAGES = ("local", "global", "dialogue")
@@ -132,11 +130,12 @@ def _examples(path: Path, data: dict) -> list[str]:
 def _read(path: Path) -> tuple[dict, str]:
     try:
         raw = path.read_bytes()
-        data = yaml.safe_load(raw)
     except OSError as exc:
         raise PromptError(f"{path}: cannot read prompt file ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise PromptError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
+    try:
+        data, _ = parse_yaml(raw, path, "prompt file")
+    except UnreadableYAML as exc:
+        raise PromptError(str(exc)) from None
     if not isinstance(data, dict):
-        raise PromptError(f"{path}: expected a mapping")
+        raise PromptError(f"{path}:1: expected a mapping")
     return data, hashlib.sha256(raw).hexdigest()[:16]

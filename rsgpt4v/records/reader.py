@@ -170,7 +170,16 @@ def image_header(path: Path, verify: bool = False) -> tuple[int, int]:
         raise OSError(str(exc)) from None
 
 
+def finite_number(value: Any) -> bool:
+    """A JSON number (not a boolean) that is a finite float: an integer of 400 digits is none."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def finite_box(value: Any) -> bool:
     """[x1, y1, x2, y2] of finite numbers."""
-    return (isinstance(value, list) and len(value) == 4
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
+    return isinstance(value, list) and len(value) == 4 and all(finite_number(v) for v in value)

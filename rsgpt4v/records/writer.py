@@ -188,7 +188,9 @@ class DatasetWriter:
                 continue  # a hand-edited list does not get to delete anything outside OUT
             path.unlink(missing_ok=True)
             for folder in path.parents:
-                if folder == self.out or not folder.is_relative_to(self.out / "images") or any(folder.iterdir()):
+                # a recipe part's images/ is a link to the recipe's: emptied, it stays
+                if folder == self.out or not folder.is_relative_to(self.out / "images") or folder.is_symlink() \
+                        or any(folder.iterdir()):
                     break
                 folder.rmdir()
         write_atomic(record, (json.dumps(sorted(self._produced), indent=0) + "\n").encode("utf-8"))

@@ -225,6 +225,25 @@ def number(parent: ET.Element, tag: str) -> float | Defect:
     return value
 
 
+# DOTA's difficulty: 0 easy, 1 difficult; the devkit's splitter writes 2 for an object cut by the window.
+DIFFICULTIES = (0, 1, 2)
+
+
+def difficulty(text: str | None) -> int | Defect:
+    """An object's difficulty flag from its text (absent: 0), or why it is none: it must be one of
+    DIFFICULTIES (v1.5/2.0 writers print `1.0`); `1e300`, `-1` or `x` is a corrupt line, not a level."""
+    if text is None or not text.strip():
+        return 0
+    try:
+        value = float(text.strip())
+    except ValueError:
+        value = math.nan
+    if not value.is_integer() or int(value) not in DIFFICULTIES:  # also false for NaN and inf
+        return Defect(IssueCode.MALFORMED_ENTRY, f"difficult {text.strip()!r} is not one of "
+                                                 f"{', '.join(map(str, DIFFICULTIES))}")
+    return int(value)
+
+
 def object_label(index: int, obj: ET.Element, name_tag: str = "name") -> str:
     """`object 2 (airplane)`: how issues point into an XML file, which has no line numbers here."""
     name = (obj.findtext(name_tag) or "").strip()

@@ -81,6 +81,7 @@ from rsgpt4v.sources.base import (
     SourceError,
     UnknownCategories,
     checked_polygon,
+    difficulty,
     find_image,
     inside_root,
     is_file,
@@ -114,9 +115,10 @@ def parse_voc_object(obj: ET.Element, oriented: bool = False) -> Obj | Defect:
     polygon = _robndbox(obj) if oriented else _bndbox(obj)
     if isinstance(polygon, Defect):
         return polygon
-    difficult = (obj.findtext("difficult") or "0").strip()
-    return Obj(category=name.lower(), polygon=polygon, box=bounding_box(polygon),
-               difficult=int(difficult) if difficult.isdigit() else 0,
+    difficult = difficulty(obj.findtext("difficult"))
+    if isinstance(difficult, Defect):
+        return difficult
+    return Obj(category=name.lower(), polygon=polygon, box=bounding_box(polygon), difficult=difficult,
                truncated=(obj.findtext("truncated") or "").strip() == "1")
 
 

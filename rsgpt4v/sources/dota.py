@@ -57,6 +57,7 @@ from rsgpt4v.sources.base import (
     SourceError,
     UnknownCategories,
     checked_polygon,
+    difficulty,
     split_key,
     visible_files,
 )
@@ -203,15 +204,9 @@ def _parse_object(line: str, lineno: int) -> Obj | Defect:
         if not math.isfinite(v):
             return _malformed(f"coordinate {tok!r} is not finite")
         coords.append(v)
-    difficult = 0
-    if len(tokens) == 10:
-        try:
-            d = float(tokens[9])
-        except ValueError:
-            d = math.nan
-        if not d.is_integer():  # v1.5/2.0 writers may print 0.0; 0.5 or "x" is corrupt
-            return _malformed(f"difficult {tokens[9]!r} is not an integer")
-        difficult = int(d)
+    difficult = difficulty(tokens[9] if len(tokens) == 10 else None)
+    if isinstance(difficult, Defect):
+        return _malformed(difficult.detail)
     polygon = checked_polygon(tuple(zip(coords[0::2], coords[1::2])), shape="polygon")
     if isinstance(polygon, Defect):
         return polygon

@@ -45,6 +45,7 @@ keys our reference answers use. "category" is not read by model_vqa.py; LLaVA's 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -55,10 +56,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from rsgpt4v.core.files import dumps, jsonl_writer, located, place_file
+from rsgpt4v.core.paths import is_within
 from rsgpt4v.core.schema import RecordBox
 from rsgpt4v.records.boxtext import TASK_TOKENS, RenderError, check_space, fill, flavour, to_placeholders
 from rsgpt4v.records.model import box_text_fault, first_problem
-from rsgpt4v.records.reader import finite_box, image_header, image_outside, read_records
+from rsgpt4v.records.reader import finite_box, finite_number, image_header, image_outside, read_records
 from rsgpt4v.records.writer import box_meta, meta_boxes
 from rsgpt4v.core.hub_terms import SPLIT_NAME
 from rsgpt4v.tools.card import CardError
@@ -127,7 +129,7 @@ def _header_size(path: Path) -> tuple[int, int]:
 def _image_size(record: dict[str, Any], image: Path) -> tuple[int, int]:
     """The size of the record's image: from meta.window when present (the builder crops exactly it)."""
     window = record["meta"].get("window")
-    if isinstance(window, list) and len(window) == 4 and all(isinstance(v, (int, float)) for v in window):
+    if isinstance(window, list) and len(window) == 4 and all(finite_number(v) for v in window):
         w, h = window[2] - window[0], window[3] - window[1]
         if w > 0 and h > 0:
             return int(w), int(h)
@@ -309,6 +311,32 @@ class _EvalFiles:
         self.answers.abandon()
 
 
+def _exported(item: dict[str, Any], image: Path, target: _Target) -> dict[str, Any]:
+    """The record as exported; _Unusable naming why it cannot be: its image missing or unreadable
+    (a name too long for the file system among them), or numbers no image frame can hold."""
+    try:
+        if not image.is_file():
+            raise _Unusable(f"image {item['image']} not found")
+        width, height = _image_size(item, image)
+        return _rebox(item, target, width, height)
+    except OSError as exc:
+        raise _Unusable(f"image {item['image'][:80]}{'...' if len(item['image']) > 80 else ''} cannot be read "
+                        f"({exc.strerror or exc})") from None
+    except (ArithmeticError, ValueError) as exc:
+        raise _Unusable(f"numbers out of range in its boxes or window ({exc})") from None
+
+
+def _place(image: Path, dest: Path) -> bool:
+    """The record's image at `dest` (see `place_file`); _Unusable when this one file cannot be placed,
+    OSError when nothing can be written (the disk full, the folder read-only)."""
+    try:
+        return place_file(image, dest)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            raise
+        raise _Unusable(f"image cannot be placed at {str(dest)[:120]} ({exc.strerror or exc})") from None
+
+
 def _export_split(src: Path, out: Path, dest: Path, fmt: str, target: _Target, report: ExportReport) -> None:
     split = src.stem
     sink, to_row = _sink(fmt, out, dest, split, report.form)
@@ -326,21 +354,18 @@ def _export_split(src: Path, out: Path, dest: Path, fmt: str, target: _Target, r
                 continue
             image = out / item["image"]
             try:
-                if not image.is_file():
-                    raise _Unusable(f"image {item['image']} not found")
-                width, height = _image_size(item, image)
-                record = _rebox(item, target, width, height)
+                record = _exported(item, image, target)
                 row = to_row(record)
+                if link_images and item["image"] != placed:
+                    if _place(image, dest / item["image"]):
+                        report.images_linked += 1
+                    else:
+                        report.images_present += 1
+                    placed = item["image"]
             except _Unusable as exc:
                 report.skipped += 1
                 report.problems.append(located(src, lineno, str(exc)))
                 continue
-            if link_images and item["image"] != placed:
-                if place_file(image, dest / item["image"]):
-                    report.images_linked += 1
-                else:
-                    report.images_present += 1
-                placed = item["image"]
             sink.add(row)
             if report.form is not None:
                 report.tally.add(record)
@@ -390,8 +415,9 @@ def export(out: Path, dest: Path, fmt: str, box_format: str | None = None, box_s
     splits = sorted(out.glob("*.jsonl")) if out.is_dir() else []
     if not splits:
         raise ExportError(f"{out} holds no <split>.jsonl files: not an rsgpt4v output folder")
-    if dest.resolve() == out.resolve():
-        raise ExportError("--dest must differ from the build folder: the export would overwrite its input")
+    if is_within(dest, out):
+        raise ExportError(f"--out {dest} is {'the' if dest.resolve() == out.resolve() else 'inside the'} build folder "
+                          f"{out}: export never writes into a folder it reads; choose another --out")
     if fmt != "hf" and repo is not None:
         raise ExportError("--push-to-hub uploads an hf export: use it with --format hf")
     if fmt == "hf" and (bad := next((p for p in splits if not SPLIT_NAME.match(p.stem)), None)):

@@ -1,19 +1,30 @@
 """`rsgpt4v merge`: join the output folders of shards (or of separate builds) into one.
 
+Inputs are read-only. Before anything is written, merge refuses an `--out` that is an input or lies
+inside one (it would rewrite the records it reads), the same input given twice (every record and
+cost would count twice), an input that is not a finished build, and an input whose split files
+hold fewer lines than its manifest counts (a file missing, or cut short: merging it would lose
+records without a word). Two different images under one path in two inputs (the same window
+name, other pixels) are refused too, unless `image_conflict="rename"`: the later input's image is
+then placed beside the first under a name carrying its digest, and that input's records point at it.
+
 Records are streamed split by split, in the order the folders are given; a record id seen before is
-skipped and counted, and a line that cannot be read is skipped and named (file:line). Images are hard-linked where the file system allows, else copied. The merged
-manifest sums counts and usage and concatenates issues and failures; shards of one recipe keep its
-sections (sources, mix, leakage) with each source's figures added up.
+skipped and counted, and a line that cannot be read is skipped and named (file:line). Images are
+hard-linked where the file system allows, else copied, symbolic links as the files they point at.
+The merged manifest sums counts and usage and concatenates issues and failures; shards of one recipe
+keep its sections (sources, mix, leakage) with each source's figures added up.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import Counter
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
 
 from rsgpt4v.core.files import jsonl_writer, located, place_file
+from rsgpt4v.core.paths import is_within
 from rsgpt4v.core.report import (
     QC,
     Counts,
@@ -30,9 +41,12 @@ from rsgpt4v.core.report import (
 from rsgpt4v.records.model import first_problem
 from rsgpt4v.records.reader import read_records
 
+ImageConflict = Literal["fail", "rename"]
+IMAGE_CONFLICTS: tuple[ImageConflict, ...] = ("fail", "rename")
+
 
 class MergeError(Exception):
-    """An input folder that is not a finished build; the message names it."""
+    """Inputs that cannot be merged as given; the message names the folder or file."""
 
 
 def _manifest(folder: Path) -> RunReport:
@@ -49,29 +63,125 @@ def _manifest(folder: Path) -> RunReport:
     return manifest
 
 
-def _link_tree(src: Path, dst: Path) -> None:
-    for path in sorted(src.rglob("*")):
-        if not path.is_file():
+def _check_places(inputs: list[Path], out: Path) -> None:
+    """MergeError when `out` is an input or inside one, an input lies where merge writes, or an input
+    is given twice (by another path to the same folder, too)."""
+    target = out.resolve()
+    seen: dict[Path, Path] = {}
+    for folder in inputs:
+        real = folder.resolve()
+        if real in seen:
+            twice = f"{folder} is given twice" if str(folder) == str(seen[real]) else \
+                f"{seen[real]} and {folder} are the same folder"
+            raise MergeError(f"{twice}: its records, windows and cost would count twice")
+        seen[real] = folder
+        if is_within(target, real):
+            raise MergeError(f"--out {out} is {'the input' if target == real else 'inside the input'} {folder}: "
+                             "merge never writes into a folder it reads; choose another --out")
+        if is_within(real, target / "images"):
+            raise MergeError(f"the input {folder} lies inside {out / 'images'}, where merge writes images; "
+                             "choose another --out")
+
+
+def _lines(path: Path) -> int:
+    """Lines of a file, a last line without its line break counted too."""
+    count, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+    return count + (last != b"\n")
+
+
+def _check_counts(folder: Path, manifest: RunReport) -> None:
+    """MergeError naming a split file the manifest counts records of that is missing or holds fewer
+    lines than that: the folder lost records since its build wrote them."""
+    for split, tasks in sorted(manifest.counts.by_split.items()):
+        counted = sum(tasks.values())
+        path = folder / f"{split}.jsonl"
+        if not counted:
             continue
-        target = dst / path.relative_to(src)
+        if not path.is_file():
+            raise MergeError(f"{path} is missing, but its manifest counts {counted} {split} records: the folder is "
+                             "incomplete; rebuild or copy it again")
+        found = _lines(path)
+        if found < counted:
+            raise MergeError(f"{path} holds {found} lines, but its manifest counts {counted} records: the file was "
+                             "cut short or partly deleted; rebuild or copy it again")
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    sa, sb = a.stat(), b.stat()
+    if (sa.st_ino, sa.st_dev) == (sb.st_ino, sb.st_dev):
+        return True
+    return sa.st_size == sb.st_size and _digest(a) == _digest(b)
+
+
+def _images(folder: Path) -> list[str]:
+    """Paths (relative to the folder, POSIX) of the files under folder/images."""
+    root = folder / "images"
+    return sorted(p.relative_to(folder).as_posix() for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+
+
+def _image_names(inputs: list[Path], image_conflict: ImageConflict) -> list[dict[str, str]]:
+    """Per input, where each of its images goes in the merged folder: its own path, or (a conflict
+    resolved by renaming) a name carrying its digest. MergeError on a conflict under "fail"."""
+    first: dict[str, tuple[Path, Path]] = {}  # image path -> (input, file) of its first occurrence
+    names: list[dict[str, str]] = []
+    for folder in inputs:
+        mine: dict[str, str] = {}
+        for rel in _images(folder):
+            here = folder / rel
+            owner, earlier = first.setdefault(rel, (folder, here))
+            if earlier is here or _same_bytes(earlier, here):
+                mine[rel] = rel
+                continue
+            if image_conflict == "fail":
+                raise MergeError(f"{rel} is one image in {owner} and another in {folder} (different bytes): their "
+                                 "records would share one picture; pass --image-conflict rename to keep both")
+            p = PurePosixPath(rel)
+            mine[rel] = str(p.with_name(f"{p.stem}~{_digest(here)[:12]}{p.suffix}"))
+        names.append(mine)
+    return names
+
+
+def _place_images(folder: Path, out: Path, names: dict[str, str]) -> None:
+    for rel, name in names.items():
+        target = out / name
         if not target.exists():
-            place_file(path, target)
+            place_file(folder / rel, target)
 
 
-def merge(inputs: list[Path], out: Path) -> RunReport:
-    """Merge `inputs` into `out`; the merged manifest."""
-    manifests = [_manifest(Path(folder)) for folder in inputs]
+def merge(inputs: list[Path], out: Path, image_conflict: ImageConflict = "fail") -> RunReport:
+    """Merge `inputs` into `out`; the merged manifest. MergeError before anything is written when the
+    inputs cannot be merged as they are (see the module's docstring)."""
+    inputs = [Path(folder) for folder in inputs]
+    if image_conflict not in IMAGE_CONFLICTS:
+        raise MergeError(f"--image-conflict must be one of {', '.join(IMAGE_CONFLICTS)}, not {image_conflict!r}")
+    _check_places(inputs, Path(out))
+    manifests = [_manifest(folder) for folder in inputs]
+    for folder, manifest in zip(inputs, manifests):
+        _check_counts(folder, manifest)
+    names = _image_names(inputs, image_conflict)
     out.mkdir(parents=True, exist_ok=True)
     seen: set[str] = set()
     bad: list[str] = []
     duplicates = 0
     by_split: dict[str, Counter[str]] = {}
-    splits = sorted({p.stem for folder in inputs for p in Path(folder).glob("*.jsonl")})
+    splits = sorted({p.stem for folder in inputs for p in folder.glob("*.jsonl")})
     for split in splits:
         tmp = out / f"{split}.jsonl.partial"
         with jsonl_writer(tmp) as dst:
-            for folder in inputs:
-                src = Path(folder) / f"{split}.jsonl"
+            for folder, renamed in zip(inputs, names):
+                src = folder / f"{split}.jsonl"
                 if not src.exists():
                     continue
                 for line, record, problem in read_records(src):
@@ -84,11 +194,11 @@ def merge(inputs: list[Path], out: Path) -> RunReport:
                         continue
                     seen.add(record["id"])
                     by_split.setdefault(split, Counter())[record.get("task") or "unknown"] += 1
-                    dst.write(record)
+                    image = renamed.get(record["image"], record["image"])
+                    dst.write(record if image == record["image"] else {**record, "image": image})
         os.replace(tmp, out / f"{split}.jsonl")
-    for folder in inputs:
-        if (Path(folder) / "images").is_dir():
-            _link_tree(Path(folder) / "images", out / "images")
+    for folder, renamed in zip(inputs, names):
+        _place_images(folder, out, renamed)
     first = manifests[0]
     counts = Counts.total(m.counts for m in manifests)
     for split, tasks in sorted(by_split.items()):

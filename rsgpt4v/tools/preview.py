@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import quote
 
 from rsgpt4v.core.files import located, place_file, write_atomic
+from rsgpt4v.core.paths import is_within
 from rsgpt4v.records.boxtext import Shape, flavour, parse_shape
 from rsgpt4v.records.model import IMAGE_TOKEN, box_text_fault, first_problem
 from rsgpt4v.records.reader import image_header, image_outside, read_records
@@ -416,6 +417,9 @@ def preview(out: Path, dest: Path, n: int = 200, seed: int = 0, files: list[Path
     files = [Path(f) for f in files] if files is not None else sorted(out.glob("*.jsonl"))
     if not files:
         raise PreviewError(f"{out} holds no *.jsonl files: not an rsgpt4v output folder")
+    if is_within(dest, out):
+        raise PreviewError(f"--out {dest} is inside the build folder {out}: preview never writes into a folder it "
+                           "reads; choose another --out")
     bad: list[str] = []
     items, total = _sample(files, n, seed, bad)
     images = _Images(dest)
