@@ -177,7 +177,7 @@ def check_completion(completion: Any, model: type[T]) -> T:
     if choice.get("finish_reason") == "length":
         raise Unusable(FailureKind.LENGTH, "the answer was cut off at the output token limit")
     content = message.get("content")
-    if not content or not isinstance(content, str):
+    if not content:
         raise Unusable(FailureKind.EMPTY, "the answer is empty")
     try:
         data = first_json_value(content)
