@@ -6,8 +6,10 @@ For the source adapter tests: writers of tiny input files and an end-to-end `rsg
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import openai
@@ -16,6 +18,7 @@ from PIL import Image
 from typer.testing import CliRunner, Result
 
 from rsgpt4v.cli import app
+from rsgpt4v.llm.fakeserver import FakeServer, Knobs
 from rsgpt4v.core.schema import Issue, Sample
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real"
@@ -55,6 +58,23 @@ def scripted_client() -> Callable[[Scripted], openai.AsyncOpenAI]:
         return openai.AsyncOpenAI(api_key="sk-test-secret", base_url="http://test.invalid/v1", max_retries=0,
                                   http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)))
     return make
+
+
+@contextmanager
+def serving(knobs: Knobs) -> Iterator[tuple[FakeServer, list[dict[str, Any]]]]:
+    """`rsgpt4v fake-server` on loopback, and the chat request bodies it answered (not those it refused)."""
+    with FakeServer(knobs) as server:
+        bodies: list[dict[str, Any]] = []
+        handle = server.api.handle
+
+        def recording(method: str, path: str, content_type: str, body: bytes) -> Any:
+            reply = handle(method, path, content_type, body)
+            if path.endswith("/chat/completions") and reply[0] == 200:
+                bodies.append(json.loads(body))
+            return reply
+
+        server.api.handle = recording  # type: ignore[method-assign]
+        yield server, bodies
 
 
 class LoopbackServer:

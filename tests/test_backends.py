@@ -6,12 +6,10 @@ completes with the records a plain OpenAI build gets."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
+from conftest import serving
 from typer.testing import CliRunner, Result
 
 from rsgpt4v.cli import app
@@ -28,23 +26,6 @@ MODES = {"json_schema refused": Quirks(no_json_schema=True), "prose and fences":
 SERVER_OF = {"openai": ("openai", Quirks()), "azure": ("azure", Quirks()), "vllm": ("vllm", Quirks()),
              "sglang": ("sglang", Quirks()), "ollama": ("ollama", Quirks()), "llamacpp": ("llamacpp", Quirks()),
              "lmstudio": ("lmstudio", Quirks()), "generic": ("vllm", ALL_QUIRKS)}
-
-
-@contextmanager
-def serving(knobs: Knobs) -> Iterator[tuple[FakeServer, list[dict[str, Any]]]]:
-    """The fake server, and the chat request bodies it answered (not those it refused)."""
-    with FakeServer(knobs) as server:
-        bodies: list[dict[str, Any]] = []
-        handle = server.api.handle
-
-        def recording(method: str, path: str, content_type: str, body: bytes) -> Any:
-            reply = handle(method, path, content_type, body)
-            if path.endswith("/chat/completions") and reply[0] == 200:
-                bodies.append(json.loads(body))
-            return reply
-
-        server.api.handle = recording  # type: ignore[method-assign]
-        yield server, bodies
 
 
 def _run(*args: str, server: FakeServer | None = None) -> Result:

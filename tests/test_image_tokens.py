@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import serving
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
 from rsgpt4v.llm.cost import PriceTable, data_url_size
-from rsgpt4v.llm.fakeserver import FakeServer, Knobs
+from rsgpt4v.llm.fakeserver import Knobs
 from rsgpt4v.llm.image_tokens import (
     image_tokens,
     internvl_tokens,
@@ -89,16 +90,7 @@ def test_estimate_counts_a_qwen_model_by_qwens_rule_in_tokens_and_hours() -> Non
 
 
 def test_estimate_image_tokens_are_the_rule_applied_to_the_images_sent(tmp_path) -> None:
-    with FakeServer(Knobs()) as server:
-        sent: list[dict] = []
-        handle = server.api.handle
-
-        def recording(method: str, path: str, content_type: str, body: bytes) -> object:
-            if path.endswith("/chat/completions"):
-                sent.append(json.loads(body))
-            return handle(method, path, content_type, body)
-
-        server.api.handle = recording  # type: ignore[method-assign]
+    with serving(Knobs()) as (server, sent):
         build = CliRunner().invoke(app, ["build", "--source", "dota", "--sample", "--no-progress", "--model",
                                          "Qwen/Qwen2.5-VL-72B-Instruct", "--out", str(tmp_path / "o")],
                                    env={"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "k"})

@@ -105,7 +105,7 @@ def test_a_bad_profile_file_is_one_line_naming_it(tmp_path: Path, text: str, pro
     path.write_text(text)
     with pytest.raises(ProfileError) as caught:
         load_profile(path)
-    assert str(caught.value) == f"{path}: not a backend profile ({problem})"
+    assert str(caught.value) == f"{path}:1: not a backend profile ({problem})"
 
 
 def test_an_unknown_profile_name_lists_the_bundled_ones() -> None:

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rsgpt4v.core.problems import UnreadableYAML, read_yaml, validation_problem
+from rsgpt4v.core.problems import UnreadableYAML, read_yaml, validation_line, validation_problem
 from rsgpt4v.core.resources import resource_dir
 from rsgpt4v.llm.cost import ImageRule
 
@@ -151,7 +151,7 @@ def load_profile(name_or_path: str | Path) -> BackendProfile:
         raise ProfileError(f"backend profile {str(name_or_path)!r} is neither a bundled profile "
                            f"({', '.join(bundled)}) nor a file")
     try:
-        data = read_yaml(path, "backend profile")
+        data, lines = read_yaml(path, "backend profile")
     except UnreadableYAML as exc:
         raise ProfileError(str(exc)) from None
     if not isinstance(data, dict):
@@ -159,7 +159,9 @@ def load_profile(name_or_path: str | Path) -> BackendProfile:
     try:
         return BackendProfile.model_validate({"name": path.stem, **data})
     except ValidationError as exc:
-        raise ProfileError(f"{path}: not a backend profile ({validation_problem(exc)})") from None
+        line = validation_line(exc, lines)
+        raise ProfileError(f"{path}{f':{line}' if line else ''}: not a backend profile "
+                           f"({validation_problem(exc)})") from None
 
 
 def profile_yaml(profile: BackendProfile, comment: str = "") -> str:
