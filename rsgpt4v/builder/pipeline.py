@@ -264,6 +264,7 @@ class Builder:
             status = "stopped"
             for task in pending:
                 task.cancel()
+            await self.engine.stop()
             raise
         finally:
             self.progress.close()

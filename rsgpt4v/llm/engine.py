@@ -301,6 +301,14 @@ class Engine:
         task.add_done_callback(lambda done: self._settled(key, done))
         return await asyncio.shield(task)
 
+    async def stop(self) -> None:
+        """The run is stopping (a fatal answer, the budget, Ctrl-C): cancel the requests still on their
+        way and wait for them to end, so that none touches the cache after it is closed."""
+        flying = list(self._inflight.values())
+        for task in flying:
+            task.cancel()
+        await asyncio.gather(*flying, return_exceptions=True)
+
     def _settled(self, key: str, task: asyncio.Future[dict[str, Any]]) -> None:
         del self._inflight[key]
         if not task.cancelled():
