@@ -25,6 +25,9 @@ SkipMissingOpt = Annotated[bool, typer.Option("--skip-missing", help="With --rec
 RootOpt = Annotated[Optional[Path], typer.Option(help="The dataset folder as downloaded.")]
 SampleOpt = Annotated[bool, typer.Option("--sample", help="Use the small synthetic sample bundled with rsgpt4v.")]
 ModelOpt = Annotated[Optional[str], typer.Option(help="Model name; default from the config.")]
+JudgeOpt = Annotated[Optional[str], typer.Option(
+    help="A second model that checks every answer against the image after QC (judge.model; a recipe may name "
+         "one). A contradicted answer is asked again once, then dropped. Best not the generating model.")]
 ConfigOpt = Annotated[Optional[Path], typer.Option(help="YAML file overriding configs/default.yaml.")]
 PromptsOpt = Annotated[Optional[Path], typer.Option(help="Folder of prompt files replacing the bundled prompts/.")]
 ProfileOpt = Annotated[Optional[str], typer.Option(
@@ -36,6 +39,10 @@ LimitOpt = Annotated[Optional[int], typer.Option(min=1, help="Stop after this ma
 SplitOpt = Annotated[Optional[str], typer.Option(help="Only this split (train, val, test, ...).")]
 OptionOpt = Annotated[Optional[list[str]], typer.Option(
     "--option", "-O", help="Adapter option KEY=VALUE (repeatable); `rsgpt4v sources` lists them.")]
+StrictOpt = Annotated[bool, typer.Option(
+    "--strict", envvar="RSGPT4V_STRICT",
+    help="Stop at the first record that fails after the model answered (exit 2), instead of dropping it with a "
+         "record_failed issue and going on (output.strict; the environment variable RSGPT4V_STRICT=1 too).")]
 
 
 def _finite(value: float | None) -> float | None:
@@ -211,6 +218,7 @@ def build(
         help="openai (any OpenAI-compatible server via OPENAI_BASE_URL) or mock; default openai.")] = None,
     model: ModelOpt = None,
     backend_profile: ProfileOpt = None,
+    judge: JudgeOpt = None,
     config: ConfigOpt = None,
     prompts: PromptsOpt = None,
     prices: PricesOpt = None,
@@ -238,11 +246,14 @@ def build(
     save_marked: Annotated[bool, typer.Option(
         "--save-marked", help="Also write each marked image the local stage sends to OUT/marked/, to check the "
                               "marks (local.save_marked).")] = False,
+    workers: Annotated[Optional[int], typer.Option(
+        min=1, help="Processes that decode, cut and encode window images (image.workers; default one per core).")] = None,
+    strict: StrictOpt = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step (INFO), not only warnings.")] = False,
 ) -> None:
     """Build instruction data from a source dataset into OUT/<split>.jsonl, OUT/images/ and OUT/manifest.json."""
-    from rsgpt4v.builder.pipeline import BuildOptions
+    from rsgpt4v.builder.pipeline import BuildOptions, RecordFailed
     from rsgpt4v.llm.batch_files import REQUESTS
     from rsgpt4v.llm.client import BACKENDS
     from rsgpt4v.llm.doctor import DoctorError
@@ -261,7 +272,13 @@ def build(
         overrides["seed"] = seed
     if save_marked:
         overrides["local"] = {"save_marked": True}
+    if strict:
+        overrides["output"] = {"strict": True}
+    if workers is not None:
+        overrides["image"] = {"workers": workers}
     overrides.update(_model_overrides(model, backend_profile))
+    if judge is not None:
+        overrides["judge"] = {"model": judge}
     if batch_engine not in ("api", "files"):
         raise _fail(f"--batch-engine must be api or files, not {batch_engine!r}")
     files = batch and batch_engine == "files"
@@ -288,6 +305,8 @@ def build(
         raise _fail(f"probing the server before the batch: {exc}", code=1) from None
     except FatalAPIError as exc:
         raise _fail(f"{exc}; the run stopped, rerun the same command to resume", code=1) from None
+    except RecordFailed as exc:
+        raise _fail(f"{exc} (--strict: the build stopped at this record)") from None
     if manifest.status == "requests_written":
         _files_summary(manifest, out)
     elif manifest.status.startswith("batch_"):
@@ -296,6 +315,18 @@ def build(
         _summary(manifest, out)
     if manifest.sources is not None and manifest.leakage is not None:
         _recipe_summary(manifest.sources, manifest.leakage)
+    _failed_windows_check(manifest, out)
+
+
+def _failed_windows_check(manifest: RunReport, out: Path) -> None:
+    """Exit 1 when more windows lost a record than `output.max_failed_share` allows: the data is
+    written, but so much of it failed that something is wrong with the build, not with a record."""
+    c = manifest.counts
+    limit = manifest.config["output"]["max_failed_share"]
+    if c.failed_share > limit:
+        raise _fail(f"{c.windows_failed} of {c.windows} windows ({c.failed_share:.1%}) lost records to failures, "
+                    f"more than output.max_failed_share ({limit:.1%}); the record_failed issues in "
+                    f"{out / 'manifest.json'} name them", code=1)
 
 
 def _model_overrides(model: str | None, profile: str | None) -> dict[str, Any]:
@@ -343,6 +374,8 @@ def _run_recipe(name: str, source: str | None, data: Path | None, skip_missing: 
     try:
         mix = load_recipe(name)
         base = {**overrides, "seed": mix.seed if seed is None else seed}
+        if mix.judge is not None and "judge" not in overrides:
+            base["judge"] = {"model": mix.judge}
         configs = {"": load_config(config, base)}
         for entry in mix.sources:
             own = base if entry.stages is None else {**base, "stages": entry.stages}
@@ -416,12 +449,19 @@ def _summary(manifest: RunReport, out: Path) -> None:
         typer.echo(f"batch API: {bu.requests} answers collected over {len(manifest.batch.batches)} "
                    f"batch(es); tokens: {bu.prompt_tokens} in, {bu.completion_tokens} out; "
                    f"cost at batch prices: ${bu.cost_usd:,.4f}")
+    from rsgpt4v.core.issue_codes import IssueCode
     from rsgpt4v.core.report import StageUsage
 
     failures = StageUsage.total(u.by_stage.values()).failures
     by_reason = ", ".join(f"{n} {r}" for r, n in sorted(failures.items())) or "none"
+    if manifest.judge is not None:
+        typer.echo(manifest.judge.summary())
     typer.echo(f"input issues: {i.skipped} skipped, {i.warnings} warnings; failed stage answers: "
                f"{manifest.failures.count} ({by_reason}); details in {out / 'manifest.json'}")
+    if c.windows_failed:
+        failed = i.by_reason.get(f"skip: {IssueCode.RECORD_FAILED}", 0)
+        typer.echo(f"failed records: {failed} dropped from {c.windows_failed} of {c.windows} windows "
+                   f"({c.failed_share:.2%}); each is a record_failed issue in the manifest")
     _switches(manifest)
 
 
@@ -449,14 +489,17 @@ def estimate(
     sample: SampleOpt = False,
     model: ModelOpt = None,
     backend_profile: ProfileOpt = None,
+    judge: JudgeOpt = None,
     config: ConfigOpt = None,
     prompts: PromptsOpt = None,
     prices: PricesOpt = None,
     limit: LimitOpt = None,
     split: SplitOpt = None,
     option: OptionOpt = None,
-    every: Annotated[int, typer.Option(min=1, help="Look at every K-th image only and scale up (fast on big "
-                                                   "datasets).")] = 1,
+    sample_images: Annotated[int, typer.Option(
+        min=2, help="Look at a seeded sample of this many images, stratified by size, and extrapolate to all of "
+                    "them with the margin the sample implies (all images when there are no more).")] = 32,
+    exact: Annotated[bool, typer.Option("--exact", help="Look at every image (no sampling, no margin).")] = False,
     cache: Annotated[Optional[Path], typer.Option(help="An earlier build's cache: budget the re-ask rate it "
                                                        "measured instead of engine.reask_rate.")] = None,
     tokens_per_second: Annotated[Optional[float], typer.Option(
@@ -481,9 +524,12 @@ def estimate(
                 overrides["engine"] = {"reask_rate": round(rate, 4)}
                 measured = f", measured in {cache}"
     overrides.update(_model_overrides(model, backend_profile))
+    if judge is not None:
+        overrides["judge"] = {"model": judge}
     with tempfile.TemporaryDirectory() as scratch:
         opts = BuildOptions(out=Path(scratch), backend="mock", limit=limit, prompts_dir=prompts,
-                            prices=prices, estimate=True, every=every, progress=False)
+                            prices=prices, estimate=True, progress=False,
+                            sample_images=None if exact else sample_images)
         with _one_error_path():
             if recipe is not None:
                 _recipe_alone(root, sample, split, option)
@@ -499,21 +545,30 @@ def estimate(
         for r in rows:
             r["hours"] = round(hours(r, tokens_per_second), 2)
     basis = manifest.estimated_from or EstimatedFrom(images=0, of=0)
+    judged_by = manifest.config["judge"]["model"]
     rule = _image_rule(manifest, prices)
     if json_out:
-        typer.echo(json.dumps({"model": manifest.model, "prices_date": manifest.usage.prices_date,
-                               "priced": manifest.usage.priced, "image_rule": rule,
-                               "tokens_per_second": tokens_per_second,
-                               "images": basis.of, "images_looked_at": basis.images, "reask_rate": reask_rate,
-                               "windows_looked_at": manifest.counts.windows, "stages": rows}, indent=2))
+        sent_back = manifest.judge.sent_back if manifest.judge else {}
+        typer.echo(json.dumps({"model": manifest.model, "judge": judged_by, "judge_sent_back": sent_back,
+                               "prices_date": manifest.usage.prices_date, "priced": manifest.usage.priced,
+                               "image_rule": rule, "tokens_per_second": tokens_per_second,
+                               "images": basis.of, "images_looked_at": basis.images, "exact": basis.exact,
+                               "usd_live_margin": basis.usd_live_margin, "tokens_margin": basis.tokens_margin,
+                               "reask_rate": reask_rate, "windows_looked_at": manifest.counts.windows,
+                               "stages": rows}, indent=2))
         return
-    looked = f" (extrapolated from {basis.images:,})" if basis.images != basis.of else ""
+    if basis.exact is not False:
+        looked = f"{basis.of:,} images, all looked at"
+    else:
+        looked = (f"{basis.of:,} images, extrapolated from a sample of {basis.images:,} (stratified by size, seed "
+                  f"{basis.seed})")
+    judging = f", judge {judged_by}" if judged_by else ""
     priced = manifest.usage.priced
     money = (f"prices of {manifest.usage.prices_date}" if priced
              else "not priced: a model you serve yourself is counted in tokens" + ("" if tokens_per_second else
                                                                                    "; --tokens-per-second adds hours"))
-    typer.echo(f"{basis.of:,} images{looked}, {manifest.counts.windows:,} windows looked at, model "
-               f"{manifest.model} ({money}); image tokens by the {rule} rule; "
+    typer.echo(f"{looked}, {manifest.counts.windows:,} windows looked at, model {manifest.model}{judging} "
+               f"({money}); image tokens by the {rule} rule; "
                f"{'dollars' if priced else 'totals'} include {reask_rate:.0%} re-asks{measured}")
     typer.echo(f"{'stage':<10}{'requests':>10}{'re-asks':>9}{'text tok':>14}{'image tok':>14}{'output tok':>14}"
                + (f"{'live':>12}{'batch':>12}" if priced else "") + (f"{'hours':>10}" if tokens_per_second else ""))
@@ -522,6 +577,9 @@ def estimate(
                    f"{r['image_tokens']:>14,}{r['output_tokens']:>14,}"
                    + (f"{_usd(r['usd_live']):>12}{_usd(r['usd_batch']):>12}" if priced else "")
                    + (f"{r['hours']:>10,.2f}" if tokens_per_second else ""))
+    if basis.exact is False:
+        usd = "" if basis.usd_live_margin is None else f"live dollars +- {_usd(basis.usd_live_margin)}, "
+        typer.echo(f"sampling margin (95 %): {usd}tokens +- {basis.tokens_margin:,}; --exact looks at every image")
 
 
 def _image_rule(manifest: RunReport, prices: Path | None) -> str:
@@ -583,6 +641,9 @@ def fake_server(
     mistakes: Annotated[float, typer.Option(callback=_finite, 
         min=0, max=1, help="Fraction of answers with a realistic slip: an object left out, talk of the marks, "
                            "a refusal.")] = 0.0,
+    judge_contradictions: Annotated[float, typer.Option(
+        min=0, max=1, help="Share of judge requests in which the mock contradicts one statement (besides any "
+                           "number that disagrees with the labels).")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the faults and slips drawn.")] = 0,
     plant: Annotated[Optional[str], typer.Option(
         help="A sentence appended to every free-text field of the answers (descriptions, captions, questions, "
@@ -614,7 +675,8 @@ def fake_server(
                     strict_roles=strict_roles)
     knobs = Knobs(latency_s=latency, rpm=rpm, tpm=tpm, fail_5xx=fail_5xx, fail_429=fail_429, malformed=malformed,
                   batch_expire=batch_expire, seed=seed, answer_tokens_per_object=answer_tokens_per_object,
-                  mistakes=mistakes, plant=plant, emulate=emulate, quirks=quirks)
+                  mistakes=mistakes, plant=plant, judge_contradictions=judge_contradictions, emulate=emulate,
+                  quirks=quirks)
     server = FakeServer(knobs, port=port)
     typer.echo(f"fake {emulate} API at {server.url}  (export OPENAI_BASE_URL={server.url} OPENAI_API_KEY=fake)")
     try:

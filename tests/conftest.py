@@ -6,6 +6,7 @@ For the source adapter tests: writers of tiny input files and an end-to-end `rsg
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,11 @@ from rsgpt4v.llm.fakeserver import FakeServer, Knobs
 from rsgpt4v.core.schema import Issue, Sample
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real"
+
+# Every build of the suite (in process or in a child process) is strict: a record that fails after
+# the model answered stops the build with exit 2 instead of becoming a record_failed issue, so a bug
+# fails its test. The tests of that isolation remove this for themselves (tests/test_isolation.py).
+os.environ["RSGPT4V_STRICT"] = "1"
 
 
 @pytest.fixture
@@ -112,6 +118,23 @@ class LoopbackServer:
     def close(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+def loopback_build(root: Path, out: Path, answer: Callable[[dict], tuple[int, dict]], *extra: str
+                   ) -> tuple[dict, list[dict], LoopbackServer]:
+    """`rsgpt4v build --source dota --root <root> --backend openai` against a loopback server answering
+    with `answer`; the manifest, the records and the server (with the bodies it was sent)."""
+    server = LoopbackServer(answer)
+    try:
+        result = CliRunner().invoke(app, ["build", "--no-progress", "--source", "dota", "--root", str(root),
+                                          "--backend", "openai", "--out", str(out), *extra],
+                                    env={"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-loopback"},
+                                    catch_exceptions=False)
+    finally:
+        server.close()
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
+    return json.loads((out / "manifest.json").read_text()), records, server
 
 
 # ---- source adapters -------------------------------------------------------------------------

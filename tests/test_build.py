@@ -32,7 +32,8 @@ def test_sample_dry_run_writes_llava_records_for_every_task(sample_build: Path) 
     records = _records(sample_build)
     assert len(records) >= 10
     tasks = {r["task"] for r in records}
-    assert tasks == {"caption", "detailed_description", "region_description", "region_attributes", "grounding",
+    assert tasks == {"caption", "detailed_description", "grounded_description", "region_description",
+                     "region_attributes", "grounding",
                      "multi_turn_reasoning", "detection", "counting", "presence"}
     assert {r["split"] for r in records} == {"train", "val"}
     for r in records:
@@ -101,7 +102,8 @@ def test_manifest_records_config_prompts_and_usage(sample_build: Path) -> None:
     assert m["status"] == "complete"
     assert m["config"]["tiling"] == {"window": 1024, "overlap": 200, "min_visible": 0.7, "context_visible": 0.2,
                                      "skip_empty": True}
-    assert set(m["prompts"]["sha"]) == {"local", "global", "dialogue", "instructions"}
+    assert set(m["prompts"]["sha"]) == {"local", "global", "dialogue", "judge", "instructions"}
+    assert "judge" not in m and "judge" not in m["usage"]["by_stage"]   # no judge unless asked for
     assert m["usage"]["api_calls"] > 0 and m["usage"]["prompt_tokens"] > 0
     assert m["counts"]["by_task"]["caption"] == m["counts"]["windows"]
     assert m["failures"]["count"] == 0
@@ -172,9 +174,10 @@ def test_issues_are_counted_by_code_whatever_the_message_says(tmp_path: Path, mo
     assert a["by_reason"] == b["by_reason"] == {"skip: image_missing": 1, "skip: image_unreadable": 1,
                                                 "skip: malformed_entry": 1, "warning: unknown_category": 1}
     assert [i["reason"] for i in a["list"]] != [i["reason"] for i in b["list"]]
+    # A damaged image is found when the image side decodes it, after later images are listed.
     assert [(i["code"], i["file"]) for i in a["list"]] == [
         ("malformed_entry", "labelTxt/P1.txt"), ("unknown_category", "labelTxt/P1.txt"),
-        ("image_unreadable", "images/P2.png"), ("image_missing", "labelTxt/P3.txt")]
+        ("image_missing", "labelTxt/P3.txt"), ("image_unreadable", "images/P2.png")]
 
 
 def test_openai_backend_sends_data_urls_and_strict_schemas(tmp_path: Path) -> None:

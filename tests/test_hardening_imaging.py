@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import array
-import logging
 import struct
 from pathlib import Path
 
 import pytest
+from conftest import dry_run
 from PIL import Image
 
 from rsgpt4v.imaging import images as imaging
 from rsgpt4v.imaging.images import open_image
-
-
-@pytest.fixture(autouse=True)
-def fresh_warnings(monkeypatch) -> None:
-    monkeypatch.setattr(imaging, "_warned", set(), raising=False)
 
 
 def rgb16_tiff(path: Path, pixels: list[tuple[int, int, int]], width: int) -> Path:
@@ -83,15 +78,39 @@ def test_nan_float_image_is_refused_in_words(tmp_path: Path) -> None:
         open_image(tmp_path / "n.tif", 10**8)
 
 
-def test_one_warning_for_many_such_images(tmp_path: Path, caplog) -> None:
-    for i in range(3):
-        Image.new("I;16", (8, 8), 1000 * i).save(tmp_path / f"{i}.png")
-    with caplog.at_level(logging.WARNING):
-        for i in range(3):
-            open_image(tmp_path / f"{i}.png", 10**8)
-    warnings = [r.getMessage() for r in caplog.records if "percentile stretch" in r.getMessage()]
-    assert warnings == [f"{tmp_path / '0.png'}: I;16 images are scaled to 8 bits by a 2-98 % percentile stretch "
-                        "per band (said once for all such images)"]
+def _gradient16(path: Path, side: int = 300) -> Path:
+    """A 16-bit gradient whose values (3000..6000) all read as white when cut to 8 bits."""
+    gradient = Image.new("I;16", (side, side))
+    gradient.putdata([3000 + (10 * x) % 3000 for _ in range(side) for x in range(side)])
+    gradient.save(path)
+    return path
+
+
+def test_a_16_bit_image_that_needs_no_tiling_is_written_stretched_with_one_warning(tmp_path: Path) -> None:
+    """Whole images are stretched as windows are (they used to be copied as they were: all white to a
+    trainer's convert("RGB")), and the manifest says so once for the source."""
+    root = tmp_path / "DOTA"
+    (root / "images").mkdir(parents=True)
+    (root / "labelTxt").mkdir()
+    for name in ("P1", "P2"):
+        _gradient16(root / "images" / f"{name}.png")
+        (root / "labelTxt" / f"{name}.txt").write_text("10 10 60 10 60 40 10 40 plane 0\n")
+    _, records, manifest = dry_run("dota", root, tmp_path / "out", "--config", str(_template_only(tmp_path)))
+    image = tmp_path / "out" / records[0]["image"]
+    assert image.name == "P1__0_0_300_300.png"
+    with Image.open(image) as written:
+        assert written.mode == "RGB" and written.size == (300, 300)
+        row = [written.getpixel((x, 0))[0] for x in range(300)]
+    assert row[0] == 0 and max(row) == 255 and len(set(row)) > 200
+    stretched = [i for i in manifest["issues"]["list"] if i["code"] == "image_stretched"]
+    assert len(stretched) == 1 and stretched[0]["kind"] == "warning" and stretched[0]["file"] == "images/P1.png"
+    assert "I;16 images are scaled to 8 bits by a 2-98 % percentile stretch" in stretched[0]["reason"]
+
+
+def _template_only(tmp_path: Path) -> Path:
+    config = tmp_path / "template.yaml"
+    config.write_text("stages: []\n")
+    return config
 
 
 def test_8_bit_images_are_unchanged(tmp_path: Path) -> None:

@@ -57,7 +57,9 @@ def test_unsafe_split_reaching_the_writer_is_refused(tmp_path: Path) -> None:
         with pytest.raises(UnsafePath):
             writer.write(split, {"id": 1})
     with pytest.raises(UnsafePath):
-        writer.image("images/dota/../../../x", Image.new("RGB", (4, 4)), tmp_path / "s.tif", whole=False)
+        writer.plan("images/dota/../../../x", tmp_path / "s.tif", (0, 0, 4, 4), whole=False)
+    with pytest.raises(UnsafePath):
+        writer.image("images/dota/../../../x", Image.new("RGB", (4, 4)), tmp_path / "s.tif")
     assert list((tmp_path / "out").iterdir()) == []
 
 
@@ -68,7 +70,7 @@ def test_symlink_inside_out_pointing_away_is_not_followed(tmp_path: Path) -> Non
     (out / "images" / "dota").symlink_to(elsewhere, target_is_directory=True)
     writer = DatasetWriter(out, "png")
     with pytest.raises(UnsafePath, match="symbolic link"):
-        writer.image("images/dota/train/P1__0_0_4_4", Image.new("RGB", (4, 4)), tmp_path / "s.tif", whole=False)
+        writer.plan("images/dota/train/P1__0_0_4_4", tmp_path / "s.tif", (0, 0, 4, 4), whole=False)
     assert list(elsewhere.iterdir()) == []
 
 

@@ -120,7 +120,9 @@ def test_a_full_disk_names_the_file_being_written(tmp_path: Path, monkeypatch, w
     else:
         monkeypatch.setattr(pathlib.Path, "write_bytes", full)
     out = tmp_path / "out"
-    result = runner.invoke(app, ["build", "--no-progress", "--dry-run", "-s", "dota", "--sample", "--out", str(out)])
+    # One image worker is a thread of this process, so the full disk faked here reaches it too.
+    result = runner.invoke(app, ["build", "--no-progress", "--dry-run", "-s", "dota", "--sample", "--out", str(out),
+                                 "--workers", "1"])
     assert result.exit_code == 1
     (line,) = result.output.strip().splitlines()
     where, suffix = (out, ".jsonl.partial") if what == "records" else (out / "images" / "dota", ".png")

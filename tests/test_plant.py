@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from rsgpt4v.cli import app
 from rsgpt4v.llm.fakeserver import FakeServer, Knobs, plant
 
-MODEL_TASKS = {"caption", "detailed_description", "region_description", "multi_turn_reasoning"}
+MODEL_TASKS = {"caption", "detailed_description", "grounded_description", "region_description", "multi_turn_reasoning"}
 
 
 def _build(tmp_path: Path, sentence: str, *source: str) -> tuple[list[dict], dict]:

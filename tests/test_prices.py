@@ -17,7 +17,8 @@ BUNDLED = resource_dir("configs") / "prices.yaml"
 def test_the_bundled_table_reads_with_its_figures() -> None:
     table = PriceTable.load()
     assert (table.date, table.batch_discount) == ("2026-11-01", 0.5)
-    assert table.expected_output == {"local_per_object": 160, "local_base": 30, "global": 330, "dialogue": 450}
+    assert table.expected_output == {"local_per_object": 160, "local_base": 30, "global": 350, "dialogue": 450,
+                                     "judge_per_sentence": 25, "judge_base": 10}
     assert table.price("gpt-4o-2024-08-06") == table.models["gpt-4o"]
     assert (table.models["gpt-4o"].input, table.models["gpt-4o"].output) == (2.5, 10.0)
     assert table.image_rule("gpt-4o-mini") == TileRule(base=2833, tile=5667)

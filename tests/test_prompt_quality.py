@@ -14,6 +14,7 @@ from rsgpt4v.core.config import load_config
 from rsgpt4v.core.responses import DialogueResponse, GlobalResponse, LocalResponse
 from rsgpt4v.core.schema import Obj, Sample, Scene
 from rsgpt4v.imaging.geometry import bounding_box
+from rsgpt4v.language.mentions import mentions
 from rsgpt4v.language.naming import display, is_dataset_spelling
 from rsgpt4v.prompting.templates import PromptError, PromptSet
 from rsgpt4v.quality.qc import QualityChecker
@@ -51,14 +52,19 @@ _CATEGORY = {name: c for c in VOCABULARIES["2.0"] for name in (display(c, "dota"
 
 
 def example_scene(example: str) -> Scene:
-    """A scene whose labels are the example's: noted objects where their notes put them, the rest
-    spread over the middle of the image."""
+    """A scene whose labels are the example's: noted objects where their notes put them (and, where a
+    note gives its id, as the object of that id), the rest spread over the middle of the image."""
     counts = {_CATEGORY[m.group(2)]: int(m.group(1)) for m in re.finditer(r"^- (\d+) ([a-z ]+)$", example, re.M)}
-    objs = [_obj(_CATEGORY[m.group(1)], *_where(m.group(2)))
-            for m in re.finditer(r"^- ([a-z ]+) \(([^)]*)\): ", example, re.M)]
-    for category, n in counts.items():
-        placed = sum(o.category == category for o in objs)
-        objs += [_obj(category, 0.35 + 0.3 * i / max(n, 1), 0.5) for i in range(n - placed)]
+    noted = [(int(m.group(1)) if m.group(1) else None, _obj(_CATEGORY[m.group(2)], *_where(m.group(3))))
+             for m in re.finditer(r"^- (?:\[(\d+)\] )?([a-z ]+) \(([^)]*)\): ", example, re.M)]
+    rest = [_obj(category, 0.35 + 0.3 * i / max(n, 1), 0.5)
+            for category, n in counts.items() for i in range(n - sum(o.category == category for _, o in noted))]
+    slots: list[Obj | None] = [None] * max([len(noted) + len(rest), *(i for i, _ in noted if i)])
+    for i, obj in noted:
+        if i is not None:
+            slots[i - 1] = obj
+    free = iter([o for i, o in noted if i is None] + rest)
+    objs = [o if o is not None else next(free) for o in slots]
     sample = Sample(source="dota", split="train", image_id="ex", image_path=Path("/ex.png"), rel_image="ex.png",
                     objects=tuple(objs))
     return Scene(sample=sample, window=(0, 0, 1000, 1000), objects=tuple(objs))
@@ -81,6 +87,16 @@ def test_global_examples_pass_qc(index: int) -> None:
     example = PROMPTS.examples["global"][index]
     scene = example_scene(example)
     assert _qc().scene_text(scene)(GlobalResponse.model_validate(_answer(example))) is None
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_global_examples_tie_mentions_to_noted_ids_only(index: int) -> None:
+    example = PROMPTS.examples["global"][index]
+    noted = {int(i) for i in re.findall(r"^- \[(\d+)\] ", example, re.M)}
+    found = mentions(_answer(example)["description"])
+    ids = [i for m in found for i in m.ids]
+    assert found and set(ids) <= noted and len(ids) == len(set(ids))
+    assert "[" not in _answer(example)["caption"]
 
 
 @pytest.mark.parametrize("index", range(3))
@@ -161,7 +177,7 @@ def test_every_worked_example_is_used_and_the_choice_is_stable() -> None:
 
 
 def test_a_stage_file_with_one_example_in_its_system_text_still_works(tmp_path: Path) -> None:
-    for name in ("local", "global", "dialogue", "instructions"):
+    for name in ("local", "global", "dialogue", "judge", "instructions"):
         (tmp_path / f"{name}.yaml").write_text((PROMPTS.folder / f"{name}.yaml").read_text())
     (tmp_path / "global.yaml").write_text("system: |\n  Rules.\n  Example: one.\nuser: |\n  $counts\nretry: |\n"
                                           "  $reason\n")
@@ -218,7 +234,7 @@ def test_instruction_pools_pass_qc() -> None:
     # Instructions ask for boxes and lettered choices by design (LLaVA-1.5's wording): talk of boxes
     # and given choices is meta-talk only in the model's own text.
     box_pools = {"grounding", "detection", "region_description", "detection_answer", "detection_answer_more",
-                 "classification_choice"}
+                 "classification_choice", "grounded_description"}
     for pool in PROMPTS.instructions:
         for category in VOCABULARIES["2.0"]:
             for text in _render_all(pool, "dota", category):

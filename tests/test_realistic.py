@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import LoopbackServer
+from conftest import loopback_build
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
@@ -31,20 +31,6 @@ class RealisticModel:
         return 200, completion
 
 
-def _build(root: Path, out: Path, model: RealisticModel, *extra: str) -> tuple[dict, list[dict], LoopbackServer]:
-    server = LoopbackServer(model)
-    try:
-        result = CliRunner().invoke(app, ["build", "--no-progress", "--source", "dota", "--root", str(root),
-                                          "--backend", "openai", "--out", str(out), *extra],
-                                    env={"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-real"},
-                                    catch_exceptions=False)
-    finally:
-        server.close()
-    assert result.exit_code == 0, result.output
-    records = [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
-    return json.loads((out / "manifest.json").read_text()), records, server
-
-
 def _windows_with_region_records(records: list[dict]) -> set[str]:
     return {r["id"].rsplit("/", 1)[0] for r in records if r["task"] == "region_description"}
 
@@ -53,7 +39,7 @@ def _windows_with_region_records(records: list[dict]) -> set[str]:
 def test_careful_answers_fit_and_every_window_gets_region_records(real_dir: Path, tmp_path: Path,
                                                                   folder: str) -> None:
     model = RealisticModel(Style(tokens_per_object=160, mistakes=0.1))
-    manifest, records, server = _build(real_dir / folder, tmp_path / "out", model)
+    manifest, records, server = loopback_build(real_dir / folder, tmp_path / "out", model)
     local = manifest["usage"]["by_stage"]["local"]
     assert local["failures"] == {} and not [f for f in manifest["failures"]["list"] if f["stage"] == "local"]
     assert model.cut == []                                   # sized to fit: nothing is cut
@@ -72,7 +58,7 @@ def test_an_answer_cut_at_the_limit_is_split_never_resent(real_dir: Path, tmp_pa
     config = tmp_path / "optimistic.yaml"
     config.write_text("local: {output_tokens_per_object: 80}\n")   # too few: 28 objects a request
     model = RealisticModel(Style(tokens_per_object=160))
-    manifest, records, _ = _build(real_dir / "dota_v1.0", tmp_path / "out", model, "--config", str(config))
+    manifest, records, _ = loopback_build(real_dir / "dota_v1.0", tmp_path / "out", model, "--config", str(config))
     assert model.cut and len(model.cut) == len(set(model.cut))
     local = manifest["usage"]["by_stage"]["local"]
     assert local["retry_reasons"] == {"length": len(model.cut)} and local["failures"] == {}
@@ -84,7 +70,7 @@ def test_notes_that_pass_are_kept_when_an_answer_keeps_failing(real_dir: Path, t
     """Every answer leaves one object out: after the last attempt the other notes still make records,
     and the manifest counts what was lost, by reason."""
     model = RealisticModel(Style(tokens_per_object=160, mistakes=1.0))
-    manifest, records, _ = _build(real_dir / "dota_v1.0", tmp_path / "out", model)
+    manifest, records, _ = loopback_build(real_dir / "dota_v1.0", tmp_path / "out", model)
     left_out = manifest["failures"]["objects_left_out"]
     requests = manifest["usage"]["by_stage"]["local"]["failures"]["ids"]
     assert left_out == {"summarised": 24, "ids": requests}   # one object a request

@@ -278,10 +278,16 @@ def test_estimate_speaks_recipes(tree: Path) -> None:
     assert code == 0, output
     table, _ = json.JSONDecoder().raw_decode(output)  # warnings about the input follow the table
     stages = {row["stage"]: row for row in table["stages"]}
-    assert set(stages) == {"local", "global", "dialogue", "total"}
+    assert set(stages) == {"local", "global", "dialogue", "judge", "total"}
     # the five captioning sources (5 images each) and DIOR-RSVG (6 samples: one image in two splits) get
     # global; leakage drops an RSICD and an NWPU training image before anything is counted
-    assert stages["global"]["requests"] == stages["dialogue"]["requests"] == 5 * 5 + 6 - 2
+    # (and the answers the recipe's judge sent back are asked once more)
+    back = table["judge_sent_back"]
+    assert stages["global"]["requests"] - back.get("global", 0) == 5 * 5 + 6 - 2
+    assert stages["dialogue"]["requests"] - back.get("dialogue", 0) == 5 * 5 + 6 - 2
+    # the recipe's judge (gpt-4o-mini) reads every window with answers, priced at its own model
+    assert table["judge"] == "gpt-4o-mini" and stages["judge"]["requests"] >= 5 * 5 + 6 - 2
+    assert stages["judge"]["usd_live"] < stages["global"]["usd_live"]
     assert table["images"] == 10 * 5 + 2 + 1 - 4
 
 

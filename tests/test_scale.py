@@ -37,13 +37,19 @@ def test_estimate_prices_each_stage_live_and_batch_and_sends_nothing(tmp_path: P
     assert "total" in table_text and "$" in table_text
 
 
-def test_estimate_from_every_other_image_scales_to_all(tmp_path: Path) -> None:
-    result = _invoke("estimate", "--source", "dota", "--sample", "--every", "2", "--json")
+def test_estimate_from_a_sample_scales_to_all_with_its_margin(tmp_path: Path) -> None:
+    exact = json.loads(_invoke("estimate", "--source", "dota", "--sample", "--exact", "--json").output)
+    assert (exact["images"], exact["images_looked_at"], exact["exact"]) == (4, 4, True)
+    result = _invoke("estimate", "--source", "dota", "--sample", "--sample-images", "2", "--json")
     table = json.loads(result.output)
-    assert (table["images"], table["images_looked_at"]) == (4, 2)
+    assert (table["images"], table["images_looked_at"], table["exact"]) == (4, 2, False)
     rows = {r["stage"]: r for r in table["stages"]}
-    # images 1 and 3 of the sample are looked at (P9001: 4 windows, P9003: 1), scaled by 4 / 2
-    assert rows["global"]["requests"] == 2 * (4 + 1)
+    # Two of the four images (one stratum), each standing for two: every window looked at counts twice.
+    assert rows["global"]["requests"] == 2 * table["windows_looked_at"] != exact["windows_looked_at"]
+    assert table["usd_live_margin"] > 0 and table["tokens_margin"] > 0
+    text = _invoke("estimate", "--source", "dota", "--sample", "--sample-images", "2").output
+    assert "extrapolated from a sample of 2 (stratified by size, seed 0)" in text
+    assert "sampling margin (95 %): live dollars +- $" in text
 
 
 def test_unknown_model_is_estimated_in_tokens_only() -> None:

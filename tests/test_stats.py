@@ -30,9 +30,9 @@ def test_counts_equal_the_manifests(sample: Path) -> None:
     manifest = _manifest(sample)
     assert result["by_task"] == manifest["counts"]["by_task"]
     assert result["by_split"] == {split: sum(tasks.values()) for split, tasks in manifest["counts"]["by_split"].items()}
-    assert result["records"] == manifest["counts"]["records"] == 62
-    assert result["by_source"] == {"dota": 62}
-    assert result["box_formats"] == {"llava": 62}
+    assert result["records"] == manifest["counts"]["records"] == 69
+    assert result["by_source"] == {"dota": 69}
+    assert result["box_formats"] == {"llava": 69}
     assert result["bad_lines"] == {"count": 0, "list": []}
     assert [Path(f).name for f in result["files"]] == ["train.jsonl", "val.jsonl"]
 
@@ -91,7 +91,7 @@ def test_terminal_table_is_aligned_and_json_parses(sample: Path, capsys) -> None
     table = lines[header:header + 2 + len(_manifest(sample)["counts"]["by_task"])]
     assert [row.split()[0] for row in table[1:]] == [*sorted(_manifest(sample)["counts"]["by_task"]), "all"]
     assert len({len(row) for row in table}) == 1  # right-aligned columns end together
-    assert table[-1].split()[:2] == ["all", "62"]
+    assert table[-1].split()[:2] == ["all", "69"]
     usage = _manifest(sample)["usage"]
     assert (f"tokens {usage['prompt_tokens']:,} in, {usage['completion_tokens']:,} out; "
             f"cost ${usage['cost_usd']:,.4f}") in text

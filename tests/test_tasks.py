@@ -11,7 +11,7 @@ from rsgpt4v.core.schema import QA, Obj, Sample, Scene
 from rsgpt4v.imaging.geometry import bounding_box
 from rsgpt4v.prompting.templates import PromptSet
 from rsgpt4v.records.writer import render
-from rsgpt4v.tasks.from_annotations import annotation_records
+from rsgpt4v.tasks.from_annotations import annotation_tasks
 
 BASE = {"image": "images/x.png", "source": "s", "split": "train", "meta": {}}
 
@@ -28,7 +28,8 @@ def _records(scene: Scene, kind: str, vocabulary=(), **cfg_overrides):
     detection, counting and presence records."""
     cfg = load_config(overrides=cfg_overrides)
     label_tasks = frozenset({"detection", "counting", "presence"}) if kind == "detection" else frozenset()
-    return annotation_records(scene, PromptSet.load(), cfg, label_tasks, vocabulary, BASE)
+    builds = annotation_tasks(scene, PromptSet.load(), cfg, label_tasks, vocabulary, BASE)
+    return [r for _, build in builds for r in build()]
 
 
 def _box_obj(cat: str, x0: float, y0: float, x1: float, y1: float, description: str | None = None) -> Obj:

@@ -56,14 +56,14 @@ def _found(report) -> list[tuple[int | None, str]]:
 
 def test_sample_build_is_clean(sample: Path, capsys) -> None:
     report = validate([sample / "train.jsonl", sample / "val.jsonl"])
-    assert (report.files, report.records, report.count) == (2, 62, 0)
+    assert (report.files, report.records, report.count) == (2, 69, 0)
     assert main_validate([sample / "train.jsonl", sample / "val.jsonl"]) == 0
-    assert capsys.readouterr() == ("checked 62 records in 2 files: 0 violations\n", "")
+    assert capsys.readouterr() == ("checked 69 records in 2 files: 0 violations\n", "")
 
 
 def test_a_folder_stands_for_its_data_files_but_the_manifest(sample: Path, tmp_path: Path) -> None:
     report = validate([sample])
-    assert (report.files, report.records, report.count) == (2, 62, 0)
+    assert (report.files, report.records, report.count) == (2, 69, 0)
     broken = _broken_copy(sample, tmp_path, _edit_record("caption", lambda r: r.update(id=7)))
     (tmp_path / "manifest.json").write_text("{}", encoding="utf-8")
     report = validate([tmp_path])
@@ -253,6 +253,23 @@ def test_square_space_boxes_on_the_padding_are_named(tmp_path: Path) -> None:
         rec("in", "[0.10, 0.30, 0.20, 0.40]", "square"), rec("pad", "[0.10, 0.05, 0.20, 0.15]", "square"),
         rec("img", "[0.10, 0.05, 0.20, 0.15]", "image")]) + "\n", encoding="utf-8")
     assert _found(validate([path])) == [(2, "box on the padding")]
+
+
+def test_a_turned_geochat_rectangle_may_reach_past_the_frame_but_not_lie_outside(tmp_path: Path) -> None:
+    # GeoChat's unrotated rectangle of a long object turned near an edge runs past 0..100, as written.
+    Image.new("RGB", (100, 100)).save(tmp_path / "a.png")
+
+    def rec(rid: str, box: str) -> dict:
+        return {"id": rid, "image": "a.png", "conversations": [{"from": "human", "value": "<image>\nWhere?"},
+                                                               {"from": "gpt", "value": box}],
+                "meta": {"box_format": "geochat", "box_space": "image", "boxes": [[0, 0, 1, 1]]}}
+
+    path = tmp_path / "x.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [
+        rec("edge", "{<-3><40><24><52>|<62>}"), rec("far", "{<96><40><104><52>|<30>}"),
+        rec("outside", "{<101><40><130><52>|<30>}"), rec("flat", "{<-3><40><24><52>|<0>}")]) + "\n",
+        encoding="utf-8")
+    assert _found(validate([path])) == [(3, "box out of range"), (4, "box out of range")]
 
 
 def test_cut_or_wrong_json_files(tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ from rsgpt4v.core.report import (
     EstimateRow,
     Failures,
     Issues,
+    JudgeReport,
     MixRow,
     RecipeInfo,
     ReportError,
@@ -377,12 +378,11 @@ def unified_manifest(recipe: Recipe, data: Path | None, planned: list[Planned], 
         issues=Issues.total({name: m.issues for name, m in reports.items()}),
         failures=Failures.total(m.failures for m in reports.values()),
         usage=Usage.total(m.usage for m in reports.values()), shard=opts.shard,
+        judge=JudgeReport.total(m.judge for m in reports.values() if m.judge is not None),
         batch=BatchProgress.total([m.batch for m in reports.values() if m.batch is not None]))
     if opts.estimate and reports:
         report.estimate = EstimateRow.total(m.estimate or [] for m in reports.values())
-        report.estimated_from = EstimatedFrom(images=sum(m.estimated_from.images for m in reports.values()
-                                                         if m.estimated_from),
-                                              of=sum(m.estimated_from.of for m in reports.values() if m.estimated_from))
+        report.estimated_from = EstimatedFrom.total(m.estimated_from for m in reports.values() if m.estimated_from)
     return report
 
 

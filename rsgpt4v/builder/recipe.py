@@ -57,6 +57,8 @@ class Recipe(_Strict):
     leakage: LeakagePolicy = "drop-from-train"
     near_duplicate_bits: int = Field(default=8, ge=0, le=16,
                                      description="perceptual hashes this many bits apart are the same image")
+    judge: str | None = Field(default=None, description="the judge model of every source (judge.model); --judge "
+                                                        "overrides it")
     sources: list[RecipeSource] = Field(min_length=1)
     path: str = Field(default="", exclude=True)
 

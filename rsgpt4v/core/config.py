@@ -39,6 +39,7 @@ class ImageConfig(_Section):
     encode: Literal["jpeg", "png"]
     jpeg_quality: int = Field(ge=10, le=100)
     max_pixels: int = Field(gt=0, le=10**11)
+    workers: int = Field(ge=0, le=1024)
 
 
 class TilingConfig(_Section):
@@ -114,6 +115,14 @@ class QCConfig(_Section):
         return self
 
 
+class JudgeConfig(_Section):
+    """The judge stage: a second model checks every answer against the image (off without a model)."""
+
+    model: str | None = None
+    temperature: float = Field(ge=0, le=2)
+    max_output_tokens: int = Field(gt=0, le=1_000_000)
+
+
 # Far above any provider's tier, so a value past them is a typo (or `inf`), not a plan.
 MAX_RPM = 10_000_000
 MAX_TPM = 10**11
@@ -157,6 +166,8 @@ class OutputConfig(_Section):
     box_space: Literal["square", "image"]
     max_detection_boxes: int = Field(ge=1)
     max_region_turns: int = Field(ge=1)
+    strict: bool
+    max_failed_share: float = Field(ge=0, le=1)
 
 
 class BuildConfig(_Section):
@@ -169,6 +180,7 @@ class BuildConfig(_Section):
     stages: list[Literal["local", "global", "dialogue"]]
     tasks: TasksConfig
     qc: QCConfig
+    judge: JudgeConfig
     engine: EngineConfig
     batch: BatchConfig
     output: OutputConfig

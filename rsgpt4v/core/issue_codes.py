@@ -34,6 +34,9 @@ class IssueCode(StrEnum):
     IMAGE_FOLDER_MISSING = "image_folder_missing", "the image folder of a question file is not there"
     IMAGE_UNREADABLE = "image_unreadable", "an image cannot be decoded (damaged, or a pixel format that cannot be read)"
     IMAGE_TOO_LARGE = "image_too_large", "an image has more pixels than `image.max_pixels` allows"
+    IMAGE_STRETCHED = "image_stretched", \
+        "images of more than 8 bits per band, scaled to 8 bits by a 2-98 % percentile stretch, whole or tiled; " \
+        "said once per source"
     IMAGE_OUTSIDE_ROOT = "image_outside_root", \
         "images lie outside `--root` (through a symbolic link or an option); followed, said once per split"
     PATH_OUTSIDE_FOLDER = "path_outside_folder", \
@@ -62,3 +65,7 @@ class IssueCode(StrEnum):
     UNKNOWN_CATEGORY = "unknown_category", \
         "a category (or scene class folder) outside the dataset's list; kept, said where first seen"
     BAD_GSD = "bad_gsd", "a ground sample distance that is not a plausible number of metres per pixel; ignored"
+    # Records
+    RECORD_FAILED = "record_failed", \
+        "a record failed after the model answered (task building, rendering, the record contract, writing): " \
+        "dropped, named by image, window and task; the build goes on (`--strict` stops instead)"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -71,6 +72,8 @@ class Counts(_Section, _Sparse):
     samples: int = 0
     windows: int = 0
     windows_waiting_for_batch: int = 0
+    windows_failed: int = Field(default=0, description="windows that lost a record to a record_failed issue")
+    images_encoded: int = Field(default=0, description="window image files encoded (those found current are not)")
     records: int = 0
     by_task: dict[str, int] = Field(default_factory=dict)
     by_split: dict[str, dict[str, int]] = Field(default_factory=dict)
@@ -88,7 +91,14 @@ class Counts(_Section, _Sparse):
         """Samples and windows of every part; the records are counted again by whoever writes them."""
         parts = list(parts)
         return cls(samples=sum(p.samples for p in parts), windows=sum(p.windows for p in parts),
-                   windows_waiting_for_batch=sum(p.windows_waiting_for_batch for p in parts))
+                   windows_waiting_for_batch=sum(p.windows_waiting_for_batch for p in parts),
+                   windows_failed=sum(p.windows_failed for p in parts),
+                   images_encoded=sum(p.images_encoded for p in parts))
+
+    @property
+    def failed_share(self) -> float:
+        """The share of windows that lost a record (0 for a build of no windows)."""
+        return self.windows_failed / self.windows if self.windows else 0.0
 
 
 class ListedIssue(Issue, _Sparse):
@@ -233,6 +243,54 @@ class QC(_Section):
         return cls(rejected=dict(sorted(rejected.items())))
 
 
+class JudgeReport(_Section, _Sparse):
+    """The judge stage: its model, its verdicts on the sentences, the answers it sent back to their
+    stage and dropped, and the records written by verdict (their `meta.judge.verdict`)."""
+
+    model: str
+    windows: int = 0
+    unjudged: int = Field(default=0, description="judge requests without a usable answer; their answers are kept")
+    verdicts: dict[str, int] = Field(default_factory=dict, description="sentence verdicts of the first requests")
+    second_verdicts: dict[str, int] = Field(default_factory=dict,
+                                            description="sentence verdicts of the answers sent back, judged again")
+    sent_back: dict[str, int] = Field(default_factory=dict, description="answers sent back to their stage, by stage")
+    dropped: dict[str, int] = Field(default_factory=dict, description="answers contradicted twice (or not answered "
+                                                                      "again), by stage")
+    records: dict[str, int] = Field(default_factory=dict, description="records written, by verdict")
+    warning: str | None = None
+
+    def add_window(self, first: dict[str, int], second: dict[str, int], sent_back: dict[str, int],
+                   dropped: dict[str, int], unjudged: int) -> None:
+        self.windows += 1
+        self.unjudged += unjudged
+        for mine, theirs in ((self.verdicts, first), (self.second_verdicts, second), (self.sent_back, sent_back),
+                             (self.dropped, dropped)):
+            mine.update(_sum([mine, theirs]))
+
+    def add_record(self, verdict: str) -> None:
+        self.records[verdict] = self.records.get(verdict, 0) + 1
+
+    def summary(self) -> str:
+        """One line for a person: what the judge said and did."""
+        def listed(counts: dict[str, int]) -> str:
+            return ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())) or "none"
+
+        return (f"judge {self.model}: {self.windows:,} windows, sentences {listed(self.verdicts)}; answers sent back "
+                f"{listed(self.sent_back)}, dropped {listed(self.dropped)}; records {listed(self.records)}"
+                + (f"; {self.unjudged:,} judge requests unanswered" if self.unjudged else ""))
+
+    @classmethod
+    def total(cls, parts: Iterable[JudgeReport]) -> JudgeReport | None:
+        """The judge sections of several parts added up (the first part's model and warning); None without any."""
+        parts = list(parts)
+        if not parts:
+            return None
+        return cls(model=parts[0].model, warning=parts[0].warning, windows=sum(p.windows for p in parts),
+                   unjudged=sum(p.unjudged for p in parts),
+                   **{k: _sum(getattr(p, k) for p in parts)
+                      for k in ("verdicts", "second_verdicts", "sent_back", "dropped", "records")})
+
+
 class EstimateRow(_Section):
     """One stage's (or the total's) projected requests, tokens and dollars (None: model not priced)."""
 
@@ -255,16 +313,34 @@ class EstimateRow(_Section):
         def money(values: list[float | None]) -> float | None:
             return None if any(v is None for v in values) else round(sum(values), 4)  # type: ignore[arg-type]
 
-        order = ["local", "global", "dialogue", "total"]
+        order = ["local", "global", "dialogue", "judge", "total"]
         return [cls(stage=s, **{k: sum(getattr(r, k) for r in rows[s])
                                 for k in ("requests", "reasks", "text_tokens", "image_tokens", "output_tokens")},
                     usd_live=money([r.usd_live for r in rows[s]]), usd_batch=money([r.usd_batch for r in rows[s]]))
                 for s in order if s in rows]
 
 
-class EstimatedFrom(_Section):
+class EstimatedFrom(_Section, _Sparse):
+    """The images an estimate looked at, of how many, and the 95 % margins of its totals that
+    sampling implies (0 when it looked at every image)."""
+
     images: int
     of: int
+    strata: int | None = None
+    exact: bool | None = None
+    seed: int | None = None
+    usd_live_margin: float | None = None
+    tokens_margin: int | None = None
+
+    @classmethod
+    def total(cls, parts: Iterable[EstimatedFrom]) -> EstimatedFrom:
+        """Several sources' estimates together: independent samples, so their margins add in quadrature."""
+        parts = list(parts)
+        usd = [p.usd_live_margin for p in parts]
+        return cls(images=sum(p.images for p in parts), of=sum(p.of for p in parts),
+                   exact=all(p.exact is not False for p in parts),
+                   usd_live_margin=None if not parts or None in usd else round(math.sqrt(sum(u * u for u in usd)), 4),
+                   tokens_margin=round(math.sqrt(sum((p.tokens_margin or 0) ** 2 for p in parts))))
 
 
 class BatchUsage(_Section):
@@ -454,6 +530,7 @@ class RunReport(_Section, _Sparse):
     issues: Issues = Field(default_factory=Issues)
     failures: Failures = Field(default_factory=Failures)
     qc: QC | None = None
+    judge: JudgeReport | None = None
     usage: Usage = Field(default_factory=Usage)
     estimate: list[EstimateRow] | None = None
     estimated_from: EstimatedFrom | None = None

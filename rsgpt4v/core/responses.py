@@ -1,9 +1,11 @@
-"""Response models of the three LLM stages, sent to the API as strict JSON schemas.
+"""Response models of the three LLM stages and of the judge, sent to the API as strict JSON schemas.
 
 Field descriptions are part of the schema the model sees, so they say what a good value is.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -31,7 +33,8 @@ class LocalResponse(BaseModel):
 
 class GlobalResponse(BaseModel):
     caption: str = Field(description="one sentence, at most 25 words")
-    description: str = Field(description="a detailed scene description of 100-200 words")
+    description: str = Field(description="a detailed scene description of 100-200 words; each mention of a noted "
+                                         "object written [words](id)")
 
 
 class DialogueTurn(BaseModel):
@@ -41,3 +44,15 @@ class DialogueTurn(BaseModel):
 
 class DialogueResponse(BaseModel):
     turns: list[DialogueTurn]
+
+
+class SentenceVerdict(BaseModel):
+    id: int = Field(description="the sentence's number as listed")
+    verdict: Literal["supported", "contradicted", "not_visible"] = Field(
+        description="supported: the image shows it; contradicted: the image or the labelled objects show otherwise; "
+                    "not_visible: it cannot be checked in this image")
+    reason: str = Field(description="for contradicted: what the image shows instead, in a few words; otherwise empty")
+
+
+class JudgeResponse(BaseModel):
+    verdicts: list[SentenceVerdict]

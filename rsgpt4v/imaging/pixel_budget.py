@@ -20,8 +20,12 @@ class PixelBudget:
         self.in_use = 0
         self._freed = asyncio.Event()
 
+    def fits(self, pixels: int) -> bool:
+        """Whether `acquire(pixels)` would go through now."""
+        return not self.in_use or self.in_use + pixels <= self.max_pixels
+
     async def acquire(self, pixels: int) -> None:
-        while self.in_use and self.in_use + pixels > self.max_pixels:
+        while not self.fits(pixels):
             self._freed.clear()
             await self._freed.wait()
         self.in_use += pixels

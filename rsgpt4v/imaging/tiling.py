@@ -2,7 +2,8 @@
 
 Follows the DOTA devkit's ImgSplit: fixed-size windows with overlap, the last window in each row
 and column pushed back to end at the image edge, and an object kept in a window when at least
-`min_visible` of its area lies inside (it is then clipped to the window and marked truncated).
+`min_visible` of its area lies inside. What "inside" means, and how a kept object is clipped to its
+window, is `rsgpt4v.imaging.window`'s rule.
 An object with between `context_visible` and `min_visible` of its area inside (the devkit keeps it
 as difficult=2) is the window's context: the model is told the fragment is there, nothing counts it.
 """
@@ -13,11 +14,8 @@ from collections.abc import Iterable
 
 from rsgpt4v.core.config import TilingConfig
 from rsgpt4v.core.issue_codes import IssueCode
-from rsgpt4v.core.schema import Box, Issue, Obj, Sample, Scene
-from rsgpt4v.imaging.geometry import bounding_box, clip_polygon, polygon_area
-
-# An object is "truncated" only when a visible part of it is cut off, not by rounding noise.
-_FULLY_INSIDE = 0.999
+from rsgpt4v.core.schema import Issue, Obj, Sample, Scene
+from rsgpt4v.imaging.window import FULLY_INSIDE, clip_object
 
 
 def window_starts(length: int, window: int, overlap: int) -> list[int]:
@@ -39,20 +37,6 @@ def windows(width: int, height: int, cfg: TilingConfig) -> list[tuple[int, int, 
     ]
 
 
-def _clip(obj: Obj, rect: Box) -> tuple[Obj | None, float]:
-    """The object clipped to `rect`, and the fraction of its area that was inside."""
-    area = polygon_area(obj.polygon)
-    clipped = clip_polygon(obj.polygon, rect)
-    inside = polygon_area(clipped)
-    if area <= 0 or inside <= 0:
-        return None, 0.0
-    fraction = min(inside / area, 1.0)
-    if fraction >= _FULLY_INSIDE:
-        return obj, fraction
-    kept = obj.model_copy(update={"polygon": tuple(clipped), "box": bounding_box(clipped), "truncated": True})
-    return kept, fraction
-
-
 def clip_to_image(sample: Sample, width: int, height: int) -> tuple[list[Obj], list[Issue]]:
     """Objects clipped to the image; those wholly outside are dropped with a reason."""
     kept: list[Obj] = []
@@ -60,13 +44,13 @@ def clip_to_image(sample: Sample, width: int, height: int) -> tuple[list[Obj], l
     label_file = str(sample.provenance.get("label_file") or sample.rel_image)
     clipped_count = 0
     for obj in sample.objects:
-        inside, fraction = _clip(obj, (0.0, 0.0, float(width), float(height)))
+        inside, fraction = clip_object(obj, (0.0, 0.0, float(width), float(height)))
         if inside is None:
             issues.append(Issue(kind="skip", code=IssueCode.BOX_OUTSIDE_IMAGE, file=label_file, line=obj.line,
                                 reason=f"{obj.category} lies outside the {width}x{height} image; dropped"))
             continue
-        clipped_count += fraction < _FULLY_INSIDE
-        kept.append(inside.model_copy(update={"truncated": obj.truncated}))
+        clipped_count += fraction < FULLY_INSIDE
+        kept.append(inside if inside is obj else inside.model_copy(update={"truncated": obj.truncated}))
     if clipped_count:
         issues.append(Issue(kind="warning", code=IssueCode.BOX_CLIPPED, file=label_file,
                             reason=f"{clipped_count} object(s) extend past the {width}x{height} image; clipped"))
@@ -82,7 +66,7 @@ def make_scenes(sample: Sample, objects: Iterable[Obj], width: int, height: int,
         rect = (float(win[0]), float(win[1]), float(win[2]), float(win[3]))
         inside, context = [], []
         for obj in objects:
-            kept, fraction = _clip(obj, rect)
+            kept, fraction = clip_object(obj, rect)
             if kept is not None and fraction >= cfg.min_visible:
                 inside.append(kept)
             elif kept is not None and fraction >= cfg.context_visible:

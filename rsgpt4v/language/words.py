@@ -88,3 +88,8 @@ def grid_position(cx: float, cy: float) -> str:
     if row == "middle":
         return "centre" if col == "centre" else f"middle {col}"
     return f"{row} {col}"
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of a text, split after a full stop, question or exclamation mark."""
+    return [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]

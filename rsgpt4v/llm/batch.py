@@ -251,8 +251,9 @@ def _collect_line(line: dict[str, Any], state: BatchState, cache: Cache, prices:
         state.usage["requests"] += 1
         state.usage["prompt_tokens"] += counted.prompt_tokens
         state.usage["completion_tokens"] += counted.completion_tokens
-        state.usage["cost_usd"] += prices.dollars(model, counted.prompt_tokens, counted.completion_tokens,
-                                                  batch=True) or 0.0
+        # Priced as the model that answered: a judge's answers at the judge's prices.
+        state.usage["cost_usd"] += prices.dollars(body.get("model") or model, counted.prompt_tokens,
+                                                  counted.completion_tokens, batch=True) or 0.0
     elif isinstance(status, int) and 400 <= status < 500 and status not in (408, 409, 429):
         error = body.get("error") if isinstance(body, dict) else None
         message = error.get("message") if isinstance(error, dict) else None

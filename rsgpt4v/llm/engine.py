@@ -32,7 +32,7 @@ from rsgpt4v.core.report import StageUsage
 from rsgpt4v.llm.batch import BatchQueue, Deferred
 from rsgpt4v.llm.cache import Cache
 from rsgpt4v.llm.completion import completion_problem, token_counts
-from rsgpt4v.llm.cost import PriceTable, estimate_prompt_tokens
+from rsgpt4v.llm.cost import ImageRule, PriceTable, estimate_prompt_tokens
 from rsgpt4v.llm.json_text import NoJSONValue, first_json_value
 from rsgpt4v.llm.limiter import RateLimiter
 from rsgpt4v.llm.profile import BackendProfile
@@ -234,11 +234,27 @@ class Engine:
         self.usage: dict[str, StageUsage] = {}
         limits = cfg.limits_for(model)
         self.limiter = RateLimiter(limits.rpm, limits.tpm)
-        self._image_rule = self.server.profile.image_rule or prices.image_rule(model)
+        # A model the config gives its own limits (`engine.limits`, the judge's say) gets its own pacing;
+        # any other shares the account's.
+        self._limiters: dict[str, RateLimiter] = {}
         self._slots = asyncio.Semaphore(cfg.concurrency)
         self._reserved_usd = 0.0
         self._transport_failures_in_a_row = 0
         self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    def limiter_for(self, model: str) -> RateLimiter:
+        if model == self.model or model not in self.cfg.limits:
+            return self.limiter
+        if model not in self._limiters:
+            limits = self.cfg.limits_for(model)
+            self._limiters[model] = RateLimiter(limits.rpm, limits.tpm)
+        return self._limiters[model]
+
+    def image_rule(self, model: str) -> ImageRule:
+        """How `model` counts image tokens: the backend profile's rule for the build's model where it
+        gives one (a server started with its own max_pixels), else the model family's."""
+        own = self.server.profile.image_rule if model == self.model else None
+        return own or self.prices.image_rule(model)
 
     @property
     def spent_usd(self) -> float:
@@ -355,7 +371,7 @@ class Engine:
 
     async def _pay(self, request: ChatRequest, body: dict[str, Any], key: str, usage: StageUsage) -> dict[str, Any]:
         """Send a request that missed the cache, within budget and limits; cache and count its answer."""
-        prompt_estimate = estimate_prompt_tokens(body, self._image_rule)
+        prompt_estimate = estimate_prompt_tokens(body, self.image_rule(request.model))
         projected = self._projected_usd(request, prompt_estimate)
         budget = self.cfg.max_cost_usd
         # Checked once a slot is free, so only requests on their way hold a reservation: requests
@@ -366,7 +382,8 @@ class Engine:
                                      f"(spent {self.spent_usd:.4f} USD)")
             self._reserved_usd += projected
             try:
-                completion = await self._send(body, prompt_estimate + request.max_output_tokens)
+                completion = await self._send(body, prompt_estimate + request.max_output_tokens,
+                                              self.limiter_for(request.model))
             finally:
                 self._reserved_usd -= projected
         usage.api_calls += 1
@@ -377,7 +394,7 @@ class Engine:
         self.cache.put(key, request.stage, request.model, completion)
         return completion
 
-    async def _send(self, body: dict[str, Any], tokens: int) -> dict[str, Any]:
+    async def _send(self, body: dict[str, Any], tokens: int, limiter: RateLimiter) -> dict[str, Any]:
         retrying = AsyncRetrying(
             retry=retry_if_exception(_retryable),
             wait=_WaitRetryAfter(self.cfg.backoff_s),
@@ -387,14 +404,14 @@ class Engine:
         try:
             async for attempt in retrying:
                 with attempt:
-                    await self.limiter.acquire(tokens)
+                    await limiter.acquire(tokens)
                     try:
                         raw = await self.client.chat.completions.with_raw_response.create(**body)
                     except openai.RateLimitError as exc:
                         if not _insufficient_quota(exc):
-                            self.limiter.pause(_retry_after(exc) or 1.0)
+                            limiter.pause(_retry_after(exc) or 1.0)
                         raise
-                    self.limiter.observe(raw.headers)
+                    limiter.observe(raw.headers)
                     return raw.parse().model_dump(mode="json", exclude_none=False)
         except openai.APIStatusError as exc:
             fatal = _fatal(exc)

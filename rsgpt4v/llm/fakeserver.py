@@ -45,6 +45,7 @@ class Knobs:
     plant: str | None = None
     answer_tokens_per_object: int | None = None
     mistakes: float = 0.0
+    judge_contradictions: float = 0.2
     emulate: str = "openai"
     quirks: Quirks = field(default_factory=Quirks)
 
@@ -54,7 +55,8 @@ class Knobs:
 
     @property
     def style(self) -> Style:
-        return Style(tokens_per_object=self.answer_tokens_per_object, mistakes=self.mistakes)
+        return Style(tokens_per_object=self.answer_tokens_per_object, mistakes=self.mistakes,
+                     judge_contradictions=self.judge_contradictions)
 
 
 @dataclass

@@ -10,8 +10,16 @@ a real build. Answers are a pure function of the request, so dry-runs are reprod
 
 By default its answers are short and always usable. A `Style` makes it behave like a real model:
 local answers of about `tokens_per_object` output tokens per object, cut off at the request's
-token limit with finish_reason "length" as the API does, and, for a fraction `mistakes` of the
-answers, the slips careful models still make (an object left out, talk of the marks, a refusal).
+token limit with finish_reason "length" as the API does, dialogues that open as real models open
+them (most first questions name the main kind of object, a few hold their own answer), and, for a
+fraction `mistakes` of the answers, the slips careful models still make (an object left out, talk
+of the marks, a refusal, a verdict left out).
+
+As a judge it reads the labels and the numbered statements, as a judge that cannot see would: a
+statement whose number for a labelled kind disagrees with the count, or that puts its object on a
+side of the image the object list does not, is contradicted; otherwise a statement is supported,
+but for a seeded share `judge_contradictions` of the requests one statement is contradicted (so the
+way back to a stage is taken in dry runs) and a few are not visible.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from rsgpt4v.language.words import grid_position, plural, readable
+from rsgpt4v.language.words import grid_position, plural, read_number, readable
 from rsgpt4v.llm.cost import DEFAULT_IMAGE_RULE, estimate_prompt_tokens
 
 _OBJECT_LINE = re.compile(r"^\s*(\{.*\"id\".*\})\s*,?\s*$")
@@ -30,10 +38,53 @@ _OBJECT_LINE = re.compile(r"^\s*(\{.*\"id\".*\})\s*,?\s*$")
 _SCHEMA_TITLE = re.compile(r'"title":\s*"(\w+)"')
 # "- 14 small vehicles", "- 1 ship": a labelled count in the names the prompt uses.
 _COUNT_LINE = re.compile(r"^- (\d+) ([A-Za-z][\w\- ]*)$")
+# "- [3] plane (top left; white; ...): A white ...": a noted object of the global prompt, with its id.
+_NOTE_LINE = re.compile(r"^- \[(\d+)\] ([^(\[\]]+) \(([^;)]*)")
 
 # Open first questions that give nothing away, varied per request as a real model's are.
 _OPENING_QUESTIONS = ("What does this scene show, and what is it likely used for?",
                       "How is the land in this image used?", "What goes on in this scene, and how can you tell?")
+# How models that write like real ones open a dialogue ({noun}: the most numerous labelled kind, {kind}:
+# the scene): most name what they ask about and answer with a reason; one of these holds its own answer.
+_REALISTIC_OPENINGS = (
+    ("Why are the {noun} grouped the way they are?",
+     "They stand close together where the paved ground gives them room, which keeps the lanes between them clear."),
+    ("What does the layout of this site suggest about how it is used?",
+     "It is {kind} in regular use: the objects stand in orderly groups with open lanes between them."),
+    ("How could a vehicle reach the {noun} from the edge of the image?",
+     "By the paved lanes that run between the groups, which are wide enough to drive along."),
+    ("What activity is most likely going on here?",
+     "It is {kind} where objects are kept between uses; nothing suggests they are being moved right now."),
+    ("Why is there so much open space around the {noun}?",
+     "The open ground leaves room to move them in and out and to reach each one without moving the others."),
+    ("How are the {noun} arranged, and what does that suggest?",
+     "They stand in loose groups with space between them, which suggests they are placed for easy access."),
+    ("What could make this site busier than it is now?",
+     "More of them would fit on the open paved ground, so the site could take more without new building."),
+    ("Why would the {noun} be placed close to the paved areas?",
+     "Paved ground is firm and level and easy to reach, which is what objects in frequent use need."),
+    ("How does the land around the {noun} appear to be used?",
+     "Most of it is paved and kept open, probably for access, with open land at the edges."),
+    ("Why are the {noun} spread across the image rather than kept in one place?",
+     "Each group can then be reached on its own, which suggests the site serves several uses at once."),
+    ("How is this scene organised?", "It is {kind}: groups of objects stand on paved ground, separated by open lanes."),
+    ("What would a visitor notice first from above?",
+     "The groups of objects on the paved ground stand out against the open land around them."),
+    ("What kind of site holds all these {noun}?", "It is {kind} where {noun} are kept."),
+)
+# "3. (about object [12]) A white ship ...": a numbered statement of the judge's prompt.
+_STATEMENT = re.compile(r"^(\d+)\. (?:\(about object \[(\d+)\]\) )?(.+)$")
+# "- [12] ship: box [0.10, 0.20, 0.15, 0.30], top left": an object of the judge's prompt and where it is.
+_PLACED = re.compile(r"^- \[(\d+)\] [^:]+: box \[[^\]]*\], (.+)$")
+# Words for a side of the image, as (axis, side).
+_SIDE_WORDS = {"top": ("row", "top"), "upper": ("row", "top"), "north": ("row", "top"), "northern": ("row", "top"),
+               "bottom": ("row", "bottom"), "lower": ("row", "bottom"), "south": ("row", "bottom"),
+               "southern": ("row", "bottom"), "left": ("col", "left"), "west": ("col", "left"),
+               "western": ("col", "left"), "right": ("col", "right"), "east": ("col", "right"),
+               "eastern": ("col", "right")}
+# Words that make a number in a statement count a part of a kind, not all of it.
+_PART = re.compile(r"\b(?:of (?:the|them|these|those)|more|other|another|alone|row|rows|group|groups|side by side|"
+                   r"each|some|part|half|at least|up to|about|around|nearly|almost|over)\b")
 _COLOURS = ("white", "black", "silver", "red", "dark blue", "grey")
 # Clauses a careful model adds when it looks closely, used to bring answers to a realistic length.
 _DETAIL = ("with a crisp outline against the surrounding surface", "casting a short shadow towards the north-west",
@@ -67,6 +118,7 @@ class Style:
 
     tokens_per_object: int | None = None
     mistakes: float = 0.0
+    judge_contradictions: float = 0.2
 
 
 def _fraction(*salt: object) -> float:
@@ -109,16 +161,20 @@ def _texts(message: dict[str, Any]) -> list[str]:
     return [p.get("text", "") for p in content or [] if p.get("type") == "text"]
 
 
-def _request_text(body: dict[str, Any]) -> str:
-    """The text of the request itself: the first user message's, without the instructions that open
-    it when the server takes no system message (`llm/profile.py` puts them in a text part of their own)."""
+def _user_text(body: dict[str, Any]) -> str:
+    """The text of the request's user messages: the prompt, and a retry's message after it (so an answer
+    asked for again may differ, as a real model's does); without the instructions that open the first
+    one when the server takes no system message (`llm/profile.py` gives them a text part of their own)."""
     messages = body.get("messages", [])
-    first = next((m for m in messages if m.get("role") == "user"), None)
-    if first is None:
-        return ""
-    texts = _texts(first)
-    if len(texts) > 1 and not any(m.get("role") == "system" for m in messages):
-        texts = texts[1:]
+    system = any(m.get("role") == "system" for m in messages)
+    texts: list[str] = []
+    for message in messages:
+        if message.get("role") != "user":
+            continue
+        parts = _texts(message)
+        if not texts and not system and len(parts) > 1:
+            parts = parts[1:]
+        texts += parts
     return "\n".join(texts)
 
 
@@ -199,6 +255,21 @@ def _scene_kind(counts: list[tuple[int, str]]) -> str:
     return next((kind for words, kind in _SCENE_KINDS if any(w in nouns for w in words)), "a remote-sensing scene")
 
 
+def _noted(text: str) -> list[tuple[int, str, str]]:
+    """The global prompt's noted objects: (id, name, position) of lines "- [3] plane (top left; ...): ..."."""
+    return [(int(m.group(1)), m.group(2).strip(), m.group(3).split(",")[0].strip()) for line in text.splitlines()
+            if (m := _NOTE_LINE.match(line.strip()))]
+
+
+def _mentions(text: str) -> str:
+    """A sentence tying the first noted objects to their ids, as the global prompt asks: "[words](id)"."""
+    noted = _noted(text)[:2]
+    if not noted:
+        return ""
+    tied = " and ".join(f"[the {name} at the {where}]({i})" for i, name, where in noted)
+    return f" Among them, {tied} {'are' if len(noted) > 1 else 'is'} easy to make out."
+
+
 def _global(text: str, style: Style) -> dict[str, Any]:
     counts = _counts(text)
     kind = _scene_kind(counts)
@@ -213,16 +284,21 @@ def _global(text: str, style: Style) -> dict[str, Any]:
     return {
         "caption": f"An aerial view of {kind} with {listed}.",
         "description": f"This top-down image shows {kind}. It contains {listed}, laid out along the paved "
-                       f"surfaces. {ground}",
+                       f"surfaces.{_mentions(text)} {ground}",
     }
 
 
 def _dialogue(text: str, style: Style) -> dict[str, Any]:
     counts = _counts(text)
     kind = _scene_kind(counts)
-    turns = [{"question": _pick(_OPENING_QUESTIONS, text),
-              "answer": f"It shows {kind}, seen from directly above. The way the objects are grouped suggests "
-                        "the site is in regular use."}]
+    if style.tokens_per_object and counts:
+        question, answer = _REALISTIC_OPENINGS[int(_fraction(text, "opening") * len(_REALISTIC_OPENINGS))]
+        noun = counts[0][1] if counts[0][0] != 1 else plural(counts[0][1])
+        turns = [{"question": question.format(noun=noun, kind=kind), "answer": answer.format(noun=noun, kind=kind)}]
+    else:
+        turns = [{"question": _pick(_OPENING_QUESTIONS, text),
+                  "answer": f"It shows {kind}, seen from directly above. The way the objects are grouped suggests "
+                            "the site is in regular use."}]
     for n, noun in counts[:2]:
         turns.append({"question": f"How many {_plural_of(n, noun)} are there, and where are they?",
                       "answer": f"There {'is' if n == 1 else 'are'} {n} {noun} in the image. They stand on the "
@@ -237,7 +313,59 @@ def _dialogue(text: str, style: Style) -> dict[str, Any]:
     return {"turns": turns[:5]}
 
 
-_STAGES = {"LocalResponse": _local, "GlobalResponse": _global, "DialogueResponse": _dialogue}
+def _wrong_count(statement: str, counts: list[tuple[int, str]]) -> str | None:
+    """Why a statement's number for a labelled kind is wrong ("the labels give 14 small vehicles"), or None."""
+    lowered = statement.lower()
+    if _PART.search(lowered):
+        return None
+    words = re.findall(r"[a-z0-9-]+", lowered)
+    for n, noun in counts:
+        name = noun.lower().split()
+        for i in range(len(words)):
+            found = read_number(words, i)
+            if found and words[found[2]:found[2] + len(name)] == name and not found[0] <= n <= found[1]:
+                return f"the labels give {n} {noun}"
+    return None
+
+
+def _wrong_place(statement: str, where: str | None) -> str | None:
+    """Why a statement about an object puts it on the wrong side of the image, or None."""
+    if where is None:
+        return None
+    grid = where.split()
+    place = {"row": grid[0] if len(grid) == 2 else "middle", "col": grid[-1]}
+    for word in re.findall(r"[a-z]+", statement.lower()):
+        if word in _SIDE_WORDS:
+            axis, side = _SIDE_WORDS[word]
+            if place[axis] != side:
+                return f"the object is at the {where} of the image"
+    return None
+
+
+def _judge(text: str, style: Style) -> dict[str, Any]:
+    counts = _counts(text)
+    head, _, listed = text.partition("Statements to judge")
+    places = {m.group(1): m.group(2).strip() for line in head.splitlines() if (m := _PLACED.match(line.strip()))}
+    statements = [(int(m.group(1)), m.group(2), m.group(3)) for line in listed.splitlines()
+                  if (m := _STATEMENT.match(line.strip()))]
+    seeded = None
+    if statements and _fraction(text, "judge") < style.judge_contradictions:
+        seeded = statements[int(_fraction(text, "which") * len(statements))][0]
+    verdicts = []
+    for number, about, statement in statements:
+        reason = (_wrong_count(statement, counts) or _wrong_place(statement, places.get(about or ""))
+                  or ("the image shows otherwise" if number == seeded else ""))
+        if reason:
+            verdicts.append({"id": number, "verdict": "contradicted", "reason": reason})
+        elif _fraction(statement, "unseen") < 0.03:
+            verdicts.append({"id": number, "verdict": "not_visible", "reason": ""})
+        else:
+            verdicts.append({"id": number, "verdict": "supported", "reason": ""})
+    return {"verdicts": verdicts}
+
+
+_STAGES = {"LocalResponse": _local, "GlobalResponse": _global, "DialogueResponse": _dialogue,
+           "JudgeResponse": _judge}
 
 
 def _slip(answer: dict[str, Any], schema_name: str) -> tuple[dict[str, Any], str | None]:
@@ -249,6 +377,8 @@ def _slip(answer: dict[str, Any], schema_name: str) -> tuple[dict[str, Any], str
         return {"objects": [{**note, "description": f"{note['description'][:-1]}, outlined by mark {note['id']}."}]}, None
     if schema_name == "GlobalResponse":
         return {**answer, "description": "According to the annotations, " + answer["description"]}, None
+    if schema_name == "JudgeResponse" and answer["verdicts"]:
+        return {"verdicts": answer["verdicts"][:-1]}, None
     return answer, "I'm sorry, I can't help with describing this image."
 
 
@@ -256,7 +386,7 @@ def completion_for(body: dict[str, Any], style: Style = Style()) -> dict[str, An
     """The chat completion the mock returns for a request body."""
     schema_name = _schema_name(body)
     stage = _STAGES.get(schema_name)
-    answer = stage(_request_text(body), style) if stage else {"text": "ok"}
+    answer = stage(_user_text(body), style) if stage else {"text": "ok"}
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
     refusal = None
     if style.mistakes and _fraction(digest, "slip") < style.mistakes:

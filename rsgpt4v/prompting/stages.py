@@ -1,8 +1,9 @@
-"""Messages and checks of the three stages, from a scene and what earlier stages returned.
+"""Messages and checks of the three stages and of the judge, from a scene and what earlier stages returned.
 
 local:    the clean window and the same window with numbered marks + the listed objects -> notes per id
 global:   the clean window + the notes + per-category counts -> caption and detailed description
 dialogue: the clean window + all of the above -> a multi-turn reasoning conversation
+judge:    the clean window + the counts + the answers' sentences -> a verdict per sentence (another model)
 
 Which objects a local request lists is decided in `local_plan`; the order of the stages in `prompter`.
 """
@@ -16,23 +17,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from PIL import Image
 from pydantic import BaseModel
 
-from rsgpt4v.core.config import BuildConfig
+from rsgpt4v.core.config import BuildConfig, ImageConfig
 from rsgpt4v.core.responses import (
     DialogueResponse,
     GlobalResponse,
+    JudgeResponse,
     LocalResponse,
     ObjectNote,
 )
 from rsgpt4v.core.schema import Obj, Problem, Scene
+from rsgpt4v.imaging.images import data_url, encode
+from rsgpt4v.language.mentions import plain
 from rsgpt4v.language.naming import display
 from rsgpt4v.language.words import grid_position
 from rsgpt4v.llm.engine import FailureKind
 from rsgpt4v.llm.profile import CANONICAL_TOKEN_PARAM
 from rsgpt4v.llm.request import ChatRequest
 from rsgpt4v.prompting.marks import Mark, marks_of
-from rsgpt4v.prompting.templates import PromptSet
+from rsgpt4v.prompting.templates import JUDGE, PromptSet
+from rsgpt4v.quality.judge import Sentence
 from rsgpt4v.records.model import IMAGE_TOKEN
 
 # How the local request's images are introduced: the marked window alone, the clean and the marked
@@ -56,6 +62,7 @@ class CheckKind(StrEnum):
     TURNS = "turns"
     DUPLICATE_QUESTION = "duplicate_question"
     IMAGE_TOKEN = "image_token"
+    VERDICTS = "verdicts"
 
 
 def no_image_token(resp: BaseModel) -> Problem | None:
@@ -80,6 +87,22 @@ class SentImage:
     width: int
     height: int
     scale: float
+
+    @classmethod
+    def of(cls, im: Image.Image, scale: float, cfg: ImageConfig) -> SentImage:
+        """`im` (already fitted to `cfg.max_side`, `scale` times the source) encoded as the config says."""
+        return cls(url=data_url(encode(im, cfg.encode, cfg.jpeg_quality), cfg.encode), width=im.width,
+                   height=im.height, scale=scale)
+
+
+@dataclass(frozen=True)
+class WindowView:
+    """A window as the model stages get it from the image side: the clean image sent, and its pixels
+    (fitted like it) for the local stage to draw marks on; None in an estimate, whose images are
+    sized placeholders that nothing is drawn on."""
+
+    clean: SentImage
+    pixels: Image.Image | None
 
 
 def position_words(scene: Scene, obj: Obj) -> str:
@@ -162,6 +185,13 @@ class StageRequests:
         self.model = model
         self.exhaustive_labels = exhaustive_labels
 
+    def _generation(self, stage: str) -> tuple[str, float, int]:
+        """The model, temperature and output-token cap of a stage's requests: the judge's own, or the build's."""
+        if stage == JUDGE:
+            judge = self.cfg.judge
+            return judge.model or self.model, judge.temperature, judge.max_output_tokens
+        return self.model, self.cfg.model.temperature_for(stage), self.cfg.model.max_output_tokens.get(stage, 1000)
+
     def _request(self, stage: str, scene: Scene, user_text: str, images: Sequence[SentImage],
                  feedback: str | None, attempt: int, response_model: type) -> ChatRequest:
         content: list[dict] = [{"type": "text", "text": user_text}]
@@ -177,12 +207,9 @@ class StageRequests:
             last = math.ceil(attempt / per_round) * per_round
             retry = self.prompts.render(stage, "retry", attempt=attempt, max_attempts=last, reason=feedback)
             messages.append({"role": "user", "content": retry})
-        params = {
-            "temperature": self.cfg.model.temperature_for(stage),
-            CANONICAL_TOKEN_PARAM: self.cfg.model.max_output_tokens.get(stage, 1000),
-            "seed": self.cfg.seed,
-        }
-        return ChatRequest(stage=stage, model=self.model, messages=messages, response_model=response_model,
+        model, temperature, max_tokens = self._generation(stage)
+        params = {"temperature": temperature, CANONICAL_TOKEN_PARAM: max_tokens, "seed": self.cfg.seed}
+        return ChatRequest(stage=stage, model=model, messages=messages, response_model=response_model,
                            params=params, label=scene.key)
 
     def _gsd_note(self, scene: Scene, image: SentImage) -> str:
@@ -263,9 +290,10 @@ class StageRequests:
 
         return check
 
-    def _objects_text(self, scene: Scene, notes: dict[int, ObjectNote]) -> str:
+    def _objects_text(self, scene: Scene, notes: dict[int, ObjectNote], ids: bool = False) -> str:
         """One line per described object for the later stages: what it is, where, how it looks and
-        what it stands next to, everything the local stage was asked for, without ids."""
+        what it stands next to, everything the local stage was asked for; with `ids`, each line opens
+        with the object's id in brackets, for the global stage's mentions (`language.mentions`)."""
         marks = {m.id: m for m in marks_of(scene.objects)}
 
         def name(category: str) -> str:
@@ -280,7 +308,8 @@ class StageRequests:
             if mark.obj.truncated:
                 where += ", cut off by the image edge"
             looks = "; ".join(v for v in (note.colour, note.orientation, note.state) if discernible(v))
-            line = f"- {name(mark.obj.category)} ({where}{'; ' + looks if looks else ''}): {note.description}"
+            tag = f"[{mark.id}] " if ids else ""
+            line = f"- {tag}{name(mark.obj.category)} ({where}{'; ' + looks if looks else ''}): {note.description}"
             near = [f"{r.relation} the {name(marks[r.target_id].obj.category)} at the "
                     f"{position_words(scene, marks[r.target_id].obj)}"
                     for r in note.relations if r.target_id in marks]
@@ -294,7 +323,7 @@ class StageRequests:
         text = self.prompts.render(
             "global", "user", image_width=image.width, image_height=image.height,
             gsd_note=self._gsd_note(scene, image), counts=_counts_text(scene, self.exhaustive_labels),
-            objects=self._objects_text(scene, notes), hints=_hints_text(scene))
+            objects=self._objects_text(scene, notes, ids=True), hints=_hints_text(scene))
         return self._request("global", scene, text, [image], feedback, attempt, GlobalResponse)
 
     @staticmethod
@@ -309,7 +338,7 @@ class StageRequests:
                          scene_text: GlobalResponse, feedback: str | None, attempt: int) -> ChatRequest:
         d = self.cfg.dialogue
         text = self.prompts.render(
-            "dialogue", "user", caption=scene_text.caption, description=scene_text.description,
+            "dialogue", "user", caption=scene_text.caption, description=plain(scene_text.description),
             counts=_counts_text(scene, self.exhaustive_labels), objects=self._objects_text(scene, notes),
             hints=_hints_text(scene), min_turns=d.min_turns, max_turns=d.max_turns)
         return self._request("dialogue", scene, text, [image] if d.include_image else [], feedback, attempt,
@@ -327,3 +356,48 @@ class StageRequests:
             return Problem(CheckKind.DUPLICATE_QUESTION, "the same question is asked twice")
         return None
 
+    def judge_request(self, scene: Scene, image: SentImage, judged: Sequence[Sentence], feedback: str | None,
+                      attempt: int) -> ChatRequest:
+        """The judge's request: the clean window, the labels, the objects local sentences are about, the
+        numbered sentences (already in their shuffled order)."""
+        x0, y0, _, _ = scene.window
+        about = sorted({s.about for s in judged if s.about is not None})
+        objects = []
+        for mark_id in about:
+            obj = scene.objects[mark_id - 1]
+            b = obj.box
+            box = ", ".join(f"{v:.2f}" for v in ((b[0] - x0) / scene.width, (b[1] - y0) / scene.height,
+                                                 (b[2] - x0) / scene.width, (b[3] - y0) / scene.height))
+            objects.append(f"- [{mark_id}] {display(obj.category, scene.sample.source).singular}: box [{box}], "
+                           f"{position_words(scene, obj)}")
+        lines = [f"{s.number}. " + (f"(about object [{s.about}]) " if s.about is not None else "") + s.text
+                 for s in judged]
+        text = self.prompts.render(
+            JUDGE, "user", image_width=image.width, image_height=image.height, gsd_note=self._gsd_note(scene, image),
+            counts=self._judge_counts(scene), objects="\n".join(objects) or "- none", sentences="\n".join(lines))
+        return self._request(JUDGE, scene, text, [image], feedback, attempt, JudgeResponse)
+
+    def _judge_counts(self, scene: Scene) -> str:
+        """The labels as the judge reads them: counts where they are exhaustive, else a word that there are none."""
+        if scene.sample.annotated and self.exhaustive_labels:
+            return _counts_text(scene, True)
+        if scene.sample.annotated and scene.objects:
+            return "- unknown: only some objects of this image are labelled, so judge numbers from the image alone"
+        return "- unknown: the objects of this image are not labelled, so judge numbers from the image alone"
+
+    @staticmethod
+    def check_judge(judged: Sequence[Sentence]) -> Callable[[JudgeResponse], Problem | None]:
+        """A usable verdict list: one verdict for every sentence number, a reason for each contradiction."""
+        numbers = {s.number for s in judged}
+
+        def check(resp: JudgeResponse) -> Problem | None:
+            seen = [v.id for v in resp.verdicts]
+            unexplained = sorted(v.id for v in resp.verdicts if v.verdict == "contradicted" and not v.reason.strip())
+            problems = [f"{what} {', '.join(map(str, ids))}" for what, ids in (
+                ("no verdict for statements", sorted(numbers - set(seen))),
+                ("no statements numbered", sorted(set(seen) - numbers)),
+                ("more than one verdict for statements", sorted({i for i in seen if seen.count(i) > 1})),
+                ("no reason for the contradicted statements", unexplained)) if ids]
+            return Problem(CheckKind.VERDICTS, "; ".join(problems)) if problems else None
+
+        return check

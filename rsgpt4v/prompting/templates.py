@@ -1,7 +1,8 @@
 """The editable prompt files of prompts/: loading, hashing and rendering them.
 
-Stage files hold `system`, `user` and `retry` templates in string.Template syntax; instructions.yaml
-holds the pools of paraphrased instructions template tasks draw from.
+Stage files (the three generating stages and the judge) hold `system`, `user` and `retry` templates
+in string.Template syntax; instructions.yaml holds the pools of paraphrased instructions template
+tasks draw from.
 
 A stage file may also hold `examples`, a list of worked examples: its `system` text then says where
 one goes with `$example`, and each request gets the one a hash of its key picks (`system`), so the
@@ -21,6 +22,9 @@ from rsgpt4v.core.problems import UnreadableYAML, parse_yaml
 from rsgpt4v.core.resources import resource_dir
 
 STAGES = ("local", "global", "dialogue")
+JUDGE = "judge"
+# Every stage with a prompt file: the generating stages, whose answers become records, and the judge.
+PROMPTED = (*STAGES, JUDGE)
 _STAGE_KEYS = ("system", "user", "retry")
 # The variables the code gives each template (see prompting/stages.py): what `load` renders them with.
 _RETRY_VALUES = ("attempt", "max_attempts", "reason")
@@ -29,6 +33,7 @@ _USER_VALUES = {
               "hints", "images_note"),
     "global": ("image_width", "image_height", "gsd_note", "counts", "objects", "hints"),
     "dialogue": ("caption", "description", "counts", "objects", "hints", "min_turns", "max_turns"),
+    JUDGE: ("image_width", "image_height", "gsd_note", "counts", "objects", "sentences"),
 }
 
 
@@ -50,7 +55,7 @@ class PromptSet:
         stages: dict[str, dict[str, str]] = {}
         examples: dict[str, list[str]] = {}
         shas: dict[str, str] = {}
-        for stage in STAGES:
+        for stage in PROMPTED:
             path = folder / f"{stage}.yaml"
             data, shas[stage] = _read(path)
             missing = [k for k in _STAGE_KEYS if not isinstance(data.get(k), str)]
@@ -73,7 +78,7 @@ class PromptSet:
     def check(self) -> None:
         """Render every stage template once with placeholder values (the system text with each of its
         worked examples), so a broken one stops the run before the first (paid) request rather than after."""
-        for stage in STAGES:
+        for stage in PROMPTED:
             for example in self.examples.get(stage) or [""]:
                 self.render(stage, "system", example=example.strip())
             self.render(stage, "user", **dict.fromkeys(_USER_VALUES[stage], "1"))

@@ -15,7 +15,10 @@ attempt drops it. Kinds, all configurable under `qc:`:
 - qc_form: a local description that does not open as asked, a referring expression by list order,
 - qc_reasoning: a dialogue whose turns only restate counts or categories, or whose first question
   gives its answer away;
-- qc_length: an empty, too short or runaway text.
+- qc_length: an empty, too short or runaway text;
+- qc_mention: a grounded description's mention (`[words](id)`, see `language.mentions`) of an id the
+  window does not have, whose words name another kind than its objects', or written wrong (a stray
+  bracket or id); a caption with a mention.
 Counts and categories are checked only where annotations are exhaustive: annotated samples of
 detection sources. `QualityChecker.report()` counts the rejections by kind with one example each,
 for the run report.
@@ -32,8 +35,9 @@ from typing import Any
 from rsgpt4v.core.config import QCConfig
 from rsgpt4v.core.responses import DialogueResponse, GlobalResponse, LocalResponse
 from rsgpt4v.core.schema import Problem, Scene
+from rsgpt4v.language.mentions import mentions, plain, stray
 from rsgpt4v.language.naming import display, is_dataset_spelling, spelling_pattern
-from rsgpt4v.language.words import plural, readable
+from rsgpt4v.language.words import plural, readable, sentences
 from rsgpt4v.quality.count_claims import UNITS, Terms, read_claims, tokens, wrong
 
 
@@ -49,6 +53,7 @@ class QCKind(StrEnum):
     FORM = "qc_form"
     REASONING = "qc_reasoning"
     LENGTH = "qc_length"
+    MENTION = "qc_mention"
 
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
@@ -63,6 +68,10 @@ _REFUSALS = [
     r"\b(?:difficult|hard) to (?:determine|tell|say|identify)\b", r"\bfrom (?:this|the) image alone\b",
     r"\bthe (?:image|resolution) (?:does not|doesn't|do not) (?:allow|permit|show enough)\b",
 ]
+# What the prompt hands the model, and the words that point at one of its parts.
+_DOCUMENT = (r"(?:list|lists|data|notes|annotations|labels|counts|metadata|inputs?|information|entries|records|prompt|"
+             r"instructions)")
+_DETERMINER = r"(?:the|this|that|these|those|my|your|our|an?)"
 _META = [
     r"\bannotat\w*", r"\bbounding box",
     r"\baccording to (?:the |these |those |my |your )?(?:notes?|annotations?|labels?|lists?|data|counts?|"
@@ -83,6 +92,12 @@ _META = [
     r"\bcoordinates\b", r"\bpixels?\b", r"\bthe provided\b", r"\bthe given\b", r"\bthe input\b",
     r"\b(?:the|this|image) (?:caption|description)\b", r"\bground sample distance\b",
     r"\b(?:object|item|entry|mark|box|region|category|vehicle|instance|target) \d+\b",
+    # The prompt's inputs as a source: "from the object list", "in the data", "the counts show".
+    rf"\b(?:from|in|on|per|by|using|according to|based on|judging by|going by) {_DETERMINER} (?:[a-z-]+ ){{0,2}}?"
+    rf"{_DOCUMENT}\b",
+    rf"\b(?:object|item|category|annotation|label|input|given|provided|supplied|reference) {_DOCUMENT}\b",
+    rf"\b{_DETERMINER} (?:[a-z-]+ )?{_DOCUMENT} (?:shows?|says?|lists?|indicates?|mentions?|states?|reports?|"
+    r"suggests?|gives?|names?|includes?|records?|confirms?)\b",
 ]
 _UNSEEABLE = [
     r"\b(?:autumn|autumnal|summer|summertime|winter|wintertime|springtime)\b", r"\bin (?:the )?(?:spring|fall)\b",
@@ -104,6 +119,18 @@ _REASONING = re.compile(
     r"\blikely\b|\bimpl(?:y|ies|ication)\b|\bwhat (?:does|do) .* (?:tell|show|reveal)\b|\bdifference\b|\bsafe")
 _SITE_WORDS = re.compile(r"\b(?:depot|airport|airfield|harbou?r|port|marina|terminal|station|parking lot|car park|"
                          r"stadium|school|factory|refinery|dock|quay|shipyard|dockyard)s?\b")
+# A first question that asks whether a kind is there: "Is this a ...", "Are there ...", "Does the image show ...".
+_YES_NO = re.compile(r"^(?:(?:is|are|was|were) (?:this|that|these|those|it|there)|(?:does|do|did) (?:this|the|it)"
+                     r"(?: (?:image|scene|picture|photo|area|site|view))? (?:show|contain|depict|hold|have)|"
+                     r"(?:can|could|do) (?:you|we|i) see)\b")
+# Where the noun phrase a yes/no question asks about ends ("Is there a pattern | to how the buses ...").
+_SPAN_ENDS = {"to", "that", "which", "how", "where", "why", "when", "of", "for", "in", "on", "at", "near", "by",
+              "with", "between", "from", "among", ",", "?", ".", ";", ":"}
+# An answer that opens by saying what the scene or its objects are: "It is a depot", "These are buses".
+_IDENTIFYING = re.compile(
+    r"^(?:yes|no)\b|^(?:it|this|that|these|those|they|the (?:scene|image|area|site|place|picture|photo|view))"
+    r"(?: (?:is|are|was|were)|'s)(?: (?:most|very|almost))?(?: \w+ly)? (?:a|an|the|one|some|many|several|mostly|"
+    r"mainly)\b|^(?:it|this|the (?:scene|image|area|site|picture|photo|view)) (?:shows?|depicts?|contains?|holds?)\b")
 # A question that asks for a count or a presence, and an answer that only gives one back.
 _COUNT_QUESTION = re.compile(r"^\s*(?:how many|is there|are there|do you see|can you see|what (?:kinds? of )?objects)")
 _RESTATING = re.compile(r"^\s*(?:yes|no)\b|\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
@@ -112,10 +139,6 @@ _BARE_ANSWER_WORDS = 12
 # Words before a category that say it is not there ("no ships", "without any cars"): no hallucination.
 _NEGATORS = {"no", "not", "without", "nor", "neither", "none", "any", "lacks", "absent"}
 _EXAMPLE_CHARS = 300
-
-
-def _sentences(text: str) -> list[str]:
-    return [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
 
 
 class QualityChecker:
@@ -147,9 +170,12 @@ class QualityChecker:
         return _SceneCheck(self, scene, check)
 
     def scene_text(self, scene: Scene) -> Callable[[GlobalResponse], Problem | None]:
+        """The caption, and the description as a reader sees it (mentions' ids dropped) with its mentions."""
         def check(resp: GlobalResponse) -> Problem | None:
-            return (self._checked(scene, resp.caption, "caption", "caption: ")
-                    or self._checked(scene, resp.description, "description", "description: "))
+            return (self._mentions(scene, resp.caption, "caption", grounded=False)
+                    or self._checked(scene, resp.caption, "caption", "caption: ")
+                    or self._mentions(scene, resp.description, "description", grounded=True)
+                    or self._checked(scene, plain(resp.description), "description", "description: "))
         return _SceneCheck(self, scene, check)
 
     def dialogue(self, scene: Scene) -> Callable[[DialogueResponse], Problem | None]:
@@ -304,22 +330,48 @@ class QualityChecker:
                                                  "describe only what is there")
         return None
 
+    def _mentions(self, scene: Scene, text: str, kind: str, grounded: bool) -> Problem | None:
+        """A text's mentions: ids of the window's objects, words that name their kind (if any), well formed."""
+        problem = None
+        found = mentions(text)
+        if (bad := stray(text)) is not None:
+            problem = Problem(QCKind.MENTION, f"{kind}: {bad!r} is not part of a mention; write each mention of a "
+                                              "noted object as [words](id), and no other brackets or ids")
+        elif found and not grounded:
+            problem = Problem(QCKind.MENTION, f"{kind}: the {kind} ties no words to ids; write it in plain words")
+        for mention in found if problem is None else ():
+            if missing := [i for i in mention.ids if not 1 <= i <= len(scene.objects)]:
+                problem = Problem(QCKind.MENTION, f"{kind}: [{mention.phrase}] is tied to id {missing[0]}, which "
+                                                  "no object of this image has; use only the ids of the notes")
+                break
+            kinds = {scene.objects[i - 1].category for i in mention.ids}
+            named = self._kinds(scene, tokens(mention.phrase))
+            if wrong := [c for c in named if c in self._vocabulary() and c not in kinds]:
+                source = scene.sample.source
+                problem = Problem(QCKind.MENTION, f"{kind}: the words [{mention.phrase}] name "
+                                                  f"{display(wrong[0], source).plural}, but their ids are "
+                                                  f"{' and '.join(sorted(display(c, source).plural for c in kinds))}")
+                break
+        if problem is not None:
+            self._count(scene, problem, text)
+        return problem
+
     # ---- dialogues ------------------------------------------------------------------------
 
     def reasoning(self, scene: Scene, turns: list[tuple[str, str]]) -> Problem | None:
         """Turns that only restate a count or a category are not reasoning; at least
         `min_reasoning_share` of the questions must ask why, how, what if or what follows, and the
-        first question must not give its answer away."""
+        first question must not contain its own answer."""
         if not turns:
             return None
-        if self.cfg.open_first_question and (found := self._gives_away(scene, turns[0][0])):
-            return Problem(QCKind.REASONING, f"question 1 gives its answer away ({found!r}); open with a question "
-                                           "that names no kind of object or place, such as what the scene is used for")
+        if self.cfg.open_first_question and (found := self._gives_away(scene, *turns[0])):
+            return Problem(QCKind.REASONING, f"question 1 contains its own answer ({found!r}); open with a question "
+                                           "whose answer the image has to give, such as what the scene is used for")
         reasoning = 0
         for i, (question, answer) in enumerate(turns, start=1):
             q = question.translate(_APOSTROPHES).lower()
             a = answer.lower()
-            bare = (len(_sentences(answer)) == 1 and len(answer.split()) <= _BARE_ANSWER_WORDS
+            bare = (len(sentences(answer)) == 1 and len(answer.split()) <= _BARE_ANSWER_WORDS
                     and (_COUNT_QUESTION.search(q) or _RESTATING.search(a)))
             if bare and not _REASONING.search(q):
                 return Problem(QCKind.REASONING, f"turn {i} only restates a count or a category; ask why, how, what "
@@ -332,17 +384,42 @@ class QualityChecker:
                                            "follows")
         return None
 
-    def _gives_away(self, scene: Scene, question: str) -> str | None:
-        asked = " ".join(s for s in _sentences(question) if s.endswith("?")) or question
-        lowered = asked.translate(_APOSTROPHES).lower()
-        if m := _SITE_WORDS.search(lowered):
-            return m.group(0)
-        toks = tokens(lowered)
-        terms = self.terms(scene.sample.source)
-        for i in range(len(toks)):
-            if found := terms.at(toks, i):
-                return " ".join(toks[i:found[1]])
+    def _gives_away(self, scene: Scene, question: str, answer: str) -> str | None:
+        """The kind of object or place by which a first question contains its own answer, or None.
+
+        A question contains its answer when it asks whether a kind is there ("Is this a bus depot?",
+        "Are there buses?": the answer is yes), or when its answer says what the scene is ("It is a
+        depot where buses are parked") and the question already names what that answer names ("How
+        are the buses arranged?"). Naming an object to ask why or how about it ("Why are the buses
+        parked in rows?", answered with a reason) gives nothing away."""
+        asked = " ".join(s for s in sentences(question) if s.endswith("?")) or question
+        toks = tokens(asked.translate(_APOSTROPHES).lower())
+        named = self._kinds(scene, toks)
+        if not named:
+            return None
+        opener = _YES_NO.match(" ".join(toks))
+        if opener:
+            start = len(opener.group(0).split())
+            span = toks[start:next((i for i in range(start, len(toks)) if toks[i] in _SPAN_ENDS), len(toks))]
+            if found := self._kinds(scene, span):
+                return next(iter(found.values()))
+        first = (sentences(answer) or [""])[0].translate(_APOSTROPHES).lower()
+        if _IDENTIFYING.match(first):
+            shared = [k for k in self._kinds(scene, tokens(first)) if k in named]
+            if shared:
+                return named[shared[0]]
         return None
+
+    def _kinds(self, scene: Scene, toks: list[str]) -> dict[str, str]:
+        """The kinds of object (categories) and of place (site words) the tokens name: kind -> words."""
+        found: dict[str, str] = {}
+        terms = self.terms(scene.sample.source)
+        for i, tok in enumerate(toks):
+            if (hit := terms.at(toks, i)) is not None:
+                found.setdefault(hit[0], " ".join(toks[i:hit[1]]))
+            elif site := _SITE_WORDS.fullmatch(" ".join(toks[i:i + 2])) or _SITE_WORDS.fullmatch(tok):
+                found.setdefault(_singular(site.group(0)), site.group(0))
+        return found
 
     # ---- bookkeeping --------------------------------------------------------------------------
 
@@ -361,12 +438,16 @@ class QualityChecker:
             self.examples[problem.kind] = key
 
 
+def _singular(word: str) -> str:
+    return word[:-1] if word.endswith("s") else word
+
+
 def _offending(text: str, detail: str) -> str:
     """The sentence of `text` that the problem quotes, else the text, shortened for the run report."""
     quoted = re.search(r"'([^']+)'|\"([^\"]+)\"", detail)
     if quoted:
         needle = (quoted.group(1) or quoted.group(2)).lower()
-        for sentence in _sentences(text):
+        for sentence in sentences(text):
             if needle in " ".join(tokens(sentence)) or needle in sentence.translate(_APOSTROPHES).lower():
                 return sentence
     return text if len(text) <= _EXAMPLE_CHARS else text[:_EXAMPLE_CHARS - 3] + "..."

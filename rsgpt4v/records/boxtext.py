@@ -4,7 +4,8 @@ A *flavour* writes one box as the family's trainers and parsers read it, and an 
 one category the way the family names them:
 
 - `llava`     `[0.12, 0.34, 0.56, 0.78]` (0-1, two decimals); several: `[..], [..]`.
-- `geochat`   `{<12><34><56><78>|<θ>}` (0-100, θ in degrees); an answer's:
+- `geochat`   `{<12><34><56><78>|<θ>}` (0-100, θ in degrees; values past 0..100 are written as they
+              are, see `_render_geochat`); an answer's:
               `<p>plane</p> {..}<delim>{..}`, as GeoChat's demo (`extract_substrings`) reads them.
 - `qwen2vl`   `<|box_start|>(123,456),(789,999)<|box_end|>` (bins of [0, 1000)); an answer's:
               `<|object_ref_start|>plane<|object_ref_end|>` followed by its boxes.
@@ -13,6 +14,12 @@ one category the way the family names them:
 
 `qwen` is accepted as another name for `qwen2vl`. Boxes in a question (a region to describe) are
 written bare, never with their category, which would give the answer away.
+
+A grounded description (`MENTION_TASKS`) ties phrases of its text to boxes; each *mention* is
+written as the family writes a phrase with its boxes: GeoChat `<p>phrase</p> {..}<delim>{..}` (the
+`[grounding]` task), Qwen2-VL `<|object_ref_start|>phrase<|object_ref_end|><|box_start|>..`, and
+the phrase then its boxes for the others (`phrase [..], [..]`; pixels for qwen25vl). The box
+labels of such a record are its phrases.
 
 A *frame* is what normalised numbers are fractions of. `image`: the image the record points at.
 `square`: the square LLaVA-1.5 and GeoChat train on with `image_aspect_ratio pad` (LLaVA's
@@ -35,11 +42,15 @@ from dataclasses import dataclass
 
 from rsgpt4v.core.schema import Box, RecordBox
 from rsgpt4v.imaging.geometry import Rect, bounding_box, oriented_rect, rect_corners
+from rsgpt4v.imaging.window import OutsideWindow, on_window
 
 SPACES = ("square", "image")
 ALIASES = {"qwen": "qwen2vl"}
 # GeoChat's task tokens, put before a question whose answer or question holds boxes.
-TASK_TOKENS = {"grounding": "[refer]", "detection": "[refer]", "region_description": "[identify]"}
+TASK_TOKENS = {"grounding": "[refer]", "detection": "[refer]", "region_description": "[identify]",
+               "grounded_description": "[grounding]"}
+# Tasks whose answers tie phrases to boxes (see the module docstring).
+MENTION_TASKS = frozenset({"grounded_description"})
 PLACEHOLDER_RUN = re.compile(r"<b\d+>(?:, <b\d+>)*")
 _PLACEHOLDER = re.compile(r"<(b\d+)>")
 
@@ -101,21 +112,23 @@ class Flavour:
     render: Callable[[RecordBox, Frame], str]
     parse: Callable[[re.Match[str], Frame], Shape]
     group: Callable[[str, list[str]], str]
+    mention: Callable[[str, list[str]], str]  # a phrase with its boxes, in a grounded description
+    phrase_first: bool  # a mention's phrase stands before its boxes, outside `run`
     padded: bool  # written in the frame of `box_space` (else always in the image's)
-    limit: float | None  # the largest value a coordinate may take; None: bounded by the image
+    limit: float | None  # the value a coordinate takes at the far side of the frame; None: pixels
+    overhang: bool = False  # a box may reach past 0..limit (GeoChat's unrotated rectangle): only its centre may not
 
     def frame(self, width: int, height: int, space: str) -> Frame:
         return Frame(width, height, space if self.padded else "image")
 
 
 def _check(item: RecordBox, frame: Frame) -> Box:
-    x1, y1, x2, y2 = item.box
-    if not all(math.isfinite(v) for v in item.box) or x2 < x1 or y2 < y1:
-        raise RenderError(f"box {list(item.box)} is not x1 <= x2, y1 <= y2")
-    slack = 1.0  # a clipped polygon may round a hair past the edge
-    if x1 < -slack or y1 < -slack or x2 > frame.width + slack or y2 > frame.height + slack:
-        raise RenderError(f"box {list(item.box)} lies outside the {frame.width}x{frame.height} image")
-    return x1, y1, x2, y2
+    """The box on its image by `rsgpt4v.imaging.window`'s rule (float noise at an edge put on it);
+    RenderError for one that is not."""
+    try:
+        return on_window(item.box, frame.width, frame.height)
+    except OutsideWindow as exc:
+        raise RenderError(str(exc)) from None
 
 
 def _unit_box(item: RecordBox, frame: Frame) -> tuple[float, float, float, float]:
@@ -155,15 +168,18 @@ def _comma_group(label: str, cores: list[str]) -> str:
     return ", ".join(cores)
 
 
+def _phrase_first(phrase: str, cores: list[str]) -> str:
+    return f"{phrase} " + ", ".join(cores)
+
+
 # ---- geochat ---------------------------------------------------------------------------------
 
 def _geochat_rect(item: RecordBox, frame: Frame) -> Rect:
     """The box's rectangle with a whole-degree angle in [0, 90)."""
-    _check(item, frame)
+    x1, y1, x2, y2 = _check(item, frame)
     if item.polygon:
         cx, cy, w, h, theta = oriented_rect(item.polygon)
     else:
-        x1, y1, x2, y2 = item.box
         cx, cy, w, h, theta = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1, 0.0
     theta = float(round(theta))
     if theta >= 90:
@@ -175,8 +191,10 @@ def _render_geochat(item: RecordBox, frame: Frame) -> str:
     cx, cy, w, h, theta = _geochat_rect(item, frame)
     u1, v1 = frame.to_unit(cx - w / 2, cy - h / 2)
     u2, v2 = frame.to_unit(cx + w / 2, cy + h / 2)
-    # Whole numbers on 0..100: GeoChat's grid; a long rotated box near a corner may be clamped.
-    grid = [round(_clamp(v, 1.0) * 100) for v in (u1, v1, u2, v2)]
+    # Whole numbers on GeoChat's 0..100 grid, not clamped: the unrotated rectangle of a long object
+    # turned near an edge reaches past it, and GeoChat's parser (`-?\d+`, scaled by the side) reads
+    # such values as they are; clamping would move the decoded object tens of pixels.
+    grid = [round(v * 100) for v in (u1, v1, u2, v2)]
     return "{" + "".join(f"<{g}>" for g in grid) + f"|<{int(theta)}>}}"
 
 
@@ -227,8 +245,8 @@ def _qwen25vl_group(label: str, cores: list[str]) -> str:
 def _flavours() -> dict[str, Flavour]:
     unit_box = rf"\[({_NUM}), ({_NUM}), ({_NUM}), ({_NUM})\]"
     pixel_box = r"\[(\d+), (\d+), (\d+), (\d+)\]"
-    geo = r"\{<(\d+)><(\d+)><(\d+)><(\d+)>\|<(-?\d+)>\}"
-    geo_plain = r"\{<\d+><\d+><\d+><\d+>\|<-?\d+>\}"
+    geo = r"\{<(-?\d+)><(-?\d+)><(-?\d+)><(-?\d+)>\|<(-?\d+)>\}"
+    geo_plain = r"\{<-?\d+><-?\d+><-?\d+><-?\d+>\|<-?\d+>\}"
     geo_group = rf"(?:<p>[^<>]*</p> )?{geo_plain}(?:<delim>{geo_plain})*"
     qwen = r"<\|box_start\|>\((\d+),(\d+)\),\((\d+),(\d+)\)<\|box_end\|>"
     qwen_plain = r"<\|box_start\|>\(\d+,\d+\),\(\d+,\d+\)<\|box_end\|>"
@@ -242,15 +260,16 @@ def _flavours() -> dict[str, Flavour]:
 
     return {
         "llava": Flavour("llava", re.compile(unit_box), runs(unit_plain), _render_llava,
-                         lambda m, f: _parse_unit(m, f, 1.0), _comma_group, True, 1.0),
+                         lambda m, f: _parse_unit(m, f, 1.0), _comma_group, _phrase_first, True, True, 1.0),
         "geochat": Flavour("geochat", re.compile(geo), runs(geo_group), _render_geochat, _parse_geochat,
-                           _geochat_group, True, 100.0),
+                           _geochat_group, _geochat_group, False, True, 100.0, overhang=True),
         "qwen2vl": Flavour("qwen2vl", re.compile(qwen), runs(qwen_group), _render_qwen2vl, _parse_qwen2vl,
-                           _qwen2vl_group, False, 999.0),
+                           _qwen2vl_group, _qwen2vl_group, False, False, 999.0),
+        # A grounded description's boxes in pixels after their phrase; a run is one mention's boxes.
         "qwen25vl": Flavour("qwen25vl", re.compile(pixel_box), runs(json_box), _render_pixel, _parse_pixel,
-                            _qwen25vl_group, False, None),
+                            _qwen25vl_group, _phrase_first, True, False, None),
         "pixel": Flavour("pixel", re.compile(pixel_box), runs(pixel_plain), _render_pixel, _parse_pixel,
-                         _comma_group, False, None),
+                         _comma_group, _phrase_first, True, False, None),
     }
 
 
@@ -294,8 +313,9 @@ def parse_box(text: str, fmt: str, width: int, height: int, space: str = "image"
     return parse_shape(text, fmt, width, height, space).box
 
 
-def render_run(items: Sequence[RecordBox], f: Flavour, frame: Frame, answer: bool) -> str:
-    """A run of boxes: bare in a question; in an answer, grouped by category as the family writes it."""
+def render_run(items: Sequence[RecordBox], f: Flavour, frame: Frame, answer: bool, mention: bool = False) -> str:
+    """A run of boxes: bare in a question; in an answer, grouped by category as the family writes it,
+    or (`mention`) as the family writes a phrase with its boxes, the phrase being the boxes' label."""
     cores = [f.render(item, frame) for item in items]
     if not answer:
         return ", ".join(cores)
@@ -305,27 +325,39 @@ def render_run(items: Sequence[RecordBox], f: Flavour, frame: Frame, answer: boo
             groups[-1][1].append(core)
         else:
             groups.append((item.label, [core]))
-    return ", ".join(f.group(label, members) for label, members in groups)
+    write = f.mention if mention else f.group
+    return ", ".join(write(label, members) for label, members in groups)
 
 
 def fill(text: str, boxes: Mapping[str, RecordBox], f: Flavour, frame: Frame, answer: bool,
-         used: list[RecordBox]) -> str:
-    """`text` with each run of `<bN>` placeholders written as boxes; the boxes are appended to `used`."""
+         used: list[RecordBox], mention: bool = False) -> str:
+    """`text` with each run of `<bN>` placeholders written as boxes (`mention`: with their phrase, see
+    `render_run`); the boxes are appended to `used`."""
     def one(m: re.Match[str]) -> str:
         items = [boxes[name] for name in _PLACEHOLDER.findall(m.group(0))]
         used.extend(items)
-        return render_run(items, f, frame, answer)
+        return render_run(items, f, frame, answer, mention)
     return PLACEHOLDER_RUN.sub(one, text)
 
 
-def to_placeholders(text: str, f: Flavour, start: int) -> tuple[str, int]:
-    """`text` with each run of `f` boxes replaced by placeholders `<b{start}>, ...`; and the next index."""
-    count = start
+def to_placeholders(text: str, f: Flavour, start: int, phrases: Sequence[str] | None = None) -> tuple[str, int]:
+    """`text` with each run of `f` boxes replaced by placeholders `<b{start}>, ...`; and the next index.
 
-    def one(m: re.Match[str]) -> str:
-        nonlocal count
+    With `phrases` (a grounded description's box labels, by box index), the phrase a phrase-first
+    flavour writes before a run is taken into its placeholders too; ValueError when it is not there."""
+    count = start
+    parts: list[str] = []
+    at = 0
+    for m in f.run.finditer(text):
         n = len(f.pattern.findall(m.group(0)))
-        names = ", ".join(f"<b{i}>" for i in range(count, count + n))
+        head = text[at:m.start()]
+        if phrases is not None and f.phrase_first:
+            phrase = phrases[count] if count < len(phrases) else ""
+            if not head.endswith(f"{phrase} "):
+                raise ValueError(f"box {count + 1} is not written after its phrase {phrase!r}")
+            head = head[:len(head) - len(phrase) - 1]
+        parts += [head, ", ".join(f"<b{i}>" for i in range(count, count + n))]
         count += n
-        return names
-    return f.run.sub(one, text), count
+        at = m.end()
+    parts.append(text[at:])
+    return "".join(parts), count

@@ -20,13 +20,30 @@ from rsgpt4v.core.ownership import STATE_DIR
 from rsgpt4v.core.paths import UnsafePath, check_name, under
 from rsgpt4v.core.report import RunReport
 from rsgpt4v.core.schema import Record, RecordBox
+from rsgpt4v.imaging.cutter import WRITTEN_JPEG_QUALITY, WindowOut, holds
 from rsgpt4v.imaging.images import encode
-from rsgpt4v.records.boxtext import fill, flavour
+from rsgpt4v.records.boxtext import MENTION_TASKS, fill, flavour
 from rsgpt4v.records.model import IMAGE_TOKEN, record_problems
 
 # Records a model did not write say so: every record of a build has the same meta keys, so a table
 # reader (Hugging Face `datasets`) infers one schema for the whole file.
 _META_DEFAULTS = {"model": None, "prompt_sha": None}
+
+
+# Beside files.json: each window file's key (what its bytes were made from) and size.
+IMAGE_KEYS = "images.json"
+
+
+def _read_keys(path: Path) -> dict[str, tuple[str, int]]:
+    """The window keys an earlier run kept; none when the file is missing or not as written."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {rel: (v[0], v[1]) for rel, v in data.items()
+            if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and isinstance(v[1], int)}
 
 
 class ContractError(Exception):
@@ -41,17 +58,18 @@ def render(record: Record, box_format: str, width: int, height: int, box_space: 
     returned, so a fault in rendering stops the build instead of reaching the data.
 
     `meta` records the flavour and frame of the text and, per box in text order, the pixel box, the
-    polygon it came from, its category and DOTA-style difficulty, so any flavour can be written again
-    from `meta` alone (`rsgpt4v export`).
+    polygon it came from, its category (in a grounded description: its phrase) and DOTA-style
+    difficulty, so any flavour can be written again from `meta` alone (`rsgpt4v export`).
     """
     f = flavour(box_format)
     frame = f.frame(width, height, box_space)
+    mention = record.task in MENTION_TASKS
     used: list[RecordBox] = []
     conversations = []
     for i, turn in enumerate(record.turns):
         question = fill(turn.question, record.boxes, f, frame, False, used)
         conversations.append({"from": "human", "value": f"{IMAGE_TOKEN}\n{question}" if i == 0 else question})
-        conversations.append({"from": "gpt", "value": fill(turn.answer, record.boxes, f, frame, True, used)})
+        conversations.append({"from": "gpt", "value": fill(turn.answer, record.boxes, f, frame, True, used, mention)})
     meta = {**_META_DEFAULTS, **box_meta(used, f.name, frame.space), **record.meta}
     line = {"id": record.id, "image": record.image, "conversations": conversations, "task": record.task,
             "source": record.source, "split": record.split, "meta": meta}
@@ -96,14 +114,6 @@ def _corners(box: tuple[float, float, float, float]) -> list[tuple[float, float]
     return [(x1, y1), (x2, y1), (x2, y2), (x1, y2)]
 
 
-def _holds(path: Path, data: bytes) -> bool:
-    """Whether the file at `path` has exactly `data` (sizes first: most changes change the size)."""
-    try:
-        return path.stat().st_size == len(data) and path.read_bytes() == data
-    except FileNotFoundError:
-        return False
-
-
 class DatasetWriter:
     """Writes window images and per-split JSONL files under one output folder (or, with `discard`,
     only pretends to, for estimates).
@@ -123,35 +133,61 @@ class DatasetWriter:
         self._files: dict[str, jsonlines.Writer] = {}
         self._produced: set[str] = set()
         self._lock = threading.Lock()
+        self._keys = {} if discard else _read_keys(self.out / STATE_DIR / IMAGE_KEYS)
+        self._new_keys: dict[str, tuple[str, int]] = {}
 
-    def image(self, name: str, im: Image.Image, source: Path, whole: bool) -> str:
-        """Write a scene's image unless the file there already holds these exact bytes; its path relative to OUT.
+    def plan(self, name: str, source: Path, window: tuple[int, int, int, int], whole: bool) -> WindowOut:
+        """Where a scene's image goes and as what; its path relative to OUT is `rel(plan)`.
 
         With format `auto`, a whole JPEG or PNG source image is copied byte for byte (no generation
-        loss, no time spent encoding), and anything else keeps its source's kind of compression.
-        Comparing content rather than existence means a source image edited since the last run gets
-        its window images rewritten, not left stale beside answers about the new pixels.
+        loss, no time spent encoding) unless it has more than 8 bits per band (the image side then
+        writes it stretched, in its own format), and anything else keeps its source's kind of
+        compression. The image side leaves a file alone only when the key recorded beside it says it
+        came from the same source bytes with the same settings, so a source image edited since the
+        last run gets its window images rewritten, not left stale beside answers about the new pixels.
         """
         suffix = source.suffix.lower()
         copy = self.image_format == "auto" and whole and suffix in (".jpg", ".jpeg", ".png")
         if copy:
-            fmt = suffix.lstrip(".")
+            ext = suffix.lstrip(".")
         elif self.image_format == "auto":
-            fmt = "jpg" if suffix in (".jpg", ".jpeg") else "png"
+            ext = "jpg" if suffix in (".jpg", ".jpeg") else "png"
         else:
-            fmt = self.image_format
-        rel = f"{name}.{fmt}"
+            ext = self.image_format
+        rel = f"{name}.{ext}"
         _, source_name, split, _ = name.split("/", 3)  # images/<source>/<split>/<image>
         check_name(source_name, "source")
         check_name(split, "split")
         path = under(self.out, rel, self.within)
-        if not self.discard:
-            data = source.read_bytes() if copy else encode(im, fmt, quality=95)
-            if not _holds(path, data):
-                write_atomic(path, data)
-            with self._lock:
-                self._produced.add(rel)
-        return rel
+        if self.discard:
+            return WindowOut(window, None, ext)
+        return WindowOut(window, path, "copy" if copy else ext, self._keys.get(rel))
+
+    def rel(self, plan: WindowOut) -> str:
+        assert plan.path is not None, "a discarding writer plans no files"
+        return plan.path.relative_to(self.out).as_posix()
+
+    def written(self, plan: WindowOut, key: str, size: int) -> None:
+        """Record a window file the image side wrote (or found current), with its key and size."""
+        if plan.path is None:
+            return
+        rel = self.rel(plan)
+        with self._lock:
+            self._produced.add(rel)
+            self._new_keys[rel] = (key, size)
+
+    def image(self, name: str, im: Image.Image, source: Path) -> str:
+        """Write an image made in this process (a marked image) as a window of `source` unless the
+        file already holds these exact bytes; its path relative to OUT."""
+        plan = self.plan(name, source, (0, 0, im.width, im.height), whole=False)
+        if plan.path is None:
+            return f"{name}.{plan.fmt}"
+        data = encode(im, plan.fmt, quality=WRITTEN_JPEG_QUALITY)
+        if not holds(plan.path, data):
+            write_atomic(plan.path, data)
+        with self._lock:
+            self._produced.add(self.rel(plan))
+        return self.rel(plan)
 
     def write(self, split: str, line: dict[str, Any]) -> None:
         if self.discard:
@@ -194,6 +230,13 @@ class DatasetWriter:
                     break
                 folder.rmdir()
         write_atomic(record, (json.dumps(sorted(self._produced), indent=0) + "\n").encode("utf-8"))
+        self._save_keys(self._new_keys)
+
+    def _save_keys(self, keys: dict[str, tuple[str, int]]) -> None:
+        """Keep the keys of the window files for the next run's image side: a completed pass's own, or
+        (a pass that did not complete) those with the earlier ones it did not reach."""
+        data = {rel: list(v) for rel, v in sorted(keys.items())}
+        write_atomic(self.out / STATE_DIR / IMAGE_KEYS, (json.dumps(data, indent=0) + "\n").encode("utf-8"))
 
     def abandon(self) -> None:
         """Drop the unfinished split files of a pass that did not complete."""
@@ -201,6 +244,8 @@ class DatasetWriter:
             f.close()
             (self.out / f"{split}.jsonl.partial").unlink(missing_ok=True)
         self._files.clear()
+        if not self.discard:
+            self._save_keys({**self._keys, **self._new_keys})
 
     def manifest(self, report: RunReport) -> None:
         if not self.discard:

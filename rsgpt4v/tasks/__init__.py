@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
-from rsgpt4v.core.schema import Obj, RecordBox, Scene
+from rsgpt4v.core.schema import Obj, Record, RecordBox, Scene
 from rsgpt4v.language.words import readable
+
+
+# One task of one window: its name, and what builds its records (called once, by the build, which
+# drops that task's records alone when the builder fails).
+TaskBuild = tuple[str, Callable[[], list[Record]]]
+
+
+def listed(record: Record | None) -> list[Record]:
+    """A task's one record, or none, as the list every task builder returns."""
+    return [] if record is None else [record]
 
 
 def record_rng(seed: int, record_id: str) -> random.Random:

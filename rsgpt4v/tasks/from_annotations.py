@@ -16,7 +16,7 @@ from rsgpt4v.core.schema import Obj, Record, Scene, Turn
 from rsgpt4v.language.naming import display
 from rsgpt4v.language.words import readable
 from rsgpt4v.prompting.templates import PromptSet
-from rsgpt4v.tasks import record_rng, window_box
+from rsgpt4v.tasks import TaskBuild, listed, record_rng, window_box
 
 _MAX_COUNTING_TURNS = 4
 _FROM_LABELS = {"answers_from": "labels"}
@@ -192,25 +192,32 @@ def presence_record(scene: Scene, prompts: PromptSet, seed: int, tasks: TasksCon
     return Record(id=rid, task="presence", turns=turns, **_from_labels(base))
 
 
-def annotation_records(scene: Scene, prompts: PromptSet, cfg: BuildConfig, label_tasks: frozenset[str],
-                       vocabulary: Sequence[str], base: dict) -> list[Record]:
-    """Every template record the scene's annotations support; of detection, counting and presence,
-    those in `label_tasks` (they need exhaustive labels: a grounding dataset labels just the objects
-    its expressions refer to). `tasks.exclude_difficult` leaves objects marked difficult out of every
-    template record.
+def annotation_tasks(scene: Scene, prompts: PromptSet, cfg: BuildConfig, label_tasks: frozenset[str],
+                     vocabulary: Sequence[str], base: dict) -> list[TaskBuild]:
+    """Every template task the scene's annotations support, each a builder of its records, so the
+    build runs (and, when one fails, drops) one task at a time; of detection, counting and
+    presence, those in `label_tasks` (they need exhaustive labels: a grounding dataset labels just
+    the objects its expressions refer to). `tasks.exclude_difficult` leaves objects marked difficult
+    out of every template record.
     """
     if not scene.sample.annotated:
         return []
     seed, tasks = cfg.seed, cfg.tasks
     if tasks.exclude_difficult:
         scene = scene.model_copy(update={"objects": tuple(o for o in scene.objects if not o.difficult)})
-    records = caption_records(scene, prompts, seed, tasks, base) + vqa_records(scene, tasks, base)
-    records += referring_records(scene, prompts, seed, cfg.output.max_region_turns, base)
-    optional = [classification_record(scene, prompts, seed, tasks, vocabulary, base)]
+    builds: list[TaskBuild] = [
+        ("caption", lambda: caption_records(scene, prompts, seed, tasks, base)),
+        ("vqa", lambda: vqa_records(scene, tasks, base)),
+        ("referring", lambda: referring_records(scene, prompts, seed, cfg.output.max_region_turns, base)),
+        ("classification", lambda: listed(classification_record(scene, prompts, seed, tasks, vocabulary, base)))]
     if "detection" in label_tasks:
-        optional.append(detection_record(scene, prompts, seed, cfg.output.max_detection_boxes, base))
+        builds.append(("detection", lambda: listed(detection_record(scene, prompts, seed,
+                                                                    cfg.output.max_detection_boxes, base))))
     if "counting" in label_tasks:
-        optional.append(counting_record(scene, prompts, seed, vocabulary, cfg.qc.absence_exempt, base))
+        builds.append(("counting", lambda: listed(counting_record(scene, prompts, seed, vocabulary,
+                                                                  cfg.qc.absence_exempt, base))))
     if "presence" in label_tasks:
-        optional.append(presence_record(scene, prompts, seed, tasks, vocabulary, cfg.qc.absence_exempt, base))
-    return records + [r for r in optional if r is not None]
+        builds.append(("presence", lambda: listed(presence_record(scene, prompts, seed, tasks, vocabulary,
+                                                                  cfg.qc.absence_exempt, base))))
+    return builds
+

@@ -1,5 +1,9 @@
-"""Records made from the model's answers: caption, detailed description, region description,
-region attributes, grounding and multi-turn reasoning.
+"""Records made from the model's answers: caption, detailed description, grounded description,
+region description, region attributes, grounding and multi-turn reasoning.
+
+The global stage's description ties its mentions of noted objects to their ids (`[words](3, 4)`,
+see `language.mentions`): the detailed description is its plain text, the grounded description the
+same text with each mention's boxes, the ground-truth boxes of the objects it names.
 
 Every field the local stage is asked for reaches a record: the description a region description,
 colour, heading, state, shape and relations the region-attribute questions (only where the note says
@@ -12,17 +16,19 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rsgpt4v.core.responses import ObjectNote
-from rsgpt4v.core.schema import Obj, Record, Scene, Turn
+from rsgpt4v.core.schema import Obj, Record, RecordBox, Scene, Turn
 from rsgpt4v.imaging.geometry import polygon_area
+from rsgpt4v.language.mentions import Mention, placed, plain
 from rsgpt4v.language.naming import display
 from rsgpt4v.prompting.answers import SceneAnswers
 from rsgpt4v.prompting.marks import Mark, marks_of
 from rsgpt4v.prompting.stages import discernible
 from rsgpt4v.prompting.templates import PromptSet
-from rsgpt4v.tasks import record_rng, window_box
+from rsgpt4v.quality.judge import DIALOGUE, GLOBAL, Unit
+from rsgpt4v.tasks import TaskBuild, record_rng, window_box
 
 # Words of a referring expression that single out an extreme object, and how the extreme is measured
 # (larger is more extreme). "lowest" is the bottom-most in a north-up image.
@@ -105,6 +111,30 @@ def _single_turn(scene: Scene, task: str, pool: str, answer: str, prompts: Promp
     return Record(id=rid, task=task, turns=[Turn(question=question, answer=answer)], **base)
 
 
+def _grounded(scene: Scene, description: str, prompts: PromptSet, seed: int, base: dict) -> Record | None:
+    """The description with each mention's boxes (labelled with its words), or None without a mention.
+    A mention of an id the window does not have (QC off) keeps its words only."""
+    boxes: dict[str, RecordBox] = {}
+
+    def write(mention: Mention) -> str:
+        if not all(1 <= i <= len(scene.objects) for i in mention.ids):
+            return mention.phrase
+        names = []
+        for i in mention.ids:
+            name = f"b{len(boxes)}"
+            boxes[name] = window_box(scene, scene.objects[i - 1]).model_copy(update={"label": mention.phrase})
+            names.append(f"<{name}>")
+        return ", ".join(names)
+
+    text = placed(description, write)
+    if not boxes:
+        return None
+    rid = f"{scene.key}/grounded_description"
+    question = prompts.instruction("grounded_description", record_rng(seed, rid))
+    return Record(id=rid, task="grounded_description", turns=[Turn(question=question, answer=text)], boxes=boxes,
+                  **base)
+
+
 def _sentence(value: str) -> str:
     v = value.strip().rstrip(".")
     return v[:1].upper() + v[1:] + "."
@@ -145,44 +175,82 @@ def _attribute_turns(scene: Scene, chosen: Sequence[tuple[Mark, ObjectNote]], no
     return turns, boxes
 
 
-def model_records(scene: Scene, answers: SceneAnswers, prompts: PromptSet, seed: int, max_region_turns: int,
-                  grounding_max_instances: int, base: dict) -> list[Record]:
-    """Records from the stages' answers. Where the dataset has ground truth for a task (captions,
-    referring expressions), that ground truth makes the task's records, not the model."""
+def model_tasks(scene: Scene, answers: SceneAnswers, prompts: PromptSet, seed: int, max_region_turns: int,
+                grounding_max_instances: int, base: dict) -> list[TaskBuild]:
+    """The tasks the stages' answers make, each a builder of its records (see `TaskBuild`). Where the
+    dataset has ground truth for a task (captions, referring expressions), that ground truth makes
+    the task's records, not the model. With a judge, each record's `meta.judge` holds the verdict of
+    the answers it is made of."""
     has_captions = bool(scene.sample.captions)
     has_expressions = any(o.description for o in scene.objects)
-    records: list[Record] = []
-    if answers.scene_text is not None:
+    builds: list[TaskBuild] = []
+
+    def judged(records: list[Record], units: list[Unit]) -> list[Record]:
+        if answers.judge is not None:
+            for record in records:
+                record.meta = {**record.meta, "judge": answers.judge.record_meta(units)}
+        return records
+
+    scene_text = answers.scene_text
+    if scene_text is not None:
         if not has_captions:
-            records.append(_single_turn(scene, "caption", "caption", answers.scene_text.caption, prompts, seed,
-                                        base))
-        records.append(_single_turn(scene, "detailed_description", "detailed_description",
-                                    answers.scene_text.description, prompts, seed, base))
+            builds.append(("caption", lambda: judged([_single_turn(scene, "caption", "caption", scene_text.caption,
+                                                                   prompts, seed, base)], [GLOBAL])))
+        builds.append(("detailed_description", lambda: judged([_single_turn(
+            scene, "detailed_description", "detailed_description", plain(scene_text.description), prompts, seed,
+            base)], [GLOBAL])))
+        builds.append(("grounded_description", lambda: judged(
+            [r for r in [_grounded(scene, scene_text.description, prompts, seed, base)] if r is not None],
+            [GLOBAL])))
     described = [(m, answers.notes[m.id]) for m in marks_of(scene.objects) if m.id in answers.notes]
+    if described:
+        builds.append(("region_description", lambda: _region_records(scene, described, answers.notes, prompts, seed,
+                                                                     max_region_turns, base, judged)))
+    if described and not has_expressions:
+        builds.append(("grounding", lambda: _grounding_records(scene, described, prompts, seed, max_region_turns,
+                                                               grounding_max_instances, base, judged)))
+    dialogue = answers.dialogue
+    if dialogue is not None:
+        turns = [Turn(question=t.question, answer=t.answer) for t in dialogue.turns]
+        builds.append(("multi_turn_reasoning", lambda: judged([Record(
+            id=f"{scene.key}/multi_turn_reasoning", task="multi_turn_reasoning", turns=turns, **base)], [DIALOGUE])))
+    return builds
+
+
+Judged = Callable[[list[Record], list[Unit]], list[Record]]
+
+
+def _region_records(scene: Scene, described: list[tuple[Mark, ObjectNote]], notes: dict[int, ObjectNote],
+                    prompts: PromptSet, seed: int, max_region_turns: int, base: dict, judged: Judged) -> list[Record]:
+    """Region description and, from the same regions, region attributes."""
     regions = _varied(scene, described, max_region_turns)
-    if regions:
-        rid = f"{scene.key}/region_description"
-        rng = record_rng(seed, rid)
-        boxes = {f"b{i}": window_box(scene, m.obj) for i, (m, _) in enumerate(regions)}
-        turns = [Turn(question=prompts.instruction("region_description", rng, box=f"<b{i}>"), answer=n.description)
-                 for i, (_, n) in enumerate(regions)]
-        records.append(Record(id=rid, task="region_description", turns=turns, boxes=boxes, **base))
-        rid = f"{scene.key}/region_attributes"
-        turns, boxes = _attribute_turns(scene, regions, answers.notes, prompts, record_rng(seed, rid),
-                                        max_region_turns)
-        if turns:
-            records.append(Record(id=rid, task="region_attributes", turns=turns, boxes=boxes, **base))
+    if not regions:
+        return []
+    rid = f"{scene.key}/region_description"
+    rng = record_rng(seed, rid)
+    boxes = {f"b{i}": window_box(scene, m.obj) for i, (m, _) in enumerate(regions)}
+    turns = [Turn(question=prompts.instruction("region_description", rng, box=f"<b{i}>"), answer=n.description)
+             for i, (_, n) in enumerate(regions)]
+    records = [Record(id=rid, task="region_description", turns=turns, boxes=boxes, **base)]
+    rid = f"{scene.key}/region_attributes"
+    turns, boxes = _attribute_turns(scene, regions, notes, prompts, record_rng(seed, rid), max_region_turns)
+    if turns:
+        records.append(Record(id=rid, task="region_attributes", turns=turns, boxes=boxes, **base))
+    return judged(records, [Unit("local", m.id) for m, _ in regions])
+
+
+def _grounding_records(scene: Scene, described: list[tuple[Mark, ObjectNote]], prompts: PromptSet, seed: int,
+                       max_region_turns: int, grounding_max_instances: int, base: dict,
+                       judged: Judged) -> list[Record]:
+    """Grounding from the model's referring expressions of objects they single out."""
     targets = [(m, n) for m, n in described if singles_out(scene, m, n, grounding_max_instances)]
-    if targets and not has_expressions:
-        chosen = _varied(scene, targets, max_region_turns)
-        rid = f"{scene.key}/grounding"
-        rng = record_rng(seed, rid)
-        boxes = {f"b{i}": window_box(scene, m.obj) for i, (m, _) in enumerate(chosen)}
-        turns = [Turn(question=prompts.instruction("grounding", rng, expression=n.referring_expression),
-                      answer=f"<b{i}>") for i, (_, n) in enumerate(chosen)]
-        records.append(Record(id=rid, task="grounding", turns=turns, boxes=boxes, **base))
-    if answers.dialogue is not None:
-        turns = [Turn(question=t.question, answer=t.answer) for t in answers.dialogue.turns]
-        records.append(Record(id=f"{scene.key}/multi_turn_reasoning", task="multi_turn_reasoning", turns=turns,
-                              **base))
-    return records
+    if not targets:
+        return []
+    chosen = _varied(scene, targets, max_region_turns)
+    rid = f"{scene.key}/grounding"
+    rng = record_rng(seed, rid)
+    boxes = {f"b{i}": window_box(scene, m.obj) for i, (m, _) in enumerate(chosen)}
+    turns = [Turn(question=prompts.instruction("grounding", rng, expression=n.referring_expression),
+                  answer=f"<b{i}>") for i, (_, n) in enumerate(chosen)]
+    return judged([Record(id=rid, task="grounding", turns=turns, boxes=boxes, **base)],
+                  [Unit("local", m.id) for m, _ in chosen])

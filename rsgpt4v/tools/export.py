@@ -58,7 +58,15 @@ from typing import IO, Any
 from rsgpt4v.core.files import dumps, jsonl_writer, located, place_file
 from rsgpt4v.core.paths import is_within
 from rsgpt4v.core.schema import RecordBox
-from rsgpt4v.records.boxtext import TASK_TOKENS, RenderError, check_space, fill, flavour, to_placeholders
+from rsgpt4v.records.boxtext import (
+    MENTION_TASKS,
+    TASK_TOKENS,
+    RenderError,
+    check_space,
+    fill,
+    flavour,
+    to_placeholders,
+)
 from rsgpt4v.records.model import box_text_fault, first_problem
 from rsgpt4v.records.reader import finite_box, finite_number, image_header, image_outside, read_records
 from rsgpt4v.records.writer import box_meta, meta_boxes
@@ -163,10 +171,15 @@ def _rebox(record: dict[str, Any], target: _Target, width: int, height: int) -> 
         raise _Unusable(str(exc)) from None
     to = flavour(target.box_format or meta["box_format"])
     frame = to.frame(width, height, target.box_space or meta.get("box_space", "image"))
+    mention = record.get("task") in MENTION_TASKS
+    phrases = [b.label for b in boxes] if mention else None
     templates, found = [], 0
     for turn in record["conversations"]:
         value = _strip_task_token(turn["value"]) if turn["from"] == "human" else turn["value"]
-        text, found = to_placeholders(value, source, found)
+        try:
+            text, found = to_placeholders(value, source, found, phrases)
+        except ValueError as exc:
+            raise _Unusable(f"a grounded description's {exc}") from None
         templates.append(text)
     if found != len(boxes):
         raise _Unusable(f"{found} {source.name} box strings in the text but {len(boxes)} in meta.boxes")
@@ -176,7 +189,7 @@ def _rebox(record: dict[str, Any], target: _Target, width: int, height: int) -> 
     token = TASK_TOKENS.get(record.get("task")) if target.task_tokens else None
     try:
         for turn, text in zip(record["conversations"], templates):
-            value = fill(text, named, to, frame, turn["from"] == "gpt", used)
+            value = fill(text, named, to, frame, turn["from"] == "gpt", used, mention)
             if token and turn["from"] == "human":
                 value = _with_task_token(value, token)
             conversations.append({**turn, "value": value})

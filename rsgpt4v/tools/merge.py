@@ -30,6 +30,7 @@ from rsgpt4v.core.report import (
     Counts,
     Failures,
     Issues,
+    JudgeReport,
     MixRow,
     ReportError,
     RunReport,
@@ -212,6 +213,7 @@ def merge(inputs: list[Path], out: Path, image_conflict: ImageConflict = "fail")
         "usage": Usage.total(m.usage for m in manifests),
         "qc": QC.total(m.qc for m in manifests if m.qc is not None),
         "server": ServerSection.total([m.server for m in manifests if m.server is not None]),
+        "judge": JudgeReport.total(m.judge for m in manifests if m.judge is not None),
         "shard": None, "estimate": None, "estimated_from": None, "batch": None, "cards": total_cards(manifests),
         **_recipe_sections(manifests)})
     if any(m.config != first.config for m in manifests):

@@ -32,6 +32,7 @@ LICENSE_FILE = "LICENSE.md"
 # The Hub task category of each task's records; every record is also image-text-to-text.
 TASK_CATEGORIES = {
     "caption": "image-to-text", "detailed_description": "image-to-text", "region_description": "image-to-text",
+    "grounded_description": "image-to-text",
     "vqa": "visual-question-answering", "presence": "visual-question-answering",
     "counting": "visual-question-answering", "region_attributes": "visual-question-answering",
     "multi_turn_reasoning": "visual-question-answering",

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rsgpt4v.core.files import located
-from rsgpt4v.core.report import ReportError, RunReport, StageUsage
+from rsgpt4v.core.report import JudgeReport, ReportError, RunReport, StageUsage
 from rsgpt4v.records.model import first_problem
 from rsgpt4v.records.reader import data_files, read_records
 
@@ -186,6 +186,7 @@ def _manifest(path: Path, bad: _BadLines) -> dict[str, Any] | None:
         "batch_usage": m.batch.usage.model_dump() if m.batch else None,
         "failures": {"count": m.failures.count, "by_reason": dict(sorted(failed.items())), "by_stage": by_stage},
         "qc": m.qc.model_dump() if m.qc else None,
+        "judge": m.judge.model_dump() if m.judge else None,
         "recipe_targets": _recipe_targets(m),
         "issues": {"skipped": m.issues.skipped, "warnings": m.issues.warnings, "by_reason": m.issues.by_reason},
     }
@@ -345,6 +346,8 @@ def _manifest_lines(m: dict[str, Any]) -> list[str]:
     rejected = (m["qc"] or {}).get("rejected") or {}
     lines.append(f"qc rejections: {sum(r.get('count', 0) for r in rejected.values())}")
     lines += [f"  {kind}: {r.get('count')}, e.g. {r.get('example')!r}" for kind, r in sorted(rejected.items())]
+    if m.get("judge"):
+        lines.append(JudgeReport.model_validate(m["judge"]).summary())
     i = m["issues"]
     lines.append(f"input issues: {i['skipped']} skipped, {i['warnings']} warnings")
     if i["by_reason"]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rsgpt4v.core.files import ReadKind, Reason, located
+from rsgpt4v.imaging.window import inside
 from rsgpt4v.records.boxtext import Flavour, flavour
 from rsgpt4v.records.model import RecordKind, box_text_fault, check_record
 from rsgpt4v.records.reader import data_files, finite_box, image_header, image_outside, json_type, read_records
@@ -206,10 +207,15 @@ def _boxes(meta: dict[str, Any], values: list[str], size: tuple[int, int] | None
     reasons = []
     for turn, m in found:
         x1, y1, x2, y2 = (float(v) for v in m.groups()[:4])
+        # A turned GeoChat rectangle may reach past the frame; an unturned one is the box itself.
+        turned = f.overhang and int(m.group(5)) != 0
         if image_area is not None and not _inside((x1 + x2) / 2, (y1 + y2) / 2, image_area):
             reasons.append(Reason(Kind.BOX_ON_PADDING, f"{m.group(0)} in turn {turn} is centred outside the image "
                                                         f"on LLaVA's padded square ({fmt}, box_space square)"))
-        elif min(x1, y1, x2, y2) < 0 or max(x1, x2) > xmax or max(y1, y2) > ymax:
+        elif turned and not (0 <= (x1 + x2) / 2 <= xmax and 0 <= (y1 + y2) / 2 <= ymax):
+            reasons.append(Reason(Kind.BOX_OUT_OF_RANGE, f"{m.group(0)} in turn {turn} is centred outside {bounds} "
+                                                          f"({fmt})"))
+        elif not turned and not inside((min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)), xmax, ymax):
             reasons.append(Reason(Kind.BOX_OUT_OF_RANGE, f"{m.group(0)} in turn {turn} is outside {bounds} ({fmt})"))
         elif x1 > x2 or y1 > y2:
             reasons.append(Reason(Kind.BOX_INVERTED, f"{m.group(0)} in turn {turn} has x1 > x2 or y1 > y2"))
