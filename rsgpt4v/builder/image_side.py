@@ -171,6 +171,13 @@ class ImageSide:
         return WindowView(SentImage(url=data_url(png_header(w, h), "png"), width=w, height=h, scale=scale), None)
 
     def close(self, cancel: bool = False) -> None:
+        # A build that stops early leaves jobs it never took; one that failed on its own (a full
+        # disk while another image was being written) would otherwise be logged as "never retrieved"
+        # whenever it is collected, after the build has already reported why it stopped.
+        for job in self._jobs:
+            if job.future is not None and not job.future.cancel() and not job.future.cancelled():
+                job.future.exception()
+        self._jobs.clear()
         if self._cutter is not None:
             self._cutter.close(cancel)
 
