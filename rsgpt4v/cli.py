@@ -30,6 +30,10 @@ JudgeOpt = Annotated[Optional[str], typer.Option(
          "one). A contradicted answer is asked again once, then dropped. Best not the generating model.")]
 ConfigOpt = Annotated[Optional[Path], typer.Option(help="YAML file overriding configs/default.yaml.")]
 PromptsOpt = Annotated[Optional[Path], typer.Option(help="Folder of prompt files replacing the bundled prompts/.")]
+ProfileOpt = Annotated[Optional[str], typer.Option(
+    "--backend-profile", help="What the server accepts: openai, azure, vllm, sglang, ollama, llamacpp, lmstudio, "
+                              "generic, or a file from `rsgpt4v doctor --save` (model.profile). Default: start as "
+                              "OpenAI and switch off what the server refuses.")]
 PricesOpt = Annotated[Optional[Path], typer.Option(help="Price table replacing configs/prices.yaml.")]
 LimitOpt = Annotated[Optional[int], typer.Option(min=1, help="Stop after this many images.")]
 SplitOpt = Annotated[Optional[str], typer.Option(help="Only this split (train, val, test, ...).")]
@@ -155,6 +159,7 @@ def _run(source: str | None, root: Path | None, sample: bool, split: str | None,
     from rsgpt4v.llm.batch import BatchStateError
     from rsgpt4v.llm.client import MissingKeyError
     from rsgpt4v.llm.cost import PriceError
+    from rsgpt4v.llm.profile import ProfileError
     from rsgpt4v.prompting.templates import PromptError
     from rsgpt4v.sources import SourceError, get_source, parse_options, sample_root
 
@@ -173,7 +178,8 @@ def _run(source: str | None, root: Path | None, sample: bool, split: str | None,
             return build(reader, cfg, opts)
         with owned(opts.out, identity(source, data_root, split, options, opts.shard), force):
             return build(reader, cfg, opts)
-    except (ConfigError, SourceError, PromptError, PriceError, MissingKeyError, OwnerError, BatchStateError) as exc:
+    except (ConfigError, SourceError, PromptError, PriceError, MissingKeyError, OwnerError, BatchStateError,
+            ProfileError) as exc:
         raise _fail(str(exc)) from None
 
 
@@ -211,6 +217,7 @@ def build(
     backend: Annotated[Optional[str], typer.Option(
         help="openai (any OpenAI-compatible server via OPENAI_BASE_URL) or mock; default openai.")] = None,
     model: ModelOpt = None,
+    backend_profile: ProfileOpt = None,
     judge: JudgeOpt = None,
     config: ConfigOpt = None,
     prompts: PromptsOpt = None,
@@ -249,7 +256,8 @@ def build(
     from rsgpt4v.builder.pipeline import BuildOptions, RecordFailed
     from rsgpt4v.llm.batch_files import REQUESTS
     from rsgpt4v.llm.client import BACKENDS
-    from rsgpt4v.llm.engine import BudgetExceeded, FatalAPIError
+    from rsgpt4v.llm.doctor import DoctorError
+    from rsgpt4v.llm.engine import BudgetExceeded, FatalAPIError, ProfileRefused
 
     _setup_logging(verbose)
     if backend is not None and backend not in BACKENDS:
@@ -268,8 +276,7 @@ def build(
         overrides["output"] = {"strict": True}
     if workers is not None:
         overrides["image"] = {"workers": workers}
-    if model is not None:
-        overrides["model"] = {"name": model}
+    overrides.update(_model_overrides(model, backend_profile))
     if judge is not None:
         overrides["judge"] = {"model": judge}
     if batch_engine not in ("api", "files"):
@@ -292,6 +299,10 @@ def build(
     except BudgetExceeded as exc:
         raise _fail(f"{exc}; raise --max-cost and rerun the same command to continue (nothing paid is lost)",
                     code=1) from None
+    except ProfileRefused as exc:
+        raise _fail(f"{exc}; nothing was paid for the refused requests", code=1) from None
+    except DoctorError as exc:
+        raise _fail(f"probing the server before the batch: {exc}", code=1) from None
     except FatalAPIError as exc:
         raise _fail(f"{exc}; the run stopped, rerun the same command to resume", code=1) from None
     except RecordFailed as exc:
@@ -316,6 +327,12 @@ def _failed_windows_check(manifest: RunReport, out: Path) -> None:
         raise _fail(f"{c.windows_failed} of {c.windows} windows ({c.failed_share:.1%}) lost records to failures, "
                     f"more than output.max_failed_share ({limit:.1%}); the record_failed issues in "
                     f"{out / 'manifest.json'} name them", code=1)
+
+
+def _model_overrides(model: str | None, profile: str | None) -> dict[str, Any]:
+    """--model and --backend-profile as overrides of the config's model section."""
+    section = {k: v for k, v in (("name", model), ("profile", profile)) if v is not None}
+    return {"model": section} if section else {}
 
 
 def _recipe_alone(root: Path | None, sample: bool, split: str | None, options: list[str] | None) -> None:
@@ -347,6 +364,7 @@ def _run_recipe(name: str, source: str | None, data: Path | None, skip_missing: 
     from rsgpt4v.core.config import ConfigError, load_config
     from rsgpt4v.core.ownership import OwnerError, identity, owned
     from rsgpt4v.llm.client import MissingKeyError
+    from rsgpt4v.llm.profile import ProfileError
     from rsgpt4v.prompting.templates import PromptError
 
     if source is not None:
@@ -366,7 +384,8 @@ def _run_recipe(name: str, source: str | None, data: Path | None, skip_missing: 
             return build_recipe(mix, data, configs, opts, skip_missing)
         with owned(opts.out, identity(f"recipe:{name}", data or Path("."), None, None, opts.shard), force):
             return build_recipe(mix, data, configs, opts, skip_missing)
-    except (ConfigError, RecipeError, PromptError, MissingKeyError, FileNotFoundError, OwnerError) as exc:
+    except (ConfigError, RecipeError, PromptError, MissingKeyError, FileNotFoundError, OwnerError,
+            ProfileError) as exc:
         raise _fail(str(exc)) from None
 
 
@@ -396,6 +415,7 @@ def _files_summary(manifest: RunReport, out: Path) -> None:
                f"{manifest.counts.windows_waiting_for_batch} windows wait for them. Run them with any "
                "OpenAI-compatible batch engine, e.g. vLLM:")
     _how_to_run_files(out, manifest.model, "this same command")
+    typer.echo(_passes_left(manifest))
 
 
 def _files_status(out: Path) -> bool:
@@ -418,6 +438,12 @@ def _files_status(out: Path) -> bool:
     return True
 
 
+def _passes_left(manifest: RunReport) -> str:
+    n = manifest.batch.passes_left if manifest.batch is not None else 0
+    return (f"at most {n} pass{'es' if n != 1 else ''} of requests remain, this one included (later stages, "
+            "retries of unusable answers, splits of cut-off ones); then one more run writes the dataset")
+
+
 def _batch_summary(manifest: RunReport, out: Path) -> None:
     b = manifest.batch
     assert b is not None, "a batch pass reports its batches"
@@ -434,6 +460,7 @@ def _batch_summary(manifest: RunReport, out: Path) -> None:
     typer.echo(f"submitted {b.queued_this_pass} requests ({named}) in {len(open_batches)} batch(es); "
                f"{manifest.counts.windows} windows wait for them. When they finish (within 24 h), rerun "
                "this same command: it collects the answers and submits the next stage.")
+    typer.echo(_passes_left(manifest))
 
 
 def _usd(value: float | None) -> str:
@@ -447,7 +474,7 @@ def _summary(manifest: RunReport, out: Path) -> None:
     typer.echo(f"wrote {c.records} records from {c.samples} images ({c.windows} windows) to {out}")
     for task, n in sorted(c.by_task.items()):
         typer.echo(f"  {task:<22} {n}")
-    cost = f"${u.cost_usd:,.4f}" if u.priced else "not priced (model not in the price table)"
+    cost = f"${u.cost_usd:,.4f}" if u.priced else "not priced (the price table has no price for this model)"
     typer.echo(f"requests: {u.api_calls} sent, {u.cache_hits} from cache; tokens: {u.prompt_tokens} in, "
                f"{u.completion_tokens} out; cost: {cost}")
     if manifest.batch is not None:
@@ -468,6 +495,21 @@ def _summary(manifest: RunReport, out: Path) -> None:
         failed = i.by_reason.get(f"skip: {IssueCode.RECORD_FAILED}", 0)
         typer.echo(f"failed records: {failed} dropped from {c.windows_failed} of {c.windows} windows "
                    f"({c.failed_share:.2%}); each is a record_failed issue in the manifest")
+    _switches(manifest)
+
+
+def _value(setting: object) -> str:
+    """A profile setting as its YAML file writes it (true, not True)."""
+    return str(setting).lower() if isinstance(setting, bool) else str(setting)
+
+
+def _switches(manifest: RunReport) -> None:
+    """What the server refused and the run switched off (`server` in the manifest)."""
+    if manifest.server is None or not manifest.server.switched:
+        return
+    switched = ", ".join(f"{s.setting} {_value(s.before)} -> {_value(s.after)}" for s in manifest.server.switched)
+    typer.echo(f"the server refused features; switched for this run: {switched} (manifest.json `server` says why; "
+               "`rsgpt4v doctor --save FILE` writes a profile that asks for none of them)")
 
 
 @app.command()
@@ -479,6 +521,7 @@ def estimate(
     root: RootOpt = None,
     sample: SampleOpt = False,
     model: ModelOpt = None,
+    backend_profile: ProfileOpt = None,
     judge: JudgeOpt = None,
     config: ConfigOpt = None,
     prompts: PromptsOpt = None,
@@ -492,9 +535,13 @@ def estimate(
     exact: Annotated[bool, typer.Option("--exact", help="Look at every image (no sampling, no margin).")] = False,
     cache: Annotated[Optional[Path], typer.Option(help="An earlier build's cache: budget the re-ask rate it "
                                                        "measured instead of engine.reask_rate.")] = None,
+    tokens_per_second: Annotated[Optional[float], typer.Option(
+        min=0.001, help="Your server's measured throughput, input and output tokens together: adds the hours "
+                        "the build takes on it.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
 ) -> None:
-    """Requests, image and text tokens and dollars per stage, live and batch, before anything is sent."""
+    """Requests, image and text tokens and dollars per stage, live and batch (or hours on your own server),
+    before anything is sent."""
     import json
     import tempfile
 
@@ -509,8 +556,7 @@ def estimate(
             if rate is not None:
                 overrides["engine"] = {"reask_rate": round(rate, 4)}
                 measured = f", measured in {cache}"
-    if model is not None:
-        overrides["model"] = {"name": model}
+    overrides.update(_model_overrides(model, backend_profile))
     if judge is not None:
         overrides["judge"] = {"model": judge}
     with tempfile.TemporaryDirectory() as scratch:
@@ -524,15 +570,21 @@ def estimate(
             else:
                 manifest = _run(source, root, sample, split, option, config, overrides, opts)
     from rsgpt4v.core.report import EstimatedFrom
+    from rsgpt4v.llm.estimate import hours
 
     reask_rate = manifest.config["engine"]["reask_rate"]
     rows = [r.model_dump() for r in manifest.estimate or []]
+    if tokens_per_second is not None:
+        for r in rows:
+            r["hours"] = round(hours(r, tokens_per_second), 2)
     basis = manifest.estimated_from or EstimatedFrom(images=0, of=0)
     judged_by = manifest.config["judge"]["model"]
+    rule = _image_rule(manifest, prices)
     if json_out:
         sent_back = manifest.judge.sent_back if manifest.judge else {}
         typer.echo(json.dumps({"model": manifest.model, "judge": judged_by, "judge_sent_back": sent_back,
-                               "prices_date": manifest.usage.prices_date,
+                               "prices_date": manifest.usage.prices_date, "priced": manifest.usage.priced,
+                               "image_rule": rule, "tokens_per_second": tokens_per_second,
                                "images": basis.of, "images_looked_at": basis.images, "exact": basis.exact,
                                "usd_live_margin": basis.usd_live_margin, "tokens_margin": basis.tokens_margin,
                                "reask_rate": reask_rate, "windows_looked_at": manifest.counts.windows,
@@ -544,17 +596,34 @@ def estimate(
         looked = (f"{basis.of:,} images, extrapolated from a sample of {basis.images:,} (stratified by size, seed "
                   f"{basis.seed})")
     judging = f", judge {judged_by}" if judged_by else ""
-    typer.echo(f"{looked}, {manifest.counts.windows:,} windows looked at, model {manifest.model}{judging} (prices "
-               f"of {manifest.usage.prices_date}); dollars include {reask_rate:.0%} re-asks{measured}")
+    priced = manifest.usage.priced
+    money = (f"prices of {manifest.usage.prices_date}" if priced
+             else "not priced: a model you serve yourself is counted in tokens" + ("" if tokens_per_second else
+                                                                                   "; --tokens-per-second adds hours"))
+    typer.echo(f"{looked}, {manifest.counts.windows:,} windows looked at, model {manifest.model}{judging} "
+               f"({money}); image tokens by the {rule} rule; "
+               f"{'dollars' if priced else 'totals'} include {reask_rate:.0%} re-asks{measured}")
     typer.echo(f"{'stage':<10}{'requests':>10}{'re-asks':>9}{'text tok':>14}{'image tok':>14}{'output tok':>14}"
-               f"{'live':>12}{'batch':>12}")
+               + (f"{'live':>12}{'batch':>12}" if priced else "") + (f"{'hours':>10}" if tokens_per_second else ""))
     for r in rows:
         typer.echo(f"{r['stage']:<10}{r['requests']:>10,}{r['reasks']:>9,}{r['text_tokens']:>14,}"
-                   f"{r['image_tokens']:>14,}{r['output_tokens']:>14,}{_usd(r['usd_live']):>12}"
-                   f"{_usd(r['usd_batch']):>12}")
+                   f"{r['image_tokens']:>14,}{r['output_tokens']:>14,}"
+                   + (f"{_usd(r['usd_live']):>12}{_usd(r['usd_batch']):>12}" if priced else "")
+                   + (f"{r['hours']:>10,.2f}" if tokens_per_second else ""))
     if basis.exact is False:
         usd = "" if basis.usd_live_margin is None else f"live dollars +- {_usd(basis.usd_live_margin)}, "
         typer.echo(f"sampling margin (95 %): {usd}tokens +- {basis.tokens_margin:,}; --exact looks at every image")
+
+
+def _image_rule(manifest: RunReport, prices: Path | None) -> str:
+    """How the estimate counted image tokens: the profile's rule, else the model family's."""
+    from rsgpt4v.llm.cost import PriceTable
+    from rsgpt4v.llm.profile import load_profile
+
+    name = manifest.config["model"].get("profile")
+    rule = (load_profile(name).image_rule if name else None) or PriceTable.load(prices).image_rule(manifest.model)
+    knobs = ", ".join(f"{k} {v}" for k, v in rule.model_dump(exclude={"formula"}).items())
+    return f"{rule.formula} ({knobs})"
 
 
 @app.command()
@@ -612,21 +681,90 @@ def fake_server(
     plant: Annotated[Optional[str], typer.Option(
         help="A sentence appended to every free-text field of the answers (descriptions, captions, questions, "
              "answers, referring expressions), to try what QC keeps.")] = None,
+    emulate: Annotated[str, typer.Option(
+        help="Refuse and answer as this server does (its error words and envelope): openai, azure, vllm, sglang, "
+             "ollama, llamacpp, lmstudio.")] = "openai",
+    no_json_schema: Annotated[bool, typer.Option(
+        "--no-json-schema", help="Refuse response_format json_schema, as builds without it do (Ollama before "
+                                 "0.5.0 ignores it instead).")] = False,
+    no_json_object: Annotated[bool, typer.Option("--no-json-object", help="Refuse response_format json_object.")
+                              ] = False,
+    prose: Annotated[bool, typer.Option(
+        "--prose", help="Wrap every answer in prose and a ```json fence, as a model without constrained "
+                        "decoding writes.")] = False,
+    max_images: Annotated[Optional[int], typer.Option(
+        min=0, help="Refuse requests with more images than this (vLLM started with --limit-mm-per-prompt).")] = None,
+    strict_roles: Annotated[bool, typer.Option(
+        "--strict-roles", help="Refuse a system message and two messages of one role in a row, as Gemma's and "
+                               "Mistral's chat templates do (llama.cpp folds the system message in).")] = False,
 ) -> None:
     """Serve an OpenAI-compatible fake API (chat, files, batches) on loopback; Ctrl-C stops it."""
     from rsgpt4v.llm.fakeserver import FakeServer, Knobs
+    from rsgpt4v.llm.personas import PERSONAS, Quirks
 
+    if emulate not in PERSONAS:
+        raise _fail(f"--emulate must be one of {', '.join(PERSONAS)}, not {emulate!r}")
+    quirks = Quirks(no_json_schema=no_json_schema, no_json_object=no_json_object, prose=prose, max_images=max_images,
+                    strict_roles=strict_roles)
     knobs = Knobs(latency_s=latency, rpm=rpm, tpm=tpm, fail_5xx=fail_5xx, fail_429=fail_429, malformed=malformed,
                   batch_expire=batch_expire, seed=seed, answer_tokens_per_object=answer_tokens_per_object,
-                  mistakes=mistakes, plant=plant, judge_contradictions=judge_contradictions)
+                  mistakes=mistakes, plant=plant, judge_contradictions=judge_contradictions, emulate=emulate,
+                  quirks=quirks)
     server = FakeServer(knobs, port=port)
-    typer.echo(f"fake OpenAI API at {server.url}  (export OPENAI_BASE_URL={server.url} OPENAI_API_KEY=fake)")
+    typer.echo(f"fake {emulate} API at {server.url}  (export OPENAI_BASE_URL={server.url} OPENAI_API_KEY=fake)")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+
+
+@app.command()
+def doctor(
+    model: ModelOpt = None,
+    config: ConfigOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Probe the offline mock instead of a server.")] = False,
+    save: Annotated[Optional[Path], typer.Option(help="Write the profile that fits the server to this YAML file "
+                                                     "(for --backend-profile or model.profile).")] = None,
+) -> None:
+    """Probe the server at OPENAI_BASE_URL with a handful of tiny requests: what it accepts, the backend
+    profile that fits it."""
+    import asyncio
+
+    from rsgpt4v.core.config import ConfigError, load_config
+    from rsgpt4v.llm.client import MissingKeyError, make_client
+    from rsgpt4v.llm.doctor import DoctorError, diagnose, matching
+    from rsgpt4v.llm.profile import profile_yaml
+
+    try:
+        cfg = load_config(config, _model_overrides(model, None))
+        client = make_client("mock" if dry_run else "openai", cfg.model.request_timeout_s)
+    except (ConfigError, MissingKeyError) as exc:
+        raise _fail(str(exc)) from None
+    where = "the offline mock" if dry_run else str(client.base_url)
+    typer.echo(f"probing {where} with model {cfg.model.name}:")
+    try:
+        with _one_error_path():
+            probes, profile = asyncio.run(diagnose(client, cfg.model.name))
+    except DoctorError as exc:
+        raise _fail(str(exc), code=1) from None
+    for p in probes:
+        typer.echo(f"  {p.name:<30} {'accepted' if p.accepted else 'refused'}{f'  ({p.detail})' if p.detail else ''}")
+    same, closest, differs = matching(profile)
+    settings = ", ".join(f"{k}: {_value(v)}" for k, v in profile.settings().items())
+    if same:
+        others = f" (the same settings as {', '.join(same[1:])})" if len(same) > 1 else ""
+        typer.echo(f"profile: {settings}\nmatches the bundled profile {same[0]}{others}: "
+                   f"--backend-profile {same[0]}")
+    else:
+        typer.echo(f"profile: {settings}\nno bundled profile matches; the closest, {closest}, differs in "
+                   f"{', '.join(differs)}" + ("" if save else "; --save FILE writes this one"))
+    if save is not None:
+        with _one_error_path():
+            save.write_text(profile_yaml(profile, f"Backend profile found by `rsgpt4v doctor` at {where} for "
+                                                  f"{cfg.model.name}."), encoding="utf-8")
+        typer.echo(f"wrote {save}: build with --backend-profile {save}")
 
 
 @app.command()
@@ -827,7 +965,15 @@ def batch_import(
     """Read batch results produced by any engine (vLLM run-batch, Ray, OpenAI/Azure Batch) into the cache."""
     from rsgpt4v.core.ownership import PARTS
     from rsgpt4v.core.report import ReportError, RunReport
-    from rsgpt4v.llm.batch_files import REQUESTS, import_results, request_ids
+    from rsgpt4v.core.files import file_sha256
+    from rsgpt4v.llm.batch_files import (
+        IMPORTED,
+        REQUESTS,
+        already_imported,
+        import_results,
+        record_imported,
+        request_ids,
+    )
     from rsgpt4v.llm.cache import Cache
 
     if not out.is_dir():
@@ -850,11 +996,24 @@ def batch_import(
             ids, problems = request_ids(folder)
             known = (known or set()) | ids
             unreadable += problems
+        done = already_imported(out / IMPORTED, into)
+        new: dict[str, Path] = {}
+        skipped = []
+        for path in results:
+            sha = file_sha256(path)
+            if sha in done or sha in new:
+                skipped.append(path)
+            else:
+                new[sha] = path
         store = Cache(into)
         try:
-            tally = import_results(results, store, model, known)
+            tally = import_results(list(new.values()), store, model, known)
         finally:
             store.close()
+        record_imported(out / IMPORTED, into, new)
+    if skipped:
+        typer.echo(f"skipped {len(skipped)} result file(s) imported before: {', '.join(map(str, skipped[:5]))}"
+                   + (" ..." if len(skipped) > 5 else ""))
     problems = unreadable + tally.problems
     for problem in problems[:20]:
         typer.echo(problem, err=True)

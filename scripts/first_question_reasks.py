@@ -26,9 +26,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
-from rsgpt4v.language.naming import display
 from rsgpt4v.llm.fakeserver import FakeServer, Knobs
-from rsgpt4v.sources.dota import DOTA, VOCABULARIES
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "fixtures" / "real"
@@ -73,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real", type=Path, default=REAL)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="one build of each window per seed")
     args = parser.parse_args(argv)
-    names = {c: display(c, "dota").singular for c in VOCABULARIES["2.0"]}
-    knobs = Knobs(answer_tokens_per_object=160, mistakes=0.2, looks=DOTA.mock_looks, names=names)
+    knobs = Knobs(answer_tokens_per_object=160, mistakes=0.2)
     totals = [0, 0, 0]
     with tempfile.TemporaryDirectory() as scratch, FakeServer(knobs) as server:
         env = {**os.environ, "OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-measure"}

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import openai
@@ -17,9 +19,8 @@ from PIL import Image
 from typer.testing import CliRunner, Result
 
 from rsgpt4v.cli import app
+from rsgpt4v.llm.fakeserver import FakeServer, Knobs
 from rsgpt4v.core.schema import Issue, Sample
-from rsgpt4v.language.naming import display
-from rsgpt4v.llm.fakeserver import Knobs
 
 # beside the repository as CI lays it out; RSGPT4V_REAL_FIXTURES points a worktree elsewhere at them
 REAL = Path(os.environ.get("RSGPT4V_REAL_FIXTURES")
@@ -29,14 +30,6 @@ REAL = Path(os.environ.get("RSGPT4V_REAL_FIXTURES")
 # the model answered stops the build with exit 2 instead of becoming a record_failed issue, so a bug
 # fails its test. The tests of that isolation remove this for themselves (tests/test_isolation.py).
 os.environ["RSGPT4V_STRICT"] = "1"
-
-
-def dota_knobs(**knobs: object) -> Knobs:
-    """Fake-server knobs whose mock describes DOTA objects as a dry run of a DOTA build does."""
-    from rsgpt4v.sources.dota import DOTA, VOCABULARIES
-
-    names = {c: display(c, "dota").singular for c in VOCABULARIES["2.0"]}
-    return Knobs(looks=DOTA.mock_looks, names=names, **knobs)
 
 
 @pytest.fixture
@@ -73,6 +66,23 @@ def scripted_client() -> Callable[[Scripted], openai.AsyncOpenAI]:
         return openai.AsyncOpenAI(api_key="sk-test-secret", base_url="http://test.invalid/v1", max_retries=0,
                                   http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)))
     return make
+
+
+@contextmanager
+def serving(knobs: Knobs) -> Iterator[tuple[FakeServer, list[dict[str, Any]]]]:
+    """`rsgpt4v fake-server` on loopback, and the chat request bodies it answered (not those it refused)."""
+    with FakeServer(knobs) as server:
+        bodies: list[dict[str, Any]] = []
+        handle = server.api.handle
+
+        def recording(method: str, path: str, content_type: str, body: bytes) -> Any:
+            reply = handle(method, path, content_type, body)
+            if path.endswith("/chat/completions") and reply[0] == 200:
+                bodies.append(json.loads(body))
+            return reply
+
+        server.api.handle = recording  # type: ignore[method-assign]
+        yield server, bodies
 
 
 class LoopbackServer:

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import dota_knobs
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
 from rsgpt4v.llm.batch import BatchQueue, split_request_files
+from rsgpt4v.llm.doctor import PROBES
 from rsgpt4v.llm.fakeserver import FakeServer, Knobs
 
 runner = CliRunner()
@@ -32,7 +32,7 @@ def test_batch_passes_stage_by_stage_give_the_live_result(tmp_path: Path, live_r
     out = tmp_path / "batch"
     config = tmp_path / "small-files.yaml"
     config.write_text("batch: {max_lines: 3}\n")
-    with FakeServer(dota_knobs()) as server:
+    with FakeServer(Knobs()) as server:
         env = {"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-batch-secret"}
         args = ["build", *SAMPLE, "--batch", "--config", str(config), "--out", str(out)]
         first = _invoke(args, env)
@@ -49,7 +49,10 @@ def test_batch_passes_stage_by_stage_give_the_live_result(tmp_path: Path, live_r
         assert "submitted 5 requests (5 global)" in passes[0]
         assert "submitted 5 requests (5 dialogue)" in passes[1]
         assert "wrote" in passes[2] and "0 sent, 18 from cache" in passes[2]
-        assert server.stats.batch_lines == 18 and server.stats.completed == 18
+        # 18 answers by batch; live, only the probe of what the server accepts, once, before the first pass
+        probes = 1 + len(PROBES)
+        assert server.stats.batch_lines == 18 and server.stats.completed == 18 + probes
+        assert json.loads((out / "batch" / "state.json").read_text())["server"]["why"] == {}
     assert (out / "train.jsonl").read_bytes() == (live_reference / "train.jsonl").read_bytes()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["batch"]["usage"]["requests"] == 18
@@ -61,7 +64,7 @@ def test_batch_passes_stage_by_stage_give_the_live_result(tmp_path: Path, live_r
 
 def test_expired_requests_are_resubmitted_until_done(tmp_path: Path, live_reference: Path) -> None:
     out = tmp_path / "expiring"
-    with FakeServer(dota_knobs(batch_expire=0.2, seed=3)) as server:
+    with FakeServer(Knobs(batch_expire=0.2, seed=3)) as server:
         env = {"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "x"}
         args = ["build", *SAMPLE, "--batch", "--out", str(out)]
         for _ in range(30):

@@ -99,8 +99,13 @@ def test_duplicates_count_once_and_a_conflict_keeps_the_first_answer(tmp_path: P
     cache = Cache(out / "cache.sqlite")
     assert cache.get("b") == GOOD
     cache.close()
-    again = runner.invoke(app, ["batch", "import", str(out), str(first)])  # the same file once more
-    assert again.exit_code == 0 and "imported 0 answers" in again.output and "3 already in the cache" in again.output
+    again = runner.invoke(app, ["batch", "import", str(out), str(first)])  # the same file once more: skipped
+    assert again.exit_code == 0 and "imported 0 answers" in again.output
+    assert again.output.startswith(f"skipped 1 result file(s) imported before: {first}")
+    copy = tmp_path / "r1-again.jsonl"   # its lines in another file: each one already in the cache
+    copy.write_text(first.read_text() + _line("d", GOOD) + "\n")
+    third = runner.invoke(app, ["batch", "import", str(out), str(copy)])
+    assert third.exit_code == 0 and "imported 1 answers" in third.output and "3 already in the cache" in third.output
 
 
 def test_cache_that_is_a_folder_is_one_line(tmp_path: Path) -> None:

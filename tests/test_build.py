@@ -210,10 +210,11 @@ def test_openai_backend_sends_data_urls_and_strict_schemas(tmp_path: Path) -> No
             assert b"sk-loopback-secret-123" not in f.read_bytes(), f
 
 
-def test_older_servers_get_max_tokens(tmp_path: Path) -> None:
+def test_a_profile_in_the_config_names_the_token_parameter(tmp_path: Path) -> None:
+    """Ollama reads max_tokens only (it drops max_completion_tokens without a word): its profile says so."""
     server = LoopbackServer(lambda body: (200, completion_for(body)))
-    config = tmp_path / "old-server.yaml"
-    config.write_text("model: {token_limit_param: max_tokens}\n")
+    config = tmp_path / "ollama.yaml"
+    config.write_text("model: {profile: ollama}\n")
     try:
         env = {"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "x"}
         result = _build("--source", "dota", "--sample", "--limit", "1", "--config", str(config),

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import dota_knobs
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
@@ -59,7 +58,7 @@ def _records(out: Path) -> dict[str, list[dict]]:
 
 def test_5xx_and_429_still_give_the_very_dataset_of_a_healthy_server(tmp_path: Path, reference: Path) -> None:
     """A transport retry sends the same bytes again, so the answers, and the records, are the same."""
-    out, stats = _flaky_build(tmp_path, dota_knobs(fail_5xx=0.2, fail_429=0.1, seed=7))
+    out, stats = _flaky_build(tmp_path, Knobs(fail_5xx=0.2, fail_429=0.1, seed=7))
     # the faults are drawn in arrival order from a seeded stream; how many there are does not depend on the order
     assert stats.injected_5xx > 0 and stats.injected_429 > 0
     for split in ("train", "val"):
@@ -70,7 +69,7 @@ def test_malformed_answers_are_asked_again_and_the_dataset_is_complete(tmp_path:
     """A malformed answer is asked again with the reason, as another request (whose answer may be worded
     otherwise, as a real model's is): every record is still there and sound. Which request gets the fault
     depends on arrival order, so only what holds for any order is asserted."""
-    out, stats = _flaky_build(tmp_path, dota_knobs(malformed=0.1, seed=7))
+    out, stats = _flaky_build(tmp_path, Knobs(malformed=0.1, seed=7))
     assert stats.malformed > 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert sum(u["retries"] for u in manifest["usage"]["by_stage"].values()) == stats.malformed
@@ -137,7 +136,7 @@ def test_kill_minus_nine_then_rerun_is_identical_and_pays_only_the_rest(tmp_path
     config = _fast_retries(tmp_path)
     total = json.loads((reference / "manifest.json").read_text())["usage"]["api_calls"]
     answered = 6
-    with FakeServer(dota_knobs()) as server:
+    with FakeServer(Knobs()) as server:
         gate = _Gate(server, through=answered)
         env = {**os.environ, "OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "x"}
         proc = subprocess.Popen(_build_cmd(out, config), env=env, stdout=subprocess.DEVNULL,

@@ -9,13 +9,13 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import dota_knobs, loopback_build
+from conftest import loopback_build
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
 from rsgpt4v.core.config import load_config
 from rsgpt4v.core.responses import DialogueResponse, GlobalResponse, JudgeResponse, ObjectNote
-from rsgpt4v.llm.fakeserver import FakeServer
+from rsgpt4v.llm.fakeserver import FakeServer, Knobs
 from rsgpt4v.llm.mock import Style, completion_for
 from rsgpt4v.prompting.stages import StageRequests
 from rsgpt4v.prompting.templates import PromptSet
@@ -121,7 +121,7 @@ class ScriptedJudge:
 
     def __init__(self, wrong: tuple[str, ...]) -> None:
         self.wrong = wrong
-        self.style = Style(judge_contradictions=0.0, names=dota_knobs().names, looks=dota_knobs().looks)
+        self.style = Style(judge_contradictions=0.0)
 
     def __call__(self, body: dict) -> tuple[int, dict]:
         completion = completion_for(body, self.style)
@@ -181,7 +181,7 @@ def test_p1888_against_the_fake_server_with_a_judge(real_dir: Path, tmp_path: Pa
     """Done when: judge requests go out with the judge's model, every model-made record carries meta.judge,
     the manifest counts the verdicts, and the judge is paid for at its own prices."""
     out = tmp_path / "out"
-    with FakeServer(dota_knobs(answer_tokens_per_object=160, mistakes=0.2)) as server:
+    with FakeServer(Knobs(answer_tokens_per_object=160, mistakes=0.2)) as server:
         result = CliRunner().invoke(app, ["build", "--no-progress", "--source", "dota", "--root",
                                           str(real_dir / "dota_v1.0"), "--backend", "openai", "--out", str(out),
                                           "--judge", "gpt-4o-mini"],

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from rsgpt4v.core.resources import resource_dir
-from rsgpt4v.llm.cost import ImageRule, PriceError, PriceTable
+from rsgpt4v.llm.cost import DEFAULT_IMAGE_RULE, PatchRule, PriceError, PriceTable, TileRule
 
 BUNDLED = resource_dir("configs") / "prices.yaml"
 
@@ -21,9 +21,9 @@ def test_the_bundled_table_reads_with_its_figures() -> None:
                                      "judge_per_sentence": 25, "judge_base": 10}
     assert table.price("gpt-4o-2024-08-06") == table.models["gpt-4o"]
     assert (table.models["gpt-4o"].input, table.models["gpt-4o"].output) == (2.5, 10.0)
-    assert table.image_rule("gpt-4o-mini") == ImageRule(base=2833, tile=5667)
-    assert table.image_rule("gpt-4.1-mini") == ImageRule(formula="patches", multiplier=1.62)
-    assert table.image_rule("my-vllm-model") == ImageRule()
+    assert table.image_rule("gpt-4o-mini") == TileRule(base=2833, tile=5667)
+    assert table.image_rule("gpt-4.1-mini") == PatchRule(formula="patches", multiplier=1.62)
+    assert table.image_rule("my-vllm-model") == DEFAULT_IMAGE_RULE
     assert table.dollars("gpt-4o", 1_000_000, 100_000, batch=True) == pytest.approx((2.5 + 1.0) * 0.5)
     assert table.dollars("my-vllm-model", 10, 10) is None
 
@@ -36,14 +36,13 @@ def _with(change) -> dict:
 
 @pytest.mark.parametrize("data, problem", [
     (_with(lambda d: d.pop("batch_discount")), "no 'batch_discount' entry"),
-    (_with(lambda d: d["models"]["gpt-4o"].pop("output")), "models.gpt-4o: no 'output' entry"),
     (_with(lambda d: d["models"]["gpt-4o"].update(input=-2.5)),
      "models.gpt-4o.input: Input should be greater than or equal to 0"),
     (_with(lambda d: d.update(batch_discount=2)), "batch_discount: Input should be less than or equal to 1"),
     (_with(lambda d: d["models"]["gpt-4.1-mini"]["image"].update(formula="patch")),
-     "models.gpt-4.1-mini.image.formula: Input should be 'tiles' or 'patches'"),
+     "models.gpt-4.1-mini.image: formula must be one of tiles, patches, qwen2-vl, internvl, llava-onevision"),
     (_with(lambda d: d["models"]["gpt-4o"]["image"].update(tiles=170)),
-     "models.gpt-4o.image.tiles: Extra inputs are not permitted"),
+     "models.gpt-4o.image.tiles.tiles: Extra inputs are not permitted"),
     (_with(lambda d: d["expected_output_tokens"].update(glob="many")),
      "expected_output_tokens.glob: Input should be a valid integer"),
     (_with(lambda d: d["expected_output_tokens"].update(glob=True)),

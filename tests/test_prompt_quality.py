@@ -128,6 +128,13 @@ def _local_examples() -> list[str]:
     return PROMPTS.examples.get("local") or [PROMPTS.stages["local"]["system"].split("Worked example", 1)[1]]
 
 
+def _dota_category(name: str) -> str:
+    """The DOTA label the prompt's plain name stands for ("large vehicles" -> large-vehicle)."""
+    from rsgpt4v.sources.dota import VOCABULARIES
+
+    return next(c for c in VOCABULARIES["2.0"] if name in (display(c, "dota").singular, display(c, "dota").plural))
+
+
 def local_example_scene(example: str) -> Scene:
     """Listed objects at their boxes; those named only by counts in the middle of the image."""
     listed = [json.loads(line.rstrip(",")) for line in example.splitlines() if line.startswith('{"id"')]
@@ -135,10 +142,10 @@ def local_example_scene(example: str) -> Scene:
     for entry in listed:
         x0, y0, x1, y1 = (v * 1000 for v in entry["box"])
         poly = ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
-        objs.append(Obj(category=entry["category"], polygon=poly, box=bounding_box(poly)))
+        objs.append(Obj(category=_dota_category(entry["category"]), polygon=poly, box=bounding_box(poly)))
     omitted = re.search(r"not listed here: ([^.]*)\.", example)
-    for n, category in re.findall(r"(\d+) ([a-z-]+)", omitted.group(1) if omitted else ""):
-        objs += [_obj(category, 0.3 + 0.01 * i, 0.6) for i in range(int(n))]
+    for n, name in re.findall(r"(\d+) ([a-z ]+)", omitted.group(1) if omitted else ""):
+        objs += [_obj(_dota_category(name.strip()), 0.3 + 0.01 * i, 0.6) for i in range(int(n))]
     sample = Sample(source="dota", split="train", image_id="ex", image_path=Path("/ex.png"), rel_image="ex.png",
                     objects=tuple(objs))
     return Scene(sample=sample, window=(0, 0, 1000, 1000), objects=tuple(objs))

@@ -91,7 +91,7 @@ def test_objects_of_other_requests_are_named_by_counts(prompter: StageRequests) 
     scene = _scene(objs)
     marks = marks_of(scene.objects)
     text = _user_text(prompter.local_request(scene, IMAGE, IMAGE, marks[:14], marks[14:], None, 1))
-    assert "Also in the image but not listed here: 36 small-vehicle." in text
+    assert "Also in the image but not listed here: 36 small vehicles." in text
     assert "Objects in the window: 50. Listed and marked below: 14." in text
 
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from conftest import Scripted, completion, dota_knobs
+from conftest import Scripted, completion
 from pydantic import BaseModel
 
 from rsgpt4v.core.config import load_config
@@ -20,7 +20,7 @@ from rsgpt4v.llm import cache as cache_module
 from rsgpt4v.llm.cache import Cache
 from rsgpt4v.llm.cost import PriceTable
 from rsgpt4v.llm.engine import Engine
-from rsgpt4v.llm.fakeserver import FakeServer
+from rsgpt4v.llm.fakeserver import FakeServer, Knobs
 from rsgpt4v.llm.request import ChatRequest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,7 +118,7 @@ def test_a_failed_holder_releases_its_claim_and_the_waiter_asks(tmp_path: Path, 
 def test_two_builds_sharing_a_cache_pay_each_request_once(tmp_path: Path) -> None:
     """Two real processes, one cache, the fake server answering slowly: together they send what one
     build alone sends, and both write the same dataset."""
-    with FakeServer(dota_knobs(latency_s=0.3)) as server:
+    with FakeServer(Knobs(latency_s=0.3)) as server:
         env = {**os.environ, "OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "fake", "PYTHONPATH": str(REPO)}
 
         def start(out: Path, cache: Path) -> subprocess.Popen:

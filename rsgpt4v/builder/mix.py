@@ -48,6 +48,7 @@ from rsgpt4v.core.report import (
     ReportError,
     RunReport,
     SourceIssues,
+    ServerSection,
     SourceSection,
     SourceUsage,
     Usage,
@@ -90,7 +91,7 @@ class Selection(Source):
         self.split = inner.split
         self.chosen = chosen
         self.left_out: Counter[str] = Counter()
-        for attr in Source.__annotations__:  # name, task_kind, mock_looks...: what the adapter class says
+        for attr in Source.__annotations__:  # name, task_kind, tiled...: what the adapter class says
             if attr != "vocabulary":  # read live: an adapter may settle it while reading
                 setattr(self, attr, getattr(inner, attr))
 
@@ -368,6 +369,7 @@ def unified_manifest(recipe: Recipe, data: Path | None, planned: list[Planned], 
         rsgpt4v_version=__version__,
         source=f"recipe:{Path(recipe.path).stem}", root=str(data) if data is not None else None,
         backend=opts.backend, config=cfg.model_dump(mode="json"),
+        server=ServerSection.total([m.server for m in reports.values() if m.server is not None]),
         prompts=first.prompts if first else None,
         recipe=RecipeInfo(path=recipe.path, seed=recipe.seed, leakage=recipe.leakage,
                           near_duplicate_bits=recipe.near_duplicate_bits),

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ from rsgpt4v.llm.cache import Cache
 from rsgpt4v.llm.client import make_client
 from rsgpt4v.llm.engine import Engine
 from rsgpt4v.builder.image_side import ImageSide, ReadyImage, ReadyWindow
+from rsgpt4v.llm.doctor import diagnose, reasons
+from rsgpt4v.llm.refusals import AdaptiveProfile, adaptive
 from rsgpt4v.records.writer import DatasetWriter, render
 from rsgpt4v.imaging.pixel_budget import PixelBudget
 from rsgpt4v.prompting.answers import SceneAnswers
@@ -55,6 +58,7 @@ from rsgpt4v.records.model import IMAGE_TOKEN
 from rsgpt4v.core.report import (
     QC,
     BatchProgress,
+    ReportError,
     BatchUsage,
     Counts,
     EstimatedFrom,
@@ -64,6 +68,7 @@ from rsgpt4v.core.report import (
     JudgeReport,
     Prompts,
     RunReport,
+    ServerSection,
     Status,
     Usage,
 )
@@ -129,7 +134,8 @@ class _Progress:
 class Builder:
     """One pass of a build over the source; a batch build takes one pass per stage."""
 
-    def __init__(self, source: Source, cfg: BuildConfig, opts: BuildOptions, client: openai.AsyncOpenAI) -> None:
+    def __init__(self, source: Source, cfg: BuildConfig, opts: BuildOptions, client: openai.AsyncOpenAI,
+                 server: AdaptiveProfile | None = None) -> None:
         self.source = source
         self.cfg = cfg
         self.opts = opts
@@ -143,7 +149,8 @@ class Builder:
         engine_cls = EstimatingEngine if opts.estimate else Engine
         self.engine = engine_cls(client, self.cache, cfg.engine, self.model, self.prices, refresh=opts.refresh,
                                  batch=BatchQueue() if opts.batch else None,
-                                 rejected=self.batch_state.rejected if self.batch_state else None)
+                                 rejected=self.batch_state.rejected if self.batch_state else None,
+                                 server=server or adaptive(cfg.model.profile), run=self._batch_run())
         # An estimate's answers are the mock's, usable by construction (re-asks are budgeted by rate):
         # checking them, or making records of them, would only cost time.
         self.qc = QualityChecker(cfg.qc, lambda: source.vocabulary, source.exhaustive_labels) \
@@ -165,6 +172,23 @@ class Builder:
                                              exhaustive_labels=source.exhaustive_labels,
                                              on_answer=self.progress.tick,
                                              on_marked=self._save_marked if cfg.local.save_marked else None)
+
+    def _batch_run(self) -> str | None:
+        """A batch build's run id: its passes are one run, so an answer that failed in an earlier pass is
+        not given repair rounds by the next; a rerun after the build completed is a new run. Of a
+        recipe, the whole build's (a source done early is rebuilt by the passes the others need)."""
+        state = self.batch_state
+        if state is None:
+            return None
+        previous = Path(self.opts.within or self.opts.out) / "manifest.json"
+        try:
+            finished = not previous.is_file() or RunReport.read(previous).finished
+        except ReportError:
+            finished = True
+        if state.run is None or finished:
+            state.run = uuid.uuid4().hex
+            state.save()
+        return state.run
 
     def _prepare(self, sample: Sample) -> tuple[list[Scene], tuple[int, int] | None, list[Issue]]:
         """The sample's scenes, from its image's header alone (the image side decodes it)."""
@@ -325,6 +349,7 @@ class Builder:
             status = "stopped"
             for task in pending:
                 task.cancel()
+            await self.engine.stop()
             raise
         finally:
             side.close(cancel=status == "stopped")
@@ -429,17 +454,21 @@ class Builder:
         report = RunReport(
             status=status, rsgpt4v_version=__version__, source=self.source.name, root=str(self.source.root),
             backend=self.opts.backend, config=self.cfg.model_dump(mode="json"),
+            server=ServerSection(profile=self.engine.server.profile.name, given=self.engine.server.given,
+                                 settings=self.engine.server.profile.settings(),
+                                 switched=list(self.engine.server.switches)),
             prompts=Prompts(folder=str(self.prompts.folder), sha=self.prompts.shas),
             counts=self.counts, issues=self.issues, failures=self.failures,
             qc=QC.model_validate({"rejected": self.qc.report() if self.qc else {}}), judge=self.judge,
             usage=Usage.of(self.engine.usage, self.prices.date,
-                           all(self.prices.price(m) is not None for m in self._models().values())),
+                           all(self.prices.priced(m) for m in self._models().values())),
             shard=self.opts.shard, cards={self.source.name: self.source.card_facts()})
         if isinstance(self.engine, EstimatingEngine) and self._plan is not None:
             report.estimate, report.estimated_from = self._extrapolated(self._plan)
         if self.batch_state is not None:
             queued = self.engine.batch.lines if self.engine.batch else {}
-            report.batch = BatchProgress(queued_this_pass=len(queued), batches=self.batch_state.batches,
+            report.batch = BatchProgress(queued_this_pass=len(queued), passes_left=self.engine.passes_left,
+                                         batches=self.batch_state.batches,
                                          rejected=len(self.batch_state.rejected),
                                          usage=BatchUsage(**self.batch_state.usage))
         return report
@@ -493,6 +522,17 @@ def _without_image_token(sample: Sample) -> tuple[Sample, Issue | None]:
                          "image; dropped"))
 
 
+async def _probe_once(client: openai.AsyncOpenAI, model: str, server: AdaptiveProfile, state: BatchState) -> None:
+    """A batch meets the server only when it runs, where a refused feature would fail every window:
+    with no profile given, a few tiny live requests find what the server accepts before the first
+    pass, and the batch state keeps it for the later ones."""
+    if state.server is None:
+        probes, found = await diagnose(client, model)
+        state.server = {"settings": found.settings(), "why": reasons(probes)}
+        state.save()
+    server.adopt(server.profile.model_copy(update=state.server["settings"]), state.server["why"])
+
+
 def build(source: Source, cfg: BuildConfig, opts: BuildOptions) -> RunReport:
     """Run a build to the end (or to a fatal API error, which propagates); the manifest.
 
@@ -502,9 +542,12 @@ def build(source: Source, cfg: BuildConfig, opts: BuildOptions) -> RunReport:
     return_freed_images_to_the_os()
 
     async def passes() -> RunReport:
-        client = make_client(opts.backend, cfg.model.request_timeout_s, source.mock_looks, source.mock_names())
+        client = make_client(opts.backend, cfg.model.request_timeout_s, offline=opts.batch_files is not None)
+        server = adaptive(cfg.model.profile)
+        if not server.given and opts.batch and opts.batch_files is None and not opts.estimate:
+            await _probe_once(client, cfg.model.name, server, BatchState(Path(opts.out) / "batch"))
         while True:
-            report = await Builder(source, cfg, opts, client).run()
+            report = await Builder(source, cfg, opts, client, server).run()
             if not (opts.batch_wait and report.status.startswith("batch_")):
                 return report
             if report.status == "batch_in_progress":

@@ -23,7 +23,9 @@ class ModelConfig(_Section):
     stage_temperature: dict[Literal["local", "global", "dialogue"], Annotated[float, Field(ge=0, le=2)]] = Field(
         default_factory=dict)
     max_output_tokens: dict[str, Annotated[int, Field(gt=0, le=1_000_000)]]
-    token_limit_param: Literal["max_completion_tokens", "max_tokens"]
+    # A bundled backend profile's name (configs/backends/) or a profile file; None: start from OpenAI's
+    # and switch off what the server refuses (rsgpt4v/llm/profile.py).
+    profile: str | None = None
     request_timeout_s: float = Field(gt=0, le=86_400)
 
     def temperature_for(self, stage: str) -> float:
@@ -61,6 +63,7 @@ class LocalConfig(_Section):
     output_tokens_per_object: int = Field(ge=1)
     output_tokens_base: int = Field(ge=0)
     send_clean_image: bool
+    one_image: Literal["side_by_side", "marked"]
     save_marked: bool
     max_relations: int = Field(ge=0)
     grounding_max_instances: int = Field(ge=1)

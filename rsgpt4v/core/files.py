@@ -160,6 +160,15 @@ def unreadable(exc: BaseException | None) -> str:
     return "nested too deeply to read" if isinstance(exc, RecursionError) else "an integer too long to read"
 
 
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _beside(path: Path) -> Path:
     """A temporary name in `path`'s folder: short whatever the final name's length (a name near the
     file system's 255-byte limit plus ".tmp" would not fit), and the same for the same final name."""

@@ -354,6 +354,8 @@ class BatchProgress(_Section):
     """A Batch API build's progress: what this pass queued, the batches and what they cost."""
 
     queued_this_pass: int
+    passes_left: int = Field(default=0, description="the most passes of requests still to come, this one's "
+                                                    "included: later stages, retries, splits")
     batches: list[dict[str, Any]]
     rejected: int
     usage: BatchUsage
@@ -363,9 +365,44 @@ class BatchProgress(_Section):
         """Every part's batches (a recipe's sources each keep their own); None when no part used batches."""
         if not parts:
             return None
-        return cls(queued_this_pass=sum(p.queued_this_pass for p in parts), batches=[b for p in parts for b in p.batches],
+        return cls(queued_this_pass=sum(p.queued_this_pass for p in parts),
+                   passes_left=max(p.passes_left for p in parts), batches=[b for p in parts for b in p.batches],
                    rejected=sum(p.rejected for p in parts),
                    usage=BatchUsage(**{k: sum(getattr(p.usage, k) for p in parts) for k in BatchUsage.model_fields}))
+
+
+class BackendSwitch(_Section):
+    """A request feature the server refused, switched off for the rest of the run."""
+
+    feature: str
+    setting: str
+    before: Any
+    after: Any
+    because: str = Field(description="the server's refusal: status and message")
+
+
+class ServerSection(_Section):
+    """How requests were shaped for the server: the backend profile, given or found out (`auto`:
+    none given, OpenAI's settings until the server refused one), and what its refusals switched off."""
+
+    profile: str
+    given: bool
+    settings: dict[str, Any] = Field(description="the settings in force at the end of the run")
+    switched: list[BackendSwitch] = Field(default_factory=list)
+
+    @classmethod
+    def total(cls, parts: list[ServerSection]) -> ServerSection | None:
+        """A recipe's sources share one server: the first part's profile, every switch once, the
+        settings of the part that switched most."""
+        if not parts:
+            return None
+        seen: dict[tuple[str, str], BackendSwitch] = {}
+        for part in parts:
+            for switch in part.switched:
+                seen.setdefault((switch.setting, str(switch.after)), switch)
+        last = max(parts, key=lambda p: len(p.switched))
+        return cls(profile=parts[0].profile, given=parts[0].given, settings=last.settings,
+                   switched=list(seen.values()))
 
 
 class Prompts(_Section):
@@ -485,6 +522,7 @@ class RunReport(_Section, _Sparse):
     source: str
     root: str | None
     backend: str
+    server: ServerSection | None = None
     config: dict[str, Any] = Field(description="the whole build configuration; the model is config.model.name, "
                                                "recorded once")
     prompts: Prompts | None

@@ -218,6 +218,19 @@ def fit(im: Image.Image, max_side: int) -> tuple[Image.Image, float]:
     return im.resize(size, Image.Resampling.LANCZOS), scale
 
 
+# White pixels between the two windows of a side-by-side image.
+SIDE_BY_SIDE_GAP = 16
+
+
+def side_by_side(left: Image.Image, right: Image.Image, gap: int = SIDE_BY_SIDE_GAP) -> Image.Image:
+    """`left` and `right` in one image, `gap` white pixels apart (for a server that takes one image per
+    request: the clean window beside the marked one)."""
+    canvas = Image.new("RGB", (left.width + gap + right.width, max(left.height, right.height)), (255, 255, 255))
+    canvas.paste(left.convert("RGB"), (0, 0))
+    canvas.paste(right.convert("RGB"), (left.width + gap, 0))
+    return canvas
+
+
 def png_header(width: int, height: int) -> bytes:
     """A PNG of that size with no pixels in it: all an estimate needs of an image (its size) without
     decoding or encoding one. No viewer shows it; readers of headers (token counting) read its size."""

@@ -71,9 +71,14 @@ class BatchState:
         self.usage: dict[str, float] = data.get("usage", {"prompt_tokens": 0, "completion_tokens": 0,
                                                          "cost_usd": 0.0, "requests": 0})
         self.cache: str | None = str(Path(cache).resolve()) if cache is not None else data.get("cache")
+        # What a probe found the server accepts (settings and why), so later passes need not ask again.
+        self.server: dict[str, Any] | None = data.get("server")
+        # The build run the passes belong to (see Engine.run): a new one after a complete build.
+        self.run: str | None = data.get("run")
 
     def save(self) -> None:
-        data = {"batches": self.batches, "rejected": self.rejected, "usage": self.usage, "cache": self.cache}
+        data = {"batches": self.batches, "rejected": self.rejected, "usage": self.usage, "cache": self.cache,
+                "server": self.server, "run": self.run}
         write_atomic(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
     def open_batches(self) -> list[dict[str, Any]]:

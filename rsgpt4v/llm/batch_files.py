@@ -7,6 +7,8 @@ through their own tools) writes OpenAI batch output lines
 (`{"custom_id", "response": {"status_code", "body"}, "error"}`); `import_results` puts every
 answered line into the cache, after which the same build command continues exactly as after
 `batch collect`: answered requests come from the cache, the next stage's requests are written.
+A result file imported once is skipped by later imports (OUT/batch/imported.json), so the loop's
+`batch import OUT results/*.jsonl` may name every pass's results each time.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rsgpt4v.core.files import read_jsonl
+from rsgpt4v.core.files import read_jsonl, write_atomic
 from rsgpt4v.llm.batch import BatchQueue, request_id, split_request_files
 from rsgpt4v.llm.cache import Cache
 from rsgpt4v.llm.completion import completion_problem
@@ -143,3 +145,33 @@ def request_ids(folder: Path) -> tuple[set[str], list[str]]:
                 except ValueError as exc:
                     problems.append(f"{exc}; an answer to it counts among those not in the request files")
     return ids, problems
+
+
+IMPORTED = Path("batch") / "imported.json"
+
+
+def already_imported(ledger: Path, cache: Path) -> dict[str, str]:
+    """The result files imported into `cache` before, by the SHA-256 of their content, whatever their
+    name (OUT/batch/imported.json), so the loop's `batch import OUT results/*.jsonl` reads only the
+    new ones."""
+    try:
+        entries = json.loads(ledger.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(entries, list):
+        return {}
+    into = str(cache.resolve())
+    return {e["sha256"]: e["file"] for e in entries
+            if isinstance(e, dict) and e.get("cache") == into and isinstance(e.get("sha256"), str)}
+
+
+def record_imported(ledger: Path, cache: Path, files: dict[str, Path]) -> None:
+    """Add the files just imported (by digest) to the ledger."""
+    try:
+        entries = json.loads(ledger.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        entries = []
+    entries = entries if isinstance(entries, list) else []
+    entries += [{"sha256": sha, "file": str(path), "cache": str(cache.resolve())} for sha, path in files.items()]
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(ledger, (json.dumps(entries, indent=1) + "\n").encode("utf-8"))

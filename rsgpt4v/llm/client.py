@@ -1,7 +1,9 @@
 """The client factory: the real `openai` AsyncOpenAI client, pointed at OpenAI, a compatible server or the mock.
 
-OpenAI, Azure OpenAI's v1 endpoint, vLLM and Ollama are all reached through OPENAI_BASE_URL. The
-client's own retries are off: the engine owns retrying.
+OpenAI, Azure OpenAI's v1 endpoint, vLLM, SGLang, Ollama, llama.cpp and LM Studio are all reached
+through OPENAI_BASE_URL. The client's own retries are off: the engine owns retrying. A build that
+only writes request files (`--batch-engine files`) gets an offline client: it needs no key, and a
+request it tried to send would be a bug, said as such.
 """
 
 from __future__ import annotations
@@ -11,8 +13,7 @@ import os
 import httpx2
 import openai
 
-from rsgpt4v.llm.fakeserver import FakeAPI, Knobs
-from rsgpt4v.llm.mock import Looks
+from rsgpt4v.llm.fakeserver import FakeAPI
 
 BACKENDS = ("openai", "mock")
 
@@ -21,15 +22,17 @@ class MissingKeyError(Exception):
     """The openai backend was chosen without an API key in the environment."""
 
 
-def make_client(backend: str, timeout_s: float, looks: dict[str, Looks] | None = None,
-                names: dict[str, str] | None = None) -> openai.AsyncOpenAI:
-    """The client for `backend`; `looks` and `names` tell the mock how the source's categories look
-    and what they are called."""
-    if backend == "mock":
-        knobs = Knobs(looks=looks or {}, names=names or {})
+def _nothing_sent(request: httpx2.Request) -> httpx2.Response:
+    raise RuntimeError(f"a build that writes request files sent {request.method} {request.url.path}")
+
+
+def make_client(backend: str, timeout_s: float, offline: bool = False) -> openai.AsyncOpenAI:
+    """The client for `backend` (`offline`: one that sends nothing and needs no key)."""
+    if backend == "mock" or offline:
+        transport = FakeAPI().transport() if backend == "mock" else httpx2.MockTransport(_nothing_sent)
         return openai.AsyncOpenAI(
-            api_key="mock-key", base_url="http://mock.rsgpt4v.invalid/v1", max_retries=0, timeout=timeout_s,
-            http_client=httpx2.AsyncClient(transport=FakeAPI(knobs).transport()),
+            api_key="unused-key", base_url="http://offline.rsgpt4v.invalid/v1", max_retries=0, timeout=timeout_s,
+            http_client=httpx2.AsyncClient(transport=transport),
         )
     if backend != "openai":
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")

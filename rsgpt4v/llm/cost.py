@@ -1,7 +1,9 @@
 """Prices and token estimates: what a request will cost before it is sent, and what a run did cost.
 
 The table is configs/prices.yaml, dated and editable; a model matches the longest key its name
-starts with. Unknown models cost None: estimates then show tokens only.
+starts with. Each entry carries the model family's image-token rule; models you serve yourself
+(Qwen2.5-VL, InternVL, LLaVA-OneVision) have a rule and no price. Unpriced and unknown models cost
+None: estimates then show tokens (and hours at a stated throughput) only.
 """
 
 from __future__ import annotations
@@ -16,17 +18,25 @@ from PIL import Image
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
+    Tag,
     ValidationError,
     field_validator,
 )
 
 from rsgpt4v.core.problems import UnreadableYAML, read_yaml, validation_line, validation_problem
 from rsgpt4v.core.resources import resource_dir
-from rsgpt4v.llm.image_tokens import image_tokens, patch_tokens
+from rsgpt4v.llm.image_tokens import (
+    image_tokens,
+    internvl_tokens,
+    llava_onevision_tokens,
+    patch_tokens,
+    qwen2_vl_tokens,
+)
 
 _UNREADABLE_IMAGE = (2048, 2048)
 
@@ -44,29 +54,95 @@ class _Entry(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
 
-class ImageRule(_Entry):
-    """How a model counts an image's input tokens: OpenAI's 512-pixel tiles (`base` + `tile` per
-    tile) or 32-pixel patches (`patch`, up to `cap`, times `multiplier`)."""
+class TileRule(_Entry):
+    """OpenAI's 512-pixel tiles: `base` + `tile` per tile (GPT-4o, GPT-4.1, GPT-4o-mini's dearer tiles)."""
 
-    formula: Literal["tiles", "patches"] = "tiles"
+    formula: Literal["tiles"] = "tiles"
     base: NonNegativeInt = 85
     tile: NonNegativeInt = 170
+
+    def tokens(self, width: int, height: int, detail: str) -> int:
+        return image_tokens(width, height, detail, self.base, self.tile)
+
+
+class PatchRule(_Entry):
+    """OpenAI's 32-pixel patches, up to `cap`, times `multiplier` (GPT-4.1-mini and -nano, GPT-5-mini)."""
+
+    formula: Literal["patches"]
     patch: PositiveInt = 32
     cap: PositiveInt = 1536
     multiplier: PositiveFloat = 1.0
 
     def tokens(self, width: int, height: int, detail: str) -> int:
-        if self.formula == "patches":
-            return patch_tokens(width, height, self.patch, self.cap, self.multiplier)
-        return image_tokens(width, height, detail, self.base, self.tile)
+        return patch_tokens(width, height, self.patch, self.cap, self.multiplier)
+
+
+class QwenRule(_Entry):
+    """Qwen2-VL / Qwen2.5-VL: one token per 28 x 28 block after resizing into [min_pixels, max_pixels]."""
+
+    formula: Literal["qwen2-vl"]
+    min_pixels: PositiveInt = 3136
+    max_pixels: PositiveInt = 12845056
+    patch_size: PositiveInt = 14
+    merge_size: PositiveInt = 2
+
+    def tokens(self, width: int, height: int, detail: str) -> int:
+        return qwen2_vl_tokens(width, height, self.min_pixels, self.max_pixels, self.patch_size, self.merge_size)
+
+
+class InternVLRule(_Entry):
+    """InternVL2/2.5: `tokens_per_tile` per 448-pixel tile of the best grid, plus a thumbnail tile."""
+
+    formula: Literal["internvl"]
+    min_tiles: PositiveInt = 1
+    max_tiles: PositiveInt = 12
+    thumbnail: bool = True
+    tile_size: PositiveInt = 448
+    tokens_per_tile: PositiveInt = 256
+
+    def tokens(self, width: int, height: int, detail: str) -> int:
+        return internvl_tokens(width, height, self.min_tiles, self.max_tiles, self.thumbnail, self.tile_size,
+                               self.tokens_per_tile)
+
+
+class LlavaOneVisionRule(_Entry):
+    """LLaVA-OneVision (anyres_max_9): the base crop plus the unpadded features of the best grid canvas."""
+
+    formula: Literal["llava-onevision"]
+    crop: PositiveInt = 384
+    per_side: PositiveInt = 27
+    grid: PositiveInt = 6
+    max_crops: PositiveInt = 9
+
+    def tokens(self, width: int, height: int, detail: str) -> int:
+        return llava_onevision_tokens(width, height, self.crop, self.per_side, self.grid, self.max_crops)
+
+
+FORMULAS = ("tiles", "patches", "qwen2-vl", "internvl", "llava-onevision")
+
+
+def _formula(value: Any) -> str | None:
+    """Which rule a table entry is: its `formula`, tiles when it names none (a bare {base, tile})."""
+    formula = value.get("formula", "tiles") if isinstance(value, dict) else getattr(value, "formula", None)
+    return formula if formula in FORMULAS else None
+
+
+# How a model counts an image's input tokens; `tokens(width, height, detail)` on every kind.
+ImageRule = Annotated[
+    Annotated[TileRule, Tag("tiles")] | Annotated[PatchRule, Tag("patches")] | Annotated[QwenRule, Tag("qwen2-vl")]
+    | Annotated[InternVLRule, Tag("internvl")] | Annotated[LlavaOneVisionRule, Tag("llava-onevision")],
+    Discriminator(_formula, custom_error_type="formula",
+                  custom_error_message=f"formula must be one of {', '.join(FORMULAS)}"),
+]
+DEFAULT_IMAGE_RULE = TileRule()
 
 
 class ModelPrice(_Entry):
-    """One model's prices and image rule."""
+    """One model's prices (None: a model you serve yourself, counted in tokens only) and image rule."""
 
-    input: Price
-    output: Price
-    image: ImageRule = Field(default_factory=ImageRule)
+    input: Price | None = None
+    output: Price | None = None
+    image: ImageRule = DEFAULT_IMAGE_RULE
 
 
 class PriceTable(_Entry):
@@ -106,16 +182,23 @@ class PriceTable(_Entry):
         raise PriceError(f"{path}: not a price table like configs/prices.yaml ({problem})")
 
     def price(self, model: str) -> ModelPrice | None:
-        matches = [k for k in self.models if model.startswith(k)]
+        """The entry of the longest key the model's name starts with, in any case, with or without
+        its organisation (`Qwen/Qwen2.5-VL-72B-Instruct` matches `qwen2.5-vl`)."""
+        names = {model.lower(), model.lower().rpartition("/")[2]}
+        matches = [k for k in self.models if any(n.startswith(k.lower()) for n in names)]
         return self.models[max(matches, key=len)] if matches else None
+
+    def priced(self, model: str) -> bool:
+        price = self.price(model)
+        return price is not None and price.input is not None and price.output is not None
 
     def image_rule(self, model: str) -> ImageRule:
         price = self.price(model)
-        return price.image if price else ImageRule()
+        return price.image if price else DEFAULT_IMAGE_RULE
 
     def dollars(self, model: str, prompt_tokens: float, completion_tokens: float, batch: bool = False) -> float | None:
         price = self.price(model)
-        if price is None:
+        if price is None or price.input is None or price.output is None:
             return None
         usd = (prompt_tokens * price.input + completion_tokens * price.output) / 1_000_000
         return usd * self.batch_discount if batch else usd

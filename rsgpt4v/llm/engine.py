@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -32,7 +33,10 @@ from rsgpt4v.llm.batch import BatchQueue, Deferred
 from rsgpt4v.llm.cache import Cache
 from rsgpt4v.llm.completion import completion_problem, token_counts
 from rsgpt4v.llm.cost import ImageRule, PriceTable, estimate_prompt_tokens
+from rsgpt4v.llm.json_text import NoJSONValue, first_json_value
 from rsgpt4v.llm.limiter import RateLimiter
+from rsgpt4v.llm.profile import BackendProfile
+from rsgpt4v.llm.refusals import AdaptiveProfile, FeatureRefused, refusal_of
 from rsgpt4v.llm.request import ChatRequest, cache_key_of
 
 T = TypeVar("T", bound=BaseModel)
@@ -40,6 +44,10 @@ T = TypeVar("T", bound=BaseModel)
 
 class FatalAPIError(Exception):
     """An API answer that no retry can fix (bad key, no quota, unknown model): the run stops."""
+
+
+class ProfileRefused(FatalAPIError):
+    """The server refuses what the backend profile given asks for: the run stops, naming the setting."""
 
 
 class BudgetExceeded(FatalAPIError):
@@ -98,6 +106,10 @@ class Unusable(Exception):
 def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIConnectionError):
         return True
+    if refusal_of(exc) is not None:
+        # A chat template's refusal comes back as a 500 from llama.cpp and SGLang: sending the same
+        # request again gets the same answer.
+        return False
     if isinstance(exc, openai.APIStatusError):
         if exc.status_code == 429:
             return not _insufficient_quota(exc)
@@ -168,22 +180,34 @@ def check_completion(completion: Any, model: type[T]) -> T:
     if not content:
         raise Unusable(FailureKind.EMPTY, "the answer is empty")
     try:
-        data = json.loads(content)
-    except json.JSONDecodeError as exc:
-        raise Unusable(FailureKind.INVALID_JSON,
-                       f"the answer is not valid JSON ({exc.msg} at char {exc.pos})") from None
-    except (ValueError, RecursionError):
-        raise Unusable(FailureKind.INVALID_JSON, "the answer's JSON is nested too deeply or holds an integer too "
-                                                 "long to read") from None
+        data = first_json_value(content)
+    except NoJSONValue as exc:
+        raise Unusable(FailureKind.INVALID_JSON, str(exc)) from None
     try:
         return model.model_validate(data)
     except RecursionError:
         raise Unusable(FailureKind.SCHEMA, "the answer is nested too deeply to check") from None
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise Unusable(FailureKind.SCHEMA,
-                       f"the answer does not match the schema at {where}: {first['msg']}") from None
+        raise Unusable(FailureKind.SCHEMA, f"the answer does not match the schema: {schema_errors(exc)}") from None
+
+
+def schema_errors(exc: ValidationError, shown: int = 3) -> str:
+    """The validation errors as the retry message quotes them: where, what, and the value found."""
+    quoted = []
+    for error in exc.errors()[:shown]:
+        where = ".".join(str(p) for p in error["loc"]) or "the top level"
+        found = "" if error["type"] == "missing" else f" (found {_short(error.get('input'))})"
+        quoted.append(f"{where}: {error['msg']}{found}")
+    more = exc.error_count() - shown
+    return "; ".join(quoted) + (f"; and {more} more" if more > 0 else "")
+
+
+def _short(value: Any) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except (ValueError, RecursionError):
+        return "a value too deep to quote"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class Engine:
@@ -191,8 +215,15 @@ class Engine:
 
     def __init__(self, client: openai.AsyncOpenAI, cache: Cache, cfg: EngineConfig, model: str,
                  prices: PriceTable, refresh: bool = False, batch: BatchQueue | None = None,
-                 rejected: dict[str, str] | None = None) -> None:
+                 rejected: dict[str, str] | None = None, server: AdaptiveProfile | None = None,
+                 run: str | None = None) -> None:
         self.client = client
+        # Which run this is: a failed verdict of an earlier run gets `repair_rounds` more tries, one of
+        # this run does not. A batch build's passes are one run (its id is kept in the batch state).
+        self.run = run or uuid.uuid4().hex
+        # In batch mode: the most passes the requests deferred so far may still take, theirs included.
+        self.passes_left = 0
+        self.server = server or AdaptiveProfile(BackendProfile(name="auto"), given=False)
         self.batch = batch
         self.rejected = rejected or {}
         self.cache = cache
@@ -220,7 +251,10 @@ class Engine:
         return self._limiters[model]
 
     def image_rule(self, model: str) -> ImageRule:
-        return self.prices.image_rule(model)
+        """How `model` counts image tokens: the backend profile's rule for the build's model where it
+        gives one (a server started with its own max_pixels), else the model family's."""
+        own = self.server.profile.image_rule if model == self.model else None
+        return own or self.prices.image_rule(model)
 
     @property
     def spent_usd(self) -> float:
@@ -233,20 +267,46 @@ class Engine:
         return self.usage.setdefault(stage, StageUsage())
 
     async def complete(self, request: ChatRequest) -> dict[str, Any]:
-        """The raw completion for a request: from the cache, or from the API (then cached)."""
+        """The raw completion for a request: from the cache, or from the API (then cached).
+
+        The request is shaped by the backend profile in force; when the server refuses a feature of
+        it, the profile adapts (or the run stops, see `AdaptiveProfile`) and the request is shaped and
+        sent again: a refused request was not paid for, so this costs no attempt.
+        """
         usage = self.stage_usage(request.stage)
-        body = request.body()
-        key = cache_key_of(body)
-        if not self.refresh:
-            cached = self.cache.get(key)
-            if cached is not None:
-                usage.cache_hits += 1
-                return cached
-        if self.batch is not None:
-            if key in self.rejected:
-                raise Unusable(FailureKind.API_400, f"the Batch API rejected the request ({self.rejected[key]})")
-            self.batch.add(key, request.stage, body)
-            raise Deferred(key)
+        while True:
+            profile = self.server.profile
+            body = await self._body(request, profile)
+            key = cache_key_of(body)
+            if not self.refresh:
+                cached = self.cache.get(key)
+                if cached is not None:
+                    usage.cache_hits += 1
+                    return cached
+            if self.batch is not None:
+                if key in self.rejected:
+                    raise Unusable(FailureKind.API_400, f"the Batch API rejected the request ({self.rejected[key]})")
+                self.batch.add(key, request.stage, body)
+                raise Deferred(key)
+            try:
+                return await self._once(request, body, key, usage)
+            except openai.APIStatusError as exc:
+                refusal = refusal_of(exc)
+                if refusal is None:
+                    raise
+                try:
+                    self.server.adapt(refusal, body, profile)
+                except FeatureRefused as stop:
+                    raise ProfileRefused(str(stop)) from None
+
+    @staticmethod
+    async def _body(request: ChatRequest, profile: BackendProfile) -> dict[str, Any]:
+        if request.images > profile.images_per_request:
+            # Its one-image form is drawn and encoded on first use: off the event loop.
+            return await asyncio.to_thread(request.body, profile)
+        return request.body(profile)
+
+    async def _once(self, request: ChatRequest, body: dict[str, Any], key: str, usage: StageUsage) -> dict[str, Any]:
         shared = self._inflight.get(key)
         if shared is not None:
             # The same request is already on its way (two windows asking the very same thing): one answer
@@ -256,6 +316,14 @@ class Engine:
         task = self._inflight[key] = asyncio.ensure_future(self._fetch(request, body, key, usage))
         task.add_done_callback(lambda done: self._settled(key, done))
         return await asyncio.shield(task)
+
+    async def stop(self) -> None:
+        """The run is stopping (a fatal answer, the budget, Ctrl-C): cancel the requests still on their
+        way and wait for them to end, so that none touches the cache after it is closed."""
+        flying = list(self._inflight.values())
+        for task in flying:
+            task.cancel()
+        await asyncio.gather(*flying, return_exceptions=True)
 
     def _settled(self, key: str, task: asyncio.Future[dict[str, Any]]) -> None:
         del self._inflight[key]
@@ -355,7 +423,7 @@ class Engine:
 
     async def ask(self, build: Callable[[str | None, int], ChatRequest], response_model: type[T],
                   check: Callable[[T], Rejection | None] | None = None,
-                  escalate: frozenset[str] = frozenset()) -> Answer[T]:
+                  escalate: frozenset[str] = frozenset(), after: int = 0) -> Answer[T]:
         """Ask until a usable answer or the attempts run out.
 
         `build(feedback, attempt)` makes the request; from the second attempt on, `feedback` names
@@ -369,6 +437,9 @@ class Engine:
         where the verdict was a failure it then gives the request `engine.attempts` more tries,
         numbered on from the last (on up to `engine.repair_rounds` later runs), so a rerun repairs
         windows that failed on a transient fault and pays only for those.
+
+        In batch mode a request whose answer is not in the cache is deferred; `after` is how many
+        passes may follow its answer at most (later stages, splits), for `passes_left`.
         """
         feedback: str | None = None
         failure = Unusable(FailureKind.UNKNOWN, "no attempt was made")
@@ -389,6 +460,7 @@ class Engine:
             try:
                 completion = await self.complete(request)
             except Deferred:
+                self.passes_left = max(self.passes_left, limit - attempt + 1 + after)
                 return Answer(None, deferred=True)
             except Unusable as exc:
                 failure = exc
@@ -411,7 +483,7 @@ class Engine:
                 problem = check(parsed) if check is not None else None
                 if problem is None:
                     self.cache.put_verdict(verdict_key, stage, {"ok": True, "attempts": attempt, "rounds": rounds,
-                                                                "history": history})
+                                                                "history": history, "run": self.run})
                     return Answer(parsed)
                 failure = Unusable(problem.kind, problem.detail)
                 rejected = parsed
@@ -425,7 +497,7 @@ class Engine:
         else:
             # Every attempt gave an answer and none was usable: the verdict a later run may revisit.
             self.cache.put_verdict(verdict_key, stage, {"ok": False, "attempts": attempt, "rounds": rounds,
-                                                        "history": history})
+                                                        "history": history, "run": self.run})
         self.record_failure(stage, failure.kind)
         return Answer(None, f"{failure.kind}: {failure.detail}", kind=failure.kind, rejected=rejected)
 
@@ -440,6 +512,6 @@ class Engine:
         attempts, rounds = int(previous["attempts"]), int(previous.get("rounds", 1))
         if previous["ok"]:
             return max(attempts, self.cfg.attempts), rounds
-        if rounds <= self.cfg.repair_rounds:
+        if previous.get("run") != self.run and rounds <= self.cfg.repair_rounds:
             return attempts + self.cfg.attempts, rounds + 1
         return attempts, rounds

@@ -1,10 +1,14 @@
 """`rsgpt4v estimate`: requests, tokens and dollars per stage, before anything is sent.
 
 The build runs as usual, but every request is answered locally by the mock (so later stages see
-realistic inputs) and counted instead of sent: input tokens exactly as the target model's image
-rule and a text estimate give them, output tokens from the typical answer lengths in the price
-table. Each stage is priced at its own model's prices: the judge's (`--judge`) at the judge's. The dollars include the re-asks that unusable answers cause (`engine.reask_rate` per request, or
-the rate an earlier build's cache measured), counted apart in `reasks`. Nothing is cached and no output is written.
+realistic inputs) and counted instead of sent, shaped by the backend profile as a build would send
+it: input tokens exactly as the target model's image rule (its family's, in the price table, or the
+profile's) and a text estimate give them, output tokens from the typical answer lengths in the price
+table. Each stage is priced at its own model's prices: the judge's (`--judge`) at the judge's. The
+dollars include the re-asks that unusable answers cause (`engine.reask_rate` per request, or the rate
+an earlier build's cache measured), counted apart in `reasks`; a model you serve yourself has no
+price, and its hours follow from the server's measured throughput (`hours`). Nothing is cached and no
+output is written.
 
 No pixel is decoded or encoded: a request's image tokens need only the window's size, so the build
 sends sized placeholders. By default only a seeded sample of the images is looked at
@@ -38,7 +42,7 @@ class EstimatingEngine(Engine):
                                                                       "image_tokens": 0, "output_tokens": 0})
 
     async def complete(self, request: ChatRequest) -> dict[str, Any]:
-        body = request.body()
+        body = request.body(self.server.profile)
         completion = completion_for(body)
         text, image = prompt_token_parts(body, self.image_rule(request.model))
         row = self.tally[request.stage]
@@ -58,6 +62,14 @@ class EstimatingEngine(Engine):
         if stage == "judge":
             return expected.get("judge_base", 0) + expected.get("judge_per_sentence", 0) * len(answer["verdicts"])
         return expected.get(stage, 0)
+
+
+def hours(row: dict[str, Any], tokens_per_second: float) -> float:
+    """Hours a server that processes `tokens_per_second` (input and output together, as measured on
+    it) takes for a row's requests and their re-asks."""
+    share = 1 + row["reasks"] / row["requests"] if row["requests"] else 1
+    tokens = (row["text_tokens"] + row["image_tokens"] + row["output_tokens"]) * share
+    return tokens / tokens_per_second / 3600
 
 
 def cost_table(tally: Tally, prices: PriceTable, models: Mapping[str, str]) -> list[dict[str, Any]]:

@@ -5,7 +5,9 @@ uses, with knobs for latency, RPM/TPM limits, injected faults (429, 5xx, malform
 that writes like a real one (answers of realistic length cut at the token limit, slips), so a
 whole workstation configuration (concurrency, limits, retries, batch) can be exercised offline, and
 tests can drive the real `openai` client against it. GET /_stats reports what it saw. `plant` appends
-a sentence to every free-text field of the answers, to see what QC keeps of it.
+a sentence to every free-text field of the answers, to see what QC keeps of it. `emulate` and the
+quirks make it refuse and answer as vLLM, SGLang, Ollama, llama.cpp, LM Studio, OpenAI or Azure do
+(`llm/personas.py`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import email.policy
 import itertools
 import json
 import random
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,8 +26,9 @@ from typing import Any
 
 import httpx2
 
-from rsgpt4v.llm.cost import ImageRule, estimate_prompt_tokens
-from rsgpt4v.llm.mock import Looks, Style, completion_for
+from rsgpt4v.llm.cost import DEFAULT_IMAGE_RULE, estimate_prompt_tokens
+from rsgpt4v.llm.mock import Style, completion_for
+from rsgpt4v.llm.personas import PERSONAS, Quirks, as_read, in_prose, refusal, unconstrained
 
 
 @dataclass
@@ -42,13 +46,17 @@ class Knobs:
     answer_tokens_per_object: int | None = None
     mistakes: float = 0.0
     judge_contradictions: float = 0.2
-    looks: dict[str, Looks] = field(default_factory=dict)
-    names: dict[str, str] = field(default_factory=dict)
+    emulate: str = "openai"
+    quirks: Quirks = field(default_factory=Quirks)
+
+    def __post_init__(self) -> None:
+        if self.emulate not in PERSONAS:
+            raise ValueError(f"unknown server to emulate {self.emulate!r}; choose from {', '.join(PERSONAS)}")
 
     @property
     def style(self) -> Style:
-        return Style(tokens_per_object=self.answer_tokens_per_object, mistakes=self.mistakes, looks=self.looks,
-                     names=self.names, judge_contradictions=self.judge_contradictions)
+        return Style(tokens_per_object=self.answer_tokens_per_object, mistakes=self.mistakes,
+                     judge_contradictions=self.judge_contradictions)
 
 
 @dataclass
@@ -59,6 +67,7 @@ class Stats:
     injected_429: int = 0
     injected_5xx: int = 0
     malformed: int = 0
+    refused: int = 0
     batches: int = 0
     batch_lines: int = 0
     first_admitted: float = 0.0
@@ -141,8 +150,16 @@ def _error(status: int, message: str, code: str, kind: str = "invalid_request_er
 
 
 def chat(state: _State, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """One chat completion, subject to limits and injected faults: status, body, headers."""
-    tokens = estimate_prompt_tokens(body, ImageRule()) + int(body.get("max_completion_tokens")
+    """One chat completion, subject to the emulated server's refusals, limits and injected faults:
+    status, body, headers."""
+    persona = PERSONAS[state.knobs.emulate]
+    refused = refusal(persona, state.knobs.quirks, body)
+    if refused is not None:
+        with state.lock:
+            state.stats.requests += 1
+            state.stats.refused += 1
+        return *refused, {}
+    tokens = estimate_prompt_tokens(body, DEFAULT_IMAGE_RULE) + int(body.get("max_completion_tokens")
                                                              or body.get("max_tokens") or 0)
     with state.lock:
         state.stats.requests += 1
@@ -175,13 +192,15 @@ def chat(state: _State, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict
     if state.knobs.latency_s:
         time.sleep(state.rng.uniform(0.5, 1.5) * state.knobs.latency_s)
     try:
-        completion = completion_for(body, state.knobs.style)
+        completion = completion_for(as_read(persona, state.knobs.quirks, body), state.knobs.style)
     except (OSError, ValueError) as exc:
         status, payload = _error(400, f"Invalid image: {exc}", "invalid_image")
         return status, payload, headers
     message = completion["choices"][0]["message"]
     if state.knobs.plant:
         message["content"] = json.dumps(plant(json.loads(message["content"]), state.knobs.plant), ensure_ascii=False)
+    if message["content"] is not None and unconstrained(persona, state.knobs.quirks, body):
+        message["content"] = in_prose(message["content"])
     if fault == "malformed":
         message["content"] = '{"objects": [{"id": 1, "colour": "whi'
     with state.lock:
@@ -351,6 +370,11 @@ class FakeServer(ThreadingHTTPServer):
     @property
     def stats(self) -> Stats:
         return self.api.state.stats
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hangs up mid-answer (a build stopping, its requests cancelled) is no error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def __enter__(self) -> FakeServer:
         threading.Thread(target=self.serve_forever, daemon=True).start()

@@ -1,7 +1,9 @@
 """The offline mock model: chat completions answered like a careful model would answer them.
 
 It is served through the real `openai` client (see `rsgpt4v.llm.fakeserver`) and reads only what a real
-model would: the request.
+model would: the request, however a backend profile shaped it (no system message, the JSON Schema
+in the instructions instead of `response_format`, a retry joined to the request). So a dry run
+(`--dry-run`) and `rsgpt4v fake-server` are one model: the same request gets the same answer.
 Its answers are grounded: it parses the object list and counts the prompt carries, so ids,
 categories and counts in a dry-run dataset are right, and the dataset is a meaningful sample of
 a real build. Answers are a pure function of the request, so dry-runs are reproducible.
@@ -25,14 +27,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from rsgpt4v.language.words import grid_position, plural, read_number, readable
-from rsgpt4v.llm.cost import ImageRule, estimate_prompt_tokens
+from rsgpt4v.llm.cost import DEFAULT_IMAGE_RULE, estimate_prompt_tokens
 
 _OBJECT_LINE = re.compile(r"^\s*(\{.*\"id\".*\})\s*,?\s*$")
+# The response's schema in the instructions, when the server was not given it as response_format.
+_SCHEMA_TITLE = re.compile(r'"title":\s*"(\w+)"')
 # "- 14 small vehicles", "- 1 ship": a labelled count in the names the prompt uses.
 _COUNT_LINE = re.compile(r"^- (\d+) ([A-Za-z][\w\- ]*)$")
 # "- [3] plane (top left; white; ...): A white ...": a noted object of the global prompt, with its id.
@@ -93,26 +96,29 @@ _SHAPE_DETAIL = ("straight sides and squared-off ends", "a flat top with small f
                  "a darker band across one end", "a lighter strip along one side")
 
 
-# What the mock says of an object: colour ("" for one of _COLOURS), shape seen from above, state.
+# What the mock says of an object: colour ("" for one of _COLOURS), shape seen from above, state; by
+# the plain name the object list gives (any other kind is "compact" and "visible").
 Looks = tuple[str, str, str]
+LOOKS: dict[str, Looks] = {
+    "plane": ("white", "cross-shaped with swept wings", "parked at a stand"),
+    "helicopter": ("dark green", "compact body with a long tail boom", "parked on a pad"),
+    "ship": ("grey", "long and narrow with a pointed bow", "moored alongside"),
+    "small vehicle": ("", "small rectangle", "parked"),
+    "large vehicle": ("", "long rectangle", "parked"),
+    "storage tank": ("white", "circular", "in use"),
+    "harbour": ("light grey", "long straight pier", "in use"),
+    "swimming pool": ("blue", "rectangular", "filled with water"),
+}
 
 
 @dataclass(frozen=True)
 class Style:
-    """How the mock writes: `tokens_per_object` output tokens per local object (None: short answers),
-    the fraction of answers with a realistic slip, and how a category looks (a source gives its own
-    categories' looks; the mock knows none)."""
+    """How the mock writes: `tokens_per_object` output tokens per local object (None: short answers)
+    and the fraction of answers with a realistic slip."""
 
     tokens_per_object: int | None = None
     mistakes: float = 0.0
     judge_contradictions: float = 0.2
-    looks: Mapping[str, Looks] = field(default_factory=dict)
-    names: Mapping[str, str] = field(default_factory=dict)
-
-    def name(self, category: str) -> str:
-        """What the mock calls a category of the object list: the source's own name for it, else
-        the label in plain words."""
-        return self.names.get(category) or readable(category)
 
 
 def _fraction(*salt: object) -> float:
@@ -148,17 +154,42 @@ def _pick(options: tuple[str, ...], *salt: object) -> str:
     return options[digest[0] % len(options)]
 
 
+def _texts(message: dict[str, Any]) -> list[str]:
+    content = message.get("content")
+    if isinstance(content, str):
+        return [content]
+    return [p.get("text", "") for p in content or [] if p.get("type") == "text"]
+
+
 def _user_text(body: dict[str, Any]) -> str:
     """The text of the request's user messages: the prompt, and a retry's message after it (so an answer
-    asked for again may differ, as a real model's does)."""
-    texts = []
-    for message in body.get("messages", []):
+    asked for again may differ, as a real model's does); without the instructions that open the first
+    one when the server takes no system message (`llm/profile.py` gives them a text part of their own)."""
+    messages = body.get("messages", [])
+    system = any(m.get("role") == "system" for m in messages)
+    texts: list[str] = []
+    for message in messages:
         if message.get("role") != "user":
             continue
-        content = message["content"]
-        texts += [content] if isinstance(content, str) else [p.get("text", "") for p in content
-                                                              if p.get("type") == "text"]
+        parts = _texts(message)
+        if not texts and not system and len(parts) > 1:
+            parts = parts[1:]
+        texts += parts
     return "\n".join(texts)
+
+
+def _schema_name(body: dict[str, Any]) -> str:
+    """Which response the request asks for: its json_schema's name, else the title of the schema its
+    instructions carry."""
+    named = ((body.get("response_format") or {}).get("json_schema") or {}).get("name")
+    if named:
+        return str(named)
+    for message in body.get("messages", []):
+        for text in _texts(message):
+            for m in _SCHEMA_TITLE.finditer(text):
+                if m.group(1) in _STAGES:
+                    return m.group(1)
+    return ""
 
 
 def _orientation(box: list[float]) -> str:
@@ -185,10 +216,10 @@ def _local(text: str, style: Style) -> dict[str, Any]:
     notes = []
     for o in objects:
         cat, box = o["category"], o["box"]
-        colour, shape, state = style.looks.get(cat, ("", "compact", "visible"))
+        name = readable(cat)
+        colour, shape, state = LOOKS.get(name, ("", "compact", "visible"))
         if not colour:
             colour = _pick(_COLOURS, cat, o["id"], box)
-        name = style.name(cat)
         where = grid_position((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
         edge = " partly cut off by the image edge" if o.get("truncated") else ""
         neighbours = sorted((abs(p["box"][0] - box[0]) + abs(p["box"][1] - box[1]), p["id"])
@@ -353,7 +384,7 @@ def _slip(answer: dict[str, Any], schema_name: str) -> tuple[dict[str, Any], str
 
 def completion_for(body: dict[str, Any], style: Style = Style()) -> dict[str, Any]:
     """The chat completion the mock returns for a request body."""
-    schema_name = body.get("response_format", {}).get("json_schema", {}).get("name", "")
+    schema_name = _schema_name(body)
     stage = _STAGES.get(schema_name)
     answer = stage(_user_text(body), style) if stage else {"text": "ok"}
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
@@ -367,7 +398,7 @@ def completion_for(body: dict[str, Any], style: Style = Style()) -> dict[str, An
     if limit and completion_tokens > limit:
         # The API stops writing at the limit: the JSON is cut mid-way.
         content, completion_tokens, finish = content[: limit * 4], limit, "length"
-    prompt_tokens = estimate_prompt_tokens(body, ImageRule())
+    prompt_tokens = estimate_prompt_tokens(body, DEFAULT_IMAGE_RULE)
     return {
         "id": f"chatcmpl-mock-{digest}", "object": "chat.completion", "created": 0, "model": body.get("model", ""),
         "choices": [{"index": 0, "finish_reason": finish,

@@ -1,8 +1,11 @@
 """The one request builder: a chat request as the API body, its strict response schema, its cache key.
 
-Live calls and Batch API lines are both made from `ChatRequest.body()`, and the cache key is a hash
-of that body with every image replaced by the digest of its bytes, so a prompt, model, schema or
-parameter change misses the cache for exactly the requests it affects.
+Live calls and Batch API lines are both made from `ChatRequest.body(profile)`: the canonical request
+shaped by the server's backend profile (`llm/profile.py`), the one place every stage's request goes
+through. The cache key is a hash of the body as sent with every image replaced by the digest of its
+bytes, so a prompt, model, schema, parameter or profile change misses the cache for exactly the
+requests it affects. `ChatRequest.cache_key()` is the key of the canonical (OpenAI-shaped) body: the
+request's identity whatever server it goes to, under which its verdict is kept.
 """
 
 from __future__ import annotations
@@ -11,10 +14,15 @@ import copy
 import functools
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
+
+from rsgpt4v.llm.profile import CANONICAL_TOKEN_PARAM, BackendProfile, count_images
+
+CANONICAL = BackendProfile(name="canonical")
 
 
 @functools.cache
@@ -58,7 +66,13 @@ def _digest_images(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class ChatRequest:
-    """One chat completion with a structured response, and where it belongs in the build."""
+    """One chat completion with a structured response, and where it belongs in the build.
+
+    `messages` are canonical: a system message, the user message (text, then images), and a retry's
+    feedback as a second user message. `params` name the answer's cap `max_completion_tokens`.
+    `one_image` makes the same request with a single image, for a server that takes no more (the
+    local stage's two windows side by side, or the marked one alone).
+    """
 
     stage: str
     model: str
@@ -66,28 +80,34 @@ class ChatRequest:
     response_model: type[BaseModel]
     params: dict[str, Any] = field(default_factory=dict)
     label: str = ""
-
-    def response_format(self) -> dict[str, Any]:
-        return {
-            "type": "json_schema",
-            "json_schema": {
-                "name": self.response_model.__name__,
-                "schema": strict_json_schema(self.response_model),
-                "strict": True,
-            },
-        }
+    one_image: Callable[[], ChatRequest] | None = field(default=None, compare=False, repr=False)
 
     @property
     def max_output_tokens(self) -> int:
-        """The answer's token cap, whichever parameter name the server was given it under."""
-        return int(self.params.get("max_completion_tokens") or self.params.get("max_tokens") or 0)
+        """The answer's token cap."""
+        return int(self.params.get(CANONICAL_TOKEN_PARAM) or 0)
 
-    def body(self) -> dict[str, Any]:
-        """The request body exactly as sent to /v1/chat/completions."""
-        return {"model": self.model, "messages": self.messages, "response_format": self.response_format(),
-                **self.params}
+    @property
+    def images(self) -> int:
+        return count_images(self.messages)
+
+    def fitted(self, profile: BackendProfile) -> ChatRequest:
+        """This request, or its one-image form when it carries more images than the server takes."""
+        if self.images <= profile.images_per_request:
+            return self
+        if self.one_image is None:
+            raise ValueError(f"a {self.stage} request carries {self.images} images and has no one-image form")
+        return self.one_image()
+
+    def body(self, profile: BackendProfile = CANONICAL) -> dict[str, Any]:
+        """The request body exactly as sent to /v1/chat/completions of a server with this profile."""
+        request = self.fitted(profile)
+        model = request.response_model
+        return profile.shape(request.model, request.messages, model.__name__, strict_json_schema(model),
+                             request.params)
 
     def cache_key(self) -> str:
+        """The key of the canonical body (see the module docstring)."""
         return cache_key_of(self.body())
 
 

@@ -16,6 +16,8 @@ its stage and QC. Nothing here knows about files or record formats.
 from __future__ import annotations
 
 import asyncio
+import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -24,13 +26,14 @@ from PIL import Image
 from rsgpt4v.core.config import BuildConfig
 from rsgpt4v.core.responses import DialogueResponse, GlobalResponse, JudgeResponse, LocalResponse, ObjectNote
 from rsgpt4v.core.schema import Problem, Scene
+from rsgpt4v.imaging.images import SIDE_BY_SIDE_GAP, data_url, png_header, side_by_side
 from rsgpt4v.llm.engine import Engine, FailureKind
 from rsgpt4v.llm.request import ChatRequest
 from rsgpt4v.prompting.answers import SceneAnswers, StageFailure
 from rsgpt4v.prompting.local_plan import plan_local, split
 from rsgpt4v.prompting.marks import Mark, mark_chunk, marks_of
 from rsgpt4v.prompting.stages import SentImage, StageRequests, WindowView, no_image_token
-from rsgpt4v.prompting.templates import JUDGE, PromptSet
+from rsgpt4v.prompting.templates import JUDGE, STAGES, PromptSet
 from rsgpt4v.quality.judge import DIALOGUE, GLOBAL, JudgeOutcome, Round, Sentence, Unit, feedback, judged_sentences
 from rsgpt4v.quality.qc import QualityChecker, both
 
@@ -75,13 +78,45 @@ class HierarchicalPrompter:
             self.on_marked(scene, chunk, marked)
         return SentImage.of(marked, view.clean.scale, self.cfg.image)
 
+    def _side_by_side(self, scene: Scene, view: WindowView, chunk: Sequence[Mark]) -> Callable[[], SentImage]:
+        """For a server that takes one image per request: the clean and the marked window side by side in
+        one image, drawn again on first use rather than kept, since most servers never ask for it (in an
+        estimate, a placeholder of its size)."""
+        def draw() -> SentImage:
+            clean = view.clean
+            if view.pixels is None:
+                width = 2 * clean.width + SIDE_BY_SIDE_GAP
+                return SentImage(url=data_url(png_header(width, clean.height), "png"), width=width,
+                                 height=clean.height, scale=clean.scale)
+            marked, _, _ = mark_chunk(scene, view.pixels, clean.scale, chunk)
+            return SentImage.of(side_by_side(view.pixels, marked, SIDE_BY_SIDE_GAP), clean.scale, self.cfg.image)
+
+        return functools.cache(draw)
+
     def _checked(self, check: Check, qc: Check | None) -> Check:
         return both(no_image_token, check) if qc is None else both(no_image_token, check, qc)
 
+    def _steps(self) -> list[str]:
+        """The order a scene's requests may come in, one batch pass each at most: the stages, then with a
+        judge its verdicts, the contradicted answers asked again (`revise:` local, global, dialogue) and
+        the verdicts on those."""
+        stages = [s for s in STAGES if s in self.cfg.stages]
+        if not self.cfg.judge.model:
+            return stages
+        return [*stages, JUDGE, *(f"revise:{s}" for s in stages), f"revise:{JUDGE}"]
+
+    def _passes_after(self, step: str, listed: int = 1) -> int:
+        """The most batch passes that may follow a request's answer: a local request's splits (each
+        half asked anew) and every later step's attempts."""
+        steps = self._steps()
+        splits = math.ceil(math.log2(listed)) if step == "local" and listed > 1 else 0
+        return self.cfg.engine.attempts * (splits + len(steps) - steps.index(step) - 1)
+
     async def _ask(self, build: Callable[[str | None, int], ChatRequest], model: type[T], check: Check,
-                   answers: SceneAnswers, stage: str) -> T | None:
-        """One stage's answer, or None with the scene marked deferred (batch) or the failure noted."""
-        answer = await self.engine.ask(build, model, check)
+                   answers: SceneAnswers, stage: str, step: str | None = None) -> T | None:
+        """One stage's answer, or None with the scene marked deferred (batch) or the failure noted;
+        `step` says where in `_steps` the request comes (default: the stage's first ask)."""
+        answer = await self.engine.ask(build, model, check, after=self._passes_after(step or stage))
         self.on_answer(stage)
         if answer.deferred:
             answers.deferred = True
@@ -98,12 +133,15 @@ class HierarchicalPrompter:
 
         async def one(chunk: list[Mark]) -> None:
             marked = await asyncio.to_thread(self._marked, scene, view, chunk)
+            both_windows = self._side_by_side(scene, view, chunk)
             check = self._checked(self.requests.check_local(chunk), note_qc)
             listed = {m.id for m in chunk}
             others = [m for m in marks if m.id not in listed]
             answer = await self.engine.ask(
-                lambda fb, at: self.requests.local_request(scene, with_clean, marked, chunk, others, fb, at),
-                LocalResponse, check, escalate=frozenset({FailureKind.LENGTH}))
+                lambda fb, at: self.requests.local_request(scene, with_clean, marked, chunk, others, fb, at,
+                                                           both_windows),
+                LocalResponse, check, escalate=frozenset({FailureKind.LENGTH}),
+                after=self._passes_after("local", len(chunk)))
             self.on_answer("local")
             if answer.deferred:
                 answers.deferred = True
@@ -216,7 +254,7 @@ class HierarchicalPrompter:
         if not judged:
             return judged, None
         reply = await self._ask(lambda fb, at: r.judge_request(scene, clean, judged, fb, at), JudgeResponse,
-                                r.check_judge(judged), answers, JUDGE)
+                                r.check_judge(judged), answers, JUDGE, JUDGE if only is None else f"revise:{JUDGE}")
         if answers.deferred:
             return None
         return judged, None if reply is None else Round.read(judged, reply)
@@ -240,9 +278,11 @@ class HierarchicalPrompter:
             others = [m for m in marks_of(scene.objects) if m.id not in listed]
             with_clean = view.clean if self.cfg.local.send_clean_image else None
             check = self._checked(r.check_local(chunk), self.qc.local(scene) if self.qc else None)
+            both_windows = self._side_by_side(scene, view, chunk)
             reply = await self._ask(
-                lambda fb, at: r.local_request(scene, with_clean, marked, chunk, others, fb or told, at),
-                LocalResponse, check, answers, "local")
+                lambda fb, at: r.local_request(scene, with_clean, marked, chunk, others, fb or told, at,
+                                               both_windows),
+                LocalResponse, check, answers, "local", "revise:local")
             new = {n.id: n for n in reply.objects} if reply is not None else {}
             for unit in units:
                 if unit.key in new:
@@ -254,7 +294,7 @@ class HierarchicalPrompter:
             told = feedback(round_, [GLOBAL])
             check = self._checked(r.check_global, self.qc and self.qc.scene_text(scene))
             reply = await self._ask(lambda fb, at: r.global_request(scene, clean, answers.notes, fb or told, at),
-                                    GlobalResponse, check, answers, "global")
+                                    GlobalResponse, check, answers, "global", "revise:global")
             if reply is not None:
                 answers.scene_text = reply
                 revised.add(GLOBAL)
@@ -264,7 +304,7 @@ class HierarchicalPrompter:
             check = self._checked(r.check_dialogue, self.qc and self.qc.dialogue(scene))
             reply = await self._ask(
                 lambda fb, at: r.dialogue_request(scene, clean, answers.notes, scene_text, fb or told, at),
-                DialogueResponse, check, answers, "dialogue")
+                DialogueResponse, check, answers, "dialogue", "revise:dialogue")
             if reply is not None:
                 answers.dialogue = reply
                 revised.add(DIALOGUE)

@@ -10,6 +10,7 @@ Which objects a local request lists is decided in `local_plan`; the order of the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -33,17 +34,23 @@ from rsgpt4v.language.mentions import plain
 from rsgpt4v.language.naming import display
 from rsgpt4v.language.words import grid_position
 from rsgpt4v.llm.engine import FailureKind
+from rsgpt4v.llm.profile import CANONICAL_TOKEN_PARAM
 from rsgpt4v.llm.request import ChatRequest
 from rsgpt4v.prompting.marks import Mark, marks_of
 from rsgpt4v.prompting.templates import JUDGE, PromptSet
 from rsgpt4v.quality.judge import Sentence
 from rsgpt4v.records.model import IMAGE_TOKEN
 
-# How the local request's images are introduced, without (False) and with (True) the clean window.
+# How the local request's images are introduced: the marked window alone, the clean and the marked
+# window as two images, or (for a server that takes one image per request) side by side in one.
 IMAGES_NOTE = {
-    False: "The image shows the window with the listed objects marked.",
-    True: "Two images of the same window follow: first as it is, then with the listed objects marked. "
-          "Read appearance from the first; use the second only to find which object has which id.",
+    "marked": "The image shows the window with the listed objects marked.",
+    "two": "Two images of the same window follow: first as it is, then with the listed objects marked. "
+           "Read appearance from the first; use the second only to find which object has which id.",
+    "side_by_side": "One image follows, holding the same window twice side by side: on the left as it is, on "
+                    "the right with the listed objects marked. Read appearance from the left half; use the "
+                    "right half only to find which object has which id. The window size and the boxes below "
+                    "refer to one half.",
 }
 _NOT_DISCERNIBLE = ("not discernible", "not applicable", "not visible", "unknown", "unclear", "n/a")
 
@@ -113,15 +120,12 @@ def _side_lengths(obj: Obj) -> tuple[float, float]:
     return obj.box[2] - obj.box[0], obj.box[3] - obj.box[1]
 
 
-def _tally(objects: Sequence[Obj], source: str | None = None) -> str:
-    """`3 small-vehicle, 1 ship`: in the dataset's spelling, as the local stage's object list has it,
-    or (with `source`) in that source's display names: `3 small vehicles, 1 ship`."""
+def _tally(objects: Sequence[Obj], source: str) -> str:
+    """`3 small vehicles, 1 ship`: in the source's display names, as every prompt names categories."""
     counts: dict[str, int] = {}
     for o in objects:
         counts[o.category] = counts.get(o.category, 0) + 1
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    if source is None:
-        return ", ".join(f"{n} {cat}" for cat, n in ordered)
     return ", ".join(display(cat, source).counted(n) for cat, n in ordered)
 
 
@@ -133,7 +137,7 @@ def _context_text(scene: Scene) -> str:
     edges: dict[str, list[Obj]] = {}
     for obj in scene.context:
         edges.setdefault(_edge_of(scene, obj), []).append(obj)
-    parts = [f"{_tally(objs)} at the {edge}" for edge, objs in sorted(edges.items())]
+    parts = [f"{_tally(objs, scene.sample.source)} at the {edge}" for edge, objs in sorted(edges.items())]
     return ("Cut off by the edge of the window, not counted and not to be described: "
             + "; ".join(parts) + ".")
 
@@ -204,7 +208,7 @@ class StageRequests:
             retry = self.prompts.render(stage, "retry", attempt=attempt, max_attempts=last, reason=feedback)
             messages.append({"role": "user", "content": retry})
         model, temperature, max_tokens = self._generation(stage)
-        params = {"temperature": temperature, self.cfg.model.token_limit_param: max_tokens, "seed": self.cfg.seed}
+        params = {"temperature": temperature, CANONICAL_TOKEN_PARAM: max_tokens, "seed": self.cfg.seed}
         return ChatRequest(stage=stage, model=model, messages=messages, response_model=response_model,
                            params=params, label=scene.key)
 
@@ -219,7 +223,7 @@ class StageRequests:
         side = _side_lengths(mark.obj)
         entry: dict = {
             "id": mark.id,
-            "category": mark.obj.category,
+            "category": display(mark.obj.category, scene.sample.source).singular,
             "box": [round((b[0] - x0) / scene.width, 3), round((b[1] - y0) / scene.height, 3),
                     round((b[2] - x0) / scene.width, 3), round((b[3] - y0) / scene.height, 3)],
             "size_px": [round(side[0] * image.scale), round(side[1] * image.scale)],
@@ -230,20 +234,37 @@ class StageRequests:
         return entry
 
     def local_request(self, scene: Scene, clean: SentImage | None, marked: SentImage, batch: Sequence[Mark],
-                      omitted: Sequence[Mark], feedback: str | None, attempt: int) -> ChatRequest:
+                      omitted: Sequence[Mark], feedback: str | None, attempt: int,
+                      side_by_side: Callable[[], SentImage] | None = None) -> ChatRequest:
         """The local request for `batch`; with `clean`, the unmarked window is sent first, so the
-        model can look past the marks."""
+        model can look past the marks. Its one-image form (for a server that takes one image per
+        request) sends both windows side by side in one image (`side_by_side`, when given and
+        `local.one_image` asks for it), else the marked window alone."""
+        images = [marked] if clean is None else [clean, marked]
+        request = self._local(scene, images, marked, batch, omitted, feedback, attempt,
+                              "marked" if clean is None else "two")
+        if clean is None:
+            return request
+        if side_by_side is not None and self.cfg.local.one_image == "side_by_side":
+            def one_image() -> ChatRequest:
+                return self._local(scene, [side_by_side()], marked, batch, omitted, feedback, attempt, "side_by_side")
+        else:
+            def one_image() -> ChatRequest:
+                return self._local(scene, [marked], marked, batch, omitted, feedback, attempt, "marked")
+        return dataclasses.replace(request, one_image=one_image)
+
+    def _local(self, scene: Scene, images: list[SentImage], marked: SentImage, batch: Sequence[Mark],
+               omitted: Sequence[Mark], feedback: str | None, attempt: int, note: str) -> ChatRequest:
         object_list = "[\n" + ",\n".join(json.dumps(self.object_entry(scene, m, marked)) for m in batch) + "\n]"
         omitted_text = ""
         if omitted:
-            omitted_text = (f"Also in the image but not listed here: {_tally([m.obj for m in omitted])}. "
-                            "Do not describe them individually.")
+            omitted_text = (f"Also in the image but not listed here: "
+                            f"{_tally([m.obj for m in omitted], scene.sample.source)}. Do not describe them individually.")
         text = self.prompts.render(
             "local", "user", image_width=marked.width, image_height=marked.height,
             gsd_note=self._gsd_note(scene, marked), n_total=len(scene.objects), n_listed=len(batch),
             object_list=object_list, omitted=omitted_text, context=_context_text(scene), hints=_hints_text(scene),
-            images_note=IMAGES_NOTE[clean is not None])
-        images = [marked] if clean is None else [clean, marked]
+            images_note=IMAGES_NOTE[note])
         return self._request("local", scene, text, images, feedback, attempt, LocalResponse)
 
     @staticmethod

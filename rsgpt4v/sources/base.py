@@ -19,7 +19,6 @@ from rsgpt4v.core.card_facts import CardFacts
 from rsgpt4v.core.issue_codes import IssueCode
 from rsgpt4v.core.schema import Defect, Issue, Obj, Point, Sample
 from rsgpt4v.imaging.geometry import polygon_area
-from rsgpt4v.language.naming import display
 
 _T = TypeVar("_T")
 
@@ -59,17 +58,11 @@ class Source(ABC):
     label_tasks: ClassVar[frozenset[str]] = frozenset({"detection", "counting", "presence"})
     # One sentence per constructor option (`-O KEY=VALUE`), as `rsgpt4v sources` explains it.
     options_help: ClassVar[dict[str, str]] = {}
-    # How the offline mock (--dry-run) describes each category: colour ("" for a varied one), shape, state.
-    mock_looks: ClassVar[dict[str, tuple[str, str, str]]] = {}
     card: ClassVar[CardFacts | None] = None
 
     def card_facts(self) -> CardFacts:
         """The dataset card facts of the data this adapter reads; a plugin without `card` claims nothing."""
         return self.card or CardFacts.unstated(self.name)
-
-    def mock_names(self) -> dict[str, str]:
-        """What the offline mock calls each category: the display names the records use."""
-        return {c: display(c, self.name).singular for c in self.vocabulary}
 
     def __init__(self, root: Path, split: str | None = None) -> None:
         self.root = Path(root)

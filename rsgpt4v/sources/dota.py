@@ -241,16 +241,6 @@ class DOTA(Source):
     task_kind = "detection"
     options_help = {"version": "1.0, 1.5 or 2.0: which labelTxt-vX folder to read and which category list to "
                                "ask about; auto takes the folder's version, else the smallest that holds every label"}
-    mock_looks = {
-        "plane": ("white", "cross-shaped with swept wings", "parked at a stand"),
-        "helicopter": ("dark green", "compact body with a long tail boom", "parked on a pad"),
-        "ship": ("grey", "long and narrow with a pointed bow", "moored alongside"),
-        "small-vehicle": ("", "small rectangle", "parked"),
-        "large-vehicle": ("", "long rectangle", "parked"),
-        "storage-tank": ("white", "circular", "in use"),
-        "harbor": ("light grey", "long straight pier", "in use"),
-        "swimming-pool": ("blue", "rectangular", "filled with water"),
-    }
 
     card = CARD
 

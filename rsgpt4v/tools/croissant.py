@@ -14,13 +14,13 @@ to the `splits` record set) and `meta`. In the Parquet form `image` is the image
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 from rsgpt4v.core.card_facts import RSGPT4V_CITATION, RSGPT4V_URL
+from rsgpt4v.core.files import file_sha256
 from rsgpt4v.tools.publication import TAGS, Publication
 
 CROISSANT = "croissant.json"
@@ -43,14 +43,6 @@ _CONTEXT: dict[str, Any] = {
 _FILES = "data-files"
 _RECORDS = "records"
 _SPLITS = "splits"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _name(pub: Publication) -> str:
@@ -82,7 +74,7 @@ def croissant(pub: Publication) -> dict[str, Any]:
     mime = "application/x-parquet" if pub.form.parquet else "application/jsonlines"
     distribution: list[dict[str, Any]] = [
         {"@type": "cr:FileObject", "@id": p.relative_to(pub.dest).as_posix(), "name": p.name,
-         "contentUrl": p.relative_to(pub.dest).as_posix(), "encodingFormat": mime, "sha256": _sha256(p)}
+         "contentUrl": p.relative_to(pub.dest).as_posix(), "encodingFormat": mime, "sha256": file_sha256(p)}
         for p in files]
     distribution.append({"@type": "cr:FileSet", "@id": _FILES, "name": _FILES, "encodingFormat": mime,
                          "includes": "data/*.parquet" if pub.form.parquet else "*.jsonl"})

@@ -34,6 +34,7 @@ from rsgpt4v.core.report import (
     MixRow,
     ReportError,
     RunReport,
+    ServerSection,
     SourceSection,
     Usage,
     total_cards,
@@ -211,6 +212,7 @@ def merge(inputs: list[Path], out: Path, image_conflict: ImageConflict = "fail")
         "failures": Failures.total(m.failures for m in manifests),
         "usage": Usage.total(m.usage for m in manifests),
         "qc": QC.total(m.qc for m in manifests if m.qc is not None),
+        "server": ServerSection.total([m.server for m in manifests if m.server is not None]),
         "judge": JudgeReport.total(m.judge for m in manifests if m.judge is not None),
         "shard": None, "estimate": None, "estimated_from": None, "batch": None, "cards": total_cards(manifests),
         **_recipe_sections(manifests)})
