@@ -14,7 +14,7 @@ from typer.testing import CliRunner, Result
 
 from rsgpt4v.cli import app
 from rsgpt4v.llm.doctor import PROBES
-from rsgpt4v.llm.fakeserver import FakeServer, Knobs
+from rsgpt4v.llm.fakeserver import FakeAPI, FakeServer, Knobs
 from rsgpt4v.llm.personas import PERSONAS, Quirks
 from rsgpt4v.llm.profile import load_profile
 
@@ -183,7 +183,7 @@ def test_a_given_profile_stops_at_the_first_refusal_and_pays_nothing(tmp_path: P
                                            "vllm", server=server)
         assert server.stats.completed == 0 and server.stats.refused > 0
     assert result.exit_code == 1
-    lines = result.output.strip().splitlines()
+    lines = [line for line in result.output.strip().splitlines() if not line.startswith("WARNING: ")]
     assert len(lines) == 1 and lines[0].startswith(
         "error: the server refused this many images in one request (400: At most 1 image(s) may be provided in one "
         "prompt.): set images_per_request: 1 in the backend profile vllm (")
@@ -244,3 +244,10 @@ def test_doctor_on_no_server_is_one_line() -> None:
                                                       "OPENAI_API_KEY": "k"})
     assert result.exit_code == 1
     assert result.output.splitlines()[-1].startswith("error: cannot reach the server")
+
+
+def test_the_fake_server_answers_a_body_cut_short_with_a_400_as_the_api_does() -> None:
+    """A build that stops cancels its requests mid-send: the server gets half a body, and says so."""
+    status, payload, _ = FakeAPI(Knobs()).handle("POST", "/v1/chat/completions", "application/json", b'{"model": "gp')
+    assert status == 400 and payload["error"]["type"] == "invalid_request_error"
+    assert payload["error"]["message"] == "We could not parse the JSON body of your request."

@@ -73,7 +73,7 @@ def _estimate(*args: str) -> dict:
     result = CliRunner().invoke(app, ["estimate", "--source", "dota", "--sample", "--json", *args],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)  # warnings about the sample's input go to stderr
 
 
 def test_estimate_counts_a_qwen_model_by_qwens_rule_in_tokens_and_hours() -> None:

@@ -349,6 +349,9 @@ class Builder:
             status = "stopped"
             for task in pending:
                 task.cancel()
+            # Taken back, so a window that failed the same way as the one that stopped the build is not
+            # logged again as "never retrieved" after the build has said why it stopped.
+            await asyncio.gather(*pending, return_exceptions=True)
             await self.engine.stop()
             raise
         finally:

@@ -265,12 +265,17 @@ class FakeAPI:
         path = path.split("?")[0].rstrip("/")
         parts = path.split("/")
         if method == "POST":
-            if path.endswith("/chat/completions"):
-                return chat(self.state, json.loads(body))
             if path.endswith("/files"):
                 return self._upload(content_type, body)
+            try:
+                payload = json.loads(body)
+            except ValueError:  # a body cut short (a client that hung up mid-request) or not JSON
+                status, error = _error(400, "We could not parse the JSON body of your request.", "invalid_json")
+                return status, error, {}
+            if path.endswith("/chat/completions"):
+                return chat(self.state, payload)
             if path.endswith("/batches"):
-                return self._create_batch(json.loads(body))
+                return self._create_batch(payload)
         elif method == "GET":
             if path.endswith("/_stats"):
                 return 200, self.state.stats.as_dict(), {}
