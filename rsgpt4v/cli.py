@@ -246,6 +246,9 @@ def build(
     save_marked: Annotated[bool, typer.Option(
         "--save-marked", help="Also write each marked image the local stage sends to OUT/marked/, to check the "
                               "marks (local.save_marked).")] = False,
+    save_requests: Annotated[bool, typer.Option(
+        "--save-requests", help="Also write each request body as sent (images shortened to their size and digest) "
+                                "to OUT/requests/, to read the rendered prompts (output.save_requests).")] = False,
     workers: Annotated[Optional[int], typer.Option(
         min=1, help="Processes that decode, cut and encode window images (image.workers; default one per core).")] = None,
     strict: StrictOpt = False,
@@ -272,8 +275,9 @@ def build(
         overrides["seed"] = seed
     if save_marked:
         overrides["local"] = {"save_marked": True}
-    if strict:
-        overrides["output"] = {"strict": True}
+    output = {k: True for k, on in (("strict", strict), ("save_requests", save_requests)) if on}
+    if output:
+        overrides["output"] = output
     if workers is not None:
         overrides["image"] = {"workers": workers}
     overrides.update(_model_overrides(model, backend_profile))

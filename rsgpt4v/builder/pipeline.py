@@ -24,8 +24,37 @@ from PIL import Image
 from tqdm import tqdm
 
 from rsgpt4v import __version__
+from rsgpt4v.builder.image_side import ImageSide, ReadyImage, ReadyWindow
 from rsgpt4v.core.config import BuildConfig
+from rsgpt4v.core.issue_codes import IssueCode
+from rsgpt4v.core.report import (
+    QC,
+    BatchProgress,
+    BatchUsage,
+    Counts,
+    EstimatedFrom,
+    EstimateRow,
+    Failures,
+    Issues,
+    JudgeReport,
+    Prompts,
+    ReportError,
+    RunReport,
+    ServerSection,
+    Status,
+    Usage,
+)
+from rsgpt4v.core.schema import Issue, Record, Sample, Scene
+from rsgpt4v.imaging.images import ImageError, image_size, return_freed_images_to_the_os, stretch_warning
+from rsgpt4v.imaging.pixel_budget import PixelBudget
+from rsgpt4v.imaging.tiling import clip_to_image, make_scenes
+from rsgpt4v.llm.batch import BatchQueue, BatchState, collect, submit
+from rsgpt4v.llm.batch_files import write_request_files
+from rsgpt4v.llm.cache import Cache
+from rsgpt4v.llm.client import make_client
 from rsgpt4v.llm.cost import PriceTable
+from rsgpt4v.llm.doctor import diagnose, reasons
+from rsgpt4v.llm.engine import Engine
 from rsgpt4v.llm.estimate import (
     EstimatingEngine,
     SamplePlan,
@@ -37,46 +66,18 @@ from rsgpt4v.llm.estimate import (
     tally_delta,
     weighted_tally,
 )
-from rsgpt4v.imaging.images import ImageError, image_size, return_freed_images_to_the_os, stretch_warning
-from rsgpt4v.core.issue_codes import IssueCode
-from rsgpt4v.llm.batch import BatchQueue, BatchState, collect, submit
-from rsgpt4v.llm.batch_files import write_request_files
-from rsgpt4v.llm.cache import Cache
-from rsgpt4v.llm.client import make_client
-from rsgpt4v.llm.engine import Engine
-from rsgpt4v.builder.image_side import ImageSide, ReadyImage, ReadyWindow
-from rsgpt4v.llm.doctor import diagnose, reasons
 from rsgpt4v.llm.refusals import AdaptiveProfile, adaptive
-from rsgpt4v.records.writer import DatasetWriter, render
-from rsgpt4v.imaging.pixel_budget import PixelBudget
+from rsgpt4v.llm.request import ChatRequest, readable
 from rsgpt4v.prompting.answers import SceneAnswers
 from rsgpt4v.prompting.marks import Mark
 from rsgpt4v.prompting.prompter import HierarchicalPrompter
 from rsgpt4v.prompting.templates import JUDGE, STAGES, PromptSet
 from rsgpt4v.quality.qc import QualityChecker
 from rsgpt4v.records.model import IMAGE_TOKEN
-from rsgpt4v.core.report import (
-    QC,
-    BatchProgress,
-    ReportError,
-    BatchUsage,
-    Counts,
-    EstimatedFrom,
-    EstimateRow,
-    Failures,
-    Issues,
-    JudgeReport,
-    Prompts,
-    RunReport,
-    ServerSection,
-    Status,
-    Usage,
-)
-from rsgpt4v.core.schema import Issue, Record, Sample, Scene
+from rsgpt4v.records.writer import DatasetWriter, render
 from rsgpt4v.sources import Source
 from rsgpt4v.tasks.from_annotations import annotation_tasks
 from rsgpt4v.tasks.from_model import model_tasks
-from rsgpt4v.imaging.tiling import clip_to_image, make_scenes
 
 log = logging.getLogger("rsgpt4v")
 
@@ -151,6 +152,8 @@ class Builder:
                                  batch=BatchQueue() if opts.batch else None,
                                  rejected=self.batch_state.rejected if self.batch_state else None,
                                  server=server or adaptive(cfg.model.profile), run=self._batch_run())
+        if cfg.output.save_requests:
+            self.engine.on_request = self._save_request
         # An estimate's answers are the mock's, usable by construction (re-asks are budgeted by rate):
         # checking them, or making records of them, would only cost time.
         self.qc = QualityChecker(cfg.qc, lambda: source.vocabulary, source.exhaustive_labels) \
@@ -209,6 +212,10 @@ class Builder:
         # Named as a PNG source so the writer keeps it lossless: the marks read as the model saw them.
         self.writer.image(scene.image_name.replace("images/", "marked/", 1) + f"__from{first}", marked,
                           Path("marked.png"))
+
+    def _save_request(self, request: ChatRequest, body: dict[str, Any], key: str) -> None:
+        """Keep a request body, images shortened, for a person to read the prompts as rendered."""
+        self.writer.request(request.label, request.stage, key, readable(body))
 
     async def _scene(self, ready: ReadyWindow) -> tuple[Scene, list[dict[str, Any]]]:
         scene = ready.scene

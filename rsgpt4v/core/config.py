@@ -168,6 +168,7 @@ class OutputConfig(_Section):
     max_region_turns: int = Field(ge=1)
     strict: bool
     max_failed_share: float = Field(ge=0, le=1)
+    save_requests: bool
 
 
 class BuildConfig(_Section):

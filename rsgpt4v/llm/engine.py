@@ -232,6 +232,9 @@ class Engine:
         self.prices = prices
         self.refresh = refresh
         self.usage: dict[str, StageUsage] = {}
+        # Shown each request body as it is about to be looked up or sent (with its cache key): a build
+        # that keeps them for a person to read (--save-requests).
+        self.on_request: Callable[[ChatRequest, dict[str, Any], str], None] | None = None
         limits = cfg.limits_for(model)
         self.limiter = RateLimiter(limits.rpm, limits.tpm)
         # A model the config gives its own limits (`engine.limits`, the judge's say) gets its own pacing;
@@ -278,6 +281,8 @@ class Engine:
             profile = self.server.profile
             body = await self._body(request, profile)
             key = cache_key_of(body)
+            if self.on_request is not None:
+                self.on_request(request, body, key)
             if not self.refresh:
                 cached = self.cache.get(key)
                 if cached is not None:

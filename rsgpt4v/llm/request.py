@@ -50,8 +50,8 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def _digest_images(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Messages with each data-URL image replaced by a hash of its bytes (cheap keys, same identity)."""
+def _images_replaced(messages: list[dict[str, Any]], replace: Callable[[str], str]) -> list[dict[str, Any]]:
+    """A copy of the messages with each image's URL replaced by `replace(url)`."""
     out = copy.deepcopy(messages)
     for message in out:
         content = message.get("content")
@@ -59,9 +59,27 @@ def _digest_images(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         for part in content:
             if part.get("type") == "image_url":
-                url = part["image_url"]["url"]
-                part["image_url"]["url"] = "sha256:" + hashlib.sha256(url.encode("ascii")).hexdigest()
+                part["image_url"]["url"] = replace(part["image_url"]["url"])
     return out
+
+
+def _digest(url: str) -> str:
+    return "sha256:" + hashlib.sha256(url.encode("ascii")).hexdigest()
+
+
+def _digest_images(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages with each data-URL image replaced by a hash of its bytes (cheap keys, same identity)."""
+    return _images_replaced(messages, _digest)
+
+
+def readable(body: dict[str, Any]) -> dict[str, Any]:
+    """A request body for a person to read: each image's data URL shortened to its type, size and
+    digest (the same digest as in the cache key), everything else as sent."""
+    def short(url: str) -> str:
+        head, _, data = url.partition(",")
+        size = len(data) * 3 // 4 - (len(data) - len(data.rstrip("=")))  # base64 padding is no byte
+        return f"{head},<{size:,} bytes, {_digest(url)[:23]}...>" if data else url
+    return {**body, "messages": _images_replaced(body["messages"], short)}
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from rsgpt4v.core.files import jsonl_writer, write_atomic
 from rsgpt4v.core.ownership import STATE_DIR
-from rsgpt4v.core.paths import UnsafePath, check_name, under
+from rsgpt4v.core.paths import UnsafePath, check_name, fitted, under
 from rsgpt4v.core.report import RunReport
 from rsgpt4v.core.schema import Record, RecordBox
 from rsgpt4v.imaging.cutter import WRITTEN_JPEG_QUALITY, WindowOut, holds
@@ -188,6 +188,19 @@ class DatasetWriter:
         with self._lock:
             self._produced.add(self.rel(plan))
         return self.rel(plan)
+
+    def request(self, window: str, stage: str, key: str, body: dict[str, Any]) -> None:
+        """Keep a request body (already made readable) as OUT/requests/<window>/<stage>-<key>.json,
+        where `window` is the scene's key (source/split/image/window)."""
+        if self.discard:
+            return
+        rel = fitted(f"requests/{window}/{check_name(stage, 'stage')}-{key[:12]}.json")
+        data = (json.dumps(body, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        path = under(self.out, rel, self.within)
+        if not holds(path, data):
+            write_atomic(path, data)
+        with self._lock:
+            self._produced.add(rel)
 
     def write(self, split: str, line: dict[str, Any]) -> None:
         if self.discard:
