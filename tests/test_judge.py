@@ -197,6 +197,9 @@ def test_p1888_against_the_fake_server_with_a_judge(real_dir: Path, tmp_path: Pa
     assert all(r["meta"]["judge"] is None for r in records if r["task"] not in MODEL_TASKS)
     j = manifest["judge"]
     assert j["windows"] == 1 and sum(j["verdicts"].values()) >= 20
+    # the notes place their objects rightly (a shadow "towards the north-west" is no place): the mock judge,
+    # which checks places and counts, sends back only its seeded contradiction, and nothing is dropped for it
+    assert sum(j["dropped"].values()) == 0 and sum(j["sent_back"].values()) <= 1
     assert sum(j["records"].values()) == len(model_made)
     usage = manifest["usage"]["by_stage"]["judge"]
     assert usage["api_calls"] >= 1 and usage["cost_usd"] > 0

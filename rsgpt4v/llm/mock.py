@@ -82,6 +82,19 @@ _SIDE_WORDS = {"top": ("row", "top"), "upper": ("row", "top"), "north": ("row", 
                "southern": ("row", "bottom"), "left": ("col", "left"), "west": ("col", "left"),
                "western": ("col", "left"), "right": ("col", "right"), "east": ("col", "right"),
                "eastern": ("col", "right")}
+# A compass word that gives a direction, not a place: a shadow cast "towards the north-west", a nose
+# "pointing east", a row "from east to west", a car "to the west of the bus" (beside another object).
+_DIRECTION = re.compile(r"\b(?:towards?|to|facing|faces?|pointing|points?|heading|heads?|headed|from|aligned|"
+                        r"oriented|running|runs?)\s+(?:the\s+)?(?:north|south|east|west)[a-z-]*"
+                        r"(?:\s+to\s+(?:the\s+)?(?:north|south|east|west)[a-z-]*)?")
+_SIDE = (r"(?:top|bottom|upper|lower|left|right|middle|centre|center|north|south|east|west|northern|southern|"
+         r"eastern|western|north-?west|north-?east|south-?west|south-?east)")
+# Where a statement puts its object: "at the top left", "in the bottom centre of the image", "near the
+# western edge of the lot", "in the middle of the bottom row"; a side word naming a part of the object
+# ("the top surface") is no place.
+_LOCATION = re.compile(rf"\b(?:in|at|on|of|near|along|by|across) the ((?:{_SIDE}[ -]?){{1,3}})"
+                       r"(?=\s*(?:$|[,.;:)]|(?:of|part|corner|edge|side|half|third|end|quarter|area|portion|row|"
+                       r"rows|line|and|with|where|near|beside|next)\b))")
 # Words that make a number in a statement count a part of a kind, not all of it.
 _PART = re.compile(r"\b(?:of (?:the|them|these|those)|more|other|another|alone|row|rows|group|groups|side by side|"
                    r"each|some|part|half|at least|up to|about|around|nearly|almost|over)\b")
@@ -334,7 +347,8 @@ def _wrong_place(statement: str, where: str | None) -> str | None:
         return None
     grid = where.split()
     place = {"row": grid[0] if len(grid) == 2 else "middle", "col": grid[-1]}
-    for word in re.findall(r"[a-z]+", statement.lower()):
+    placed = " ".join(m.group(1) for m in _LOCATION.finditer(_DIRECTION.sub(" ", statement.lower())))
+    for word in re.findall(r"[a-z]+", placed):
         if word in _SIDE_WORDS:
             axis, side = _SIDE_WORDS[word]
             if place[axis] != side:
