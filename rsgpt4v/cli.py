@@ -967,9 +967,9 @@ def batch_import(
     cache: Annotated[Optional[Path], typer.Option(help="Response cache file; default OUT/cache.sqlite.")] = None,
 ) -> None:
     """Read batch results produced by any engine (vLLM run-batch, Ray, OpenAI/Azure Batch) into the cache."""
+    from rsgpt4v.core.files import file_sha256
     from rsgpt4v.core.ownership import PARTS
     from rsgpt4v.core.report import ReportError, RunReport
-    from rsgpt4v.core.files import file_sha256
     from rsgpt4v.llm.batch_files import (
         IMPORTED,
         REQUESTS,

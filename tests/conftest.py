@@ -19,8 +19,8 @@ from PIL import Image
 from typer.testing import CliRunner, Result
 
 from rsgpt4v.cli import app
-from rsgpt4v.llm.fakeserver import FakeServer, Knobs
 from rsgpt4v.core.schema import Issue, Sample
+from rsgpt4v.llm.fakeserver import FakeServer, Knobs
 
 # beside the repository as CI lays it out; RSGPT4V_REAL_FIXTURES points a worktree elsewhere at them
 REAL = Path(os.environ.get("RSGPT4V_REAL_FIXTURES")

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from rsgpt4v.core.responses import GlobalResponse
 from rsgpt4v.llm.engine import FailureKind, Unusable, check_completion
 from rsgpt4v.llm.json_text import NoJSONValue, first_json_value
-from rsgpt4v.core.responses import GlobalResponse
 
 SCALARS = st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False) \
     | st.text(max_size=20)

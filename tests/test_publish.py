@@ -20,13 +20,13 @@ from mock_hub import MockHub
 from PIL import Image
 from typer.testing import CliRunner
 
-import rsgpt4v.tools.hf_folder as hf_folder
+import rsgpt4v.tools.publishing.hf_folder as hf_folder
 from rsgpt4v.cli import app
 from rsgpt4v.core.card_facts import RSGPT4V_CITATION, CardFacts, License, bibtex_entries
 from rsgpt4v.core.hub_terms import check_front_matter
 from rsgpt4v.sources import available
 from rsgpt4v.tools.export import export
-from rsgpt4v.tools.publication import MIXED_LICENSE_NAME, choose_licence
+from rsgpt4v.tools.publishing.publication import MIXED_LICENSE_NAME, choose_licence
 from scripts.native_tree import write_tree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -393,7 +393,7 @@ def test_judge_verdicts_in_the_records_are_counted_on_the_card(sample_build: Pat
 
 def test_a_card_the_hub_would_refuse_is_never_written(sample_build: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    import rsgpt4v.tools.card as card
+    import rsgpt4v.tools.publishing.card as card
 
     monkeypatch.setattr(card, "TAGS", [])
     code, output = run("export", str(sample_build), "--out", str(tmp_path / "hf"), "--format", "hf")

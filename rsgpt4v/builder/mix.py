@@ -27,14 +27,14 @@ from typing import Any, BinaryIO
 from tqdm import tqdm
 
 from rsgpt4v import __version__
-from rsgpt4v.core.card_facts import CardFacts
-from rsgpt4v.core.config import BuildConfig
-from rsgpt4v.core.files import Line, jsonl_writer, read_jsonl
 from rsgpt4v.builder.identity import Fingerprint, ImageRef, is_training, leakage_report
-from rsgpt4v.core.ownership import PARTS, claim
 from rsgpt4v.builder.pipeline import BuildOptions, build
 from rsgpt4v.builder.recipe import Recipe, RecipeError, RecipeSource
-from rsgpt4v.core.files import located
+from rsgpt4v.builder.sample_plan import SamplePlan
+from rsgpt4v.core.card_facts import CardFacts
+from rsgpt4v.core.config import BuildConfig
+from rsgpt4v.core.files import Line, jsonl_writer, located, read_jsonl
+from rsgpt4v.core.ownership import PARTS, claim
 from rsgpt4v.core.report import (
     BatchProgress,
     Counts,
@@ -47,15 +47,14 @@ from rsgpt4v.core.report import (
     RecipeInfo,
     ReportError,
     RunReport,
-    SourceIssues,
     ServerSection,
+    SourceIssues,
     SourceSection,
     SourceUsage,
     Usage,
     total_cards,
     total_status,
 )
-from rsgpt4v.builder.sample_plan import SamplePlan
 from rsgpt4v.core.schema import Issue, Sample
 from rsgpt4v.imaging.images import ImageError
 from rsgpt4v.sources import Source, SourceError, get_source, parse_options

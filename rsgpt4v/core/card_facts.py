@@ -2,7 +2,7 @@
 authors state it, and its version.
 
 Each adapter (`rsgpt4v.sources`) carries one `CardFacts`; a build copies them into its manifest
-(`RunReport.cards`), where the publishing tools (`rsgpt4v.tools.card`, `rsgpt4v.tools.croissant`)
+(`RunReport.cards`), where the publishing tools (`rsgpt4v.tools.publishing.card`, `rsgpt4v.tools.publishing.croissant`)
 read them without importing an adapter. A licence is what the dataset's authors state, with where
 that was read; "unknown" where they state none, never a guess. A fact read only second-hand (another
 project quoting the authors' page) says so. RS-GPT4V's own citation is here too: every card cites it.

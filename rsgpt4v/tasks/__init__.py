@@ -8,7 +8,6 @@ from collections.abc import Callable
 from rsgpt4v.core.schema import Obj, Record, RecordBox, Scene
 from rsgpt4v.language.words import readable
 
-
 # One task of one window: its name, and what builds its records (called once, by the build, which
 # drops that task's records alone when the builder fails).
 TaskBuild = tuple[str, Callable[[], list[Record]]]

@@ -19,9 +19,9 @@ Formats, one output file per split, written as a stream and renamed into place w
                  images joined to `media_dir`) and hparams (`media_dir` defaults to `dataset_dir`).
 - `hf`           a folder `datasets.load_dataset` reads and the Hub shows: Parquet shards with the
                  images embedded when pyarrow is installed (the `hf` extra), else JSON Lines with
-                 image paths (`rsgpt4v.tools.hf_folder` says which and why); the dataset card
-                 (README.md, LICENSE.md, figures/; `rsgpt4v.tools.card`) and croissant.json
-                 (`rsgpt4v.tools.croissant`), from the rows written and the build's manifest.
+                 image paths (`rsgpt4v.tools.publishing.hf_folder` says which and why); the dataset card
+                 (README.md, LICENSE.md, figures/; `rsgpt4v.tools.publishing.card`) and croissant.json
+                 (`rsgpt4v.tools.publishing.croissant`), from the rows written and the build's manifest.
 
 `meta` is a JSON string in every format: its keys and value types vary with the source and the
 split (an unlabelled test split has no boxes; some sources have no gsd), and `datasets` infers the
@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from rsgpt4v.core.files import dumps, jsonl_writer, located, place_file
+from rsgpt4v.core.hub_terms import SPLIT_NAME
 from rsgpt4v.core.paths import is_within
 from rsgpt4v.core.schema import RecordBox
 from rsgpt4v.records.boxtext import (
@@ -72,11 +73,10 @@ from rsgpt4v.records.boxtext import (
 from rsgpt4v.records.model import box_text_fault, first_problem
 from rsgpt4v.records.reader import finite_box, finite_number, image_header, image_outside, read_records
 from rsgpt4v.records.writer import box_meta, meta_boxes
-from rsgpt4v.core.hub_terms import SPLIT_NAME
-from rsgpt4v.tools.card import CardError
-from rsgpt4v.tools.hf_folder import HfForm, ShardedParquet, hf_form, hf_row
-from rsgpt4v.tools.publication import Tally
-from rsgpt4v.tools.publish import HubError, describe, push_to_hub
+from rsgpt4v.tools.publishing.card import CardError
+from rsgpt4v.tools.publishing.hf_folder import HfForm, ShardedParquet, hf_form, hf_row
+from rsgpt4v.tools.publishing.publication import Tally
+from rsgpt4v.tools.publishing.publish import HubError, describe, push_to_hub
 
 FORMATS = ("llava-json", "llava-jsonl", "sharegpt", "hf")
 _ROLES = {"human": "user", "gpt": "assistant"}

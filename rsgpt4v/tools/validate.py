@@ -29,8 +29,15 @@ from rsgpt4v.core.files import ReadKind, Reason, located
 from rsgpt4v.imaging.window import inside
 from rsgpt4v.records.boxtext import Flavour, flavour
 from rsgpt4v.records.model import RecordKind, box_text_fault, check_record
-from rsgpt4v.records.reader import (data_files, finite_box, image_header, image_outside, image_root, json_type,
-                                    read_records)
+from rsgpt4v.records.reader import (
+    data_files,
+    finite_box,
+    image_header,
+    image_outside,
+    image_root,
+    json_type,
+    read_records,
+)
 
 REFUSAL_PHRASES: tuple[str, ...] = (
     "i'm sorry", "i am sorry", "i cannot", "i can't assist", "as an ai", "as a language model",

@@ -4,12 +4,12 @@ README.md opens with the YAML front matter the Hub reads (licence, task categori
 language, pretty name, source datasets, and `configs` mapping each split to its files), checked
 against the Hub's vocabularies (`core.hub_terms.check_front_matter`) before it is written. Its body:
 how to load the folder, records per source and task (the exported rows, counted), answer lengths
-with the two figures (`rsgpt4v.tools.figures`), how the data was made (model, prompt digests, date,
+with the two figures (`rsgpt4v.tools.publishing.figures`), how the data was made (model, prompt digests, date,
 requests and cost, QC, failures, input issues, leakage), each source's licence, known limitations,
 and the BibTeX of RS-GPT4V and of every source present. LICENSE.md lists each source's terms as its
 authors state them: the duties of whoever publishes the data.
 
-Everything comes from a `Publication` (`rsgpt4v.tools.publication`): the rows and the build's manifest.
+Everything comes from a `Publication` (`rsgpt4v.tools.publishing.publication`): the rows and the build's manifest.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import yaml
 from rsgpt4v import __version__
 from rsgpt4v.core.card_facts import RSGPT4V_CITATION, RSGPT4V_CITATION_FROM, RSGPT4V_URL, UNKNOWN, CardFacts
 from rsgpt4v.core.hub_terms import check_front_matter
-from rsgpt4v.tools.figures import ANSWER_LENGTHS, TASK_MIX, answer_lengths, task_mix
-from rsgpt4v.tools.hf_folder import shard_glob
-from rsgpt4v.tools.publication import LICENSE_FILE, TAGS, Publication
+from rsgpt4v.tools.publishing.figures import ANSWER_LENGTHS, TASK_MIX, answer_lengths, task_mix
+from rsgpt4v.tools.publishing.hf_folder import shard_glob
+from rsgpt4v.tools.publishing.publication import LICENSE_FILE, TAGS, Publication
 
 
 class CardError(Exception):

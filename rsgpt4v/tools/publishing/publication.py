@@ -1,5 +1,5 @@
 """The facts a published `hf` export states, gathered once for both of its descriptions: the dataset card
-(`rsgpt4v.tools.card`) and the Croissant metadata (`rsgpt4v.tools.croissant`).
+(`rsgpt4v.tools.publishing.card`) and the Croissant metadata (`rsgpt4v.tools.publishing.croissant`).
 
 Counts come from the rows the export wrote (`Tally`, fed one record at a time), so the card's tables
 are the data's own; how the data was made (model, prompts, cost, QC, leakage) and each source's
@@ -24,7 +24,7 @@ from typing import Any
 from rsgpt4v.core.card_facts import UNKNOWN, CardFacts
 from rsgpt4v.core.hub_terms import size_category
 from rsgpt4v.core.report import RunReport
-from rsgpt4v.tools.hf_folder import HfForm
+from rsgpt4v.tools.publishing.hf_folder import HfForm
 from rsgpt4v.tools.stats import Histogram
 
 MIXED_LICENSE_NAME = "rsgpt4v-mixed-source-licenses"

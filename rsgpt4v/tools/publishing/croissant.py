@@ -21,7 +21,7 @@ from typing import Any
 
 from rsgpt4v.core.card_facts import RSGPT4V_CITATION, RSGPT4V_URL
 from rsgpt4v.core.files import file_sha256
-from rsgpt4v.tools.publication import TAGS, Publication
+from rsgpt4v.tools.publishing.publication import TAGS, Publication
 
 CROISSANT = "croissant.json"
 _CONFORMS_TO = "http://mlcommons.org/croissant/1.1"

@@ -1,5 +1,5 @@
 """Publishing an `hf` export: its dataset card and Croissant file, written from the rows the export
-wrote and the build's manifest (`rsgpt4v.tools.publication`), and the folder's upload to the Hugging
+wrote and the build's manifest (`rsgpt4v.tools.publishing.publication`), and the folder's upload to the Hugging
 Face Hub with `huggingface_hub` (the optional `hub` extra).
 
 The upload is `HfApi.create_repo` (a dataset repository, kept if it exists) then `upload_folder`
@@ -14,10 +14,10 @@ from pathlib import Path
 
 from rsgpt4v import __version__
 from rsgpt4v.core.report import ReportError, RunReport
-from rsgpt4v.tools.card import write_card
-from rsgpt4v.tools.croissant import write_croissant
-from rsgpt4v.tools.hf_folder import HfForm
-from rsgpt4v.tools.publication import Tally, gather
+from rsgpt4v.tools.publishing.card import write_card
+from rsgpt4v.tools.publishing.croissant import write_croissant
+from rsgpt4v.tools.publishing.hf_folder import HfForm
+from rsgpt4v.tools.publishing.publication import Tally, gather
 
 HUB_INSTALL = 'pip install "rsgpt4v[hub]"'
 # Files an interrupted export leaves beside its outputs: never published.

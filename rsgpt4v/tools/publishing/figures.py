@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from rsgpt4v.tools.publication import Tally
+from rsgpt4v.tools.publishing.publication import Tally
 
 TASK_MIX = "figures/task_mix.png"
 ANSWER_LENGTHS = "figures/answer_lengths.png"
