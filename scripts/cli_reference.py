@@ -1,6 +1,6 @@
 """Writes the options reference of docs/cli.md from the command line's own help texts.
 
-The help strings in rsgpt4v/cli.py are the one owner of what an option means; this renders them
+The help strings in rsgpt4v/cli/ are the one owner of what an option means; this renders them
 between the markers of docs/cli.md, and tests/test_docs_commands.py fails when the page is stale.
 
     python scripts/cli_reference.py           # rewrite the reference in docs/cli.md

@@ -10,11 +10,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import rsgpt4v.cli
+import rsgpt4v
 from rsgpt4v.records.boxtext import BOX_PATTERNS
 from rsgpt4v.tools.export import ExportError, export, main_export
 
-SAMPLE_DOTA = Path(rsgpt4v.cli.__file__).parent / "sample_data" / "dota"
+SAMPLE_DOTA = Path(rsgpt4v.__file__).parent / "sample_data" / "dota"
 
 
 def _build(out: Path, *source: str) -> Path:
